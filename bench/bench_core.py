@@ -1,0 +1,124 @@
+"""Core figures: node list latency at 100 and 1,000 nodes, and deploy -> process running on an agent.
+
+Runs a real `manager` (gunicorn, private Redis) and one real `agent` on this machine, then registers
+simulated nodes through the real join endpoint and heartbeats them through shared/heartbeat.py.
+Usage: .venv/bin/python bench/bench_core.py [--deploys 60] [--requests 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import redis
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from shared import api, heartbeat  # noqa: E402
+from shared.defaults import PROTOCOL_VERSION  # noqa: E402
+from shared.paths import local_join_token_path  # noqa: E402
+from tests.e2e.harness import Agent, Manager, isolated_env  # noqa: E402
+from tests.support import wait_until  # noqa: E402
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def ms(x: float) -> str:
+    return f"{x * 1000:.1f} ms"
+
+
+def bench_deploy(manager: Manager, session: requests.Session, runs: int) -> list[float]:
+    body = {"name": "bench", "task_groups": [{"tasks": [{"name": "t", "config": {"command": "sleep 600"}}]}]}
+    session.post(manager.url + "/api/task/task_group", json=body).raise_for_status()
+    samples = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        dep_id = session.post(manager.url + "/api/task/task_group/deploy", json={"name": "bench"}).json()["id"]
+        while True:
+            dep = session.get(f"{manager.url}/deployments/{dep_id}").json()
+            if dep["tasks"][0]["state"] == "RUNNING":
+                break
+            if time.perf_counter() - t0 > 10:
+                raise RuntimeError(f"deploy {dep_id} not running after 10 s: {dep}")
+            time.sleep(0.001)
+        samples.append(time.perf_counter() - t0)
+        session.post(manager.url + "/api/task/task_group/stop", json={"id": dep_id}).raise_for_status()
+    return samples
+
+
+def register_nodes(manager: Manager, env: dict[str, str], count: int) -> redis.Redis:
+    token = (Path(env["CORRAL_RUNTIME_DIR"]) / local_join_token_path(manager.port).name).read_text().strip()
+    client = None
+    session = requests.Session()
+    for i in range(count):
+        body = {"node_id": uuid.uuid4().hex, "hostname": f"sim-{i:05d}", "ip": f"10.{i // 65536}.{i // 256 % 256}.{i % 256}",
+                "interval": 60.0, "protocol": PROTOCOL_VERSION, "facts": {}}
+        answer = session.post(manager.url + api.JOIN_PATH, json=body, headers=api.bearer(token))
+        answer.raise_for_status()
+        if client is None:
+            client = redis.Redis.from_url(answer.json()["redis_url"])
+        heartbeat.write(client, body["node_id"], {"interval": 60, "hostname": body["hostname"], "ip": body["ip"],
+                                                   "cpu_usage_percent": i % 100, "memory_usage_percent": 40})
+    assert client is not None
+    return client
+
+
+def bench_node_list(manager: Manager, session: requests.Session, requests_count: int) -> list[float]:
+    samples = []
+    for _ in range(requests_count):
+        t0 = time.perf_counter()
+        answer = session.get(manager.url + "/api/task/node")
+        answer.raise_for_status()
+        samples.append(time.perf_counter() - t0)
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--deploys", type=int, default=60)
+    parser.add_argument("--requests", type=int, default=500)
+    args = parser.parse_args()
+
+    print(f"machine: {platform.platform()}, {psutil.cpu_count()} cores, "
+          f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}")
+    with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
+        workdir = Path(tmp)
+        env = isolated_env(workdir)
+        manager = Manager(workdir, env)
+        manager.start()
+        agent = Agent(workdir, env, manager, "bench-agent", 1.0)
+        agent.start()
+        try:
+            session = requests.Session()
+            wait_until(lambda: session.get(manager.url + "/api/task/node").json()["nodes"], timeout=30, what="agent")
+            deploys = bench_deploy(manager, session, args.deploys)
+            print(f"deploy -> RUNNING seen through the API, {len(deploys)} deploys: "
+                  f"p50 {ms(pct(deploys, 0.5))}, p99 {ms(pct(deploys, 0.99))}")
+            agent.terminate()
+            registered = 1
+            for target in (100, 1000):
+                register_nodes(manager, env, target - registered)
+                registered = target
+                bench_node_list(manager, session, 50)  # warm up
+                lat = bench_node_list(manager, session, args.requests)
+                print(f"GET /api/task/node with {target} nodes, {len(lat)} requests: "
+                      f"p50 {ms(pct(lat, 0.5))}, p99 {ms(pct(lat, 0.99))}, mean {ms(statistics.mean(lat))}")
+        finally:
+            if agent.alive():
+                agent.terminate()
+            manager.terminate()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The corral manager: REST API (Flask under gunicorn), SQLite store, background duties."""

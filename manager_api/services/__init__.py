@@ -1,0 +1,1 @@
+"""The manager's logic and transactions; routes only parse, call these, and serialize."""

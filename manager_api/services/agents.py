@@ -1,0 +1,78 @@
+"""Agents joining: upsert their node and tell them where their queue is."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from shared import keys
+from shared.defaults import PROTOCOL_VERSION
+
+from .. import db
+from ..config import Settings
+from ..errors import ApiError
+from ..models import Node, utcnow
+from . import audit
+
+logger = logging.getLogger(__name__)
+
+
+def _host_only(request_host: str) -> str:
+    """The host part of a Host header (``[::1]:8080`` → ``[::1]``, ``a:8080`` → ``a``)."""
+    if request_host.startswith("["):
+        return request_host[: request_host.index("]") + 1]
+    return request_host.rsplit(":", 1)[0] if request_host.count(":") == 1 else request_host
+
+
+def agent_redis_url(settings: Settings, request_host: str) -> str:
+    """The Redis URL to hand an agent that reached the manager as ``request_host``."""
+    if settings.agent_redis_url:
+        return settings.agent_redis_url
+    if not settings.redis_url:
+        raise ApiError(503, "The manager has no Redis configured")
+    if not settings.private_redis:
+        return settings.redis_url
+    # The private Redis listens beside the API; the agent reaches it under the name it used for us.
+    parts = urlsplit(settings.redis_url)
+    auth = parts.netloc.rpartition("@")[0]
+    netloc = f"{auth}@" if auth else ""
+    netloc += f"{_host_only(request_host)}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def join(settings: Settings, data: dict[str, Any], request_host: str, actor: str) -> dict[str, Any]:
+    """Upsert the node of a joining agent; returns the JoinResponseSchema data."""
+    node_id = data["node_id"]
+    if data["protocol"] != PROTOCOL_VERSION:
+        raise ApiError(
+            400, f"Unsupported protocol {data['protocol']}; this manager speaks {PROTOCOL_VERSION}"
+        )
+    redis_url = agent_redis_url(settings, request_host)
+    fields = {
+        "hostname": data["hostname"],
+        "ip": data["ip"],
+        "facts": json.dumps(data.get("facts") or {}),
+        "interval": data["interval"],
+        "version": data.get("version") or "",
+    }
+    with db.write_transaction():
+        known = Node.select().where(Node.id == node_id).exists()
+        (
+            Node.insert(id=node_id, registered_at=utcnow(), **fields)
+            .on_conflict(conflict_target=[Node.id], update={getattr(Node, k): v for k, v in fields.items()})
+            .execute()
+        )
+        audit.record(
+            actor, "node.join", node_id, {"hostname": data["hostname"], "ip": data["ip"], "known": known}
+        )
+    logger.info(
+        "node %s (%s, %s) %s", node_id, data["hostname"], data["ip"], "re-joined" if known else "joined"
+    )
+    return {
+        "node_id": node_id,
+        "redis_url": redis_url,
+        "queue": keys.node_queue(node_id),
+        "protocol": PROTOCOL_VERSION,
+    }

@@ -1,0 +1,42 @@
+"""Default values shared by the manager and the agents; each has a one-line reason."""
+
+from __future__ import annotations
+
+PROTOCOL_VERSION = 1
+"""Version of the manager/agent protocol (join body, job payloads, events); bumped on breaking change."""
+
+MANAGER_PORT = 8080
+"""HTTP port of the manager's REST API (manual §4.2)."""
+
+MANAGER_HOST = "127.0.0.1"
+"""The manager binds loopback unless told otherwise: safe by default."""
+
+MANAGER_URL = "http://localhost:8080"
+"""Where an agent looks for its manager when no --manager-url is given (manual §4.2)."""
+
+DB_PATH = "resource_monitor.db"
+"""The one file that holds templates, nodes and deployments (manual §3.2, §5.5)."""
+
+AGENT_PORT = 8081
+"""The agent's local health endpoint (manual §4.2); it serves nothing else."""
+
+HEARTBEAT_INTERVAL = 5.0
+"""Seconds between two heartbeats of an agent (manual §4.2 --interval)."""
+
+OFFLINE_AFTER_INTERVALS = 3
+"""A node whose heartbeat is older than this many of its intervals reads offline."""
+
+STOP_GRACE_SECONDS = 5.0
+"""Seconds between SIGTERM and SIGKILL when a task's process group is stopped."""
+
+MAX_BODY_BYTES = 1024 * 1024
+"""Largest request body the API accepts; larger ones get 413."""
+
+EVENTS_MAXLEN = 100_000
+"""Approximate cap of the agent event stream; the manager consumes it long before."""
+
+JOB_RESULT_TTL = 300
+"""Seconds RQ keeps a finished job's result; the truth lives in the manager's database."""
+
+JOB_FAILURE_TTL = 7 * 24 * 3600
+"""Seconds RQ keeps a failed job for inspection (rq-dashboard)."""

@@ -1,0 +1,16 @@
+"""Names of the job functions the manager enqueues and the agent is allowed to run.
+
+The manager enqueues by these dotted names and never imports worker_agent; the agent refuses any job
+whose function is not in ALLOWED (RQ alone would import and run whatever a job names).
+"""
+
+from __future__ import annotations
+
+START_TASK = "worker_agent.jobs.start_task"
+"""Start one task's command as a supervised process; payload: StartTaskSchema."""
+
+STOP_TASKS = "worker_agent.jobs.stop_tasks"
+"""Stop the process trees of some tasks; payload: StopTasksSchema."""
+
+ALLOWED: frozenset[str] = frozenset({START_TASK, STOP_TASKS})
+"""The only functions an agent executes."""

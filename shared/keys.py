@@ -1,0 +1,31 @@
+"""Every Redis key and queue name corral uses, defined once.
+
+RQ adds its own ``rq:`` keys around the queue names below; corral's own keys all start with ``corral:``.
+"""
+
+from __future__ import annotations
+
+PREFIX = "corral:"
+"""Prefix of every key that corral itself writes."""
+
+NODES_SEEN = PREFIX + "nodes:seen"
+"""Sorted set: node id -> Redis time (seconds) of its last heartbeat."""
+
+EVENTS_STREAM = PREFIX + "events"
+"""Stream of task events that agents append and the manager's duties consume."""
+
+EVENTS_GROUP = "corral-manager"
+"""Consumer group of the manager on EVENTS_STREAM."""
+
+DUTIES_LOCK = PREFIX + "lock:duties"
+"""Lock held by the one manager process that runs the background duties."""
+
+
+def node_queue(node_id: str) -> str:
+    """Name of the RQ queue that only the agent of ``node_id`` consumes."""
+    return f"corral.node.{node_id}"
+
+
+def node_heartbeat(node_id: str) -> str:
+    """Hash holding the last heartbeat and psutil figures of a node."""
+    return f"{PREFIX}node:{node_id}:heartbeat"

@@ -1,0 +1,107 @@
+"""Real manager and agent processes for end-to-end tests, started through their console scripts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.support import free_port, wait_until
+
+BIN = Path(sys.executable).parent
+
+
+class Proc:
+    """A console script run as a child process, its stderr and stdout kept in a log file."""
+
+    def __init__(self, args: list[str], log: Path, env: dict[str, str]) -> None:
+        self.args = args
+        self.log = log
+        self.env = env
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.popen = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT, env=self.env)
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def terminate(self, timeout: float = 30) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        assert self.popen is not None
+        self.popen.send_signal(signal.SIGTERM)
+        return self.popen.wait(timeout)
+
+    def kill(self) -> None:
+        assert self.popen is not None
+        self.popen.kill()
+        self.popen.wait(10)
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+class Manager(Proc):
+    """The `manager` console script on a free port, owning its private Redis."""
+
+    def __init__(self, workdir: Path, env: dict[str, str], extra: list[str] | None = None) -> None:
+        self.port = free_port()
+        self.db_path = workdir / "data" / "resource_monitor.db"
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = [str(BIN / "manager"), "--port", str(self.port), "--db-path", str(self.db_path), *(extra or [])]
+        super().__init__(args, workdir / "manager.log", env)
+
+    def start(self) -> None:
+        super().start()
+        wait_until(self.healthy, timeout=30, what=f"manager on {self.url}\n{self.output()}")
+
+    def healthy(self) -> bool:
+        if not self.alive():
+            raise AssertionError(f"manager exited:\n{self.output()}")
+        try:
+            return requests.get(self.url + "/healthz", timeout=2).ok
+        except requests.ConnectionError:
+            return False
+
+    def get(self, path: str, **kw: Any) -> requests.Response:
+        return requests.get(self.url + path, timeout=10, **kw)
+
+    def post(self, path: str, body: Any = None, **kw: Any) -> requests.Response:
+        return requests.post(self.url + path, json=body, timeout=10, **kw)
+
+
+class Agent(Proc):
+    """The `agent` console script with its own data dir and hostname."""
+
+    def __init__(self, workdir: Path, env: dict[str, str], manager: Manager, hostname: str, interval: float) -> None:
+        self.hostname = hostname
+        self.data_dir = workdir / f"agent-{hostname}"
+        args = [
+            str(BIN / "agent"),
+            "--manager-url", manager.url,
+            "--hostname", hostname,
+            "--interval", str(interval),
+            "--port", "0",
+            "--data-dir", str(self.data_dir),
+        ]
+        super().__init__(args, workdir / f"agent-{hostname}.log", env)
+
+
+def isolated_env(workdir: Path) -> dict[str, str]:
+    """The test's environment with a private runtime dir, so join tokens never mix with a user's."""
+    env = dict(os.environ)
+    env["CORRAL_RUNTIME_DIR"] = str(workdir / "run")
+    env.pop("CORRAL_API_TOKEN", None)
+    env.pop("CORRAL_JOIN_TOKEN", None)
+    return env

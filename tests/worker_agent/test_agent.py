@@ -1,0 +1,168 @@
+"""The agent as a real process: health, heartbeats, jobs, SIGTERM (tasks survive), restart (tasks adopted)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis as redis_lib
+
+from shared import heartbeat
+from shared import jobs as job_names
+from shared.defaults import OFFLINE_AFTER_INTERVALS
+from shared.paths import local_join_token_path
+from tests.support import free_port, pid_alive, wait_until
+from tests.worker_agent.conftest import last_state, node_queue, start_payload, state_is, task_events
+from tests.worker_agent.fake_manager import FakeManager
+
+
+class AgentProcess:
+    """``python -m worker_agent.cli ...`` with its log in a file."""
+
+    def __init__(self, tmp_path: Path, *args: str) -> None:
+        self.port = free_port()
+        self.log_path = tmp_path / f"agent-{time.monotonic_ns()}.log"
+        env = {**os.environ, "CORRAL_RUNTIME_DIR": str(tmp_path / "run")}
+        env.pop("CORRAL_JOIN_TOKEN", None)
+        command = [sys.executable, "-m", "worker_agent.cli", "--port", str(self.port), "--interval", "0.5"]
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [*command, *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def health(self, path: str = "/healthz") -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as response:
+            return json.loads(response.read())
+
+    def joined(self) -> dict[str, Any] | None:
+        assert self.proc.poll() is None, self.log
+        status = self.health()
+        return status if status["joined"] else None
+
+    def terminate(self, timeout: float = 10.0) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def agents(tmp_path: Path) -> Iterator[list[AgentProcess]]:
+    started: list[AgentProcess] = []
+    yield started
+    for agent in started:
+        agent.kill()
+
+
+def test_the_agent_runs_tasks_that_outlive_it_and_adopts_them_after_a_restart(
+    redis_url: str, redis_client: redis_lib.Redis, data_dir: Path, tmp_path: Path, agents: list[AgentProcess]
+) -> None:
+    args = ("--redis-url", redis_url, "--data-dir", str(data_dir), "--hostname", "node-a")
+    agent = AgentProcess(tmp_path, *args)
+    agents.append(agent)
+    status = wait_until(agent.joined, what="the agent to work its queue")
+    node_id = (data_dir / "node-id").read_text().strip()
+    assert status == {"status": "ok", "node_id": node_id, "joined": True, "tasks_running": 0}
+    with pytest.raises(urllib.error.HTTPError) as not_found:
+        agent.health("/anything-else")
+    not_found.value.close()
+    assert not_found.value.code == 404
+
+    def beat() -> dict[str, str] | None:
+        now, beats = heartbeat.read(redis_client, [node_id])
+        fresh = heartbeat.is_online(beats[node_id], now, OFFLINE_AFTER_INTERVALS)
+        return beats[node_id] if fresh else None
+
+    figures = wait_until(beat, what="a heartbeat")
+    assert figures["hostname"] == "node-a" and float(figures["interval"]) == 0.5
+    assert 0 <= float(figures["memory_usage_percent"]) <= 100
+
+    queue = node_queue(redis_client, node_id)
+    queue.enqueue(job_names.START_TASK, start_payload("t-long", "sleep 300"))
+    running = wait_until(lambda: last_state(redis_client, "t-long"), what="the task to run")
+    pid = running["pid"]
+    assert running["state"] == "RUNNING" and pid_alive(pid)
+    wait_until(lambda: agent.health()["tasks_running"] == 1, what="health to count the task")
+
+    assert agent.terminate() == 0
+    assert "agent shutting down" in agent.log
+    assert pid_alive(pid), "the task must outlive the agent"
+
+    restarted = AgentProcess(tmp_path, *args)
+    agents.append(restarted)
+    wait_until(restarted.joined, what="the restarted agent")
+    wait_until(lambda: len(task_events(redis_client, "t-long")) == 2, what="RUNNING re-announced")
+    again = last_state(redis_client, "t-long")
+    assert (again["state"], again["pid"]) == ("RUNNING", pid)
+    assert restarted.health()["tasks_running"] == 1
+
+    queue.enqueue(job_names.STOP_TASKS, {"task_ids": ["t-long"], "grace_seconds": 5})
+    stopped = wait_until(lambda: state_is(redis_client, "t-long", "STOPPED"), what="the task to stop")
+    assert stopped["exit_code"] == -signal.SIGTERM
+    wait_until(lambda: not pid_alive(pid), what="the adopted task to die")
+    assert restarted.terminate() == 0
+
+
+def test_the_agent_joins_the_manager_with_the_local_token_file(
+    redis_url: str,
+    redis_client: redis_lib.Redis,
+    data_dir: Path,
+    tmp_path: Path,
+    agents: list[AgentProcess],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The runtime dir AgentProcess gives the agent: a manager on this host leaves its token there.
+    monkeypatch.setenv("CORRAL_RUNTIME_DIR", str(tmp_path / "run"))
+    with FakeManager("local-token", redis_url) as manager:
+        token_file = local_join_token_path(manager.port)
+        token_file.parent.mkdir(parents=True)
+        token_file.write_text("local-token\n")
+        agent = AgentProcess(tmp_path, "--manager-url", manager.url, "--data-dir", str(data_dir))
+        agents.append(agent)
+
+        wait_until(agent.joined, what="the agent to join")
+        [joined] = manager.joins
+        node_id = (data_dir / "node-id").read_text().strip()
+        assert joined["node_id"] == node_id and joined["ip"] == "127.0.0.1" and joined["interval"] == 0.5
+        assert joined["facts"]["cpu_count"] >= 1
+
+        node_queue(redis_client, node_id).enqueue(job_names.START_TASK, start_payload("t-quick", "exit 0"))
+        done = wait_until(lambda: state_is(redis_client, "t-quick", "COMPLETED"), what="the task to complete")
+        assert done["node_id"] == node_id
+        assert agent.terminate() == 0
+
+
+def test_sigterm_while_joining_exits_at_once(
+    tmp_path: Path, data_dir: Path, agents: list[AgentProcess]
+) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}"
+    agent = AgentProcess(tmp_path, "--manager-url", nobody, "--token", "t", "--data-dir", str(data_dir))
+    agents.append(agent)
+    wait_until(lambda: "join attempt 2 failed" in agent.log, what="the agent to retry joining")
+    status = agent.health()
+    assert status["joined"] is False
+
+    began = time.monotonic()
+    assert agent.terminate(timeout=5) == 0
+    assert time.monotonic() - began < 3
+    assert "agent shutting down" in agent.log

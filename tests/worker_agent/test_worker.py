@@ -1,0 +1,91 @@
+"""The agent's RQ worker: only allowlisted job functions run; orphaned jobs of a dead worker are requeued."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis as redis_lib
+from rq import Callback
+from rq.job import JobStatus
+from rq.registry import StartedJobRegistry
+from rq.serializers import JSONSerializer
+
+from shared import jobs as job_names
+from shared import keys
+from tests.support import pid_alive, wait_until
+from tests.worker_agent.conftest import node_queue, run_jobs, start_payload, task_events
+from worker_agent.supervisor import Supervisor
+from worker_agent.worker import AgentWorker, AllowlistedJob, requeue_orphaned_jobs
+
+
+def test_a_job_outside_the_allowlist_fails_without_running(
+    redis_client: redis_lib.Redis, node_id: str, tmp_path: Path, supervisor: Supervisor
+) -> None:
+    marker = tmp_path / "pwned"
+    queue = node_queue(redis_client, node_id)
+    evil = queue.enqueue("os.system", f"touch {marker}")
+    allowed = queue.enqueue(job_names.START_TASK, start_payload("t-allowed", "true"))
+
+    run_jobs(redis_client, node_id)
+
+    assert evil.get_status() == JobStatus.FAILED
+    result = evil.latest_result()
+    assert result is not None and "'os.system' is not allowed" in (result.exc_string or "")
+    assert not marker.exists()
+    assert allowed.get_status() == JobStatus.FINISHED
+    assert allowed.return_value()["started"] is True
+
+
+def test_a_job_with_a_callback_never_imports_it(
+    redis_client: redis_lib.Redis, node_id: str, supervisor: Supervisor
+) -> None:
+    queue = node_queue(redis_client, node_id)
+    # An allowed job that fails (bad payload) and names an arbitrary function as failure callback:
+    # were it imported and called, os.abort would end this test process.
+    job = queue.enqueue(job_names.START_TASK, {"nonsense": True}, on_failure=Callback("os.abort"))
+
+    run_jobs(redis_client, node_id)
+
+    assert job.get_status() == JobStatus.FAILED
+    result = job.latest_result()
+    assert result is not None and "ValidationError" in (result.exc_string or "")
+
+
+def test_worker_names_are_unique_per_process(redis_client: redis_lib.Redis, node_id: str) -> None:
+    import os
+
+    worker = AgentWorker(node_id, connection=redis_client)
+
+    assert worker.name == f"{node_id}.{os.getpid()}"
+    assert worker.queue_names() == [keys.node_queue(node_id)]
+
+
+def test_jobs_left_started_by_a_dead_worker_are_requeued_and_run_once(
+    redis_client: redis_lib.Redis, node_id: str, supervisor: Supervisor
+) -> None:
+    queue = node_queue(redis_client, node_id)
+    queue.enqueue(job_names.START_TASK, start_payload("t-orphan", "sleep 30"))
+    # A predecessor dequeues the job, marks it started, and dies before running it.
+    dead = AgentWorker(node_id, connection=redis_client, name=f"{node_id}.999999")
+    dead.register_birth()
+    job, _queue = queue.dequeue_any(
+        [queue], None, connection=redis_client, job_class=AllowlistedJob, serializer=JSONSerializer
+    )
+    dead.prepare_execution(job)
+    dead.prepare_job_execution(job, remove_from_intermediate_queue=True)
+    registry = StartedJobRegistry(queue.name, redis_client)
+    assert job.id in registry.get_job_ids(cleanup=False)
+    assert queue.count == 0
+
+    assert requeue_orphaned_jobs(redis_client, node_id) == [job.id]
+    assert registry.get_job_ids(cleanup=False) == []
+    assert queue.job_ids == [job.id]
+
+    run_jobs(redis_client, node_id)
+    rec = wait_until(lambda: supervisor.record("t-orphan"), what="orphaned start ran")
+    assert rec.pid is not None and pid_alive(rec.pid)
+    # Requeued again (as after a second crash): the handler is idempotent, the task is not started twice.
+    queue.enqueue(job_names.START_TASK, start_payload("t-orphan", "sleep 30"))
+    run_jobs(redis_client, node_id)
+    assert [e["state"] for e in task_events(redis_client, "t-orphan")] == ["RUNNING"]
+    assert supervisor.record("t-orphan").pid == rec.pid

@@ -1,0 +1,230 @@
+"""The agent's main loop: join, connect, requeue orphans, recover tasks, heartbeat, work the node queue."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from shared import events, keys
+from shared.defaults import AGENT_PORT, HEARTBEAT_INTERVAL, MANAGER_URL, PROTOCOL_VERSION
+
+from . import jobs, metrics
+from .health import HealthServer
+from .heartbeat import HeartbeatThread
+from .identity import load_or_create_node_id
+from .join import MAX_RETRY_SECONDS, join
+from .supervisor import Supervisor
+from .worker import AgentWorker, requeue_orphaned_jobs
+
+logger = logging.getLogger(__name__)
+
+REDIS_SOCKET_TIMEOUT = 5.0
+"""Seconds a heartbeat or event write may hang on Redis before it counts as failed."""
+
+
+class ShutdownRequested(BaseException):
+    """Raised by the agent's signal handler outside RQ's work loop (joining, connecting, recovering).
+
+    A BaseException, so that no ``except Exception`` on the way (urllib, redis-py) swallows it.
+    """
+
+
+@dataclass
+class AgentSettings:
+    """Everything an Agent needs to run; cli.py builds it from the command line."""
+
+    data_dir: Path
+    hostname: str = field(default_factory=socket.gethostname)
+    ip: str = "127.0.0.1"
+    interval: float = HEARTBEAT_INTERVAL
+    port: int = AGENT_PORT
+    manager_url: str = MANAGER_URL
+    token: Callable[[], str | None] = lambda: None
+    redis_url: str | None = None
+    """When set, the agent skips joining and works this Redis directly (tests, development)."""
+
+
+def agent_version() -> str:
+    """The installed corral version, sent with the join."""
+    try:
+        return metadata.version("corral")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+class Agent:
+    """One node's agent; ``run()`` must be called from the main thread (signals, RQ's warm shutdown)."""
+
+    def __init__(self, settings: AgentSettings) -> None:
+        self.settings = settings
+        self.data_dir = Path(settings.data_dir)
+        self.node_id = load_or_create_node_id(self.data_dir)
+        self.supervisor = Supervisor(self.data_dir, self.node_id, self._publish)
+        self.joined = False
+        self.redis: Redis | None = None
+        self._redis_url = ""
+        self.health: HealthServer | None = None
+        self._heartbeat: HeartbeatThread | None = None
+        self._stop = threading.Event()
+        self._recovered = False
+        self._generation = 0
+
+    @classmethod
+    def from_redis(cls, redis_url: str, data_dir: Path, **settings: Any) -> Agent:
+        """An agent that works ``redis_url`` directly, without a manager (tests, development)."""
+        return cls(AgentSettings(data_dir=Path(data_dir), redis_url=redis_url, **settings))
+
+    def status(self) -> dict[str, Any]:
+        """What the health endpoint shows."""
+        return {
+            "node_id": self.node_id,
+            "joined": self.joined,
+            "tasks_running": self.supervisor.running_count(),
+        }
+
+    def run(self) -> int:
+        """Work until SIGTERM/SIGINT; returns the process exit code. Task processes are left running."""
+        self._install_signal_handlers(raising=True)
+        try:
+            self.health = HealthServer(self.settings.port, self.status).start()
+        except OSError as exc:
+            logger.error(
+                "node %s: cannot serve health on 127.0.0.1:%s: %s", self.node_id, self.settings.port, exc
+            )
+            return 1
+        logger.info("node %s: agent started, health on 127.0.0.1:%s", self.node_id, self.health.port)
+        jobs.register(self.supervisor)
+        try:
+            while not self._stop.is_set():
+                answer = self._join()
+                if answer is None:
+                    break
+                self._connect(answer["redis_url"])
+                if not self._serve():
+                    break
+                logger.warning("node %s: worker stopped without a stop request; joining again", self.node_id)
+                if self._stop.wait(MAX_RETRY_SECONDS):
+                    break
+        except ShutdownRequested:
+            pass
+        finally:
+            self._shutdown()
+        return 0
+
+    def _join(self) -> dict[str, Any] | None:
+        if self.settings.redis_url:
+            return {"redis_url": self.settings.redis_url, "queue": keys.node_queue(self.node_id)}
+        request = {
+            "node_id": self.node_id,
+            "hostname": self.settings.hostname,
+            "ip": self.settings.ip,
+            "interval": self.settings.interval,
+            "protocol": PROTOCOL_VERSION,
+            "version": agent_version(),
+            "facts": metrics.facts(),
+        }
+        answer = join(self.settings.manager_url, request, self.settings.token, self._stop)
+        if answer is not None and answer["queue"] != keys.node_queue(self.node_id):
+            logger.warning(
+                "node %s: manager named queue %s, working %s",
+                self.node_id,
+                answer["queue"],
+                keys.node_queue(self.node_id),
+            )
+        return answer
+
+    def _connect(self, redis_url: str) -> None:
+        if self.redis is not None:
+            self.redis.close()
+        self._redis_url = redis_url
+        self.redis = Redis.from_url(
+            redis_url, socket_timeout=REDIS_SOCKET_TIMEOUT, socket_connect_timeout=REDIS_SOCKET_TIMEOUT
+        )
+
+    def _serve(self) -> bool:
+        """Run the worker on the node queue; True when it stopped for another reason than a stop request."""
+        assert self.redis is not None
+        # RQ raises its socket timeout above its blocking dequeue: the worker gets a connection of its own.
+        worker_redis = Redis.from_url(self._redis_url)
+        try:
+            requeue_orphaned_jobs(worker_redis, self.node_id)
+            if not self._recovered:
+                self.supervisor.recover()
+                self.supervisor.start_monitor()
+                self._recovered = True
+            self._heartbeat = HeartbeatThread(
+                self.redis, self.node_id, self.settings.interval, self._figures
+            ).start()
+            self.joined = True
+            name = f"{self.node_id}.{os.getpid()}" + (f".{self._generation}" if self._generation else "")
+            self._generation += 1
+            worker = AgentWorker(self.node_id, connection=worker_redis, name=name)
+            try:
+                worker.work(logging_level=None)
+            except RedisError as exc:
+                logger.warning("node %s: worker lost Redis: %s", self.node_id, exc)
+            except Exception:
+                logger.exception("node %s: worker failed", self.node_id)
+            # RQ leaves its own (cold shutdown) handlers behind; take the signals back.
+            self._install_signal_handlers(raising=True)
+            return not (worker.shutdown_requested or self._stop.is_set())
+        except RedisError as exc:
+            logger.warning("node %s: Redis unavailable while starting the worker: %s", self.node_id, exc)
+            return True
+        finally:
+            self.joined = False
+            if self._heartbeat is not None:
+                self._heartbeat.stop()
+                self._heartbeat = None
+            worker_redis.close()
+
+    def _figures(self) -> dict[str, Any]:
+        return metrics.collect(
+            self.settings.interval, self.settings.hostname, self.settings.ip, self.supervisor.running_count()
+        )
+
+    def _publish(self, event: dict[str, Any]) -> None:
+        if self.redis is None:
+            raise ConnectionError("not connected to Redis yet")
+        events.publish(self.redis, event)
+
+    def _install_signal_handlers(self, raising: bool) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        handler = self._on_signal_raise if raising else self._on_signal_quiet
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def _on_signal_raise(self, signum: int, frame: FrameType | None) -> None:
+        self._on_signal_quiet(signum, frame)
+        raise ShutdownRequested
+
+    def _on_signal_quiet(self, signum: int, frame: FrameType | None) -> None:
+        logger.info("node %s: got %s", self.node_id, signal.Signals(signum).name)
+        self._stop.set()
+
+    def _shutdown(self) -> None:
+        self._install_signal_handlers(raising=False)
+        logger.info("node %s: agent shutting down; task processes keep running", self.node_id)
+        self._stop.set()
+        self.joined = False
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        self.supervisor.close()
+        jobs.register(None)
+        if self.health is not None:
+            self.health.stop()
+        if self.redis is not None:
+            self.redis.close()

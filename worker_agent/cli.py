@@ -1,0 +1,151 @@
+"""The ``agent`` console script: parse the command line, configure logging, run the Agent."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from shared.defaults import AGENT_PORT, HEARTBEAT_INTERVAL, MANAGER_URL
+from shared.paths import local_join_token_path
+
+from .agent import Agent, AgentSettings
+
+logger = logging.getLogger(__name__)
+
+TOKEN_ENV = "CORRAL_JOIN_TOKEN"
+
+
+def default_data_dir() -> Path:
+    """/var/lib/corral-agent as root, else ~/.local/share/corral-agent."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/corral-agent")
+    return Path.home() / ".local" / "share" / "corral-agent"
+
+
+def manager_address(manager_url: str) -> tuple[str, int]:
+    """Host and port of the manager URL."""
+    parts = urlsplit(manager_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {manager_url!r}")
+    return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (localhost or a loopback address)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def advertised_ip(manager_url: str) -> str:
+    """The source address this host would use to reach the manager (no packet is sent)."""
+    host, port = manager_address(manager_url)
+    try:
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        with socket.socket(info[0], socket.SOCK_DGRAM) as s:
+            s.connect(info[4])
+            return str(s.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
+
+
+def token_source(token: str | None, token_file: Path | None, manager_url: str) -> Callable[[], str | None]:
+    """Where the join token comes from; files are read again on every join attempt."""
+    if token:
+        return lambda: token
+    from_env = os.environ.get(TOKEN_ENV)
+    if from_env:
+        return lambda: from_env
+    path = token_file
+    if path is None:
+        host, port = manager_address(manager_url)
+        if not is_loopback(host):
+            return lambda: None
+        # A manager on this host leaves its token here, maybe only after the agent started.
+        path = local_join_token_path(port)
+    found = path
+
+    def read() -> str | None:
+        try:
+            return found.read_text().strip() or None
+        except OSError:
+            return None
+
+    return read
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agent", description="corral agent: runs the tasks of one node.")
+    parser.add_argument("--manager-url", default=MANAGER_URL, help="manager address (default %(default)s)")
+    parser.add_argument(
+        "--hostname", default=socket.gethostname(), help="hostname to report (default: this host's)"
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=HEARTBEAT_INTERVAL,
+        help="seconds between heartbeats (default %(default)s)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=AGENT_PORT,
+        help="local health port on 127.0.0.1, 0 = any (default %(default)s)",
+    )
+    parser.add_argument("--token", help=f"join token (else ${TOKEN_ENV}, else --token-file)")
+    parser.add_argument(
+        "--token-file", type=Path, help="file holding the join token, read on every join attempt"
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, help="node id, task records and task logs (default: per user)"
+    )
+    parser.add_argument("--ip", help="IP to advertise (default: the address used to reach the manager)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--redis-url", help="development and tests: skip joining the manager and work this Redis directly"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``agent`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not 0.1 <= args.interval <= 3600:
+        logger.error("--interval must be between 0.1 and 3600 seconds, got %s", args.interval)
+        return 2
+    try:
+        manager_address(args.manager_url)
+        settings = AgentSettings(
+            data_dir=args.data_dir or default_data_dir(),
+            hostname=args.hostname,
+            ip=args.ip or advertised_ip(args.manager_url),
+            interval=args.interval,
+            port=args.port,
+            manager_url=args.manager_url,
+            token=token_source(args.token, args.token_file, args.manager_url),
+            redis_url=args.redis_url,
+        )
+        agent = Agent(settings)
+    except (OSError, ValueError) as exc:
+        logger.error("agent cannot start: %s", exc)
+        return 2
+    return agent.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

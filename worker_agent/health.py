@@ -1,0 +1,58 @@
+"""The agent's local health endpoint: GET /healthz on 127.0.0.1, nothing else."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from shared import api
+
+logger = logging.getLogger(__name__)
+
+
+class HealthServer:
+    """Serves ``status()`` as JSON on ``GET /healthz`` from a daemon thread."""
+
+    def __init__(self, port: int, status: Callable[[], dict[str, Any]], host: str = "127.0.0.1") -> None:
+        handler = _handler_for(status)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="corral-health", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> HealthServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _handler_for(status: Callable[[], dict[str, Any]]) -> type[BaseHTTPRequestHandler]:
+    class HealthHandler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            if self.path.split("?", 1)[0] != api.HEALTH_PATH:
+                self._reply(404, {"error": "not found"})
+                return
+            self._reply(200, {"status": "ok", **status()})
+
+        def _reply(self, code: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            logger.debug("health endpoint: " + format, *args)
+
+    return HealthHandler

@@ -1,0 +1,40 @@
+"""The node's identity: a uuid4 hex made once and kept in ``<data dir>/node-id``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import uuid
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+NODE_ID_FILE = "node-id"
+_NODE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def load_or_create_node_id(data_dir: Path) -> str:
+    """The node id kept in ``data_dir``, created on first use."""
+    path = Path(data_dir) / NODE_ID_FILE
+    try:
+        existing = path.read_text().strip()
+    except FileNotFoundError:
+        existing = None
+    if existing is not None:
+        if not _NODE_ID.match(existing):
+            raise ValueError(f"{path} does not hold a node id (32 hex digits): {existing!r}")
+        return existing
+    path.parent.mkdir(parents=True, exist_ok=True)
+    node_id = uuid.uuid4().hex
+    tmp = path.with_name(f".{NODE_ID_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(node_id + "\n")
+    try:
+        # link() fails if another agent created the file meanwhile: then its id wins.
+        os.link(tmp, path)
+    except FileExistsError:
+        return load_or_create_node_id(data_dir)
+    finally:
+        tmp.unlink(missing_ok=True)
+    logger.info("node %s: new node id written to %s", node_id, path)
+    return node_id

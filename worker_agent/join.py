@@ -1,0 +1,113 @@
+"""Joining the manager: POST the node's description with the join token until the manager answers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from marshmallow import ValidationError
+
+from shared import api
+from shared.defaults import PROTOCOL_VERSION
+from shared.messages import JoinRequestSchema, JoinResponseSchema, dump
+
+logger = logging.getLogger(__name__)
+
+FIRST_RETRY_SECONDS = 0.2
+"""Pause after the first failed attempt; it doubles on each failure."""
+
+MAX_RETRY_SECONDS = 5.0
+"""Longest pause between two attempts; also the pause after a rejected or missing token."""
+
+REQUEST_TIMEOUT = 10.0
+"""Seconds one join request may take."""
+
+
+class JoinFailed(Exception):
+    """One join attempt failed; ``slow`` asks for the longest pause before the next one."""
+
+    def __init__(self, message: str, slow: bool = False) -> None:
+        super().__init__(message)
+        self.slow = slow
+
+
+def join(
+    manager_url: str,
+    request: Mapping[str, Any],
+    token: Callable[[], str | None],
+    stop: threading.Event,
+    max_delay: float = MAX_RETRY_SECONDS,
+) -> dict[str, Any] | None:
+    """Join until the manager accepts; returns its JoinResponseSchema answer, or None once ``stop`` is set.
+
+    ``token`` is called before every attempt: a token file may appear only when the manager starts.
+    """
+    body = dump(JoinRequestSchema, dict(request))
+    node_id = body["node_id"]
+    delay = FIRST_RETRY_SECONDS
+    attempt = 0
+    while not stop.is_set():
+        attempt += 1
+        try:
+            answer = join_once(manager_url, body, token())
+        except JoinFailed as exc:
+            wait = max_delay if exc.slow else delay
+            log = logger.error if exc.slow else logger.warning
+            log("node %s: join attempt %d failed: %s; retrying in %.1fs", node_id, attempt, exc, wait)
+            delay = min(delay * 2, max_delay)
+            if stop.wait(wait):
+                break
+            continue
+        if answer["protocol"] != PROTOCOL_VERSION:
+            logger.warning(
+                "node %s: manager speaks protocol %s, this agent %s",
+                node_id,
+                answer["protocol"],
+                PROTOCOL_VERSION,
+            )
+        logger.info("node %s: joined %s, queue %s", node_id, manager_url, answer["queue"])
+        return answer
+    logger.info("node %s: join abandoned, stop requested", node_id)
+    return None
+
+
+def join_once(manager_url: str, body: Mapping[str, Any], token: str | None) -> dict[str, Any]:
+    """One POST to the join endpoint; raises JoinFailed."""
+    if not token:
+        raise JoinFailed("no join token yet (give --token, CORRAL_JOIN_TOKEN or --token-file)", slow=True)
+    request = urllib.request.Request(
+        manager_url.rstrip("/") + api.JOIN_PATH,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **api.bearer(token)},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:
+            raw = response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:  # holds the connection open until closed
+            detail = _error_message(exc)
+        if exc.code == 401:
+            raise JoinFailed(f"join token rejected by the manager ({detail})", slow=True) from exc
+        raise JoinFailed(f"manager answered {exc.code}: {detail}", slow=400 <= exc.code < 500) from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise JoinFailed(f"manager unreachable at {manager_url}: {reason}") from exc
+    try:
+        answer: dict[str, Any] = JoinResponseSchema().load(json.loads(raw))
+    except (ValueError, ValidationError) as exc:
+        raise JoinFailed(f"malformed join answer: {exc}", slow=True) from exc
+    return answer
+
+
+def _error_message(exc: urllib.error.HTTPError) -> str:
+    try:
+        body = json.loads(exc.read() or b"{}")
+        return str(body.get("error") or body)
+    except (ValueError, AttributeError, OSError):
+        return exc.reason if isinstance(exc.reason, str) else str(exc)

@@ -1,0 +1,97 @@
+"""Finding and signalling the processes of one task: its process group plus every descendant."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+import psutil
+
+logger = logging.getLogger(__name__)
+
+CREATE_TIME_TOLERANCE = 1.0
+"""Seconds two create_time readings may differ by and still name the same process (boot time jitter)."""
+
+
+def create_time(pid: int) -> float | None:
+    """psutil's create_time of ``pid``, or None when it is gone."""
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def find_process(pid: int, expected_create_time: float | None) -> psutil.Process | None:
+    """The live (non-zombie) process ``pid`` if it is still the one created at ``expected_create_time``."""
+    try:
+        proc = psutil.Process(pid)
+        if expected_create_time is not None and abs(proc.create_time() - expected_create_time) > (
+            CREATE_TIME_TOLERANCE
+        ):
+            return None  # the pid was recycled by another process
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def is_alive(proc: psutil.Process) -> bool:
+    """Whether ``proc`` (the same process, not a recycled pid) still runs and is not a zombie."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def group_members(pgid: int) -> list[psutil.Process]:
+    """Live processes of process group ``pgid`` (zombies left out: an init that never reaps keeps them)."""
+    members = []
+    for proc in psutil.process_iter(["status"], ad_value=None):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE or os.getpgid(proc.pid) != pgid:
+                continue
+        except (ProcessLookupError, PermissionError):
+            continue
+        members.append(proc)
+    return members
+
+
+def collect_tree(
+    pid: int, pgid: int | None, known: list[psutil.Process] | None = None
+) -> list[psutil.Process]:
+    """Live processes of a task: ``pid``, its group, and the descendants of those and of ``known``."""
+    found: dict[int, psutil.Process] = {}
+    roots: list[psutil.Process] = list(known or [])
+    try:
+        roots.append(psutil.Process(pid))
+    except psutil.NoSuchProcess:
+        pass
+    if pgid is not None:
+        roots.extend(group_members(pgid))
+    for root in roots:
+        if not is_alive(root):
+            continue
+        found.setdefault(root.pid, root)
+        try:
+            for child in root.children(recursive=True):
+                found.setdefault(child.pid, child)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return [p for p in found.values() if is_alive(p)]
+
+
+def signal_tree(procs: list[psutil.Process], pgid: int | None, sig: signal.Signals) -> None:
+    """Send ``sig`` to the process group and to each process (some may have left the group)."""
+    # Never our own group: a task always runs in a session of its own.
+    if pgid is not None and pgid != os.getpgrp():
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for proc in procs:
+        try:
+            proc.send_signal(sig)  # psutil checks the pid was not recycled
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass

@@ -1,0 +1,93 @@
+"""The RQ worker of an agent: one node queue, JSON payloads, and only the allowed job functions."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from redis import Redis
+from rq import SimpleWorker
+from rq.job import Job
+from rq.registry import StartedJobRegistry
+from rq.serializers import JSONSerializer
+
+from shared import keys
+from shared.jobs import ALLOWED
+
+logger = logging.getLogger(__name__)
+
+
+class ForbiddenJobError(Exception):
+    """A job named a function that agents do not run."""
+
+
+class AllowlistedJob(Job):
+    """A Job that resolves its function only if shared.jobs.ALLOWED names it, and never imports callbacks.
+
+    RQ alone would ``import_attribute`` whatever a job names (``os.system``...): the check happens before
+    anything is imported, inside ``perform()``, so RQ records the refusal as the job's failure.
+    """
+
+    @property
+    def func(self) -> Any:
+        name = self.func_name
+        if name not in ALLOWED or self.instance is not None:
+            allowed = ", ".join(sorted(ALLOWED))
+            raise ForbiddenJobError(f"job function {name!r} is not allowed on agents (allowed: {allowed})")
+        return super().func
+
+    # Callbacks are imported by name too; corral never sets them, so a job carrying one gets none.
+    @property
+    def success_callback(self) -> None:
+        return None
+
+    @property
+    def failure_callback(self) -> None:
+        return None
+
+    @property
+    def stopped_callback(self) -> None:
+        return None
+
+
+class AgentWorker(SimpleWorker):
+    """Runs jobs in the main thread (no fork), refuses any job function not in the allowlist."""
+
+    job_class = AllowlistedJob
+
+    def __init__(self, node_id: str, connection: Redis, name: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("serializer", JSONSerializer)
+        # Unique per process, so a restarted agent never clashes with the worker key of a dead predecessor.
+        super().__init__(
+            [keys.node_queue(node_id)],
+            name=name or f"{node_id}.{os.getpid()}",
+            connection=connection,
+            **kwargs,
+        )
+        self.node_id = node_id
+        self.shutdown_requested = False
+
+    def handle_warm_shutdown_request(self) -> None:
+        self.shutdown_requested = True
+        logger.info("node %s: worker %s: shutdown requested", self.node_id, self.name)
+
+
+def requeue_orphaned_jobs(connection: Redis, node_id: str) -> list[str]:
+    """Put back on the node queue the jobs a dead predecessor left started; returns their ids.
+
+    Run before this agent's worker starts, so every started job on the node queue is an orphan; the
+    job functions are idempotent, so running one again is safe.
+    """
+    queue_name = keys.node_queue(node_id)
+    registry = StartedJobRegistry(queue_name, connection, job_class=AllowlistedJob, serializer=JSONSerializer)
+    requeued = []
+    for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
+        job = AllowlistedJob.fetch_many([job_id], connection=connection, serializer=JSONSerializer)[0]
+        connection.zrem(registry.key, f"{job_id}:{execution_id}")
+        if job is None:
+            continue  # expired meanwhile: nothing to run again
+        registry.get_queue().enqueue_job(job, at_front=True)
+        requeued.append(job_id)
+        logger.warning("node %s: requeued job %s left started by worker %s", node_id, job_id, job.worker_name)
+    return requeued
