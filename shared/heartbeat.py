@@ -7,7 +7,7 @@ with Redis's clock too, so a skewed clock on an agent or on the manager never ma
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis import Redis
 
@@ -32,24 +32,79 @@ FIELDS = (
 )
 """Fields of the keys.node_heartbeat hash; ``ts`` is written by the script, the rest by the agent."""
 
+# ARGV: node id, interval, cpu%, memory%, then name/value pairs of every figure.
 _WRITE = """
 local t = redis.call('TIME')
 local now = string.format('%d.%06d', tonumber(t[1]), tonumber(t[2]))
-redis.call('HSET', KEYS[1], 'ts', now, unpack(ARGV, 2))
+redis.call('HSET', KEYS[1], 'ts', now, unpack(ARGV, 5))
 redis.call('ZADD', KEYS[2], now, ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], now .. ' ' .. ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[4])
 return now
 """
 
 
+def _number(value: Any, default: float = 0.0) -> str:
+    try:
+        return repr(float(value))
+    except (TypeError, ValueError):
+        return repr(default)
+
+
 def write(redis: Redis, node_id: str, figures: Mapping[str, Any]) -> float:
     """Record a heartbeat of ``node_id`` with its figures; returns the Redis time it was stamped with."""
-    argv: list[Any] = [node_id]
+    argv: list[Any] = [
+        node_id,
+        _number(figures.get("interval"), 5.0),
+        _number(figures.get("cpu_usage_percent")),
+        _number(figures.get("memory_usage_percent")),
+    ]
     for name, value in figures.items():
         if name == "ts" or name not in FIELDS:
             continue
         argv += [name, "" if value is None else str(value)]
-    stamped = redis.eval(_WRITE, 2, keys.node_heartbeat(node_id), keys.NODES_SEEN, *argv)
+    stamped = redis.eval(_WRITE, 3, keys.node_heartbeat(node_id), keys.NODES_SEEN, keys.NODES_SUMMARY, *argv)
     return float(stamped)
+
+
+class Summary(NamedTuple):
+    """What the node list, placement and offline detection need from a node's last heartbeat."""
+
+    ts: float
+    interval: float
+    cpu_usage_percent: float
+    memory_usage_percent: float
+
+    def online(self, now: float, offline_after_intervals: int) -> bool:
+        """Whether this heartbeat, seen at Redis time ``now``, is fresh enough for the node to be online."""
+        return now - self.ts <= offline_after_intervals * self.interval
+
+
+def parse_summary(raw: bytes | str) -> Summary | None:
+    """One NODES_SUMMARY value as a Summary, or None when this version cannot read it."""
+    try:
+        return Summary._make(map(float, raw.split()))
+    except (TypeError, ValueError):
+        return None
+
+
+def read_raw_summaries(redis: Redis) -> tuple[float, dict[bytes, bytes]]:
+    """Redis's time and every node's summary as stored (node id -> b"ts interval cpu memory"), one round trip."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.time()
+    pipe.hgetall(keys.NODES_SUMMARY)
+    (sec, usec), raw = pipe.execute()
+    return sec + usec / 1_000_000, raw
+
+
+def read_summaries(redis: Redis) -> tuple[float, dict[str, Summary]]:
+    """Redis's time and every node's parsed heartbeat summary (a node never heard from is absent)."""
+    now, raw = read_raw_summaries(redis)
+    out = {}
+    for node_id, value in raw.items():
+        summary = parse_summary(value)
+        if summary is not None:
+            out[node_id.decode() if isinstance(node_id, bytes) else node_id] = summary
+    return now, out
 
 
 def redis_now(redis: Redis) -> float:

@@ -11,6 +11,9 @@ PREFIX = "corral:"
 NODES_SEEN = PREFIX + "nodes:seen"
 """Sorted set: node id -> Redis time (seconds) of its last heartbeat."""
 
+NODES_SUMMARY = PREFIX + "nodes:summary"
+"""Hash: node id -> "ts interval cpu% memory%" of its last heartbeat, so the node list is one HGETALL."""
+
 EVENTS_STREAM = PREFIX + "events"
 """Stream of task events that agents append and the manager's duties consume."""
 

@@ -96,17 +96,15 @@ class Agent:
 
     def run(self) -> int:
         """Work until SIGTERM/SIGINT; returns the process exit code. Task processes are left running."""
-        self._install_signal_handlers(raising=True)
         try:
             self.health = HealthServer(self.settings.port, self.status).start()
         except OSError as exc:
-            logger.error(
-                "node %s: cannot serve health on 127.0.0.1:%s: %s", self.node_id, self.settings.port, exc
-            )
+            logger.error("node %s: cannot serve health on 127.0.0.1:%s: %s", self.node_id, self.settings.port, exc)
             return 1
         logger.info("node %s: agent started, health on 127.0.0.1:%s", self.node_id, self.health.port)
         jobs.register(self.supervisor)
         try:
+            self._install_signal_handlers(raising=True)
             while not self._stop.is_set():
                 answer = self._join()
                 if answer is None:
@@ -164,9 +162,7 @@ class Agent:
                 self.supervisor.recover()
                 self.supervisor.start_monitor()
                 self._recovered = True
-            self._heartbeat = HeartbeatThread(
-                self.redis, self.node_id, self.settings.interval, self._figures
-            ).start()
+            self._heartbeat = HeartbeatThread(self.redis, self.node_id, self.settings.interval, self._figures).start()
             self.joined = True
             name = f"{self.node_id}.{os.getpid()}" + (f".{self._generation}" if self._generation else "")
             self._generation += 1

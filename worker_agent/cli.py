@@ -87,9 +87,7 @@ def token_source(token: str | None, token_file: Path | None, manager_url: str) -
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agent", description="corral agent: runs the tasks of one node.")
     parser.add_argument("--manager-url", default=MANAGER_URL, help="manager address (default %(default)s)")
-    parser.add_argument(
-        "--hostname", default=socket.gethostname(), help="hostname to report (default: this host's)"
-    )
+    parser.add_argument("--hostname", default=socket.gethostname(), help="hostname to report (default: this host's)")
     parser.add_argument(
         "--interval",
         type=float,
@@ -103,12 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="local health port on 127.0.0.1, 0 = any (default %(default)s)",
     )
     parser.add_argument("--token", help=f"join token (else ${TOKEN_ENV}, else --token-file)")
-    parser.add_argument(
-        "--token-file", type=Path, help="file holding the join token, read on every join attempt"
-    )
-    parser.add_argument(
-        "--data-dir", type=Path, help="node id, task records and task logs (default: per user)"
-    )
+    parser.add_argument("--token-file", type=Path, help="file holding the join token, read on every join attempt")
+    parser.add_argument("--data-dir", type=Path, help="node id, task records and task logs (default: per user)")
     parser.add_argument("--ip", help="IP to advertise (default: the address used to reach the manager)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument(

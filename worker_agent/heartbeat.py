@@ -19,9 +19,7 @@ logger = logging.getLogger(__name__)
 class HeartbeatThread:
     """Writes ``figures()`` with shared.heartbeat.write every ``interval`` seconds until stopped."""
 
-    def __init__(
-        self, redis: Redis, node_id: str, interval: float, figures: Callable[[], dict[str, Any]]
-    ) -> None:
+    def __init__(self, redis: Redis, node_id: str, interval: float, figures: Callable[[], dict[str, Any]]) -> None:
         self.redis = redis
         self.node_id = node_id
         self.interval = interval

@@ -1,17 +1,57 @@
-"""Finding and signalling the processes of one task: its process group plus every descendant."""
+"""Starting, finding and signalling the processes of one task: its process group plus every descendant."""
 
 from __future__ import annotations
 
 import logging
 import os
 import signal
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
 
 import psutil
 
 logger = logging.getLogger(__name__)
 
+WRAPPER_SCRIPT = 'sh -c "$1"; rc=$?; echo "$rc" > "$2.tmp" && mv -f "$2.tmp" "$2"; exit "$rc"'
+"""Runs the command (``$1``) in a child shell and leaves its exit status in ``$2``, agent or not."""
+
+EXIT_CODE_FILE = "exit-code"
+"""Name of the file, in a task's directory, where the wrapper leaves the command's exit status."""
+
+HIDDEN_ENV = frozenset({"CORRAL_JOIN_TOKEN"})
+"""Agent environment variables that task processes must not inherit."""
+
 CREATE_TIME_TOLERANCE = 1.0
 """Seconds two create_time readings may differ by and still name the same process (boot time jitter)."""
+
+
+def spawn(command: str, task_dir: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """Run ``command`` with /bin/sh in a session of its own, output and exit status in ``task_dir``."""
+    task_dir.mkdir(parents=True, exist_ok=True)
+    exit_file = task_dir / EXIT_CODE_FILE
+    exit_file.unlink(missing_ok=True)
+    full_env = {k: v for k, v in os.environ.items() if k not in HIDDEN_ENV}
+    full_env.update(env)
+    with open(task_dir / "stdout.log", "ab") as out, open(task_dir / "stderr.log", "ab") as err:
+        # The command travels as an argument of the wrapper, never interpolated into its script.
+        return subprocess.Popen(
+            ["/bin/sh", "-c", WRAPPER_SCRIPT, "corral-task", command, str(exit_file)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            cwd=task_dir,
+            env=full_env,
+            start_new_session=True,
+        )
+
+
+def read_exit_code(task_dir: Path) -> int | None:
+    """The exit status the wrapper left in ``task_dir``, or None when it left none."""
+    try:
+        return int((task_dir / EXIT_CODE_FILE).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def create_time(pid: int) -> float | None:
@@ -58,9 +98,7 @@ def group_members(pgid: int) -> list[psutil.Process]:
     return members
 
 
-def collect_tree(
-    pid: int, pgid: int | None, known: list[psutil.Process] | None = None
-) -> list[psutil.Process]:
+def collect_tree(pid: int, pgid: int | None, known: list[psutil.Process] | None = None) -> list[psutil.Process]:
     """Live processes of a task: ``pid``, its group, and the descendants of those and of ``known``."""
     found: dict[int, psutil.Process] = {}
     roots: list[psutil.Process] = list(known or [])

@@ -7,7 +7,6 @@ event and saves the record; an event that could not be published is retried from
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import threading
@@ -27,12 +26,6 @@ logger = logging.getLogger(__name__)
 
 Publish = Callable[[dict[str, Any]], object]
 """Appends one task event to the events stream; raises when it could not."""
-
-WRAPPER_SCRIPT = 'sh -c "$1"; rc=$?; echo "$rc" > "$2.tmp" && mv -f "$2.tmp" "$2"; exit "$rc"'
-"""Runs the command (``$1``) in a child shell and leaves its exit status in ``$2``, agent or not."""
-
-HIDDEN_ENV = frozenset({"CORRAL_JOIN_TOKEN"})
-"""Agent environment variables that task processes must not inherit."""
 
 KEEP_ENDED_SECONDS = 24 * 3600.0
 """How long an ended record is kept so that a redelivered start stays a no-op."""
@@ -96,9 +89,7 @@ class Supervisor:
         with self._lock:
             known = self._records.get(task_id)
             if known is not None:
-                logger.info(
-                    "node %s task %s: already known (%s), start ignored", self.node_id, task_id, known.state
-                )
+                logger.info("node %s task %s: already known (%s), start ignored", self.node_id, task_id, known.state)
                 return {"task_id": task_id, "state": known.state, "pid": known.pid, "started": False}
             rec = TaskRecord(
                 task_id=task_id,
@@ -108,14 +99,13 @@ class Supervisor:
             )
             self._records[task_id] = rec
             if not is_safe_task_id(task_id):
-                self._change_state(
-                    rec, TaskState.FAILED, error=f"task id {task_id!r} cannot name a directory"
-                )
+                self._change_state(rec, TaskState.FAILED, error=f"task id {task_id!r} cannot name a directory")
                 return {"task_id": task_id, "state": rec.state, "pid": None, "started": False}
             # Recorded before spawning: a start redelivered after a crash right here must not run it twice.
             self._save()
             try:
-                popen = self._spawn(rec, task.get("env") or {})
+                env = {**(task.get("env") or {}), "CORRAL_TASK_ID": task_id, "CORRAL_DEPLOYMENT_ID": rec.deployment_id}
+                popen = process_tree.spawn(rec.command, self.task_dir(task_id), env)
             except OSError as exc:
                 logger.error("node %s task %s: could not start: %s", self.node_id, task_id, exc)
                 self._change_state(rec, TaskState.FAILED, error=f"could not start: {exc}")
@@ -129,27 +119,6 @@ class Supervisor:
                 started_at=time.time(),
             )
             return {"task_id": task_id, "state": rec.state, "pid": rec.pid, "started": True}
-
-    def _spawn(self, rec: TaskRecord, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-        task_dir = self.task_dir(rec.task_id)
-        task_dir.mkdir(parents=True, exist_ok=True)
-        exit_file = task_dir / "exit-code"
-        exit_file.unlink(missing_ok=True)
-        full_env = {k: v for k, v in os.environ.items() if k not in HIDDEN_ENV}
-        full_env.update(env)
-        full_env["CORRAL_TASK_ID"] = rec.task_id
-        full_env["CORRAL_DEPLOYMENT_ID"] = rec.deployment_id
-        with open(task_dir / "stdout.log", "ab") as out, open(task_dir / "stderr.log", "ab") as err:
-            # The command travels as an argument of the wrapper, never interpolated into its script.
-            return subprocess.Popen(
-                ["/bin/sh", "-c", WRAPPER_SCRIPT, "corral-task", rec.command, str(exit_file)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                cwd=task_dir,
-                env=full_env,
-                start_new_session=True,
-            )
 
     # -- stop --------------------------------------------------------------------------------------
 
@@ -289,10 +258,7 @@ class Supervisor:
         return True, self._read_exit_file(rec.task_id)
 
     def _read_exit_file(self, task_id: str) -> int | None:
-        try:
-            return int((self.task_dir(task_id) / "exit-code").read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
+        return process_tree.read_exit_code(self.task_dir(task_id))
 
     # -- restart -----------------------------------------------------------------------------------
 
@@ -308,13 +274,9 @@ class Supervisor:
                 proc = process_tree.find_process(rec.pid, rec.create_time)
                 if proc is not None:
                     self._adopted[rec.task_id] = proc
-                    logger.info(
-                        "node %s task %s: adopted pid %s (%s)", self.node_id, rec.task_id, rec.pid, rec.state
-                    )
+                    logger.info("node %s task %s: adopted pid %s (%s)", self.node_id, rec.task_id, rec.pid, rec.state)
                     if rec.state == TaskState.RUNNING:
-                        self._change_state(
-                            rec, TaskState.RUNNING
-                        )  # re-announce: the manager may have missed it
+                        self._change_state(rec, TaskState.RUNNING)  # re-announce: the manager may have missed it
                     continue
                 code = self._read_exit_file(rec.task_id)
                 if rec.state == TaskState.STOPPING:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from peewee import fn
 from redis import Redis
@@ -14,7 +14,6 @@ from shared.states import NodeStatus
 
 from .. import db
 from ..db import database
-from ..heartbeats import read_fields
 from ..models import DeploymentTask, Node
 from . import audit
 from .lifecycle import LIVE_STATES
@@ -22,13 +21,6 @@ from .placement import NodeLoad
 from .serialize import from_unix, iso
 
 logger = logging.getLogger(__name__)
-
-
-def _percent(beat: dict[str, str], name: str) -> float:
-    try:
-        return float(beat.get(name) or 0.0)
-    except ValueError:
-        return 0.0
 
 
 def _iso_from_db(value: Any) -> str | None:
@@ -39,6 +31,35 @@ def _iso_from_db(value: Any) -> str | None:
     return iso(value)
 
 
+OFFLINE_RESOURCES = "cpu_usage_percent:0,memory_usage_percent:0"
+"""What an offline node shows, as the manual's example does."""
+
+
+class _Beat(NamedTuple):
+    """A node's last heartbeat rendered for the node list."""
+
+    online_until: float  # Redis time after which the node reads offline
+    resources: str
+    last_heartbeat: str
+
+
+# Rendering heartbeats costs more than the rest of the node list, and each changes once per interval while
+# the list may be read many times a second: each process keeps the rendering of the last summary it saw.
+_rendered: dict[str, tuple[bytes, int, _Beat | None]] = {}
+
+
+def _render(raw: bytes, offline_after_intervals: int) -> _Beat | None:
+    summary = heartbeat.parse_summary(raw)
+    if summary is None:
+        return None
+    return _Beat(
+        online_until=summary.ts + offline_after_intervals * summary.interval,
+        resources=f"cpu_usage_percent:{round(summary.cpu_usage_percent)},"
+        f"memory_usage_percent:{round(summary.memory_usage_percent)}",
+        last_heartbeat=datetime.fromtimestamp(summary.ts, UTC).isoformat().replace("+00:00", "Z"),
+    )
+
+
 def list_nodes(redis: Redis, offline_after_intervals: int) -> list[dict[str, Any]]:
     """Every registered node with its live status and resources (one query, one Redis round trip).
 
@@ -46,27 +67,26 @@ def list_nodes(redis: Redis, offline_after_intervals: int) -> list[dict[str, Any
     """
     query = Node.select(Node.id, Node.hostname, Node.ip, Node.last_seen).order_by(Node.registered_at, Node.id)
     rows = database.execute(query).fetchall()
-    now, beats = read_fields(redis, [row[0] for row in rows])
+    now, summaries = heartbeat.read_raw_summaries(redis)
     online_code, offline_code = int(NodeStatus.ONLINE), int(NodeStatus.OFFLINE)
     out = []
     for node_id, hostname, ip, last_seen in rows:
-        beat = beats[node_id]
-        ts = beat.get("ts")
-        if heartbeat.is_online(beat, now, offline_after_intervals):
-            status = online_code
-            cpu = round(_percent(beat, "cpu_usage_percent"))
-            memory = round(_percent(beat, "memory_usage_percent"))
-        else:
-            status, cpu, memory = offline_code, 0, 0
-        seen = datetime.fromtimestamp(float(ts), UTC).isoformat().replace("+00:00", "Z") if ts else None
+        raw = summaries.get(node_id.encode())
+        beat = None
+        if raw is not None:
+            cached = _rendered.get(node_id)
+            if cached is None or cached[0] != raw or cached[1] != offline_after_intervals:
+                cached = _rendered[node_id] = (raw, offline_after_intervals, _render(raw, offline_after_intervals))
+            beat = cached[2]
+        online = beat is not None and now <= beat.online_until
         out.append(
             {
                 "ip": ip,
-                "status": status,
-                "resources": f"cpu_usage_percent:{cpu},memory_usage_percent:{memory}",
+                "status": online_code if online else offline_code,
+                "resources": beat.resources if online else OFFLINE_RESOURCES,  # type: ignore[union-attr]
                 "id": node_id,
                 "hostname": hostname,
-                "last_heartbeat": seen or _iso_from_db(last_seen),
+                "last_heartbeat": beat.last_heartbeat if beat else _iso_from_db(last_seen),
             }
         )
     return out
@@ -86,19 +106,19 @@ def active_task_counts() -> dict[str, int]:
 def node_loads(redis: Redis, offline_after_intervals: int) -> list[NodeLoad]:
     """Every node as placement sees it: online, cpu%, memory%, active tasks."""
     rows = list(Node.select(Node.id, Node.hostname, Node.ip).tuples())
-    now, beats = read_fields(redis, [row[0] for row in rows])
+    now, beats = heartbeat.read_summaries(redis)
     counts = active_task_counts()
     loads = []
     for node_id, hostname, ip in rows:
-        beat = beats.get(node_id, {})
+        beat = beats.get(node_id)
         loads.append(
             NodeLoad(
                 id=node_id,
                 hostname=hostname,
                 ip=ip,
-                online=heartbeat.is_online(beat, now, offline_after_intervals),
-                cpu_percent=_percent(beat, "cpu_usage_percent"),
-                memory_percent=_percent(beat, "memory_usage_percent"),
+                online=beat is not None and beat.online(now, offline_after_intervals),
+                cpu_percent=beat.cpu_usage_percent if beat else 0.0,
+                memory_percent=beat.memory_usage_percent if beat else 0.0,
                 active_tasks=counts.get(node_id, 0),
             )
         )
@@ -110,15 +130,14 @@ def refresh_statuses(redis: Redis, offline_after_intervals: int) -> list[tuple[s
     rows = list(Node.select(Node.id, Node.hostname, Node.status, Node.last_seen).tuples())
     if not rows:
         return []
-    now, beats = read_fields(redis, [row[0] for row in rows])
+    now, beats = heartbeat.read_summaries(redis)
     flips: list[tuple[str, str, NodeStatus]] = []
     updates: list[tuple[str, NodeStatus, Any]] = []
     for node_id, hostname, status, last_seen in rows:
-        beat = beats.get(node_id, {})
-        online = heartbeat.is_online(beat, now, offline_after_intervals)
+        beat = beats.get(node_id)
+        online = beat is not None and beat.online(now, offline_after_intervals)
         new_status = NodeStatus.ONLINE if online else NodeStatus.OFFLINE
-        ts = beat.get("ts")
-        seen = from_unix(float(ts)) if ts else last_seen
+        seen = from_unix(beat.ts) if beat else last_seen
         if new_status != status or seen != last_seen:
             updates.append((node_id, new_status, seen))
         if new_status != status:

@@ -82,9 +82,7 @@ def test_a_task_that_ended_while_the_agent_was_down_reports_its_exit_code(
     assert second.running_count() == 0
 
 
-def test_a_task_gone_without_an_exit_code_is_lost(
-    redis_client: redis_lib.Redis, node_id: str, data_dir: Path
-) -> None:
+def test_a_task_gone_without_an_exit_code_is_lost(redis_client: redis_lib.Redis, node_id: str, data_dir: Path) -> None:
     first = make_supervisor(data_dir, node_id, redis_client)
     first.start(start_payload("t-lost", "sleep 300"))
     pid = first.record("t-lost").pid
@@ -100,9 +98,7 @@ def test_a_task_gone_without_an_exit_code_is_lost(
     assert not (data_dir / "tasks" / "t-lost" / "exit-code").exists()
 
 
-def test_records_survive_in_the_state_file(
-    redis_client: redis_lib.Redis, node_id: str, data_dir: Path
-) -> None:
+def test_records_survive_in_the_state_file(redis_client: redis_lib.Redis, node_id: str, data_dir: Path) -> None:
     first = make_supervisor(data_dir, node_id, redis_client)
     first.start(start_payload("t-file", "sleep 300"))
     first.close()

@@ -21,7 +21,7 @@ from shared import heartbeat
 from shared import jobs as job_names
 from shared.defaults import OFFLINE_AFTER_INTERVALS
 from shared.paths import local_join_token_path
-from tests.support import free_port, pid_alive, wait_until
+from tests.support import RedisServer, free_port, pid_alive, wait_until
 from tests.worker_agent.conftest import last_state, node_queue, start_payload, state_is, task_events
 from tests.worker_agent.fake_manager import FakeManager
 
@@ -152,9 +152,7 @@ def test_the_agent_joins_the_manager_with_the_local_token_file(
         assert agent.terminate() == 0
 
 
-def test_sigterm_while_joining_exits_at_once(
-    tmp_path: Path, data_dir: Path, agents: list[AgentProcess]
-) -> None:
+def test_sigterm_while_joining_exits_at_once(tmp_path: Path, data_dir: Path, agents: list[AgentProcess]) -> None:
     nobody = f"http://127.0.0.1:{free_port()}"
     agent = AgentProcess(tmp_path, "--manager-url", nobody, "--token", "t", "--data-dir", str(data_dir))
     agents.append(agent)
@@ -166,3 +164,29 @@ def test_sigterm_while_joining_exits_at_once(
     assert agent.terminate(timeout=5) == 0
     assert time.monotonic() - began < 3
     assert "agent shutting down" in agent.log
+
+
+def test_the_agent_rides_out_a_redis_restart(tmp_path: Path, data_dir: Path, agents: list[AgentProcess]) -> None:
+    first = RedisServer().start()
+    second = RedisServer()
+    second.port = first.port  # the same address comes back
+    try:
+        agent = AgentProcess(tmp_path, "--redis-url", first.url, "--data-dir", str(data_dir))
+        agents.append(agent)
+        wait_until(agent.joined, what="the agent to work its queue")
+        node_id = (data_dir / "node-id").read_text().strip()
+
+        first.stop()
+        wait_until(lambda: "heartbeat failed" in agent.log, what="the heartbeat to notice")
+        second.start()
+        client = redis_lib.Redis.from_url(second.url)
+        node_queue(client, node_id).enqueue(job_names.START_TASK, start_payload("t-after", "exit 0"))
+
+        wait_until(lambda: state_is(client, "t-after", "COMPLETED"), timeout=30, what="a job after the restart")
+        wait_until(lambda: "heartbeat written again" in agent.log, what="heartbeats to resume")
+        assert agent.log.count("heartbeat failed") == 1, "one warning per outage, not one per tick"
+        assert agent.health()["joined"] is True
+        client.close()
+    finally:
+        first.stop()
+        second.stop()

@@ -87,9 +87,7 @@ def test_output_and_environment_of_a_task(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("CORRAL_JOIN_TOKEN", "secret-join-token")
-    command = (
-        'echo "$CORRAL_TASK_ID $CORRAL_DEPLOYMENT_ID $GREETING ${CORRAL_JOIN_TOKEN:-hidden}"; echo oops >&2'
-    )
+    command = 'echo "$CORRAL_TASK_ID $CORRAL_DEPLOYMENT_ID $GREETING ${CORRAL_JOIN_TOKEN:-hidden}"; echo oops >&2'
     start_via_job(redis_client, node_id, "t-out", command, env={"GREETING": "hello world"})
 
     assert ended_event(redis_client, "t-out")["state"] == "COMPLETED"
@@ -115,9 +113,7 @@ def test_a_redelivered_start_does_not_spawn_again(
     assert len(processes_of_task("t-once", ["sleep", "30"])) == 1
 
 
-def test_stop_kills_the_whole_tree(
-    redis_client: redis_lib.Redis, node_id: str, supervisor: Supervisor
-) -> None:
+def test_stop_kills_the_whole_tree(redis_client: redis_lib.Redis, node_id: str, supervisor: Supervisor) -> None:
     start_via_job(redis_client, node_id, "t-tree", "sleep 300 & sleep 300 & wait")
     pid = supervisor.record("t-tree").pid
     pids = wait_until(lambda: tree_of_at_least(pid, 4), what="wrapper, shell and 2 sleeps")
@@ -148,9 +144,7 @@ def test_stop_sends_sigkill_after_the_grace_period(
     assert not [p for p in pids if pid_alive(p)]
 
 
-def test_stopping_an_unknown_or_ended_task(
-    redis_client: redis_lib.Redis, node_id: str, supervisor: Supervisor
-) -> None:
+def test_stopping_an_unknown_or_ended_task(redis_client: redis_lib.Redis, node_id: str, supervisor: Supervisor) -> None:
     start_via_job(redis_client, node_id, "t-ended", "exit 0")
     ended_event(redis_client, "t-ended")
 
