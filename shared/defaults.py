@@ -40,3 +40,18 @@ JOB_RESULT_TTL = 300
 
 JOB_FAILURE_TTL = 7 * 24 * 3600
 """Seconds RQ keeps a failed job for inspection (rq-dashboard)."""
+
+TASK_TIMEOUT = 300
+"""Seconds a fleet task's command may run on a node when the request names no timeout."""
+
+TASK_TIMEOUT_MAX = 7 * 24 * 3600
+"""Largest timeout a fleet task may ask for."""
+
+OUTPUT_CAP_BYTES = 1024 * 1024
+"""Stdout (and, apart, stderr) kept per node of a fleet task; more is dropped and flagged truncated."""
+
+OUTPUT_STREAM_TTL = 24 * 3600
+"""Seconds a fleet task's live output stream is kept in Redis after its last line."""
+
+DEADLINE_SLACK_SECONDS = 5.0
+"""Past timeout + this, the manager ends a node that never answered as failed, whatever the agent says."""

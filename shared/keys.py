@@ -17,6 +17,9 @@ NODES_SUMMARY = PREFIX + "nodes:summary"
 EVENTS_STREAM = PREFIX + "events"
 """Stream of task events that agents append and the manager's duties consume."""
 
+COMMAND_REPORTS_STREAM = PREFIX + "command-reports"
+"""Stream of fleet task reports (a node started, finished, timed out...) that the manager's duties consume."""
+
 EVENTS_GROUP = "corral-manager"
 """Consumer group of the manager on EVENTS_STREAM."""
 
@@ -32,3 +35,8 @@ def node_queue(node_id: str) -> str:
 def node_heartbeat(node_id: str) -> str:
     """Hash holding the last heartbeat and psutil figures of a node."""
     return f"{PREFIX}node:{node_id}:heartbeat"
+
+
+def task_output(task_id: str) -> str:
+    """Stream of a fleet task's output lines from every node, read from the start by late followers."""
+    return f"{PREFIX}task:{task_id}:output"

@@ -10,7 +10,8 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from .states import AGENT_REPORTED_STATES
+from .defaults import TASK_TIMEOUT_MAX
+from .states import AGENT_REPORTED_HOST_STATUSES, AGENT_REPORTED_STATES
 
 
 class _Wire(Schema):
@@ -69,6 +70,51 @@ class TaskEventSchema(_Wire):
     exit_code = fields.Integer(allow_none=True, load_default=None)
     started_at = fields.Float(allow_none=True, load_default=None)
     error = fields.String(allow_none=True, load_default=None)
+
+
+class RunCommandSchema(_Wire):
+    """Payload of jobs.RUN_COMMAND."""
+
+    task_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    command = fields.String(required=True, validate=validate.Length(min=1))
+    timeout = fields.Float(required=True, validate=validate.Range(min=0.1, max=TASK_TIMEOUT_MAX))
+    env = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+
+
+class CancelCommandSchema(_Wire):
+    """Payload of jobs.CANCEL_COMMAND."""
+
+    task_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+
+
+class CommandReportSchema(_Wire):
+    """One node's report on a fleet task, appended by its agent to keys.COMMAND_REPORTS_STREAM.
+
+    A ``running`` report comes when the command starts; one final report (succeeded, failed, timed_out,
+    canceled) carries the captured output, each capped at defaults.OUTPUT_CAP_BYTES.
+    """
+
+    task_id = fields.String(required=True)
+    node_id = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(sorted(AGENT_REPORTED_HOST_STATUSES)))
+    at = fields.Float(required=True)  # unix time on the agent
+    pid = fields.Integer(allow_none=True, load_default=None)
+    exit_code = fields.Integer(allow_none=True, load_default=None)
+    stdout = fields.String(load_default="")
+    stderr = fields.String(load_default="")
+    stdout_truncated = fields.Boolean(load_default=False)
+    stderr_truncated = fields.Boolean(load_default=False)
+    started_at = fields.Float(allow_none=True, load_default=None)
+    finished_at = fields.Float(allow_none=True, load_default=None)
+    error_message = fields.String(allow_none=True, load_default=None)
+
+
+class OutputLineSchema(_Wire):
+    """One entry of keys.task_output(task_id): a line (or a chunk of a very long line) of one node."""
+
+    node_id = fields.String(required=True)
+    stream = fields.String(required=True, validate=validate.OneOf(["stdout", "stderr"]))
+    line = fields.String(required=True)
 
 
 def dump(schema: type[Schema], data: dict[str, Any]) -> dict[str, Any]:

@@ -52,3 +52,41 @@ class DeploymentState(StrEnum):
     FAILED = "FAILED"
     STOPPING = "STOPPING"
     STOPPED = "STOPPED"
+
+
+class FleetTaskStatus(StrEnum):
+    """A fleet task (document 004): one command on many nodes."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"  # every node succeeded
+    FAILED = "failed"  # every node ended, at least one did not succeed
+    CANCELED = "canceled"
+
+
+class HostRunStatus(StrEnum):
+    """One node's part of a fleet task (document 004's per-host state diagram)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELED = "canceled"
+    DISPATCH_FAILED = "dispatch_failed"
+
+    @property
+    def ended(self) -> bool:
+        return self not in (HostRunStatus.PENDING, HostRunStatus.RUNNING)
+
+
+AGENT_REPORTED_HOST_STATUSES = frozenset(
+    {
+        HostRunStatus.RUNNING,
+        HostRunStatus.SUCCEEDED,
+        HostRunStatus.FAILED,
+        HostRunStatus.TIMED_OUT,
+        HostRunStatus.CANCELED,
+    }
+)
+"""The statuses an agent may put in a command report."""

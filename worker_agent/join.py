@@ -79,7 +79,7 @@ def join(
 def join_once(manager_url: str, body: Mapping[str, Any], token: str | None) -> dict[str, Any]:
     """One POST to the join endpoint; raises JoinFailed."""
     if not token:
-        raise JoinFailed("no join token yet (give --token, CORRAL_JOIN_TOKEN or --token-file)", slow=True)
+        raise JoinFailed("no join token yet (give --token, CORRAL_JOIN_TOKEN or --token-file)")
     request = urllib.request.Request(
         manager_url.rstrip("/") + api.JOIN_PATH,
         data=json.dumps(body).encode(),
