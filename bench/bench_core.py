@@ -62,14 +62,29 @@ def register_nodes(manager: Manager, env: dict[str, str], count: int) -> redis.R
     client = None
     session = requests.Session()
     for i in range(count):
-        body = {"node_id": uuid.uuid4().hex, "hostname": f"sim-{i:05d}", "ip": f"10.{i // 65536}.{i // 256 % 256}.{i % 256}",
-                "interval": 60.0, "protocol": PROTOCOL_VERSION, "facts": {}}
+        body = {
+            "node_id": uuid.uuid4().hex,
+            "hostname": f"sim-{i:05d}",
+            "ip": f"10.{i // 65536}.{i // 256 % 256}.{i % 256}",
+            "interval": 60.0,
+            "protocol": PROTOCOL_VERSION,
+            "facts": {},
+        }
         answer = session.post(manager.url + api.JOIN_PATH, json=body, headers=api.bearer(token))
         answer.raise_for_status()
         if client is None:
             client = redis.Redis.from_url(answer.json()["redis_url"])
-        heartbeat.write(client, body["node_id"], {"interval": 60, "hostname": body["hostname"], "ip": body["ip"],
-                                                   "cpu_usage_percent": i % 100, "memory_usage_percent": 40})
+        heartbeat.write(
+            client,
+            body["node_id"],
+            {
+                "interval": 60,
+                "hostname": body["hostname"],
+                "ip": body["ip"],
+                "cpu_usage_percent": i % 100,
+                "memory_usage_percent": 40,
+            },
+        )
     assert client is not None
     return client
 
@@ -90,8 +105,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500)
     args = parser.parse_args()
 
-    print(f"machine: {platform.platform()}, {psutil.cpu_count()} cores, "
-          f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.platform()}, {psutil.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
+    )
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
         workdir = Path(tmp)
         env = isolated_env(workdir)
@@ -103,8 +120,10 @@ def main() -> None:
             session = requests.Session()
             wait_until(lambda: session.get(manager.url + "/api/task/node").json()["nodes"], timeout=30, what="agent")
             deploys = bench_deploy(manager, session, args.deploys)
-            print(f"deploy -> RUNNING seen through the API, {len(deploys)} deploys: "
-                  f"p50 {ms(pct(deploys, 0.5))}, p99 {ms(pct(deploys, 0.99))}")
+            print(
+                f"deploy -> RUNNING seen through the API, {len(deploys)} deploys: "
+                f"p50 {ms(pct(deploys, 0.5))}, p99 {ms(pct(deploys, 0.99))}"
+            )
             agent.terminate()
             registered = 1
             for target in (100, 1000):
@@ -112,8 +131,10 @@ def main() -> None:
                 registered = target
                 bench_node_list(manager, session, 50)  # warm up
                 lat = bench_node_list(manager, session, args.requests)
-                print(f"GET /api/task/node with {target} nodes, {len(lat)} requests: "
-                      f"p50 {ms(pct(lat, 0.5))}, p99 {ms(pct(lat, 0.99))}, mean {ms(statistics.mean(lat))}")
+                print(
+                    f"GET /api/task/node with {target} nodes, {len(lat)} requests: "
+                    f"p50 {ms(pct(lat, 0.5))}, p99 {ms(pct(lat, 0.99))}, mean {ms(statistics.mean(lat))}"
+                )
         finally:
             if agent.alive():
                 agent.terminate()

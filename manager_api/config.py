@@ -25,6 +25,8 @@ class Settings:
     sftp_host: str | None = None
     offline_after_intervals: int = defaults.OFFLINE_AFTER_INTERVALS
     stop_grace_seconds: float = defaults.STOP_GRACE_SECONDS
+    task_retention_days: int = 30  # ended fleet tasks older than this are deleted by the duties
+    task_deadline_slack_seconds: float = defaults.DEADLINE_SLACK_SECONDS
     log_level: str = "INFO"
 
     @classmethod

@@ -40,8 +40,22 @@ def init_db(path_or_url: str, create_tables: bool = True) -> Database:
     if create_tables:
         with database.connection_context():
             database.create_tables(models.ALL_MODELS, safe=True)
+            add_missing_columns(db, models.ADDED_COLUMNS)
     logger.debug("database %s ready", path_or_url)
     return db
+
+
+def add_missing_columns(db: Database, added: Any) -> None:
+    """Add columns that newer versions put on existing tables (a database made before them lacks them)."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    for field in added:
+        table = field.model._meta.table_name
+        present = {column.name for column in db.get_columns(table)}
+        if field.column_name in present:
+            continue
+        migrate(SchemaMigrator.from_database(db).add_column(table, field.column_name, field))
+        logger.info("database: column %s.%s added", table, field.column_name)
 
 
 def write_transaction() -> Any:

@@ -1,7 +1,9 @@
 """Background duties, run once per manager (a thread of the launcher) under a Redis lock.
 
-(a) consume the agents' task events and apply them to the database; (b) every tick, persist which
-nodes went online/offline. The lock keeps two manager hosts on one Redis from both doing it.
+(a) consume the agents' task events and fleet task reports and apply them to the database; (b) every
+tick, persist which nodes went online/offline, end fleet task hosts past their deadline or on a node
+gone offline; (c) every hour, prune ended fleet tasks past their retention. The lock keeps two manager
+hosts on one Redis from both doing it.
 """
 
 from __future__ import annotations
@@ -12,30 +14,25 @@ import socket
 import threading
 import time
 import uuid
-from typing import Any
 
-from marshmallow import ValidationError
-from peewee import OperationalError
 from redis import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from shared import events, keys
 
 from . import db
 from .config import Settings
 from .services import events as event_service
-from .services import nodes
+from .services import fleet_task_upkeep, fleet_tasks, nodes
+from .stream_consumer import StreamConsumer, StreamHandler
 
 logger = logging.getLogger(__name__)
 
 LOCK_TTL_MS = 10_000
 """The lock expires this long after its holder stops renewing it (renewed every tick)."""
 
-BATCH = 500
-"""Stream entries read per XREADGROUP."""
-
-CLAIM_IDLE_MS = 60_000
-"""Entries another consumer left pending this long are taken over (that manager host died)."""
+PRUNE_EVERY = 3600.0
+"""Seconds between two prunes of ended fleet tasks past their retention."""
 
 _LOCK_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -54,10 +51,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class Duties:
@@ -85,9 +78,18 @@ class Duties:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._holding = False
-        self._group_ready = False
-        self._pending_done = False
-        self._next_claim = 0.0
+        self._next_prune = 0.0
+        self.streams = StreamConsumer(
+            self.redis,
+            keys.EVENTS_GROUP,
+            self.consumer,
+            [
+                StreamHandler(keys.EVENTS_STREAM, "event", events.parse, event_service.apply),
+                StreamHandler(
+                    keys.COMMAND_REPORTS_STREAM, "report", events.parse_command_report, fleet_tasks.apply_report
+                ),
+            ],
+        )
 
     # -- life cycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -125,18 +127,18 @@ class Duties:
                         continue
                     if time.monotonic() >= next_check:
                         next_check = time.monotonic() + self.tick
-                        nodes.refresh_statuses(self.redis, self.settings.offline_after_intervals)
-                    self._consume_events(next_check)
+                        self._every_tick()
+                    block = max(10, int(min(self.block_ms, (next_check - time.monotonic()) * 1000)))
+                    self.streams.consume(block)
                     if outage:
                         logger.info("duties: redis reachable again (consumer %s)", self.consumer)
                         outage, backoff = False, 0.5
                 except RedisError as exc:
                     if not outage:
-                        logger.warning(
-                            "duties: redis unavailable, retrying (consumer %s): %s", self.consumer, exc
-                        )
+                        logger.warning("duties: redis unavailable, retrying (consumer %s): %s", self.consumer, exc)
                         outage = True
-                    self._group_ready = self._pending_done = self._holding = False
+                    self._holding = False
+                    self.streams.reset()
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, 5.0)
                 except Exception:
@@ -156,7 +158,7 @@ class Duties:
                 logger.info("duties lock %s taken by %s", keys.DUTIES_LOCK, self.lock_token)
             else:
                 logger.warning("duties lock %s held elsewhere; %s waits", keys.DUTIES_LOCK, self.lock_token)
-                self._pending_done = False
+                self.streams.redo_pending()
             self._holding = held
         return held
 
@@ -166,87 +168,12 @@ class Duties:
         except RedisError as exc:
             logger.warning("duties lock %s not released by %s: %s", keys.DUTIES_LOCK, self.lock_token, exc)
 
-    # -- events ---------------------------------------------------------------------------------
-    def _ensure_group(self) -> None:
-        try:
-            self.redis.xgroup_create(keys.EVENTS_STREAM, keys.EVENTS_GROUP, id="0", mkstream=True)
-            logger.info("consumer group %s created on %s", keys.EVENTS_GROUP, keys.EVENTS_STREAM)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        self._group_ready = True
-
-    def _read(self, stream_id: str, block_ms: int | None) -> list[tuple[Any, dict[Any, Any]]]:
-        reply = self.redis.xreadgroup(
-            keys.EVENTS_GROUP, self.consumer, {keys.EVENTS_STREAM: stream_id}, count=BATCH, block=block_ms
-        )
-        if not reply:
-            return []
-        return list(reply[0][1])
-
-    def _consume_events(self, deadline: float) -> None:
-        try:
-            if not self._group_ready:
-                self._ensure_group()
-            if not self._pending_done:
-                # Entries read before a crash or restart but never acked: ours first.
-                while entries := self._read("0", None):
-                    if not self._handle(entries):
-                        break
-                self._pending_done = True
-            if time.monotonic() >= self._next_claim:
-                self._next_claim = time.monotonic() + CLAIM_IDLE_MS / 1000
-                self._claim_abandoned()
-            block = max(10, int(min(self.block_ms, (deadline - time.monotonic()) * 1000)))
-            entries = self._read(">", block)
-            if entries:
-                self._handle(entries)
-        except ResponseError as exc:
-            if "NOGROUP" in str(exc):
-                # Redis lost the group (restarted without persistence): recreate it next round.
-                logger.warning(
-                    "consumer group %s missing on %s; recreating", keys.EVENTS_GROUP, keys.EVENTS_STREAM
-                )
-                self._group_ready = self._pending_done = False
-                return
-            raise
-
-    def _claim_abandoned(self) -> None:
-        reply = self.redis.xautoclaim(
-            keys.EVENTS_STREAM, keys.EVENTS_GROUP, self.consumer, min_idle_time=CLAIM_IDLE_MS, count=BATCH
-        )
-        entries = list(reply[1]) if reply and len(reply) > 1 else []
-        entries = [e for e in entries if e and e[1] is not None]
-        if entries:
-            logger.info("duties %s took over %d abandoned events", self.consumer, len(entries))
-            self._handle(entries)
-
-    def _handle(self, entries: list[tuple[Any, dict[Any, Any]]]) -> bool:
-        """Apply and ack entries; returns False if some must be retried later (database busy)."""
-        done: list[Any] = []
-        complete = True
-        for entry_id, fields in entries:
-            try:
-                event = events.parse(fields)
-            except (ValidationError, ValueError, TypeError) as exc:
-                logger.error("malformed event %s dropped: %s", _text(entry_id), exc)
-                done.append(entry_id)
-                continue
-            try:
-                event_service.apply(event)
-            except OperationalError as exc:
-                # Database locked or unavailable: leave it pending, the next pending pass retries it.
-                logger.warning(
-                    "event %s for task %s not applied yet: %s", _text(entry_id), event["task_id"], exc
-                )
-                self._pending_done = False
-                complete = False
-                continue
-            except Exception:
-                logger.exception(
-                    "event %s for task %s could not be applied; dropped", _text(entry_id), event["task_id"]
-                )
-            done.append(entry_id)
-        if done:
-            self.redis.xack(keys.EVENTS_STREAM, keys.EVENTS_GROUP, *done)
-        return complete
+    # -- periodic work --------------------------------------------------------------------------
+    def _every_tick(self) -> None:
+        """Node statuses first: the fleet task checks below read them."""
+        nodes.refresh_statuses(self.redis, self.settings.offline_after_intervals)
+        fleet_task_upkeep.fail_hosts_on_offline_nodes()
+        fleet_task_upkeep.enforce_deadlines(self.settings.task_deadline_slack_seconds)
+        if time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + PRUNE_EVERY
+            fleet_task_upkeep.prune(self.redis, self.settings.task_retention_days)

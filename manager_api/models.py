@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from peewee import (
+    BooleanField,
     CharField,
     DateTimeField,
     FloatField,
@@ -14,7 +15,7 @@ from peewee import (
     TextField,
 )
 
-from shared.states import DeploymentState, NodeStatus, TaskState
+from shared.states import DeploymentState, FleetTaskStatus, HostRunStatus, NodeStatus, TaskState
 
 from .db import database
 
@@ -36,6 +37,7 @@ class Node(BaseModel):
     hostname = CharField(max_length=255, index=True)
     ip = CharField(max_length=64, index=True)
     facts = TextField(default="{}")  # JSON
+    labels = TextField(default="{}")  # JSON {str: str}, from facts["labels"] at join; targets "key=value"
     interval = FloatField(default=5.0)
     version = CharField(max_length=64, default="")
     status = IntegerField(default=int(NodeStatus.OFFLINE))  # last persisted NodeStatus
@@ -110,5 +112,62 @@ class AuditLog(BaseModel):
         table_name = "audit_log"
 
 
-ALL_MODELS = [Node, Template, Deployment, DeploymentTask, AuditLog]
+class FleetTask(BaseModel):
+    """A fleet task (document 004): one command run on many nodes; counters mirror its hosts."""
+
+    task_id = CharField(max_length=64, unique=True)  # uuid4, the public id
+    name = CharField(max_length=255)
+    description = TextField(default="")
+    command = TextField()
+    parameters = TextField(default="")
+    timeout = IntegerField()  # seconds per node
+    targets = TextField(default="[]")  # JSON list, as posted; resolved to hosts at start
+    env = TextField(default="{}")  # JSON {str: str}
+    status = CharField(max_length=16, default=FleetTaskStatus.PENDING.value, index=True)
+    total_hosts = IntegerField(default=0)
+    completed_hosts = IntegerField(default=0)  # hosts that ended, whatever the outcome
+    failed_hosts = IntegerField(default=0)  # hosts that ended without succeeding
+    created_by = CharField(max_length=255, default="")
+    started_by = CharField(max_length=255, null=True)
+    canceled_by = CharField(max_length=255, null=True)
+    created_at = DateTimeField(default=utcnow, index=True)
+    updated_at = DateTimeField(default=utcnow)
+    started_at = DateTimeField(null=True)
+    finished_at = DateTimeField(null=True, index=True)  # retention prunes on it
+    canceled_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "fleet_tasks"
+
+
+class TaskHost(BaseModel):
+    """One node's part of a fleet task; node is null when the target matched no node."""
+
+    task = ForeignKeyField(FleetTask, backref="hosts", on_delete="CASCADE", index=True)
+    node = ForeignKeyField(Node, backref="task_hosts", null=True, on_delete="SET NULL")
+    target = CharField(max_length=255)  # the target item that selected this node (or matched nothing)
+    hostname = CharField(max_length=255, default="")  # as the node was at start: kept if the node goes
+    ip = CharField(max_length=64, default="")
+    status = CharField(max_length=16, default=HostRunStatus.PENDING.value, index=True)
+    stdout = TextField(default="")
+    stderr = TextField(default="")
+    stdout_truncated = BooleanField(default=False)
+    stderr_truncated = BooleanField(default=False)
+    exit_code = IntegerField(null=True)
+    pid = IntegerField(null=True)
+    started_at = DateTimeField(null=True)
+    finished_at = DateTimeField(null=True)
+    error_message = TextField(null=True)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "task_hosts"
+        # A node runs a task once; reports look hosts up by (task, node).
+        indexes = ((("task", "node"), True),)
+
+
+ALL_MODELS = [Node, Template, Deployment, DeploymentTask, AuditLog, FleetTask, TaskHost]
 """In creation order (foreign keys point backwards)."""
+
+ADDED_COLUMNS = [Node.labels]
+"""Columns added after their table first shipped; init_db adds them to older databases."""

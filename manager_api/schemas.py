@@ -6,6 +6,9 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from shared.defaults import TASK_TIMEOUT, TASK_TIMEOUT_MAX
+from shared.states import FleetTaskStatus
+
 from .services.commands import split_pin
 
 MAX_NAME = 255
@@ -90,3 +93,56 @@ class AuditQuerySchema(_Strict):
     """Query string of GET /api/audit."""
 
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+MAX_TASK_COMMAND = 65536
+MAX_TARGETS = 10_000
+MAX_TEXT = 65536
+MAX_ENV = 256
+MAX_WAIT_SECONDS = 300
+
+
+class FleetTaskSchema(_Strict):
+    """Body of POST /api/tasks: one command on many nodes."""
+
+    name = _name()
+    command = TrimmedString(required=True, validate=_bounded(MAX_TASK_COMMAND))
+    targets = fields.List(
+        TrimmedString(validate=_bounded(MAX_NAME)),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_TARGETS, error="Must hold between {min} and {max} targets."),
+    )
+    timeout = fields.Integer(
+        strict=True, load_default=TASK_TIMEOUT, validate=validate.Range(min=1, max=TASK_TIMEOUT_MAX)
+    )
+    parameters = fields.String(load_default="", validate=validate.Length(max=MAX_TEXT))
+    env = fields.Dict(
+        keys=fields.String(validate=_bounded(MAX_NAME)),
+        values=fields.String(validate=validate.Length(max=MAX_TEXT)),
+        load_default=dict,
+        validate=validate.Length(max=MAX_ENV),
+    )
+    description = fields.String(load_default="", validate=validate.Length(max=MAX_TEXT))
+    created_by = TrimmedString(validate=validate.Length(max=MAX_NAME))
+    start = fields.Boolean(load_default=True)
+
+
+class WaitQuerySchema(_Strict):
+    """``?wait=N``: seconds to wait for the task to end before answering."""
+
+    wait = fields.Float(load_default=0.0, validate=validate.Range(min=0, max=MAX_WAIT_SECONDS))
+
+
+class TaskListQuerySchema(_Strict):
+    """Query string of GET /api/tasks."""
+
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    size = fields.Integer(load_default=20, validate=validate.Range(min=1, max=1000))
+    status = fields.String(validate=validate.OneOf([s.value for s in FleetTaskStatus]))
+    name = fields.String(validate=validate.Length(max=MAX_NAME))
+
+
+class TaskOutputQuerySchema(_Strict):
+    """Query string of GET /api/tasks/<id>/output."""
+
+    node = fields.String(validate=_bounded(MAX_ID))

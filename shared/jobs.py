@@ -12,5 +12,11 @@ START_TASK = "worker_agent.jobs.start_task"
 STOP_TASKS = "worker_agent.jobs.stop_tasks"
 """Stop the process trees of some tasks; payload: StopTasksSchema."""
 
-ALLOWED: frozenset[str] = frozenset({START_TASK, STOP_TASKS})
+RUN_COMMAND = "worker_agent.jobs.run_command"
+"""Run one fleet task's command on this node, streaming its output; payload: RunCommandSchema."""
+
+CANCEL_COMMAND = "worker_agent.jobs.cancel_command"
+"""Kill the process group of a fleet task's command on this node; payload: CancelCommandSchema."""
+
+ALLOWED: frozenset[str] = frozenset({START_TASK, STOP_TASKS, RUN_COMMAND, CANCEL_COMMAND})
 """The only functions an agent executes."""

@@ -55,6 +55,7 @@ class StopTasksSchema(_Wire):
     """Payload of jobs.STOP_TASKS."""
 
     task_ids = fields.List(fields.String(), required=True)
+    deployment_id = fields.String(load_default="")  # so a node that never knew a task can still report it
     grace_seconds = fields.Float(load_default=5.0, validate=validate.Range(min=0, max=3600))
 
 

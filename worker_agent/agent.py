@@ -21,6 +21,7 @@ from shared import events, keys
 from shared.defaults import AGENT_PORT, HEARTBEAT_INTERVAL, MANAGER_URL, PROTOCOL_VERSION
 
 from . import jobs, metrics
+from .commands import CommandRunner
 from .health import HealthServer
 from .heartbeat import HeartbeatThread
 from .identity import load_or_create_node_id
@@ -54,6 +55,8 @@ class AgentSettings:
     token: Callable[[], str | None] = lambda: None
     redis_url: str | None = None
     """When set, the agent skips joining and works this Redis directly (tests, development)."""
+    labels: dict[str, str] = field(default_factory=dict)
+    """Sent with the join as facts["labels"]; fleet task targets may name them as key=value."""
 
 
 def agent_version() -> str:
@@ -72,6 +75,7 @@ class Agent:
         self.data_dir = Path(settings.data_dir)
         self.node_id = load_or_create_node_id(self.data_dir)
         self.supervisor = Supervisor(self.data_dir, self.node_id, self._publish)
+        self.commands = CommandRunner(self.data_dir, self.node_id, lambda: self.redis)
         self.joined = False
         self.redis: Redis | None = None
         self._redis_url = ""
@@ -92,6 +96,7 @@ class Agent:
             "node_id": self.node_id,
             "joined": self.joined,
             "tasks_running": self.supervisor.running_count(),
+            "commands_running": self.commands.running_count(),
         }
 
     def run(self) -> int:
@@ -103,6 +108,10 @@ class Agent:
             return 1
         logger.info("node %s: agent started, health on 127.0.0.1:%s", self.node_id, self.health.port)
         jobs.register(self.supervisor)
+        jobs.register_commands(self.commands)
+        # Before joining: what a previous agent's commands left behind is killed at once.
+        self.commands.recover()
+        self.commands.start()
         try:
             self._install_signal_handlers(raising=True)
             while not self._stop.is_set():
@@ -131,7 +140,7 @@ class Agent:
             "interval": self.settings.interval,
             "protocol": PROTOCOL_VERSION,
             "version": agent_version(),
-            "facts": metrics.facts(),
+            "facts": {**metrics.facts(), "labels": dict(self.settings.labels)},
         }
         answer = join(self.settings.manager_url, request, self.settings.token, self._stop)
         if answer is not None and answer["queue"] != keys.node_queue(self.node_id):
@@ -219,7 +228,9 @@ class Agent:
         if self._heartbeat is not None:
             self._heartbeat.stop()
         self.supervisor.close()
+        self.commands.close()
         jobs.register(None)
+        jobs.register_commands(None)
         if self.health is not None:
             self.health.stop()
         if self.redis is not None:

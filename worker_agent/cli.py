@@ -16,6 +16,7 @@ from shared.defaults import AGENT_PORT, HEARTBEAT_INTERVAL, MANAGER_URL
 from shared.paths import local_join_token_path
 
 from .agent import Agent, AgentSettings
+from .labels import LABELS_ENV, parse_labels
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--token-file", type=Path, help="file holding the join token, read on every join attempt")
     parser.add_argument("--data-dir", type=Path, help="node id, task records and task logs (default: per user)")
     parser.add_argument("--ip", help="IP to advertise (default: the address used to reach the manager)")
+    parser.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"a label of this node, repeatable (added to ${LABELS_ENV}, e.g. role=web,zone=a)",
+    )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument(
         "--redis-url", help="development and tests: skip joining the manager and work this Redis directly"
@@ -124,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         manager_address(args.manager_url)
+        labels = parse_labels(args.label, os.environ.get(LABELS_ENV))
         settings = AgentSettings(
             data_dir=args.data_dir or default_data_dir(),
             hostname=args.hostname,
@@ -133,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             manager_url=args.manager_url,
             token=token_source(args.token, args.token_file, args.manager_url),
             redis_url=args.redis_url,
+            labels=labels,
         )
         agent = Agent(settings)
     except (OSError, ValueError) as exc:

@@ -1,7 +1,9 @@
-"""The job functions the manager enqueues by name (shared.jobs); they hand the work to the Supervisor.
+"""The job functions the manager enqueues by name (shared.jobs); they hand the work to the Supervisor
+(deployment tasks) or to the CommandRunner (fleet task commands).
 
 They return at once: a start spawns and returns, a stop sends SIGTERM and leaves the SIGKILL to the
-supervisor's monitor thread, so a long command never delays the next job on the queue.
+supervisor's monitor thread, a command runs in the runner's threads, so a long command never delays the
+next job on the queue.
 """
 
 from __future__ import annotations
@@ -9,14 +11,16 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from shared.messages import StartTaskSchema, StopTasksSchema
+from shared.messages import CancelCommandSchema, RunCommandSchema, StartTaskSchema, StopTasksSchema
 
 if TYPE_CHECKING:
+    from .commands import CommandRunner
     from .supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
 
 _supervisor: Supervisor | None = None
+_commands: CommandRunner | None = None
 
 
 def register(supervisor: Supervisor | None) -> None:
@@ -55,4 +59,33 @@ def stop_tasks(payload: dict[str, Any]) -> dict[str, Any]:
         ", ".join(request["task_ids"]),
         request["grace_seconds"],
     )
-    return {"tasks": supervisor.stop(request["task_ids"], request["grace_seconds"])}
+    return {"tasks": supervisor.stop(request["task_ids"], request["grace_seconds"], request["deployment_id"])}
+
+
+def register_commands(runner: CommandRunner | None) -> None:
+    """Make ``runner`` the one the command job functions of this process delegate to (None to forget it)."""
+    global _commands
+    _commands = runner
+
+
+def current_commands() -> CommandRunner:
+    """The registered command runner; a job run without one fails loudly instead of doing nothing."""
+    if _commands is None:
+        raise RuntimeError("no CommandRunner registered in this process; the agent registers one at start")
+    return _commands
+
+
+def run_command(payload: dict[str, Any]) -> dict[str, Any]:
+    """shared.jobs.RUN_COMMAND: run one fleet task's command in the background, once per task id."""
+    request = RunCommandSchema().load(payload)
+    runner = current_commands()
+    logger.info("node %s task %s: run command requested", runner.node_id, request["task_id"])
+    return runner.run(request)
+
+
+def cancel_command(payload: dict[str, Any]) -> dict[str, Any]:
+    """shared.jobs.CANCEL_COMMAND: kill the process group of a fleet task's command."""
+    request = CancelCommandSchema().load(payload)
+    runner = current_commands()
+    logger.info("node %s task %s: cancel command requested", runner.node_id, request["task_id"])
+    return runner.cancel(request["task_id"])

@@ -8,6 +8,7 @@ import signal
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -31,19 +32,32 @@ def spawn(command: str, task_dir: Path, env: Mapping[str, str]) -> subprocess.Po
     task_dir.mkdir(parents=True, exist_ok=True)
     exit_file = task_dir / EXIT_CODE_FILE
     exit_file.unlink(missing_ok=True)
-    full_env = {k: v for k, v in os.environ.items() if k not in HIDDEN_ENV}
-    full_env.update(env)
     with open(task_dir / "stdout.log", "ab") as out, open(task_dir / "stderr.log", "ab") as err:
         # The command travels as an argument of the wrapper, never interpolated into its script.
-        return subprocess.Popen(
-            ["/bin/sh", "-c", WRAPPER_SCRIPT, "corral-task", command, str(exit_file)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            cwd=task_dir,
-            env=full_env,
-            start_new_session=True,
-        )
+        argv = ["/bin/sh", "-c", WRAPPER_SCRIPT, "corral-task", command, str(exit_file)]
+        return _popen_in_session(argv, task_dir, env, out, err)
+
+
+def spawn_piped(command: str, cwd: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """Run ``command`` with /bin/sh in a session of its own, its stdout and stderr on pipes for the caller."""
+    return _popen_in_session(["/bin/sh", "-c", command], cwd, env, subprocess.PIPE, subprocess.PIPE)
+
+
+def _popen_in_session(
+    argv: list[str], cwd: Path, env: Mapping[str, str], stdout: Any, stderr: Any
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` as the leader of a new session (so of its own process group), without the agent's secrets."""
+    full_env = {k: v for k, v in os.environ.items() if k not in HIDDEN_ENV}
+    full_env.update(env)
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        cwd=cwd,
+        env=full_env,
+        start_new_session=True,
+    )
 
 
 def read_exit_code(task_dir: Path) -> int | None:
@@ -133,3 +147,31 @@ def signal_tree(procs: list[psutil.Process], pgid: int | None, sig: signal.Signa
             proc.send_signal(sig)  # psutil checks the pid was not recycled
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
+
+
+def group_leftovers(pgid: int, leader_create_time: float | None) -> list[psutil.Process]:
+    """What is left of the session a process led (e.g. after an agent restart): the leader if still the same
+    process, the live members of its group, and their descendants."""
+    leader = find_process(pgid, leader_create_time)
+    if leader is not None:
+        return collect_tree(pgid, pgid, [leader])
+    holder_created = create_time(pgid)  # a zombie leader of ours still holds the pid, with our create time
+    if holder_created is not None and (
+        leader_create_time is None or abs(holder_created - leader_create_time) > CREATE_TIME_TOLERANCE
+    ):
+        # Another process holds the pid now. Linux never reuses a pid that still names a session or a
+        # group, so nothing of ours is left (and that group is someone else's).
+        return []
+    return _with_descendants(group_members(pgid))
+
+
+def _with_descendants(roots: list[psutil.Process]) -> list[psutil.Process]:
+    found: dict[int, psutil.Process] = {}
+    for root in roots:
+        found.setdefault(root.pid, root)
+        try:
+            for child in root.children(recursive=True):
+                found.setdefault(child.pid, child)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return [p for p in found.values() if is_alive(p)]

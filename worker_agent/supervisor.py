@@ -52,7 +52,7 @@ class Supervisor:
         self.node_id = node_id
         self.poll_interval = poll_interval
         self._publish = publish
-        self._state_file = StateFile(self.data_dir / "state.json")
+        self._state_file = StateFile(self.data_dir / "state.json", TaskRecord)
         self._lock = threading.RLock()
         self._records: dict[str, TaskRecord] = self._state_file.load()
         self._children: dict[str, subprocess.Popen[bytes]] = {}
@@ -122,16 +122,16 @@ class Supervisor:
 
     # -- stop --------------------------------------------------------------------------------------
 
-    def stop(self, task_ids: Iterable[str], grace_seconds: float) -> dict[str, str]:
+    def stop(self, task_ids: Iterable[str], grace_seconds: float, deployment_id: str = "") -> dict[str, str]:
         """SIGTERM each task's whole process tree; the monitor sends SIGKILL after ``grace_seconds``."""
         outcome: dict[str, str] = {}
         with self._lock:
             for task_id in task_ids:
                 rec = self._records.get(task_id)
                 if rec is None:
-                    # Tell the manager, which would otherwise wait for this task forever; the stop
-                    # payload carries no deployment id. Kept as a record so a late start stays a no-op.
-                    rec = TaskRecord(task_id=task_id, deployment_id="")
+                    # Tell the manager, which would otherwise wait for this task forever. Kept as a
+                    # record so a late start stays a no-op.
+                    rec = TaskRecord(task_id=task_id, deployment_id=deployment_id)
                     self._records[task_id] = rec
                     self._change_state(rec, TaskState.STOPPED, error=UNKNOWN_TASK_ERROR, ended_at=time.time())
                     outcome[task_id] = "unknown"

@@ -1,4 +1,4 @@
-"""The agent's persistent record of its tasks: one JSON file, rewritten atomically on every change."""
+"""The agent's persistent record of its tasks and fleet commands: JSON files, rewritten atomically on every change."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import os
 import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
-from shared.states import TaskState
+from shared.states import HostRunStatus, TaskState
 
 logger = logging.getLogger(__name__)
 
@@ -60,13 +60,53 @@ class TaskRecord:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-class StateFile:
-    """Loads and atomically saves the task records of one data directory."""
+@dataclass
+class CommandRecord:
+    """What the agent remembers about one fleet command: enough to ignore a redelivery and to settle it after
+    a restart (its output lives in memory only)."""
 
-    def __init__(self, path: Path) -> None:
+    task_id: str
+    command: str = ""
+    status: str = HostRunStatus.PENDING.value  # pending until spawned, then running, then a final status
+    timeout: float = 0.0
+    pid: int | None = None
+    create_time: float | None = None  # psutil's, to tell our process from a recycled pid
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    error_message: str | None = None
+    reported: bool = False  # whether the final report reached the command reports stream
+
+    @property
+    def live(self) -> bool:
+        return not HostRunStatus(self.status).ended
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CommandRecord:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class _Record(Protocol):
+    __dataclass_fields__: ClassVar[dict[str, Any]]  # a dataclass, so asdict() takes it
+    task_id: str
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self: ...
+
+
+R = TypeVar("R", bound=_Record)
+
+
+class StateFile(Generic[R]):
+    """Loads and atomically saves the records (of one ``record_type``) of one data directory."""
+
+    def __init__(self, path: Path, record_type: type[R], section: str = "tasks") -> None:
         self.path = path
+        self.record_type = record_type
+        self.section = section
 
-    def load(self) -> dict[str, TaskRecord]:
+    def load(self) -> dict[str, R]:
         """All records by task id; an unreadable file is kept aside and an empty state returned."""
         try:
             raw = self.path.read_text()
@@ -74,7 +114,7 @@ class StateFile:
             return {}
         try:
             data = json.loads(raw)
-            return {tid: TaskRecord.from_dict(rec) for tid, rec in data.get("tasks", {}).items()}
+            return {tid: self.record_type.from_dict(rec) for tid, rec in data.get(self.section, {}).items()}
         except (ValueError, TypeError, AttributeError):
             # Keep the broken file for inspection rather than crash the agent on every start.
             aside = self.path.with_suffix(".corrupt")
@@ -82,11 +122,11 @@ class StateFile:
             logger.error("state file %s is unreadable; moved to %s and starting empty", self.path, aside)
             return {}
 
-    def save(self, records: dict[str, TaskRecord]) -> None:
+    def save(self, records: dict[str, R]) -> None:
         """Write every record: tmp file, fsync, rename, fsync of the directory."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         body = json.dumps(
-            {"version": STATE_FILE_VERSION, "tasks": {tid: asdict(rec) for tid, rec in records.items()}},
+            {"version": STATE_FILE_VERSION, self.section: {tid: asdict(rec) for tid, rec in records.items()}},
             indent=1,
             sort_keys=True,
         )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import agents, audit, deployments, health, nodes, templates
+from . import agents, audit, deployments, health, nodes, tasks, templates
 
 
 def register(app: Flask) -> None:
     """Register every blueprint on ``app``."""
-    for module in (health, nodes, templates, deployments, agents, audit):
+    for module in (health, nodes, templates, deployments, agents, audit, tasks):
         app.register_blueprint(module.bp)

@@ -42,18 +42,43 @@ def agent_redis_url(settings: Settings, request_host: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+MAX_LABELS = 64
+MAX_LABEL_TEXT = 255
+
+
+def valid_labels(node_id: str, raw: Any) -> dict[str, str]:
+    """``facts["labels"]`` when it is a small dict of non-empty str -> str without "=" in keys, else {}."""
+    if raw is None:
+        return {}
+    ok = (
+        isinstance(raw, dict)
+        and len(raw) <= MAX_LABELS
+        and all(
+            isinstance(k, str)
+            and isinstance(v, str)
+            and 0 < len(k.strip()) <= MAX_LABEL_TEXT
+            and "=" not in k
+            and len(v) <= MAX_LABEL_TEXT
+            for k, v in raw.items()
+        )
+    )
+    if not ok:
+        logger.warning("node %s: facts.labels ignored: not a dict of short str -> str", node_id)
+        return {}
+    return {k.strip(): v.strip() for k, v in raw.items()}
+
+
 def join(settings: Settings, data: dict[str, Any], request_host: str, actor: str) -> dict[str, Any]:
     """Upsert the node of a joining agent; returns the JoinResponseSchema data."""
     node_id = data["node_id"]
     if data["protocol"] != PROTOCOL_VERSION:
-        raise ApiError(
-            400, f"Unsupported protocol {data['protocol']}; this manager speaks {PROTOCOL_VERSION}"
-        )
+        raise ApiError(400, f"Unsupported protocol {data['protocol']}; this manager speaks {PROTOCOL_VERSION}")
     redis_url = agent_redis_url(settings, request_host)
     fields = {
         "hostname": data["hostname"],
         "ip": data["ip"],
         "facts": json.dumps(data.get("facts") or {}),
+        "labels": json.dumps(valid_labels(node_id, (data.get("facts") or {}).get("labels")), sort_keys=True),
         "interval": data["interval"],
         "version": data.get("version") or "",
     }
@@ -64,12 +89,8 @@ def join(settings: Settings, data: dict[str, Any], request_host: str, actor: str
             .on_conflict(conflict_target=[Node.id], update={getattr(Node, k): v for k, v in fields.items()})
             .execute()
         )
-        audit.record(
-            actor, "node.join", node_id, {"hostname": data["hostname"], "ip": data["ip"], "known": known}
-        )
-    logger.info(
-        "node %s (%s, %s) %s", node_id, data["hostname"], data["ip"], "re-joined" if known else "joined"
-    )
+        audit.record(actor, "node.join", node_id, {"hostname": data["hostname"], "ip": data["ip"], "known": known})
+    logger.info("node %s (%s, %s) %s", node_id, data["hostname"], data["ip"], "re-joined" if known else "joined")
     return {
         "node_id": node_id,
         "redis_url": redis_url,

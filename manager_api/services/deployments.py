@@ -177,7 +177,7 @@ def stop(redis: Redis, deployment_id: str, actor: str, grace_seconds: float) -> 
         by_node[task.node_id].append(task.id)
     try:
         for node_id, task_ids in by_node.items():
-            dispatch.stop_tasks(redis, node_id, task_ids, grace_seconds)
+            dispatch.stop_tasks(redis, node_id, deployment_id, task_ids, grace_seconds)
     except RedisError as exc:
         logger.error("deployment %s: stop not sent: %s", deployment_id, exc)
         raise ApiError(

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from redis import Redis
+from redis.client import Pipeline
 from rq import Queue
 from rq.serializers import JSONSerializer
 
 from shared import defaults, jobs, keys
-from shared.messages import StartTaskSchema, StopTasksSchema, dump
+from shared.messages import (
+    CancelCommandSchema,
+    RunCommandSchema,
+    StartTaskSchema,
+    StopTasksSchema,
+    dump,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -20,35 +28,73 @@ def node_queue(redis: Redis, node_id: str) -> Queue:
     return Queue(keys.node_queue(node_id), connection=redis, serializer=JSONSerializer)
 
 
+def _enqueue(
+    redis: Redis, node_id: str, function: str, body: dict[str, Any], description: str, pipeline: Pipeline | None = None
+) -> str:
+    """Enqueue ``function`` by name with one validated dict argument on ``node_id``'s queue; returns the job id."""
+    job = node_queue(redis, node_id).enqueue(
+        function,
+        args=(body,),
+        description=description,
+        result_ttl=defaults.JOB_RESULT_TTL,
+        failure_ttl=defaults.JOB_FAILURE_TTL,
+        pipeline=pipeline,
+    )
+    return str(job.id)
+
+
 def start_task(redis: Redis, node_id: str, payload: dict[str, Any]) -> str:
     """Enqueue jobs.START_TASK for one task; returns the job id."""
     body = dump(StartTaskSchema, payload)
-    job = node_queue(redis, node_id).enqueue(
+    job_id = _enqueue(
+        redis,
+        node_id,
         jobs.START_TASK,
-        args=(body,),
-        description=f"start task {body['task_id']} of deployment {body['deployment_id']}",
-        result_ttl=defaults.JOB_RESULT_TTL,
-        failure_ttl=defaults.JOB_FAILURE_TTL,
+        body,
+        f"start task {body['task_id']} of deployment {body['deployment_id']}",
     )
     logger.info(
-        "task %s of deployment %s sent to node %s (job %s)",
-        body["task_id"],
-        body["deployment_id"],
-        node_id,
-        job.id,
+        "task %s of deployment %s sent to node %s (job %s)", body["task_id"], body["deployment_id"], node_id, job_id
     )
-    return str(job.id)
+    return job_id
 
 
-def stop_tasks(redis: Redis, node_id: str, task_ids: list[str], grace_seconds: float) -> str:
-    """Enqueue jobs.STOP_TASKS for some tasks of one node; returns the job id."""
-    body = dump(StopTasksSchema, {"task_ids": task_ids, "grace_seconds": grace_seconds})
-    job = node_queue(redis, node_id).enqueue(
-        jobs.STOP_TASKS,
-        args=(body,),
-        description=f"stop {len(task_ids)} tasks",
-        result_ttl=defaults.JOB_RESULT_TTL,
-        failure_ttl=defaults.JOB_FAILURE_TTL,
+def stop_tasks(redis: Redis, node_id: str, deployment_id: str, task_ids: list[str], grace_seconds: float) -> str:
+    """Enqueue jobs.STOP_TASKS for some tasks of one deployment on one node; returns the job id."""
+    body = dump(
+        StopTasksSchema, {"task_ids": task_ids, "deployment_id": deployment_id, "grace_seconds": grace_seconds}
     )
-    logger.info("stop of tasks %s sent to node %s (job %s)", ",".join(task_ids), node_id, job.id)
-    return str(job.id)
+    job_id = _enqueue(redis, node_id, jobs.STOP_TASKS, body, f"stop {len(task_ids)} tasks of {deployment_id}")
+    logger.info(
+        "deployment %s: stop of tasks %s sent to node %s (job %s)", deployment_id, ",".join(task_ids), node_id, job_id
+    )
+    return job_id
+
+
+def _enqueue_on_nodes(
+    redis: Redis, node_ids: Iterable[str], function: str, body: dict[str, Any], description: str
+) -> list[str]:
+    """The same job on many nodes' queues in one pipeline (one round trip for a thousand nodes)."""
+    ids = list(node_ids)
+    if not ids:
+        return []
+    with redis.pipeline() as pipe:
+        job_ids = [_enqueue(redis, node_id, function, body, description, pipe) for node_id in ids]
+        pipe.execute()
+    return job_ids
+
+
+def run_command(redis: Redis, node_ids: Iterable[str], payload: dict[str, Any]) -> list[str]:
+    """Enqueue jobs.RUN_COMMAND of one fleet task on every node of ``node_ids``; returns the job ids."""
+    body = dump(RunCommandSchema, payload)
+    job_ids = _enqueue_on_nodes(redis, node_ids, jobs.RUN_COMMAND, body, f"run fleet task {body['task_id']}")
+    logger.info("fleet task %s sent to %d nodes", body["task_id"], len(job_ids))
+    return job_ids
+
+
+def cancel_command(redis: Redis, node_ids: Iterable[str], task_id: str) -> list[str]:
+    """Enqueue jobs.CANCEL_COMMAND of one fleet task on every node of ``node_ids``; returns the job ids."""
+    body = dump(CancelCommandSchema, {"task_id": task_id})
+    job_ids = _enqueue_on_nodes(redis, node_ids, jobs.CANCEL_COMMAND, body, f"cancel fleet task {task_id}")
+    logger.info("cancel of fleet task %s sent to %d nodes", task_id, len(job_ids))
+    return job_ids

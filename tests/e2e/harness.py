@@ -89,11 +89,16 @@ class Agent(Proc):
         self.data_dir = workdir / f"agent-{hostname}"
         args = [
             str(BIN / "agent"),
-            "--manager-url", manager.url,
-            "--hostname", hostname,
-            "--interval", str(interval),
-            "--port", "0",
-            "--data-dir", str(self.data_dir),
+            "--manager-url",
+            manager.url,
+            "--hostname",
+            hostname,
+            "--interval",
+            str(interval),
+            "--port",
+            "0",
+            "--data-dir",
+            str(self.data_dir),
         ]
         super().__init__(args, workdir / f"agent-{hostname}.log", env)
 

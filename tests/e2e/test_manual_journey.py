@@ -86,10 +86,12 @@ def test_manual_journey(stack: dict[str, Any]) -> None:
     template = {
         "name": "我的数据处理任务",
         "task_groups": [
-            {"tasks": [
-                {"name": "数据清洗器", "config": {"command": "sleep 301"}},
-                {"name": "数据分析器", "config": {"command": "sh -c 'sleep 302 & sleep 303 & wait'"}},
-            ]},
+            {
+                "tasks": [
+                    {"name": "数据清洗器", "config": {"command": "sleep 301"}},
+                    {"name": "数据分析器", "config": {"command": "sh -c 'sleep 302 & sleep 303 & wait'"}},
+                ]
+            },
             {"tasks": [{"name": "pinned", "config": {"command": "node-c:/bin/sleep 304"}}]},
         ],
     }
@@ -124,7 +126,10 @@ def test_manual_journey(stack: dict[str, Any]) -> None:
     assert all(pid_alive(p) for p in analyser_tree)
 
     # Nothing new is placed on an offline node.
-    manager.post("/api/task/task_group", {"name": "spread", "task_groups": [{"tasks": [{"name": "s", "config": {"command": "sleep 305"}}]}] * 4})
+    manager.post(
+        "/api/task/task_group",
+        {"name": "spread", "task_groups": [{"tasks": [{"name": "s", "config": {"command": "sleep 305"}}]}] * 4},
+    )
     spread_id = manager.post("/api/task/task_group/deploy", {"name": "spread"}).json()["id"]
     spread = wait_until(lambda: all_tasks(manager, spread_id, "RUNNING"), timeout=20, what="spread running")
     assert group0_node not in {t["node"]["hostname"] for t in spread["tasks"]}
@@ -157,7 +162,10 @@ def test_manual_journey(stack: dict[str, Any]) -> None:
     manager.post("/api/task/task_group/stop", {"id": spread_id})
 
     # A task that exits non-zero shows its exit code (§5.6).
-    manager.post("/api/task/task_group", {"name": "broken", "task_groups": [{"tasks": [{"name": "b", "config": {"command": "exit 3"}}]}]})
+    manager.post(
+        "/api/task/task_group",
+        {"name": "broken", "task_groups": [{"tasks": [{"name": "b", "config": {"command": "exit 3"}}]}]},
+    )
     broken_id = manager.post("/api/task/task_group/deploy", {"name": "broken"}).json()["id"]
     broken = wait_until(lambda: all_tasks(manager, broken_id, "FAILED"), timeout=20, what="broken task failed")
     assert broken["tasks"][0]["exit_code"] == 3
@@ -172,8 +180,11 @@ def test_manual_journey(stack: dict[str, Any]) -> None:
     assert again.status_code == 200 and again.json() == queried
     assert {t["id"]: t["state"] for t in deployment(manager, dep_id)["tasks"]} == {i: "STOPPED" for i in before}
     assert deployment(manager, broken_id)["tasks"][0]["exit_code"] == 3
-    wait_until(lambda: len(n := nodes_by_host(manager)) == 3 and all(x["status"] == 0 for x in n.values()),
-               timeout=30, what="agents reconnected to the restarted manager")
+    wait_until(
+        lambda: len(n := nodes_by_host(manager)) == 3 and all(x["status"] == 0 for x in n.values()),
+        timeout=30,
+        what="agents reconnected to the restarted manager",
+    )
 
     # The agents stop cleanly too.
     for agent in agents.values():

@@ -22,7 +22,9 @@ def test_api_token_guards_every_call_and_agents_join_only_with_the_join_token(tm
         denied = manager.get("/api/task/node")
         assert denied.status_code == 401 and "error" in denied.json()
         assert manager.get("/deployments/whatever").status_code == 401
-        assert manager.post("/api/task/query", {"name": "x"}, headers={"Authorization": "Bearer nope"}).status_code == 401
+        assert (
+            manager.post("/api/task/query", {"name": "x"}, headers={"Authorization": "Bearer nope"}).status_code == 401
+        )
         auth = {"Authorization": "Bearer s3cret-api-token"}
         assert manager.get("/api/task/node", headers=auth).json() == {"nodes": []}
 
@@ -49,7 +51,10 @@ def test_refuses_to_bind_beyond_loopback_without_an_api_token(tmp_path: Path) ->
     env = isolated_env(tmp_path)
     done = subprocess.run(
         [str(BIN / "manager"), "--host", "0.0.0.0", "--port", str(free_port()), "--db-path", str(tmp_path / "m.db")],
-        env=env, capture_output=True, text=True, timeout=30,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert done.returncode == 2
     assert "token" in (done.stderr + done.stdout).lower()

@@ -21,7 +21,9 @@ def test_publish_then_parse(redis_client: redis.Redis) -> None:
 
 def test_unknown_state_is_refused_before_it_reaches_redis(redis_client: redis.Redis) -> None:
     with pytest.raises(ValidationError):
-        events.publish(redis_client, {"task_id": "t", "deployment_id": "d", "node_id": "n", "state": "EXPLODED", "at": 0})
+        events.publish(
+            redis_client, {"task_id": "t", "deployment_id": "d", "node_id": "n", "state": "EXPLODED", "at": 0}
+        )
     assert redis_client.xlen(keys.EVENTS_STREAM) == 0
 
 

@@ -22,8 +22,17 @@ from shared import jobs as job_names
 from shared.defaults import OFFLINE_AFTER_INTERVALS
 from shared.paths import local_join_token_path
 from tests.support import RedisServer, free_port, pid_alive, wait_until
-from tests.worker_agent.conftest import last_state, node_queue, start_payload, state_is, task_events
-from tests.worker_agent.fake_manager import FakeManager
+from tests.worker_agent.conftest import (
+    ManagerProcess,
+    final_report,
+    last_state,
+    node_queue,
+    run_payload,
+    start_payload,
+    state_is,
+    task_events,
+)
+from worker_agent import process_tree
 
 
 class AgentProcess:
@@ -82,7 +91,7 @@ def test_the_agent_runs_tasks_that_outlive_it_and_adopts_them_after_a_restart(
     agents.append(agent)
     status = wait_until(agent.joined, what="the agent to work its queue")
     node_id = (data_dir / "node-id").read_text().strip()
-    assert status == {"status": "ok", "node_id": node_id, "joined": True, "tasks_running": 0}
+    assert status == {"status": "ok", "node_id": node_id, "joined": True, "tasks_running": 0, "commands_running": 0}
     with pytest.raises(urllib.error.HTTPError) as not_found:
         agent.health("/anything-else")
     not_found.value.close()
@@ -123,33 +132,72 @@ def test_the_agent_runs_tasks_that_outlive_it_and_adopts_them_after_a_restart(
     assert restarted.terminate() == 0
 
 
+def test_a_command_running_when_the_agent_restarts_is_killed_and_reported_failed(
+    redis_url: str, redis_client: redis_lib.Redis, data_dir: Path, tmp_path: Path, agents: list[AgentProcess]
+) -> None:
+    args = ("--redis-url", redis_url, "--data-dir", str(data_dir))
+    agent = AgentProcess(tmp_path, *args)
+    agents.append(agent)
+    wait_until(agent.joined, what="the agent to work its queue")
+    node_id = (data_dir / "node-id").read_text().strip()
+    queue = node_queue(redis_client, node_id)
+    queue.enqueue(job_names.RUN_COMMAND, run_payload("c-agent", "echo up; sleep 300 & sleep 300; wait", timeout=600))
+    wait_until(lambda: agent.health()["commands_running"] == 1, what="the command to run")
+    pid = json.loads((data_dir / "commands.json").read_text())["commands"]["c-agent"]["pid"]
+    wait_until(lambda: len(process_tree.group_members(pid)) == 3, what="the shell and both sleeps")
+
+    assert agent.terminate() == 0
+    restarted = AgentProcess(tmp_path, *args)
+    agents.append(restarted)
+
+    final = wait_until(lambda: final_report(redis_client, "c-agent"), what="the restarted agent's report")
+    assert (final["status"], final["error_message"], final["pid"]) == (
+        "failed",
+        "agent restarted while the command ran",
+        pid,
+    )
+    wait_until(lambda: process_tree.group_members(pid) == [], what="no process of the command left")
+    wait_until(restarted.joined, what="the restarted agent")
+    assert restarted.health()["commands_running"] == 0
+    assert restarted.terminate() == 0
+
+
 def test_the_agent_joins_the_manager_with_the_local_token_file(
-    redis_url: str,
     redis_client: redis_lib.Redis,
     data_dir: Path,
     tmp_path: Path,
     agents: list[AgentProcess],
+    manager: ManagerProcess,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The runtime dir AgentProcess gives the agent: a manager on this host leaves its token there.
+    # The manager and AgentProcess share the runtime dir tmp_path/run: the manager left its token there.
     monkeypatch.setenv("CORRAL_RUNTIME_DIR", str(tmp_path / "run"))
-    with FakeManager("local-token", redis_url) as manager:
-        token_file = local_join_token_path(manager.port)
-        token_file.parent.mkdir(parents=True)
-        token_file.write_text("local-token\n")
-        agent = AgentProcess(tmp_path, "--manager-url", manager.url, "--data-dir", str(data_dir))
-        agents.append(agent)
+    token_file = local_join_token_path(manager.port)
+    assert token_file.read_text().strip() == manager.token
+    monkeypatch.setenv("CORRAL_LABELS", "zone=eu-1,role=db")
+    agent = AgentProcess(
+        tmp_path, "--manager-url", manager.url, "--data-dir", str(data_dir), "--label", "role=web", "--label", "rack=r7"
+    )
+    agents.append(agent)
 
-        wait_until(agent.joined, what="the agent to join")
-        [joined] = manager.joins
-        node_id = (data_dir / "node-id").read_text().strip()
-        assert joined["node_id"] == node_id and joined["ip"] == "127.0.0.1" and joined["interval"] == 0.5
-        assert joined["facts"]["cpu_count"] >= 1
+    wait_until(agent.joined, what="the agent to join")
+    [joined] = manager.nodes().values()
+    node_id = (data_dir / "node-id").read_text().strip()
+    assert joined["id"] == node_id and joined["ip"] == "127.0.0.1" and joined["interval"] == 0.5
+    assert joined["facts"]["cpu_count"] >= 1
+    # CORRAL_LABELS first, then the flags (a flag wins).
+    assert joined["facts"]["labels"] == {"zone": "eu-1", "role": "web", "rack": "r7"}
 
-        node_queue(redis_client, node_id).enqueue(job_names.START_TASK, start_payload("t-quick", "exit 0"))
-        done = wait_until(lambda: state_is(redis_client, "t-quick", "COMPLETED"), what="the task to complete")
-        assert done["node_id"] == node_id
-        assert agent.terminate() == 0
+    node_queue(redis_client, node_id).enqueue(job_names.START_TASK, start_payload("t-quick", "exit 0"))
+    done = wait_until(lambda: state_is(redis_client, "t-quick", "COMPLETED"), what="the task to complete")
+    assert done["node_id"] == node_id
+    assert agent.terminate() == 0
+
+
+def test_a_bad_label_stops_the_agent_with_a_clear_message(tmp_path: Path, data_dir: Path) -> None:
+    agent = AgentProcess(tmp_path, "--redis-url", "redis://127.0.0.1:1/0", "--data-dir", str(data_dir), "--label", "=x")
+    assert agent.proc.wait(10) == 2
+    assert "label key '' must be non-empty" in agent.log
 
 
 def test_sigterm_while_joining_exits_at_once(tmp_path: Path, data_dir: Path, agents: list[AgentProcess]) -> None:

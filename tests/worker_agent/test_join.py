@@ -1,4 +1,4 @@
-"""Joining a manager over real HTTP; the node id; where the join token comes from."""
+"""Joining the real manager over HTTP; the node id; where the join token comes from."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from shared import keys
 from shared.defaults import PROTOCOL_VERSION
 from shared.paths import local_join_token_path
-from tests.support import free_port
-from tests.worker_agent.fake_manager import FakeManager
+from tests.support import free_port, wait_until
+from tests.worker_agent.conftest import ManagerProcess
 from worker_agent import cli
 from worker_agent.identity import load_or_create_node_id
 from worker_agent.join import join
@@ -31,28 +31,32 @@ def join_request(node_id: str) -> dict:
     }
 
 
-def test_join_retries_a_rejected_token_until_the_right_one_appears(tmp_path: Path) -> None:
+def test_join_retries_a_rejected_token_until_the_right_one_appears(
+    tmp_path: Path, manager: ManagerProcess, redis_url: str
+) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("wrong-token\n")
     node_id = uuid.uuid4().hex
+    presented: list[str] = []
 
     def token() -> str:
-        if manager.rejected >= 2:
-            token_file.write_text("good-token\n")  # e.g. the operator fixed the token file
-        return token_file.read_text().strip()
+        if presented.count("wrong-token") >= 2:
+            token_file.write_text(manager.token + "\n")  # e.g. the operator fixed the token file
+        presented.append(token_file.read_text().strip())
+        return presented[-1]
 
-    with FakeManager("good-token", "redis://127.0.0.1:1/0") as manager:
-        answer = join(manager.url, join_request(node_id), token, threading.Event(), max_delay=0.05)
+    answer = join(manager.url, join_request(node_id), token, threading.Event(), max_delay=0.05)
 
-    assert manager.rejected == 2
+    assert presented == ["wrong-token", "wrong-token", manager.token]
+    wait_until(lambda: manager.rejected() == 2, what="the manager to log both refusals")
     assert answer == {
         "node_id": node_id,
-        "redis_url": "redis://127.0.0.1:1/0",
+        "redis_url": redis_url,
         "queue": keys.node_queue(node_id),
         "protocol": PROTOCOL_VERSION,
     }
-    [body] = manager.joins
-    assert (body["node_id"], body["hostname"], body["facts"]) == (node_id, "node-a", {"os": "Linux"})
+    [body] = manager.nodes().values()
+    assert (body["id"], body["hostname"], body["facts"]) == (node_id, "node-a", {"os": "Linux"})
 
 
 def test_join_gives_up_when_asked_to_stop(caplog: pytest.LogCaptureFixture) -> None:
@@ -69,16 +73,16 @@ def test_join_gives_up_when_asked_to_stop(caplog: pytest.LogCaptureFixture) -> N
     assert "manager unreachable" in caplog.text
 
 
-def test_a_rejected_token_is_logged_clearly(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_rejected_token_is_logged_clearly(caplog: pytest.LogCaptureFixture, manager: ManagerProcess) -> None:
     stop = threading.Event()
-    with FakeManager("good-token", "redis://127.0.0.1:1/0") as manager:
-        timer = threading.Timer(0.3, stop.set)
-        timer.start()
-        assert join(manager.url, join_request(uuid.uuid4().hex), lambda: "bad", stop, max_delay=0.05) is None
-        timer.join()
+    timer = threading.Timer(0.3, stop.set)
+    timer.start()
+    assert join(manager.url, join_request(uuid.uuid4().hex), lambda: "bad", stop, max_delay=0.05) is None
+    timer.join()
 
-    assert manager.rejected >= 2
+    assert manager.rejected() >= 2
     assert "join token rejected" in caplog.text
+    assert manager.nodes() == {}
 
 
 def test_the_node_id_is_made_once_and_kept(tmp_path: Path) -> None:

@@ -20,8 +20,11 @@ def start_via_job(redis: redis_lib.Redis, node_id: str, task_id: str, command: s
     run_jobs(redis, node_id)
 
 
-def stop_via_job(redis: redis_lib.Redis, node_id: str, task_ids: list[str], grace: float) -> None:
-    node_queue(redis, node_id).enqueue(job_names.STOP_TASKS, {"task_ids": task_ids, "grace_seconds": grace})
+def stop_via_job(
+    redis: redis_lib.Redis, node_id: str, task_ids: list[str], grace: float, deployment_id: str = ""
+) -> None:
+    body = {"task_ids": task_ids, "grace_seconds": grace, "deployment_id": deployment_id}
+    node_queue(redis, node_id).enqueue(job_names.STOP_TASKS, body)
     run_jobs(redis, node_id)
 
 
@@ -148,11 +151,12 @@ def test_stopping_an_unknown_or_ended_task(redis_client: redis_lib.Redis, node_i
     start_via_job(redis_client, node_id, "t-ended", "exit 0")
     ended_event(redis_client, "t-ended")
 
-    stop_via_job(redis_client, node_id, ["t-ended", "t-nobody"], grace=1.0)
+    stop_via_job(redis_client, node_id, ["t-ended", "t-nobody"], grace=1.0, deployment_id="dep-9")
 
     assert [e["state"] for e in task_events(redis_client, "t-ended")] == ["RUNNING", "COMPLETED"]
     [unknown] = task_events(redis_client, "t-nobody")
     assert (unknown["state"], unknown["error"]) == ("STOPPED", UNKNOWN_TASK_ERROR)
+    assert unknown["deployment_id"] == "dep-9"  # so the manager can end the task it sent
     # A start delivered after that stop does not run the task.
     start_via_job(redis_client, node_id, "t-nobody", "sleep 30")
     assert len(task_events(redis_client, "t-nobody")) == 1

@@ -1,0 +1,184 @@
+"""Fleet task figures (issue 3): `echo hi` on 1, 10 and 50 real agents and on simulated fleets, agent
+footprint, and the manager's idle cost with 10,000 heartbeating simulated agents.
+
+Usage: .venv/bin/python bench/bench_tasks.py [--runs 100] [--skip-10k]
+Every figure is measured with a warm HTTP client against a real `manager` on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.e2e.harness import Agent, Manager, isolated_env  # noqa: E402
+from tests.support import wait_until  # noqa: E402
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def ms(x: float) -> str:
+    return f"{x * 1000:.1f} ms"
+
+
+def run_task(session: requests.Session, manager: Manager, targets: list[str], wait: int = 60) -> tuple[float, dict]:
+    """POST a task in real-time mode; the time until every node's result is stored and answered."""
+    t0 = time.perf_counter()
+    answer = session.post(
+        f"{manager.url}/api/tasks?wait={wait}",
+        json={"name": "bench", "command": "echo hi", "targets": targets, "timeout": 60},
+    )
+    elapsed = time.perf_counter() - t0
+    answer.raise_for_status()
+    task = answer.json()
+    if task["status"] != "completed":
+        raise RuntimeError(f"task {task['task_id']} ended {task['status']}: {task.get('hosts', [])[:3]}")
+    return elapsed, task
+
+
+def pss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            total += psutil.Process(pid).memory_full_info().pss
+        except psutil.Error:
+            pass
+    return total / 2**20
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def tree_pids(pid: int) -> list[int]:
+    try:
+        return [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+    except psutil.Error:
+        return []
+
+
+def online_count(session: requests.Session, manager: Manager, prefix: str) -> int:
+    nodes = session.get(manager.url + "/api/task/node").json()["nodes"]
+    return sum(1 for n in nodes if n["hostname"].startswith(prefix) and n["status"] == 0)
+
+
+def real_agents(manager: Manager, env: dict[str, str], workdir: Path, session: requests.Session, runs: int) -> None:
+    one = Agent(workdir, env, manager, "real-000", 5.0)
+    one.start()
+    wait_until(lambda: online_count(session, manager, "real-000") == 1, timeout=30, what="first agent")
+    run_task(session, manager, ["real-000"])  # warm up
+    lat = [run_task(session, manager, ["real-000"])[0] for _ in range(runs)]
+    print(f"echo hi on 1 real agent, API call -> result stored, {runs} runs: p50 {ms(pct(lat, 0.5))}, "
+          f"p99 {ms(pct(lat, 0.99))}")
+
+    agents = [one]
+    started = time.perf_counter()
+    for i in range(1, 50):
+        agent = Agent(workdir, env, manager, f"real-{i:03d}", 5.0)
+        agent.start()
+        agents.append(agent)
+    wait_until(lambda: online_count(session, manager, "real-") == 50, timeout=120, what="50 agents online")
+    run_task(session, manager, [f"real-{i:03d}" for i in range(50)])
+    print(f"50 real agents: started -> all 50 answered a task in {time.perf_counter() - started:.2f} s")
+
+    for count in (10, 50):
+        targets = [f"real-{i:03d}" for i in range(count)]
+        times = [run_task(session, manager, targets)[0] for _ in range(5)]
+        print(f"echo hi on {count} real agents, until every result is stored (median of 5): "
+              f"{ms(statistics.median(times))}")
+
+    time.sleep(10)  # let start-up work settle before measuring idle
+    pids = [p for a in agents for p in tree_pids(a.pid)]
+    before = cpu_seconds(pids)
+    window = 30.0
+    time.sleep(window)
+    idle = (cpu_seconds(pids) - before) / window / 50 * 100
+    print(f"50 idle real agents: PSS {pss_mb(pids):.0f} MB in all ({pss_mb(pids) / 50:.1f} MB each), "
+          f"idle CPU {idle:.3f}% of a core each (interval 5 s)")
+    for agent in agents:
+        agent.terminate()
+
+
+def simulated(manager: Manager, workdir: Path, session: requests.Session, nodes: int, prefix: str) -> subprocess.Popen:
+    token_file = workdir / "data" / "join-token"
+    sim = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("fleet_sim.py")), "--manager-url", manager.url,
+         "--token-file", str(token_file), "--nodes", str(nodes), "--processes", "2", "--interval", "5",
+         "--prefix", prefix],
+        env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    wait_until(lambda: online_count(session, manager, prefix + "-") == nodes, timeout=300, interval=1,
+               what=f"{nodes} simulated nodes")
+    return sim
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--skip-10k", action="store_true")
+    args = parser.parse_args()
+    print(f"machine: {platform.platform()}, {psutil.cpu_count()} cores, "
+          f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}")
+    with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
+        workdir = Path(tmp)
+        env = isolated_env(workdir)
+        manager = Manager(workdir, env, ["--workers", "2"])
+        manager.start()
+        session = requests.Session()
+        try:
+            real_agents(manager, env, workdir, session, args.runs)
+
+            sim = simulated(manager, workdir, session, 1000, "sim1k")
+            times = [run_task(session, manager, ["sim=yes"])[0] for _ in range(5)]
+            print(f"echo hi on 1,000 simulated agents, until every result is stored (median of 5): "
+                  f"{ms(statistics.median(times))}")
+            sim.terminate()
+            sim.wait(30)
+
+            if not args.skip_10k:
+                sim = simulated(manager, workdir, session, 10000, "sim10k")
+                time.sleep(10)
+                manager_pids = tree_pids(manager.pid)
+                redis_pids = [p for p in manager_pids if "redis-server" in " ".join(psutil.Process(p).cmdline())]
+                own = [p for p in manager_pids if p not in redis_pids]
+                window = 30.0
+                m0, r0 = cpu_seconds(own), cpu_seconds(redis_pids)
+                time.sleep(window)
+                m_cpu = (cpu_seconds(own) - m0) / window * 100
+                r_cpu = (cpu_seconds(redis_pids) - r0) / window * 100
+                lat = []
+                for _ in range(200):
+                    t0 = time.perf_counter()
+                    session.get(manager.url + "/api/task/node").raise_for_status()
+                    lat.append(time.perf_counter() - t0)
+                print(f"10,000 simulated agents heartbeating every 5 s: manager {m_cpu:.1f}% of a core, "
+                      f"{pss_mb(own):.0f} MB PSS; redis {r_cpu:.1f}% of a core, {pss_mb(redis_pids):.0f} MB PSS; "
+                      f"GET /api/task/node p50 {ms(pct(lat, 0.5))}, p99 {ms(pct(lat, 0.99))}")
+                sim.terminate()
+                sim.wait(60)
+        finally:
+            manager.terminate()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""Fleet simulator: thousands of lightweight agents in a few processes, speaking the agent's protocol.
+
+Every simulated node joins through the manager's real join endpoint, heartbeats through
+shared.heartbeat, takes jobs from its own RQ queue (JSON serializer, shared.keys.node_queue) and answers
+through shared.events, exactly as worker_agent does; only the work itself is simulated (a fleet command
+`echo X` answers X, anything else answers nothing with exit code 0; deployment tasks report RUNNING).
+
+    python bench/fleet_sim.py --manager-url http://127.0.0.1:8080 --token-file var/join-token \
+        --nodes 1000 --processes 2 --interval 5
+
+Runs until SIGTERM/SIGINT, or for --seconds. Prints one line when every node has joined.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import redis
+import requests
+from rq import Queue
+from rq.exceptions import DequeueTimeout
+from rq.serializers import JSONSerializer
+
+from shared import api, events, heartbeat, jobs, keys
+from shared.defaults import PROTOCOL_VERSION
+
+logger = logging.getLogger("fleet_sim")
+
+
+def node_id_for(hostname: str) -> str:
+    """A stable id per simulated hostname, so a rerun reuses the nodes it registered before."""
+    return uuid.uuid5(uuid.NAMESPACE_DNS, hostname + ".corral-sim").hex
+
+
+def join_all(manager_url: str, token: str, hostnames: list[str], interval: float) -> str:
+    """Join every simulated node; returns the Redis URL the manager hands out."""
+    session = requests.Session()
+    redis_url = ""
+    for i, hostname in enumerate(hostnames):
+        body = {
+            "node_id": node_id_for(hostname),
+            "hostname": hostname,
+            "ip": f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}",
+            "interval": interval,
+            "protocol": PROTOCOL_VERSION,
+            "version": "fleet-sim",
+            "facts": {"labels": {"sim": "yes", "rack": f"r{i % 10}"}},
+        }
+        answer = session.post(manager_url + api.JOIN_PATH, json=body, headers=api.bearer(token), timeout=30)
+        answer.raise_for_status()
+        redis_url = answer.json()["redis_url"]
+    return redis_url
+
+
+def heartbeat_loop(client: redis.Redis, hostnames: list[str], interval: float, stop: threading.Event) -> None:
+    """Heartbeat every node once per interval, spread evenly over the interval."""
+    ids = [node_id_for(h) for h in hostnames]
+    gap = interval / max(1, len(ids))
+    while not stop.is_set():
+        started = time.monotonic()
+        for node_id, hostname in zip(ids, hostnames, strict=True):
+            heartbeat.write(
+                client,
+                node_id,
+                {"interval": interval, "hostname": hostname, "cpu_usage_percent": 5.0, "memory_usage_percent": 20.0},
+            )
+            if gap > 0.001:
+                stop.wait(gap)
+        stop.wait(max(0.0, interval - (time.monotonic() - started)))
+
+
+def answer(client: redis.Redis, node_id: str, func_name: str, payload: dict[str, Any]) -> None:
+    """Carry out one job the way an agent reports it."""
+    now = time.time()
+    if func_name == jobs.RUN_COMMAND:
+        command = payload["command"]
+        out = command[5:] + "\n" if command.startswith("echo ") else ""
+        base = {"task_id": payload["task_id"], "node_id": node_id, "started_at": now}
+        events.publish_command_report(client, base | {"status": "running", "at": now, "pid": 1})
+        if out:
+            events.append_output(client, payload["task_id"], node_id, "stdout", [out.rstrip("\n")])
+        events.publish_command_report(
+            client,
+            base
+            | {"status": "succeeded", "at": time.time(), "exit_code": 0, "stdout": out, "finished_at": time.time()},
+        )
+    elif func_name == jobs.START_TASK:
+        events.publish(
+            client,
+            {
+                "task_id": payload["task_id"],
+                "deployment_id": payload["deployment_id"],
+                "node_id": node_id,
+                "state": "RUNNING",
+                "at": now,
+                "pid": 1,
+                "started_at": now,
+            },
+        )
+    elif func_name == jobs.STOP_TASKS:
+        for task_id in payload["task_ids"]:
+            events.publish(
+                client,
+                {
+                    "task_id": task_id,
+                    "deployment_id": payload.get("deployment_id", ""),
+                    "node_id": node_id,
+                    "state": "STOPPED",
+                    "at": now,
+                    "exit_code": -15,
+                },
+            )
+
+
+def consume_loop(client: redis.Redis, hostnames: list[str], stop: threading.Event) -> None:
+    """Take jobs from every simulated node's own queue (one BLPOP over all of them)."""
+    queues = [Queue(keys.node_queue(node_id_for(h)), connection=client, serializer=JSONSerializer) for h in hostnames]
+    prefix = len(Queue.redis_queue_namespace_prefix) + len("corral.node.")
+    while not stop.is_set():
+        try:
+            result = Queue.dequeue_any(queues, 1, connection=client, serializer=JSONSerializer)
+        except DequeueTimeout:
+            continue
+        except redis.RedisError as exc:
+            logger.warning("dequeue failed: %s", exc)
+            stop.wait(1)
+            continue
+        if result is None:
+            continue
+        job, queue = result
+        node_id = queue.key[prefix:]
+        if job.func_name in jobs.ALLOWED:
+            answer(client, node_id, job.func_name, job.args[0])
+        job.delete()
+
+
+def run_slice(manager_url: str, token: str, hostnames: list[str], interval: float, seconds: float, ready: Any) -> None:
+    """One simulator process: join its nodes, then heartbeat and consume until told to stop."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    redis_url = join_all(manager_url, token, hostnames, interval)
+    client = redis.Redis.from_url(redis_url, max_connections=8)
+    threads = [
+        threading.Thread(target=heartbeat_loop, args=(client, hostnames, interval, stop), daemon=True),
+        threading.Thread(target=consume_loop, args=(redis.Redis.from_url(redis_url), hostnames, stop), daemon=True),
+    ]
+    for t in threads:
+        t.start()
+    ready.release()
+    stop.wait(seconds if seconds > 0 else None)
+    stop.set()
+    for t in threads:
+        t.join(5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--manager-url", default="http://127.0.0.1:8080")
+    parser.add_argument("--token", default=os.environ.get("CORRAL_JOIN_TOKEN"))
+    parser.add_argument("--token-file")
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--interval", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=0, help="stop after this long (0 = until signalled)")
+    parser.add_argument("--prefix", default="sim")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s fleet_sim: %(message)s")
+    token = args.token or (Path(args.token_file).read_text().strip() if args.token_file else "")
+    if not token:
+        parser.error("give --token, --token-file or CORRAL_JOIN_TOKEN")
+    hostnames = [f"{args.prefix}-{i:05d}" for i in range(args.nodes)]
+    slices = [hostnames[i :: args.processes] for i in range(args.processes)]
+    ready = multiprocessing.Semaphore(0)
+    started = time.monotonic()
+    procs = [
+        multiprocessing.Process(target=run_slice, args=(args.manager_url, token, s, args.interval, args.seconds, ready))
+        for s in slices
+    ]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        ready.acquire()
+    print(f"fleet_sim: {args.nodes} nodes joined and heartbeating in {time.monotonic() - started:.1f} s", flush=True)
+
+    def forward(signum: int, _frame: Any) -> None:
+        for p in procs:
+            if p.pid:
+                os.kill(p.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for p in procs:
+        p.join()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""``corral``: the command-line client of the manager's REST API."""

@@ -1,0 +1,34 @@
+"""What every command shares: exit codes, the API client of the invocation, JSON printing."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from .client import Client
+from .config import resolve
+
+EXIT_FAILED = 1
+"""Something the user asked for did not succeed (a node failed, a deployment task failed)."""
+
+EXIT_API = 2
+"""Bad usage or an error answer from the API (click uses 2 for usage errors too)."""
+
+EXIT_INTERRUPTED = 130
+"""Ctrl-C, as a shell reports a SIGINT death."""
+
+
+def client_of(ctx: click.Context) -> Client:
+    """The API client for this invocation, built once from the root group's options."""
+    obj = ctx.find_root().obj
+    if "client" not in obj:
+        obj["client"] = Client(resolve(obj["url"], obj["token"], obj["config"]))
+    client: Client = obj["client"]
+    return client
+
+
+def echo_json(data: Any) -> None:
+    """Pretty JSON on stdout, non-ASCII kept readable."""
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))

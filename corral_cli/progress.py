@@ -1,0 +1,57 @@
+"""A progress line on stderr: redrawn in place on a terminal, printed as plain lines when it changes otherwise."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import TextIO
+
+import click
+
+CLEAR_LINE = "\r\x1b[K"
+"""Carriage return and erase-to-end-of-line: the next write replaces the progress line."""
+
+
+class ProgressLine:
+    """Shows one status text and lets other output pass above it without tearing (thread-safe)."""
+
+    def __init__(self, stream: TextIO | None = None, live: bool | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty() if live is None else live
+        self.text = ""
+        self._shown = False
+        self._lock = threading.Lock()
+
+    def update(self, text: str) -> None:
+        """Show ``text``; off a terminal, print it only when it differs from the last one."""
+        with self._lock:
+            if text == self.text and (self._shown or not self.live):
+                return
+            self.text = text
+            if self.live:
+                self.stream.write(CLEAR_LINE + text)
+                self.stream.flush()
+                self._shown = True
+            else:
+                click.echo(text, file=self.stream)
+
+    def echo(self, line: str, err: bool = False) -> None:
+        """Print ``line`` (to stdout, or stderr) with the progress line moved below it."""
+        with self._lock:
+            self._hide()
+            click.echo(line, err=err)
+            if self.live and self.text:
+                self.stream.write(self.text)
+                self.stream.flush()
+                self._shown = True
+
+    def close(self) -> None:
+        """Remove the live line so whatever comes next starts on a clean line."""
+        with self._lock:
+            self._hide()
+
+    def _hide(self) -> None:
+        if self.live and self._shown:
+            self.stream.write(CLEAR_LINE)
+            self.stream.flush()
+            self._shown = False

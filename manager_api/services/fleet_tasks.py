@@ -1,0 +1,339 @@
+"""Fleet tasks (document 004): create, start, cancel, read, wait; apply the agents' reports; deadlines."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from peewee import fn
+from redis import Redis
+from redis.exceptions import RedisError
+
+from shared import heartbeat
+from shared.defaults import OUTPUT_CAP_BYTES
+from shared.states import FleetTaskStatus, HostRunStatus
+
+from .. import db
+from ..errors import ApiError
+from ..models import FleetTask, Node, TaskHost, utcnow
+from . import audit, dispatch, targets
+from .fleet_task_json import counts_of, task_json
+from .serialize import from_unix
+
+logger = logging.getLogger(__name__)
+
+NOT_FOUND = "Task not found"
+FINAL_STATUSES = frozenset({FleetTaskStatus.COMPLETED, FleetTaskStatus.FAILED, FleetTaskStatus.CANCELED})
+OPEN_HOST_STATUSES = (HostRunStatus.PENDING.value, HostRunStatus.RUNNING.value)
+WAIT_POLL_SECONDS = 0.02
+"""How often a waiting request looks at the task again."""
+INSERT_CHUNK = 500
+"""Host rows per INSERT, well under SQLite's bound-variable limit."""
+
+
+def get(task_id: str) -> FleetTask:
+    """The task ``task_id``, or a 404."""
+    task = FleetTask.get_or_none(FleetTask.task_id == task_id)
+    if task is None:
+        raise ApiError(404, NOT_FOUND)
+    return task
+
+
+def is_final(status: str, finished_at: Any) -> bool:
+    """A task is over when its status is final and every host has ended (finished_at is then set)."""
+    return status in FINAL_STATUSES and finished_at is not None
+
+
+# -- create, start, cancel ------------------------------------------------------------------------
+
+
+def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_intervals: int) -> str:
+    """Record a new task (and start it unless ``start`` is false); returns its task_id."""
+    task_id = str(uuid.uuid4())
+    now = utcnow()
+    with db.write_transaction():
+        FleetTask.create(
+            task_id=task_id,
+            name=data["name"],
+            description=data.get("description", ""),
+            command=data["command"],
+            parameters=data.get("parameters", ""),
+            timeout=data["timeout"],
+            targets=json.dumps(data["targets"], ensure_ascii=False),
+            env=json.dumps(data.get("env") or {}, ensure_ascii=False),
+            created_by=data.get("created_by") or actor,
+            created_at=now,
+            updated_at=now,
+        )
+        audit.record(actor, "task.create", task_id, {"name": data["name"], "targets": data["targets"]})
+    logger.info("fleet task %s (%s) created by %s on %d targets", task_id, data["name"], actor, len(data["targets"]))
+    if data.get("start", True):
+        start(redis, task_id, actor, offline_after_intervals)
+    return task_id
+
+
+def _target_nodes(redis: Redis, offline_after_intervals: int) -> list[targets.TargetNode]:
+    rows = list(Node.select(Node.id, Node.hostname, Node.ip, Node.labels).tuples())
+    now, beats = heartbeat.read_summaries(redis)
+    out = []
+    for node_id, hostname, ip, labels in rows:
+        beat = beats.get(node_id)
+        out.append(
+            targets.TargetNode(
+                id=node_id,
+                hostname=hostname,
+                ip=ip,
+                online=beat is not None and beat.online(now, offline_after_intervals),
+                labels=json.loads(labels or "{}"),
+            )
+        )
+    return out
+
+
+def start(redis: Redis, task_id: str, actor: str, offline_after_intervals: int) -> None:
+    """Resolve the targets to hosts, record them and send RUN_COMMAND to every online one (409 unless pending)."""
+    with db.write_transaction():
+        task = get(task_id)
+        if task.status != FleetTaskStatus.PENDING.value:
+            raise ApiError(409, f"Task {task_id} is {task.status}: only a pending task can be started")
+        plans = targets.resolve(json.loads(task.targets), _target_nodes(redis, offline_after_intervals))
+        now = utcnow()
+        rows = [
+            {
+                "task": task.id,
+                "node": plan.node_id,
+                "target": plan.target[:255],
+                "hostname": plan.hostname,
+                "ip": plan.ip,
+                "status": (HostRunStatus.DISPATCH_FAILED if plan.error else HostRunStatus.PENDING).value,
+                "error_message": plan.error,
+                "finished_at": now if plan.error else None,
+                "updated_at": now,
+            }
+            for plan in plans
+        ]
+        for i in range(0, len(rows), INSERT_CHUNK):
+            TaskHost.insert_many(rows[i : i + INSERT_CHUNK]).execute()
+        FleetTask.update(status=FleetTaskStatus.RUNNING.value, started_at=now, started_by=actor, updated_at=now).where(
+            FleetTask.id == task.id
+        ).execute()
+        recompute(task.id)
+        failed = sum(1 for plan in plans if plan.error)
+        audit.record(actor, "task.start", task_id, {"hosts": len(plans), "dispatch_failed": failed})
+    runnable = [plan.node_id for plan in plans if plan.error is None and plan.node_id]
+    logger.info("fleet task %s started by %s: %d hosts, %d dispatch failed", task_id, actor, len(plans), failed)
+    payload = {"task_id": task_id, "command": task.command, "timeout": task.timeout, "env": json.loads(task.env)}
+    try:
+        dispatch.run_command(redis, runnable, payload)
+    except RedisError as exc:
+        logger.error("fleet task %s: RUN_COMMAND not sent: %s", task_id, exc)
+        with db.write_transaction():
+            TaskHost.update(
+                status=HostRunStatus.DISPATCH_FAILED.value,
+                error_message=f"could not enqueue the command: {exc}",
+                finished_at=utcnow(),
+                updated_at=utcnow(),
+            ).where(TaskHost.task == task.id, TaskHost.status == HostRunStatus.PENDING.value).execute()
+            recompute(task.id)
+
+
+def cancel(redis: Redis, task_id: str, actor: str) -> None:
+    """Cancel a task: pending hosts end at once, running ones get CANCEL_COMMAND (409 when already final)."""
+    with db.write_transaction():
+        task = get(task_id)
+        if task.status in FINAL_STATUSES:
+            raise ApiError(409, f"Task {task_id} is already {task.status}")
+        open_hosts = list(
+            TaskHost.select(TaskHost.node, TaskHost.status)
+            .where(TaskHost.task == task.id, TaskHost.status.in_(OPEN_HOST_STATUSES))
+            .tuples()
+        )
+        now = utcnow()
+        TaskHost.update(
+            status=HostRunStatus.CANCELED.value,
+            error_message="canceled before it started",
+            finished_at=now,
+            updated_at=now,
+        ).where(TaskHost.task == task.id, TaskHost.status == HostRunStatus.PENDING.value).execute()
+        FleetTask.update(
+            status=FleetTaskStatus.CANCELED.value, canceled_at=now, canceled_by=actor, updated_at=now
+        ).where(FleetTask.id == task.id).execute()
+        recompute(task.id)
+        running = sum(1 for _, status in open_hosts if status == HostRunStatus.RUNNING.value)
+        audit.record(actor, "task.cancel", task_id, {"running": running, "pending": len(open_hosts) - running})
+    logger.info("fleet task %s canceled by %s (%d hosts still open)", task_id, actor, len(open_hosts))
+    # Pending hosts too: their RUN_COMMAND may be ahead in the queue, and the cancel kills what it starts.
+    try:
+        dispatch.cancel_command(redis, [node for node, _ in open_hosts if node], task_id)
+    except RedisError as exc:
+        # The cancel deadline still ends those hosts; the task stays canceled.
+        logger.error("fleet task %s: CANCEL_COMMAND not sent: %s", task_id, exc)
+
+
+# -- derived state ---------------------------------------------------------------------------------
+
+
+def recompute(task_pk: int) -> FleetTaskStatus:
+    """Store a task's counters and status derived from its hosts (call inside a write transaction)."""
+    task = FleetTask.get_by_id(task_pk)
+    counts = counts_of(
+        dict(
+            TaskHost.select(TaskHost.status, fn.COUNT(TaskHost.id))
+            .where(TaskHost.task == task_pk)
+            .group_by(TaskHost.status)
+            .tuples()
+        )
+    )
+    current = FleetTaskStatus(task.status)
+    new = current
+    all_ended = counts["ended"] == counts["total"]
+    if current == FleetTaskStatus.RUNNING and all_ended:
+        new = FleetTaskStatus.COMPLETED if counts["succeeded"] == counts["total"] else FleetTaskStatus.FAILED
+    finished_at = task.finished_at
+    if new in FINAL_STATUSES and all_ended and finished_at is None:
+        finished_at = utcnow()
+    FleetTask.update(
+        status=new.value,
+        total_hosts=counts["total"],
+        completed_hosts=counts["ended"],
+        failed_hosts=counts["failed"],
+        finished_at=finished_at,
+        updated_at=utcnow(),
+    ).where(FleetTask.id == task_pk).execute()
+    if new != current:
+        logger.info("fleet task %s %s -> %s", task.task_id, current.value, new.value)
+    return new
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+
+def detail(task_id: str) -> dict[str, Any]:
+    """The task JSON with every host."""
+    task = get(task_id)
+    hosts = list(TaskHost.select().where(TaskHost.task == task.id).order_by(TaskHost.id))
+    return task_json(task, hosts)
+
+
+def listing(page: int, size: int, status: str | None, name: str | None) -> dict[str, Any]:
+    """A page of tasks, newest first, without their hosts."""
+    query = FleetTask.select()
+    if status:
+        query = query.where(FleetTask.status == status)
+    if name:
+        query = query.where(FleetTask.name.contains(name))
+    total = query.count()
+    tasks = list(query.order_by(FleetTask.created_at.desc(), FleetTask.id.desc()).paginate(page, size))
+    by_task: dict[int, dict[str, int]] = {t.id: {} for t in tasks}
+    if tasks:
+        rows = (
+            TaskHost.select(TaskHost.task, TaskHost.status, fn.COUNT(TaskHost.id))
+            .where(TaskHost.task.in_(list(by_task)))
+            .group_by(TaskHost.task, TaskHost.status)
+            .tuples()
+        )
+        for pk, host_status, count in rows:
+            by_task[pk][host_status] = count
+    return {
+        "tasks": [task_json(t, None, by_task[t.id]) for t in tasks],
+        "total": total,
+        "page": page,
+        "size": size,
+    }
+
+
+def wait(task_id: str, seconds: float) -> None:
+    """Return once the task is over, or after ``seconds`` (polls the database every WAIT_POLL_SECONDS)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        row = FleetTask.select(FleetTask.status, FleetTask.finished_at).where(FleetTask.task_id == task_id).tuples()
+        found = row.first()
+        if found is None or is_final(*found):
+            return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        time.sleep(min(WAIT_POLL_SECONDS, remaining))
+
+
+def status_of(task_id: str) -> tuple[str, bool] | None:
+    """(status, over) of a task, or None when it does not exist."""
+    found = (
+        FleetTask.select(FleetTask.status, FleetTask.finished_at).where(FleetTask.task_id == task_id).tuples().first()
+    )
+    if found is None:
+        return None
+    return found[0], is_final(*found)
+
+
+# -- agents' reports -------------------------------------------------------------------------------
+
+
+def _capped(text: str, truncated: bool) -> tuple[str, bool]:
+    # The agent caps already; this keeps a misbehaving one from filling the database.
+    if len(text) > OUTPUT_CAP_BYTES:
+        return text[:OUTPUT_CAP_BYTES], True
+    return text, truncated
+
+
+def apply_report(report: dict[str, Any]) -> bool:
+    """Apply one validated CommandReportSchema report; returns whether the host changed (an ended one never does)."""
+    task_id, node_id = report["task_id"], report["node_id"]
+    new = HostRunStatus(report["status"])
+    with db.write_transaction():
+        host = (
+            TaskHost.select(TaskHost)
+            .join(FleetTask)
+            .where(FleetTask.task_id == task_id, TaskHost.node == node_id)
+            .first()
+        )
+        if host is None:
+            logger.warning("report for fleet task %s from node %s matches no host; ignored", task_id, node_id)
+            return False
+        current = HostRunStatus(host.status)
+        if current.ended:
+            logger.debug("fleet task %s on node %s already %s, %s ignored", task_id, node_id, current, new)
+            return False
+        changes: dict[Any, Any] = {}
+        if report.get("pid") is not None and report["pid"] != host.pid:
+            changes[TaskHost.pid] = report["pid"]
+        started = from_unix(report.get("started_at"))
+        if started is None and new == HostRunStatus.RUNNING:
+            started = from_unix(report["at"])
+        if started is not None and host.started_at is None:
+            changes[TaskHost.started_at] = started
+        if new == HostRunStatus.RUNNING:
+            if current == HostRunStatus.PENDING:
+                changes[TaskHost.status] = new.value
+        else:
+            stdout, stdout_truncated = _capped(report.get("stdout") or "", bool(report.get("stdout_truncated")))
+            stderr, stderr_truncated = _capped(report.get("stderr") or "", bool(report.get("stderr_truncated")))
+            changes.update(
+                {
+                    TaskHost.status: new.value,
+                    TaskHost.stdout: stdout,
+                    TaskHost.stderr: stderr,
+                    TaskHost.stdout_truncated: stdout_truncated,
+                    TaskHost.stderr_truncated: stderr_truncated,
+                    TaskHost.exit_code: report.get("exit_code"),
+                    TaskHost.error_message: report.get("error_message"),
+                    TaskHost.finished_at: from_unix(report.get("finished_at") or report["at"]),
+                }
+            )
+        if not changes:
+            return False
+        changes[TaskHost.updated_at] = utcnow()
+        TaskHost.update(changes).where(TaskHost.id == host.id).execute()
+        recompute(host.task_id)
+    logger.info(
+        "fleet task %s on node %s: %s -> %s (exit %s)",
+        task_id,
+        node_id,
+        current.value,
+        changes.get(TaskHost.status, current.value),
+        report.get("exit_code"),
+    )
+    return True

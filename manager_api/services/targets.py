@@ -1,0 +1,81 @@
+"""Which nodes a fleet task's targets name: a pure function of the targets and the known nodes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+EVERY_ONLINE_NODE = "*"
+"""The target that names every node online at start."""
+
+NO_MATCH = "no node matches this target"
+NODE_OFFLINE = "node offline"
+NO_ONLINE_NODE = "no node online"
+
+
+@dataclass(frozen=True)
+class TargetNode:
+    """A node as target resolution sees it."""
+
+    id: str
+    hostname: str
+    ip: str
+    online: bool
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """One row-to-be of a task's hosts: a node to run on, or a target that cannot run (``error`` says why)."""
+
+    target: str
+    node_id: str | None = None
+    hostname: str = ""
+    ip: str = ""
+    error: str | None = None  # set: the host is dispatch_failed
+
+
+def _matches(node: TargetNode, target: str) -> bool:
+    if "=" in target:
+        key, _, value = target.partition("=")
+        return node.labels.get(key.strip()) == value.strip()
+    return node.id == target or node.ip == target or node.hostname.lower() == target.lower()
+
+
+def resolve(targets: Sequence[str], nodes: Sequence[TargetNode]) -> list[HostPlan]:
+    """One plan per matched node (in target order, each node once) and one per target that matched nothing.
+
+    Items are node ids, hostnames (any case), IPs, ``key=value`` labels, or ``*`` (every online node). A
+    matched offline node is planned as failed "node offline" so the user sees it instead of losing it.
+    """
+    plans: list[HostPlan] = []
+    seen_nodes: set[str] = set()
+    seen_targets: set[str] = set()
+    for raw in targets:
+        target = raw.strip()
+        if target in seen_targets:
+            continue
+        seen_targets.add(target)
+        if target == EVERY_ONLINE_NODE:
+            matched = [n for n in nodes if n.online]
+            missing = NO_ONLINE_NODE
+        else:
+            matched = [n for n in nodes if _matches(n, target)]
+            missing = NO_MATCH
+        if not matched:
+            plans.append(HostPlan(target=target, error=missing))
+            continue
+        for node in matched:
+            if node.id in seen_nodes:
+                continue
+            seen_nodes.add(node.id)
+            plans.append(
+                HostPlan(
+                    target=target,
+                    node_id=node.id,
+                    hostname=node.hostname,
+                    ip=node.ip,
+                    error=None if node.online else NODE_OFFLINE,
+                )
+            )
+    return plans

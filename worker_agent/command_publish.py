@@ -1,0 +1,153 @@
+"""The Redis side of fleet commands: output lines to the live output, reports in order, held while Redis is down."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from marshmallow import ValidationError
+from redis import Redis
+
+from shared import events
+from shared.states import HostRunStatus
+
+from .command_output import StreamCapture
+
+logger = logging.getLogger(__name__)
+
+PUBLISH_RETRY_SECONDS = 2.0
+"""Pause between two attempts to publish held-back output and reports while Redis is unreachable."""
+
+RedisSource = Callable[[], Redis | None]
+"""Returns the agent's current Redis connection (None before the agent connected)."""
+
+
+def is_final(report: dict[str, Any]) -> bool:
+    """Whether a report is a command's last one (not the ``running`` one)."""
+    return bool(report["status"] != HostRunStatus.RUNNING)
+
+
+class CommandPublisher:
+    """Publishes the output lines and reports of one node's commands; the only part that talks to Redis.
+
+    A final report that could not be published is also written to ``held_dir``, so that its output
+    survives an agent restart; ``on_final_published`` is told the task id once one went out.
+    """
+
+    def __init__(
+        self, node_id: str, redis: RedisSource, held_dir: Path, on_final_published: Callable[[str], None]
+    ) -> None:
+        self.node_id = node_id
+        self._redis = redis
+        self._held_dir = held_dir
+        self._on_final_published = on_final_published
+        self._outbox: deque[dict[str, Any]] = deque()
+        self._lock = threading.Lock()
+        self._failing = False
+        self._retry_after = 0.0
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._outbox)
+
+    def add(self, report: dict[str, Any]) -> None:
+        """Queue a report behind the ones already queued."""
+        with self._lock:
+            self._outbox.append(report)
+
+    def ready(self) -> bool:
+        """False while waiting out the pause after a failure."""
+        return time.monotonic() >= self._retry_after
+
+    def append_output(self, streams: Iterable[tuple[str, StreamCapture]]) -> bool:
+        """Append the pending lines of (task id, capture) pairs to the live output; False when Redis failed."""
+        todo = [(task_id, capture, capture.pending()) for task_id, capture in streams]
+        todo = [item for item in todo if item[2]]
+        if not todo:
+            return True
+        redis = self._redis()
+        if redis is None:
+            return False  # not connected yet: nothing failed, try again next round
+        for task_id, capture, lines in todo:
+            try:
+                events.append_output(redis, task_id, self.node_id, capture.name, lines)
+            except Exception as exc:
+                self._failed(task_id, "output", exc)
+                return False
+            capture.sent(len(lines))
+        self._recovered()
+        return True
+
+    def publish(self) -> None:
+        """Publish the queued reports in order, up to the first that fails."""
+        redis = self._redis()
+        if redis is None:
+            return
+        while True:
+            with self._lock:
+                if not self._outbox:
+                    break
+                report = self._outbox[0]
+            try:
+                events.publish_command_report(redis, report)
+            except ValidationError as exc:
+                logger.error("node %s task %s: dropping malformed report: %s", self.node_id, report["task_id"], exc)
+            except Exception as exc:
+                self._failed(report["task_id"], f"{report['status']} report", exc)
+                if is_final(report):
+                    self.hold(report)
+                return
+            with self._lock:
+                self._outbox.popleft()
+            if is_final(report):
+                self._held_path(report["task_id"]).unlink(missing_ok=True)
+                self._on_final_published(report["task_id"])
+        self._recovered()
+
+    def hold_all(self) -> None:
+        """Write every queued final report to disk (the agent stops)."""
+        with self._lock:
+            finals = [report for report in self._outbox if is_final(report)]
+        for report in finals:
+            self.hold(report)
+
+    def hold(self, report: dict[str, Any]) -> None:
+        """Keep an unpublished final report on disk, so it survives an agent restart with its output."""
+        path = self._held_path(report["task_id"])
+        if path.exists():
+            return
+        self._held_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(report))
+        os.replace(tmp, path)
+
+    def load_held(self, task_id: str) -> dict[str, Any] | None:
+        """The final report a previous agent held for ``task_id``, if any."""
+        try:
+            report: dict[str, Any] = json.loads(self._held_path(task_id).read_text())
+        except (OSError, ValueError):
+            return None
+        return report if report.get("task_id") == task_id else None
+
+    def _held_path(self, task_id: str) -> Path:
+        # Task ids come from the wire: hashed, never used as a file name.
+        return self._held_dir / (hashlib.sha256(task_id.encode()).hexdigest()[:32] + ".json")
+
+    def _failed(self, task_id: str, what: str, exc: Exception) -> None:
+        if not self._failing:
+            logger.warning("node %s task %s: could not publish %s, will retry: %s", self.node_id, task_id, what, exc)
+        self._failing = True
+        self._retry_after = time.monotonic() + PUBLISH_RETRY_SECONDS
+
+    def _recovered(self) -> None:
+        if self._failing:
+            logger.info("node %s: publishing command output and reports again", self.node_id)
+            self._failing = False

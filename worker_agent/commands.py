@@ -1,0 +1,396 @@
+"""Runs fleet task commands (jobs.RUN_COMMAND): spawn, stream output, enforce the deadline, cancel, report.
+
+A CommandRunner has two threads: the OutputReader, which reads every pipe (one selector) and watches exits,
+deadlines and kills, and the publisher, which every FLUSH_SECONDS appends the new output lines and publishes
+the reports in order; only the publisher talks to Redis, so an unreachable Redis never delays a kill.
+A report that cannot be published (Redis down) is held and retried; the record of each command is kept in
+``<data dir>/commands.json`` so a redelivered RUN_COMMAND stays a no-op and a restarted agent can kill what
+a command left behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared.defaults import OUTPUT_CAP_BYTES
+from shared.states import HostRunStatus
+
+from . import process_tree
+from .command_output import OutputReader, StreamCapture
+from .command_publish import CommandPublisher, RedisSource
+from .task_state import CommandRecord, StateFile
+
+logger = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 0.05
+"""Longest time an output line waits before it is appended to the live output stream."""
+
+EXIT_RECHECK_SECONDS = 0.002
+"""When a command's output ended, how soon to look again for its exit (it is usually a matter of microseconds)."""
+
+KILL_GRACE_SECONDS = 0.5
+"""Between SIGTERM and SIGKILL when a command times out or is canceled (cancel must land within a second)."""
+
+PIPE_GIVE_UP_SECONDS = 2.0
+"""After SIGKILL, how long to wait for the pipes a process outside the group may still hold open."""
+
+IDLE_WAKE_SECONDS = 60.0
+"""With no command running, the publisher sleeps this long (or until woken): an idle agent costs nothing."""
+
+KEEP_ENDED_SECONDS = 24 * 3600.0
+"""How long an ended command's record is kept so that a redelivered RUN_COMMAND stays a no-op."""
+
+RESTARTED_ERROR = "agent restarted while the command ran"
+
+_LEFT_RUNNING: list[subprocess.Popen[bytes]] = []
+"""Children a closed runner left to its successor; kept so Popen.__del__ never warns about them."""
+
+
+@dataclass(eq=False)
+class _Running:
+    """A command this runner spawned and has not reported final yet."""
+
+    record: CommandRecord
+    popen: subprocess.Popen[bytes]
+    deadline: float  # monotonic
+    stdout: StreamCapture = field(default_factory=lambda: StreamCapture("stdout", OUTPUT_CAP_BYTES))
+    stderr: StreamCapture = field(default_factory=lambda: StreamCapture("stderr", OUTPUT_CAP_BYTES))
+    ending: HostRunStatus | None = None  # TIMED_OUT or CANCELED once the kill was decided
+    kill_at: float | None = None  # monotonic time of the SIGKILL
+    sigkilled: bool = False
+    final: dict[str, Any] | None = None  # the final report, once settled
+
+
+class CommandRunner:
+    """Owns the fleet commands of one node; the agent builds one, jobs.py delegates to it."""
+
+    def __init__(self, data_dir: Path, node_id: str, redis: RedisSource) -> None:
+        self.data_dir = Path(data_dir)
+        self.node_id = node_id
+        self._state_file = StateFile(self.data_dir / "commands.json", CommandRecord, section="commands")
+        self._publisher = CommandPublisher(node_id, redis, self.data_dir / "command-reports", self._published)
+        self._lock = threading.RLock()
+        self._save_lock = threading.Lock()
+        self._save_seq = 0
+        self._saved_seq = 0
+        self._records: dict[str, CommandRecord] = self._state_file.load()
+        self._running: dict[str, _Running] = {}
+        self._last_prune = 0.0
+        self._published_since_save = False
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._reader = OutputReader(node_id, self._wake.set, self.watch)
+        self._publish_thread: threading.Thread | None = None
+
+    # -- queries -----------------------------------------------------------------------------------
+
+    def record(self, task_id: str) -> CommandRecord | None:
+        """The live record of one command (read it, do not change it)."""
+        with self._lock:
+            return self._records.get(task_id)
+
+    def running_count(self) -> int:
+        """How many commands run right now."""
+        with self._lock:
+            return sum(1 for run in self._running.values() if run.final is None)
+
+    # -- jobs --------------------------------------------------------------------------------------
+
+    def run(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Spawn one fleet task's command unless this node already ran it; returns at once."""
+        task_id = request["task_id"]
+        with self._lock:
+            known = self._records.get(task_id)
+            if known is not None:
+                logger.info("node %s task %s: command already %s, run ignored", self.node_id, task_id, known.status)
+                return {"task_id": task_id, "status": known.status, "pid": known.pid, "started": False}
+            rec = CommandRecord(task_id=task_id, command=request["command"], timeout=float(request["timeout"]))
+            self._records[task_id] = rec
+            env = {**(request.get("env") or {}), "CORRAL_TASK_ID": task_id}
+            try:
+                popen = process_tree.spawn_piped(rec.command, _work_dir(), env)
+            except OSError as exc:
+                logger.warning("node %s task %s: command could not start: %s", self.node_id, task_id, exc)
+                self._end(rec, HostRunStatus.FAILED, error_message=f"could not start: {exc}")
+                self._publisher.add(self._report(rec))
+                self._wake.set()
+                return {"task_id": task_id, "status": rec.status, "pid": None, "started": False}
+            rec.status = HostRunStatus.RUNNING.value
+            rec.pid = popen.pid
+            rec.create_time = process_tree.create_time(popen.pid)
+            rec.started_at = time.time()
+            run = _Running(rec, popen, deadline=time.monotonic() + rec.timeout)
+            self._running[task_id] = run
+            assert popen.stdout is not None and popen.stderr is not None
+            self._reader.add(popen.stdout, run.stdout)
+            self._reader.add(popen.stderr, run.stderr)
+            self._publisher.add(self._report(rec))
+            logger.info(
+                "node %s task %s: command running, pid %s, timeout %gs", self.node_id, task_id, rec.pid, rec.timeout
+            )
+        self._wake.set()
+        # Saved once, with the pid, while the command already runs (the write is the slow part of a start):
+        # a restarted agent finds the pid to kill, a redelivered RUN_COMMAND finds the task id. Only an agent
+        # crash within this write's millisecond could run a command twice.
+        self._save()
+        return {"task_id": task_id, "status": rec.status, "pid": rec.pid, "started": True}
+
+    def cancel(self, task_id: str) -> dict[str, Any]:
+        """Kill the process group of a running command; it is reported canceled once it is gone."""
+        with self._lock:
+            run = self._running.get(task_id)
+            if run is not None and run.final is None:
+                if run.ending is None:
+                    self._kill(run, HostRunStatus.CANCELED)
+                self._wake.set()
+                return {"task_id": task_id, "status": "canceling"}
+            known = self._records.get(task_id)
+            if known is not None:
+                logger.info("node %s task %s: command already %s, cancel ignored", self.node_id, task_id, known.status)
+                return {"task_id": task_id, "status": known.status}
+            # Never seen here: remember it, so that a RUN_COMMAND arriving late stays a no-op.
+            rec = CommandRecord(task_id=task_id)
+            self._records[task_id] = rec
+            self._end(rec, HostRunStatus.CANCELED, error_message="canceled before it started on this node")
+            self._publisher.add(self._report(rec))
+        self._wake.set()
+        return {"task_id": task_id, "status": HostRunStatus.CANCELED.value}
+
+    # -- life of the runner ------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """At agent start: kill what commands of a previous agent left, report them failed, requeue held reports."""
+        with self._lock:
+            for rec in self._records.values():
+                held = None if rec.reported else self._publisher.load_held(rec.task_id)
+                if held is not None:
+                    # It ended under the previous agent, which could not publish (nor maybe save) its end.
+                    for name in ("status", "exit_code", "finished_at", "error_message"):
+                        setattr(rec, name, held.get(name))
+                    self._publisher.add(held)
+                elif rec.live:
+                    leftovers = process_tree.group_leftovers(rec.pid, rec.create_time) if rec.pid else []
+                    if leftovers:
+                        logger.warning(
+                            "node %s task %s: killing %d processes left by the previous agent",
+                            self.node_id,
+                            rec.task_id,
+                            len(leftovers),
+                        )
+                        process_tree.signal_tree(leftovers, rec.pid, signal.SIGKILL)
+                    self._end(rec, HostRunStatus.FAILED, error_message=RESTARTED_ERROR, save=False)
+                    self._publisher.add(self._report(rec))
+                elif not rec.reported:
+                    self._publisher.add(self._report(rec))
+            self._save()
+        self._wake.set()
+
+    def start(self) -> CommandRunner:
+        """Start the reader and publisher threads."""
+        if self._publish_thread is None:
+            self._reader.start()
+            self._publish_thread = threading.Thread(target=self._publish_loop, name="corral-commands", daemon=True)
+            self._publish_thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop the threads; running commands are left to the next agent, which kills them and reports them."""
+        self._closing.set()
+        self._wake.set()
+        if self._publish_thread is not None:
+            self._publish_thread.join(timeout=10)
+            self._publish_thread = None
+        self._reader.close()
+        with self._lock:
+            for run in self._running.values():
+                if run.final is None:
+                    _LEFT_RUNNING.append(run.popen)
+                else:
+                    self._publisher.hold(run.final)
+            self._running.clear()
+        self._publisher.hold_all()
+        self._save()  # the ends settled since the last save
+
+    # -- the publisher thread ----------------------------------------------------------------------
+
+    def _publish_loop(self) -> None:
+        while not self._closing.is_set():
+            with self._lock:
+                busy = bool(self._running) or len(self._publisher) > 0
+            self._wake.wait(FLUSH_SECONDS if busy else IDLE_WAKE_SECONDS)
+            self._wake.clear()
+            try:
+                self.poll()
+            except Exception:
+                logger.exception("node %s: command runner poll failed", self.node_id)
+
+    def watch(self) -> float | None:
+        """One round of the reader thread: check exits, deadlines and kills; returns when to look again."""
+        with self._lock:
+            now = time.monotonic()
+            running = [run for run in self._running.values() if run.final is None]
+            for run in running:
+                self._check(run, now)
+            settled = any(run.final is not None for run in running)
+            # Output ended but the process not reaped yet: it is exiting, look again almost at once.
+            exiting = any(run.final is None and run.stdout.closed and run.stderr.closed for run in running)
+        if settled:
+            self._wake.set()
+        if exiting:
+            return EXIT_RECHECK_SECONDS
+        return FLUSH_SECONDS if running else None
+
+    def poll(self) -> None:
+        """One round of the publisher: append new output lines, publish the reports in order."""
+        with self._lock:
+            streams = [(tid, capture) for tid, run in self._running.items() for capture in (run.stdout, run.stderr)]
+        if self._publisher.ready() and self._publisher.append_output(streams):
+            with self._lock:
+                for task_id, run in list(self._running.items()):
+                    if run.final is not None and not run.stdout.pending() and not run.stderr.pending():
+                        self._publisher.add(run.final)  # after every line of its output
+                        del self._running[task_id]
+            self._publisher.publish()
+            if self._published_since_save:
+                self._published_since_save = False
+                self._save()
+        if time.time() - self._last_prune > 600:
+            self._prune()
+
+    def _check(self, run: _Running, now: float) -> None:
+        rec = run.record
+        if run.ending is None and now >= run.deadline:
+            logger.warning("node %s task %s: command timed out after %gs", self.node_id, rec.task_id, rec.timeout)
+            self._kill(run, HostRunStatus.TIMED_OUT)
+        elif run.kill_at is not None and now >= run.kill_at and not run.sigkilled:
+            run.sigkilled = True
+            leftovers = process_tree.collect_tree(run.popen.pid, run.popen.pid)
+            if leftovers:
+                logger.warning("node %s task %s: SIGKILL to %d processes", self.node_id, rec.task_id, len(leftovers))
+                process_tree.signal_tree(leftovers, run.popen.pid, signal.SIGKILL)
+        code = run.popen.poll()
+        streams_done = run.stdout.closed and run.stderr.closed
+        if code is None or not streams_done:
+            if code is not None and run.kill_at is not None and now >= run.kill_at + PIPE_GIVE_UP_SECONDS:
+                # Killed, yet its pipes stay open: a process outside the group holds them. Stop waiting.
+                self._reader.give_up(run.stdout)
+                self._reader.give_up(run.stderr)
+            return
+        # Not saved here: the publisher saves after publishing, off the path of the report. Should the agent
+        # die in between, the record still says running and the next agent reports it failed, which the
+        # manager ignores for a host that already ended.
+        if run.ending == HostRunStatus.CANCELED:
+            self._end(rec, HostRunStatus.CANCELED, save=False, exit_code=code, error_message="canceled")
+        elif run.ending == HostRunStatus.TIMED_OUT:
+            reason = f"timed out after {rec.timeout:g} s"
+            self._end(rec, HostRunStatus.TIMED_OUT, save=False, exit_code=code, error_message=reason)
+        elif code == 0:
+            self._end(rec, HostRunStatus.SUCCEEDED, save=False, exit_code=0)
+        elif code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+            self._end(rec, HostRunStatus.FAILED, save=False, exit_code=code, error_message=f"killed by {name}")
+        else:
+            self._end(rec, HostRunStatus.FAILED, save=False, exit_code=code)
+        run.final = self._report(rec, run)
+
+    def _kill(self, run: _Running, ending: HostRunStatus) -> None:
+        """SIGTERM the command's whole tree now, SIGKILL whatever is left KILL_GRACE_SECONDS later."""
+        run.ending = ending
+        run.kill_at = time.monotonic() + KILL_GRACE_SECONDS
+        targets = process_tree.collect_tree(run.popen.pid, run.popen.pid)
+        logger.info(
+            "node %s task %s: %s, SIGTERM to %d processes",
+            self.node_id,
+            run.record.task_id,
+            "canceling" if ending == HostRunStatus.CANCELED else "timing out",
+            len(targets),
+        )
+        process_tree.signal_tree(targets, run.popen.pid, signal.SIGTERM)
+
+    # -- records and reports -----------------------------------------------------------------------
+
+    def _published(self, task_id: str) -> None:
+        """A final report went out: remember it (saved at the end of the publisher's round)."""
+        with self._lock:
+            rec = self._records.get(task_id)
+            if rec is not None:
+                rec.reported = True
+                self._published_since_save = True
+
+    def _end(self, rec: CommandRecord, status: HostRunStatus, save: bool = True, **changes: Any) -> None:
+        """The one way a command reaches a final status: update, log, save."""
+        for name, value in changes.items():
+            setattr(rec, name, value)
+        rec.status = status.value
+        rec.finished_at = time.time()
+        log = logger.info if status == HostRunStatus.SUCCEEDED else logger.warning
+        log(
+            "node %s task %s: command %s (pid %s, exit code %s%s)",
+            self.node_id,
+            rec.task_id,
+            rec.status,
+            rec.pid,
+            rec.exit_code,
+            f", {rec.error_message}" if rec.error_message else "",
+        )
+        if save:
+            self._save()
+
+    def _report(self, rec: CommandRecord, run: _Running | None = None) -> dict[str, Any]:
+        report: dict[str, Any] = {
+            "task_id": rec.task_id,
+            "node_id": self.node_id,
+            "status": rec.status,
+            "at": time.time(),
+            "pid": rec.pid,
+            "exit_code": rec.exit_code,
+            "started_at": rec.started_at,
+            "finished_at": rec.finished_at,
+            "error_message": rec.error_message,
+        }
+        if run is not None:
+            for capture in (run.stdout, run.stderr):
+                report[capture.name] = capture.text()
+                report[f"{capture.name}_truncated"] = capture.truncated
+        return report
+
+    def _prune(self) -> None:
+        now = time.time()
+        self._last_prune = now
+        with self._lock:
+            old = [
+                tid
+                for tid, rec in self._records.items()
+                if not rec.live and rec.reported and (rec.finished_at or now) < now - KEEP_ENDED_SECONDS
+            ]
+            for tid in old:
+                del self._records[tid]
+            if old:
+                logger.info("node %s: pruned %d ended command records", self.node_id, len(old))
+                self._save()
+
+    def _save(self) -> None:
+        """Write every record; the file write happens outside the main lock when the caller does not hold it."""
+        with self._lock:
+            self._save_seq += 1
+            seq = self._save_seq
+            snapshot = {tid: dataclasses.replace(rec) for tid, rec in self._records.items()}
+        with self._save_lock:
+            if seq > self._saved_seq:  # a newer snapshot may have been written meanwhile
+                self._state_file.save(snapshot)
+                self._saved_seq = seq
+
+
+def _work_dir() -> Path:
+    """Where commands start: the agent user's home (as with ssh or salt cmd.run), else /."""
+    home = Path.home()
+    return home if home.is_dir() else Path("/")
