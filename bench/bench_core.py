@@ -8,7 +8,6 @@ Usage: .venv/bin/python bench/bench_core.py [--deploys 60] [--requests 500]
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import tempfile
@@ -16,26 +15,18 @@ import time
 import uuid
 from pathlib import Path
 
-import psutil
 import redis
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import machine, ms, pct  # noqa: E402  (bench/common.py)
 
 from shared import api, heartbeat  # noqa: E402
 from shared.defaults import PROTOCOL_VERSION  # noqa: E402
 from shared.paths import local_join_token_path  # noqa: E402
 from tests.e2e.harness import Agent, Manager, isolated_env  # noqa: E402
 from tests.support import wait_until  # noqa: E402
-
-
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def ms(x: float) -> str:
-    return f"{x * 1000:.1f} ms"
 
 
 def bench_deploy(manager: Manager, session: requests.Session, runs: int) -> list[float]:
@@ -105,10 +96,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500)
     args = parser.parse_args()
 
-    print(
-        f"machine: {platform.platform()}, {psutil.cpu_count()} cores, "
-        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
-    )
+    print(machine())
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
         workdir = Path(tmp)
         env = isolated_env(workdir)
@@ -118,7 +106,11 @@ def main() -> None:
         agent.start()
         try:
             session = requests.Session()
-            wait_until(lambda: session.get(manager.url + "/api/task/node").json()["nodes"], timeout=30, what="agent")
+            wait_until(
+                lambda: [n for n in session.get(manager.url + "/api/task/node").json()["nodes"] if n["status"] == 0],
+                timeout=30,
+                what="agent online",
+            )
             deploys = bench_deploy(manager, session, args.deploys)
             print(
                 f"deploy -> RUNNING seen through the API, {len(deploys)} deploys: "

@@ -8,7 +8,6 @@ Every figure is measured with a warm HTTP client against a real `manager` on thi
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import subprocess
 import sys
@@ -21,17 +20,10 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import machine, ms, pct  # noqa: E402  (bench/common.py)
+
 from tests.e2e.harness import Agent, Manager, isolated_env  # noqa: E402
 from tests.support import wait_until  # noqa: E402
-
-
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def ms(x: float) -> str:
-    return f"{x * 1000:.1f} ms"
 
 
 def run_task(session: requests.Session, manager: Manager, targets: list[str], wait: int = 60) -> tuple[float, dict]:
@@ -88,8 +80,10 @@ def real_agents(manager: Manager, env: dict[str, str], workdir: Path, session: r
     wait_until(lambda: online_count(session, manager, "real-000") == 1, timeout=30, what="first agent")
     run_task(session, manager, ["real-000"])  # warm up
     lat = [run_task(session, manager, ["real-000"])[0] for _ in range(runs)]
-    print(f"echo hi on 1 real agent, API call -> result stored, {runs} runs: p50 {ms(pct(lat, 0.5))}, "
-          f"p99 {ms(pct(lat, 0.99))}")
+    print(
+        f"echo hi on 1 real agent, API call -> result stored, {runs} runs: p50 {ms(pct(lat, 0.5))}, "
+        f"p99 {ms(pct(lat, 0.99))}"
+    )
 
     agents = [one]
     started = time.perf_counter()
@@ -104,8 +98,10 @@ def real_agents(manager: Manager, env: dict[str, str], workdir: Path, session: r
     for count in (10, 50):
         targets = [f"real-{i:03d}" for i in range(count)]
         times = [run_task(session, manager, targets)[0] for _ in range(5)]
-        print(f"echo hi on {count} real agents, until every result is stored (median of 5): "
-              f"{ms(statistics.median(times))}")
+        print(
+            f"echo hi on {count} real agents, until every result is stored (median of 5): "
+            f"{ms(statistics.median(times))}"
+        )
 
     time.sleep(10)  # let start-up work settle before measuring idle
     pids = [p for a in agents for p in tree_pids(a.pid)]
@@ -113,8 +109,10 @@ def real_agents(manager: Manager, env: dict[str, str], workdir: Path, session: r
     window = 30.0
     time.sleep(window)
     idle = (cpu_seconds(pids) - before) / window / 50 * 100
-    print(f"50 idle real agents: PSS {pss_mb(pids):.0f} MB in all ({pss_mb(pids) / 50:.1f} MB each), "
-          f"idle CPU {idle:.3f}% of a core each (interval 5 s)")
+    print(
+        f"50 idle real agents: PSS {pss_mb(pids):.0f} MB in all ({pss_mb(pids) / 50:.1f} MB each), "
+        f"idle CPU {idle:.3f}% of a core each (interval 5 s)"
+    )
     for agent in agents:
         agent.terminate()
 
@@ -122,13 +120,30 @@ def real_agents(manager: Manager, env: dict[str, str], workdir: Path, session: r
 def simulated(manager: Manager, workdir: Path, session: requests.Session, nodes: int, prefix: str) -> subprocess.Popen:
     token_file = workdir / "data" / "join-token"
     sim = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("fleet_sim.py")), "--manager-url", manager.url,
-         "--token-file", str(token_file), "--nodes", str(nodes), "--processes", "2", "--interval", "5",
-         "--prefix", prefix],
+        [
+            sys.executable,
+            str(Path(__file__).with_name("fleet_sim.py")),
+            "--manager-url",
+            manager.url,
+            "--token-file",
+            str(token_file),
+            "--nodes",
+            str(nodes),
+            "--processes",
+            "2",
+            "--interval",
+            "5",
+            "--prefix",
+            prefix,
+        ],
         env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
     )
-    wait_until(lambda: online_count(session, manager, prefix + "-") == nodes, timeout=300, interval=1,
-               what=f"{nodes} simulated nodes")
+    wait_until(
+        lambda: online_count(session, manager, prefix + "-") == nodes,
+        timeout=300,
+        interval=1,
+        what=f"{nodes} simulated nodes",
+    )
     return sim
 
 
@@ -137,8 +152,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--skip-10k", action="store_true")
     args = parser.parse_args()
-    print(f"machine: {platform.platform()}, {psutil.cpu_count()} cores, "
-          f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}")
+    print(machine())
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
         workdir = Path(tmp)
         env = isolated_env(workdir)
@@ -150,8 +164,10 @@ def main() -> None:
 
             sim = simulated(manager, workdir, session, 1000, "sim1k")
             times = [run_task(session, manager, ["sim=yes"])[0] for _ in range(5)]
-            print(f"echo hi on 1,000 simulated agents, until every result is stored (median of 5): "
-                  f"{ms(statistics.median(times))}")
+            print(
+                f"echo hi on 1,000 simulated agents, until every result is stored (median of 5): "
+                f"{ms(statistics.median(times))}"
+            )
             sim.terminate()
             sim.wait(30)
 
@@ -171,9 +187,11 @@ def main() -> None:
                     t0 = time.perf_counter()
                     session.get(manager.url + "/api/task/node").raise_for_status()
                     lat.append(time.perf_counter() - t0)
-                print(f"10,000 simulated agents heartbeating every 5 s: manager {m_cpu:.1f}% of a core, "
-                      f"{pss_mb(own):.0f} MB PSS; redis {r_cpu:.1f}% of a core, {pss_mb(redis_pids):.0f} MB PSS; "
-                      f"GET /api/task/node p50 {ms(pct(lat, 0.5))}, p99 {ms(pct(lat, 0.99))}")
+                print(
+                    f"10,000 simulated agents heartbeating every 5 s: manager {m_cpu:.1f}% of a core, "
+                    f"{pss_mb(own):.0f} MB PSS; redis {r_cpu:.1f}% of a core, {pss_mb(redis_pids):.0f} MB PSS; "
+                    f"GET /api/task/node p50 {ms(pct(lat, 0.5))}, p99 {ms(pct(lat, 0.99))}"
+                )
                 sim.terminate()
                 sim.wait(60)
         finally:

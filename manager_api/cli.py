@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -157,7 +158,10 @@ class Launcher:
                 self.redis = PrivateRedis(data_dir, args.host)
                 self.redis.start()
                 redis_url = self.redis.url
-            settings = Settings(
+            # Tuning without a flag (deadline slack, retention, offline intervals...) comes from CORRAL_*
+            # variables; everything the flags say wins over them.
+            settings = dataclasses.replace(
+                Settings.from_env(),
                 db_path=str(db_path),
                 redis_url=redis_url,
                 agent_redis_url=args.agent_redis_url,

@@ -2,8 +2,9 @@
 
 (a) consume the agents' task events and fleet task reports and apply them to the database; (b) every
 tick, persist which nodes went online/offline, end fleet task hosts past their deadline or on a node
-gone offline; (c) every hour, prune ended fleet tasks past their retention. The lock keeps two manager
-hosts on one Redis from both doing it.
+gone offline, and keep the schedule runner in line with the Schedule table; (c) every hour, prune ended
+fleet tasks past their retention. The lock keeps two manager hosts on one Redis from both doing it: the
+schedules fire only in the lock holder, so each tick fires once whatever the number of workers or hosts.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import socket
 import threading
 import time
 import uuid
+from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -22,6 +24,7 @@ from shared import events, keys
 
 from . import db
 from .config import Settings
+from .scheduler import ScheduleRunner
 from .services import events as event_service
 from .services import fleet_task_upkeep, fleet_tasks, nodes
 from .stream_consumer import StreamConsumer, StreamHandler
@@ -79,6 +82,7 @@ class Duties:
         self._thread: threading.Thread | None = None
         self._holding = False
         self._next_prune = 0.0
+        self.schedules = ScheduleRunner(self.redis, settings.offline_after_intervals, lambda: self._holding)
         self.streams = StreamConsumer(
             self.redis,
             keys.EVENTS_GROUP,
@@ -86,10 +90,22 @@ class Duties:
             [
                 StreamHandler(keys.EVENTS_STREAM, "event", events.parse, event_service.apply),
                 StreamHandler(
-                    keys.COMMAND_REPORTS_STREAM, "report", events.parse_command_report, fleet_tasks.apply_report
+                    keys.COMMAND_REPORTS_STREAM,
+                    "report",
+                    events.parse_command_report,
+                    apply_batch=self._apply_reports,
                 ),
             ],
         )
+
+    def _apply_reports(self, reports: list[dict[str, Any]]) -> None:
+        changed = fleet_tasks.apply_reports(reports)
+        if changed:
+            # Told after the commit, so a woken ?wait caller reads the change.
+            pipe = self.redis.pipeline(transaction=False)
+            for task_id in changed:
+                pipe.publish(keys.task_changed_channel(task_id), "1")
+            pipe.execute()
 
     # -- life cycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -138,6 +154,7 @@ class Duties:
                         logger.warning("duties: redis unavailable, retrying (consumer %s): %s", self.consumer, exc)
                         outage = True
                     self._holding = False
+                    self.schedules.stop()
                     self.streams.reset()
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, 5.0)
@@ -146,6 +163,7 @@ class Duties:
                     db.close()
                     self._stop.wait(1.0)
         finally:
+            self.schedules.stop()
             self._release_lock()
             db.close()
             logger.info("duties stopped (consumer %s)", self.consumer)
@@ -158,6 +176,7 @@ class Duties:
                 logger.info("duties lock %s taken by %s", keys.DUTIES_LOCK, self.lock_token)
             else:
                 logger.warning("duties lock %s held elsewhere; %s waits", keys.DUTIES_LOCK, self.lock_token)
+                self.schedules.stop()
                 self.streams.redo_pending()
             self._holding = held
         return held
@@ -177,3 +196,4 @@ class Duties:
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + PRUNE_EVERY
             fleet_task_upkeep.prune(self.redis, self.settings.task_retention_days)
+        self.schedules.sync()

@@ -166,7 +166,32 @@ class TaskHost(BaseModel):
         indexes = ((("task", "node"), True),)
 
 
-ALL_MODELS = [Node, Template, Deployment, DeploymentTask, AuditLog, FleetTask, TaskHost]
+class Schedule(BaseModel):
+    """A scheduled fleet task: the definition is the truth the scheduler is rebuilt from at every start."""
+
+    id = CharField(primary_key=True, max_length=64)  # uuid4 hex, the public id
+    name = CharField(max_length=255, unique=True)
+    description = TextField(default="")
+    command = TextField()
+    targets = TextField(default="[]")  # JSON list, resolved at each firing
+    timeout = IntegerField()
+    env = TextField(default="{}")  # JSON {str: str}
+    cron = CharField(max_length=255, null=True)  # a crontab line (UTC), or null with interval set
+    interval = IntegerField(null=True)  # seconds, or null with cron set
+    paused = BooleanField(default=False)
+    version = IntegerField(default=1)  # bumped on every change of the definition: the scheduler re-syncs on it
+    created_by = CharField(max_length=255, default="")
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+    next_run_at = DateTimeField(null=True)  # written by the scheduler (and at create/resume); null when paused
+    last_run_at = DateTimeField(null=True)
+    last_task_id = CharField(max_length=64, null=True)
+
+    class Meta:
+        table_name = "schedules"
+
+
+ALL_MODELS = [Node, Template, Deployment, DeploymentTask, AuditLog, FleetTask, TaskHost, Schedule]
 """In creation order (foreign keys point backwards)."""
 
 ADDED_COLUMNS = [Node.labels]

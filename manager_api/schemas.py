@@ -146,3 +146,48 @@ class TaskOutputQuerySchema(_Strict):
     """Query string of GET /api/tasks/<id>/output."""
 
     node = fields.String(validate=_bounded(MAX_ID))
+
+
+MAX_SCHEDULE_NAME = 200  # "schedule:<name>" must fit the tasks' created_by column
+MAX_INTERVAL_SECONDS = 366 * 24 * 3600
+MAX_CRON = 255
+
+
+class ScheduleSchema(_Strict):
+    """Body of POST /api/schedules: a fleet task fired by a crontab line (UTC) or every N seconds."""
+
+    name = TrimmedString(required=True, validate=_bounded(MAX_SCHEDULE_NAME))
+    command = TrimmedString(required=True, validate=_bounded(MAX_TASK_COMMAND))
+    targets = fields.List(
+        TrimmedString(validate=_bounded(MAX_NAME)),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_TARGETS, error="Must hold between {min} and {max} targets."),
+    )
+    timeout = fields.Integer(
+        strict=True, load_default=TASK_TIMEOUT, validate=validate.Range(min=1, max=TASK_TIMEOUT_MAX)
+    )
+    env = fields.Dict(
+        keys=fields.String(validate=_bounded(MAX_NAME)),
+        values=fields.String(validate=validate.Length(max=MAX_TEXT)),
+        load_default=dict,
+        validate=validate.Length(max=MAX_ENV),
+    )
+    description = fields.String(load_default="", validate=validate.Length(max=MAX_TEXT))
+    # null is accepted as "not this one", so a schedule's JSON (which shows both) can be posted back.
+    cron = TrimmedString(allow_none=True, validate=_bounded(MAX_CRON))
+    interval = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=1, max=MAX_INTERVAL_SECONDS))
+
+    @validates_schema
+    def _one_trigger(self, data: dict[str, Any], **kwargs: Any) -> None:
+        has_cron, has_interval = data.get("cron") is not None, data.get("interval") is not None
+        if has_cron and has_interval:
+            raise ValidationError("give either cron or interval, not both", "cron")
+        if not has_cron and not has_interval:
+            raise ValidationError("give either cron (a crontab line) or interval (seconds)", "cron")
+        if has_cron:
+            from .services.schedule_triggers import crontab_trigger
+
+            try:
+                crontab_trigger(data["cron"])
+            except ValueError as exc:
+                raise ValidationError(f"not a valid crontab line: {exc}", "cron") from exc

@@ -39,7 +39,8 @@ class StreamHandler:
     stream: str
     what: str  # "event", "report": names entries in log lines
     parse: Callable[[dict[Any, Any]], dict[str, Any]]  # raises ValidationError/ValueError/TypeError
-    apply: Callable[[dict[str, Any]], Any]  # raises OperationalError when the database is busy: retried
+    apply: Callable[[dict[str, Any]], Any] | None = None  # one item; OperationalError (database busy): retried
+    apply_batch: Callable[[list[dict[str, Any]]], Any] | None = None  # all items read at once, same contract
 
 
 class StreamConsumer:
@@ -118,14 +119,37 @@ class StreamConsumer:
     def _handle(self, handler: StreamHandler, entries: list[Entry]) -> bool:
         """Apply and ack entries; returns False if some must be retried later (database busy)."""
         done: list[Any] = []
-        complete = True
+        parsed: list[tuple[Any, dict[str, Any]]] = []
         for entry_id, fields in entries:
             try:
-                item = handler.parse(fields)
+                parsed.append((entry_id, handler.parse(fields)))
             except (ValidationError, ValueError, TypeError) as exc:
                 logger.error("malformed %s %s dropped: %s", handler.what, _text(entry_id), exc)
                 done.append(entry_id)
-                continue
+        complete = (
+            self._apply_batch(handler, parsed, done) if handler.apply_batch else self._apply_each(handler, parsed, done)
+        )
+        if done:
+            self.redis.xack(handler.stream, self.group, *done)
+        return complete
+
+    def _apply_batch(self, handler: StreamHandler, parsed: list[tuple[Any, dict[str, Any]]], done: list[Any]) -> bool:
+        assert handler.apply_batch is not None
+        if not parsed:
+            return True
+        try:
+            handler.apply_batch([item for _, item in parsed])
+        except OperationalError as exc:
+            # Database locked or unavailable: leave the batch pending, the next pending pass retries it.
+            logger.warning("%d %ss not applied yet: %s", len(parsed), handler.what, exc)
+            return False
+        done.extend(entry_id for entry_id, _ in parsed)
+        return True
+
+    def _apply_each(self, handler: StreamHandler, parsed: list[tuple[Any, dict[str, Any]]], done: list[Any]) -> bool:
+        assert handler.apply is not None
+        complete = True
+        for entry_id, item in parsed:
             try:
                 handler.apply(item)
             except OperationalError as exc:
@@ -143,6 +167,4 @@ class StreamConsumer:
                     item.get("task_id"),
                 )
             done.append(entry_id)
-        if done:
-            self.redis.xack(handler.stream, self.group, *done)
         return complete

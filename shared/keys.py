@@ -40,3 +40,8 @@ def node_heartbeat(node_id: str) -> str:
 def task_output(task_id: str) -> str:
     """Stream of a fleet task's output lines from every node, read from the start by late followers."""
     return f"{PREFIX}task:{task_id}:output"
+
+
+def task_changed_channel(task_id: str) -> str:
+    """Pub/sub channel told each time the duties change a fleet task, so ?wait callers wake at once."""
+    return f"{PREFIX}task:{task_id}:changed"

@@ -33,7 +33,7 @@ def _known(task_id: str) -> str:
 
 def _answer(task_id: str, wait: float, status: int = 200) -> ResponseReturnValue:
     if wait > 0:
-        fleet_tasks.wait(task_id, wait)
+        fleet_tasks.wait(extensions.redis(), task_id, wait)
     return jsonify(fleet_tasks.detail(task_id)), status
 
 

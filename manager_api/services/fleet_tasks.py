@@ -8,11 +8,11 @@ import time
 import uuid
 from typing import Any
 
-from peewee import fn
+from peewee import OperationalError, fn
 from redis import Redis
 from redis.exceptions import RedisError
 
-from shared import heartbeat
+from shared import heartbeat, keys
 from shared.defaults import OUTPUT_CAP_BYTES
 from shared.states import FleetTaskStatus, HostRunStatus
 
@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 NOT_FOUND = "Task not found"
 FINAL_STATUSES = frozenset({FleetTaskStatus.COMPLETED, FleetTaskStatus.FAILED, FleetTaskStatus.CANCELED})
 OPEN_HOST_STATUSES = (HostRunStatus.PENDING.value, HostRunStatus.RUNNING.value)
-WAIT_POLL_SECONDS = 0.02
+WAIT_POLL_SECONDS = 0.25
 """How often a waiting request looks at the task again."""
 INSERT_CHUNK = 500
 """Host rows per INSERT, well under SQLite's bound-variable limit."""
@@ -245,18 +245,27 @@ def listing(page: int, size: int, status: str | None, name: str | None) -> dict[
     }
 
 
-def wait(task_id: str, seconds: float) -> None:
-    """Return once the task is over, or after ``seconds`` (polls the database every WAIT_POLL_SECONDS)."""
+def wait(redis: Redis, task_id: str, seconds: float) -> None:
+    """Return once the task is over, or after ``seconds``.
+
+    Woken through keys.task_changed_channel when the duties apply a report; the database is read again at
+    least every WAIT_POLL_SECONDS too, for changes that come from elsewhere (deadlines, cancel).
+    """
     deadline = time.monotonic() + seconds
-    while True:
-        row = FleetTask.select(FleetTask.status, FleetTask.finished_at).where(FleetTask.task_id == task_id).tuples()
-        found = row.first()
-        if found is None or is_final(*found):
-            return
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return
-        time.sleep(min(WAIT_POLL_SECONDS, remaining))
+    pubsub = redis.pubsub(ignore_subscribe_messages=True)
+    try:
+        pubsub.subscribe(keys.task_changed_channel(task_id))  # before the first read: no change slips by
+        while True:
+            row = FleetTask.select(FleetTask.status, FleetTask.finished_at).where(FleetTask.task_id == task_id)
+            found = row.tuples().first()
+            if found is None or is_final(*found):
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            pubsub.get_message(timeout=min(WAIT_POLL_SECONDS, remaining))
+    finally:
+        pubsub.close()
 
 
 def status_of(task_id: str) -> tuple[str, bool] | None:
@@ -279,55 +288,83 @@ def _capped(text: str, truncated: bool) -> tuple[str, bool]:
     return text, truncated
 
 
+def apply_reports(reports: list[dict[str, Any]]) -> list[str]:
+    """Apply validated CommandReportSchema reports in one transaction; returns the ids of the tasks that changed.
+
+    Each task is recomputed once per batch, not once per report: a task on 1,000 nodes sends 2,000 reports.
+    A report that cannot be applied is logged and skipped; a busy database (OperationalError) fails the batch.
+    """
+    changed: dict[int, str] = {}
+    with db.write_transaction():
+        for report in reports:
+            try:
+                with db.database.atomic():  # a savepoint: one bad report does not undo the others
+                    task_pk = _apply_host_change(report)
+            except OperationalError:
+                raise
+            except Exception:
+                logger.exception(
+                    "report for fleet task %s from node %s could not be applied; dropped",
+                    report.get("task_id"),
+                    report.get("node_id"),
+                )
+                continue
+            if task_pk is not None:
+                changed[task_pk] = report["task_id"]
+        for task_pk in changed:
+            recompute(task_pk)
+    return list(changed.values())
+
+
 def apply_report(report: dict[str, Any]) -> bool:
-    """Apply one validated CommandReportSchema report; returns whether the host changed (an ended one never does)."""
+    """Apply one report; returns whether its host changed (an ended host never does)."""
+    return bool(apply_reports([report]))
+
+
+def _apply_host_change(report: dict[str, Any]) -> int | None:
+    """Store one report on its host row; the host's task pk when it changed, else None."""
     task_id, node_id = report["task_id"], report["node_id"]
     new = HostRunStatus(report["status"])
-    with db.write_transaction():
-        host = (
-            TaskHost.select(TaskHost)
-            .join(FleetTask)
-            .where(FleetTask.task_id == task_id, TaskHost.node == node_id)
-            .first()
+    host = (
+        TaskHost.select(TaskHost).join(FleetTask).where(FleetTask.task_id == task_id, TaskHost.node == node_id).first()
+    )
+    if host is None:
+        logger.warning("report for fleet task %s from node %s matches no host; ignored", task_id, node_id)
+        return None
+    current = HostRunStatus(host.status)
+    if current.ended:
+        logger.debug("fleet task %s on node %s already %s, %s ignored", task_id, node_id, current, new)
+        return None
+    changes: dict[Any, Any] = {}
+    if report.get("pid") is not None and report["pid"] != host.pid:
+        changes[TaskHost.pid] = report["pid"]
+    started = from_unix(report.get("started_at"))
+    if started is None and new == HostRunStatus.RUNNING:
+        started = from_unix(report["at"])
+    if started is not None and host.started_at is None:
+        changes[TaskHost.started_at] = started
+    if new == HostRunStatus.RUNNING:
+        if current == HostRunStatus.PENDING:
+            changes[TaskHost.status] = new.value
+    else:
+        stdout, stdout_truncated = _capped(report.get("stdout") or "", bool(report.get("stdout_truncated")))
+        stderr, stderr_truncated = _capped(report.get("stderr") or "", bool(report.get("stderr_truncated")))
+        changes.update(
+            {
+                TaskHost.status: new.value,
+                TaskHost.stdout: stdout,
+                TaskHost.stderr: stderr,
+                TaskHost.stdout_truncated: stdout_truncated,
+                TaskHost.stderr_truncated: stderr_truncated,
+                TaskHost.exit_code: report.get("exit_code"),
+                TaskHost.error_message: report.get("error_message"),
+                TaskHost.finished_at: from_unix(report.get("finished_at") or report["at"]),
+            }
         )
-        if host is None:
-            logger.warning("report for fleet task %s from node %s matches no host; ignored", task_id, node_id)
-            return False
-        current = HostRunStatus(host.status)
-        if current.ended:
-            logger.debug("fleet task %s on node %s already %s, %s ignored", task_id, node_id, current, new)
-            return False
-        changes: dict[Any, Any] = {}
-        if report.get("pid") is not None and report["pid"] != host.pid:
-            changes[TaskHost.pid] = report["pid"]
-        started = from_unix(report.get("started_at"))
-        if started is None and new == HostRunStatus.RUNNING:
-            started = from_unix(report["at"])
-        if started is not None and host.started_at is None:
-            changes[TaskHost.started_at] = started
-        if new == HostRunStatus.RUNNING:
-            if current == HostRunStatus.PENDING:
-                changes[TaskHost.status] = new.value
-        else:
-            stdout, stdout_truncated = _capped(report.get("stdout") or "", bool(report.get("stdout_truncated")))
-            stderr, stderr_truncated = _capped(report.get("stderr") or "", bool(report.get("stderr_truncated")))
-            changes.update(
-                {
-                    TaskHost.status: new.value,
-                    TaskHost.stdout: stdout,
-                    TaskHost.stderr: stderr,
-                    TaskHost.stdout_truncated: stdout_truncated,
-                    TaskHost.stderr_truncated: stderr_truncated,
-                    TaskHost.exit_code: report.get("exit_code"),
-                    TaskHost.error_message: report.get("error_message"),
-                    TaskHost.finished_at: from_unix(report.get("finished_at") or report["at"]),
-                }
-            )
-        if not changes:
-            return False
-        changes[TaskHost.updated_at] = utcnow()
-        TaskHost.update(changes).where(TaskHost.id == host.id).execute()
-        recompute(host.task_id)
+    if not changes:
+        return None
+    changes[TaskHost.updated_at] = utcnow()
+    TaskHost.update(changes).where(TaskHost.id == host.id).execute()
     logger.info(
         "fleet task %s on node %s: %s -> %s (exit %s)",
         task_id,
@@ -336,4 +373,5 @@ def apply_report(report: dict[str, Any]) -> bool:
         changes.get(TaskHost.status, current.value),
         report.get("exit_code"),
     )
-    return True
+    task_pk: int = host.task_id
+    return task_pk
