@@ -39,7 +39,7 @@ def schedule_json(row: Schedule, recent_task_ids: list[str] | None = None) -> di
         "command": row.command,
         "targets": json.loads(row.targets),
         "timeout": row.timeout,
-        "env": json.loads(row.env),
+        "env_keys": sorted(json.loads(row.env)),  # values may be secrets: never echoed, as for tasks
         "cron": row.cron,
         "interval": row.interval,
         "paused": row.paused,

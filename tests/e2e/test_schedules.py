@@ -91,8 +91,14 @@ def test_interval_schedule_on_a_real_agent(stack: tuple[Manager, Agent]) -> None
 
     # Paused: no new task, before and after a manager restart.
     assert manager.post(f"/api/schedules/{schedule['id']}/pause").json()["paused"] is True
+    # A firing already past its check when the pause landed may still finish (one task at most); running
+    # on, two more ticks would come within 2.5 s.
+    before = len(fired(manager))
+    until = time.monotonic() + 2.5
+    while time.monotonic() < until:
+        assert len(fired(manager)) - before <= 1
+        time.sleep(0.1)
     count = len(fired(manager))
-    stays(manager, count, 1.5)
     assert manager.terminate() == 0
     manager.start()
     shown = manager.get(f"/api/schedules/{schedule['id']}").json()

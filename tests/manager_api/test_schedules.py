@@ -30,7 +30,7 @@ def test_create_interval_schedule_answers_its_json(client: FlaskClient) -> None:
     body = make(client, name="uptime", targets=["role=web", "db-01"], timeout=30, env={"A": "1"}, description="d")
     assert set(body) >= {"id", "paused", "next_run_at", "last_run_at", "last_task_id", "created_by", "created_at"}
     assert body["name"] == "uptime" and body["command"] == "uptime" and body["targets"] == ["role=web", "db-01"]
-    assert body["timeout"] == 30 and body["env"] == {"A": "1"} and body["description"] == "d"
+    assert body["timeout"] == 30 and body["env_keys"] == ["A"] and "env" not in body and body["description"] == "d"
     assert body["interval"] == 60 and body["cron"] is None and body["paused"] is False
     assert body["last_run_at"] is None and body["last_task_id"] is None
     assert body["created_by"].startswith("anonymous@")
