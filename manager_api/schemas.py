@@ -102,10 +102,9 @@ MAX_ENV = 256
 MAX_WAIT_SECONDS = 300
 
 
-class FleetTaskSchema(_Strict):
-    """Body of POST /api/tasks: one command on many nodes."""
+class _CommandOnTargets(_Strict):
+    """What a fleet task and a schedule both say: a command, where to run it, for how long, with what env."""
 
-    name = _name()
     command = TrimmedString(required=True, validate=_bounded(MAX_TASK_COMMAND))
     targets = fields.List(
         TrimmedString(validate=_bounded(MAX_NAME)),
@@ -115,7 +114,6 @@ class FleetTaskSchema(_Strict):
     timeout = fields.Integer(
         strict=True, load_default=TASK_TIMEOUT, validate=validate.Range(min=1, max=TASK_TIMEOUT_MAX)
     )
-    parameters = fields.String(load_default="", validate=validate.Length(max=MAX_TEXT))
     env = fields.Dict(
         keys=fields.String(validate=_bounded(MAX_NAME)),
         values=fields.String(validate=validate.Length(max=MAX_TEXT)),
@@ -123,6 +121,13 @@ class FleetTaskSchema(_Strict):
         validate=validate.Length(max=MAX_ENV),
     )
     description = fields.String(load_default="", validate=validate.Length(max=MAX_TEXT))
+
+
+class FleetTaskSchema(_CommandOnTargets):
+    """Body of POST /api/tasks: one command on many nodes."""
+
+    name = _name()
+    parameters = fields.String(load_default="", validate=validate.Length(max=MAX_TEXT))
     created_by = TrimmedString(validate=validate.Length(max=MAX_NAME))
     start = fields.Boolean(load_default=True)
 
@@ -153,26 +158,10 @@ MAX_INTERVAL_SECONDS = 366 * 24 * 3600
 MAX_CRON = 255
 
 
-class ScheduleSchema(_Strict):
+class ScheduleSchema(_CommandOnTargets):
     """Body of POST /api/schedules: a fleet task fired by a crontab line (UTC) or every N seconds."""
 
     name = TrimmedString(required=True, validate=_bounded(MAX_SCHEDULE_NAME))
-    command = TrimmedString(required=True, validate=_bounded(MAX_TASK_COMMAND))
-    targets = fields.List(
-        TrimmedString(validate=_bounded(MAX_NAME)),
-        required=True,
-        validate=validate.Length(min=1, max=MAX_TARGETS, error="Must hold between {min} and {max} targets."),
-    )
-    timeout = fields.Integer(
-        strict=True, load_default=TASK_TIMEOUT, validate=validate.Range(min=1, max=TASK_TIMEOUT_MAX)
-    )
-    env = fields.Dict(
-        keys=fields.String(validate=_bounded(MAX_NAME)),
-        values=fields.String(validate=validate.Length(max=MAX_TEXT)),
-        load_default=dict,
-        validate=validate.Length(max=MAX_ENV),
-    )
-    description = fields.String(load_default="", validate=validate.Length(max=MAX_TEXT))
     # null is accepted as "not this one", so a schedule's JSON (which shows both) can be posted back.
     cron = TrimmedString(allow_none=True, validate=_bounded(MAX_CRON))
     interval = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=1, max=MAX_INTERVAL_SECONDS))

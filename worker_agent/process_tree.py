@@ -114,7 +114,6 @@ def group_members(pgid: int) -> list[psutil.Process]:
 
 def collect_tree(pid: int, pgid: int | None, known: list[psutil.Process] | None = None) -> list[psutil.Process]:
     """Live processes of a task: ``pid``, its group, and the descendants of those and of ``known``."""
-    found: dict[int, psutil.Process] = {}
     roots: list[psutil.Process] = list(known or [])
     try:
         roots.append(psutil.Process(pid))
@@ -122,16 +121,7 @@ def collect_tree(pid: int, pgid: int | None, known: list[psutil.Process] | None 
         pass
     if pgid is not None:
         roots.extend(group_members(pgid))
-    for root in roots:
-        if not is_alive(root):
-            continue
-        found.setdefault(root.pid, root)
-        try:
-            for child in root.children(recursive=True):
-                found.setdefault(child.pid, child)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return [p for p in found.values() if is_alive(p)]
+    return _with_descendants([root for root in roots if is_alive(root)])
 
 
 def signal_tree(procs: list[psutil.Process], pgid: int | None, sig: signal.Signals) -> None:
