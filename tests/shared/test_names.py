@@ -13,10 +13,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_no_package_spells_a_corral_key_outside_shared() -> None:
     offenders = []
-    for package in ("manager_api", "worker_agent"):
+    for package in ("manager_api", "worker_agent", "corral_cli"):
         for path in (ROOT / package).rglob("*.py"):
             text = path.read_text()
-            if re.search(r"""["']corral[:.](node|nodes|events|lock)""", text):
+            if re.search(r"""["']corral[:.](node|nodes|events|lock|task|command)""", text):
                 offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
 
@@ -28,6 +28,14 @@ def test_every_allowed_job_names_a_real_function_of_the_agent() -> None:
 
 
 def test_manager_never_imports_the_agent_and_back() -> None:
-    for package, other in (("manager_api", "worker_agent"), ("worker_agent", "manager_api"), ("shared", "manager_api")):
+    pairs = [
+        ("manager_api", "worker_agent"),
+        ("worker_agent", "manager_api"),
+        ("shared", "manager_api"),
+        ("shared", "worker_agent"),
+        ("corral_cli", "manager_api"),
+        ("corral_cli", "worker_agent"),
+    ]
+    for package, other in pairs:
         for path in (ROOT / package).rglob("*.py"):
             assert not re.search(rf"^\s*(from|import)\s+{other}\b", path.read_text(), re.M), path
