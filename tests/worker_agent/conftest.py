@@ -9,8 +9,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +19,9 @@ import redis as redis_lib
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from shared import api, events, keys
-from tests.support import free_port, wait_until
+from shared import events, keys
+from tests.e2e.harness import Manager, isolated_env
+from tests.support import wait_until
 from worker_agent import commands as commands_module
 from worker_agent import jobs
 from worker_agent import supervisor as supervisor_module
@@ -158,52 +157,22 @@ def start_payload(task_id: str, command: str, **extra: Any) -> dict[str, Any]:
     return {"task_id": task_id, "deployment_id": "dep-1", "name": f"t {task_id}", "command": command, **extra}
 
 
-class ManagerProcess:
-    """The real manager (``python -m manager_api.cli``) on a free port, on the test Redis, data in ``workdir``."""
+class ManagerProcess(Manager):
+    """The real manager on the test Redis (tests/e2e/harness.py), with what the agent tests read of it."""
 
     def __init__(self, workdir: Path, redis_url: str) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.db_path = workdir / "resource_monitor.db"
-        self.log_path = workdir / "manager.log"
-        env = {**os.environ, "CORRAL_RUNTIME_DIR": str(workdir / "run")}
-        for name in ("CORRAL_API_TOKEN", "CORRAL_JOIN_TOKEN", "CORRAL_LABELS"):
-            env.pop(name, None)
-        command = [
-            sys.executable,
-            "-m",
-            "manager_api.cli",
-            "--port",
-            str(self.port),
-            "--db-path",
-            str(self.db_path),
-            "--redis-url",
-            redis_url,
-        ]
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        env = isolated_env(workdir)
+        env.pop("CORRAL_LABELS", None)
+        super().__init__(workdir, env, ["--redis-url", redis_url])
 
     @property
     def token(self) -> str:
         """The join token the manager made in its data dir."""
-        return (self.workdir / "join-token").read_text().strip()
-
-    def healthy(self) -> bool:
-        assert self.proc.poll() is None, f"the manager exited:\n{self.log}"
-        try:
-            with urllib.request.urlopen(self.url + api.HEALTH_PATH, timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
+        return (self.db_path.parent / "join-token").read_text().strip()
 
     def rejected(self) -> int:
         """How many joins the manager refused for a bad token (its own log says so)."""
-        return self.log.count("refused: bad join token")
+        return self.output().count("refused: bad join token")
 
     def nodes(self) -> dict[str, dict[str, Any]]:
         """The node rows of the manager's database by id, facts parsed."""
@@ -212,23 +181,15 @@ class ManagerProcess:
             rows = db.execute("SELECT id, hostname, ip, interval, facts FROM node").fetchall()
         return {row["id"]: {**dict(row), "facts": json.loads(row["facts"])} for row in rows}
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
 
 @pytest.fixture
 def manager(tmp_path: Path, redis_url: str) -> Iterator[ManagerProcess]:
-    """The real manager on the test Redis, healthy, with its join token in ``tmp_path/join-token``."""
+    """The real manager on the test Redis, healthy, with its join token made."""
     started = ManagerProcess(tmp_path, redis_url)
+    started.start()
     try:
-        wait_until(started.healthy, timeout=30, what="the manager to answer /healthz")
-        wait_until(lambda: (tmp_path / "join-token").exists(), what="the manager's join token")
+        wait_until(lambda: (started.db_path.parent / "join-token").exists(), what="the manager's join token")
         yield started
     finally:
-        started.stop()
+        if started.alive():
+            started.terminate()
