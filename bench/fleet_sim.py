@@ -146,8 +146,9 @@ def consume_loop(client: redis.Redis, hostnames: list[str], stop: threading.Even
 def run_slice(manager_url: str, token: str, hostnames: list[str], interval: float, seconds: float, ready: Any) -> None:
     """One simulator process: join its nodes, then heartbeat and consume until told to stop."""
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # Signals are taken with sigtimedwait below, never by a handler: a handler calling stop.set() while the
+    # main thread sits in stop.wait() deadlocks on the Event's lock. Threads inherit the blocked mask.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     redis_url = join_all(manager_url, token, hostnames, interval)
     client = redis.Redis.from_url(redis_url, max_connections=8)
     threads = [
@@ -157,7 +158,10 @@ def run_slice(manager_url: str, token: str, hostnames: list[str], interval: floa
     for t in threads:
         t.start()
     ready.release()
-    stop.wait(seconds if seconds > 0 else None)
+    if seconds > 0:
+        signal.sigtimedwait({signal.SIGTERM, signal.SIGINT}, seconds)
+    else:
+        signal.sigwait({signal.SIGTERM, signal.SIGINT})
     stop.set()
     for t in threads:
         t.join(5)

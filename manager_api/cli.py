@@ -11,7 +11,7 @@ import secrets
 import signal
 import subprocess
 import sys
-import threading
+import time
 from pathlib import Path
 from types import FrameType
 from urllib.parse import SplitResult, urlsplit
@@ -138,10 +138,12 @@ class Launcher:
         self.redis: PrivateRedis | None = None
         self.gunicorn: subprocess.Popen[bytes] | None = None
         self.duties: Duties | None = None
-        self.stop_requested = threading.Event()
+        self.stop_requested = False
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        self.stop_requested.set()
+        # Only a flag: a signal handler runs in the main thread between two bytecodes, so taking a lock
+        # here (threading.Event.set) can deadlock against the very code it interrupted.
+        self.stop_requested = True
 
     def run(self) -> int:
         args = self.args
@@ -222,7 +224,8 @@ class Launcher:
         logger.info("gunicorn (pid %d) started", self.gunicorn.pid)
 
     def _watch(self) -> int:
-        while not self.stop_requested.wait(0.2):
+        while not self.stop_requested:
+            time.sleep(0.2)
             if self.gunicorn is not None and self.gunicorn.poll() is not None:
                 logger.error(
                     "gunicorn (pid %d) died with code %s", self.gunicorn.pid, self.gunicorn.returncode

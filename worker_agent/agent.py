@@ -212,13 +212,14 @@ class Agent:
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
 
+    # Neither handler touches self._stop (a threading.Event): a handler runs in the main thread between two
+    # bytecodes, possibly inside self._stop.wait() while it holds the Event's lock, and would deadlock.
     def _on_signal_raise(self, signum: int, frame: FrameType | None) -> None:
-        self._on_signal_quiet(signum, frame)
+        logger.info("node %s: got %s", self.node_id, signal.Signals(signum).name)
         raise ShutdownRequested
 
     def _on_signal_quiet(self, signum: int, frame: FrameType | None) -> None:
-        logger.info("node %s: got %s", self.node_id, signal.Signals(signum).name)
-        self._stop.set()
+        logger.info("node %s: got %s while shutting down", self.node_id, signal.Signals(signum).name)
 
     def _shutdown(self) -> None:
         self._install_signal_handlers(raising=False)
