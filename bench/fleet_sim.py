@@ -140,7 +140,9 @@ def consume_loop(client: redis.Redis, hostnames: list[str], stop: threading.Even
         node_id = queue.key[prefix:]
         if job.func_name in jobs.ALLOWED:
             answer(client, node_id, job.func_name, job.args[0])
-        job.delete()
+        # A plain DEL: the job was popped off its queue and no worker registered it anywhere, so RQ's
+        # job.delete() (registries, dependents: several round trips) has nothing more to clean.
+        client.delete(job.key)
 
 
 def run_slice(manager_url: str, token: str, hostnames: list[str], interval: float, seconds: float, ready: Any) -> None:

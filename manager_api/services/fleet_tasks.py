@@ -296,7 +296,7 @@ def apply_reports(reports: list[dict[str, Any]]) -> list[str]:
     """
     changed: dict[int, str] = {}
     with db.write_transaction():
-        for report in reports:
+        for report in _coalesce(reports):
             try:
                 with db.database.atomic():  # a savepoint: one bad report does not undo the others
                     task_pk = _apply_host_change(report)
@@ -314,6 +314,26 @@ def apply_reports(reports: list[dict[str, Any]]) -> list[str]:
         for task_pk in changed:
             recompute(task_pk)
     return list(changed.values())
+
+
+def _coalesce(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One report per host: the first that ends it, else the latest, keeping the pid and start time of the
+    earlier ones (a host's running report and its final one often arrive in the same batch)."""
+    last: dict[tuple[str, str], dict[str, Any]] = {}
+    for report in reports:
+        key = (report["task_id"], report["node_id"])
+        earlier = last.get(key)
+        if earlier is not None:
+            if HostRunStatus(earlier["status"]).ended:
+                continue  # an ended host never changes again
+            running_since = earlier["at"] if earlier["status"] == HostRunStatus.RUNNING.value else None
+            report = {
+                **report,
+                "pid": report.get("pid") if report.get("pid") is not None else earlier.get("pid"),
+                "started_at": report.get("started_at") or earlier.get("started_at") or running_since,
+            }
+        last[key] = report
+    return list(last.values())
 
 
 def apply_report(report: dict[str, Any]) -> bool:
