@@ -52,7 +52,14 @@ def duties(app: Flask, settings: Settings) -> Iterator[Duties]:
     worker.redis.close()
 
 
-def join(client: FlaskClient, node_id: str, hostname: str, ip: str, interval: float = 5.0) -> dict[str, Any]:
+def join(
+    client: FlaskClient,
+    node_id: str,
+    hostname: str,
+    ip: str,
+    interval: float = 5.0,
+    facts: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Join a node through the API the way an agent does."""
     body = {
         "node_id": node_id,
@@ -60,6 +67,7 @@ def join(client: FlaskClient, node_id: str, hostname: str, ip: str, interval: fl
         "ip": ip,
         "interval": interval,
         "protocol": PROTOCOL_VERSION,
+        "facts": facts or {},
     }
     response = client.post(JOIN_PATH, json=body, headers=bearer(JOIN_TOKEN))
     assert response.status_code == 200, response.get_json()

@@ -12,10 +12,8 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from shared import events, keys
-from shared.api import JOIN_PATH, bearer
-from shared.defaults import PROTOCOL_VERSION
 
-from .conftest import JOIN_TOKEN, beat
+from .conftest import beat, join
 
 
 def add_node(
@@ -29,17 +27,7 @@ def add_node(
     interval: float = 5.0,
 ) -> None:
     """Join a node through the API (with facts.labels) and, if ``online``, give it a fresh heartbeat."""
-    facts = {} if labels is None else {"labels": labels}
-    body = {
-        "node_id": node_id,
-        "hostname": hostname,
-        "ip": ip,
-        "interval": interval,
-        "protocol": PROTOCOL_VERSION,
-        "facts": facts,
-    }
-    response = client.post(JOIN_PATH, json=body, headers=bearer(JOIN_TOKEN))
-    assert response.status_code == 200, response.get_json()
+    join(client, node_id, hostname, ip, interval, facts={} if labels is None else {"labels": labels})
     if online:
         beat(redis_client, node_id, interval=interval)
 
