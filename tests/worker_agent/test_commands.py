@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,18 @@ def group_left(pgid: int) -> list[psutil.Process]:
 
 def wait_final(redis: redis_lib.Redis, task_id: str, timeout: float = 10) -> dict[str, Any]:
     return wait_until(lambda: final_report(redis, task_id), timeout=timeout, what=f"the final report of {task_id}")
+
+
+@contextmanager
+def restarted_runner(data_dir: Path, node_id: str, redis: redis_lib.Redis) -> Iterator[CommandRunner]:
+    """A new CommandRunner on the same data dir, as a restarted agent builds it: recover, then start."""
+    runner = CommandRunner(data_dir, node_id, lambda: redis)
+    runner.recover()
+    runner.start()
+    try:
+        yield runner
+    finally:
+        runner.close()
 
 
 def test_output_lines_arrive_in_order_and_the_report_carries_everything(
@@ -160,16 +174,11 @@ def test_an_agent_restart_mid_command_kills_it_and_reports_failed(
     first.close()  # the agent goes away mid-command
     assert len(group_left(pid)) == 3
 
-    second = CommandRunner(data_dir, node_id, lambda: redis_client)
-    second.recover()
-    second.start()
-    try:
+    with restarted_runner(data_dir, node_id, redis_client) as second:
         final = wait_final(redis_client, "c-restart")
         assert (final["status"], final["error_message"], final["pid"]) == ("failed", RESTARTED_ERROR, pid)
         wait_until(lambda: group_left(pid) == [], what="no process left")
         assert second.run(run_payload("c-restart", "echo again"))["started"] is False
-    finally:
-        second.close()
 
 
 def test_a_restart_kills_what_a_command_left_in_the_background_after_its_shell_ended(
@@ -182,15 +191,10 @@ def test_a_restart_kills_what_a_command_left_in_the_background_after_its_shell_e
     wait_until(lambda: [p.name() for p in group_left(pid)] == ["sleep"], what="only the sleep left")
     first.close()
 
-    second = CommandRunner(data_dir, node_id, lambda: redis_client)
-    second.recover()
-    second.start()
-    try:
+    with restarted_runner(data_dir, node_id, redis_client):
         final = wait_final(redis_client, "c-orphan")
         assert (final["status"], final["error_message"]) == ("failed", RESTARTED_ERROR)
         wait_until(lambda: group_left(pid) == [], what="the background sleep to be killed")
-    finally:
-        second.close()
 
 
 def test_reports_held_while_redis_is_down_are_published_later_even_after_a_restart(
@@ -218,14 +222,9 @@ def test_reports_held_while_redis_is_down_are_published_later_even_after_a_resta
     first.run(run_payload("c-held-3", "echo three"))
     wait_until(lambda: first.record("c-held-3").status == "succeeded", what="the third command to end")
     first.close()
-    second = CommandRunner(data_dir, node_id, lambda: redis_client)
-    second.recover()
-    second.start()
-    try:
+    with restarted_runner(data_dir, node_id, redis_client):
         final = wait_final(redis_client, "c-held-3")
         assert (final["status"], final["stdout"]) == ("succeeded", "three\n")
-    finally:
-        second.close()
     dead.close()
 
 
