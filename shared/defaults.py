@@ -55,3 +55,12 @@ OUTPUT_STREAM_TTL = 24 * 3600
 
 DEADLINE_SLACK_SECONDS = 5.0
 """Past timeout + this, the manager ends a node that never answered as failed, whatever the agent says."""
+
+COMPONENT_STOP_GRACE_SECONDS = 10.0
+"""Seconds a component gets between SIGTERM (or docker stop) and SIGKILL when it is stopped."""
+
+COMPONENT_METRICS_RETENTION_HOURS = 24.0
+"""How long the manager keeps a component's resource usage history (component_metrics)."""
+
+IMAGE_DOWNLOAD_TIMEOUT = 600.0
+"""Seconds an agent may spend fetching one component image before the component reads failed."""

@@ -10,7 +10,7 @@ from redis import Redis
 
 from . import keys
 from .defaults import EVENTS_MAXLEN, OUTPUT_STREAM_TTL, PROTOCOL_VERSION
-from .messages import CommandReportSchema, TaskEventSchema
+from .messages import CommandReportSchema, ComponentReportSchema, TaskEventSchema
 
 
 def _append(redis: Redis, stream: str, field: str, schema: Schema, message: dict[str, Any]) -> str:
@@ -50,6 +50,16 @@ def publish_command_report(redis: Redis, report: dict[str, Any]) -> str:
 def parse_command_report(fields: dict[Any, Any]) -> dict[str, Any]:
     """Load one COMMAND_REPORTS_STREAM entry into a validated report (raises marshmallow.ValidationError)."""
     return _load(fields, "report", CommandReportSchema())
+
+
+def publish_component_report(redis: Redis, report: dict[str, Any]) -> str:
+    """Validate and append a business component report of one node; returns its stream id."""
+    return _append(redis, keys.COMPONENT_REPORTS_STREAM, "report", ComponentReportSchema(), report)
+
+
+def parse_component_report(fields: dict[Any, Any]) -> dict[str, Any]:
+    """Load one COMPONENT_REPORTS_STREAM entry into a validated report (raises marshmallow.ValidationError)."""
+    return _load(fields, "report", ComponentReportSchema())
 
 
 def append_output(redis: Redis, task_id: str, node_id: str, stream: str, lines: list[str]) -> None:

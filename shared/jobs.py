@@ -18,5 +18,13 @@ RUN_COMMAND = "worker_agent.jobs.run_command"
 CANCEL_COMMAND = "worker_agent.jobs.cancel_command"
 """Kill the process group of a fleet task's command on this node; payload: CancelCommandSchema."""
 
-ALLOWED: frozenset[str] = frozenset({START_TASK, STOP_TASKS, RUN_COMMAND, CANCEL_COMMAND})
+DEPLOY_COMPONENT = "worker_agent.jobs.deploy_component"
+"""Start (or replace with a newer generation) one business component; payload: ComponentSpecSchema."""
+
+STOP_COMPONENT = "worker_agent.jobs.stop_component"
+"""Stop and remove one business component; payload: StopComponentSchema."""
+
+ALLOWED: frozenset[str] = frozenset(
+    {START_TASK, STOP_TASKS, RUN_COMMAND, CANCEL_COMMAND, DEPLOY_COMPONENT, STOP_COMPONENT}
+)
 """The only functions an agent executes."""

@@ -20,6 +20,9 @@ EVENTS_STREAM = PREFIX + "events"
 COMMAND_REPORTS_STREAM = PREFIX + "command-reports"
 """Stream of fleet task reports (a node started, finished, timed out...) that the manager's duties consume."""
 
+COMPONENT_REPORTS_STREAM = PREFIX + "component-reports"
+"""Stream of business component reports (state changes, and resource usage every interval) for the duties."""
+
 EVENTS_GROUP = "corral-manager"
 """Consumer group of the manager on EVENTS_STREAM."""
 

@@ -90,3 +90,52 @@ AGENT_REPORTED_HOST_STATUSES = frozenset(
     }
 )
 """The statuses an agent may put in a command report."""
+
+
+class BusinessState(StrEnum):
+    """Life of a business (document 001 §8)."""
+
+    PENDING = "pending"  # accepted, not yet placed
+    DEPLOYING = "deploying"  # components sent to their nodes, not all running yet
+    RUNNING = "running"  # every component runs
+    FAILED = "failed"  # a component failed (its reason is on the component)
+    STOPPING = "stopping"  # a stop was requested, some components still run
+    STOPPED = "stopped"  # every component stopped
+    UPDATING = "updating"  # an update is replacing, adding or removing components
+
+
+class ComponentState(StrEnum):
+    """Life of one component of a business (document 001 §8)."""
+
+    PENDING = "pending"  # placed, sent to its node's queue
+    DOWNLOADING = "downloading"  # the agent fetches its image
+    STARTING = "starting"  # the agent creates and starts the process or container
+    RUNNING = "running"
+    FAILED = "failed"  # could not start, exited, or its node was lost; see error_message
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+    @property
+    def active(self) -> bool:
+        """Whether the component holds (or is about to hold) resources on its node."""
+        return self not in (ComponentState.FAILED, ComponentState.STOPPED)
+
+
+AGENT_REPORTED_COMPONENT_STATES = frozenset(
+    {
+        ComponentState.DOWNLOADING,
+        ComponentState.STARTING,
+        ComponentState.RUNNING,
+        ComponentState.FAILED,
+        ComponentState.STOPPING,
+        ComponentState.STOPPED,
+    }
+)
+"""The states an agent may put in a component report."""
+
+
+class ComponentType(StrEnum):
+    """How an agent runs a component."""
+
+    PROCESS = "process"  # a supervised process tree, like a deployment task
+    DOCKER = "docker"  # a container through the Docker Engine API
