@@ -9,6 +9,9 @@ import redis as redis_lib
 
 from tests.support import RedisServer
 
+# podman, the busybox image tar, an HTTP file server and sshd: started only by the tests that ask for them.
+pytest_plugins = ["tests.engine_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
