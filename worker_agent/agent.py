@@ -22,6 +22,8 @@ from shared.defaults import AGENT_PORT, HEARTBEAT_INTERVAL, MANAGER_URL, PROTOCO
 
 from . import jobs, metrics
 from .commands import CommandRunner
+from .components.image_fetch import SftpSettings
+from .components.manager import ComponentManager
 from .health import HealthServer
 from .heartbeat import HeartbeatThread
 from .identity import load_or_create_node_id
@@ -57,6 +59,14 @@ class AgentSettings:
     """When set, the agent skips joining and works this Redis directly (tests, development)."""
     labels: dict[str, str] = field(default_factory=dict)
     """Sent with the join as facts["labels"]; fleet task targets may name them as key=value."""
+    docker_host: str | None = None
+    """Docker Engine API of docker components (unix:///..., tcp://...); None: DOCKER_HOST, else the default."""
+    sftp_key: Path | None = None
+    """Client key for sftp:// image URLs."""
+    sftp_known_hosts: Path | None = None
+    """known_hosts checked for sftp:// image URLs (unknown hosts are refused)."""
+    capacity: dict[str, int | float] = field(default_factory=dict)
+    """Overrides of detected facts (cpu_count, memory_total_mb, gpu_count) that the scheduler places by."""
 
 
 def agent_version() -> str:
@@ -76,6 +86,14 @@ class Agent:
         self.node_id = load_or_create_node_id(self.data_dir)
         self.supervisor = Supervisor(self.data_dir, self.node_id, self._publish)
         self.commands = CommandRunner(self.data_dir, self.node_id, lambda: self.redis)
+        self.components = ComponentManager(
+            self.data_dir,
+            self.node_id,
+            self._publish_component,
+            usage_interval=settings.interval,
+            docker_host=settings.docker_host,
+            sftp=SftpSettings(settings.sftp_key, settings.sftp_known_hosts),
+        )
         self.joined = False
         self.redis: Redis | None = None
         self._redis_url = ""
@@ -109,6 +127,7 @@ class Agent:
         logger.info("node %s: agent started, health on 127.0.0.1:%s", self.node_id, self.health.port)
         jobs.register(self.supervisor)
         jobs.register_commands(self.commands)
+        jobs.register_components(self.components)
         # Before joining: what a previous agent's commands left behind is killed at once.
         self.commands.recover()
         self.commands.start()
@@ -140,7 +159,7 @@ class Agent:
             "interval": self.settings.interval,
             "protocol": PROTOCOL_VERSION,
             "version": agent_version(),
-            "facts": {**metrics.facts(), "labels": dict(self.settings.labels)},
+            "facts": {**metrics.facts(self.settings.capacity), "labels": dict(self.settings.labels)},
         }
         answer = join(self.settings.manager_url, request, self.settings.token, self._stop)
         if answer is not None and answer["queue"] != keys.node_queue(self.node_id):
@@ -170,6 +189,8 @@ class Agent:
             if not self._recovered:
                 self.supervisor.recover()
                 self.supervisor.start_monitor()
+                self.components.recover()
+                self.components.start_monitor()
                 self._recovered = True
             self._heartbeat = HeartbeatThread(self.redis, self.node_id, self.settings.interval, self._figures).start()
             self.joined = True
@@ -205,6 +226,11 @@ class Agent:
             raise ConnectionError("not connected to Redis yet")
         events.publish(self.redis, event)
 
+    def _publish_component(self, report: dict[str, Any]) -> None:
+        if self.redis is None:
+            raise ConnectionError("not connected to Redis yet")
+        events.publish_component_report(self.redis, report)
+
     def _install_signal_handlers(self, raising: bool) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
@@ -223,15 +249,17 @@ class Agent:
 
     def _shutdown(self) -> None:
         self._install_signal_handlers(raising=False)
-        logger.info("node %s: agent shutting down; task processes keep running", self.node_id)
+        logger.info("node %s: agent shutting down; task processes and components keep running", self.node_id)
         self._stop.set()
         self.joined = False
         if self._heartbeat is not None:
             self._heartbeat.stop()
         self.supervisor.close()
         self.commands.close()
+        self.components.close()
         jobs.register(None)
         jobs.register_commands(None)
+        jobs.register_components(None)
         if self.health is not None:
             self.health.stop()
         if self.redis is not None:

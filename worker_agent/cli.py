@@ -21,6 +21,9 @@ from .labels import LABELS_ENV, parse_labels
 logger = logging.getLogger(__name__)
 
 TOKEN_ENV = "CORRAL_JOIN_TOKEN"
+DOCKER_HOST_ENV = "CORRAL_DOCKER_HOST"
+CAPACITY_ENV = {"cpu_count": "CORRAL_CPU_CORES", "memory_total_mb": "CORRAL_MEMORY_MB", "gpu_count": "CORRAL_GPUS"}
+"""Environment variables that, like --cpu-cores, --memory-mb and --gpus, override detected capacity."""
 
 
 def default_data_dir() -> Path:
@@ -85,6 +88,32 @@ def token_source(token: str | None, token_file: Path | None, manager_url: str) -
     return read
 
 
+def capacity_overrides(
+    cpu_cores: float | None, memory_mb: int | None, gpus: int | None, environ: dict[str, str] | None = None
+) -> dict[str, int | float]:
+    """The capacity facts the flags (else CORRAL_CPU_CORES / CORRAL_MEMORY_MB / CORRAL_GPUS) set; raises ValueError."""
+    env = os.environ if environ is None else environ
+    given: dict[str, tuple[str, object]] = {
+        "cpu_count": ("--cpu-cores", cpu_cores),
+        "memory_total_mb": ("--memory-mb", memory_mb),
+        "gpu_count": ("--gpus", gpus),
+    }
+    overrides: dict[str, int | float] = {}
+    for fact, (flag, value) in given.items():
+        if value is None and env.get(CAPACITY_ENV[fact]):
+            flag, value = CAPACITY_ENV[fact], env[CAPACITY_ENV[fact]]
+        if value is None:
+            continue
+        try:
+            number = float(str(value)) if fact == "cpu_count" else int(str(value))
+        except ValueError:
+            raise ValueError(f"{flag} must be a number, got {value!r}") from None
+        if number < 0 or (fact == "cpu_count" and number == 0):
+            raise ValueError(f"{flag} must be {'above' if fact == 'cpu_count' else 'at least'} 0, got {value!r}")
+        overrides[fact] = int(number) if float(number).is_integer() else number
+    return overrides
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agent", description="corral agent: runs the tasks of one node.")
     parser.add_argument("--manager-url", default=MANAGER_URL, help="manager address (default %(default)s)")
@@ -112,6 +141,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help=f"a label of this node, repeatable (added to ${LABELS_ENV}, e.g. role=web,zone=a)",
     )
+    parser.add_argument(
+        "--docker-host",
+        default=os.environ.get(DOCKER_HOST_ENV),
+        help=f"Docker Engine API for docker components (else ${DOCKER_HOST_ENV}, else $DOCKER_HOST, else the default)",
+    )
+    parser.add_argument("--sftp-key", type=Path, help="private key for sftp:// image URLs")
+    parser.add_argument(
+        "--sftp-known-hosts", type=Path, help="known_hosts for sftp:// image URLs (unknown host keys are refused)"
+    )
+    parser.add_argument(
+        "--cpu-cores", type=float, help="CPU cores to offer components (else $CORRAL_CPU_CORES, else detected)"
+    )
+    parser.add_argument(
+        "--memory-mb", type=int, help="memory in MB to offer components (else $CORRAL_MEMORY_MB, else detected)"
+    )
+    parser.add_argument(
+        "--gpus", type=int, help="GPUs to offer components (else $CORRAL_GPUS, else nvidia-smi's count)"
+    )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument(
         "--redis-url", help="development and tests: skip joining the manager and work this Redis directly"
@@ -133,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         manager_address(args.manager_url)
         labels = parse_labels(args.label, os.environ.get(LABELS_ENV))
+        capacity = capacity_overrides(args.cpu_cores, args.memory_mb, args.gpus)
         settings = AgentSettings(
             data_dir=args.data_dir or default_data_dir(),
             hostname=args.hostname,
@@ -143,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
             token=token_source(args.token, args.token_file, args.manager_url),
             redis_url=args.redis_url,
             labels=labels,
+            docker_host=args.docker_host or None,
+            sftp_key=args.sftp_key,
+            sftp_known_hosts=args.sftp_known_hosts,
+            capacity=capacity,
         )
         agent = Agent(settings)
     except (OSError, ValueError) as exc:

@@ -1,5 +1,5 @@
 """The job functions the manager enqueues by name (shared.jobs); they hand the work to the Supervisor
-(deployment tasks) or to the CommandRunner (fleet task commands).
+(deployment tasks), the CommandRunner (fleet task commands) or the ComponentManager (business components).
 
 They return at once: a start spawns and returns, a stop sends SIGTERM and leaves the SIGKILL to the
 supervisor's monitor thread, a command runs in the runner's threads, so a long command never delays the
@@ -9,37 +9,58 @@ next job on the queue.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from shared.messages import CancelCommandSchema, RunCommandSchema, StartTaskSchema, StopTasksSchema
+from shared.messages import (
+    CancelCommandSchema,
+    ComponentSpecSchema,
+    RunCommandSchema,
+    StartTaskSchema,
+    StopComponentSchema,
+    StopTasksSchema,
+)
 
 if TYPE_CHECKING:
     from .commands import CommandRunner
+    from .components.manager import ComponentManager
     from .supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
 
-_supervisor: Supervisor | None = None
-_commands: CommandRunner | None = None
+T = TypeVar("T")
+
+
+class _Registered(Generic[T]):
+    """The one object of a kind (``kind`` names it in errors) that the job functions of this process delegate to."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.value: T | None = None
+
+    def set(self, value: T | None) -> None:
+        self.value = value
+
+    def get(self) -> T:
+        # A job run without one fails loudly instead of doing nothing.
+        if self.value is None:
+            raise RuntimeError(f"no {self.kind} registered in this process; the agent registers one at start")
+        return self.value
+
+
+_supervisor: _Registered[Supervisor] = _Registered("Supervisor")
+_commands: _Registered[CommandRunner] = _Registered("CommandRunner")
+_components: _Registered[ComponentManager] = _Registered("ComponentManager")
 
 
 def register(supervisor: Supervisor | None) -> None:
-    """Make ``supervisor`` the one the job functions of this process delegate to (None to forget it)."""
-    global _supervisor
-    _supervisor = supervisor
-
-
-def current_supervisor() -> Supervisor:
-    """The registered supervisor; a job run without one fails loudly instead of doing nothing."""
-    if _supervisor is None:
-        raise RuntimeError("no Supervisor registered in this process; the agent registers one at start")
-    return _supervisor
+    """Make ``supervisor`` the one the task job functions delegate to (None to forget it)."""
+    _supervisor.set(supervisor)
 
 
 def start_task(payload: dict[str, Any]) -> dict[str, Any]:
     """shared.jobs.START_TASK: start one task's command, once per task id."""
     task = StartTaskSchema().load(payload)
-    supervisor = current_supervisor()
+    supervisor = _supervisor.get()
     logger.info(
         "node %s task %s: start requested (deployment %s)",
         supervisor.node_id,
@@ -52,7 +73,7 @@ def start_task(payload: dict[str, Any]) -> dict[str, Any]:
 def stop_tasks(payload: dict[str, Any]) -> dict[str, Any]:
     """shared.jobs.STOP_TASKS: stop the process trees of some tasks."""
     request = StopTasksSchema().load(payload)
-    supervisor = current_supervisor()
+    supervisor = _supervisor.get()
     logger.info(
         "node %s: stop requested for tasks %s (grace %.1fs)",
         supervisor.node_id,
@@ -63,22 +84,14 @@ def stop_tasks(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def register_commands(runner: CommandRunner | None) -> None:
-    """Make ``runner`` the one the command job functions of this process delegate to (None to forget it)."""
-    global _commands
-    _commands = runner
-
-
-def current_commands() -> CommandRunner:
-    """The registered command runner; a job run without one fails loudly instead of doing nothing."""
-    if _commands is None:
-        raise RuntimeError("no CommandRunner registered in this process; the agent registers one at start")
-    return _commands
+    """Make ``runner`` the one the command job functions delegate to (None to forget it)."""
+    _commands.set(runner)
 
 
 def run_command(payload: dict[str, Any]) -> dict[str, Any]:
     """shared.jobs.RUN_COMMAND: run one fleet task's command in the background, once per task id."""
     request = RunCommandSchema().load(payload)
-    runner = current_commands()
+    runner = _commands.get()
     logger.info("node %s task %s: run command requested", runner.node_id, request["task_id"])
     return runner.run(request)
 
@@ -86,6 +99,41 @@ def run_command(payload: dict[str, Any]) -> dict[str, Any]:
 def cancel_command(payload: dict[str, Any]) -> dict[str, Any]:
     """shared.jobs.CANCEL_COMMAND: kill the process group of a fleet task's command."""
     request = CancelCommandSchema().load(payload)
-    runner = current_commands()
+    runner = _commands.get()
     logger.info("node %s task %s: cancel command requested", runner.node_id, request["task_id"])
     return runner.cancel(request["task_id"])
+
+
+def register_components(manager: ComponentManager | None) -> None:
+    """Make ``manager`` the one the component job functions delegate to (None to forget it)."""
+    _components.set(manager)
+
+
+def deploy_component(payload: dict[str, Any]) -> dict[str, Any]:
+    """shared.jobs.DEPLOY_COMPONENT: start (or replace with a newer generation) one business component."""
+    spec = ComponentSpecSchema().load(payload)
+    manager = _components.get()
+    logger.info(
+        "node %s business %s component %s gen %s: deploy requested (%s)",
+        manager.node_id,
+        spec["business_id"],
+        spec["component_id"],
+        spec["generation"],
+        spec["type"],
+    )
+    return manager.deploy(spec)
+
+
+def stop_component(payload: dict[str, Any]) -> dict[str, Any]:
+    """shared.jobs.STOP_COMPONENT: stop and remove one business component (generations up to the given one)."""
+    request = StopComponentSchema().load(payload)
+    manager = _components.get()
+    logger.info(
+        "node %s business %s component %s: stop requested (gen <= %s, grace %.1fs)",
+        manager.node_id,
+        request["business_id"],
+        request["component_id"],
+        request["generation"] or "any",
+        request["grace_seconds"],
+    )
+    return manager.stop(request)

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 import platform
+import shutil
+import socket
+import subprocess
+from collections.abc import Mapping
 from typing import Any
 
 import psutil
+
+logger = logging.getLogger(__name__)
+
+NVIDIA_SMI_TIMEOUT = 10.0
+"""Seconds nvidia-smi may take to list the GPUs at join before the node reads as having none."""
+
+CAPACITY_FACTS = ("cpu_count", "memory_total_mb", "gpu_count")
+"""Facts the scheduler places by, which agent flags may override (--cpu-cores, --memory-mb, --gpus)."""
 
 
 def collect(interval: float, hostname: str, ip: str, tasks_running: int) -> dict[str, Any]:
@@ -33,19 +47,70 @@ def collect(interval: float, hostname: str, ip: str, tasks_running: int) -> dict
     }
 
 
-def facts() -> dict[str, Any]:
-    """What a node is, sent once with the join: os, kernel, arch, cpus, memory, boot time, python."""
+def gpus() -> list[dict[str, Any]]:
+    """The node's NVIDIA GPUs as [{"index", "model"}] from nvidia-smi; [] without it or when it fails."""
+    binary = shutil.which("nvidia-smi")
+    if binary is None:
+        return []
+    try:
+        out = subprocess.run(
+            [binary, "--query-gpu=index,name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=NVIDIA_SMI_TIMEOUT,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        logger.warning("nvidia-smi failed, reporting no GPUs: %s", exc)
+        return []
+    found = []
+    for line in out.splitlines():
+        index, _, model = line.partition(",")
+        if index.strip().isdigit():
+            found.append({"index": int(index), "model": model.strip()})
+    return found
+
+
+def addresses() -> list[str]:
+    """The node's non-loopback IP addresses (v4 and v6, without link-local scope suffixes)."""
+    found: list[str] = []
+    for snics in psutil.net_if_addrs().values():
+        for snic in snics:
+            if snic.family not in (socket.AF_INET, socket.AF_INET6):
+                continue
+            address = snic.address.split("%", 1)[0]
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                continue
+            if not ip.is_loopback and address not in found:
+                found.append(address)
+    return found
+
+
+def facts(overrides: Mapping[str, int | float] | None = None) -> dict[str, Any]:
+    """What a node is, sent once with the join: os, kernel, arch, cpus, memory, GPUs, addresses, boot time,
+    python; ``overrides`` (from agent flags) replace the detected cpu_count, memory_total_mb, gpu_count."""
     try:
         distro = platform.freedesktop_os_release().get("PRETTY_NAME", "")
     except OSError:
         distro = ""
-    return {
+    found_gpus = gpus()
+    detected: dict[str, Any] = {
         "os": platform.system(),
         "distro": distro,
         "kernel": platform.release(),
         "arch": platform.machine(),
         "cpu_count": psutil.cpu_count() or 1,
         "memory_total_mb": psutil.virtual_memory().total // (1024 * 1024),
+        "gpu_count": len(found_gpus),
+        "gpus": found_gpus,
+        "addresses": addresses(),
         "boot_time": psutil.boot_time(),
         "python": platform.python_version(),
     }
+    for name, value in (overrides or {}).items():
+        if name not in CAPACITY_FACTS:
+            raise ValueError(f"{name} is not a capacity fact ({', '.join(CAPACITY_FACTS)})")
+        detected[name] = value
+    return detected

@@ -35,15 +35,15 @@ def spawn(command: str, task_dir: Path, env: Mapping[str, str]) -> subprocess.Po
     with open(task_dir / "stdout.log", "ab") as out, open(task_dir / "stderr.log", "ab") as err:
         # The command travels as an argument of the wrapper, never interpolated into its script.
         argv = ["/bin/sh", "-c", WRAPPER_SCRIPT, "corral-task", command, str(exit_file)]
-        return _popen_in_session(argv, task_dir, env, out, err)
+        return popen_in_session(argv, task_dir, env, out, err)
 
 
 def spawn_piped(command: str, cwd: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
     """Run ``command`` with /bin/sh in a session of its own, its stdout and stderr on pipes for the caller."""
-    return _popen_in_session(["/bin/sh", "-c", command], cwd, env, subprocess.PIPE, subprocess.PIPE)
+    return popen_in_session(["/bin/sh", "-c", command], cwd, env, subprocess.PIPE, subprocess.PIPE)
 
 
-def _popen_in_session(
+def popen_in_session(
     argv: list[str], cwd: Path, env: Mapping[str, str], stdout: Any, stderr: Any
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` as the leader of a new session (so of its own process group), without the agent's secrets."""
@@ -66,6 +66,32 @@ def read_exit_code(task_dir: Path) -> int | None:
         return int((task_dir / EXIT_CODE_FILE).read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
+
+
+def wrapper_exit_status(
+    key: str,
+    children: dict[str, subprocess.Popen[bytes]],
+    adopted: dict[str, psutil.Process],
+    run_dir: Path,
+) -> tuple[bool, int | None]:
+    """Whether the wrapper watched under ``key`` has ended, and its exit code if known.
+
+    ``children`` are the wrappers this agent spawned, ``adopted`` those it found again after a restart; an
+    ended one is dropped from both. An adopted wrapper is no child of ours: its status comes from the file
+    it left in ``run_dir``.
+    """
+    popen = children.get(key)
+    if popen is not None:
+        code = popen.poll()
+        if code is None:
+            return False, None
+        del children[key]
+        return True, code
+    proc = adopted.get(key)
+    if proc is not None and is_alive(proc):
+        return False, None
+    adopted.pop(key, None)
+    return True, read_exit_code(run_dir)
 
 
 def create_time(pid: int) -> float | None:

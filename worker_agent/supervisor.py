@@ -20,6 +20,7 @@ import psutil
 from shared.states import TaskState
 
 from . import process_tree
+from .poll_thread import PollThread
 from .task_state import STARTING, StateFile, TaskRecord, is_safe_task_id
 
 logger = logging.getLogger(__name__)
@@ -62,8 +63,7 @@ class Supervisor:
         self._publish_failing = False
         self._retry_after = 0.0
         self._last_prune = 0.0
-        self._closing = threading.Event()
-        self._monitor: threading.Thread | None = None
+        self._monitor = PollThread("corral-supervisor", self.poll, poll_interval, f"node {node_id}: supervisor")
 
     # -- queries -----------------------------------------------------------------------------------
 
@@ -165,28 +165,14 @@ class Supervisor:
 
     def start_monitor(self) -> None:
         """Start the one thread that watches every task process."""
-        if self._monitor is not None:
-            return
-        self._closing.clear()
-        self._monitor = threading.Thread(target=self._monitor_loop, name="corral-supervisor", daemon=True)
         self._monitor.start()
 
     def close(self) -> None:
         """Stop watching; task processes are left running (they outlive the agent)."""
-        self._closing.set()
-        if self._monitor is not None:
-            self._monitor.join(timeout=5)
-            self._monitor = None
+        self._monitor.close()
         with self._lock:
             _LEFT_RUNNING.extend(self._children.values())
             self._children.clear()
-
-    def _monitor_loop(self) -> None:
-        while not self._closing.wait(self.poll_interval):
-            try:
-                self.poll()
-            except Exception:
-                logger.exception("node %s: supervisor poll failed", self.node_id)
 
     def poll(self) -> None:
         """One round of watching: settle exited tasks, escalate stops, retry unpublished events, prune."""
@@ -244,18 +230,7 @@ class Supervisor:
 
     def _exit_status(self, rec: TaskRecord) -> tuple[bool, int | None]:
         """Whether the task's wrapper process has ended, and its exit code if known."""
-        popen = self._children.get(rec.task_id)
-        if popen is not None:
-            code = popen.poll()
-            if code is None:
-                return False, None
-            del self._children[rec.task_id]
-            return True, code
-        proc = self._adopted.get(rec.task_id)
-        if proc is not None and process_tree.is_alive(proc):
-            return False, None
-        self._adopted.pop(rec.task_id, None)
-        return True, self._read_exit_file(rec.task_id)
+        return process_tree.wrapper_exit_status(rec.task_id, self._children, self._adopted, self.task_dir(rec.task_id))
 
     def _read_exit_file(self, task_id: str) -> int | None:
         return process_tree.read_exit_code(self.task_dir(task_id))

@@ -1,4 +1,5 @@
-"""The agent's persistent record of its tasks and fleet commands: JSON files, rewritten atomically on every change."""
+"""The agent's persistent record of its tasks and fleet commands (and the state file business components use too):
+JSON files, rewritten atomically on every change."""
 
 from __future__ import annotations
 
@@ -89,7 +90,6 @@ class CommandRecord:
 
 class _Record(Protocol):
     __dataclass_fields__: ClassVar[dict[str, Any]]  # a dataclass, so asdict() takes it
-    task_id: str
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self: ...
@@ -101,20 +101,21 @@ R = TypeVar("R", bound=_Record)
 class StateFile(Generic[R]):
     """Loads and atomically saves the records (of one ``record_type``) of one data directory."""
 
-    def __init__(self, path: Path, record_type: type[R], section: str = "tasks") -> None:
+    def __init__(self, path: Path, record_type: type[R], section: str = "tasks", mode: int = 0o666) -> None:
         self.path = path
         self.record_type = record_type
         self.section = section
+        self.mode = mode  # before the umask; 0o600 where records may carry secrets
 
     def load(self) -> dict[str, R]:
-        """All records by task id; an unreadable file is kept aside and an empty state returned."""
+        """All records by key; an unreadable file is kept aside and an empty state returned."""
         try:
             raw = self.path.read_text()
         except FileNotFoundError:
             return {}
         try:
             data = json.loads(raw)
-            return {tid: self.record_type.from_dict(rec) for tid, rec in data.get(self.section, {}).items()}
+            return {key: self.record_type.from_dict(rec) for key, rec in data.get(self.section, {}).items()}
         except (ValueError, TypeError, AttributeError):
             # Keep the broken file for inspection rather than crash the agent on every start.
             aside = self.path.with_suffix(".corrupt")
@@ -123,21 +124,31 @@ class StateFile(Generic[R]):
             return {}
 
     def save(self, records: dict[str, R]) -> None:
-        """Write every record: tmp file, fsync, rename, fsync of the directory."""
+        """Write every record at once (atomic_write)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         body = json.dumps(
-            {"version": STATE_FILE_VERSION, self.section: {tid: asdict(rec) for tid, rec in records.items()}},
+            {"version": STATE_FILE_VERSION, self.section: {key: asdict(rec) for key, rec in records.items()}},
             indent=1,
             sort_keys=True,
         )
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w") as f:
-            f.write(body)
+        atomic_write(self.path, body.encode(), self.mode)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``path`` whole or not at all: temp file in the same dir, fsync, rename, fsync of the dir."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

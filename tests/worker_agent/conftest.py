@@ -10,9 +10,9 @@ import signal
 import sqlite3
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pytest
 import redis as redis_lib
@@ -26,13 +26,18 @@ from worker_agent import commands as commands_module
 from worker_agent import jobs
 from worker_agent import supervisor as supervisor_module
 from worker_agent.commands import CommandRunner
+from worker_agent.components import process_driver
 from worker_agent.supervisor import Supervisor
 from worker_agent.worker import AgentWorker
 
+STATE_FILES = (("state.json", "tasks"), ("commands.json", "commands"), ("components.json", "components"))
+"""The agent's state files in its data dir, with the section that holds their records."""
 
-def kill_recorded_tasks(data_dir: Path) -> None:
-    """SIGKILL the process group of every task and command recorded in ``data_dir`` (tests must not leak)."""
-    for name, section in (("state.json", "tasks"), ("commands.json", "commands")):
+
+def kill_recorded_processes(data_dir: Path) -> None:
+    """SIGKILL the process group of every task, command and component recorded in ``data_dir`` (tests must
+    not leak)."""
+    for name, section in STATE_FILES:
         try:
             records = json.loads((data_dir / name).read_text())[section].values()
         except FileNotFoundError:
@@ -47,13 +52,13 @@ def kill_recorded_tasks(data_dir: Path) -> None:
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Iterator[Path]:
-    """An agent data dir; the task processes recorded in it are killed (and reaped) after the test."""
+    """An agent data dir; the processes recorded in it are killed (and reaped) after the test."""
     path = tmp_path / "agent-data"
     path.mkdir()
     yield path
-    kill_recorded_tasks(path)
+    kill_recorded_processes(path)
     # Closed supervisors keep their children's Popen objects; reap them so none lingers as a zombie.
-    for left in (supervisor_module._LEFT_RUNNING, commands_module._LEFT_RUNNING):
+    for left in (supervisor_module._LEFT_RUNNING, commands_module._LEFT_RUNNING, process_driver._LEFT_RUNNING):
         for popen in list(left):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 popen.wait(timeout=5)
@@ -70,16 +75,34 @@ def make_supervisor(data_dir: Path, node_id: str, redis: redis_lib.Redis) -> Sup
     return Supervisor(data_dir, node_id, lambda event: events.publish(redis, event), poll_interval=0.05)
 
 
+class Watcher(Protocol):
+    def recover(self) -> None: ...
+    def start_monitor(self) -> None: ...
+    def close(self) -> None: ...
+
+
+W = TypeVar("W", bound=Watcher)
+
+
+@contextlib.contextmanager
+def watching(watcher: W, register: Callable[[W | None], None]) -> Iterator[W]:
+    """``watcher`` (a Supervisor or a ComponentManager) recovered, monitoring and registered for the job
+    functions with ``register`` for the block; unregistered and closed after it, as the agent does."""
+    watcher.recover()
+    watcher.start_monitor()
+    register(watcher)
+    try:
+        yield watcher
+    finally:
+        register(None)
+        watcher.close()
+
+
 @pytest.fixture
 def supervisor(data_dir: Path, node_id: str, redis_client: redis_lib.Redis) -> Iterator[Supervisor]:
     """A recovered, monitoring Supervisor registered for the job functions."""
-    sup = make_supervisor(data_dir, node_id, redis_client)
-    sup.recover()
-    sup.start_monitor()
-    jobs.register(sup)
-    yield sup
-    jobs.register(None)
-    sup.close()
+    with watching(make_supervisor(data_dir, node_id, redis_client), jobs.register) as sup:
+        yield sup
 
 
 @pytest.fixture

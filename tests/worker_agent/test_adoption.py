@@ -18,6 +18,7 @@ from tests.worker_agent.conftest import (
     run_jobs,
     start_payload,
     task_events,
+    watching,
 )
 from worker_agent import jobs
 from worker_agent.supervisor import LOST_ERROR
@@ -36,11 +37,7 @@ def test_a_running_task_is_adopted_not_restarted_and_can_be_stopped(
     pid = first.record("t-adopt").pid
     first.close()  # the agent goes away; its task does not
 
-    second = make_supervisor(data_dir, node_id, redis_client)
-    second.recover()
-    second.start_monitor()
-    jobs.register(second)
-    try:
+    with watching(make_supervisor(data_dir, node_id, redis_client), jobs.register) as second:
         rec = second.record("t-adopt")
         assert (rec.state, rec.pid) == ("RUNNING", pid) and pid_alive(pid)
         assert states(redis_client, "t-adopt") == ["RUNNING", "RUNNING"]  # re-announced after the restart
@@ -57,9 +54,6 @@ def test_a_running_task_is_adopted_not_restarted_and_can_be_stopped(
         wait_until(lambda: states(redis_client, "t-adopt")[-1] == "STOPPED", what="the adopted task to stop")
         assert not pid_alive(pid)
         assert last_state(redis_client, "t-adopt")["exit_code"] == -signal.SIGTERM
-    finally:
-        jobs.register(None)
-        second.close()
 
 
 def test_a_task_that_ended_while_the_agent_was_down_reports_its_exit_code(

@@ -1,0 +1,429 @@
+"""The component manager: accepts deploy and stop requests at once, does the work in threads of its own.
+
+Work on one component (business id + component id) runs in order in one thread at a time, so a stop
+always follows the deploy it answers; different components work in parallel, so a long image download
+never holds anything else back. Every state change goes through ``_change_state``, which logs it,
+queues its report and saves the record; reports that could not be published wait in the outbox. What
+happens after an agent restart is in recovery.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shared.states import ComponentState, ComponentType
+
+from ..poll_thread import PollThread
+from .config_files import ConfigFileError, write_config_files
+from .dir_cleanup import remove_component_dirs
+from .image_fetch import SftpSettings
+from .outbox import Outbox
+from .process_driver import ProcessDriver, StartError
+from .records import IN_FLIGHT_STATES, ComponentRecord, component_state_file
+from .recovery import ComponentRecovery
+from .serial_work import SerialWork
+
+if TYPE_CHECKING:
+    from .docker_driver import DockerDriver
+
+logger = logging.getLogger(__name__)
+
+Publish = Callable[[dict[str, Any]], object]
+"""Appends one component report to the component reports stream; raises when it could not."""
+
+KEEP_ENDED_SECONDS = 24 * 3600.0
+"""How long an ended record is kept so that a redelivered deploy stays a no-op."""
+
+UNKNOWN_ERROR = "unknown component on this node"
+
+S = ComponentState
+
+
+class Cancelled(Exception):
+    """The deploy being worked on was stopped or replaced meanwhile."""
+
+
+class ComponentManager(ComponentRecovery):
+    """Owns the business components of one node and their records in ``<data dir>/components.json``."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        node_id: str,
+        publish: Publish,
+        usage_interval: float = 5.0,
+        docker_host: str | None = None,
+        sftp: SftpSettings | None = None,
+        poll_interval: float = 0.5,
+        docker_poll_interval: float = 1.0,
+        keep_ended_seconds: float = KEEP_ENDED_SECONDS,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.components_dir = self.data_dir / "components"
+        self.node_id = node_id
+        self.usage_interval = usage_interval
+        self.keep_ended_seconds = keep_ended_seconds
+        self.poll_interval = poll_interval
+        self.docker_poll_interval = docker_poll_interval
+        self.docker_host = docker_host
+        self.sftp = sftp or SftpSettings()
+        self._publish = publish
+        self._state_file = component_state_file(self.data_dir / "components.json")
+        self._lock = threading.RLock()
+        self._records: dict[str, ComponentRecord] = self._state_file.load()
+        self._work = SerialWork("corral-component")
+        self.process = ProcessDriver(self.components_dir)
+        self._docker: DockerDriver | None = None
+        self.outbox = Outbox(node_id, publish)
+        self._last_usage = 0.0
+        self._last_prune = 0.0
+        self._last_docker_check = 0.0
+        self._docker_failing = False
+        self._monitor = PollThread("corral-components", self.poll, poll_interval, f"node {node_id}: component")
+
+    # -- queries -----------------------------------------------------------------------------------
+
+    def records_of(self, business_id: str, component_id: str) -> list[ComponentRecord]:
+        """Every generation held of one component, oldest first (live objects; read, do not change)."""
+        with self._lock:
+            found = [r for r in self._records.values() if r.ident == (business_id, component_id)]
+        return sorted(found, key=lambda r: r.generation)
+
+    def current(self, business_id: str, component_id: str) -> ComponentRecord | None:
+        found = self.records_of(business_id, component_id)
+        return found[-1] if found else None
+
+    def running_count(self) -> int:
+        with self._lock:
+            return sum(1 for rec in self._records.values() if rec.live)
+
+    def idle(self) -> bool:
+        """Whether no deploy or stop work is under way (tests)."""
+        return not self._work.busy()
+
+    @property
+    def docker(self) -> DockerDriver:
+        """The docker driver, made (and the docker SDK imported) the first time a docker component needs it."""
+        if self._docker is None:
+            from .docker_driver import DockerDriver
+
+            self._docker = DockerDriver(self.docker_host, self.node_id, self.data_dir, self.sftp)
+        return self._docker
+
+    def _driver_is_docker(self, rec: ComponentRecord) -> bool:
+        return rec.type == ComponentType.DOCKER.value
+
+    # -- requests (from the job functions; they return at once) ------------------------------------
+
+    def deploy(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """Accept one generation of a component: no-op if held, ignored if older, else replace and start."""
+        business_id, component_id, generation = spec["business_id"], spec["component_id"], spec["generation"]
+        ident = (business_id, component_id)
+        with self._lock:
+            held = self.current(business_id, component_id)
+            if held is not None and held.generation >= generation:
+                what = "already held" if held.generation == generation else f"older than the held gen {held.generation}"
+                logger.info(
+                    "business %s component %s gen %s: deploy ignored, %s (%s)",
+                    business_id,
+                    component_id,
+                    generation,
+                    what,
+                    held.state,
+                )
+                return {"accepted": False, "generation": held.generation, "state": held.state}
+            rec = ComponentRecord(
+                business_id=business_id,
+                component_id=component_id,
+                generation=generation,
+                type=spec["type"],
+                spec=dict(spec),
+                stop_grace_seconds=spec.get("stop_grace_seconds"),
+            )
+            self._records[rec.key] = rec
+            older = [
+                r
+                for r in self.records_of(business_id, component_id)
+                if r.generation < generation and r.live and not r.stop_requested  # else already being stopped
+            ]
+            for old in older:
+                old.stop_requested = True  # an in-flight deploy of it gives up at its next check
+            self._save()
+            logger.info("%s: deploy accepted (%s)%s", rec.describe(), rec.type, ", replacing older" if older else "")
+        for old in older:
+            self._work.submit(ident, lambda old=old: self._stop_one(old, old.stop_grace_seconds))
+        self._work.submit(ident, lambda: self._deploy_one(rec))
+        return {"accepted": True, "generation": generation, "state": rec.state}
+
+    def stop(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Stop and remove the generations held up to ``generation`` (0: all); an unknown one reads stopped."""
+        business_id, component_id = request["business_id"], request["component_id"]
+        generation, grace = request["generation"], request["grace_seconds"]
+        ident = (business_id, component_id)
+        with self._lock:
+            held = self.records_of(business_id, component_id)
+            targets = [r for r in held if generation == 0 or r.generation <= generation]
+            if not held:
+                # Tell the manager, which would otherwise wait for this component forever. Kept as a
+                # record so a late deploy of this generation stays a no-op.
+                rec = ComponentRecord(business_id, component_id, generation, type="unknown", stop_requested=True)
+                self._records[rec.key] = rec
+                self._change_state(rec, S.STOPPED, error_message=UNKNOWN_ERROR, ended_at=time.time())
+                return {"stopping": [], "unknown": True}
+            if not targets:
+                logger.info(
+                    "business %s component %s: stop of gen <= %s ignored, holding gen %s",
+                    business_id,
+                    component_id,
+                    generation,
+                    held[-1].generation,
+                )
+                return {"stopping": [], "unknown": False}
+            for rec in targets:
+                rec.stop_requested = True
+            self._save()
+        for rec in targets:
+            self._work.submit(ident, lambda rec=rec: self._stop_one(rec, grace))
+        return {"stopping": [r.generation for r in targets], "unknown": False}
+
+    # -- work (in the component's own thread) ------------------------------------------------------
+
+    def _check(self, rec: ComponentRecord) -> None:
+        if rec.stop_requested or self._monitor.closing.is_set():
+            raise Cancelled
+
+    def _deploy_one(self, rec: ComponentRecord) -> None:
+        if rec.stop_requested or rec.state not in IN_FLIGHT_STATES:
+            return  # stopped or replaced before its turn came; the stop work reports it
+        try:
+            self._check(rec)
+            files = write_config_files(self.process.files_dir(rec), rec.spec.get("config_files") or [])
+            env = {
+                **(rec.spec.get("environment_variables") or {}),
+                "CORRAL_BUSINESS_ID": rec.business_id,
+                "CORRAL_COMPONENT_ID": rec.component_id,
+            }
+            if self._driver_is_docker(rec):
+                self.docker.start(rec, env, files, self._on_step(rec), lambda: self._check(rec))
+                self._check(rec)
+                with self._lock:
+                    self._change_state(rec, S.RUNNING, started_at=time.time())
+            else:
+                env["CORRAL_COMPONENT_DIR"] = str(self.process.files_dir(rec))
+                with self._lock:
+                    self._check(rec)
+                    self._change_state(rec, S.STARTING)
+                    self.process.start(rec, rec.spec, env)
+                    self._change_state(rec, S.RUNNING, started_at=time.time())
+        except Cancelled:
+            reason = "stopped or replaced" if rec.stop_requested else "the agent is closing"
+            logger.info("%s: deploy given up: %s", rec.describe(), reason)
+        except ConfigFileError as exc:
+            self._fail(rec, f"config files refused: {exc}")
+        except StartError as exc:
+            self._fail(rec, str(exc), exit_code=exc.exit_code)
+        except Exception as exc:
+            logger.exception("%s: deploy failed", rec.describe())
+            self._fail(rec, f"deploy failed: {exc}")
+
+    def _on_step(self, rec: ComponentRecord) -> Callable[[ComponentState], None]:
+        def step(state: ComponentState) -> None:
+            with self._lock:
+                self._check(rec)
+                self._change_state(rec, state)
+
+        return step
+
+    def _fail(self, rec: ComponentRecord, message: str, exit_code: int | None = None) -> None:
+        with self._lock:
+            if rec.state in (S.STOPPED, S.FAILED):
+                return
+            self._change_state(rec, S.FAILED, error_message=message, exit_code=exit_code, ended_at=time.time())
+
+    def _stop_one(self, rec: ComponentRecord, grace: float | None) -> None:
+        if rec.state == S.STOPPED:
+            with self._lock:
+                self._change_state(rec, S.STOPPED)  # again: the manager may have missed it
+            return
+        grace = grace if grace is not None else float(rec.spec.get("stop_grace_seconds") or 10.0)
+        with self._lock:
+            prior = rec.state
+            if rec.live:
+                self._change_state(rec, S.STOPPING)
+        exit_code = rec.exit_code
+        try:
+            if self._driver_is_docker(rec):
+                # Nothing was created before STARTING, unless the deploy recorded a container.
+                if rec.container_id is not None or prior in (S.STARTING, S.RUNNING, S.STOPPING):
+                    code = self.docker.stop(rec, grace)
+                    exit_code = exit_code if prior == S.FAILED else code
+            elif rec.pid is not None:
+                code = self.process.stop(rec, grace)
+                exit_code = exit_code if prior == S.FAILED else code
+        except Exception as exc:
+            # Not "stopped": it may still run. Failed, with the reason, so that someone looks at it.
+            logger.exception("%s: stop failed", rec.describe())
+            with self._lock:
+                self._change_state(rec, S.FAILED, error_message=f"could not stop it: {exc}", ended_at=time.time())
+            return
+        with self._lock:
+            self.process.forget(rec)
+            self._change_state(rec, S.STOPPED, exit_code=exit_code, error_message=None, ended_at=time.time())
+
+    # -- watching (monitor thread) -----------------------------------------------------------------
+
+    def start_monitor(self) -> None:
+        """Start the one thread that watches every component."""
+        self._monitor.start()
+
+    def close(self) -> None:
+        """Stop watching and working; components are left running (they outlive the agent)."""
+        self._monitor.close()
+        with self._lock:
+            self.process.close()
+        if self._docker is not None:
+            self._docker.close()
+
+    def poll(self) -> None:
+        """One round: settle components that exited, report usage every interval, publish held reports."""
+        now = time.monotonic()
+        with self._lock:
+            running = [r for r in self._records.values() if r.state == S.RUNNING and not r.stop_requested]
+        for rec in running:
+            if not self._driver_is_docker(rec):
+                self._check_running(rec)
+        containers = [r for r in running if self._driver_is_docker(r)]
+        if containers and now - self._last_docker_check >= self.docker_poll_interval:
+            self._last_docker_check = now
+            self._check_containers(containers)
+        if now - self._last_usage >= self.usage_interval:
+            self._last_usage = now
+            self._report_usage([r for r in running if r.state == S.RUNNING])
+        self.outbox.flush()
+        if now - self._last_prune > 60:
+            self.prune()
+
+    def _check_containers(self, running: list[ComponentRecord]) -> None:
+        # One list call for every container of the node; only those no longer running are looked at closely.
+        try:
+            found = self.docker.list_ours()
+        except Exception as exc:
+            if not self._docker_failing:
+                logger.warning("node %s: cannot check containers, will keep trying: %s", self.node_id, exc)
+            self._docker_failing = True
+            return
+        if self._docker_failing:
+            logger.info("node %s: docker engine reachable again", self.node_id)
+            self._docker_failing = False
+        for rec in running:
+            seen = found.get(rec.key)
+            if seen is None or not seen["running"]:
+                self._check_running(rec)
+
+    def _check_running(self, rec: ComponentRecord) -> None:
+        try:
+            if self._driver_is_docker(rec):
+                ended = self.docker.poll(rec)
+            else:
+                with self._lock:
+                    ended = self.process.poll(rec)
+        except Exception as exc:
+            logger.warning("%s: could not check it: %s", rec.describe(), exc)
+            return
+        if ended is None:
+            return
+        code, message = ended
+        with self._lock:
+            if rec.state == S.RUNNING and not rec.stop_requested:
+                self._change_state(rec, S.FAILED, exit_code=code, error_message=message, ended_at=time.time())
+
+    def _report_usage(self, running: list[ComponentRecord]) -> None:
+        for rec in running:
+            try:
+                usage = self.docker.usage(rec) if self._driver_is_docker(rec) else self.process.usage(rec)
+            except Exception as exc:
+                logger.warning("%s: no usage figures: %s", rec.describe(), exc)
+                continue
+            if usage is None or rec.state != S.RUNNING:
+                continue
+            report = self._report(rec)
+            report["resource_usage"] = usage
+            try:
+                self._publish(report)
+            except Exception as exc:
+                logger.debug("%s: usage report not published: %s", rec.describe(), exc)
+                return  # usage is a sample: the next interval sends a fresh one
+        self.process.prune_measured()
+
+    # -- state changes and reports -----------------------------------------------------------------
+
+    def _change_state(self, rec: ComponentRecord, state: ComponentState, **changes: Any) -> None:
+        """The one way a component changes state: update, log, report, save. Call with the lock held."""
+        old = rec.state
+        for name, value in changes.items():
+            setattr(rec, name, value)
+        rec.state = state.value
+        log = logger.warning if state == S.FAILED else logger.info
+        log(
+            "node %s %s: %s -> %s (pid %s, container %s, exit code %s%s)",
+            self.node_id,
+            rec.describe(),
+            old,
+            rec.state,
+            rec.pid,
+            (rec.container_id or "-")[:12],
+            rec.exit_code,
+            f", error: {rec.error_message}" if rec.error_message else "",
+        )
+        self.outbox.add(self._report(rec))
+        self._save()
+        self.outbox.flush_soon()
+
+    def _report(self, rec: ComponentRecord) -> dict[str, Any]:
+        return {
+            "business_id": rec.business_id,
+            "component_id": rec.component_id,
+            "node_id": self.node_id,
+            "generation": rec.generation,
+            "status": rec.state,
+            "timestamp": time.time(),
+            "container_id": rec.container_id,
+            "pid": rec.pid,
+            "exit_code": rec.exit_code,
+            "resource_usage": None,
+            "error_message": rec.error_message,
+        }
+
+    def prune(self) -> None:
+        """Forget the records that ended more than ``keep_ended_seconds`` ago, and remove their directories."""
+        self._last_prune = time.monotonic()
+        cutoff = time.time() - self.keep_ended_seconds
+        with self._lock:
+            old = [r for r in self._records.values() if not r.live and (r.ended_at or 0) < cutoff]
+            for rec in old:
+                del self._records[rec.key]
+            if not old:
+                return
+            logger.info("node %s: pruned %d ended component records", self.node_id, len(old))
+            self._save()
+            # Under the lock: a deploy of the same component cannot slip in between the check and the removal.
+            for rec in old:
+                self._remove_dirs(rec)
+
+    def _remove_dirs(self, rec: ComponentRecord) -> None:
+        """Remove the run directory of a pruned generation, and the component's files when no generation is left."""
+        names = [self.process.run_dir(rec).name]
+        if not self.records_of(rec.business_id, rec.component_id):
+            names.append(self.process.files_dir(rec).name)
+        removed = remove_component_dirs(self.components_dir, rec.business_id, rec.component_id, names)
+        if removed:
+            logger.info("node %s %s: removed its directories %s", self.node_id, rec.describe(), ", ".join(removed))
+
+    def _save(self) -> None:
+        with self._lock:
+            self._state_file.save(self._records)

@@ -1,0 +1,58 @@
+"""Component state reports on their way to Redis: sent in order, held back (and retried) while Redis is down."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+PUBLISH_RETRY_SECONDS = 2.0
+"""Pause between two attempts to publish held-back reports while Redis is unreachable."""
+
+MAX_HELD = 10_000
+"""Most state reports held back while Redis is unreachable; the oldest go first (a restart re-reports)."""
+
+
+class Outbox:
+    """Publishes state reports in order with ``publish`` (which raises when it could not)."""
+
+    def __init__(self, node_id: str, publish: Callable[[dict[str, Any]], object]) -> None:
+        self.node_id = node_id
+        self.retry_seconds = PUBLISH_RETRY_SECONDS
+        self._publish = publish
+        self._held: deque[dict[str, Any]] = deque(maxlen=MAX_HELD)
+        self._lock = threading.Lock()
+        self._failing = False
+        self._retry_after = 0.0
+
+    def add(self, report: dict[str, Any]) -> None:
+        with self._lock:
+            self._held.append(report)
+
+    def flush_soon(self) -> None:
+        """Publish now unless Redis is known to be failing; then the next periodic flush retries in order."""
+        if not self._failing:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._failing and time.monotonic() < self._retry_after:
+                return
+            while self._held:
+                try:
+                    self._publish(self._held[0])
+                except Exception as exc:
+                    if not self._failing:
+                        logger.warning("node %s: component reports not published, will retry: %s", self.node_id, exc)
+                    self._failing = True
+                    self._retry_after = time.monotonic() + self.retry_seconds
+                    return
+                self._held.popleft()
+            if self._failing:
+                logger.info("node %s: publishing component reports again", self.node_id)
+                self._failing = False

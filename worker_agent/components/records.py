@@ -1,0 +1,72 @@
+"""What the agent remembers about each business component generation, kept in ``components.json``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from shared.states import ComponentState
+
+from ..task_state import StateFile
+
+PENDING = ComponentState.PENDING.value
+"""Accepted, its work not begun yet; internal, never published (not an agent-reported state)."""
+
+IN_FLIGHT_STATES = frozenset({PENDING, ComponentState.DOWNLOADING.value, ComponentState.STARTING.value})
+"""States of a record whose deploy work was under way."""
+
+LIVE_STATES = IN_FLIGHT_STATES | {ComponentState.RUNNING.value, ComponentState.STOPPING.value}
+"""States of a record whose process or container may exist and run."""
+
+
+def record_key(business_id: str, component_id: str, generation: int) -> str:
+    """The key of one generation of one component in the state file."""
+    return f"{business_id}/{component_id}/{generation}"
+
+
+@dataclass
+class ComponentRecord:
+    """One generation of one component: enough to adopt, stop or settle it after an agent restart."""
+
+    business_id: str
+    component_id: str
+    generation: int
+    type: str
+    state: str = PENDING
+    spec: dict[str, Any] = field(default_factory=dict)  # the ComponentSpecSchema payload, to resume a deploy
+    pid: int | None = None
+    create_time: float | None = None  # psutil's, to tell our process from a recycled pid
+    container_id: str | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    exit_code: int | None = None
+    error_message: str | None = None
+    stop_requested: bool = False
+    stop_grace_seconds: float | None = None
+
+    @property
+    def key(self) -> str:
+        return record_key(self.business_id, self.component_id, self.generation)
+
+    @property
+    def ident(self) -> tuple[str, str]:
+        return self.business_id, self.component_id
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_STATES
+
+    def describe(self) -> str:
+        """The ids for log lines."""
+        return f"business {self.business_id} component {self.component_id} gen {self.generation}"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ComponentRecord:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def component_state_file(path: Path) -> StateFile[ComponentRecord]:
+    """The file of every component record of one data directory, by key; owner-only, as specs carry env values."""
+    return StateFile(path, ComponentRecord, section="components", mode=0o600)
