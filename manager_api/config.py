@@ -27,6 +27,9 @@ class Settings:
     stop_grace_seconds: float = defaults.STOP_GRACE_SECONDS
     task_retention_days: int = 30  # ended fleet tasks older than this are deleted by the duties
     task_deadline_slack_seconds: float = defaults.DEADLINE_SLACK_SECONDS
+    component_stop_grace_seconds: float = defaults.COMPONENT_STOP_GRACE_SECONDS  # unless a component says
+    component_metrics_retention_hours: float = defaults.COMPONENT_METRICS_RETENTION_HOURS
+    component_metrics_every_seconds: float = 10.0  # at most one usage sample stored per component this often
     log_level: str = "INFO"
 
     @classmethod

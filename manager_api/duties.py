@@ -1,10 +1,12 @@
 """Background duties, run once per manager (a thread of the launcher) under a Redis lock.
 
-(a) consume the agents' task events and fleet task reports and apply them to the database; (b) every
-tick, persist which nodes went online/offline, end fleet task hosts past their deadline or on a node
-gone offline, and keep the schedule runner in line with the Schedule table; (c) every hour, prune ended
-fleet tasks past their retention. The lock keeps two manager hosts on one Redis from both doing it: the
-schedules fire only in the lock holder, so each tick fires once whatever the number of workers or hosts.
+(a) consume the agents' task events, fleet task reports and business component reports and apply them to
+the database; (b) every tick, persist which nodes went online/offline, end fleet task hosts past their
+deadline or on a node gone offline, fail business components on a node gone offline, and keep the
+schedule runner in line with the Schedule table; (c) every hour, prune ended fleet tasks past their
+retention, every minute component usage samples past theirs. The lock keeps two manager hosts on one
+Redis from both doing it: the schedules fire only in the lock holder, so each tick fires once whatever the
+number of workers or hosts.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from shared import events, keys
 from . import db
 from .config import Settings
 from .scheduler import ScheduleRunner
+from .services import business_upkeep, businesses, component_reports, fleet_task_upkeep, fleet_tasks, nodes
 from .services import events as event_service
-from .services import fleet_task_upkeep, fleet_tasks, nodes
+from .services.business_state import Jobs
 from .stream_consumer import StreamConsumer, StreamHandler
 
 logger = logging.getLogger(__name__)
@@ -36,6 +39,9 @@ LOCK_TTL_MS = 10_000
 
 PRUNE_EVERY = 3600.0
 """Seconds between two prunes of ended fleet tasks past their retention."""
+
+METRICS_PRUNE_EVERY = 60.0
+"""Seconds between two prunes of component usage samples past their retention (kept in hours)."""
 
 _LOCK_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -82,6 +88,7 @@ class Duties:
         self._thread: threading.Thread | None = None
         self._holding = False
         self._next_prune = 0.0
+        self._next_metrics_prune = 0.0
         self.schedules = ScheduleRunner(self.redis, settings.offline_after_intervals, lambda: self._holding)
         self.streams = StreamConsumer(
             self.redis,
@@ -95,6 +102,12 @@ class Duties:
                     events.parse_command_report,
                     apply_batch=self._apply_reports,
                 ),
+                StreamHandler(
+                    keys.COMPONENT_REPORTS_STREAM,
+                    "component report",
+                    events.parse_component_report,
+                    apply_batch=self._apply_component_reports,
+                ),
             ],
         )
 
@@ -106,6 +119,21 @@ class Duties:
             for task_id in changed:
                 pipe.publish(keys.task_changed_channel(task_id), "1")
             pipe.execute()
+
+    def _apply_component_reports(self, reports: list[dict[str, Any]]) -> None:
+        jobs = component_reports.apply_reports(
+            reports, self.settings.component_metrics_every_seconds, self.settings.component_stop_grace_seconds
+        )
+        self._send(jobs)
+
+    def _send(self, jobs: Jobs) -> None:
+        """Rollback stops, after their commit; lost when Redis fails now (a stop can be asked again)."""
+        if not jobs:
+            return
+        try:
+            businesses.send(self.redis, jobs)
+        except RedisError as exc:
+            logger.error("duties: %d rollback stop jobs not sent: %s", len(jobs.stops), exc)
 
     # -- life cycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -193,6 +221,14 @@ class Duties:
         nodes.refresh_statuses(self.redis, self.settings.offline_after_intervals)
         fleet_task_upkeep.fail_hosts_on_offline_nodes()
         fleet_task_upkeep.enforce_deadlines(self.settings.task_deadline_slack_seconds)
+        self._send(
+            business_upkeep.fail_components_on_offline_nodes(
+                self.redis, self.settings.offline_after_intervals, self.settings.component_stop_grace_seconds
+            )
+        )
+        if time.monotonic() >= self._next_metrics_prune:
+            self._next_metrics_prune = time.monotonic() + METRICS_PRUNE_EVERY
+            business_upkeep.prune_metrics(self.settings.component_metrics_retention_hours)
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + PRUNE_EVERY
             fleet_task_upkeep.prune(self.redis, self.settings.task_retention_days)

@@ -29,12 +29,12 @@ class ApiError(Exception):
         self.extra = dict(extra or {})
 
 
-def _stringify_keys(value: Any) -> Any:
+def stringify_keys(value: Any) -> Any:
     # marshmallow keys list items by int; JSON wants strings (and mixed keys would break sorting).
     if isinstance(value, Mapping):
-        return {str(k): _stringify_keys(v) for k, v in value.items()}
+        return {str(k): stringify_keys(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_stringify_keys(v) for v in value]
+        return [stringify_keys(v) for v in value]
     return value
 
 
@@ -55,8 +55,9 @@ def validation_message(exc: ValidationError) -> str:
     return f"{INVALID_REQUEST}: {field}: {text}"
 
 
-def _body(status: int, message: str, **extra: Any) -> ResponseReturnValue:
-    return jsonify({"error": message, **extra}), status
+def _body(code: int, message: str, /, **extra: Any) -> ResponseReturnValue:
+    # Positional-only: ``extra`` may carry a "status" key of its own (the businesses API's "error").
+    return jsonify({"error": message, **extra}), code
 
 
 def register(app: Flask) -> None:
@@ -68,7 +69,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(ValidationError)
     def _validation_error(exc: ValidationError) -> ResponseReturnValue:
-        return _body(400, validation_message(exc), errors=_stringify_keys(exc.messages))
+        return _body(400, validation_message(exc), errors=stringify_keys(exc.messages))
 
     @app.errorhandler(IntegrityError)
     def _integrity_error(exc: IntegrityError) -> ResponseReturnValue:

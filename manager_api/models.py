@@ -45,7 +45,10 @@ class Node(BaseModel):
     hostname = CharField(max_length=255, index=True)
     ip = CharField(max_length=64, index=True)
     facts = TextField(default="{}")  # JSON
-    labels = TextField(default="{}")  # JSON {str: str}, from facts["labels"] at join; targets "key=value"
+    # JSON {str: str}, the effective labels: the agent's (facts["labels"] at join) overridden key by key by
+    # api_labels; fleet task targets "key=value" and business affinity match these.
+    labels = TextField(default="{}")
+    api_labels = TextField(default="{}")  # JSON {str: str}, set by PUT /api/nodes/{id}/labels; a join keeps them
     interval = FloatField(default=5.0)
     version = CharField(max_length=64, default="")
     status = IntegerField(default=int(NodeStatus.OFFLINE))  # last persisted NodeStatus
@@ -258,8 +261,9 @@ class BusinessComponent(BaseModel):
         table_name = "business_components"
         indexes = (
             (("business", "component_id"), True),
-            # The scheduler sums active reservations per node on every placement.
-            (("node", "status"), False),
+            # The scheduler sums active reservations per node on every placement: covering, so that sum
+            # reads this index alone, already in node order (no table look-ups, no temporary B-tree).
+            (("node", "status", "desired", "cpu_cores", "memory_mb", "gpus"), False),
         )
 
 
@@ -309,5 +313,5 @@ ALL_MODELS = [
 ]
 """In creation order (foreign keys point backwards)."""
 
-ADDED_COLUMNS = [Node.labels]
+ADDED_COLUMNS = [Node.labels, Node.api_labels]
 """Columns added after their table first shipped; init_db adds them to older databases."""

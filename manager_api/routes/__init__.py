@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import agents, audit, deployments, health, nodes, schedules, tasks, templates
+from . import agents, audit, businesses, deployments, health, nodes, schedules, tasks, templates
 
 
 def register(app: Flask) -> None:
     """Register every blueprint on ``app``."""
-    for module in (health, nodes, templates, deployments, agents, audit, tasks, schedules):
+    for module in (health, nodes, templates, deployments, agents, audit, tasks, schedules, businesses):
         app.register_blueprint(module.bp)

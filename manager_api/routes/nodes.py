@@ -1,12 +1,16 @@
-"""GET /api/task/node (manual §5.3.1)."""
+"""GET /api/task/node (manual §5.3.1), and the node inventory: GET /api/nodes, labels set through the API."""
 
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from .. import extensions
-from ..services import nodes
+from .. import auth, extensions
+from ..errors import ApiError
+from ..node_schemas import NodeLabelsSchema
+from ..request_json import load
+from ..schemas import MAX_ID
+from ..services import node_inventory, nodes
 
 bp = Blueprint("nodes", __name__)
 
@@ -16,3 +20,32 @@ def list_nodes() -> ResponseReturnValue:
     """Every node with status and resources."""
     settings = extensions.settings()
     return jsonify({"nodes": nodes.list_nodes(extensions.redis(), settings.offline_after_intervals)})
+
+
+def _known(node_id: str) -> str:
+    if len(node_id) > MAX_ID:
+        raise ApiError(404, node_inventory.NOT_FOUND)
+    return node_id
+
+
+@bp.get("/api/nodes")
+def inventory() -> ResponseReturnValue:
+    """Every node with facts, labels, capacity and what business components reserve on it."""
+    settings = extensions.settings()
+    return jsonify({"nodes": node_inventory.listing(extensions.redis(), settings.offline_after_intervals)})
+
+
+@bp.get("/api/nodes/<node_id>")
+def detail(node_id: str) -> ResponseReturnValue:
+    """One node, with the components placed on it."""
+    settings = extensions.settings()
+    return jsonify(node_inventory.detail(extensions.redis(), _known(node_id), settings.offline_after_intervals))
+
+
+@bp.put("/api/nodes/<node_id>/labels")
+def set_labels(node_id: str) -> ResponseReturnValue:
+    """Replace the API-set labels of a node; answers the node as GET /api/nodes/{id} does."""
+    data = load(NodeLabelsSchema())
+    node_inventory.set_api_labels(_known(node_id), data["labels"], auth.actor())
+    settings = extensions.settings()
+    return jsonify(node_inventory.detail(extensions.redis(), node_id, settings.offline_after_intervals))

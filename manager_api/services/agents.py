@@ -14,7 +14,7 @@ from .. import db
 from ..config import Settings
 from ..errors import ApiError
 from ..models import Node, utcnow
-from . import audit
+from . import audit, node_labels
 
 logger = logging.getLogger(__name__)
 
@@ -42,32 +42,6 @@ def agent_redis_url(settings: Settings, request_host: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-MAX_LABELS = 64
-MAX_LABEL_TEXT = 255
-
-
-def valid_labels(node_id: str, raw: Any) -> dict[str, str]:
-    """``facts["labels"]`` when it is a small dict of non-empty str -> str without "=" in keys, else {}."""
-    if raw is None:
-        return {}
-    ok = (
-        isinstance(raw, dict)
-        and len(raw) <= MAX_LABELS
-        and all(
-            isinstance(k, str)
-            and isinstance(v, str)
-            and 0 < len(k.strip()) <= MAX_LABEL_TEXT
-            and "=" not in k
-            and len(v) <= MAX_LABEL_TEXT
-            for k, v in raw.items()
-        )
-    )
-    if not ok:
-        logger.warning("node %s: facts.labels ignored: not a dict of short str -> str", node_id)
-        return {}
-    return {k.strip(): v.strip() for k, v in raw.items()}
-
-
 def join(settings: Settings, data: dict[str, Any], request_host: str, actor: str) -> dict[str, Any]:
     """Upsert the node of a joining agent; returns the JoinResponseSchema data."""
     node_id = data["node_id"]
@@ -78,12 +52,16 @@ def join(settings: Settings, data: dict[str, Any], request_host: str, actor: str
         "hostname": data["hostname"],
         "ip": data["ip"],
         "facts": json.dumps(data.get("facts") or {}),
-        "labels": json.dumps(valid_labels(node_id, (data.get("facts") or {}).get("labels")), sort_keys=True),
         "interval": data["interval"],
         "version": data.get("version") or "",
     }
+    agent_labels = node_labels.valid_agent_labels(node_id, (data.get("facts") or {}).get("labels"))
     with db.write_transaction():
-        known = Node.select().where(Node.id == node_id).exists()
+        row = Node.select(Node.api_labels).where(Node.id == node_id).tuples().first()
+        known = row is not None
+        # The API's labels outlive the join: the agent only knows its own.
+        api_labels = node_labels.loads(row[0] if row else None)
+        fields["labels"] = node_labels.dumps(node_labels.effective(agent_labels, api_labels))
         (
             Node.insert(id=node_id, registered_at=utcnow(), **fields)
             .on_conflict(conflict_target=[Node.id], update={getattr(Node, k): v for k, v in fields.items()})

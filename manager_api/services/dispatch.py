@@ -14,8 +14,10 @@ from rq.serializers import JSONSerializer
 from shared import defaults, jobs, keys
 from shared.messages import (
     CancelCommandSchema,
+    ComponentSpecSchema,
     RunCommandSchema,
     StartTaskSchema,
+    StopComponentSchema,
     StopTasksSchema,
     dump,
 )
@@ -61,9 +63,7 @@ def start_task(redis: Redis, node_id: str, payload: dict[str, Any]) -> str:
 
 def stop_tasks(redis: Redis, node_id: str, deployment_id: str, task_ids: list[str], grace_seconds: float) -> str:
     """Enqueue jobs.STOP_TASKS for some tasks of one deployment on one node; returns the job id."""
-    body = dump(
-        StopTasksSchema, {"task_ids": task_ids, "deployment_id": deployment_id, "grace_seconds": grace_seconds}
-    )
+    body = dump(StopTasksSchema, {"task_ids": task_ids, "deployment_id": deployment_id, "grace_seconds": grace_seconds})
     job_id = _enqueue(redis, node_id, jobs.STOP_TASKS, body, f"stop {len(task_ids)} tasks of {deployment_id}")
     logger.info(
         "deployment %s: stop of tasks %s sent to node %s (job %s)", deployment_id, ",".join(task_ids), node_id, job_id
@@ -98,3 +98,30 @@ def cancel_command(redis: Redis, node_ids: Iterable[str], task_id: str) -> list[
     job_ids = _enqueue_on_nodes(redis, node_ids, jobs.CANCEL_COMMAND, body, f"cancel fleet task {task_id}")
     logger.info("cancel of fleet task %s sent to %d nodes", task_id, len(job_ids))
     return job_ids
+
+
+def component_jobs(
+    redis: Redis, deploys: Iterable[tuple[str, dict[str, Any]]], stops: Iterable[tuple[str, dict[str, Any]]]
+) -> int:
+    """Enqueue STOP_COMPONENT then DEPLOY_COMPONENT jobs, each (node id, payload), in one pipeline; returns
+    how many. Stops go first so a component moved off a node frees it before anything new lands there."""
+    bodies = [(node_id, jobs.STOP_COMPONENT, dump(StopComponentSchema, p)) for node_id, p in stops]
+    bodies += [(node_id, jobs.DEPLOY_COMPONENT, dump(ComponentSpecSchema, p)) for node_id, p in deploys]
+    if not bodies:
+        return 0
+    with redis.pipeline() as pipe:
+        for node_id, function, body in bodies:
+            verb = "deploy" if function == jobs.DEPLOY_COMPONENT else "stop"
+            description = f"{verb} component {body['component_id']} gen {body['generation']} of {body['business_id']}"
+            _enqueue(redis, node_id, function, body, description, pipe)
+        pipe.execute()
+    for node_id, function, body in bodies:
+        logger.info(
+            "business %s component %s gen %s: %s sent to node %s",
+            body["business_id"],
+            body["component_id"],
+            body["generation"],
+            "deploy" if function == jobs.DEPLOY_COMPONENT else "stop",
+            node_id,
+        )
+    return len(bodies)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +11,13 @@ import pytest
 import redis as redis_lib
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from manager_api import db
 from manager_api.app import create_app
 from manager_api.config import Settings
 from manager_api.duties import Duties
-from shared import heartbeat
+from shared import heartbeat, keys
 from shared.api import JOIN_PATH, bearer
 from shared.defaults import PROTOCOL_VERSION
 
@@ -42,14 +44,30 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
+@contextmanager
+def running_duties(settings: Settings) -> Iterator[Duties]:
+    """The duties thread on these settings (the test's database and Redis), ticking fast, stopped after."""
+    worker = Duties(settings, tick=0.1, block_ms=100)
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        worker.redis.close()
+
+
 @pytest.fixture
 def duties(app: Flask, settings: Settings) -> Iterator[Duties]:
     """The duties thread on the test's database and Redis, ticking fast."""
-    worker = Duties(settings, tick=0.1, block_ms=100)
-    worker.start()
-    yield worker
-    worker.stop()
-    worker.redis.close()
+    with running_duties(settings) as worker:
+        yield worker
+
+
+def answer(response: TestResponse, expect: int = 200) -> dict[str, Any]:
+    """The JSON object of an API answer, once its status code is the one expected."""
+    assert response.status_code == expect, response.get_json()
+    result: dict[str, Any] = response.get_json()
+    return result
 
 
 def join(
@@ -69,10 +87,7 @@ def join(
         "protocol": PROTOCOL_VERSION,
         "facts": facts or {},
     }
-    response = client.post(JOIN_PATH, json=body, headers=bearer(JOIN_TOKEN))
-    assert response.status_code == 200, response.get_json()
-    result: dict[str, Any] = response.get_json()
-    return result
+    return answer(client.post(JOIN_PATH, json=body, headers=bearer(JOIN_TOKEN)))
 
 
 def beat(
@@ -112,3 +127,12 @@ def template_body(name: str, *groups: list[str]) -> dict[str, Any]:
             for gi, group in enumerate(groups)
         ],
     }
+
+
+def stream_consumed(redis_client: redis_lib.Redis, stream: str, entry_id: str) -> bool:
+    """Whether the duties' group read ``stream`` up to ``entry_id`` and acked everything it read."""
+    groups = redis_client.xinfo_groups(stream)
+    last = groups[0]["last-delivered-id"] if groups else b""
+    last = last.decode() if isinstance(last, bytes) else last
+    pending = redis_client.xpending(stream, keys.EVENTS_GROUP)["pending"]
+    return bool(last == entry_id and pending == 0)

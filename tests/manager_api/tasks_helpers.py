@@ -13,7 +13,7 @@ from rq.serializers import JSONSerializer
 
 from shared import events, keys
 
-from .conftest import beat, join
+from .conftest import answer, beat, join
 
 
 def add_node(
@@ -35,17 +35,11 @@ def add_node(
 def create(client: FlaskClient, expect: int = 201, query: str = "", **body: Any) -> dict[str, Any]:
     """POST /api/tasks with sensible defaults; checks the status code."""
     payload = {"name": "t", "command": "echo hi", "targets": ["*"], **body}
-    response = client.post(f"/api/tasks{query}", json=payload)
-    assert response.status_code == expect, response.get_json()
-    result: dict[str, Any] = response.get_json()
-    return result
+    return answer(client.post(f"/api/tasks{query}", json=payload), expect)
 
 
 def detail(client: FlaskClient, task_id: str) -> dict[str, Any]:
-    response = client.get(f"/api/tasks/{task_id}")
-    assert response.status_code == 200, response.get_json()
-    result: dict[str, Any] = response.get_json()
-    return result
+    return answer(client.get(f"/api/tasks/{task_id}"))
 
 
 def queued(redis_client: redis_lib.Redis, node_id: str) -> list[Job]:

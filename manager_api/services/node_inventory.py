@@ -1,0 +1,153 @@
+"""GET /api/nodes and PUT /api/nodes/{id}/labels: what each node is, offers, and holds for businesses.
+
+The manual's GET /api/task/node stays in services/nodes.py, untouched; this is the richer inventory the
+business scheduler works from: facts, effective labels, capacity, reservations and the components placed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from redis import Redis
+
+from shared import heartbeat
+
+from .. import db
+from ..errors import ApiError
+from ..models import Business, BusinessComponent, Node
+from . import audit, node_labels
+from .business_placement import ACTIVE_COMPONENT_STATES, REMOVED, capacity_from_facts, reservations
+from .serialize import from_unix, iso
+
+logger = logging.getLogger(__name__)
+
+NOT_FOUND = "Node not found"
+
+FACT_KEYS = ("cpu_count", "memory_total_mb", "gpu_count", "gpus", "os", "distro", "kernel", "arch", "addresses")
+"""The facts shown; the rest (boot time, python version, labels) is either noise or shown elsewhere."""
+
+_FIELDS = (
+    Node.id,
+    Node.hostname,
+    Node.ip,
+    Node.facts,
+    Node.labels,
+    Node.api_labels,
+    Node.version,
+    Node.registered_at,
+    Node.last_seen,
+)
+
+
+def _resources(cpu: float, memory: int, gpus: int) -> dict[str, Any]:
+    return {"cpu_cores": round(cpu, 3), "memory_mb": memory, "gpus": gpus}
+
+
+def _view(
+    row: tuple[Any, ...],
+    now: float,
+    beats: Mapping[str, heartbeat.Summary],
+    held: Mapping[str, tuple[float, int, int]],
+    offline_after_intervals: int,
+) -> dict[str, Any]:
+    node_id, hostname, ip, facts_text, labels, api_labels, version, registered_at, last_seen = row
+    try:
+        facts = json.loads(facts_text or "{}")
+    except ValueError:
+        facts = {}
+    if not isinstance(facts, dict):
+        facts = {}
+    cpu, memory, gpus = capacity_from_facts(facts)
+    cpu_held, memory_held, gpus_held = held.get(node_id, (0.0, 0, 0))
+    beat = beats.get(node_id)
+    online = beat is not None and beat.online(now, offline_after_intervals)
+    shown = {key: facts[key] for key in FACT_KEYS if key in facts}
+    shown.setdefault("gpu_count", gpus)
+    shown.setdefault("gpus", [])
+    shown.setdefault("addresses", [ip])
+    return {
+        "id": node_id,
+        "hostname": hostname,
+        "ip": ip,
+        "status": "online" if online else "offline",
+        "last_heartbeat": iso(from_unix(beat.ts)) if beat else iso(last_seen),
+        "cpu_usage_percent": round(beat.cpu_usage_percent, 1) if online and beat else 0.0,
+        "memory_usage_percent": round(beat.memory_usage_percent, 1) if online and beat else 0.0,
+        "labels": node_labels.loads(labels),
+        "agent_labels": node_labels.agent_labels_of(node_id, facts_text),
+        "api_labels": node_labels.loads(api_labels),
+        "facts": shown,
+        "capacity": _resources(cpu, memory, gpus),
+        "reserved": _resources(cpu_held, memory_held, gpus_held),
+        "free": _resources(max(cpu - cpu_held, 0.0), max(memory - memory_held, 0), max(gpus - gpus_held, 0)),
+        "version": version,
+        "registered_at": iso(registered_at),
+    }
+
+
+def listing(redis: Redis, offline_after_intervals: int) -> list[dict[str, Any]]:
+    """Every node, in join order, with facts, labels, capacity and what active components reserve."""
+    rows = Node.select(*_FIELDS).order_by(Node.registered_at, Node.id).tuples()
+    held = reservations()
+    now, beats = heartbeat.read_summaries(redis)
+    return [_view(row, now, beats, held, offline_after_intervals) for row in rows]
+
+
+def _components_on(node_id: str) -> list[dict[str, Any]]:
+    query = (
+        BusinessComponent.select(BusinessComponent, Business.business_id, Business.business_name)
+        .join(Business)
+        .where(BusinessComponent.node == node_id)
+        .order_by(BusinessComponent.business, BusinessComponent.component_id)
+    )
+    return [
+        {
+            "business_id": c.business.business_id,
+            "business_name": c.business.business_name,
+            "component_id": c.component_id,
+            "component_name": c.component_name,
+            "type": c.type,
+            "status": c.status,
+            "desired": c.desired,
+            "generation": c.generation,
+            "pid": c.pid,
+            "container_id": c.container_id,
+            # What it holds on this node: nothing once it ended or an update dropped it.
+            "reserves": c.status in ACTIVE_COMPONENT_STATES and c.desired != REMOVED,
+            "requested": _resources(c.cpu_cores, c.memory_mb, c.gpus),
+            "updated_at": iso(c.updated_at),
+        }
+        for c in query
+    ]
+
+
+def detail(redis: Redis, node_id: str, offline_after_intervals: int) -> dict[str, Any]:
+    """One node as in the list, plus its live heartbeat figures and every component placed on it (404)."""
+    row = Node.select(*_FIELDS).where(Node.id == node_id).tuples().first()
+    if row is None:
+        raise ApiError(404, NOT_FOUND)
+    now, beats = heartbeat.read_summaries(redis)
+    out = _view(row, now, beats, reservations(), offline_after_intervals)
+    out["components"] = _components_on(node_id)
+    return out
+
+
+def set_api_labels(node_id: str, labels: Mapping[str, str], actor: str) -> None:
+    """Replace the API-set labels of a node and recompute its effective labels (404 when unknown)."""
+    with db.write_transaction():
+        row = Node.select(Node.facts, Node.api_labels).where(Node.id == node_id).tuples().first()
+        if row is None:
+            raise ApiError(404, NOT_FOUND)
+        facts_text, previous = row
+        agent = node_labels.agent_labels_of(node_id, facts_text)
+        merged = node_labels.effective(agent, labels)
+        Node.update(api_labels=node_labels.dumps(labels), labels=node_labels.dumps(merged)).where(
+            Node.id == node_id
+        ).execute()
+        audit.record(
+            actor, "node.labels", node_id, {"api_labels": dict(labels), "previous": node_labels.loads(previous)}
+        )
+    logger.info("node %s: API labels set to %s by %s (effective %s)", node_id, dict(labels), actor, merged)
