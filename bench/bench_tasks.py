@@ -1,7 +1,9 @@
 """Fleet task figures (issue 3): `echo hi` on 1, 10 and 50 real agents and on simulated fleets, agent
 footprint, and the manager's idle cost with 10,000 heartbeating simulated agents.
 
-Usage: .venv/bin/python bench/bench_tasks.py [--runs 100] [--skip-10k]
+Usage: .venv/bin/python bench/bench_tasks.py [--runs 100] [--skip-10k] [--one-agent] [--repeat N]
+--one-agent measures only `echo hi` on 1 real agent; --repeat runs that measure N times (fresh manager and
+agent each time) and prints the median of the p50s, for a machine shared with other work.
 Every figure is measured with a warm HTTP client against a real `manager` on this machine.
 """
 
@@ -74,16 +76,26 @@ def online_count(session: requests.Session, manager: Manager, prefix: str) -> in
     return sum(1 for n in nodes if n["hostname"].startswith(prefix) and n["status"] == 0)
 
 
-def real_agents(manager: Manager, env: dict[str, str], workdir: Path, session: requests.Session, runs: int) -> None:
+def one_agent(
+    manager: Manager, env: dict[str, str], workdir: Path, session: requests.Session, runs: int
+) -> tuple[Agent, float]:
+    """`echo hi` on 1 real agent; prints p50 and p99, returns the agent (still running) and the p50."""
     one = Agent(workdir, env, manager, "real-000", 5.0)
     one.start()
     wait_until(lambda: online_count(session, manager, "real-000") == 1, timeout=30, what="first agent")
-    run_task(session, manager, ["real-000"])  # warm up
+    for _ in range(5):  # warm up: connections, SQLite pages, the agent's first job
+        run_task(session, manager, ["real-000"])
     lat = [run_task(session, manager, ["real-000"])[0] for _ in range(runs)]
     print(
         f"echo hi on 1 real agent, API call -> result stored, {runs} runs: p50 {ms(pct(lat, 0.5))}, "
-        f"p99 {ms(pct(lat, 0.99))}"
+        f"p99 {ms(pct(lat, 0.99))}",
+        flush=True,
     )
+    return one, pct(lat, 0.5)
+
+
+def real_agents(manager: Manager, env: dict[str, str], workdir: Path, session: requests.Session, runs: int) -> None:
+    one, _p50 = one_agent(manager, env, workdir, session, runs)
 
     agents = [one]
     started = time.perf_counter()
@@ -151,8 +163,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--skip-10k", action="store_true")
+    parser.add_argument("--one-agent", action="store_true", help="only `echo hi` on 1 real agent")
+    parser.add_argument("--repeat", type=int, default=1, help="with --one-agent: measure N times")
     args = parser.parse_args()
-    print(machine())
+    print(machine(), f"load average {' '.join(f'{x:.2f}' for x in psutil.getloadavg())}")
+    if args.one_agent:
+        p50s = []
+        for _ in range(args.repeat):
+            with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
+                env = isolated_env(Path(tmp))
+                manager = Manager(Path(tmp), env, ["--workers", "2"])
+                manager.start()
+                try:
+                    agent, p50 = one_agent(manager, env, Path(tmp), requests.Session(), args.runs)
+                    agent.terminate()
+                    p50s.append(p50)
+                finally:
+                    manager.terminate()
+        load = psutil.getloadavg()[0]
+        print(f"median of {len(p50s)} p50s: {ms(statistics.median(p50s))} (load average now {load:.2f})")
+        return
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
         workdir = Path(tmp)
         env = isolated_env(workdir)

@@ -26,6 +26,13 @@ logger = logging.getLogger(__name__)
 PUBLISH_RETRY_SECONDS = 2.0
 """Pause between two attempts to publish held-back output and reports while Redis is unreachable."""
 
+RUNNING_HOLD_SECONDS = 0.05
+"""How long a running report waits for its command's end: a short command's two reports then go out in one
+transaction, which the manager reads in one batch and applies in one database transaction instead of two."""
+
+BATCH_REPORTS = 500
+"""Reports sent in one transaction at most."""
+
 RedisSource = Callable[[], Redis | None]
 """Returns the agent's current Redis connection (None before the agent connected)."""
 
@@ -49,7 +56,7 @@ class CommandPublisher:
         self._redis = redis
         self._held_dir = held_dir
         self._on_final_published = on_final_published
-        self._outbox: deque[dict[str, Any]] = deque()
+        self._outbox: deque[tuple[float, dict[str, Any]]] = deque()  # (monotonic time queued, report)
         self._lock = threading.Lock()
         self._failing = False
         self._retry_after = 0.0
@@ -61,7 +68,15 @@ class CommandPublisher:
     def add(self, report: dict[str, Any]) -> None:
         """Queue a report behind the ones already queued."""
         with self._lock:
-            self._outbox.append(report)
+            self._outbox.append((time.monotonic(), report))
+
+    def hold_left(self) -> float | None:
+        """Seconds until the report at the head of the queue may go (0: now, or after a failure), None: queue empty."""
+        with self._lock:
+            if not self._outbox:
+                return None
+            queued_at, _report = self._outbox[0]
+        return max(0.0, queued_at + RUNNING_HOLD_SECONDS - time.monotonic())
 
     def ready(self) -> bool:
         """False while waiting out the pause after a failure."""
@@ -87,35 +102,63 @@ class CommandPublisher:
         return True
 
     def publish(self) -> None:
-        """Publish the queued reports in order, up to the first that fails."""
+        """Publish the queued reports in order, in one transaction; a running report may wait (RUNNING_HOLD_SECONDS).
+
+        MULTI/EXEC, not a plain pipeline: Redis serves a blocked XREADGROUP after each command of a pipeline,
+        but only once after a transaction, so the manager reads a command's running and final reports together.
+        """
         redis = self._redis()
         if redis is None:
             return
-        while True:
-            with self._lock:
-                if not self._outbox:
-                    break
-                report = self._outbox[0]
+        with self._lock:
+            batch = self._due(time.monotonic())
+        if not batch:
+            return
+        pipe = redis.pipeline(transaction=True)
+        sent = []
+        for report in batch:
             try:
-                events.publish_command_report(redis, report)
+                events.publish_command_report(pipe, report)
             except ValidationError as exc:
                 logger.error("node %s task %s: dropping malformed report: %s", self.node_id, report["task_id"], exc)
-            except Exception as exc:
-                self._failed(report["task_id"], f"{report['status']} report", exc)
+                continue
+            sent.append(report)
+        try:
+            if sent:
+                pipe.execute()
+        except Exception as exc:
+            first = sent[0]
+            self._failed(first["task_id"], f"{first['status']} report", exc)
+            for report in sent:
                 if is_final(report):
                     self.hold(report)
-                return
-            with self._lock:
+            return
+        finally:
+            pipe.reset()
+        with self._lock:
+            for _ in batch:
                 self._outbox.popleft()
+        for report in sent:
             if is_final(report):
                 self._held_path(report["task_id"]).unlink(missing_ok=True)
                 self._on_final_published(report["task_id"])
         self._recovered()
 
+    def _due(self, now: float) -> list[dict[str, Any]]:
+        """The reports that may go now: the queue up to the first running report still held (lock held)."""
+        ending = {report["task_id"] for _queued_at, report in self._outbox if is_final(report)}
+        batch = []
+        for queued_at, report in self._outbox:
+            held = now < queued_at + RUNNING_HOLD_SECONDS and report["task_id"] not in ending
+            if (held and not is_final(report)) or len(batch) >= BATCH_REPORTS:
+                break  # the reports behind it wait too: they go out in order
+            batch.append(report)
+        return batch
+
     def hold_all(self) -> None:
         """Write every queued final report to disk (the agent stops)."""
         with self._lock:
-            finals = [report for report in self._outbox if is_final(report)]
+            finals = [report for _queued_at, report in self._outbox if is_final(report)]
         for report in finals:
             self.hold(report)
 

@@ -226,7 +226,11 @@ class CommandRunner:
         while not self._closing.is_set():
             with self._lock:
                 busy = bool(self._running) or len(self._publisher) > 0
-            self._wake.wait(FLUSH_SECONDS if busy else IDLE_WAKE_SECONDS)
+            timeout = FLUSH_SECONDS if busy else IDLE_WAKE_SECONDS
+            held = self._publisher.hold_left()
+            if held:  # a running report becomes due before the next tick
+                timeout = min(timeout, held)
+            self._wake.wait(timeout)
             self._wake.clear()
             try:
                 self.poll()

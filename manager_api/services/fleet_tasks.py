@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from peewee import OperationalError, fn
-from redis import Redis
+from redis import ConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from shared import heartbeat, keys
@@ -51,11 +51,17 @@ def is_final(status: str, finished_at: Any) -> bool:
 
 
 def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_intervals: int) -> str:
-    """Record a new task (and start it unless ``start`` is false); returns its task_id."""
+    """Record a new task (and start it unless ``start`` is false); returns its task_id.
+
+    Started at once, it is recorded and started in one transaction: the path of every ``POST /api/tasks``.
+    """
     task_id = str(uuid.uuid4())
     now = utcnow()
+    starting = data.get("start", True)
+    # Read before taking the write lock: no Redis round trip while other writers wait.
+    nodes = _target_nodes(redis, offline_after_intervals) if starting else []
     with db.write_transaction():
-        FleetTask.create(
+        task = FleetTask.create(
             task_id=task_id,
             name=data["name"],
             description=data.get("description", ""),
@@ -69,9 +75,10 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
             updated_at=now,
         )
         audit.record(actor, "task.create", task_id, {"name": data["name"], "targets": data["targets"]})
+        plans = _record_start(task, actor, nodes) if starting else []
     logger.info("fleet task %s (%s) created by %s on %d targets", task_id, data["name"], actor, len(data["targets"]))
-    if data.get("start", True):
-        start(redis, task_id, actor, offline_after_intervals)
+    if starting:
+        _dispatch(redis, task, actor, plans)
     return task_id
 
 
@@ -99,31 +106,47 @@ def start(redis: Redis, task_id: str, actor: str, offline_after_intervals: int) 
         task = get(task_id)
         if task.status != FleetTaskStatus.PENDING.value:
             raise ApiError(409, f"Task {task_id} is {task.status}: only a pending task can be started")
-        plans = targets.resolve(json.loads(task.targets), _target_nodes(redis, offline_after_intervals))
-        now = utcnow()
-        rows = [
-            {
-                "task": task.id,
-                "node": plan.node_id,
-                "target": plan.target[:255],
-                "hostname": plan.hostname,
-                "ip": plan.ip,
-                "status": (HostRunStatus.DISPATCH_FAILED if plan.error else HostRunStatus.PENDING).value,
-                "error_message": plan.error,
-                "finished_at": now if plan.error else None,
-                "updated_at": now,
-            }
-            for plan in plans
-        ]
-        for i in range(0, len(rows), INSERT_CHUNK):
-            TaskHost.insert_many(rows[i : i + INSERT_CHUNK]).execute()
-        FleetTask.update(status=FleetTaskStatus.RUNNING.value, started_at=now, started_by=actor, updated_at=now).where(
-            FleetTask.id == task.id
-        ).execute()
-        recompute(task.id)
-        failed = sum(1 for plan in plans if plan.error)
-        audit.record(actor, "task.start", task_id, {"hosts": len(plans), "dispatch_failed": failed})
+        plans = _record_start(task, actor, _target_nodes(redis, offline_after_intervals))
+    _dispatch(redis, task, actor, plans)
+
+
+def _record_start(task: FleetTask, actor: str, nodes: list[targets.TargetNode]) -> list[targets.HostPlan]:
+    """Record a pending task's hosts and its start (inside the caller's write transaction); returns the plans."""
+    plans = targets.resolve(json.loads(task.targets), nodes)
+    now = utcnow()
+    rows = [
+        {
+            "task": task.id,
+            "node": plan.node_id,
+            "target": plan.target[:255],
+            "hostname": plan.hostname,
+            "ip": plan.ip,
+            "status": (HostRunStatus.DISPATCH_FAILED if plan.error else HostRunStatus.PENDING).value,
+            "error_message": plan.error,
+            "finished_at": now if plan.error else None,
+            "updated_at": now,
+        }
+        for plan in plans
+    ]
+    for i in range(0, len(rows), INSERT_CHUNK):
+        TaskHost.insert_many(rows[i : i + INSERT_CHUNK]).execute()
+    by_status: dict[str, int] = {}
+    for row in rows:
+        by_status[row["status"]] = by_status.get(row["status"], 0) + 1
+    # The counters come from the rows just written: no need to count them back.
+    _store_derived(
+        task.id, task.task_id, FleetTaskStatus.RUNNING, None, counts_of(by_status), started_at=now, started_by=actor
+    )
+    failed = sum(1 for plan in plans if plan.error)
+    audit.record(actor, "task.start", task.task_id, {"hosts": len(plans), "dispatch_failed": failed})
+    return plans
+
+
+def _dispatch(redis: Redis, task: FleetTask, actor: str, plans: list[targets.HostPlan]) -> None:
+    """Send RUN_COMMAND to the hosts recorded pending; those it cannot reach fail as dispatch failed."""
+    task_id = task.task_id
     runnable = [plan.node_id for plan in plans if plan.error is None and plan.node_id]
+    failed = len(plans) - len(runnable)
     logger.info("fleet task %s started by %s: %d hosts, %d dispatch failed", task_id, actor, len(plans), failed)
     payload = {"task_id": task_id, "command": task.command, "timeout": task.timeout, "env": json.loads(task.env)}
     try:
@@ -178,7 +201,12 @@ def cancel(redis: Redis, task_id: str, actor: str) -> None:
 
 def recompute(task_pk: int) -> FleetTaskStatus:
     """Store a task's counters and status derived from its hosts (call inside a write transaction)."""
-    task = FleetTask.get_by_id(task_pk)
+    task_id, status, finished_at = (
+        FleetTask.select(FleetTask.task_id, FleetTask.status, FleetTask.finished_at)
+        .where(FleetTask.id == task_pk)
+        .tuples()
+        .get()
+    )
     counts = counts_of(
         dict(
             TaskHost.select(TaskHost.status, fn.COUNT(TaskHost.id))
@@ -187,12 +215,22 @@ def recompute(task_pk: int) -> FleetTaskStatus:
             .tuples()
         )
     )
-    current = FleetTaskStatus(task.status)
+    return _store_derived(task_pk, task_id, FleetTaskStatus(status), finished_at, counts)
+
+
+def _store_derived(
+    task_pk: int,
+    task_id: str,
+    current: FleetTaskStatus,
+    finished_at: Any,
+    counts: dict[str, int],
+    **changes: Any,
+) -> FleetTaskStatus:
+    """Store the counters, and the status and finished_at they imply, with ``changes``; returns the status."""
     new = current
     all_ended = counts["ended"] == counts["total"]
     if current == FleetTaskStatus.RUNNING and all_ended:
         new = FleetTaskStatus.COMPLETED if counts["succeeded"] == counts["total"] else FleetTaskStatus.FAILED
-    finished_at = task.finished_at
     if new in FINAL_STATUSES and all_ended and finished_at is None:
         finished_at = utcnow()
     FleetTask.update(
@@ -202,9 +240,10 @@ def recompute(task_pk: int) -> FleetTaskStatus:
         failed_hosts=counts["failed"],
         finished_at=finished_at,
         updated_at=utcnow(),
+        **changes,
     ).where(FleetTask.id == task_pk).execute()
     if new != current:
-        logger.info("fleet task %s %s -> %s", task.task_id, current.value, new.value)
+        logger.info("fleet task %s %s -> %s", task_id, current.value, new.value)
     return new
 
 
@@ -252,7 +291,11 @@ def wait(redis: Redis, task_id: str, seconds: float) -> None:
     least every WAIT_POLL_SECONDS too, for changes that come from elsewhere (deadlines, cancel).
     """
     deadline = time.monotonic() + seconds
-    pubsub = redis.pubsub(ignore_subscribe_messages=True)
+    # A pool of its own: redis-py closes a pub/sub connection after use, and taking it from the app's pool
+    # would leave the next request to reconnect to Redis before it can dispatch anything.
+    shared_pool = redis.connection_pool
+    pool = ConnectionPool(connection_class=shared_pool.connection_class, **shared_pool.connection_kwargs)
+    pubsub = Redis(connection_pool=pool).pubsub(ignore_subscribe_messages=True)
     try:
         pubsub.subscribe(keys.task_changed_channel(task_id))  # before the first read: no change slips by
         while True:
@@ -266,6 +309,7 @@ def wait(redis: Redis, task_id: str, seconds: float) -> None:
             pubsub.get_message(timeout=min(WAIT_POLL_SECONDS, remaining))
     finally:
         pubsub.close()
+        pool.disconnect()
 
 
 def status_of(task_id: str) -> tuple[str, bool] | None:

@@ -89,3 +89,15 @@ def test_jobs_left_started_by_a_dead_worker_are_requeued_and_run_once(
     run_jobs(redis_client, node_id)
     assert [e["state"] for e in task_events(redis_client, "t-orphan")] == ["RUNNING"]
     assert supervisor.record("t-orphan").pid == rec.pid
+
+
+def test_a_heartbeat_outside_a_job_renews_the_worker_key(redis_client: redis_lib.Redis, node_id: str) -> None:
+    worker = AgentWorker(node_id, connection=redis_client)
+    worker.register_birth()
+    redis_client.expire(worker.key, 5)
+
+    worker.heartbeat(300)  # sent as one pipeline, not RQ's three separate writes
+
+    assert 250 < redis_client.ttl(worker.key) <= 300
+    assert redis_client.hget(worker.key, "last_heartbeat")
+    worker.register_death()

@@ -1,0 +1,28 @@
+"""Waiting for a fleet task (``?wait=N``) on a real Redis: what it leaves behind for the next request."""
+
+from __future__ import annotations
+
+import redis as redis_lib
+from flask import Flask
+from flask.testing import FlaskClient
+
+from manager_api.services import fleet_tasks
+
+from .tasks_helpers import add_node, create
+
+
+def test_a_wait_leaves_the_apps_redis_connection_open_for_the_next_request(
+    app: Flask, client: FlaskClient, redis_client: redis_lib.Redis
+) -> None:
+    add_node(client, redis_client, "n1", "web-01", "10.0.0.1")
+    task = create(client, targets=["web-01"], start=False)
+    shared: redis_lib.Redis = app.extensions["corral"].redis
+    before = shared.client_id()
+
+    with app.app_context():
+        fleet_tasks.wait(shared, task["task_id"], 0.05)  # a pending task: returns when the time is up
+
+    # The same server-side client: the next request dispatches without reconnecting first.
+    assert shared.client_id() == before
+    listeners = [c for c in redis_client.client_list() if int(c.get("sub", 0)) > 0]
+    assert listeners == [], "the waiter's own connection is closed"

@@ -1,0 +1,69 @@
+"""The command report publisher on a real Redis: a short command's reports go out together, a long one's do not wait."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import redis as redis_lib
+
+from shared import keys
+from tests.support import wait_until
+from worker_agent.command_publish import RUNNING_HOLD_SECONDS, CommandPublisher
+
+
+def report(task_id: str, node_id: str, status: str, **extra: Any) -> dict[str, Any]:
+    return {"task_id": task_id, "node_id": node_id, "status": status, "at": time.time(), "pid": 42, **extra}
+
+
+def publisher(redis_client: redis_lib.Redis, node_id: str, tmp_path: Path, published: list[str]) -> CommandPublisher:
+    return CommandPublisher(node_id, lambda: redis_client, tmp_path / "held", published.append)
+
+
+def test_a_short_commands_running_and_final_reports_reach_a_blocked_reader_in_one_read(
+    redis_client: redis_lib.Redis, redis_url: str, node_id: str, tmp_path: Path
+) -> None:
+    start = redis_client.xadd(keys.COMMAND_REPORTS_STREAM, {"v": "0"})
+    reads: list[Any] = []
+    reader = redis_lib.Redis.from_url(redis_url)
+
+    # Blocked as the manager's duties are: each XREAD answer is one batch, applied in one transaction.
+    def read() -> None:
+        reads.append(reader.xread({keys.COMMAND_REPORTS_STREAM: start}, block=10_000))
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    wait_until(lambda: any(c["cmd"] == "xread" for c in redis_client.client_list()), what="the reader to block")
+
+    published: list[str] = []
+    out = publisher(redis_client, node_id, tmp_path, published)
+    out.add(report("p-short", node_id, "running"))
+    out.add(report("p-short", node_id, "succeeded", exit_code=0, finished_at=time.time(), stdout="hi\n"))
+    out.publish()
+    thread.join(10)
+    reader.close()
+
+    [[_stream, entries]] = reads[0]
+    assert len(entries) == 2, "running and final reports in one read"
+    assert published == ["p-short"] and len(out) == 0
+
+
+def test_a_long_commands_running_report_goes_out_alone_once_held_long_enough(
+    redis_client: redis_lib.Redis, node_id: str, tmp_path: Path
+) -> None:
+    out = publisher(redis_client, node_id, tmp_path, [])
+    out.add(report("p-long", node_id, "running"))
+    out.publish()
+    assert redis_client.xlen(keys.COMMAND_REPORTS_STREAM) == 0
+    assert 0 < (out.hold_left() or 0) <= RUNNING_HOLD_SECONDS
+
+    def sent() -> bool:
+        out.publish()
+        return redis_client.xlen(keys.COMMAND_REPORTS_STREAM) == 1
+
+    began = time.monotonic()
+    wait_until(sent, timeout=5, interval=0.005, what="the held running report")
+    assert time.monotonic() - began < RUNNING_HOLD_SECONDS + 1
+    assert len(out) == 0 and out.hold_left() is None
