@@ -63,7 +63,9 @@ class Supervisor:
         self._publish_failing = False
         self._retry_after = 0.0
         self._last_prune = 0.0
-        self._monitor = PollThread("corral-supervisor", self.poll, poll_interval, f"node {node_id}: supervisor")
+        self._monitor = PollThread(
+            "corral-supervisor", self.poll, poll_interval, f"node {node_id}: supervisor", idle=self.idle
+        )
 
     # -- queries -----------------------------------------------------------------------------------
 
@@ -152,6 +154,7 @@ class Supervisor:
         rec.stop_requested_at = now
         rec.kill_at = now + grace_seconds
         self._save()  # STOPPING is the agent's own business: saved, not published
+        self._monitor.wake()
         logger.info(
             "node %s task %s: RUNNING -> STOPPING, SIGTERM to %d processes, SIGKILL after %.1fs",
             self.node_id,
@@ -166,6 +169,14 @@ class Supervisor:
     def start_monitor(self) -> None:
         """Start the one thread that watches every task process."""
         self._monitor.start()
+
+    def idle(self) -> bool:
+        """Whether no task runs, stops or waits for its event to be published: nothing to watch closely."""
+        with self._lock:
+            return all(
+                rec.reported and rec.state not in (TaskState.RUNNING, TaskState.STOPPING, STARTING)
+                for rec in self._records.values()
+            )
 
     def close(self) -> None:
         """Stop watching; task processes are left running (they outlive the agent)."""
@@ -292,6 +303,8 @@ class Supervisor:
         )
         rec.reported = self._try_publish(rec)
         self._save()
+        if state is TaskState.RUNNING or not rec.reported:
+            self._monitor.wake()  # something to watch (or to publish again) at the busy interval
 
     def _event(self, rec: TaskRecord) -> dict[str, Any]:
         return {

@@ -84,7 +84,9 @@ class ComponentManager(ComponentRecovery):
         self._last_prune = 0.0
         self._last_docker_check = 0.0
         self._docker_failing = False
-        self._monitor = PollThread("corral-components", self.poll, poll_interval, f"node {node_id}: component")
+        self._monitor = PollThread(
+            "corral-components", self.poll, poll_interval, f"node {node_id}: component", idle=self.nothing_to_watch
+        )
 
     # -- queries -----------------------------------------------------------------------------------
 
@@ -101,6 +103,12 @@ class ComponentManager(ComponentRecovery):
     def running_count(self) -> int:
         with self._lock:
             return sum(1 for rec in self._records.values() if rec.live)
+
+    def nothing_to_watch(self) -> bool:
+        """Whether no component is live and every report went out: the monitor may poll at its idle pace."""
+        with self._lock:
+            live = any(rec.live for rec in self._records.values())
+        return not live and self.outbox.empty() and not self._work.busy()
 
     def idle(self) -> bool:
         """Whether no deploy or stop work is under way (tests)."""
@@ -383,6 +391,7 @@ class ComponentManager(ComponentRecovery):
         self.outbox.add(self._report(rec))
         self._save()
         self.outbox.flush_soon()
+        self._monitor.wake()  # a change: watch it (or publish it again) at the busy pace
 
     def _report(self, rec: ComponentRecord) -> dict[str, Any]:
         return {

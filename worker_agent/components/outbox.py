@@ -34,6 +34,11 @@ class Outbox:
         with self._lock:
             self._held.append(report)
 
+    def empty(self) -> bool:
+        """Whether every report was published."""
+        with self._lock:
+            return not self._held
+
     def flush_soon(self) -> None:
         """Publish now unless Redis is known to be failing; then the next periodic flush retries in order."""
         if not self._failing:
