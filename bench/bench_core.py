@@ -48,7 +48,10 @@ def bench_deploy(manager: Manager, session: requests.Session, runs: int) -> list
     return samples
 
 
-def register_nodes(manager: Manager, env: dict[str, str], count: int) -> redis.Redis:
+def register_nodes(
+    manager: Manager, env: dict[str, str], count: int, facts: dict[str, object] | None = None
+) -> redis.Redis:
+    """Join ``count`` simulated nodes (with ``facts``) through the real endpoint and heartbeat each once."""
     token = (Path(env["CORRAL_RUNTIME_DIR"]) / local_join_token_path(manager.port).name).read_text().strip()
     client = None
     session = requests.Session()
@@ -59,7 +62,7 @@ def register_nodes(manager: Manager, env: dict[str, str], count: int) -> redis.R
             "ip": f"10.{i // 65536}.{i // 256 % 256}.{i % 256}",
             "interval": 60.0,
             "protocol": PROTOCOL_VERSION,
-            "facts": {},
+            "facts": dict(facts or {}),
         }
         answer = session.post(manager.url + api.JOIN_PATH, json=body, headers=api.bearer(token))
         answer.raise_for_status()

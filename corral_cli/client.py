@@ -27,23 +27,24 @@ STREAM_READ_TIMEOUT = 60.0
 class ApiError(Exception):
     """A failed call: the HTTP status (0 when the manager was not reached) and the API's message."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, body: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.body: Mapping[str, Any] = body or {}
 
     def __str__(self) -> str:
         return f"{self.message} (HTTP {self.status})" if self.status else self.message
 
 
-def _error_message(status: int, body: bytes, reason: str) -> str:
+def _error(status: int, body: bytes, reason: str) -> ApiError:
     try:
         data = json.loads(body)
     except ValueError:
         data = None
     if isinstance(data, dict) and isinstance(data.get("error"), str):
-        return data["error"]
-    return reason or f"HTTP {status}"
+        return ApiError(status, data["error"], data)
+    return ApiError(status, reason or f"HTTP {status}")
 
 
 class Client:
@@ -81,7 +82,7 @@ class Client:
             return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - the URL is checked http(s)
         except urllib.error.HTTPError as exc:
             with exc:
-                raise ApiError(exc.code, _error_message(exc.code, exc.read(), str(exc.reason))) from None
+                raise _error(exc.code, exc.read(), str(exc.reason)) from None
         except urllib.error.URLError as exc:
             raise ApiError(0, f"cannot reach the manager at {self.url}: {exc.reason}") from None
         except (TimeoutError, ConnectionError) as exc:
@@ -111,6 +112,9 @@ class Client:
         self, path: str, body: Any = None, query: Mapping[str, Any] | None = None, timeout: float = REQUEST_TIMEOUT
     ) -> Any:
         return self.call("POST", path, body=body, query=query, timeout=timeout)
+
+    def put(self, path: str, body: Any = None, timeout: float = REQUEST_TIMEOUT) -> Any:
+        return self.call("PUT", path, body=body, timeout=timeout)
 
     def stream(self, path: str, last_event_id: str | None = None) -> HTTPResponse:
         """An open ``text/event-stream`` response to read lines from (after ``last_event_id``); caller closes it."""

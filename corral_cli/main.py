@@ -14,6 +14,7 @@ import click
 from shared.states import TaskState
 
 from . import formatting
+from .businesses import business, node
 from .client import ApiError, Client
 from .config import CONFIG_ENV, TOKEN_ENV, URL_ENV, ConfigError
 from .context import EXIT_API, EXIT_FAILED, client_of, echo_json
@@ -69,7 +70,7 @@ class CorralGroup(click.Group):
 @click.version_option(package_name="corral", prog_name="corral")
 @click.pass_context
 def cli(ctx: click.Context, url: str | None, token: str | None, config: Path | None, verbose: bool) -> None:
-    """Talk to a corral manager: nodes, templates, deployments and fleet tasks."""
+    """Talk to a corral manager: nodes, templates, deployments, fleet tasks and businesses."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(name)s: %(message)s")
     ctx.obj = {"url": url, "token": token, "config": config}
 
@@ -192,6 +193,8 @@ def stop(ctx: click.Context, deployment_id: str) -> None:
 
 
 cli.add_command(tasks)
+cli.add_command(business)
+cli.add_command(node)
 cli.add_command(run)
 
 

@@ -263,3 +263,60 @@ def test_token_from_flag_env_or_config_file_and_never_printed(guarded: Stack) ->
     for result in outputs:
         assert TOKEN not in result.stdout + result.stderr
     assert result_row(outputs[-1].stdout, "*")[2] == "dispatch_failed"  # `all` with no node online
+
+
+def test_business_deploy_show_label_stop_and_refusal(stack: Stack) -> None:
+    body = {
+        "business_id": "cli-biz",
+        "business_name": "cli business",
+        "components": [
+            {"component_id": "web", "component_name": "web", "type": "process", "command": "sleep 60"},
+            {
+                "component_id": "worker",
+                "component_name": "worker",
+                "type": "process",
+                "command": "sleep",
+                "args": ["61"],
+            },
+        ],
+    }
+    path = stack.tmp / "business.json"
+    path.write_text(json.dumps(body))
+
+    plan = ok(stack.corral("business", "deploy", str(path), "--dry-run")).stdout.splitlines()
+    assert plan[0].split() == ["COMPONENT", "NODE", "NODE", "ID"]
+    assert {line.split()[0]: line.split()[1] for line in plan[1:]} == {"web": HOST, "worker": HOST}
+    assert json.loads(ok(stack.corral("business", "list", "--json")).stdout)["businesses"] == []
+
+    deployed = ok(stack.corral("business", "deploy", str(path), "--wait"))
+    lines = deployed.stdout.splitlines()
+    assert lines[0] == "cli-biz"
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    assert set(rows) == {"web", "worker"}
+    assert all(row[2] == HOST and row[3] == "running" for row in rows.values()), deployed.stdout
+    pids = {name: int(row[4]) for name, row in rows.items()}
+    assert all(psutil.pid_exists(pid) for pid in pids.values())
+
+    shown = ok(stack.corral("business", "show", "cli-biz")).stdout.splitlines()
+    assert shown[0].split() == ["cli-biz", "cli", "business", "running"]
+    listed = ok(stack.corral("business", "list")).stdout.splitlines()
+    assert listed[1].split()[:2] == ["cli-biz", "cli"]
+
+    node_id = json.loads(ok(stack.corral("nodes", "--json")).stdout)["nodes"][0]["id"]
+    labelled = json.loads(ok(stack.corral("node", "label", node_id, "rack=r7")).stdout)
+    assert labelled["api_labels"] == {"rack": "r7"} and labelled["labels"]["rack"] == "r7"
+    assert json.loads(ok(stack.corral("node", "label", node_id)).stdout)["api_labels"] == {}
+
+    stopped = ok(stack.corral("business", "stop", "cli-biz", "--wait"))
+    assert {line.split()[0]: line.split()[3] for line in stopped.stdout.splitlines()[2:]} == {
+        "web": "stopped",
+        "worker": "stopped",
+    }
+    wait_until(lambda: not any(psutil.pid_exists(pid) for pid in pids.values()), timeout=10, what="sleepers gone")
+
+    huge = dict(body, business_id="cli-huge")
+    huge["components"] = [dict(body["components"][0], resource_requirements={"memory_mb": 64 * 1024 * 1024})]
+    path.write_text(json.dumps(huge))
+    refused = ok(stack.corral("business", "deploy", str(path)), 2)
+    assert "web:" in refused.stderr and f"{HOST}: memory" in refused.stderr, refused.stderr
+    assert refused.stdout == ""

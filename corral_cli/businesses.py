@@ -1,0 +1,235 @@
+"""``corral business`` and ``corral node``: multi-component businesses (document 001) and node labels."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import click
+
+from shared.states import BusinessState, ComponentState
+
+from . import formatting
+from .client import ApiError, Client
+from .context import EXIT_FAILED, client_of, echo_json
+from .progress import ProgressLine
+
+POLL_SECONDS = 0.5
+"""How often `--wait` looks at the business."""
+
+SETTLED = frozenset({BusinessState.RUNNING, BusinessState.FAILED, BusinessState.STOPPED})
+"""Business states `--wait` stops at."""
+
+
+def read_body(file: Any) -> dict[str, Any]:
+    """A business request from a JSON FILE (click.File), or a usage error naming the file."""
+    try:
+        body = json.loads(file.read())
+    except ValueError as exc:
+        raise click.UsageError(f"{file.name} is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise click.UsageError(f"{file.name} must hold one JSON object (a business)")
+    return body
+
+
+def components_table(components: Sequence[Mapping[str, Any]]) -> str:
+    """One row per component: where it runs, its state and usage."""
+    rows = []
+    for c in components:
+        usage = c.get("resource_usage") or {}
+        cpu = usage.get("cpu_percent")
+        mem = usage.get("memory_mb")
+        rows.append(
+            (
+                c.get("component_id"),
+                c.get("type"),
+                c.get("hostname") or c.get("node_id"),
+                c.get("status"),
+                c.get("container_id") and str(c["container_id"])[:12] or c.get("pid"),
+                None if cpu is None else f"{float(cpu):.1f}%",
+                None if mem is None else f"{float(mem):.0f} MB",
+                c.get("error_message"),
+            )
+        )
+    return formatting.table(("COMPONENT", "TYPE", "NODE", "STATUS", "CONTAINER/PID", "CPU", "MEMORY", "ERROR"), rows)
+
+
+def progress_text(business: Mapping[str, Any]) -> str:
+    """`3/5 running, 1 starting` for the live line of `--wait`."""
+    components = business.get("components") or []
+    counts: dict[str, int] = {}
+    for c in components:
+        counts[str(c.get("status"))] = counts.get(str(c.get("status")), 0) + 1
+    running = counts.pop(ComponentState.RUNNING.value, 0)
+    rest = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    return f"{business.get('status')}: {running}/{len(components)} running" + (f", {rest}" if rest else "")
+
+
+def wait_settled(client: Client, business_id: str, timeout: float, want: BusinessState) -> int:
+    """Poll the business until it settles; 0 when it reached ``want``, 1 otherwise."""
+    progress = ProgressLine()
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            business = client.get(f"/api/businesses/{business_id}")
+            progress.update(progress_text(business))
+            status = business.get("status")
+            if status in SETTLED:
+                progress.close()
+                click.echo(components_table(business.get("components") or []))
+                if status != want:
+                    why = business.get("message") or ""
+                    click.echo(f"business {business_id} is {status}: {why}".rstrip(": "), err=True)
+                    return EXIT_FAILED
+                return 0
+            if time.monotonic() > deadline:
+                progress.close()
+                click.echo(f"business {business_id} not settled after {timeout:g} s ({status})", err=True)
+                return EXIT_FAILED
+            time.sleep(POLL_SECONDS)
+    finally:
+        progress.close()
+
+
+def print_refusal(answer: Mapping[str, Any]) -> None:
+    """The scheduler's reasons, per component, one node per line."""
+    for component_id, reasons in (answer.get("rejections") or {}).items():
+        click.echo(f"{component_id}:", err=True)
+        for reason in reasons:
+            click.echo(f"  {reason}", err=True)
+
+
+@click.group()
+def business() -> None:
+    """Deploy and manage businesses: sets of process and Docker components placed by the scheduler."""
+
+
+_wait = click.option(
+    "--wait", is_flag=True, help="Wait until the business settles; exit 1 unless it reached the state asked for."
+)
+_wait_timeout = click.option("--wait-timeout", default=300.0, show_default=True, help="Seconds --wait waits at most.")
+
+
+@business.command("deploy")
+@click.argument("file", type=click.File("rb"))
+@click.option("--dry-run", is_flag=True, help="Only show where each component would go.")
+@_wait
+@_wait_timeout
+@click.pass_context
+def deploy(ctx: click.Context, file: Any, dry_run: bool, wait: bool, wait_timeout: float) -> None:
+    """Deploy the business described in JSON FILE (`-` reads stdin); prints its id."""
+    client = client_of(ctx)
+    body = read_body(file)
+    try:
+        answer = client.post("/api/businesses", body, query={"dry_run": "true"} if dry_run else None)
+    except ApiError as exc:
+        print_refusal(exc.body)
+        raise
+    if dry_run:
+        rows = [(p.get("component_id"), p.get("hostname"), p.get("node_id")) for p in answer.get("plan") or []]
+        click.echo(formatting.table(("COMPONENT", "NODE", "NODE ID"), rows))
+        return
+    business_id = answer["business_id"]
+    click.echo(business_id)
+    if wait:
+        ctx.exit(wait_settled(client, business_id, wait_timeout, BusinessState.RUNNING))
+
+
+@business.command("list")
+@click.option("--status", help="Only businesses in this state.")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+@click.pass_context
+def list_(ctx: click.Context, status: str | None, as_json: bool) -> None:
+    """List the businesses."""
+    answer = client_of(ctx).get("/api/businesses", query={"status": status})
+    items = answer.get("businesses", answer) if isinstance(answer, dict) else answer
+    if as_json:
+        echo_json(answer)
+        return
+    rows = [(b.get("business_id"), b.get("business_name"), b.get("status"), b.get("updated_at")) for b in items]
+    click.echo(formatting.table(("ID", "NAME", "STATUS", "UPDATED"), rows))
+
+
+@business.command("show")
+@click.argument("business_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+@click.pass_context
+def show(ctx: click.Context, business_id: str, as_json: bool) -> None:
+    """Show business ID with its components, where they run and what they use."""
+    answer = client_of(ctx).get(f"/api/businesses/{business_id}")
+    if as_json:
+        echo_json(answer)
+        return
+    click.echo(f"{answer.get('business_id')}  {answer.get('business_name')}  {answer.get('status')}")
+    if answer.get("message"):
+        click.echo(answer["message"])
+    click.echo()
+    click.echo(components_table(answer.get("components") or []))
+
+
+def _action_command(action: str, want: BusinessState, doc: str) -> click.Command:
+    """`corral business stop|restart ID [--wait]`: POST /api/businesses/ID/<action>, then maybe wait."""
+
+    @click.argument("business_id", metavar="ID")
+    @_wait
+    @_wait_timeout
+    @click.pass_context
+    def command(ctx: click.Context, business_id: str, wait: bool, wait_timeout: float) -> None:
+        client = client_of(ctx)
+        click.echo(client.post(f"/api/businesses/{business_id}/{action}").get("message", action))
+        if wait:
+            ctx.exit(wait_settled(client, business_id, wait_timeout, want))
+
+    command.__doc__ = doc
+    return business.command(action)(command)
+
+
+stop = _action_command("stop", BusinessState.STOPPED, "Stop every component of business ID.")
+restart = _action_command(
+    "restart", BusinessState.RUNNING, "Restart every component of business ID (new processes and containers)."
+)
+
+
+@business.command("update")
+@click.argument("business_id", metavar="ID")
+@click.argument("file", type=click.File("rb"))
+@_wait
+@_wait_timeout
+@click.pass_context
+def update(ctx: click.Context, business_id: str, file: Any, wait: bool, wait_timeout: float) -> None:
+    """Update business ID to the JSON FILE: only changed, added and removed components are touched."""
+    client = client_of(ctx)
+    click.echo(client.put(f"/api/businesses/{business_id}", read_body(file)).get("message", "updating"))
+    if wait:
+        ctx.exit(wait_settled(client, business_id, wait_timeout, BusinessState.RUNNING))
+
+
+@click.group()
+def node() -> None:
+    """Show a node and set its labels."""
+
+
+@node.command("show")
+@click.argument("node_id", metavar="ID")
+@click.pass_context
+def node_show(ctx: click.Context, node_id: str) -> None:
+    """Show node ID: facts, labels, reservations and components, as JSON."""
+    echo_json(client_of(ctx).get(f"/api/nodes/{node_id}"))
+
+
+@node.command("label")
+@click.argument("node_id", metavar="ID")
+@click.argument("labels", nargs=-1, metavar="KEY=VALUE...")
+@click.pass_context
+def node_label(ctx: click.Context, node_id: str, labels: Sequence[str]) -> None:
+    """Replace the API-set labels of node ID (no KEY=VALUE clears them)."""
+    parsed: dict[str, str] = {}
+    for item in labels:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="LABELS")
+        parsed[key] = value
+    answer = client_of(ctx).put(f"/api/nodes/{node_id}/labels", {"labels": parsed})
+    echo_json(answer)
