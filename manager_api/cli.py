@@ -78,19 +78,13 @@ def is_loopback(host: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="manager", description="corral manager: REST API, task dispatch, duties"
-    )
+    parser = argparse.ArgumentParser(prog="manager", description="corral manager: REST API, task dispatch, duties")
     parser.add_argument("--port", type=int, default=defaults.MANAGER_PORT, help="HTTP port of the API (8080)")
     parser.add_argument("--host", default=defaults.MANAGER_HOST, help="address to bind (127.0.0.1)")
-    parser.add_argument(
-        "--db-path", default=defaults.DB_PATH, help="SQLite database file (resource_monitor.db)"
-    )
+    parser.add_argument("--db-path", default=defaults.DB_PATH, help="SQLite database file (resource_monitor.db)")
     parser.add_argument("--sftp-host", help=f"SFTP server for file distribution: {SFTP_FORMAT}")
     parser.add_argument("--redis-url", help="external Redis; default: start a private redis-server")
-    parser.add_argument(
-        "--agent-redis-url", help="Redis URL handed to agents when it differs from --redis-url"
-    )
+    parser.add_argument("--agent-redis-url", help="Redis URL handed to agents when it differs from --redis-url")
     parser.add_argument("--api-token", help="bearer token required on the API (also env CORRAL_API_TOKEN)")
     parser.add_argument("--api-token-file", help="file holding the API token")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (2)")
@@ -227,9 +221,7 @@ class Launcher:
         while not self.stop_requested:
             time.sleep(0.2)
             if self.gunicorn is not None and self.gunicorn.poll() is not None:
-                logger.error(
-                    "gunicorn (pid %d) died with code %s", self.gunicorn.pid, self.gunicorn.returncode
-                )
+                logger.error("gunicorn (pid %d) died with code %s", self.gunicorn.pid, self.gunicorn.returncode)
                 return EXIT_FAILURE
             if self.redis is not None and not self.redis.alive():
                 logger.error("private redis-server died; stopping the manager")

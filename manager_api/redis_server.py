@@ -143,9 +143,7 @@ class PrivateRedis:
             start_new_session=True,
             preexec_fn=die_with_parent,
         )
-        logger.info(
-            "private redis-server (pid %d) starting on port %d in %s", self.proc.pid, self.port, self.dir
-        )
+        logger.info("private redis-server (pid %d) starting on port %d in %s", self.proc.pid, self.port, self.dir)
         client = redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=2)
         deadline = time.monotonic() + START_TIMEOUT
         try:

@@ -19,9 +19,7 @@ def deploy() -> ResponseReturnValue:
     """Deploy a new instance of a template."""
     data = load(NameSchema())
     settings = extensions.settings()
-    deployment_id = deployments.deploy(
-        extensions.redis(), data["name"], auth.actor(), settings.offline_after_intervals
-    )
+    deployment_id = deployments.deploy(extensions.redis(), data["name"], auth.actor(), settings.offline_after_intervals)
     return jsonify({"id": deployment_id})
 
 

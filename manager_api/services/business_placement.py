@@ -17,9 +17,9 @@ import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from peewee import fn
 from redis import Redis
@@ -42,9 +42,12 @@ NO_NODES = "no node has joined"
 """The only reason given when there is no node at all."""
 
 
-@dataclass(frozen=True)
-class NodeCapacity:
-    """One node as the scheduler sees it: totals from its facts, minus what corral already placed there."""
+class NodeCapacity(NamedTuple):
+    """One node as the scheduler sees it: totals from its facts, minus what corral already placed there.
+
+    A NamedTuple rather than a frozen dataclass: one is built per node whenever its heartbeat changed,
+    and at 1,000 nodes the dataclass's per-field setattr was a third of a placement's time.
+    """
 
     node_id: str
     hostname: str
@@ -433,6 +436,6 @@ def load_nodes(
             beat = cached[1]
             online = beat is not None and beat.online(now, offline_after_intervals)
             if online != cached[2].online:  # the same heartbeat, grown old (or the setting changed)
-                cached = _built[node_id] = (inputs, beat, replace(cached[2], online=online))
+                cached = _built[node_id] = (inputs, beat, cached[2]._replace(online=online))
         out.append(cached[2])
     return out

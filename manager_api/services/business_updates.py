@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import Any
 
 from redis import Redis
@@ -53,8 +52,7 @@ def _keep_reservations(nodes: list[NodeCapacity], kept: list[BusinessComponent])
             out.append(node)
             continue
         out.append(
-            replace(
-                node,
+            node._replace(
                 cpu_reserved=node.cpu_reserved + add[0],
                 memory_reserved=node.memory_reserved + add[1],
                 gpus_reserved=node.gpus_reserved + add[2],

@@ -105,9 +105,7 @@ def _send_starts(redis: Redis, deployment_id: str, rows: list[dict[str, Any]]) -
             dispatch.start_task(redis, row["node"], payload)
         except RedisError as exc:
             error = f"could not enqueue the task: {exc}"
-            logger.error(
-                "deployment %s: task %s not sent to node %s: %s", deployment_id, row["id"], row["node"], exc
-            )
+            logger.error("deployment %s: task %s not sent to node %s: %s", deployment_id, row["id"], row["node"], exc)
             failed.append(row["id"])
     if not failed:
         return
@@ -117,9 +115,7 @@ def _send_starts(redis: Redis, deployment_id: str, rows: list[dict[str, Any]]) -
             DeploymentTask.id.in_(failed)
         ).execute()
         recompute(deployment_id)
-    raise ApiError(
-        503, "Task queue unavailable: the deployment could not be sent to its nodes", {"id": deployment_id}
-    )
+    raise ApiError(503, "Task queue unavailable: the deployment could not be sent to its nodes", {"id": deployment_id})
 
 
 def recompute(deployment_id: str) -> DeploymentState:
@@ -167,9 +163,7 @@ def stop(redis: Redis, deployment_id: str, actor: str, grace_seconds: float) -> 
             DeploymentTask.id.in_([t.id for t in live])
         ).execute()
         if deployment.state != DeploymentState.STOPPING.value:
-            Deployment.update(state=DeploymentState.STOPPING.value).where(
-                Deployment.id == deployment_id
-            ).execute()
+            Deployment.update(state=DeploymentState.STOPPING.value).where(Deployment.id == deployment_id).execute()
             logger.info("deployment %s %s -> STOPPING (by %s)", deployment_id, deployment.state, actor)
         audit.record(actor, "deployment.stop", deployment_id, {"tasks": len(live)})
     by_node: dict[str, list[str]] = defaultdict(list)

@@ -47,9 +47,7 @@ def _matches(node: NodeLoad, host: str) -> bool:
 
 
 def _score(node: NodeLoad, placed: dict[str, int]) -> float:
-    return (
-        node.cpu_percent + node.memory_percent + TASK_PENALTY * (node.active_tasks + placed.get(node.id, 0))
-    )
+    return node.cpu_percent + node.memory_percent + TASK_PENALTY * (node.active_tasks + placed.get(node.id, 0))
 
 
 def _pinned_node(group: GroupRequest, nodes: Sequence[NodeLoad], placed: dict[str, int]) -> NodeLoad | None:
@@ -60,9 +58,7 @@ def _pinned_node(group: GroupRequest, nodes: Sequence[NodeLoad], placed: dict[st
             continue
         candidates = [n for n in nodes if _matches(n, task.pin)]
         if not candidates:
-            raise PlacementError(
-                f"task '{task.name}' of group {group.index} is pinned to unknown node '{task.pin}'"
-            )
+            raise PlacementError(f"task '{task.name}' of group {group.index} is pinned to unknown node '{task.pin}'")
         online = [n for n in candidates if n.online]
         if not online:
             raise PlacementError(
@@ -70,9 +66,7 @@ def _pinned_node(group: GroupRequest, nodes: Sequence[NodeLoad], placed: dict[st
             )
         node = min(online, key=lambda n: (_score(n, placed), n.id))
         if chosen is not None and node.id != chosen.id:
-            raise PlacementError(
-                f"group {group.index} pins tasks to different nodes: '{chosen_by}' and '{task.pin}'"
-            )
+            raise PlacementError(f"group {group.index} pins tasks to different nodes: '{chosen_by}' and '{task.pin}'")
         chosen, chosen_by = node, task.pin
     return chosen
 

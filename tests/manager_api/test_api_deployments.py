@@ -29,9 +29,7 @@ def deploy(client: FlaskClient, name: str) -> str:
     return str(response.get_json()["id"])
 
 
-def test_deploy_enqueues_start_jobs_on_the_node_queue(
-    client: FlaskClient, redis_client: redis_lib.Redis
-) -> None:
+def test_deploy_enqueues_start_jobs_on_the_node_queue(client: FlaskClient, redis_client: redis_lib.Redis) -> None:
     online_node(client, redis_client, "n1", "10.0.0.1")
     client.post("/api/task/task_group", json=template_body("app", ["/bin/sleep 30", "10.0.0.1:/opt/x.sh -v"]))
     deployment_id = deploy(client, "app")
@@ -56,9 +54,7 @@ def test_deploy_enqueues_start_jobs_on_the_node_queue(
     assert AuditLog.select().where(AuditLog.action == "deployment.create").count() == 1
 
 
-def test_groups_are_spread_and_keep_their_tasks_together(
-    client: FlaskClient, redis_client: redis_lib.Redis
-) -> None:
+def test_groups_are_spread_and_keep_their_tasks_together(client: FlaskClient, redis_client: redis_lib.Redis) -> None:
     online_node(client, redis_client, "n1", "10.0.0.1", cpu=5, memory=5)
     online_node(client, redis_client, "n2", "10.0.0.2", cpu=5, memory=5)
     join(client, "n3", "host-n3", "10.0.0.3")  # never heard from: offline
@@ -131,9 +127,7 @@ def test_detail_shape(client: FlaskClient, redis_client: redis_lib.Redis) -> Non
     assert client.get("/deployments/" + "x" * 100).get_json() == {"error": "Deployment not found"}
 
 
-def test_stop_marks_stopping_and_enqueues_one_stop_per_node(
-    client: FlaskClient, redis_client: redis_lib.Redis
-) -> None:
+def test_stop_marks_stopping_and_enqueues_one_stop_per_node(client: FlaskClient, redis_client: redis_lib.Redis) -> None:
     online_node(client, redis_client, "n1", "10.0.0.1")
     online_node(client, redis_client, "n2", "10.0.0.2")
     client.post("/api/task/task_group", json=template_body("app", ["/a", "/b"], ["/c"]))
@@ -184,9 +178,7 @@ def test_unknown_and_malformed_ids(client: FlaskClient) -> None:
             assert mentions in response.get_json()["error"]
 
 
-def test_enqueue_failure_marks_tasks_failed_and_answers_503(
-    client: FlaskClient, redis_client: redis_lib.Redis
-) -> None:
+def test_enqueue_failure_marks_tasks_failed_and_answers_503(client: FlaskClient, redis_client: redis_lib.Redis) -> None:
     online_node(client, redis_client, "n1", "10.0.0.1")
     client.post("/api/task/task_group", json=template_body("app", ["/a", "/b"]))
     # A key of the wrong type where the queue list lives: Redis itself refuses the push.

@@ -69,9 +69,7 @@ def test_private_redis_url_uses_the_host_the_agent_called(settings: Settings) ->
     app = create_app(replace(settings, redis_url=settings.redis_url, private_redis=True))
     client = app.test_client()
     body = {"node_id": "n1", "hostname": "h", "ip": "1.2.3.4", "interval": 5, "protocol": PROTOCOL_VERSION}
-    response = client.post(
-        JOIN_PATH, json=body, headers=bearer(JOIN_TOKEN), base_url="http://192.168.7.7:8080"
-    )
+    response = client.post(JOIN_PATH, json=body, headers=bearer(JOIN_TOKEN), base_url="http://192.168.7.7:8080")
     port = redis_lib.Redis.from_url(settings.redis_url or "").connection_pool.connection_kwargs["port"]
     assert response.get_json()["redis_url"] == f"redis://192.168.7.7:{port}/0"
     app.extensions["corral"].redis.close()
@@ -109,9 +107,7 @@ def test_node_goes_offline_when_heartbeats_stop(client: FlaskClient, redis_clien
 
 def test_node_list_with_1000_nodes_reads_each_one_right(client: FlaskClient, redis_client: redis_lib.Redis) -> None:
     # Speed is bench/bench_core.py's business; this checks the one-round-trip read matches every row.
-    rows = [
-        {"id": f"node{i:04d}", "hostname": f"h{i}", "ip": f"10.1.{i // 250}.{i % 250}"} for i in range(1000)
-    ]
+    rows = [{"id": f"node{i:04d}", "hostname": f"h{i}", "ip": f"10.1.{i // 250}.{i % 250}"} for i in range(1000)]
     Node.insert_many(rows).execute()
     for i in range(0, 1000, 2):
         beat(redis_client, f"node{i:04d}", cpu=i % 100, memory=50)

@@ -59,17 +59,11 @@ def test_queried_template_can_be_posted_again(client: FlaskClient) -> None:
     shown = client.post("/api/task/query", json={"name": MANUAL_TEMPLATE["name"]}).get_json()
     shown["name"] = "copy"
     assert client.post("/api/task/task_group", json=shown).status_code == 200
-    assert (
-        client.post("/api/task/query", json={"name": "copy"}).get_json()["task_groups"]
-        == shown["task_groups"]
-    )
+    assert client.post("/api/task/query", json={"name": "copy"}).get_json()["task_groups"] == shown["task_groups"]
 
 
 def test_names_are_trimmed(client: FlaskClient) -> None:
-    assert (
-        client.post("/api/task/task_group", json=template_body("  spaced  ", ["/bin/true"])).status_code
-        == 200
-    )
+    assert client.post("/api/task/task_group", json=template_body("  spaced  ", ["/bin/true"])).status_code == 200
     assert client.post("/api/task/query", json={"name": "spaced"}).get_json()["name"] == "spaced"
 
 
@@ -172,9 +166,7 @@ def test_api_token_when_set(tmp_path: Path, settings: Settings) -> None:
     assert client.get("/api/task/node", headers=bearer("wrong")).status_code == 401
     assert client.get("/api/task/node", headers={"Authorization": "s3cret"}).status_code == 401
     assert client.get("/api/task/node", headers=bearer("s3cret")).status_code == 200
-    created = client.post(
-        "/api/task/task_group", json=template_body("t", ["/bin/true"]), headers=bearer("s3cret")
-    )
+    created = client.post("/api/task/task_group", json=template_body("t", ["/bin/true"]), headers=bearer("s3cret"))
     assert created.status_code == 200
     entry = client.get("/api/audit?limit=1", headers=bearer("s3cret")).get_json()["entries"][0]
     assert entry["action"] == "template.create" and entry["actor"].startswith("token@")

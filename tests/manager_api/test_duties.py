@@ -47,9 +47,7 @@ def deployment(client: FlaskClient, deployment_id: str) -> dict[str, Any]:
     return result
 
 
-def test_events_drive_tasks_and_deployment(
-    client: FlaskClient, redis_client: redis_lib.Redis, duties: Duties
-) -> None:
+def test_events_drive_tasks_and_deployment(client: FlaskClient, redis_client: redis_lib.Redis, duties: Duties) -> None:
     deployment_id, (t1, t2) = deploy_one(client, redis_client, "/a", "/b")
     events.publish(redis_client, event(deployment_id, t1, "RUNNING", pid=111, started_at=time.time()))
     events.publish(redis_client, event(deployment_id, t2, "RUNNING", pid=222))
@@ -150,16 +148,12 @@ def test_node_transitions_are_persisted_and_audited(
     beat(redis_client, "n1", interval=0.2)
     wait_until(lambda: Node.get_by_id("n1").status == NodeStatus.ONLINE, what="n1 online in the db")
     assert Node.get_by_id("n1").last_seen is not None
-    wait_until(
-        lambda: Node.get_by_id("n1").status == NodeStatus.OFFLINE, timeout=5, what="n1 offline in the db"
-    )
+    wait_until(lambda: Node.get_by_id("n1").status == NodeStatus.OFFLINE, timeout=5, what="n1 offline in the db")
     actions = [a for (a,) in AuditLog.select(AuditLog.action).where(AuditLog.target == "n1").tuples()]
     assert "node.online" in actions and "node.offline" in actions
 
 
-def test_only_one_duties_holds_the_lock(
-    settings: Settings, redis_client: redis_lib.Redis, duties: Duties
-) -> None:
+def test_only_one_duties_holds_the_lock(settings: Settings, redis_client: redis_lib.Redis, duties: Duties) -> None:
     wait_until(lambda: redis_client.get(keys.DUTIES_LOCK) is not None, what="lock taken")
     holder = redis_client.get(keys.DUTIES_LOCK)
     second = Duties(settings, tick=0.1, block_ms=100, consumer="duties-other")
@@ -174,9 +168,7 @@ def test_only_one_duties_holds_the_lock(
     assert redis_client.get(keys.DUTIES_LOCK) is None
 
 
-def test_duties_survive_a_redis_restart(
-    client: FlaskClient, redis_client: redis_lib.Redis, settings: Settings
-) -> None:
+def test_duties_survive_a_redis_restart(client: FlaskClient, redis_client: redis_lib.Redis, settings: Settings) -> None:
     deployment_id, (t1,) = deploy_one(client, redis_client, "/a")
     server = RedisServer().start()
     try:

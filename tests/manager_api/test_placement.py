@@ -15,9 +15,7 @@ from manager_api.services.placement import (
 
 
 def group(index: int, *pins: str | None) -> GroupRequest:
-    return GroupRequest(
-        index=index, tasks=tuple(TaskRequest(name=f"t{index}.{i}", pin=p) for i, p in enumerate(pins))
-    )
+    return GroupRequest(index=index, tasks=tuple(TaskRequest(name=f"t{index}.{i}", pin=p) for i, p in enumerate(pins)))
 
 
 def node(node_id: str, cpu: float = 10, mem: float = 10, online: bool = True, active: int = 0) -> NodeLoad:
