@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from peewee import JOIN, fn
+from peewee import JOIN
 
 from ..models import Business, BusinessComponent, BusinessEvent, Node
 from .businesses import get
+from .paging import page_of, status_counts
 from .serialize import iso
 
 HISTORY_LIMIT = 100
@@ -117,20 +118,8 @@ def listing(page: int, page_size: int, status: str | None, name: str | None) -> 
         query = query.where(Business.status == status)
     if name:
         query = query.where(Business.business_name.contains(name))
-    total = query.count()
-    businesses = list(query.order_by(Business.created_at.desc(), Business.business_id).paginate(page, page_size))
-    counts: dict[str, dict[str, int]] = {b.business_id: {} for b in businesses}
-    if businesses:
-        rows = (
-            BusinessComponent.select(
-                BusinessComponent.business, BusinessComponent.status, fn.COUNT(BusinessComponent.id)
-            )
-            .where(BusinessComponent.business.in_(list(counts)))
-            .group_by(BusinessComponent.business, BusinessComponent.status)
-            .tuples()
-        )
-        for business_id, status_value, count in rows:
-            counts[business_id][status_value] = count
+    total, businesses = page_of(query, page, page_size, Business.created_at.desc(), Business.business_id)
+    counts = status_counts(BusinessComponent.business, BusinessComponent.status, [b.business_id for b in businesses])
     items = [
         {
             **_summary(b),

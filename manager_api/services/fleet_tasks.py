@@ -21,6 +21,7 @@ from ..errors import ApiError
 from ..models import FleetTask, Node, TaskHost, utcnow
 from . import audit, dispatch, targets
 from .fleet_task_json import counts_of, task_json
+from .paging import page_of, status_counts
 from .serialize import from_unix
 
 logger = logging.getLogger(__name__)
@@ -264,18 +265,8 @@ def listing(page: int, size: int, status: str | None, name: str | None) -> dict[
         query = query.where(FleetTask.status == status)
     if name:
         query = query.where(FleetTask.name.contains(name))
-    total = query.count()
-    tasks = list(query.order_by(FleetTask.created_at.desc(), FleetTask.id.desc()).paginate(page, size))
-    by_task: dict[int, dict[str, int]] = {t.id: {} for t in tasks}
-    if tasks:
-        rows = (
-            TaskHost.select(TaskHost.task, TaskHost.status, fn.COUNT(TaskHost.id))
-            .where(TaskHost.task.in_(list(by_task)))
-            .group_by(TaskHost.task, TaskHost.status)
-            .tuples()
-        )
-        for pk, host_status, count in rows:
-            by_task[pk][host_status] = count
+    total, tasks = page_of(query, page, size, FleetTask.created_at.desc(), FleetTask.id.desc())
+    by_task = status_counts(TaskHost.task, TaskHost.status, [t.id for t in tasks])
     return {
         "tasks": [task_json(t, None, by_task[t.id]) for t in tasks],
         "total": total,
