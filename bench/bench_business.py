@@ -22,7 +22,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_core import register_nodes  # noqa: E402  (bench/bench_core.py)
+from bench_core import bench_node_list, register_nodes  # noqa: E402  (bench/bench_core.py)
 from common import machine, ms, pct  # noqa: E402  (bench/common.py)
 
 from shared import events  # noqa: E402
@@ -148,13 +148,8 @@ def main() -> None:
                 target=stream_metrics, args=(client, placed, args.reports_per_second, stop), daemon=True
             )
             thread.start()
-            for _ in range(30):  # warm up
-                session.get(manager.url + "/api/task/node").raise_for_status()
-            lat = []
-            for _ in range(args.requests):
-                t0 = time.perf_counter()
-                session.get(manager.url + "/api/task/node").raise_for_status()
-                lat.append(time.perf_counter() - t0)
+            bench_node_list(manager, session, 30)  # warm up
+            lat = bench_node_list(manager, session, args.requests)
             print(
                 f"GET /api/task/node with 1000 nodes while {len(placed)} components report "
                 f"{args.reports_per_second:g}/s: p50 {ms(pct(lat, 0.5))}, p99 {ms(pct(lat, 0.99))}"
