@@ -6,6 +6,7 @@ Everything runs on this machine only (unix socket, 127.0.0.1) and keeps its stat
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import gzip
 import hashlib
@@ -521,3 +522,85 @@ class SshServer:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class UnixSocketRelay:
+    """A unix socket that relays every connection to another one (an engine's), and can be cut and restored.
+
+    Cut, it closes the connections it relays and hangs up on new ones at once: a client sees its engine go
+    down, while the engine itself (shared by the whole session) keeps running.
+    """
+
+    def __init__(self, path: Path, target: Path) -> None:
+        self.path = Path(path)
+        self.target = Path(target)
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self._cut = False
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(str(self.path))
+        self._listener.listen(16)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def docker_host(self) -> str:
+        return f"unix://{self.path}"
+
+    def cut(self) -> None:
+        """Close every relayed connection and hang up on new ones."""
+        with self._lock:
+            self._cut = True
+            open_now, self._open = self._open, set()
+        for sock in open_now:
+            _hang_up(sock)
+
+    def restore(self) -> None:
+        """Relay new connections again."""
+        with self._lock:
+            self._cut = False
+
+    def close(self) -> None:
+        self.cut()
+        _hang_up(self._listener)
+        self.path.unlink(missing_ok=True)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _addr = self._listener.accept()
+            except OSError:
+                return  # closed
+            with self._lock:
+                cut = self._cut
+            if cut:
+                _hang_up(client)
+                continue
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                upstream.connect(str(self.target))
+            except OSError:
+                _hang_up(client)
+                upstream.close()
+                continue
+            with self._lock:
+                self._open.update((client, upstream))
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        with self._lock:  # one direction ended: the connection is over, in both directions
+            self._open.discard(src)
+            self._open.discard(dst)
+        _hang_up(src)
+        _hang_up(dst)
+
+
+def _hang_up(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()

@@ -19,7 +19,14 @@ import pytest
 import redis as redis_lib
 
 from shared import container_labels
-from tests.engines import BUSYBOX_IMAGE_NAME, HttpFileServer, PodmanEngine, SshServer, build_busybox_image_tar
+from tests.engines import (
+    BUSYBOX_IMAGE_NAME,
+    HttpFileServer,
+    PodmanEngine,
+    SshServer,
+    UnixSocketRelay,
+    build_busybox_image_tar,
+)
 from tests.support import wait_until
 from tests.worker_agent.components_support import make_manager, reports, status_is, statuses, stop_request
 from worker_agent.components.image_fetch import SftpSettings
@@ -373,3 +380,45 @@ def test_a_stop_during_a_long_download_ends_it_at_once(
     assert stopped["container_id"] is None and ours(client, node_id) == []
     wait_until(components.idle, what="the download to be dropped")
     assert list((data_dir / "images").iterdir()) == []
+
+
+def test_a_stop_the_engine_refuses_is_tried_again_until_the_container_is_gone(
+    data_dir: Path,
+    node_id: str,
+    redis_client: redis_lib.Redis,
+    podman_engine: PodmanEngine,
+    client: docker.DockerClient,
+    image_http: HttpFileServer,
+    busybox_image_tar: Path,
+    tmp_path: Path,
+) -> None:
+    relay = UnixSocketRelay(tmp_path / "relay.sock", podman_engine.socket_path)
+    manager = make_manager(data_dir, node_id, redis_client, docker_host=relay.docker_host)
+    manager.start_monitor()
+    try:
+        manager.deploy(docker_spec("stubborn", image_http.url(busybox_image_tar.name)))
+        running = wait_until(lambda: status_is(redis_client, "stubborn", "running"), timeout=30, what="it to run")
+
+        relay.cut()  # the engine is down, as the agent sees it
+        manager.stop(stop_request("stubborn", grace_seconds=2))
+        refused = wait_until(
+            lambda: [r for r in reports(redis_client, "stubborn") if r["status"] == "stopping" and r["error_message"]][
+                1:
+            ],
+            timeout=15,
+            what="a stop refused, then tried again",
+        )
+        assert refused[0]["error_message"].startswith("could not stop it, trying again: ")
+        assert client.containers.get(running["container_id"]).status == "running"
+        assert not status_is(redis_client, "stubborn", "failed")
+
+        relay.restore()
+        stopped = wait_until(
+            lambda: status_is(redis_client, "stubborn", "stopped"), timeout=30, what="the stop to succeed at last"
+        )
+        assert stopped["error_message"] is None
+        assert ours(client, node_id) == []
+        assert statuses(redis_client, "stubborn")[-1] == "stopped"
+    finally:
+        manager.close()
+        relay.close()

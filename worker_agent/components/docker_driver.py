@@ -265,12 +265,12 @@ class DockerDriver:
     def stop(self, rec: ComponentRecord, grace_seconds: float) -> int | None:
         """docker stop with ``grace_seconds``, then remove; returns the container's exit code."""
         client = self.client()
-        container = self._existing(client, rec)
-        if container is None:
-            return None
-        if rec.container_id is None:
-            rec.container_id = container.id
         try:
+            container = self._existing(client, rec)
+            if container is None:
+                return None
+            if rec.container_id is None:
+                rec.container_id = container.id
             if container.status in ("running", "restarting", "paused", "created"):
                 container.stop(timeout=int(grace_seconds + 0.999))
             container.reload()
@@ -278,6 +278,9 @@ class DockerDriver:
             container.remove(force=True)
         except docker.errors.NotFound:
             return None
+        except ENGINE_ERRORS as exc:
+            self._reset_if_unreachable(exc)  # the next attempt (the manager retries) connects afresh
+            raise
         self._last_stats.pop(container.id, None)
         return int(code) if code is not None else None
 

@@ -10,6 +10,7 @@ happens after an agent restart is in recovery.py.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -40,6 +41,11 @@ KEEP_ENDED_SECONDS = 24 * 3600.0
 """How long an ended record is kept so that a redelivered deploy stays a no-op."""
 
 UNKNOWN_ERROR = "unknown component on this node"
+
+STOP_RETRY_FIRST_SECONDS = 1.0
+STOP_RETRY_MAX_SECONDS = 30.0
+"""A stop that failed (engine down, process not ours to signal) is tried again after 1 s, then twice as long
+each time up to 30 s, until it succeeds: the component keeps reading stopping, with the reason."""
 
 S = ComponentState
 
@@ -84,6 +90,7 @@ class ComponentManager(ComponentRecovery):
         self._last_prune = 0.0
         self._last_docker_check = 0.0
         self._docker_failing = False
+        self._stop_retries: dict[str, tuple[float, float, float]] = {}  # key: (due, delay, grace)
         self._monitor = PollThread(
             "corral-components", self.poll, poll_interval, f"node {node_id}: component", idle=self.nothing_to_watch
         )
@@ -274,14 +281,39 @@ class ComponentManager(ComponentRecovery):
                 code = self.process.stop(rec, grace)
                 exit_code = exit_code if prior == S.FAILED else code
         except Exception as exc:
-            # Not "stopped": it may still run. Failed, with the reason, so that someone looks at it.
-            logger.exception("%s: stop failed", rec.describe())
+            # Not "stopped": it may still run. Still stopping, with the reason, and tried again later (an
+            # engine that was down comes back), as Kubernetes keeps a pod terminating until it is gone.
             with self._lock:
-                self._change_state(rec, S.FAILED, error_message=f"could not stop it: {exc}", ended_at=time.time())
+                delay = self._retry_stop_later(rec, grace)
+                logger.warning("%s: stop failed, trying again in %.0f s: %s", rec.describe(), delay, exc)
+                self._change_state(rec, S.STOPPING, error_message=f"could not stop it, trying again: {exc}")
             return
         with self._lock:
+            self._stop_retries.pop(rec.key, None)
             self.process.forget(rec)
             self._change_state(rec, S.STOPPED, exit_code=exit_code, error_message=None, ended_at=time.time())
+
+    def _retry_stop_later(self, rec: ComponentRecord, grace: float) -> float:
+        """Plan the next attempt to stop ``rec`` (lock held); returns the delay."""
+        _due, last, _grace = self._stop_retries.get(rec.key, (0.0, 0.0, None))
+        delay = min(STOP_RETRY_MAX_SECONDS, last * 2) if last else STOP_RETRY_FIRST_SECONDS
+        self._stop_retries[rec.key] = (time.monotonic() + delay, delay, grace)
+        return delay
+
+    def _retry_due_stops(self, now: float) -> None:
+        due = []
+        with self._lock:
+            for key, (at, delay, grace) in list(self._stop_retries.items()):
+                if at > now:
+                    continue
+                rec = self._records.get(key)
+                if rec is None or rec.state != S.STOPPING:
+                    del self._stop_retries[key]
+                    continue
+                self._stop_retries[key] = (math.inf, delay, grace)  # not due again while this attempt runs
+                due.append((rec, grace))
+        for rec, grace in due:
+            self._work.submit(rec.ident, lambda rec=rec, grace=grace: self._stop_one(rec, grace))
 
     # -- watching (monitor thread) -----------------------------------------------------------------
 
@@ -312,6 +344,8 @@ class ComponentManager(ComponentRecovery):
         if now - self._last_usage >= self.usage_interval:
             self._last_usage = now
             self._report_usage([r for r in running if r.state == S.RUNNING])
+        if self._stop_retries:
+            self._retry_due_stops(now)
         self.outbox.flush()
         if now - self._last_prune > 60:
             self.prune()
