@@ -127,6 +127,30 @@ def real_agents(manager: Manager, env: dict[str, str], workdir: Path, session: r
     )
     for agent in agents:
         agent.terminate()
+    import_floor()
+
+
+FLOOR_IMPORTS = "redis, rq, psutil, marshmallow"
+
+
+def import_floor(count: int = 50) -> None:
+    """PSS of bare interpreters that only import the libraries an agent cannot do without: the floor under
+    the agent's own figure, measured the same way (sum of PSS over 50 processes)."""
+    code = f"import sys, {FLOOR_IMPORTS}; sys.stdout.write('ready\\n'); sys.stdout.flush(); sys.stdin.read()"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        for _ in range(count)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        total = pss_mb([proc.pid for proc in procs])
+        print(f"floor: {count} interpreters importing only {FLOOR_IMPORTS}: PSS {total / count:.1f} MB each")
+    finally:
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.close()
+            proc.wait(10)
 
 
 def simulated(manager: Manager, workdir: Path, session: requests.Session, nodes: int, prefix: str) -> subprocess.Popen:
@@ -165,8 +189,12 @@ def main() -> None:
     parser.add_argument("--skip-10k", action="store_true")
     parser.add_argument("--one-agent", action="store_true", help="only `echo hi` on 1 real agent")
     parser.add_argument("--repeat", type=int, default=1, help="with --one-agent: measure N times")
+    parser.add_argument("--floor", action="store_true", help="only the PSS floor of the agent's libraries")
     args = parser.parse_args()
     print(machine(), f"load average {' '.join(f'{x:.2f}' for x in psutil.getloadavg())}")
+    if args.floor:
+        import_floor()
+        return
     if args.one_agent:
         p50s = []
         for _ in range(args.repeat):
