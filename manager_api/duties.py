@@ -43,6 +43,9 @@ PRUNE_EVERY = 3600.0
 METRICS_PRUNE_EVERY = 60.0
 """Seconds between two prunes of component usage samples past their retention (kept in hours)."""
 
+RESEND_CHECK_EVERY = 5.0
+"""Seconds between two looks for component jobs gone unanswered (business_upkeep.Resender)."""
+
 _LOCK_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -89,6 +92,8 @@ class Duties:
         self._holding = False
         self._next_prune = 0.0
         self._next_metrics_prune = 0.0
+        self._next_resend = 0.0
+        self.resender = business_upkeep.Resender(settings.component_resend_seconds)
         self.schedules = ScheduleRunner(self.redis, settings.offline_after_intervals, lambda: self._holding)
         self.streams = StreamConsumer(
             self.redis,
@@ -127,13 +132,18 @@ class Duties:
         self._send(jobs)
 
     def _send(self, jobs: Jobs) -> None:
-        """Rollback stops, after their commit; lost when Redis fails now (a stop can be asked again)."""
+        """Component jobs, after their commit; when Redis fails now, the Resender sends them later."""
         if not jobs:
             return
         try:
             businesses.send(self.redis, jobs)
         except RedisError as exc:
-            logger.error("duties: %d rollback stop jobs not sent: %s", len(jobs.stops), exc)
+            logger.error(
+                "duties: %d deploy and %d stop jobs not sent, to be sent again: %s",
+                len(jobs.deploys),
+                len(jobs.stops),
+                exc,
+            )
 
     # -- life cycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -226,6 +236,9 @@ class Duties:
                 self.redis, self.settings.offline_after_intervals, self.settings.component_stop_grace_seconds
             )
         )
+        if time.monotonic() >= self._next_resend:
+            self._next_resend = time.monotonic() + min(RESEND_CHECK_EVERY, self.settings.component_resend_seconds)
+            self._send(self.resender.overdue(self.settings.component_stop_grace_seconds))
         if time.monotonic() >= self._next_metrics_prune:
             self._next_metrics_prune = time.monotonic() + METRICS_PRUNE_EVERY
             business_upkeep.prune_metrics(self.settings.component_metrics_retention_hours)

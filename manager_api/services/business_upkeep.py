@@ -1,8 +1,10 @@
-"""The duties' side of businesses: components on a node gone offline fail; old usage samples go."""
+"""The duties' side of businesses: components on a node gone offline fail; deploys and stops that went
+unanswered are sent again; old usage samples go."""
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 from redis import Redis
@@ -11,8 +13,19 @@ from shared import heartbeat
 from shared.states import ComponentState, NodeStatus
 
 from .. import db
-from ..models import BusinessComponent, ComponentMetric, Node, utcnow
-from .business_state import ENDED, REMOVED, RUNNING, Jobs, offline_reason, recompute, record_transition
+from ..models import Business, BusinessComponent, ComponentMetric, Node, utcnow
+from .business_specs import components_of, deploy_payload
+from .business_state import (
+    ENDED,
+    REMOVED,
+    RUNNING,
+    Jobs,
+    grace_of,
+    offline_reason,
+    recompute,
+    record_transition,
+    stop_payload,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +93,71 @@ def fail_components_on_offline_nodes(redis: Redis, offline_after_intervals: int,
         for business_id in sorted(touched):
             jobs.extend(recompute(business_id, ACTOR, grace_default))
     return jobs
+
+
+class Resender:
+    """Sends again, at most once every ``after_seconds``, the jobs of components that went unanswered that long
+    on an online node: a deploy still pending, a stop not yet ended.
+
+    A job can be lost after its commit: Redis failed just then (a rollback decided by the duties), or a Redis
+    without persistence restarted with the queues. The agent's job functions are idempotent (a deploy of the
+    generation it holds and a stop of what already stopped change nothing), so sending again is safe; it is
+    what a reconciling scheduler (Nomad, Kubernetes) does with a desired state not yet reached.
+    """
+
+    def __init__(self, after_seconds: float) -> None:
+        self.after_seconds = after_seconds
+        self._sent: dict[tuple[int, int, str], float] = {}  # (row id, generation, kind) -> monotonic time
+
+    def overdue(self, grace_default: float) -> Jobs:
+        """The jobs to send again now (it only reads the database)."""
+        cutoff = utcnow() - timedelta(seconds=self.after_seconds)
+        pending_deploy = (BusinessComponent.desired == RUNNING) & (
+            BusinessComponent.status == ComponentState.PENDING.value
+        )
+        unfinished_stop = (BusinessComponent.desired != RUNNING) & BusinessComponent.status.not_in(list(ENDED))
+        rows = list(
+            BusinessComponent.select(BusinessComponent, Business.business_id, Business.spec)
+            .join(Business)
+            .switch(BusinessComponent)
+            .join(Node)
+            .where(
+                BusinessComponent.updated_at < cutoff,
+                Node.status == int(NodeStatus.ONLINE),
+                pending_deploy | unfinished_stop,
+            )
+        )
+        now = time.monotonic()
+        jobs = Jobs()
+        seen = set()
+        for row in rows:
+            kind = "deploy" if row.desired == RUNNING else "stop"
+            key = (row.id, row.generation, kind)
+            seen.add(key)
+            if now - self._sent.get(key, -float("inf")) < self.after_seconds:
+                continue
+            if kind == "deploy":
+                spec = components_of(row.business.spec).get(row.component_id)
+                if spec is None:
+                    continue  # an update replaced the spec meanwhile: it sent its own jobs
+                jobs.deploys.append((row.node_id, deploy_payload(row.business_id, spec, row.generation, grace_default)))
+            else:
+                jobs.stops.append(
+                    (row.node_id, stop_payload(row, grace_of(row.business, row.component_id, grace_default)))
+                )
+            self._sent[key] = now
+            logger.warning(
+                "business %s component %s gen %s on node %s: %s unanswered for %.0f s (%s), sending it again",
+                row.business_id,
+                row.component_id,
+                row.generation,
+                row.node_id,
+                kind,
+                self.after_seconds,
+                row.status,
+            )
+        self._sent = {key: at for key, at in self._sent.items() if key in seen}
+        return jobs
 
 
 def prune_metrics(retention_hours: float) -> int:

@@ -358,3 +358,31 @@ def test_stop_mid_deploy_then_restart_and_update_retry_what_is_not_running(
     assert (answer["changed"], answer["unchanged"]) == (["a", "b"], [])
     assert [(k, p["generation"]) for k, p in take_jobs(redis_client, "n2")] == [("deploy", 3)]
     assert detail(client, business_id)["status"] == "updating"
+
+
+def test_deploys_and_stops_that_go_unanswered_are_sent_again(
+    client: FlaskClient, redis_client: redis_lib.Redis, nodes: None, settings: Settings
+) -> None:
+    """As if Redis had lost the jobs: the duties send a pending deploy and an unfinished stop again, once
+    per resend interval, until the node answers; an answered component gets nothing more."""
+    with running_duties(replace(settings, component_resend_seconds=1.5)):
+        body = business(component("a", **on("n1")), component("b", **on("n2")))
+        business_id = deploy(client, body)["business_id"]
+        first = take_jobs(redis_client, "n1")
+        assert [(k, p["component_id"], p["generation"]) for k, p in first] == [("deploy", "a", 1)]
+        take_jobs(redis_client, "n2")  # lost too
+        run(redis_client, business_id, "b", "n2")  # b answers; a never does
+
+        again = wait_until(lambda: take_jobs(redis_client, "n1"), timeout=10, what="a's deploy sent again")
+        assert again == first  # the same generation: the agent runs it once whatever the copies
+        run(redis_client, business_id, "a", "n1")
+        wait_until(lambda: status_is(client, business_id, "running"), what="business running")
+
+        assert client.post(f"/api/businesses/{business_id}/stop").status_code == 200
+        take_jobs(redis_client, "n1"), take_jobs(redis_client, "n2")  # both stops lost
+        report(redis_client, business_id, "b", "n2", "stopped", exit_code=0)
+        resent = wait_until(lambda: take_jobs(redis_client, "n1"), timeout=10, what="a's stop sent again")
+        assert [(k, p["component_id"], p["generation"]) for k, p in resent] == [("stop", "a", 1)]
+        report(redis_client, business_id, "a", "n1", "stopped", exit_code=0)
+        wait_until(lambda: status_is(client, business_id, "stopped"), what="business stopped")
+        assert take_jobs(redis_client, "n2") == []  # b answered: never sent again
