@@ -162,6 +162,7 @@ class Launcher:
                 redis_url=redis_url,
                 agent_redis_url=args.agent_redis_url,
                 private_redis=self.redis is not None,
+                agent_redis_auth=self.redis.agent_auth if self.redis is not None else None,
                 api_token=self.api_token,
                 join_token_file=str(join_token_file),
                 sftp_host=args.sftp_host,

@@ -23,6 +23,14 @@ logger = logging.getLogger(__name__)
 DIR_NAME = "corral-redis"
 """Directory under the data dir holding the AOF, the password and the port."""
 
+AGENT_USER = "corral-agent"
+"""The Redis user agents get: every key and channel, no administration (see AGENT_RULES)."""
+
+AGENT_RULES = "~* &* +@all -@admin -@dangerous +info"
+"""Agents may read and write corral's and RQ's keys but not administer Redis: no CONFIG SET (which writes
+files on this host), MODULE, DEBUG, SHUTDOWN, FLUSHALL, KEYS, ACL, REPLICAOF, MIGRATE, CLIENT KILL...
+INFO (harmless, read-only) stays: RQ reads the server version with it."""
+
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 30.0
 
@@ -76,6 +84,15 @@ def bind_addresses(host: str) -> list[str]:
     return ["127.0.0.1", host]
 
 
+def _password(path: Path) -> str:
+    """The password kept in ``path``, made (URL-safe, 0600) the first time."""
+    password = path.read_text().strip() if path.exists() else ""
+    if not password:
+        password = secrets.token_urlsafe(32)
+        write_private(path, password)
+    return password
+
+
 class PrivateRedis:
     """Start, watch and stop the private redis-server in ``<data dir>/corral-redis/``."""
 
@@ -85,21 +102,23 @@ class PrivateRedis:
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.password = ""
+        self.agent_password = ""
 
     @property
     def url(self) -> str:
         """How the manager itself reaches it."""
         return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
 
+    @property
+    def agent_auth(self) -> str:
+        """``user:password`` of the agents' restricted user, for their Redis URL."""
+        return f"{AGENT_USER}:{self.agent_password}"
+
     def _prepare(self) -> Path:
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
-        password_file = self.dir / "password"
-        if password_file.exists():
-            self.password = password_file.read_text().strip()
-        if not self.password:
-            self.password = secrets.token_urlsafe(32)
-            write_private(password_file, self.password)
+        self.password = _password(self.dir / "password")
+        self.agent_password = _password(self.dir / "agent-password")
         port_file = self.dir / "port"
         try:
             port = int(port_file.read_text().strip())
@@ -123,6 +142,7 @@ class PrivateRedis:
                     "appendfsync everysec",
                     'save ""',
                     f"requirepass {self.password}",
+                    f"user {AGENT_USER} on >{self.agent_password} {AGENT_RULES}",
                     "maxclients 20000",
                     'logfile "redis.log"',
                     "loglevel notice",

@@ -34,9 +34,10 @@ def agent_redis_url(settings: Settings, request_host: str) -> str:
         raise ApiError(503, "The manager has no Redis configured")
     if not settings.private_redis:
         return settings.redis_url
-    # The private Redis listens beside the API; the agent reaches it under the name it used for us.
+    # The private Redis listens beside the API; the agent reaches it under the name it used for us, as the
+    # restricted agent user (redis_server.AGENT_RULES), never with the manager's own password.
     parts = urlsplit(settings.redis_url)
-    auth = parts.netloc.rpartition("@")[0]
+    auth = settings.agent_redis_auth or parts.netloc.rpartition("@")[0]
     netloc = f"{auth}@" if auth else ""
     netloc += f"{_host_only(request_host)}:{parts.port}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

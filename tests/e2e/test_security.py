@@ -6,7 +6,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import redis as redis_lib
+import requests
 
+from shared import api
+from shared.defaults import PROTOCOL_VERSION
 from tests.e2e.harness import BIN, Agent, Manager, isolated_env
 from tests.support import free_port, wait_until
 
@@ -58,3 +62,58 @@ def test_refuses_to_bind_beyond_loopback_without_an_api_token(tmp_path: Path) ->
     )
     assert done.returncode == 2
     assert "token" in (done.stderr + done.stdout).lower()
+
+
+def test_agents_get_a_redis_user_that_cannot_administer_redis(tmp_path: Path) -> None:
+    """A compromised node must not turn the manager's Redis against the manager's host (CONFIG SET dir...)."""
+    env = isolated_env(tmp_path)
+    manager = Manager(tmp_path, env)
+    manager.start()
+    try:
+        token = (manager.db_path.parent / "join-token").read_text().strip()
+        joined = requests.post(
+            manager.url + api.JOIN_PATH,
+            json={"node_id": "n-1", "hostname": "n-1", "ip": "127.0.0.1", "interval": 5, "protocol": PROTOCOL_VERSION},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        assert joined.status_code == 200, joined.text
+        agent_url = joined.json()["redis_url"]
+        manager_password = (manager.db_path.parent / "corral-redis" / "password").read_text().strip()
+        assert manager_password not in agent_url
+
+        as_agent = redis_lib.Redis.from_url(agent_url)
+        try:
+            assert as_agent.acl_whoami() == "corral-agent"
+            as_agent.set("corral:probe", "1")  # keys and streams: what an agent does
+            assert as_agent.xadd("corral:probe-stream", {"a": "1"})
+            assert as_agent.info("server")["redis_version"]  # RQ reads the version
+            for refused in (
+                lambda: as_agent.config_set("dir", str(tmp_path)),
+                lambda: as_agent.config_get("requirepass"),
+                as_agent.flushall,
+                lambda: as_agent.keys("*"),
+                lambda: as_agent.acl_setuser("evil", enabled=True),
+                lambda: as_agent.execute_command("MODULE", "LIST"),
+                lambda: as_agent.execute_command("REPLICAOF", "NO", "ONE"),
+                lambda: as_agent.execute_command("SHUTDOWN", "NOSAVE"),
+            ):
+                with pytest.raises(redis_lib.exceptions.NoPermissionError):
+                    refused()
+        finally:
+            as_agent.close()
+
+        # A real agent works its queue through that user.
+        agent = Agent(tmp_path, env, manager, "real-1", 0.5)
+        agent.start()
+        wait_until(
+            lambda: [n for n in manager.get("/api/task/node").json()["nodes"] if n["hostname"] == "real-1"],
+            timeout=20,
+            what="the agent online",
+        )
+        ran = manager.post("/api/tasks?wait=20", {"name": "t", "command": "echo hi", "targets": ["real-1"]})
+        assert ran.status_code in (200, 201) and ran.json()["status"] == "completed", ran.text
+        assert agent.terminate() == 0
+    finally:
+        assert manager.terminate() == 0
+    assert manager_password not in manager.output()
