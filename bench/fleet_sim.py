@@ -30,7 +30,7 @@ from rq import Queue
 from rq.exceptions import DequeueTimeout
 from rq.serializers import JSONSerializer
 
-from shared import api, events, heartbeat, jobs, keys
+from shared import api, events, heartbeat, job_signing, jobs, keys
 from shared.defaults import PROTOCOL_VERSION
 
 logger = logging.getLogger("fleet_sim")
@@ -41,10 +41,16 @@ def node_id_for(hostname: str) -> str:
     return uuid.uuid5(uuid.NAMESPACE_DNS, hostname + ".corral-sim").hex
 
 
-def join_all(manager_url: str, token: str, hostnames: list[str], interval: float) -> str:
-    """Join every simulated node; returns the Redis URL the manager hands out."""
+def node_secret_for(hostname: str) -> str:
+    """A stable secret per simulated hostname, so a rerun can join as the nodes it registered before."""
+    return uuid.uuid5(uuid.NAMESPACE_DNS, hostname + ".corral-sim-secret").hex
+
+
+def join_all(manager_url: str, token: str, hostnames: list[str], interval: float) -> tuple[str, dict[str, bytes]]:
+    """Join every simulated node; returns the Redis URL the manager hands out and each node's job key."""
     session = requests.Session()
     redis_url = ""
+    job_keys: dict[str, bytes] = {}
     for i, hostname in enumerate(hostnames):
         body = {
             "node_id": node_id_for(hostname),
@@ -54,11 +60,14 @@ def join_all(manager_url: str, token: str, hostnames: list[str], interval: float
             "protocol": PROTOCOL_VERSION,
             "version": "fleet-sim",
             "facts": {"labels": {"sim": "yes", "rack": f"r{i % 10}"}},
+            "node_secret": node_secret_for(hostname),
         }
         answer = session.post(manager_url + api.JOIN_PATH, json=body, headers=api.bearer(token), timeout=30)
         answer.raise_for_status()
-        redis_url = answer.json()["redis_url"]
-    return redis_url
+        joined = answer.json()
+        redis_url = joined["redis_url"]
+        job_keys[body["node_id"]] = bytes.fromhex(joined["job_key"])
+    return redis_url, job_keys
 
 
 def heartbeat_loop(client: redis.Redis, hostnames: list[str], interval: float, stop: threading.Event) -> None:
@@ -121,8 +130,9 @@ def answer(client: redis.Redis, node_id: str, func_name: str, payload: dict[str,
             )
 
 
-def consume_loop(client: redis.Redis, hostnames: list[str], stop: threading.Event) -> None:
-    """Take jobs from every simulated node's own queue (one BLPOP over all of them)."""
+def consume_loop(client: redis.Redis, hostnames: list[str], job_keys: dict[str, bytes], stop: threading.Event) -> None:
+    """Take jobs from every simulated node's own queue (one BLPOP over all of them); like an agent, run only
+    allowed functions signed with the node's key."""
     queues = [Queue(keys.node_queue(node_id_for(h)), connection=client, serializer=JSONSerializer) for h in hostnames]
     prefix = len(Queue.redis_queue_namespace_prefix) + len("corral.node.")
     while not stop.is_set():
@@ -138,8 +148,14 @@ def consume_loop(client: redis.Redis, hostnames: list[str], stop: threading.Even
             continue
         job, queue = result
         node_id = queue.key[prefix:]
-        if job.func_name in jobs.ALLOWED:
+        signature = job.meta.get(job_signing.META_FIELD)
+        signed = job_signing.verify(
+            job_keys[node_id], signature, job.func_name, job.args, job.kwargs, job.id, job.origin
+        )
+        if job.func_name in jobs.ALLOWED and signed:
             answer(client, node_id, job.func_name, job.args[0])
+        else:
+            logger.warning("node %s: job %s (%s) refused: not allowed or not signed", node_id, job.id, job.func_name)
         # A plain DEL: the job was popped off its queue and no worker registered it anywhere, so RQ's
         # job.delete() (registries, dependents: several round trips) has nothing more to clean.
         client.delete(job.key)
@@ -151,11 +167,13 @@ def run_slice(manager_url: str, token: str, hostnames: list[str], interval: floa
     # Signals are taken with sigtimedwait below, never by a handler: a handler calling stop.set() while the
     # main thread sits in stop.wait() deadlocks on the Event's lock. Threads inherit the blocked mask.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-    redis_url = join_all(manager_url, token, hostnames, interval)
+    redis_url, job_keys = join_all(manager_url, token, hostnames, interval)
     client = redis.Redis.from_url(redis_url, max_connections=8)
     threads = [
         threading.Thread(target=heartbeat_loop, args=(client, hostnames, interval, stop), daemon=True),
-        threading.Thread(target=consume_loop, args=(redis.Redis.from_url(redis_url), hostnames, stop), daemon=True),
+        threading.Thread(
+            target=consume_loop, args=(redis.Redis.from_url(redis_url), hostnames, job_keys, stop), daemon=True
+        ),
     ]
     for t in threads:
         t.start()

@@ -54,9 +54,21 @@ class Node(BaseModel):
     status = IntegerField(default=int(NodeStatus.OFFLINE))  # last persisted NodeStatus
     registered_at = DateTimeField(default=utcnow)
     last_seen = DateTimeField(null=True)
+    # SHA-256 of the secret the agent presented at its first join; a join under this id must present it again.
+    secret_digest = CharField(max_length=64, null=True)
 
     class Meta:
         table_name = "node"
+
+
+class ManagerKey(BaseModel):
+    """Secrets every manager host shares through the database (several hosts on one PostgreSQL)."""
+
+    name = CharField(primary_key=True, max_length=64)
+    value = TextField()
+
+    class Meta:
+        table_name = "manager_key"
 
 
 class Template(BaseModel):
@@ -299,6 +311,7 @@ class BusinessEvent(BaseModel):
 
 ALL_MODELS = [
     Node,
+    ManagerKey,
     Template,
     Deployment,
     DeploymentTask,
@@ -313,5 +326,5 @@ ALL_MODELS = [
 ]
 """In creation order (foreign keys point backwards)."""
 
-ADDED_COLUMNS = [Node.labels, Node.api_labels]
+ADDED_COLUMNS = [Node.labels, Node.api_labels, Node.secret_digest]
 """Columns added after their table first shipped; init_db adds them to older databases."""

@@ -31,6 +31,9 @@ class JoinRequestSchema(_Wire):
     protocol = fields.Integer(required=True)
     version = fields.String(load_default="")
     facts = fields.Dict(keys=fields.String(), load_default=dict)
+    # Made by the agent at its first start; the manager keeps its digest and asks for it at every later join
+    # under this node id, so that nobody else (even with the join token) can take the node's place.
+    node_secret = fields.String(required=True, validate=validate.Length(min=16, max=128))
 
 
 class JoinResponseSchema(_Wire):
@@ -40,6 +43,7 @@ class JoinResponseSchema(_Wire):
     redis_url = fields.String(required=True)
     queue = fields.String(required=True)
     protocol = fields.Integer(required=True)
+    job_key = fields.String(required=True)  # hex key of this node's job signatures (shared.job_signing)
 
 
 class StartTaskSchema(_Wire):

@@ -26,7 +26,7 @@ from .components.image_fetch import SftpSettings
 from .components.manager import ComponentManager
 from .health import HealthServer
 from .heartbeat import HeartbeatThread
-from .identity import load_or_create_node_id
+from .identity import load_or_create_node_id, load_or_create_node_secret
 from .join import MAX_RETRY_SECONDS, join
 from .supervisor import Supervisor
 from .worker import AgentWorker, requeue_orphaned_jobs
@@ -57,6 +57,8 @@ class AgentSettings:
     token: Callable[[], str | None] = lambda: None
     redis_url: str | None = None
     """When set, the agent skips joining and works this Redis directly (tests, development)."""
+    job_key: bytes | None = None
+    """With redis_url: the key jobs must be signed with; None runs unsigned jobs (logged as a warning)."""
     labels: dict[str, str] = field(default_factory=dict)
     """Sent with the join as facts["labels"]; fleet task targets may name them as key=value."""
     docker_host: str | None = None
@@ -84,6 +86,8 @@ class Agent:
         self.settings = settings
         self.data_dir = Path(settings.data_dir)
         self.node_id = load_or_create_node_id(self.data_dir)
+        self.node_secret = load_or_create_node_secret(self.data_dir)
+        self.job_key: bytes | None = None  # from the join answer: only jobs signed with it run
         self.supervisor = Supervisor(self.data_dir, self.node_id, self._publish)
         self.commands = CommandRunner(self.data_dir, self.node_id, lambda: self.redis)
         self.components = ComponentManager(
@@ -151,6 +155,9 @@ class Agent:
 
     def _join(self) -> dict[str, Any] | None:
         if self.settings.redis_url:
+            self.job_key = self.settings.job_key
+            if self.job_key is None:
+                logger.warning("node %s: no manager, so no job key: jobs are not signature-checked", self.node_id)
             return {"redis_url": self.settings.redis_url, "queue": keys.node_queue(self.node_id)}
         request = {
             "node_id": self.node_id,
@@ -160,8 +167,11 @@ class Agent:
             "protocol": PROTOCOL_VERSION,
             "version": agent_version(),
             "facts": {**metrics.facts(self.settings.capacity), "labels": dict(self.settings.labels)},
+            "node_secret": self.node_secret,
         }
         answer = join(self.settings.manager_url, request, self.settings.token, self._stop)
+        if answer is not None:
+            self.job_key = bytes.fromhex(answer["job_key"])
         if answer is not None and answer["queue"] != keys.node_queue(self.node_id):
             logger.warning(
                 "node %s: manager named queue %s, working %s",
@@ -196,7 +206,7 @@ class Agent:
             self.joined = True
             name = f"{self.node_id}.{os.getpid()}" + (f".{self._generation}" if self._generation else "")
             self._generation += 1
-            worker = AgentWorker(self.node_id, connection=worker_redis, name=name)
+            worker = AgentWorker(self.node_id, connection=worker_redis, name=name, job_key=self.job_key)
             try:
                 worker.work(logging_level=None)
             except RedisError as exc:

@@ -1,10 +1,11 @@
-"""The node's identity: a uuid4 hex made once and kept in ``<data dir>/node-id``."""
+"""The node's identity: a uuid4 hex made once and kept in ``<data dir>/node-id``, and its join secret."""
 
 from __future__ import annotations
 
 import logging
 import os
 import re
+import secrets
 import uuid
 from pathlib import Path
 
@@ -38,3 +39,33 @@ def load_or_create_node_id(data_dir: Path) -> str:
         tmp.unlink(missing_ok=True)
     logger.info("node %s: new node id written to %s", node_id, path)
     return node_id
+
+
+NODE_SECRET_FILE = "node-secret"
+
+
+def load_or_create_node_secret(data_dir: Path) -> str:
+    """The secret this node proves itself with at every join, kept 0600 in ``data_dir``, made on first use.
+
+    The manager keeps its digest from the first join: whoever joins later under this node id must hold it.
+    """
+    path = Path(data_dir) / NODE_SECRET_FILE
+    try:
+        existing = path.read_text().strip()
+    except FileNotFoundError:
+        existing = ""
+    if existing:
+        return existing
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32)
+    tmp = path.with_name(f".{NODE_SECRET_FILE}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secret + "\n")
+    try:
+        os.link(tmp, path)  # another agent that made one meanwhile wins
+    except FileExistsError:
+        return load_or_create_node_secret(data_dir)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return secret

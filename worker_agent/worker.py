@@ -13,7 +13,7 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from shared import keys
+from shared import job_signing, keys
 from shared.jobs import ALLOWED
 
 logger = logging.getLogger(__name__)
@@ -30,12 +30,22 @@ class AllowlistedJob(Job):
     anything is imported, inside ``perform()``, so RQ records the refusal as the job's failure.
     """
 
+    job_key: bytes | None = None
+    """This node's job signing key (from the join answer); None only for an agent run on a bare Redis."""
+
     @property
     def func(self) -> Any:
         name = self.func_name
         if name not in ALLOWED or self.instance is not None:
             allowed = ", ".join(sorted(ALLOWED))
             raise ForbiddenJobError(f"job function {name!r} is not allowed on agents (allowed: {allowed})")
+        if self.job_key is not None and not job_signing.verify(
+            self.job_key, self.meta.get(job_signing.META_FIELD), name, self.args, self.kwargs, self.id, self.origin
+        ):
+            raise ForbiddenJobError(
+                f"job {self.id} ({name}) is not signed by the manager for this node: refused "
+                "(put on this queue by someone else, or altered)"
+            )
         return super().func
 
     # Callbacks are imported by name too; corral never sets them, so a job carrying one gets none.
@@ -57,8 +67,13 @@ class AgentWorker(SimpleWorker):
 
     job_class = AllowlistedJob
 
-    def __init__(self, node_id: str, connection: Redis, name: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, node_id: str, connection: Redis, name: str | None = None, job_key: bytes | None = None, **kwargs: Any
+    ) -> None:
         kwargs.setdefault("serializer", JSONSerializer)
+        if job_key is not None:
+            # A class of this worker's own: RQ makes jobs from the class, and only this node's key may sign them.
+            kwargs.setdefault("job_class", type("SignedJob", (AllowlistedJob,), {"job_key": job_key}))
         # Unique per process, so a restarted agent never clashes with the worker key of a dead predecessor.
         super().__init__(
             [keys.node_queue(node_id)],

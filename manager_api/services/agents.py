@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from shared import keys
+from shared import job_signing, keys
 from shared.defaults import PROTOCOL_VERSION
 
 from .. import db
 from ..config import Settings
 from ..errors import ApiError
 from ..models import Node, utcnow
-from . import audit, node_labels
+from . import audit, job_keys, node_labels
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,22 @@ def agent_redis_url(settings: Settings, request_host: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def _upsert_node(
+    node_id: str, fields: dict[str, Any], digest: str, agent_labels: dict[str, str], api_labels_text: str | None
+) -> None:
+    """Insert or refresh the node row of a join whose secret was accepted (inside the caller's transaction)."""
+    # The first join (or the first since node secrets exist) sets the secret every later join must present.
+    values = {**fields, "secret_digest": digest}
+    # The API's labels outlive the join: the agent only knows its own.
+    api_labels = node_labels.loads(api_labels_text)
+    values["labels"] = node_labels.dumps(node_labels.effective(agent_labels, api_labels))
+    (
+        Node.insert(id=node_id, registered_at=utcnow(), **values)
+        .on_conflict(conflict_target=[Node.id], update={getattr(Node, k): v for k, v in values.items()})
+        .execute()
+    )
+
+
 def join(settings: Settings, data: dict[str, Any], request_host: str, actor: str) -> dict[str, Any]:
     """Upsert the node of a joining agent; returns the JoinResponseSchema data."""
     node_id = data["node_id"]
@@ -57,22 +74,29 @@ def join(settings: Settings, data: dict[str, Any], request_host: str, actor: str
         "version": data.get("version") or "",
     }
     agent_labels = node_labels.valid_agent_labels(node_id, (data.get("facts") or {}).get("labels"))
+    digest = job_signing.secret_digest(data["node_secret"])
     with db.write_transaction():
-        row = Node.select(Node.api_labels).where(Node.id == node_id).tuples().first()
+        row = Node.select(Node.api_labels, Node.secret_digest).where(Node.id == node_id).tuples().first()
         known = row is not None
-        # The API's labels outlive the join: the agent only knows its own.
-        api_labels = node_labels.loads(row[0] if row else None)
-        fields["labels"] = node_labels.dumps(node_labels.effective(agent_labels, api_labels))
-        (
-            Node.insert(id=node_id, registered_at=utcnow(), **fields)
-            .on_conflict(conflict_target=[Node.id], update={getattr(Node, k): v for k, v in fields.items()})
-            .execute()
+        refused = row is not None and bool(row[1]) and not hmac.compare_digest(row[1], digest)
+        if refused:
+            # Committed, not rolled back with the refusal: who tried to take a node's place is worth keeping.
+            audit.record(actor, "node.join_refused", node_id, {"hostname": data["hostname"], "ip": data["ip"]})
+        else:
+            _upsert_node(node_id, fields, digest, agent_labels, row[0] if row else None)
+            audit.record(actor, "node.join", node_id, {"hostname": data["hostname"], "ip": data["ip"], "known": known})
+    if refused:
+        logger.warning("node %s: join refused, wrong node secret (from %s, %s)", node_id, data["hostname"], data["ip"])
+        raise ApiError(
+            403,
+            f"node_secret: node {node_id} is registered with another secret; an agent that lost its data "
+            "directory joins as a new node",
         )
-        audit.record(actor, "node.join", node_id, {"hostname": data["hostname"], "ip": data["ip"], "known": known})
     logger.info("node %s (%s, %s) %s", node_id, data["hostname"], data["ip"], "re-joined" if known else "joined")
     return {
         "node_id": node_id,
         "redis_url": redis_url,
         "queue": keys.node_queue(node_id),
         "protocol": PROTOCOL_VERSION,
+        "job_key": job_keys.node_key(node_id).hex(),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -11,7 +12,7 @@ from redis.client import Pipeline
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from shared import defaults, jobs, keys
+from shared import defaults, job_signing, jobs, keys
 from shared.messages import (
     CancelCommandSchema,
     ComponentSpecSchema,
@@ -21,6 +22,8 @@ from shared.messages import (
     StopTasksSchema,
     dump,
 )
+
+from . import job_keys
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +36,16 @@ def node_queue(redis: Redis, node_id: str) -> Queue:
 def _enqueue(
     redis: Redis, node_id: str, function: str, body: dict[str, Any], description: str, pipeline: Pipeline | None = None
 ) -> str:
-    """Enqueue ``function`` by name with one validated dict argument on ``node_id``'s queue; returns the job id."""
-    job = node_queue(redis, node_id).enqueue(
+    """Enqueue ``function`` by name with one validated dict argument on ``node_id``'s queue, signed with the
+    node's key (the agent refuses anything else); returns the job id."""
+    queue = node_queue(redis, node_id)
+    job_id = str(uuid.uuid4())
+    signature = job_signing.sign(job_keys.node_key(node_id), function, [body], {}, job_id, queue.name)
+    job = queue.enqueue(
         function,
         args=(body,),
+        job_id=job_id,
+        meta={job_signing.META_FIELD: signature},
         description=description,
         result_ttl=defaults.JOB_RESULT_TTL,
         failure_ttl=defaults.JOB_FAILURE_TTL,

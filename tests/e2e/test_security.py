@@ -73,7 +73,14 @@ def test_agents_get_a_redis_user_that_cannot_administer_redis(tmp_path: Path) ->
         token = (manager.db_path.parent / "join-token").read_text().strip()
         joined = requests.post(
             manager.url + api.JOIN_PATH,
-            json={"node_id": "n-1", "hostname": "n-1", "ip": "127.0.0.1", "interval": 5, "protocol": PROTOCOL_VERSION},
+            json={
+                "node_id": "n-1",
+                "hostname": "n-1",
+                "ip": "127.0.0.1",
+                "interval": 5,
+                "protocol": PROTOCOL_VERSION,
+                "node_secret": "secret-of-n-1-in-this-test",
+            },
             headers={"Authorization": f"Bearer {token}"},
             timeout=10,
         )

@@ -70,6 +70,11 @@ def answer(response: TestResponse, expect: int = 200) -> dict[str, Any]:
     return result
 
 
+def node_secret(node_id: str) -> str:
+    """The secret the tests' agent of ``node_id`` joins with."""
+    return f"secret-of-node-{node_id}"
+
+
 def join(
     client: FlaskClient,
     node_id: str,
@@ -78,7 +83,7 @@ def join(
     interval: float = 5.0,
     facts: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Join a node through the API the way an agent does."""
+    """Join a node through the API the way an agent does (with the node's secret, see node_secret)."""
     body = {
         "node_id": node_id,
         "hostname": hostname,
@@ -86,6 +91,7 @@ def join(
         "interval": interval,
         "protocol": PROTOCOL_VERSION,
         "facts": facts or {},
+        "node_secret": node_secret(node_id),
     }
     return answer(client.post(JOIN_PATH, json=body, headers=bearer(JOIN_TOKEN)))
 

@@ -19,15 +19,19 @@ from tests.support import wait_until
 
 from .conftest import JOIN_TOKEN, beat, join
 
+SECRET = "a-node-secret-long-enough"
+
 
 def test_join_upserts_node_and_answers_queue(client: FlaskClient, redis_url: str) -> None:
     answer = join(client, "a" * 32, "web-01", "10.0.0.5", interval=2)
+    job_key = answer.pop("job_key")
     assert answer == {
         "node_id": "a" * 32,
         "redis_url": redis_url,
         "queue": keys.node_queue("a" * 32),
         "protocol": PROTOCOL_VERSION,
     }
+    assert len(bytes.fromhex(job_key)) == 32
     join(client, "a" * 32, "web-01-renamed", "10.0.0.6")
     node = Node.get_by_id("a" * 32)
     assert (node.hostname, node.ip, Node.select().count()) == ("web-01-renamed", "10.0.0.6", 1)
@@ -35,7 +39,14 @@ def test_join_upserts_node_and_answers_queue(client: FlaskClient, redis_url: str
 
 
 def test_join_needs_the_join_token(client: FlaskClient) -> None:
-    body = {"node_id": "n1", "hostname": "h", "ip": "1.2.3.4", "interval": 5, "protocol": PROTOCOL_VERSION}
+    body = {
+        "node_id": "n1",
+        "hostname": "h",
+        "ip": "1.2.3.4",
+        "interval": 5,
+        "protocol": PROTOCOL_VERSION,
+        "node_secret": SECRET,
+    }
     for headers in ({}, bearer("wrong"), bearer("")):
         response = client.post(JOIN_PATH, json=body, headers=headers)
         assert response.status_code == 401 and "error" in response.get_json()
@@ -45,18 +56,34 @@ def test_join_needs_the_join_token(client: FlaskClient) -> None:
 def test_join_token_is_not_the_api_token(settings: Settings) -> None:
     app = create_app(replace(settings, api_token="api-token"))
     client = app.test_client()
-    body = {"node_id": "n1", "hostname": "h", "ip": "1.2.3.4", "interval": 5, "protocol": PROTOCOL_VERSION}
+    body = {
+        "node_id": "n1",
+        "hostname": "h",
+        "ip": "1.2.3.4",
+        "interval": 5,
+        "protocol": PROTOCOL_VERSION,
+        "node_secret": SECRET,
+    }
     assert client.post(JOIN_PATH, json=body, headers=bearer("api-token")).status_code == 401
     assert client.post(JOIN_PATH, json=body, headers=bearer(JOIN_TOKEN)).status_code == 200
     app.extensions["corral"].redis.close()
 
 
 def test_join_bad_bodies(client: FlaskClient) -> None:
-    good = {"node_id": "n1", "hostname": "h", "ip": "1.2.3.4", "interval": 5, "protocol": PROTOCOL_VERSION}
+    good = {
+        "node_id": "n1",
+        "hostname": "h",
+        "ip": "1.2.3.4",
+        "interval": 5,
+        "protocol": PROTOCOL_VERSION,
+        "node_secret": SECRET,
+    }
     for broken in (
         {**good, "node_id": ""},
         {**good, "interval": "fast"},
         {k: v for k, v in good.items() if k != "ip"},
+        {k: v for k, v in good.items() if k != "node_secret"},
+        {**good, "node_secret": "short"},
     ):
         response = client.post(JOIN_PATH, data=json.dumps(broken), headers=bearer(JOIN_TOKEN))
         assert response.status_code == 400, broken
@@ -68,7 +95,14 @@ def test_join_bad_bodies(client: FlaskClient) -> None:
 def test_private_redis_url_uses_the_host_the_agent_called(settings: Settings) -> None:
     app = create_app(replace(settings, redis_url=settings.redis_url, private_redis=True))
     client = app.test_client()
-    body = {"node_id": "n1", "hostname": "h", "ip": "1.2.3.4", "interval": 5, "protocol": PROTOCOL_VERSION}
+    body = {
+        "node_id": "n1",
+        "hostname": "h",
+        "ip": "1.2.3.4",
+        "interval": 5,
+        "protocol": PROTOCOL_VERSION,
+        "node_secret": SECRET,
+    }
     response = client.post(JOIN_PATH, json=body, headers=bearer(JOIN_TOKEN), base_url="http://192.168.7.7:8080")
     port = redis_lib.Redis.from_url(settings.redis_url or "").connection_pool.connection_kwargs["port"]
     assert response.get_json()["redis_url"] == f"redis://192.168.7.7:{port}/0"
@@ -121,3 +155,25 @@ def test_node_list_with_1000_nodes_reads_each_one_right(client: FlaskClient, red
 
 def test_healthz(client: FlaskClient, tmp_path: Path) -> None:
     assert client.get("/healthz").get_json() == {"status": "ok"}
+
+
+def test_a_node_id_is_bound_to_the_secret_of_its_first_join(client: FlaskClient) -> None:
+    """Nobody holding only the join token can take a registered node's place (and its job key)."""
+    body = {"node_id": "n1", "hostname": "h", "ip": "1.2.3.4", "interval": 5, "protocol": PROTOCOL_VERSION}
+    first = client.post(JOIN_PATH, json={**body, "node_secret": SECRET}, headers=bearer(JOIN_TOKEN))
+    assert first.status_code == 200
+    again = client.post(JOIN_PATH, json={**body, "node_secret": SECRET}, headers=bearer(JOIN_TOKEN))
+    assert again.status_code == 200 and again.get_json()["job_key"] == first.get_json()["job_key"]
+
+    impostor = client.post(
+        JOIN_PATH, json={**body, "ip": "6.6.6.6", "node_secret": "not-the-node-secret"}, headers=bearer(JOIN_TOKEN)
+    )
+    assert impostor.status_code == 403
+    assert impostor.get_json()["error"].startswith("node_secret: node n1 is registered with another secret")
+    assert "job_key" not in impostor.get_json()
+    assert Node.get_by_id("n1").ip == "1.2.3.4"
+    refused = AuditLog.get(AuditLog.action == "node.join_refused")
+    assert refused.target == "n1" and "6.6.6.6" in refused.detail
+
+    other = client.post(JOIN_PATH, json={**body, "node_id": "n2", "node_secret": SECRET}, headers=bearer(JOIN_TOKEN))
+    assert other.get_json()["job_key"] != first.get_json()["job_key"]  # one key per node

@@ -132,6 +132,7 @@ def test_serves_stops_cleanly_and_keeps_its_data(manager: Manager, dirs: tuple[P
             "ip": "127.0.0.1",
             "interval": 5,
             "protocol": PROTOCOL_VERSION,
+            "node_secret": "secret-of-n1-in-this-test",
         },
     )
     assert joined.status_code == 200

@@ -19,7 +19,7 @@ import redis as redis_lib
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from shared import events, keys
+from shared import events, job_signing, keys
 from tests.e2e.harness import Manager, isolated_env
 from tests.support import wait_until
 from worker_agent import commands as commands_module
@@ -163,10 +163,10 @@ def node_queue(redis: redis_lib.Redis, node_id: str) -> Queue:
     return Queue(keys.node_queue(node_id), connection=redis, serializer=JSONSerializer)
 
 
-def run_jobs(redis: redis_lib.Redis, node_id: str) -> AgentWorker:
+def run_jobs(redis: redis_lib.Redis, node_id: str, job_key: bytes | None = None) -> AgentWorker:
     """Work the node queue in burst mode in-process, then give pytest its signal handlers back."""
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    worker = AgentWorker(node_id, connection=redis)
+    worker = AgentWorker(node_id, connection=redis, job_key=job_key)
     try:
         worker.work(burst=True)
     finally:
@@ -196,6 +196,12 @@ class ManagerProcess(Manager):
     def rejected(self) -> int:
         """How many joins the manager refused for a bad token (its own log says so)."""
         return self.output().count("refused: bad join token")
+
+    def job_key(self, node_id: str) -> bytes:
+        """The key the manager signs ``node_id``'s jobs with (its master key is in its database)."""
+        with contextlib.closing(sqlite3.connect(self.db_path)) as db:
+            (master,) = db.execute("SELECT value FROM manager_key WHERE name = 'job-signing'").fetchone()
+        return job_signing.node_key(bytes.fromhex(master), node_id)
 
     def nodes(self) -> dict[str, dict[str, Any]]:
         """The node rows of the manager's database by id, facts parsed."""

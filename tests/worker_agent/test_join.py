@@ -28,6 +28,7 @@ def join_request(node_id: str) -> dict:
         "protocol": PROTOCOL_VERSION,
         "version": "test",
         "facts": {"os": "Linux"},
+        "node_secret": f"secret-of-{node_id}",
     }
 
 
@@ -49,6 +50,7 @@ def test_join_retries_a_rejected_token_until_the_right_one_appears(
 
     assert presented == ["wrong-token", "wrong-token", manager.token]
     wait_until(lambda: manager.rejected() == 2, what="the manager to log both refusals")
+    assert bytes.fromhex(answer.pop("job_key"))
     assert answer == {
         "node_id": node_id,
         "redis_url": redis_url,

@@ -10,8 +10,8 @@ from rq.job import JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
+from shared import job_signing, keys
 from shared import jobs as job_names
-from shared import keys
 from tests.support import pid_alive, wait_until
 from tests.worker_agent.conftest import node_queue, run_jobs, start_payload, task_events
 from worker_agent.supervisor import Supervisor
@@ -34,6 +34,37 @@ def test_a_job_outside_the_allowlist_fails_without_running(
     assert not marker.exists()
     assert allowed.get_status() == JobStatus.FINISHED
     assert allowed.return_value()["started"] is True
+
+
+def test_with_a_job_key_only_jobs_the_manager_signed_for_this_node_run(
+    redis_client: redis_lib.Redis, node_id: str, supervisor: Supervisor
+) -> None:
+    """Another node could push jobs onto this queue: unsigned, foreign-signed and altered ones are refused."""
+    master = b"m" * 32
+    mine, other = job_signing.node_key(master, node_id), job_signing.node_key(master, "another-node")
+    queue = node_queue(redis_client, node_id)
+
+    def signed(key: bytes, task_id: str, tamper: bool = False) -> object:
+        payload = start_payload(task_id, "true")
+        job_id = f"job-{task_id}"
+        signature = job_signing.sign(key, job_names.START_TASK, [payload], {}, job_id, queue.name)
+        if tamper:
+            payload = start_payload(task_id, "echo tampered")
+        return queue.enqueue(job_names.START_TASK, payload, job_id=job_id, meta={job_signing.META_FIELD: signature})
+
+    good = signed(mine, "t-good")
+    unsigned = queue.enqueue(job_names.START_TASK, start_payload("t-unsigned", "true"))
+    foreign = signed(other, "t-foreign")
+    altered = signed(mine, "t-altered", tamper=True)
+
+    run_jobs(redis_client, node_id, job_key=mine)
+
+    assert good.get_status() == JobStatus.FINISHED and good.return_value()["started"] is True
+    for refused in (unsigned, foreign, altered):
+        assert refused.get_status() == JobStatus.FAILED
+        result = refused.latest_result()
+        assert result is not None and "not signed by the manager for this node" in (result.exc_string or "")
+    assert {e["task_id"] for e in task_events(redis_client)} <= {"t-good"}  # nothing of the refused ones ran
 
 
 def test_a_job_with_a_callback_never_imports_it(

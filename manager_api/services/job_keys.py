@@ -1,0 +1,36 @@
+"""The key the manager signs node jobs with (shared.job_signing): made once, kept in the database so that
+every manager host and gunicorn worker signs alike, read once per process."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+
+from shared import job_signing
+
+from ..db import database
+from ..models import ManagerKey
+
+MASTER_KEY_NAME = "job-signing"
+
+_lock = threading.Lock()
+_masters: dict[str, bytes] = {}  # database name -> master key
+
+
+def master_key() -> bytes:
+    """The job signing master key of this database, made the first time it is asked for."""
+    name = str(database.obj.database)
+    key = _masters.get(name)
+    if key is not None:
+        return key
+    with _lock:
+        # Insert-or-ignore then read: two manager hosts starting together agree on the first one written.
+        ManagerKey.insert(name=MASTER_KEY_NAME, value=secrets.token_hex(32)).on_conflict_ignore().execute()
+        value = ManagerKey.get_by_id(MASTER_KEY_NAME).value
+        key = _masters[name] = bytes.fromhex(value)
+    return key
+
+
+def node_key(node_id: str) -> bytes:
+    """The key that signs ``node_id``'s jobs (handed to its agent in the join answer)."""
+    return job_signing.node_key(master_key(), node_id)
