@@ -1,4 +1,5 @@
-"""The RQ worker of an agent: one node queue, JSON payloads, and only the allowed job functions."""
+"""The RQ worker of an agent: one node queue, JSON payloads, only the allowed job functions, and only jobs
+the manager signed for this node."""
 
 from __future__ import annotations
 
@@ -24,10 +25,11 @@ class ForbiddenJobError(Exception):
 
 
 class AllowlistedJob(Job):
-    """A Job that resolves its function only if shared.jobs.ALLOWED names it, and never imports callbacks.
+    """A Job that resolves its function only if shared.jobs.ALLOWED names it and, given a ``job_key``, only
+    if the manager signed it for this node (shared.job_signing); it never imports callbacks.
 
-    RQ alone would ``import_attribute`` whatever a job names (``os.system``...): the check happens before
-    anything is imported, inside ``perform()``, so RQ records the refusal as the job's failure.
+    RQ alone would ``import_attribute`` whatever a job names (``os.system``...): the checks happen before
+    anything is imported, inside ``perform()``, so RQ records a refusal as the job's failure.
     """
 
     job_key: bytes | None = None
