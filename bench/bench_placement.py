@@ -3,6 +3,10 @@
 The nodes are rows of a temporary SQLite database (facts, labels) with heartbeats in a private
 redis-server, and 3,000 components of earlier businesses already hold reservations on them, so the
 measured step reads what a real deploy reads. Target: p99 under 50 ms.
+Scenarios: "cold" with the scheduler's per-process caches emptied (a manager just started); "beaten"
+right after every node wrote a new heartbeat to Redis (the usual case: nodes heartbeat every 5 s), which
+also finds this process's CPU caches cold as an idle worker's would be; the rest (load_nodes, plan,
+load+plan) with nothing changed since the placement before.
 Usage: .venv/bin/python bench/bench_placement.py [--nodes 1000] [--runs 300] [--no-freeze]
 """
 
@@ -73,8 +77,13 @@ def populate(count: int, client: redis.Redis) -> None:
         ]
         for start in range(0, len(components), 200):
             BusinessComponent.insert_many(components[start : start + 200]).execute()
+    beat_all(count, client, 0)
+
+
+def beat_all(count: int, client: redis.Redis, round_: int) -> None:
+    """A new heartbeat from every node (new time, new live CPU figure), as 5 s on in production."""
     for i in range(count):
-        heartbeat.write(client, f"node{i:05d}", {"interval": 600, "cpu_usage_percent": i % 100})
+        heartbeat.write(client, f"node{i:05d}", {"interval": 600, "cpu_usage_percent": (i + round_) % 100})
 
 
 def demands() -> list[Demand]:
@@ -103,14 +112,15 @@ def main() -> int:
             if not args.no_freeze:
                 gc.freeze()  # as manager_api/wsgi.py does once a worker has started
             load_samples, plan_samples, total_samples, cold_samples, beaten_samples = [], [], [], [], []
-            for _ in range(args.runs):
+            for run in range(args.runs):
                 # Cold: as after a manager start, or when every node changed since the last placement.
                 business_placement.forget()
                 t0 = time.perf_counter()
                 plan(load_nodes(client, 3), wanted)
                 cold_samples.append(time.perf_counter() - t0)
-                # Beaten: every node heartbeated since the last placement (the usual case a few seconds on).
-                business_placement._built.clear()
+                # Beaten: every node heartbeated since the last placement (the usual case a few seconds on);
+                # the heartbeats are really written, untimed, so no cache of the scheduler is bypassed.
+                beat_all(args.nodes, client, run + 1)
                 t0 = time.perf_counter()
                 plan(load_nodes(client, 3), wanted)
                 beaten_samples.append(time.perf_counter() - t0)
@@ -143,10 +153,12 @@ def main() -> int:
     ):
         print(f"  {name:<10} p50 {ms(pct(samples, 0.5)):>9}   p99 {ms(pct(samples, 0.99)):>9}")
     print("  (cold: load+plan with the per-process node caches emptied first, as after a restart;")
-    print("   beaten: every node's heartbeat new since the last placement, its facts and labels known)")
-    p99 = pct(total_samples, 0.99)
+    print("   beaten: every node's heartbeat rewritten in Redis since the last placement, facts and labels as")
+    print("   before; load_nodes/plan/load+plan: nothing changed since the last placement)")
+    # Judged on the worse of warm and beaten: beaten is what a deploy usually meets in production.
+    p99 = max(pct(total_samples, 0.99), pct(beaten_samples, 0.99))
     verdict = "meets" if p99 < TARGET_P99 else "MISSES"
-    print(f"load+plan p99 {ms(p99)} {verdict} the {ms(TARGET_P99)} target")
+    print(f"placement p99 (worse of load+plan and beaten) {ms(p99)} {verdict} the {ms(TARGET_P99)} target")
     return 0 if p99 < TARGET_P99 else 1
 
 

@@ -351,7 +351,7 @@ def reservations(exclude_business_id: str | None = None) -> dict[str, tuple[floa
         # up and sorts them by node) but the covering (node, status, desired, cpu, memory, gpus) index,
         # read alone and already in node order; 5 ms -> 2.5 ms at 3,000 components.
         BusinessComponent.status.concat("").in_(ACTIVE_COMPONENT_STATES),
-        BusinessComponent.desired != REMOVED,
+        # A component an update removed holds its node until the node confirms the stop (the row goes then).
     )
     if exclude_business_id is not None:
         query = query.where(BusinessComponent.business != exclude_business_id)
@@ -362,14 +362,18 @@ def reservations(exclude_business_id: str | None = None) -> dict[str, tuple[floa
 
 # Placement may run many times a second over thousands of nodes whose facts change only at a join and
 # whose reservations and heartbeats change far less often than that: each process keeps the last
-# NodeCapacity it built per node with everything it was built from, and reuses it while that is unchanged.
+# NodeCapacity it built per node with everything it was built from (hostname, facts text, labels text,
+# reservation, raw heartbeat summary), and reuses it while that is unchanged. Those inputs are read afresh
+# by every placement and compared, never trusted from an earlier one, so a change made by another worker
+# process (a label PUT, a rejoin with new facts, a reservation) is seen by the next placement in this one.
 _built: dict[str, tuple[tuple[Any, ...], heartbeat.Summary | None, NodeCapacity]] = {}
 
 NOTHING_HELD = (0.0, 0, 0)
 
 
-# Every heartbeat changes a node's inputs above, so a placement a few seconds after the last one rebuilds
-# nearly every node: what only a join or a label change alters is kept apart, by its text.
+# Nodes heartbeat every few seconds, so a placement a few seconds after the last one finds nearly every
+# heartbeat new: what only a join or a label change alters (parsed labels and capacity) is then taken from
+# the node's last NodeCapacity when its texts are unchanged, and else parsed once per distinct text.
 TEXT_CACHE_SIZE = 16384
 
 
@@ -392,24 +396,6 @@ def forget() -> None:
     _capacity.cache_clear()
 
 
-def _build(node_id: str, inputs: tuple[Any, ...], beat: heartbeat.Summary | None, online: bool) -> NodeCapacity:
-    hostname, facts_text, labels_text, (cpu_held, memory_held, gpus_held), _ = inputs
-    cpu, memory, gpus = _capacity(facts_text)
-    return NodeCapacity(
-        node_id=node_id,
-        hostname=hostname,
-        online=online,
-        labels=_labels(labels_text),
-        cpu_cores=cpu,
-        memory_mb=memory,
-        gpus=gpus,
-        cpu_reserved=cpu_held,
-        memory_reserved=memory_held,
-        gpus_reserved=gpus_held,
-        cpu_usage_percent=beat.cpu_usage_percent if beat is not None else 0.0,
-    )
-
-
 def load_nodes(
     redis: Redis, offline_after_intervals: int, exclude_business_id: str | None = None
 ) -> list[NodeCapacity]:
@@ -423,19 +409,41 @@ def load_nodes(
     rows = database.execute(query).fetchall()
     held = reservations(exclude_business_id)
     now, summaries = heartbeat.read_raw_summaries(redis)
+    built = _built
     out = []
     for node_id, hostname, facts_text, labels_text in rows:
         inputs = (hostname, facts_text, labels_text, held.get(node_id, NOTHING_HELD), summaries.get(node_id.encode()))
-        cached = _built.get(node_id)
-        if cached is None or cached[0] != inputs:
+        cached = built.get(node_id)
+        if cached is not None and cached[0] == inputs:
+            beat, node = cached[1], cached[2]
+            online = beat is not None and beat.online(now, offline_after_intervals)
+            if online != node.online:  # the same heartbeat, grown old (or the setting changed)
+                node = node._replace(online=online)
+                built[node_id] = (inputs, beat, node)
+        else:
             raw = inputs[4]
             beat = heartbeat.parse_summary(raw) if raw is not None else None
             online = beat is not None and beat.online(now, offline_after_intervals)
-            cached = _built[node_id] = (inputs, beat, _build(node_id, inputs, beat, online))
-        else:
-            beat = cached[1]
-            online = beat is not None and beat.online(now, offline_after_intervals)
-            if online != cached[2].online:  # the same heartbeat, grown old (or the setting changed)
-                cached = _built[node_id] = (inputs, beat, cached[2]._replace(online=online))
-        out.append(cached[2])
+            if cached is not None and cached[0][1] == facts_text and cached[0][2] == labels_text:
+                # Only the heartbeat, the reservation or the hostname changed (the usual case): the
+                # parsed facts and labels of the last NodeCapacity still hold.
+                last = cached[2]
+                labels, cpu, memory, gpus = last.labels, last.cpu_cores, last.memory_mb, last.gpus
+            else:
+                labels = _labels(labels_text)
+                cpu, memory, gpus = _capacity(facts_text)
+            cpu_held, memory_held, gpus_held = inputs[3]
+            cpu_usage = beat.cpu_usage_percent if beat is not None else 0.0
+            node = NodeCapacity(
+                node_id, hostname, online, labels, cpu, memory, gpus, cpu_held, memory_held, gpus_held, cpu_usage
+            )
+            built[node_id] = (inputs, beat, node)
+        out.append(node)
+    if len(built) > len(out):  # nodes were deleted: do not keep them for the life of the process
+        present = {node.node_id for node in out}
+        # list() and pop(): other threads of this worker may place at the same time. An entry one of
+        # them dropped or wrote from older rows only costs a rebuild: every entry is checked before use.
+        for node_id in list(built):
+            if node_id not in present:
+                built.pop(node_id, None)
     return out
