@@ -63,6 +63,7 @@ def register_nodes(
             "interval": 60.0,
             "protocol": PROTOCOL_VERSION,
             "facts": dict(facts or {}),
+            "node_secret": uuid.uuid4().hex,
         }
         answer = session.post(manager.url + api.JOIN_PATH, json=body, headers=api.bearer(token))
         answer.raise_for_status()

@@ -19,7 +19,7 @@ from .. import db
 from ..errors import ApiError
 from ..models import Business, BusinessComponent, Node
 from . import audit, node_labels
-from .business_placement import ACTIVE_COMPONENT_STATES, REMOVED, capacity_from_facts, reservations
+from .business_placement import ACTIVE_COMPONENT_STATES, capacity_from_facts, reservations
 from .serialize import from_unix, iso
 
 logger = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def _components_on(node_id: str) -> list[dict[str, Any]]:
             "pid": c.pid,
             "container_id": c.container_id,
             # What it holds on this node: nothing once it ended or an update dropped it.
-            "reserves": c.status in ACTIVE_COMPONENT_STATES and c.desired != REMOVED,
+            "reserves": c.status in ACTIVE_COMPONENT_STATES,
             "requested": _resources(c.cpu_cores, c.memory_mb, c.gpus),
             "updated_at": iso(c.updated_at),
         }

@@ -206,7 +206,8 @@ def test_load_nodes_reads_facts_labels_reservations_and_liveness(
     _component(one, "db", "n1", cpu_cores=2, memory_mb=2000, status="starting")
     _component(one, "gone", "n1", cpu_cores=4, memory_mb=4000, status="failed")  # holds nothing
     _component(one, "old", "n1", cpu_cores=4, memory_mb=4000, status="stopped")  # holds nothing
-    _component(one, "dropped", "n1", cpu_cores=4, memory_mb=4000, status="stopping", desired="removed")
+    # Removed by an update, still stopping: it holds its node until the stop is confirmed.
+    _component(one, "dropped", "n1", cpu_cores=1, memory_mb=1000, status="stopping", desired="removed")
     _component(two, "api", "n1", cpu_cores=0.5, memory_mb=24, status="pending")
     _component(two, "api2", "n2", cpu_cores=1, memory_mb=512, status="running")
 
@@ -215,7 +216,7 @@ def test_load_nodes_reads_facts_labels_reservations_and_liveness(
     assert (n1.online, n2.online, n1.hostname) == (True, False, "h1")
     assert dict(n1.labels) == {"zone": "b", "role": "db", "gpu": "a100"}
     assert (n1.cpu_cores, n1.memory_mb, n1.gpus, n1.cpu_usage_percent) == (8.0, 16384, 2, 37.0)
-    assert (n1.cpu_reserved, n1.memory_reserved, n1.gpus_reserved) == (4.0, 3024, 1)
+    assert (n1.cpu_reserved, n1.memory_reserved, n1.gpus_reserved) == (5.0, 4024, 1)
     assert (n2.cpu_reserved, n2.memory_reserved) == (1.0, 512)
 
     # A business being replaced gives its reservations back to its own re-plan.
@@ -223,7 +224,7 @@ def test_load_nodes_reads_facts_labels_reservations_and_liveness(
     assert (by_id["n1"].cpu_reserved, by_id["n1"].memory_reserved, by_id["n1"].gpus_reserved) == (0.5, 24, 0)
 
     # And end to end: only n1 is online, and a request bigger than what is left there is refused.
-    result = plan(load_nodes(redis_client, 3), [Demand("x", cpu_cores=4), Demand("y", cpu_cores=4.5)])
+    result = plan(load_nodes(redis_client, 3), [Demand("x", cpu_cores=3), Demand("y", cpu_cores=4.5)])
     assert where(result) == {"x": "n1"}
     assert result.rejections == {"y": ["h1: cpu 0 cores free < 4.5 cores", "h2: offline"]}
 

@@ -86,13 +86,14 @@ def test_detail_lists_the_components_placed_on_the_node(client: FlaskClient, red
     _place("b2", "cache", "n2", "running", cpu_cores=1, memory_mb=256)
 
     node = node_of(client, "n1")
-    assert node["id"] == "n1" and node["reserved"] == {"cpu_cores": 1.0, "memory_mb": 256, "gpus": 0}
+    # The removed component still holds its share until its node confirms the stop.
+    assert node["id"] == "n1" and node["reserved"] == {"cpu_cores": 2.0, "memory_mb": 512, "gpus": 0}
     assert [(c["business_id"], c["component_id"]) for c in node["components"]] == [("b1", "api"), ("b1", "gone")]
     api, gone = node["components"]
     assert api["business_name"] == "name-b1" and api["status"] == "running" and api["generation"] == 3
     assert api["pid"] == 4242 and api["reserves"] is True
     assert api["requested"] == {"cpu_cores": 1.0, "memory_mb": 256, "gpus": 0}
-    assert (gone["desired"], gone["reserves"]) == ("removed", False)
+    assert (gone["desired"], gone["reserves"]) == ("removed", True)
 
     for unknown in ("nope", "x" * 200):
         response = client.get(f"/api/nodes/{unknown}")
