@@ -113,14 +113,20 @@ def test_agents_get_a_redis_user_that_cannot_administer_redis(tmp_path: Path) ->
         # A real agent works its queue through that user.
         agent = Agent(tmp_path, env, manager, "real-1", 0.5)
         agent.start()
-        wait_until(
-            lambda: [n for n in manager.get("/api/task/node").json()["nodes"] if n["hostname"] == "real-1"],
-            timeout=20,
-            what="the agent online",
-        )
-        ran = manager.post("/api/tasks?wait=20", {"name": "t", "command": "echo hi", "targets": ["real-1"]})
-        assert ran.status_code in (200, 201) and ran.json()["status"] == "completed", ran.text
-        assert agent.terminate() == 0
+        try:
+            wait_until(
+                lambda: [
+                    n
+                    for n in manager.get("/api/task/node").json()["nodes"]
+                    if n["hostname"] == "real-1" and n["status"] == 0
+                ],
+                timeout=20,
+                what="the agent online",
+            )
+            ran = manager.post("/api/tasks?wait=20", {"name": "t", "command": "echo hi", "targets": ["real-1"]})
+            assert ran.status_code in (200, 201) and ran.json()["status"] == "completed", ran.text
+        finally:
+            assert agent.terminate() == 0
     finally:
         assert manager.terminate() == 0
     assert manager_password not in manager.output()
