@@ -208,7 +208,7 @@ class Duties:
 
     # -- the lock -------------------------------------------------------------------------------
     def _hold_lock(self) -> bool:
-        held = bool(self.redis.eval(_LOCK_SCRIPT, 1, keys.DUTIES_LOCK, self.lock_token, LOCK_TTL_MS))
+        held = bool(self.redis.eval(_LOCK_SCRIPT, 1, keys.DUTIES_LOCK, self.lock_token, str(LOCK_TTL_MS)))
         if held != self._holding:
             if held:
                 logger.info("duties lock %s taken by %s", keys.DUTIES_LOCK, self.lock_token)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from peewee import (
+    AutoField,
     BooleanField,
     CharField,
     DateTimeField,
@@ -74,6 +75,7 @@ class ManagerKey(BaseModel):
 class Template(BaseModel):
     """A business template: named task groups, stored exactly as posted."""
 
+    id = AutoField()  # peewee's implicit key, spelled out for type checkers
     name = CharField(max_length=255, unique=True)
     spec = TextField()  # JSON list of task groups, commands raw (with any host pin)
     created_at = DateTimeField(default=utcnow)
@@ -87,6 +89,7 @@ class Deployment(BaseModel):
 
     id = CharField(primary_key=True, max_length=64)
     template = ForeignKeyField(Template, backref="deployments", on_delete="RESTRICT")
+    template_id: int  # the key column peewee reads without a join
     template_name = CharField(max_length=255)
     state = CharField(max_length=16, default=DeploymentState.PENDING.value, index=True)
     created_at = DateTimeField(default=utcnow)
@@ -102,12 +105,14 @@ class DeploymentTask(BaseModel):
 
     id = CharField(primary_key=True, max_length=64)
     deployment = ForeignKeyField(Deployment, backref="tasks", on_delete="CASCADE", index=True)
+    deployment_id: str  # the key column peewee reads without a join
     group_index = IntegerField()
     task_index = IntegerField()
     name = CharField(max_length=255)
     command = TextField()  # without the host pin
     pin = CharField(max_length=255, null=True)
     node = ForeignKeyField(Node, backref="tasks", on_delete="RESTRICT")
+    node_id: str  # the key column peewee reads without a join
     state = CharField(max_length=16, default=TaskState.PENDING.value)
     pid = IntegerField(null=True)
     exit_code = IntegerField(null=True)
@@ -125,6 +130,7 @@ class DeploymentTask(BaseModel):
 class AuditLog(BaseModel):
     """Who did what, when: deploys, stops, joins, node transitions."""
 
+    id = AutoField()  # peewee's implicit key, spelled out for type checkers
     at = DateTimeField(default=utcnow, index=True)
     actor = CharField(max_length=255)
     action = CharField(max_length=64)
@@ -138,6 +144,7 @@ class AuditLog(BaseModel):
 class FleetTask(BaseModel):
     """A fleet task (document 004): one command run on many nodes; counters mirror its hosts."""
 
+    id = AutoField()  # peewee's implicit key, spelled out for type checkers
     task_id = CharField(max_length=64, unique=True)  # uuid4, the public id
     name = CharField(max_length=255)
     description = TextField(default="")
@@ -166,8 +173,11 @@ class FleetTask(BaseModel):
 class TaskHost(BaseModel):
     """One node's part of a fleet task; node is null when the target matched no node."""
 
+    id = AutoField()  # peewee's implicit key, spelled out for type checkers
     task = ForeignKeyField(FleetTask, backref="hosts", on_delete="CASCADE", index=True)
+    task_id: int  # the key column peewee reads without a join
     node = ForeignKeyField(Node, backref="task_hosts", null=True, on_delete="SET NULL")
+    node_id: str | None  # the key column peewee reads without a join
     target = CharField(max_length=255)  # the target item that selected this node (or matched nothing)
     hostname = CharField(max_length=255, default="")  # as the node was at start: kept if the node goes
     ip = CharField(max_length=64, default="")
@@ -238,7 +248,9 @@ class BusinessComponent(BaseModel):
     or "removed" (an update dropped it; the row goes once its node reports it stopped).
     """
 
+    id = AutoField()  # peewee's implicit key, spelled out for type checkers
     business = ForeignKeyField(Business, backref="components", on_delete="CASCADE", index=True)
+    business_id: str  # the key column peewee reads without a join
     component_id = CharField(max_length=64)
     component_name = CharField(max_length=255)
     type = CharField(max_length=16)
@@ -255,6 +267,7 @@ class BusinessComponent(BaseModel):
     memory_mb = IntegerField(default=0)
     gpus = IntegerField(default=0)
     node = ForeignKeyField(Node, backref="components", null=True, on_delete="SET NULL")
+    node_id: str | None  # the key column peewee reads without a join
     generation = IntegerField(default=1)
     desired = CharField(max_length=16, default="running")
     status = CharField(max_length=16, default=ComponentState.PENDING.value, index=True)
@@ -282,7 +295,9 @@ class BusinessComponent(BaseModel):
 class ComponentMetric(BaseModel):
     """A bounded history of a component's resource usage (document 001 §4.3); pruned by retention."""
 
+    id = AutoField()  # peewee's implicit key, spelled out for type checkers
     component = ForeignKeyField(BusinessComponent, backref="metrics", on_delete="CASCADE")
+    component_id: int  # the key column peewee reads without a join
     timestamp = DateTimeField(index=True)
     cpu_percent = FloatField()
     memory_mb = FloatField()
@@ -296,7 +311,9 @@ class ComponentMetric(BaseModel):
 class BusinessEvent(BaseModel):
     """Every transition of a business or of one of its components, with its time and reason."""
 
+    id = AutoField()  # peewee's implicit key, spelled out for type checkers
     business = ForeignKeyField(Business, backref="events", on_delete="CASCADE", index=True)
+    business_id: str  # the key column peewee reads without a join
     component_id = CharField(max_length=64, null=True)  # null: the business itself
     generation = IntegerField(null=True)
     from_status = CharField(max_length=16, null=True)

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from marshmallow import ValidationError
 from peewee import OperationalError
@@ -104,12 +104,19 @@ class StreamConsumer:
         self._group_ready = True
 
     def _read(self, streams: dict[str, str], block_ms: int | None) -> dict[str, list[Entry]]:
-        reply = self.redis.xreadgroup(self.group, self.consumer, streams, count=BATCH, block=block_ms)  # type: ignore[arg-type]
+        # redis-py types a sync reply as "Awaitable | Any": the casts say which one it is.
+        reply = cast(
+            list[Any] | None,
+            self.redis.xreadgroup(self.group, self.consumer, streams, count=BATCH, block=block_ms),  # type: ignore[arg-type]
+        )
         return {_text(stream): list(entries) for stream, entries in (reply or []) if entries}
 
     def _claim_abandoned(self) -> None:
         for stream, handler in self.handlers.items():
-            reply = self.redis.xautoclaim(stream, self.group, self.consumer, min_idle_time=CLAIM_IDLE_MS, count=BATCH)
+            reply = cast(
+                list[Any],
+                self.redis.xautoclaim(stream, self.group, self.consumer, min_idle_time=CLAIM_IDLE_MS, count=BATCH),
+            )
             entries = list(reply[1]) if reply and len(reply) > 1 else []
             entries = [e for e in entries if e and e[1] is not None]
             if entries:

@@ -7,7 +7,7 @@ with Redis's clock too, so a skewed clock on an agent or on the manager never ma
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from redis import Redis
 
@@ -63,7 +63,7 @@ def write(redis: Redis, node_id: str, figures: Mapping[str, Any]) -> float:
             continue
         argv += [name, "" if value is None else str(value)]
     stamped = redis.eval(_WRITE, 3, keys.node_heartbeat(node_id), keys.NODES_SEEN, keys.NODES_SUMMARY, *argv)
-    return float(stamped)
+    return float(cast("str | bytes", stamped))  # redis-py types a sync reply as "Awaitable | Any"
 
 
 class Summary(NamedTuple):
@@ -109,7 +109,7 @@ def read_summaries(redis: Redis) -> tuple[float, dict[str, Summary]]:
 
 def redis_now(redis: Redis) -> float:
     """Redis's clock, in unix seconds."""
-    sec, usec = redis.time()
+    sec, usec = cast(tuple[int, int], redis.time())
     return sec + usec / 1_000_000
 
 
@@ -119,7 +119,7 @@ def read(redis: Redis, node_ids: Iterable[str]) -> tuple[float, dict[str, dict[s
     pipe = redis.pipeline(transaction=False)
     pipe.time()
     for node_id in ids:
-        pipe.hmget(keys.node_heartbeat(node_id), FIELDS)
+        pipe.hmget(keys.node_heartbeat(node_id), list(FIELDS))
     replies = pipe.execute()
     sec, usec = replies[0]
     out: dict[str, dict[str, str]] = {}

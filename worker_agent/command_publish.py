@@ -147,7 +147,7 @@ class CommandPublisher:
     def _due(self, now: float) -> list[dict[str, Any]]:
         """The reports that may go now: the queue up to the first running report still held (lock held)."""
         ending = {report["task_id"] for _queued_at, report in self._outbox if is_final(report)}
-        batch = []
+        batch: list[dict[str, Any]] = []
         for queued_at, report in self._outbox:
             held = now < queued_at + RUNNING_HOLD_SECONDS and report["task_id"] not in ending
             if (held and not is_final(report)) or len(batch) >= BATCH_REPORTS:

@@ -44,7 +44,11 @@ def offline_reason(hostname: str) -> str:
 def failed_by_manager(error_message: str | None) -> bool:
     """Whether a failure was the manager's guess (node offline), which a later report of the same
     generation from the node may contradict, rather than the agent's word."""
-    return bool(error_message) and error_message.startswith(OFFLINE_PREFIX) and error_message.endswith(OFFLINE_SUFFIX)
+    return (
+        error_message is not None
+        and error_message.startswith(OFFLINE_PREFIX)
+        and error_message.endswith(OFFLINE_SUFFIX)
+    )
 
 
 @dataclass

@@ -125,10 +125,11 @@ def next_generation(
     A moved component's old node gets a STOP_COMPONENT (with ``stop_grace``, else the business's grace for
     it): that node may come back with the old generation. ``new_spec`` also writes the spec's fields.
     """
-    moved = bool(row.node_id and row.node_id != node_id and row.status != ComponentState.STOPPED.value)
-    if moved:
+    old_node = row.node_id
+    moved = old_node is not None and old_node != node_id and row.status != ComponentState.STOPPED.value
+    if old_node is not None and moved:
         old_grace = grace_of(business, row.component_id, grace) if stop_grace is None else stop_grace
-        jobs.stops.append((row.node_id, stop_payload(row, old_grace)))
+        jobs.stops.append((old_node, stop_payload(row, old_grace)))
     generation = row.generation + 1
     BusinessComponent.update(
         node=node_id,

@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
 
@@ -105,7 +105,7 @@ def follow(
 
     while True:
         # The stored lines first, in batches: a late client gets everything from the first line.
-        backlog = redis.xrange(key, min="-" if last == "0-0" else last, count=BATCH + 1)
+        backlog = cast(list[Any], redis.xrange(key, min="-" if last == "0-0" else last, count=BATCH + 1))
         fresh = [e for e in backlog if _text(e[0]) != last]
         if fresh:
             chunk = "".join(render(fresh))
@@ -124,7 +124,7 @@ def follow(
             if over:
                 # Agents append lines before their final report: one more read drains what is left.
                 continue
-        reply = redis.xread({key: last}, count=BATCH, block=block_ms)
+        reply = cast(list[Any], redis.xread({key: last}, count=BATCH, block=block_ms))
         if reply:
             chunk = "".join(render(list(reply[0][1])))
             if chunk:

@@ -14,6 +14,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -171,7 +172,7 @@ class ComponentManager(ComponentRecovery):
             self._save()
             logger.info("%s: deploy accepted (%s)%s", rec.describe(), rec.type, ", replacing older" if older else "")
         for old in older:
-            self._work.submit(ident, lambda old=old: self._stop_one(old, old.stop_grace_seconds))
+            self._work.submit(ident, partial(self._stop_one, old, old.stop_grace_seconds))
         self._work.submit(ident, lambda: self._deploy_one(rec))
         return {"accepted": True, "generation": generation, "state": rec.state}
 
@@ -203,7 +204,7 @@ class ComponentManager(ComponentRecovery):
                 rec.stop_requested = True
             self._save()
         for rec in targets:
-            self._work.submit(ident, lambda rec=rec: self._stop_one(rec, grace))
+            self._work.submit(ident, partial(self._stop_one, rec, grace))
         return {"stopping": [r.generation for r in targets], "unknown": False}
 
     # -- work (in the component's own thread) ------------------------------------------------------
@@ -313,7 +314,7 @@ class ComponentManager(ComponentRecovery):
                 self._stop_retries[key] = (math.inf, delay, grace)  # not due again while this attempt runs
                 due.append((rec, grace))
         for rec, grace in due:
-            self._work.submit(rec.ident, lambda rec=rec, grace=grace: self._stop_one(rec, grace))
+            self._work.submit(rec.ident, partial(self._stop_one, rec, grace))
 
     # -- watching (monitor thread) -----------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from shared.states import ComponentState, ComponentType
@@ -42,7 +43,12 @@ class ComponentRecovery:
     _lock: threading.RLock
     _records: dict[str, ComponentRecord]
     _work: SerialWork
-    docker: DockerDriver
+
+    @property
+    def docker(self) -> DockerDriver:
+        """The ComponentManager's docker driver, made on first use."""
+        raise NotImplementedError
+
     current: Callable[[str, str], ComponentRecord | None]
     _driver_is_docker: Callable[[ComponentRecord], bool]
     _deploy_one: Callable[[ComponentRecord], None]
@@ -68,12 +74,12 @@ class ComponentRecovery:
                 continue  # done above
             if rec.stop_requested or rec.state == S.STOPPING:
                 self.process.adopt(rec)
-                self._work.submit(rec.ident, lambda rec=rec: self._stop_one(rec, rec.stop_grace_seconds))
+                self._work.submit(rec.ident, partial(self._stop_one, rec, rec.stop_grace_seconds))
             elif rec.state in IN_FLIGHT_STATES and rec.pid is None:
                 logger.info("%s: resuming its deploy after an agent restart", rec.describe())
                 with self._lock:
                     rec.state = PENDING
-                self._work.submit(rec.ident, lambda rec=rec: self._deploy_one(rec))
+                self._work.submit(rec.ident, partial(self._deploy_one, rec))
             elif self.process.adopt(rec):
                 logger.info("%s: adopted pid %s", rec.describe(), rec.pid)
                 with self._lock:
@@ -107,7 +113,7 @@ class ComponentRecovery:
             if rec.stop_requested or rec.state == S.STOPPING:
                 if container is not None:
                     rec.container_id = container["id"]
-                self._work.submit(rec.ident, lambda rec=rec: self._stop_one(rec, rec.stop_grace_seconds))
+                self._work.submit(rec.ident, partial(self._stop_one, rec, rec.stop_grace_seconds))
             elif container is not None and container["running"]:
                 logger.info("%s: adopted container %s", rec.describe(), container["id"][:12])
                 with self._lock:
@@ -118,7 +124,7 @@ class ComponentRecovery:
                 logger.info("%s: resuming its deploy after an agent restart", rec.describe())
                 with self._lock:
                     rec.state = PENDING
-                self._work.submit(rec.ident, lambda rec=rec: self._deploy_one(rec))
+                self._work.submit(rec.ident, partial(self._deploy_one, rec))
             else:
                 code = container["exit_code"] if container is not None else None
                 self._fail(rec, lost_message(code), exit_code=code)
