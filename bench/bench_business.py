@@ -22,7 +22,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_core import bench_node_list, register_nodes  # noqa: E402  (bench/bench_core.py)
+from bench_core import JOB_KEYS, bench_node_list, register_nodes  # noqa: E402  (bench/bench_core.py)
 from common import machine, ms, pct  # noqa: E402  (bench/common.py)
 
 from shared import events  # noqa: E402
@@ -90,6 +90,7 @@ def stream_metrics(client: redis.Redis, placed: list[dict], per_second: float, s
                     "pid": 1000 + n % 1000,
                     "resource_usage": {"cpu_percent": n % 100, "memory_mb": 100 + n % 50},
                 },
+                key=JOB_KEYS[c["node_id"]],
             )
             n += 1
         stop.wait(max(0.0, len(placed) / per_second - (time.perf_counter() - t0)))

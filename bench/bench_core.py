@@ -48,6 +48,10 @@ def bench_deploy(manager: Manager, session: requests.Session, runs: int) -> list
     return samples
 
 
+JOB_KEYS: dict[str, bytes] = {}
+"""The signing key of every node register_nodes() joined (its reports must carry its signature)."""
+
+
 def register_nodes(
     manager: Manager, env: dict[str, str], count: int, facts: dict[str, object] | None = None
 ) -> redis.Redis:
@@ -67,6 +71,7 @@ def register_nodes(
         }
         answer = session.post(manager.url + api.JOIN_PATH, json=body, headers=api.bearer(token))
         answer.raise_for_status()
+        JOB_KEYS[str(body["node_id"])] = bytes.fromhex(answer.json()["job_key"])
         if client is None:
             client = redis.Redis.from_url(answer.json()["redis_url"])
         heartbeat.write(

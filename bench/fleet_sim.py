@@ -87,20 +87,21 @@ def heartbeat_loop(client: redis.Redis, hostnames: list[str], interval: float, s
         stop.wait(max(0.0, interval - (time.monotonic() - started)))
 
 
-def answer(client: redis.Redis, node_id: str, func_name: str, payload: dict[str, Any]) -> None:
-    """Carry out one job the way an agent reports it."""
+def answer(client: redis.Redis, node_id: str, key: bytes, func_name: str, payload: dict[str, Any]) -> None:
+    """Carry out one job the way an agent reports it (signed with the node's ``key``)."""
     now = time.time()
     if func_name == jobs.RUN_COMMAND:
         command = payload["command"]
         out = command[5:] + "\n" if command.startswith("echo ") else ""
         base = {"task_id": payload["task_id"], "node_id": node_id, "started_at": now}
-        events.publish_command_report(client, base | {"status": "running", "at": now, "pid": 1})
+        events.publish_command_report(client, base | {"status": "running", "at": now, "pid": 1}, key=key)
         if out:
-            events.append_output(client, payload["task_id"], node_id, "stdout", [out.rstrip("\n")])
+            events.append_output(client, payload["task_id"], node_id, "stdout", [out.rstrip("\n")], key=key)
         events.publish_command_report(
             client,
             base
             | {"status": "succeeded", "at": time.time(), "exit_code": 0, "stdout": out, "finished_at": time.time()},
+            key=key,
         )
     elif func_name == jobs.START_TASK:
         events.publish(
@@ -114,6 +115,7 @@ def answer(client: redis.Redis, node_id: str, func_name: str, payload: dict[str,
                 "pid": 1,
                 "started_at": now,
             },
+            key=key,
         )
     elif func_name == jobs.STOP_TASKS:
         for task_id in payload["task_ids"]:
@@ -127,6 +129,7 @@ def answer(client: redis.Redis, node_id: str, func_name: str, payload: dict[str,
                     "at": now,
                     "exit_code": -15,
                 },
+                key=key,
             )
 
 
@@ -153,7 +156,7 @@ def consume_loop(client: redis.Redis, hostnames: list[str], job_keys: dict[str, 
             job_keys[node_id], signature, job.func_name, job.args, job.kwargs, job.id, job.origin
         )
         if job.func_name in jobs.ALLOWED and signed:
-            answer(client, node_id, job.func_name, job.args[0])
+            answer(client, node_id, job_keys[node_id], job.func_name, job.args[0])
         else:
             logger.warning("node %s: job %s (%s) refused: not allowed or not signed", node_id, job.id, job.func_name)
         # A plain DEL: the job was popped off its queue and no worker registered it anywhere, so RQ's

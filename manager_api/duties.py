@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 import uuid
+from functools import partial
 from typing import Any
 
 from redis import Redis
@@ -27,7 +28,7 @@ from shared import events, keys
 from . import db
 from .config import Settings
 from .scheduler import ScheduleRunner
-from .services import business_upkeep, businesses, component_reports, fleet_task_upkeep, fleet_tasks, nodes
+from .services import business_upkeep, businesses, component_reports, fleet_task_upkeep, fleet_tasks, job_keys, nodes
 from .services import events as event_service
 from .services.business_state import Jobs
 from .stream_consumer import StreamConsumer, StreamHandler
@@ -100,17 +101,20 @@ class Duties:
             keys.EVENTS_GROUP,
             self.consumer,
             [
-                StreamHandler(keys.EVENTS_STREAM, "event", events.parse, event_service.apply),
+                # Every report is believed only if the node it speaks for signed it (job_keys: that node's key).
+                StreamHandler(
+                    keys.EVENTS_STREAM, "event", partial(events.parse, key_of=job_keys.node_key), event_service.apply
+                ),
                 StreamHandler(
                     keys.COMMAND_REPORTS_STREAM,
                     "report",
-                    events.parse_command_report,
+                    partial(events.parse_command_report, key_of=job_keys.node_key),
                     apply_batch=self._apply_reports,
                 ),
                 StreamHandler(
                     keys.COMPONENT_REPORTS_STREAM,
                     "component report",
-                    events.parse_component_report,
+                    partial(events.parse_component_report, key_of=job_keys.node_key),
                     apply_batch=self._apply_component_reports,
                 ),
             ],

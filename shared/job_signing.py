@@ -1,4 +1,5 @@
-"""Signatures of the jobs the manager puts on node queues, so an agent runs only what the manager sent it.
+"""Signatures of the jobs the manager puts on node queues, so an agent runs only what the manager sent it,
+and of the reports agents send back, so the manager believes a node's report only from that node.
 
 Every agent shares the same Redis user, so a compromised node could push jobs onto another node's queue.
 The manager therefore signs each job with that node's own key, HMAC-SHA256(master key, node id), which it
@@ -49,6 +50,16 @@ def verify(
     if not isinstance(signature, str):
         return False
     return hmac.compare_digest(signature, sign(key, func_name, args, kwargs, job_id, queue))
+
+
+def sign_message(key: bytes, stream: str, text: str) -> str:
+    """The signature of one report or event (its JSON text) that a node appends to ``stream``."""
+    return hmac.new(key, stream.encode() + b"\0" + text.encode(), hashlib.sha256).hexdigest()
+
+
+def verify_message(key: bytes, signature: object, stream: str, text: str) -> bool:
+    """Whether ``signature`` is that of ``text`` on ``stream``, made with ``key``."""
+    return isinstance(signature, str) and hmac.compare_digest(signature, sign_message(key, stream, text))
 
 
 def secret_digest(node_secret: str) -> str:

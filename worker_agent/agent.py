@@ -89,7 +89,7 @@ class Agent:
         self.node_secret = load_or_create_node_secret(self.data_dir)
         self.job_key: bytes | None = None  # from the join answer: only jobs signed with it run
         self.supervisor = Supervisor(self.data_dir, self.node_id, self._publish)
-        self.commands = CommandRunner(self.data_dir, self.node_id, lambda: self.redis)
+        self.commands = CommandRunner(self.data_dir, self.node_id, lambda: self.redis, lambda: self.job_key)
         self.components = ComponentManager(
             self.data_dir,
             self.node_id,
@@ -103,6 +103,7 @@ class Agent:
         self._redis_url = ""
         self.health: HealthServer | None = None
         self._heartbeat: HeartbeatThread | None = None
+        self._heartbeat_failing = False
         self._stop = threading.Event()
         self._recovered = False
         self._generation = 0
@@ -202,7 +203,9 @@ class Agent:
                 self.components.recover()
                 self.components.start_monitor()
                 self._recovered = True
-            self._heartbeat = HeartbeatThread(self.redis, self.node_id, self.settings.interval, self._figures).start()
+            self._heartbeat = HeartbeatThread(
+                self.redis, self.node_id, self.settings.interval, self._figures, failing=self._heartbeat_failing
+            ).start()
             self.joined = True
             name = f"{self.node_id}.{os.getpid()}" + (f".{self._generation}" if self._generation else "")
             self._generation += 1
@@ -223,6 +226,8 @@ class Agent:
             self.joined = False
             if self._heartbeat is not None:
                 self._heartbeat.stop()
+                # One warning and one "written again" per outage, even when the worker rejoins meanwhile.
+                self._heartbeat_failing = self._heartbeat.failing
                 self._heartbeat = None
             worker_redis.close()
 
@@ -234,12 +239,12 @@ class Agent:
     def _publish(self, event: dict[str, Any]) -> None:
         if self.redis is None:
             raise ConnectionError("not connected to Redis yet")
-        events.publish(self.redis, event)
+        events.publish(self.redis, event, key=self.job_key)
 
     def _publish_component(self, report: dict[str, Any]) -> None:
         if self.redis is None:
             raise ConnectionError("not connected to Redis yet")
-        events.publish_component_report(self.redis, report)
+        events.publish_component_report(self.redis, report, key=self.job_key)
 
     def _install_signal_handlers(self, raising: bool) -> None:
         if threading.current_thread() is not threading.main_thread():

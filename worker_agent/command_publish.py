@@ -36,6 +36,9 @@ BATCH_REPORTS = 500
 RedisSource = Callable[[], Redis | None]
 """Returns the agent's current Redis connection (None before the agent connected)."""
 
+KeySource = Callable[[], bytes | None]
+"""Returns the node's signing key from its join (None for an agent on a bare Redis): reports are signed with it."""
+
 
 def is_final(report: dict[str, Any]) -> bool:
     """Whether a report is a command's last one (not the ``running`` one)."""
@@ -50,10 +53,16 @@ class CommandPublisher:
     """
 
     def __init__(
-        self, node_id: str, redis: RedisSource, held_dir: Path, on_final_published: Callable[[str], None]
+        self,
+        node_id: str,
+        redis: RedisSource,
+        held_dir: Path,
+        on_final_published: Callable[[str], None],
+        job_key: KeySource = lambda: None,
     ) -> None:
         self.node_id = node_id
         self._redis = redis
+        self._job_key = job_key
         self._held_dir = held_dir
         self._on_final_published = on_final_published
         self._outbox: deque[tuple[float, dict[str, Any]]] = deque()  # (monotonic time queued, report)
@@ -93,7 +102,7 @@ class CommandPublisher:
             return False  # not connected yet: nothing failed, try again next round
         for task_id, capture, lines in todo:
             try:
-                events.append_output(redis, task_id, self.node_id, capture.name, lines)
+                events.append_output(redis, task_id, self.node_id, capture.name, lines, key=self._job_key())
             except Exception as exc:
                 self._failed(task_id, "output", exc)
                 return False
@@ -115,10 +124,11 @@ class CommandPublisher:
         if not batch:
             return
         pipe = redis.pipeline(transaction=True)
+        key = self._job_key()
         sent = []
         for report in batch:
             try:
-                events.publish_command_report(pipe, report)
+                events.publish_command_report(pipe, report, key=key)
             except ValidationError as exc:
                 logger.error("node %s task %s: dropping malformed report: %s", self.node_id, report["task_id"], exc)
                 continue

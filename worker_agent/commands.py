@@ -26,7 +26,7 @@ from shared.states import HostRunStatus
 
 from . import process_tree
 from .command_output import OutputReader, StreamCapture
-from .command_publish import CommandPublisher, RedisSource
+from .command_publish import CommandPublisher, KeySource, RedisSource
 from .task_state import CommandRecord, StateFile
 
 logger = logging.getLogger(__name__)
@@ -73,11 +73,11 @@ class _Running:
 class CommandRunner:
     """Owns the fleet commands of one node; the agent builds one, jobs.py delegates to it."""
 
-    def __init__(self, data_dir: Path, node_id: str, redis: RedisSource) -> None:
+    def __init__(self, data_dir: Path, node_id: str, redis: RedisSource, job_key: KeySource = lambda: None) -> None:
         self.data_dir = Path(data_dir)
         self.node_id = node_id
         self._state_file = StateFile(self.data_dir / "commands.json", CommandRecord, section="commands")
-        self._publisher = CommandPublisher(node_id, redis, self.data_dir / "command-reports", self._published)
+        self._publisher = CommandPublisher(node_id, redis, self.data_dir / "command-reports", self._published, job_key)
         self._lock = threading.RLock()
         self._save_lock = threading.Lock()
         self._save_seq = 0

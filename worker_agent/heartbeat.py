@@ -19,20 +19,32 @@ logger = logging.getLogger(__name__)
 class HeartbeatThread:
     """Writes ``figures()`` with shared.heartbeat.write every ``interval`` seconds until stopped."""
 
-    def __init__(self, redis: Redis, node_id: str, interval: float, figures: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        node_id: str,
+        interval: float,
+        figures: Callable[[], dict[str, Any]],
+        failing: bool = False,
+    ) -> None:
         self.redis = redis
         self.node_id = node_id
         self.interval = interval
         self.figures = figures
         self.beats = 0
         self._stop = threading.Event()
-        self._failing = False
+        self._failing = failing  # a predecessor's outage still on: the first beat that works says it ended
         self._thread = threading.Thread(target=self._run, name="corral-heartbeat", daemon=True)
 
     def start(self) -> HeartbeatThread:
         psutil.cpu_percent(interval=None)  # primes the non-blocking CPU figure of the first beat
         self._thread.start()
         return self
+
+    @property
+    def failing(self) -> bool:
+        """Whether the last beat failed."""
+        return self._failing
 
     def stop(self) -> None:
         self._stop.set()

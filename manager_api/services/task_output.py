@@ -10,10 +10,10 @@ from typing import Any, cast
 
 from redis import Redis
 
-from shared import keys
+from shared import events, keys
 
 from ..models import FleetTask, TaskHost
-from . import fleet_tasks
+from . import fleet_tasks, job_keys
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,11 @@ def follow(
             values = {_text(k): _text(v) for k, v in fields.items()}
             node_id = values.get("node_id", "")
             if node and node_id != node:
+                continue
+            if not events.output_line_signed(task_id, values, job_keys.node_key):
+                logger.warning(
+                    "fleet task %s: output line %s not signed by node %s: not shown", task_id, entry_id, node_id
+                )
                 continue
             sent += 1
             data = {

@@ -8,6 +8,7 @@ from typing import Any
 import redis as redis_lib
 from flask.testing import FlaskClient
 
+from manager_api.services import job_keys
 from shared import events, jobs, keys
 
 from .conftest import answer, beat, join, stream_consumed
@@ -106,7 +107,7 @@ def report(
         "timestamp": time.time(),
         **extra,
     }
-    return events.publish_component_report(redis_client, body)
+    return events.publish_component_report(redis_client, body, key=job_keys.node_key(node_id))
 
 
 def consumed(redis_client: redis_lib.Redis, entry_id: str) -> bool:

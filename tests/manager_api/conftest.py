@@ -17,7 +17,8 @@ from manager_api import db
 from manager_api.app import create_app
 from manager_api.config import Settings
 from manager_api.duties import Duties
-from shared import heartbeat, keys
+from manager_api.services import job_keys
+from shared import events, heartbeat, keys
 from shared.api import JOIN_PATH, bearer
 from shared.defaults import PROTOCOL_VERSION
 
@@ -68,6 +69,11 @@ def answer(response: TestResponse, expect: int = 200) -> dict[str, Any]:
     assert response.status_code == expect, response.get_json()
     result: dict[str, Any] = response.get_json()
     return result
+
+
+def publish_event(redis_client: redis_lib.Redis, event: dict[str, Any]) -> str:
+    """Publish a task event as the agent of its node does: signed with that node's key."""
+    return events.publish(redis_client, event, key=job_keys.node_key(event["node_id"]))
 
 
 def node_secret(node_id: str) -> str:

@@ -11,6 +11,7 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from manager_api.services import job_keys
 from shared import events, keys
 
 from .conftest import answer, beat, join
@@ -47,10 +48,15 @@ def queued(redis_client: redis_lib.Redis, node_id: str) -> list[Job]:
     return Queue(keys.node_queue(node_id), connection=redis_client, serializer=JSONSerializer).get_jobs()
 
 
+def output(redis_client: redis_lib.Redis, task_id: str, node_id: str, stream: str, lines: list[str]) -> None:
+    """Append live output lines as the agent of ``node_id`` would (signed with its key)."""
+    events.append_output(redis_client, task_id, node_id, stream, lines, key=job_keys.node_key(node_id))
+
+
 def report(redis_client: redis_lib.Redis, task_id: str, node_id: str, status: str, **extra: Any) -> str:
     """Publish a CommandReport as the agent of ``node_id`` would."""
     body = {"task_id": task_id, "node_id": node_id, "status": status, "at": time.time(), **extra}
-    return events.publish_command_report(redis_client, body)
+    return events.publish_command_report(redis_client, body, key=job_keys.node_key(node_id))
 
 
 def finish(redis_client: redis_lib.Redis, task_id: str, node_id: str, exit_code: int = 0, **extra: Any) -> str:

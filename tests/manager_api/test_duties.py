@@ -12,11 +12,11 @@ from flask.testing import FlaskClient
 from manager_api.config import Settings
 from manager_api.duties import Duties
 from manager_api.models import AuditLog, Deployment, DeploymentTask, Node
-from shared import events, keys
+from shared import keys
 from shared.states import NodeStatus
 from tests.support import RedisServer, wait_until
 
-from .conftest import beat, join, online_node, template_body
+from .conftest import beat, join, online_node, publish_event, template_body
 
 
 def deploy_one(client: FlaskClient, redis_client: redis_lib.Redis, *commands: str) -> tuple[str, list[str]]:
@@ -49,17 +49,17 @@ def deployment(client: FlaskClient, deployment_id: str) -> dict[str, Any]:
 
 def test_events_drive_tasks_and_deployment(client: FlaskClient, redis_client: redis_lib.Redis, duties: Duties) -> None:
     deployment_id, (t1, t2) = deploy_one(client, redis_client, "/a", "/b")
-    events.publish(redis_client, event(deployment_id, t1, "RUNNING", pid=111, started_at=time.time()))
-    events.publish(redis_client, event(deployment_id, t2, "RUNNING", pid=222))
+    publish_event(redis_client, event(deployment_id, t1, "RUNNING", pid=111, started_at=time.time()))
+    publish_event(redis_client, event(deployment_id, t2, "RUNNING", pid=222))
     wait_until(lambda: task_state(t2) == "RUNNING", what="t2 RUNNING")
     detail = deployment(client, deployment_id)
     assert detail["state"] == "RUNNING"
     assert {t["pid"] for t in detail["tasks"]} == {111, 222} and all(t["started_at"] for t in detail["tasks"])
-    events.publish(redis_client, event(deployment_id, t1, "COMPLETED", exit_code=0))
+    publish_event(redis_client, event(deployment_id, t1, "COMPLETED", exit_code=0))
     wait_until(lambda: task_state(t1) == "COMPLETED", what="t1 COMPLETED")
     status = client.post("/api/task/task_group/query", json={"id": deployment_id}).get_json()
     assert (status["status"], status["state"]) == (0, "RUNNING")
-    events.publish(redis_client, event(deployment_id, t2, "FAILED", exit_code=3))
+    publish_event(redis_client, event(deployment_id, t2, "FAILED", exit_code=3))
     wait_until(lambda: deployment(client, deployment_id)["state"] == "FAILED", what="deployment FAILED")
     failed = next(t for t in deployment(client, deployment_id)["tasks"] if t["id"] == t2)
     assert (failed["exit_code"], failed["state"]) == (3, "FAILED") and failed["ended_at"]
@@ -70,13 +70,13 @@ def test_events_are_idempotent_and_never_revive_a_task(
     client: FlaskClient, redis_client: redis_lib.Redis, duties: Duties
 ) -> None:
     deployment_id, (t1,) = deploy_one(client, redis_client, "/a")
-    events.publish(redis_client, event(deployment_id, t1, "RUNNING", pid=10))
-    events.publish(redis_client, event(deployment_id, t1, "RUNNING", pid=10))
-    events.publish(redis_client, event(deployment_id, t1, "COMPLETED", exit_code=0))
+    publish_event(redis_client, event(deployment_id, t1, "RUNNING", pid=10))
+    publish_event(redis_client, event(deployment_id, t1, "RUNNING", pid=10))
+    publish_event(redis_client, event(deployment_id, t1, "COMPLETED", exit_code=0))
     # Re-sent after an agent restart: must not move the ended task back.
-    events.publish(redis_client, event(deployment_id, t1, "RUNNING", pid=10))
-    events.publish(redis_client, event(deployment_id, t1, "FAILED", exit_code=9))
-    marker = events.publish(redis_client, event(deployment_id, t1, "RUNNING", pid=10))
+    publish_event(redis_client, event(deployment_id, t1, "RUNNING", pid=10))
+    publish_event(redis_client, event(deployment_id, t1, "FAILED", exit_code=9))
+    marker = publish_event(redis_client, event(deployment_id, t1, "RUNNING", pid=10))
     wait_until(lambda: _acked(redis_client, marker), what="all events consumed")
     task = DeploymentTask.get_by_id(t1)
     assert (task.state, task.exit_code) == ("COMPLETED", 0)
@@ -95,15 +95,15 @@ def test_stop_then_stopped_events_end_the_deployment(
     client: FlaskClient, redis_client: redis_lib.Redis, duties: Duties
 ) -> None:
     deployment_id, (t1, t2) = deploy_one(client, redis_client, "/a", "/b")
-    events.publish(redis_client, event(deployment_id, t1, "RUNNING", pid=5))
+    publish_event(redis_client, event(deployment_id, t1, "RUNNING", pid=5))
     wait_until(lambda: task_state(t1) == "RUNNING", what="t1 RUNNING")
     client.post("/api/task/task_group/stop", json={"id": deployment_id})
     # The start of t2 was still in flight: its RUNNING records the pid but keeps STOPPING.
-    events.publish(redis_client, event(deployment_id, t2, "RUNNING", pid=6))
+    publish_event(redis_client, event(deployment_id, t2, "RUNNING", pid=6))
     wait_until(lambda: DeploymentTask.get_by_id(t2).pid == 6, what="t2 pid")
     assert task_state(t2) == "STOPPING"
-    events.publish(redis_client, event(deployment_id, t1, "STOPPED", exit_code=-15))
-    events.publish(redis_client, event(deployment_id, t2, "STOPPED", exit_code=-9))
+    publish_event(redis_client, event(deployment_id, t1, "STOPPED", exit_code=-15))
+    publish_event(redis_client, event(deployment_id, t2, "STOPPED", exit_code=-9))
     wait_until(lambda: deployment(client, deployment_id)["state"] == "STOPPED", what="deployment STOPPED")
     detail = deployment(client, deployment_id)
     assert detail["stopped_at"] and detail["status"] == 1
@@ -116,9 +116,9 @@ def test_malformed_and_foreign_entries_are_acked(
     deployment_id, (t1,) = deploy_one(client, redis_client, "/a")
     redis_client.xadd(keys.EVENTS_STREAM, {"v": "1", "event": "{not json"})
     redis_client.xadd(keys.EVENTS_STREAM, {"v": "1", "event": '{"task_id": "x"}'})
-    events.publish(redis_client, event(deployment_id, "unknown-task", "RUNNING"))
-    events.publish(redis_client, {**event(deployment_id, t1, "RUNNING"), "node_id": "other-node"})
-    marker = events.publish(redis_client, event(deployment_id, t1, "RUNNING", pid=77))
+    publish_event(redis_client, event(deployment_id, "unknown-task", "RUNNING"))
+    publish_event(redis_client, {**event(deployment_id, t1, "RUNNING"), "node_id": "other-node"})
+    marker = publish_event(redis_client, event(deployment_id, t1, "RUNNING", pid=77))
     wait_until(lambda: _acked(redis_client, marker), what="stream drained")
     assert DeploymentTask.get_by_id(t1).pid == 77
 
@@ -128,7 +128,7 @@ def test_pending_entries_are_applied_after_a_restart(
 ) -> None:
     deployment_id, (t1,) = deploy_one(client, redis_client, "/a")
     redis_client.xgroup_create(keys.EVENTS_STREAM, keys.EVENTS_GROUP, id="0", mkstream=True)
-    events.publish(redis_client, event(deployment_id, t1, "RUNNING", pid=42))
+    publish_event(redis_client, event(deployment_id, t1, "RUNNING", pid=42))
     # A previous duties run read the entry and died before acking it.
     redis_client.xreadgroup(keys.EVENTS_GROUP, "duties-test", {keys.EVENTS_STREAM: ">"}, count=10)
     assert redis_client.xpending(keys.EVENTS_STREAM, keys.EVENTS_GROUP)["pending"] == 1
@@ -185,7 +185,7 @@ def test_duties_survive_a_redis_restart(client: FlaskClient, redis_client: redis
         server = restarted
         # A fresh Redis has no consumer group: the duties must recreate it and keep going.
         wait_until(lambda: local.exists(keys.EVENTS_STREAM), timeout=15, what="group recreated")
-        events.publish(local, event(deployment_id, t1, "RUNNING", pid=31))
+        publish_event(local, event(deployment_id, t1, "RUNNING", pid=31))
         wait_until(lambda: DeploymentTask.get_by_id(t1).pid == 31, what="event applied after the restart")
         assert worker.is_alive()
         worker.stop()

@@ -11,10 +11,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from manager_api.duties import Duties
+from manager_api.services import job_keys
 from shared import events
 from tests.support import wait_until
 
-from .tasks_helpers import add_node, create, detail, finish, parse_sse
+from .tasks_helpers import add_node, create, detail, finish, output, parse_sse
 
 
 def read_stream(client: FlaskClient, path: str, headers: dict[str, str] | None = None) -> list[tuple[str, Any]]:
@@ -32,8 +33,8 @@ def test_a_late_client_gets_every_line_from_the_first_then_end(
     add_node(client, redis_client, "n1", "web-01", "10.0.0.1")
     add_node(client, redis_client, "n2", "web-02", "10.0.0.2")
     task_id = create(client, targets=["*"])["task_id"]
-    events.append_output(redis_client, task_id, "n1", "stdout", [f"line {i}" for i in range(1500)])
-    events.append_output(redis_client, task_id, "n2", "stderr", ["oops"])
+    output(redis_client, task_id, "n1", "stdout", [f"line {i}" for i in range(1500)])
+    output(redis_client, task_id, "n2", "stderr", ["oops"])
     finish(redis_client, task_id, "n1")
     finish(redis_client, task_id, "n2", exit_code=2)
     wait_until(lambda: detail(client, task_id)["finished_at"], what="task over")
@@ -52,7 +53,7 @@ def test_live_lines_arrive_while_the_command_runs(
 ) -> None:
     add_node(client, redis_client, "n1", "web-01", "10.0.0.1")
     task_id = create(client, targets=["n1"])["task_id"]
-    events.append_output(redis_client, task_id, "n1", "stdout", ["before"])
+    output(redis_client, task_id, "n1", "stdout", ["before"])
     received: list[tuple[str, Any]] = []
     chunks: list[str] = []
 
@@ -66,7 +67,7 @@ def test_live_lines_arrive_while_the_command_runs(
     thread = threading.Thread(target=follower)
     thread.start()
     wait_until(lambda: "before" in "".join(chunks), what="stored line sent")
-    events.append_output(redis_client, task_id, "n1", "stdout", ["live 1", "live 2"])
+    output(redis_client, task_id, "n1", "stdout", ["live 1", "live 2"])
     wait_until(lambda: "live 2" in "".join(chunks), what="live lines sent")
     assert thread.is_alive()  # the command still runs: the stream stays open
     finish(redis_client, task_id, "n1")
@@ -81,9 +82,25 @@ def test_reconnect_with_last_event_id_resumes_after_it(
 ) -> None:
     add_node(client, redis_client, "n1", "web-01", "10.0.0.1")
     task_id = create(client, targets=["n1"])["task_id"]
-    events.append_output(redis_client, task_id, "n1", "stdout", ["a", "b", "c"])
+    output(redis_client, task_id, "n1", "stdout", ["a", "b", "c"])
     finish(redis_client, task_id, "n1")
     wait_until(lambda: detail(client, task_id)["finished_at"], what="task over")
     first_id = redis_client.xrange(f"corral:task:{task_id}:output", count=1)[0][0].decode()
     got = read_stream(client, f"/api/tasks/{task_id}/output", {"Last-Event-ID": first_id})
     assert [d["line"] for e, d in got if e == "line"] == ["b", "c"]
+
+
+def test_a_line_not_signed_by_its_node_is_not_shown(
+    client: FlaskClient, redis_client: redis_lib.Redis, duties: Duties
+) -> None:
+    add_node(client, redis_client, "n1", "web-01", "10.0.0.1")
+    add_node(client, redis_client, "n2", "web-02", "10.0.0.2")
+    task_id = create(client, targets=["n1"])["task_id"]
+    output(redis_client, task_id, "n1", "stdout", ["real"])
+    events.append_output(redis_client, task_id, "n1", "stdout", ["unsigned"])
+    events.append_output(redis_client, task_id, "n1", "stdout", ["by n2"], key=job_keys.node_key("n2"))
+    output(redis_client, task_id, "n1", "stdout", ["real again"])
+    finish(redis_client, task_id, "n1")
+    wait_until(lambda: detail(client, task_id)["finished_at"], what="task over")
+    got = read_stream(client, f"/api/tasks/{task_id}/output")
+    assert [d["line"] for e, d in got if e == "line"] == ["real", "real again"]

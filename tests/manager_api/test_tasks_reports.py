@@ -16,12 +16,12 @@ from flask.testing import FlaskClient
 from manager_api.config import Settings
 from manager_api.duties import Duties
 from manager_api.models import FleetTask, TaskHost, utcnow
-from manager_api.services import fleet_task_upkeep
+from manager_api.services import fleet_task_upkeep, job_keys
 from shared import events, keys
 from shared.defaults import OUTPUT_CAP_BYTES
 from tests.support import wait_until
 
-from .tasks_helpers import add_node, create, detail, finish, host, report
+from .tasks_helpers import add_node, create, detail, finish, host, output, report
 
 
 @pytest.fixture
@@ -73,6 +73,25 @@ def test_reports_drive_hosts_and_task_to_completed(
     assert n1["execution_time"] >= 250  # its first running report's start is kept
     assert n1["started_at"].endswith("Z") and n1["finished_at"].endswith("Z")
     assert (n2["stdout_truncated"], n1["stdout_truncated"]) == (True, False)
+
+
+def test_a_report_is_believed_only_when_its_node_signed_it(
+    client: FlaskClient, redis_client: redis_lib.Redis, two_nodes: None, fleet_duties: Duties
+) -> None:
+    """A compromised node shares the Redis user: it can append to the stream, not speak for another node."""
+    task_id = create(client, targets=["*"])["task_id"]
+    forged = {"task_id": task_id, "node_id": "n1", "status": "succeeded", "at": time.time(), "exit_code": 0}
+    events.publish_command_report(redis_client, forged)  # unsigned
+    events.publish_command_report(redis_client, forged, key=job_keys.node_key("n2"))  # n2 speaking for n1
+    marker = events.publish_command_report(
+        redis_client, {**forged, "stdout": "tampered"}, key=b"k" * 32
+    )  # a key of nobody's
+    wait_until(lambda: consumed(redis_client, marker), what="the forged reports read and dropped")
+    assert host(detail(client, task_id), "n1")["status"] == "pending"
+
+    finish(redis_client, task_id, "n1", stdout="hi\n")  # signed by n1, as its agent does
+    wait_until(lambda: host(detail(client, task_id), "n1")["status"] == "succeeded", what="n1's own report")
+    assert host(detail(client, task_id), "n1")["stdout"] == "hi\n"
 
 
 def test_one_failure_fails_the_task_and_reports_are_idempotent(
@@ -167,7 +186,7 @@ def test_prune_removes_old_ended_tasks_only(
     old = create(client, targets=["ghost"])["task_id"]  # failed at once
     recent = create(client, targets=["ghost"])["task_id"]
     live = create(client, targets=["*"])["task_id"]
-    events.append_output(redis_client, old, "n1", "stdout", ["x"])
+    output(redis_client, old, "n1", "stdout", ["x"])
     FleetTask.update(finished_at=utcnow() - timedelta(days=31)).where(FleetTask.task_id == old).execute()
     assert fleet_task_upkeep.prune(redis_client, 30) == 1
     assert [t.task_id for t in FleetTask.select().order_by(FleetTask.id)] == [recent, live]
