@@ -20,6 +20,15 @@ from tests.support import wait_until
 from .conftest import JOIN_TOKEN, beat, join
 
 SECRET = "a-node-secret-long-enough"
+BODY = {
+    "node_id": "n1",
+    "hostname": "h",
+    "ip": "1.2.3.4",
+    "interval": 5,
+    "protocol": PROTOCOL_VERSION,
+    "node_secret": SECRET,
+}
+"""A join body as an agent sends it."""
 
 
 def test_join_upserts_node_and_answers_queue(client: FlaskClient, redis_url: str) -> None:
@@ -39,14 +48,7 @@ def test_join_upserts_node_and_answers_queue(client: FlaskClient, redis_url: str
 
 
 def test_join_needs_the_join_token(client: FlaskClient) -> None:
-    body = {
-        "node_id": "n1",
-        "hostname": "h",
-        "ip": "1.2.3.4",
-        "interval": 5,
-        "protocol": PROTOCOL_VERSION,
-        "node_secret": SECRET,
-    }
+    body = dict(BODY)
     for headers in ({}, bearer("wrong"), bearer("")):
         response = client.post(JOIN_PATH, json=body, headers=headers)
         assert response.status_code == 401 and "error" in response.get_json()
@@ -56,28 +58,14 @@ def test_join_needs_the_join_token(client: FlaskClient) -> None:
 def test_join_token_is_not_the_api_token(settings: Settings) -> None:
     app = create_app(replace(settings, api_token="api-token"))
     client = app.test_client()
-    body = {
-        "node_id": "n1",
-        "hostname": "h",
-        "ip": "1.2.3.4",
-        "interval": 5,
-        "protocol": PROTOCOL_VERSION,
-        "node_secret": SECRET,
-    }
+    body = dict(BODY)
     assert client.post(JOIN_PATH, json=body, headers=bearer("api-token")).status_code == 401
     assert client.post(JOIN_PATH, json=body, headers=bearer(JOIN_TOKEN)).status_code == 200
     app.extensions["corral"].redis.close()
 
 
 def test_join_bad_bodies(client: FlaskClient) -> None:
-    good = {
-        "node_id": "n1",
-        "hostname": "h",
-        "ip": "1.2.3.4",
-        "interval": 5,
-        "protocol": PROTOCOL_VERSION,
-        "node_secret": SECRET,
-    }
+    good = dict(BODY)
     for broken in (
         {**good, "node_id": ""},
         {**good, "interval": "fast"},
@@ -95,14 +83,7 @@ def test_join_bad_bodies(client: FlaskClient) -> None:
 def test_private_redis_url_uses_the_host_the_agent_called(settings: Settings) -> None:
     app = create_app(replace(settings, redis_url=settings.redis_url, private_redis=True))
     client = app.test_client()
-    body = {
-        "node_id": "n1",
-        "hostname": "h",
-        "ip": "1.2.3.4",
-        "interval": 5,
-        "protocol": PROTOCOL_VERSION,
-        "node_secret": SECRET,
-    }
+    body = dict(BODY)
     response = client.post(JOIN_PATH, json=body, headers=bearer(JOIN_TOKEN), base_url="http://192.168.7.7:8080")
     port = redis_lib.Redis.from_url(settings.redis_url or "").connection_pool.connection_kwargs["port"]
     assert response.get_json()["redis_url"] == f"redis://192.168.7.7:{port}/0"
@@ -159,10 +140,10 @@ def test_healthz(client: FlaskClient, tmp_path: Path) -> None:
 
 def test_a_node_id_is_bound_to_the_secret_of_its_first_join(client: FlaskClient) -> None:
     """Nobody holding only the join token can take a registered node's place (and its job key)."""
-    body = {"node_id": "n1", "hostname": "h", "ip": "1.2.3.4", "interval": 5, "protocol": PROTOCOL_VERSION}
-    first = client.post(JOIN_PATH, json={**body, "node_secret": SECRET}, headers=bearer(JOIN_TOKEN))
+    body = BODY
+    first = client.post(JOIN_PATH, json=body, headers=bearer(JOIN_TOKEN))
     assert first.status_code == 200
-    again = client.post(JOIN_PATH, json={**body, "node_secret": SECRET}, headers=bearer(JOIN_TOKEN))
+    again = client.post(JOIN_PATH, json=body, headers=bearer(JOIN_TOKEN))
     assert again.status_code == 200 and again.get_json()["job_key"] == first.get_json()["job_key"]
 
     impostor = client.post(
@@ -175,5 +156,5 @@ def test_a_node_id_is_bound_to_the_secret_of_its_first_join(client: FlaskClient)
     refused = AuditLog.get(AuditLog.action == "node.join_refused")
     assert refused.target == "n1" and "6.6.6.6" in refused.detail
 
-    other = client.post(JOIN_PATH, json={**body, "node_id": "n2", "node_secret": SECRET}, headers=bearer(JOIN_TOKEN))
+    other = client.post(JOIN_PATH, json={**body, "node_id": "n2"}, headers=bearer(JOIN_TOKEN))
     assert other.get_json()["job_key"] != first.get_json()["job_key"]  # one key per node
