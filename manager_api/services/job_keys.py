@@ -1,5 +1,6 @@
-"""The key the manager signs node jobs with (shared.job_signing): made once, kept in the database so that
-every manager host and gunicorn worker signs alike, read once per process."""
+"""The keys of shared.job_signing: the manager signs each node's jobs and checks each node's reports with
+that node's key, derived from one master key made once and kept in the database (so that every manager
+host and gunicorn worker agrees), read once per process."""
 
 from __future__ import annotations
 
@@ -32,5 +33,5 @@ def master_key() -> bytes:
 
 
 def node_key(node_id: str) -> bytes:
-    """The key that signs ``node_id``'s jobs (handed to its agent in the join answer)."""
+    """The key of ``node_id``'s jobs and reports (handed to its agent in the join answer)."""
     return job_signing.node_key(master_key(), node_id)
