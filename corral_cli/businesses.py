@@ -208,7 +208,7 @@ def update(ctx: click.Context, business_id: str, file: Any, wait: bool, wait_tim
 
 @click.group()
 def node() -> None:
-    """Show a node and set its labels."""
+    """Show a node, set its labels, forget its secret."""
 
 
 @node.command("show")
@@ -217,6 +217,14 @@ def node() -> None:
 def node_show(ctx: click.Context, node_id: str) -> None:
     """Show node ID: facts, labels, reservations and components, as JSON."""
     echo_json(client_of(ctx).get(f"/api/nodes/{node_id}"))
+
+
+@node.command("forget-secret")
+@click.argument("node_id", metavar="ID")
+@click.pass_context
+def node_forget_secret(ctx: click.Context, node_id: str) -> None:
+    """Let the next join under node ID set a new node secret (its agent lost it)."""
+    echo_json(client_of(ctx).post(f"/api/nodes/{node_id}/forget-secret"))
 
 
 @node.command("label")

@@ -42,6 +42,12 @@ def detail(node_id: str) -> ResponseReturnValue:
     return jsonify(node_inventory.detail(extensions.redis(), _known(node_id), settings.offline_after_intervals))
 
 
+@bp.post("/api/nodes/<node_id>/forget-secret")
+def forget_secret(node_id: str) -> ResponseReturnValue:
+    """Let the next join under this node id set a new node secret (an agent that lost its secret)."""
+    return jsonify(node_inventory.forget_secret(_known(node_id), auth.actor()))
+
+
 @bp.put("/api/nodes/<node_id>/labels")
 def set_labels(node_id: str) -> ResponseReturnValue:
     """Replace the API-set labels of a node; answers the node as GET /api/nodes/{id} does."""

@@ -151,3 +151,18 @@ def set_api_labels(node_id: str, labels: Mapping[str, str], actor: str) -> None:
             actor, "node.labels", node_id, {"api_labels": dict(labels), "previous": node_labels.loads(previous)}
         )
     logger.info("node %s: API labels set to %s by %s (effective %s)", node_id, dict(labels), actor, merged)
+
+
+def forget_secret(node_id: str, actor: str) -> dict[str, Any]:
+    """Let the next join under ``node_id`` set a new node secret (404 when unknown).
+
+    For an agent that kept its node id but lost its secret (a data directory restored from an older
+    backup): without this it is refused under that id for good. Audited, as any change of who may join.
+    """
+    with db.write_transaction():
+        if not Node.select().where(Node.id == node_id).exists():
+            raise ApiError(404, NOT_FOUND)
+        Node.update(secret_digest=None).where(Node.id == node_id).execute()
+        audit.record(actor, "node.secret_forgotten", node_id)
+    logger.warning("node %s: secret forgotten by %s; the next join under this id sets a new one", node_id, actor)
+    return {"node_id": node_id, "message": "secret forgotten: the next join under this id sets a new one"}

@@ -158,3 +158,20 @@ def test_a_node_id_is_bound_to_the_secret_of_its_first_join(client: FlaskClient)
 
     other = client.post(JOIN_PATH, json={**body, "node_id": "n2"}, headers=bearer(JOIN_TOKEN))
     assert other.get_json()["job_key"] != first.get_json()["job_key"]  # one key per node
+
+
+def test_forgetting_a_node_secret_lets_the_next_join_set_a_new_one(client: FlaskClient) -> None:
+    """For an agent that kept its node id but lost its secret: an operator re-admits it, audited."""
+    assert client.post(JOIN_PATH, json=BODY, headers=bearer(JOIN_TOKEN)).status_code == 200
+    restored = {**BODY, "node_secret": "a-new-secret-after-a-restore"}
+    assert client.post(JOIN_PATH, json=restored, headers=bearer(JOIN_TOKEN)).status_code == 403
+
+    forgot = client.post("/api/nodes/n1/forget-secret")
+    assert forgot.status_code == 200 and forgot.get_json()["node_id"] == "n1"
+    assert AuditLog.get(AuditLog.action == "node.secret_forgotten").target == "n1"
+    assert client.post(JOIN_PATH, json=restored, headers=bearer(JOIN_TOKEN)).status_code == 200
+    # The new secret is the one bound now; the old one is refused.
+    assert client.post(JOIN_PATH, json=BODY, headers=bearer(JOIN_TOKEN)).status_code == 403
+
+    unknown = client.post("/api/nodes/nope/forget-secret")
+    assert unknown.status_code == 404 and unknown.get_json() == {"error": "Node not found"}
