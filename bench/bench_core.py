@@ -76,7 +76,7 @@ def register_nodes(
             client = redis.Redis.from_url(answer.json()["redis_url"])
         heartbeat.write(
             client,
-            body["node_id"],
+            str(body["node_id"]),
             {
                 "interval": 60,
                 "hostname": body["hostname"],
@@ -84,6 +84,7 @@ def register_nodes(
                 "cpu_usage_percent": i % 100,
                 "memory_usage_percent": 40,
             },
+            key=JOB_KEYS[str(body["node_id"])],
         )
     assert client is not None
     return client

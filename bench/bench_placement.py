@@ -28,7 +28,7 @@ from common import machine, ms, pct  # noqa: E402  (bench/common.py)
 
 from manager_api import db  # noqa: E402
 from manager_api.models import Business, BusinessComponent, Node  # noqa: E402
-from manager_api.services import business_placement  # noqa: E402
+from manager_api.services import business_placement, job_keys  # noqa: E402
 from manager_api.services.business_placement import Demand, load_nodes, plan  # noqa: E402
 from shared import heartbeat  # noqa: E402
 from tests.support import RedisServer  # noqa: E402
@@ -83,7 +83,9 @@ def populate(count: int, client: redis.Redis) -> None:
 def beat_all(count: int, client: redis.Redis, round_: int) -> None:
     """A new heartbeat from every node (new time, new live CPU figure), as 5 s on in production."""
     for i in range(count):
-        heartbeat.write(client, f"node{i:05d}", {"interval": 600, "cpu_usage_percent": (i + round_) % 100})
+        node_id = f"node{i:05d}"
+        figures = {"interval": 600, "cpu_usage_percent": (i + round_) % 100}
+        heartbeat.write(client, node_id, figures, key=job_keys.node_key(node_id))
 
 
 def demands() -> list[Demand]:

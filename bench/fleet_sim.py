@@ -70,18 +70,24 @@ def join_all(manager_url: str, token: str, hostnames: list[str], interval: float
     return redis_url, job_keys
 
 
-def heartbeat_loop(client: redis.Redis, hostnames: list[str], interval: float, stop: threading.Event) -> None:
-    """Heartbeat every node once per interval, spread evenly over the interval."""
+def heartbeat_loop(
+    client: redis.Redis, hostnames: list[str], job_keys: dict[str, bytes], interval: float, stop: threading.Event
+) -> None:
+    """Heartbeat every node once per interval, spread evenly over the interval, signed as an agent signs."""
     ids = [node_id_for(h) for h in hostnames]
     gap = interval / max(1, len(ids))
+    offset = heartbeat.redis_now(client) - time.time()
     while not stop.is_set():
         started = time.monotonic()
         for node_id, hostname in zip(ids, hostnames, strict=True):
-            heartbeat.write(
+            stamped = heartbeat.write(
                 client,
                 node_id,
                 {"interval": interval, "hostname": hostname, "cpu_usage_percent": 5.0, "memory_usage_percent": 20.0},
+                key=job_keys[node_id],
+                clock_offset=offset,
             )
+            offset = stamped - time.time()
             if gap > 0.001:
                 stop.wait(gap)
         stop.wait(max(0.0, interval - (time.monotonic() - started)))
@@ -173,7 +179,7 @@ def run_slice(manager_url: str, token: str, hostnames: list[str], interval: floa
     redis_url, job_keys = join_all(manager_url, token, hostnames, interval)
     client = redis.Redis.from_url(redis_url, max_connections=8)
     threads = [
-        threading.Thread(target=heartbeat_loop, args=(client, hostnames, interval, stop), daemon=True),
+        threading.Thread(target=heartbeat_loop, args=(client, hostnames, job_keys, interval, stop), daemon=True),
         threading.Thread(
             target=consume_loop, args=(redis.Redis.from_url(redis_url), hostnames, job_keys, stop), daemon=True
         ),

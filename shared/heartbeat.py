@@ -2,16 +2,25 @@
 
 The time of a heartbeat is taken from Redis's own clock inside a Lua script, and the manager compares it
 with Redis's clock too, so a skewed clock on an agent or on the manager never marks a node offline.
+
+A node's summary (what liveness and the node list read) also carries the node's own estimate of Redis's
+time when it wrote it, signed with its key (shared.job_signing): agents share one Redis user, and without
+the signature any of them could keep another node looking alive. Given ``key_of``, the manager believes a
+summary only when its node signed it, and dates it by the signed time, so a replayed old one goes stale.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple, cast
 
 from redis import Redis
 
-from . import keys
+from . import job_signing, keys
+
+KeyOf = Callable[[str], bytes]
+"""The signing key of a node id (the manager derives it: manager_api.services.job_keys.node_key)."""
 
 FIELDS = (
     "ts",
@@ -32,13 +41,13 @@ FIELDS = (
 )
 """Fields of the keys.node_heartbeat hash; ``ts`` is written by the script, the rest by the agent."""
 
-# ARGV: node id, interval, cpu%, memory%, then name/value pairs of every figure.
+# ARGV: node id, interval, cpu%, memory%, the node's time, its signature, then name/value pairs of every figure.
 _WRITE = """
 local t = redis.call('TIME')
 local now = string.format('%d.%06d', tonumber(t[1]), tonumber(t[2]))
-redis.call('HSET', KEYS[1], 'ts', now, unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], 'ts', now, unpack(ARGV, 7))
 redis.call('ZADD', KEYS[2], now, ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[1], now .. ' ' .. ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[4])
+redis.call('HSET', KEYS[3], ARGV[1], table.concat({now, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]}, ' '))
 return now
 """
 
@@ -50,14 +59,27 @@ def _number(value: Any, default: float = 0.0) -> str:
         return repr(default)
 
 
-def write(redis: Redis, node_id: str, figures: Mapping[str, Any]) -> float:
-    """Record a heartbeat of ``node_id`` with its figures; returns the Redis time it was stamped with."""
-    argv: list[Any] = [
-        node_id,
-        _number(figures.get("interval"), 5.0),
-        _number(figures.get("cpu_usage_percent")),
-        _number(figures.get("memory_usage_percent")),
-    ]
+def _signed_text(node_id: str, at: str, interval: str, cpu: str, memory: str) -> str:
+    return f"{node_id} {at} {interval} {cpu} {memory}"
+
+
+def write(
+    redis: Redis, node_id: str, figures: Mapping[str, Any], key: bytes | None = None, clock_offset: float = 0.0
+) -> float:
+    """Record a heartbeat of ``node_id`` with its figures, its summary signed with the node's ``key``;
+    returns the Redis time it was stamped with.
+
+    ``clock_offset`` is Redis's clock minus this host's, as the previous write showed it (stamp - time).
+    """
+    interval = _number(figures.get("interval"), 5.0)
+    cpu = _number(figures.get("cpu_usage_percent"))
+    memory = _number(figures.get("memory_usage_percent"))
+    at = repr(time.time() + clock_offset)
+    signature = "-"
+    if key is not None:
+        text = _signed_text(node_id, at, interval, cpu, memory)
+        signature = job_signing.sign_message(key, keys.NODES_SUMMARY, text)
+    argv: list[Any] = [node_id, interval, cpu, memory, at, signature]
     for name, value in figures.items():
         if name == "ts" or name not in FIELDS:
             continue
@@ -79,11 +101,26 @@ class Summary(NamedTuple):
         return now - self.ts <= offline_after_intervals * self.interval
 
 
-def parse_summary(raw: bytes | str) -> Summary | None:
-    """One NODES_SUMMARY value as a Summary, or None when this version cannot read it."""
+def parse_summary(raw: bytes | str, node_id: str = "", key_of: KeyOf | None = None) -> Summary | None:
+    """One NODES_SUMMARY value as a Summary, or None when this version cannot read it; given ``key_of``, also
+    None unless ``node_id`` signed it, and dated by the node's signed time rather than the stamp."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    parts = text.split()
     try:
-        return Summary._make(map(float, raw.split()))
+        summary = Summary._make(map(float, parts[:4]))
     except (TypeError, ValueError):
+        return None
+    if key_of is None:
+        return summary
+    if len(parts) != 6:
+        return None
+    _stamp, interval, cpu, memory, at, signature = parts
+    signed = _signed_text(node_id, at, interval, cpu, memory)
+    if not job_signing.verify_message(key_of(node_id), signature, keys.NODES_SUMMARY, signed):
+        return None
+    try:
+        return summary._replace(ts=float(at))
+    except ValueError:
         return None
 
 
@@ -96,14 +133,16 @@ def read_raw_summaries(redis: Redis) -> tuple[float, dict[bytes, bytes]]:
     return sec + usec / 1_000_000, raw
 
 
-def read_summaries(redis: Redis) -> tuple[float, dict[str, Summary]]:
-    """Redis's time and every node's parsed heartbeat summary (a node never heard from is absent)."""
+def read_summaries(redis: Redis, key_of: KeyOf | None = None) -> tuple[float, dict[str, Summary]]:
+    """Redis's time and every node's parsed heartbeat summary (a node never heard from is absent; given
+    ``key_of``, so is one whose summary its node did not sign)."""
     now, raw = read_raw_summaries(redis)
     out = {}
-    for node_id, value in raw.items():
-        summary = parse_summary(value)
+    for raw_id, value in raw.items():
+        node_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+        summary = parse_summary(value, node_id, key_of)
         if summary is not None:
-            out[node_id.decode() if isinstance(node_id, bytes) else node_id] = summary
+            out[node_id] = summary
     return now, out
 
 

@@ -204,7 +204,12 @@ class Agent:
                 self.components.start_monitor()
                 self._recovered = True
             self._heartbeat = HeartbeatThread(
-                self.redis, self.node_id, self.settings.interval, self._figures, failing=self._heartbeat_failing
+                self.redis,
+                self.node_id,
+                self.settings.interval,
+                self._figures,
+                failing=self._heartbeat_failing,
+                key=self.job_key,
             ).start()
             self.joined = True
             name = f"{self.node_id}.{os.getpid()}" + (f".{self._generation}" if self._generation else "")

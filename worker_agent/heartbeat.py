@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,8 +27,11 @@ class HeartbeatThread:
         interval: float,
         figures: Callable[[], dict[str, Any]],
         failing: bool = False,
+        key: bytes | None = None,
     ) -> None:
         self.redis = redis
+        self.key = key  # the node's key from its join: the manager believes only summaries signed with it
+        self._clock_offset: float | None = None  # Redis's clock minus this host's, from the last write
         self.node_id = node_id
         self.interval = interval
         self.figures = figures
@@ -54,7 +58,10 @@ class HeartbeatThread:
     def beat(self) -> bool:
         """Write one heartbeat; warns once per Redis outage instead of on every tick."""
         try:
-            heartbeat.write(self.redis, self.node_id, self.figures())
+            if self._clock_offset is None:
+                self._clock_offset = heartbeat.redis_now(self.redis) - time.time()
+            stamped = heartbeat.write(self.redis, self.node_id, self.figures(), self.key, self._clock_offset)
+            self._clock_offset = stamped - time.time()
         except RedisError as exc:
             if not self._failing:
                 logger.warning("node %s: heartbeat failed, will keep trying: %s", self.node_id, exc)

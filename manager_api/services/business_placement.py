@@ -29,6 +29,7 @@ from shared.states import ComponentState
 
 from ..db import database
 from ..models import BusinessComponent, Node
+from . import job_keys
 
 logger = logging.getLogger(__name__)
 
@@ -422,7 +423,7 @@ def load_nodes(
                 built[node_id] = (inputs, beat, node)
         else:
             raw = inputs[4]
-            beat = heartbeat.parse_summary(raw) if raw is not None else None
+            beat = heartbeat.parse_summary(raw, node_id, job_keys.node_key) if raw is not None else None
             online = beat is not None and beat.online(now, offline_after_intervals)
             if cached is not None and cached[0][1] == facts_text and cached[0][2] == labels_text:
                 # Only the heartbeat, the reservation or the hostname changed (the usual case): the

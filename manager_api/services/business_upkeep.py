@@ -14,6 +14,7 @@ from shared.states import ComponentState, NodeStatus
 
 from .. import db
 from ..models import Business, BusinessComponent, ComponentMetric, Node, utcnow
+from . import job_keys
 from .business_specs import components_of, deploy_payload
 from .business_state import (
     ENDED,
@@ -52,7 +53,7 @@ def fail_components_on_offline_nodes(redis: Redis, offline_after_intervals: int,
     )
     if not rows:
         return Jobs()
-    now_ts, beats = heartbeat.read_summaries(redis)
+    now_ts, beats = heartbeat.read_summaries(redis, job_keys.node_key)
     rows = [
         row
         for row in rows

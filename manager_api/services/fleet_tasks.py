@@ -19,7 +19,7 @@ from shared.states import FleetTaskStatus, HostRunStatus
 from .. import db
 from ..errors import ApiError
 from ..models import FleetTask, Node, TaskHost, utcnow
-from . import audit, dispatch, targets
+from . import audit, dispatch, job_keys, targets
 from .fleet_task_json import counts_of, task_json
 from .paging import page_of, status_counts
 from .serialize import from_unix
@@ -85,7 +85,7 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
 
 def _target_nodes(redis: Redis, offline_after_intervals: int) -> list[targets.TargetNode]:
     rows = list(Node.select(Node.id, Node.hostname, Node.ip, Node.labels).tuples())
-    now, beats = heartbeat.read_summaries(redis)
+    now, beats = heartbeat.read_summaries(redis, job_keys.node_key)
     out = []
     for node_id, hostname, ip, labels in rows:
         beat = beats.get(node_id)

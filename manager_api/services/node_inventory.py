@@ -18,7 +18,7 @@ from shared import heartbeat
 from .. import db
 from ..errors import ApiError
 from ..models import Business, BusinessComponent, Node
-from . import audit, node_labels
+from . import audit, job_keys, node_labels
 from .business_placement import ACTIVE_COMPONENT_STATES, capacity_from_facts, reservations
 from .serialize import from_unix, iso
 
@@ -92,7 +92,7 @@ def listing(redis: Redis, offline_after_intervals: int) -> list[dict[str, Any]]:
     """Every node, in join order, with facts, labels, capacity and what active components reserve."""
     rows = Node.select(*_FIELDS).order_by(Node.registered_at, Node.id).tuples()
     held = reservations()
-    now, beats = heartbeat.read_summaries(redis)
+    now, beats = heartbeat.read_summaries(redis, job_keys.node_key)
     return [_view(row, now, beats, held, offline_after_intervals) for row in rows]
 
 
@@ -129,7 +129,7 @@ def detail(redis: Redis, node_id: str, offline_after_intervals: int) -> dict[str
     row = Node.select(*_FIELDS).where(Node.id == node_id).tuples().first()
     if row is None:
         raise ApiError(404, NOT_FOUND)
-    now, beats = heartbeat.read_summaries(redis)
+    now, beats = heartbeat.read_summaries(redis, job_keys.node_key)
     out = _view(row, now, beats, reservations(), offline_after_intervals)
     out["components"] = _components_on(node_id)
     return out

@@ -16,7 +16,7 @@ from shared.states import NodeStatus
 from .. import db
 from ..db import database
 from ..models import DeploymentTask, Node
-from . import audit
+from . import audit, job_keys
 from .lifecycle import LIVE_STATES
 from .placement import NodeLoad
 from .serialize import from_unix, iso
@@ -53,8 +53,8 @@ class _Beat(NamedTuple):
 _rendered: dict[str, tuple[bytes, int, _Beat | None]] = {}
 
 
-def _render(raw: bytes, offline_after_intervals: int) -> _Beat | None:
-    summary = heartbeat.parse_summary(raw)
+def _render(node_id: str, raw: bytes, offline_after_intervals: int) -> _Beat | None:
+    summary = heartbeat.parse_summary(raw, node_id, job_keys.node_key)
     if summary is None:
         return None
     return _Beat(
@@ -83,7 +83,8 @@ def list_nodes(redis: Redis, offline_after_intervals: int) -> list[dict[str, Any
         if raw is not None:
             cached = _rendered.get(node_id)
             if cached is None or cached[0] != raw or cached[1] != offline_after_intervals:
-                cached = _rendered[node_id] = (raw, offline_after_intervals, _render(raw, offline_after_intervals))
+                rendered = _render(node_id, raw, offline_after_intervals)
+                cached = _rendered[node_id] = (raw, offline_after_intervals, rendered)
             beat = cached[2]
         online = beat is not None and now <= beat.online_until
         out.append(
@@ -114,7 +115,7 @@ def active_task_counts() -> dict[str, int]:
 def node_loads(redis: Redis, offline_after_intervals: int) -> list[NodeLoad]:
     """Every node as placement sees it: online, cpu%, memory%, active tasks."""
     rows = list(Node.select(Node.id, Node.hostname, Node.ip).tuples())
-    now, beats = heartbeat.read_summaries(redis)
+    now, beats = heartbeat.read_summaries(redis, job_keys.node_key)
     counts = active_task_counts()
     loads = []
     for node_id, hostname, ip in rows:
@@ -146,7 +147,7 @@ def refresh_statuses(redis: Redis, offline_after_intervals: int) -> list[tuple[s
     rows = list(Node.select(Node.id, Node.hostname, Node.status, Node.last_seen).tuples())
     if not rows:
         return []
-    now, beats = heartbeat.read_summaries(redis)
+    now, beats = heartbeat.read_summaries(redis, job_keys.node_key)
     flips: list[tuple[str, str, NodeStatus]] = []
     updates: list[tuple[str, NodeStatus, Any]] = []
     for node_id, hostname, status, last_seen in rows:

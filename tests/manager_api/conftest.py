@@ -109,11 +109,12 @@ def beat(
     memory: float = 20.0,
     interval: float = 5.0,
 ) -> None:
-    """One heartbeat of ``node_id`` as the agent writes it."""
+    """One heartbeat of ``node_id`` as the agent writes it (its summary signed with the node's key)."""
     heartbeat.write(
         redis_client,
         node_id,
         {"interval": interval, "cpu_usage_percent": cpu, "memory_usage_percent": memory, "hostname": node_id},
+        key=job_keys.node_key(node_id),
     )
 
 

@@ -12,7 +12,8 @@ from flask.testing import FlaskClient
 from manager_api.app import create_app
 from manager_api.config import Settings
 from manager_api.models import AuditLog, Node
-from shared import keys
+from manager_api.services import job_keys
+from shared import heartbeat, keys
 from shared.api import JOIN_PATH, bearer
 from shared.defaults import PROTOCOL_VERSION
 from tests.support import wait_until
@@ -175,3 +176,21 @@ def test_forgetting_a_node_secret_lets_the_next_join_set_a_new_one(client: Flask
 
     unknown = client.post("/api/nodes/nope/forget-secret")
     assert unknown.status_code == 404 and unknown.get_json() == {"error": "Node not found"}
+
+
+def test_a_heartbeat_not_signed_by_its_node_does_not_make_it_online(
+    client: FlaskClient, redis_client: redis_lib.Redis
+) -> None:
+    join(client, "n1", "web-01", "10.0.0.1")
+    join(client, "n2", "web-02", "10.0.0.2")
+
+    def status() -> int:
+        [n1] = [n for n in client.get("/api/task/node").get_json()["nodes"] if n["id"] == "n1"]
+        return int(n1["status"])
+
+    heartbeat.write(redis_client, "n1", {"interval": 5})  # unsigned
+    assert status() == 1
+    heartbeat.write(redis_client, "n1", {"interval": 5}, key=job_keys.node_key("n2"))  # n2 speaking for n1
+    assert status() == 1
+    beat(redis_client, "n1")  # as n1's agent writes it
+    assert status() == 0

@@ -138,7 +138,8 @@ def test_serves_stops_cleanly_and_keeps_its_data(manager: Manager, dirs: tuple[P
     assert joined.status_code == 200
     agent_url = joined.json()["redis_url"]
     assert "@127.0.0.1:" in agent_url and redis_lib.Redis.from_url(agent_url).ping()
-    heartbeat.write(client, "n1", {"interval": 5, "cpu_usage_percent": 12, "memory_usage_percent": 34})
+    figures = {"interval": 5, "cpu_usage_percent": 12, "memory_usage_percent": 34}
+    heartbeat.write(client, "n1", figures, key=bytes.fromhex(joined.json()["job_key"]))
     nodes = api(manager, "/api/task/node").json()["nodes"]
     assert [(n["id"], n["status"], n["resources"]) for n in nodes] == [
         ("n1", 0, "cpu_usage_percent:12,memory_usage_percent:34")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import redis
 
 from shared import heartbeat, keys
@@ -28,3 +30,35 @@ def test_online_until_three_intervals_pass() -> None:
     assert not heartbeat.is_online(beat, now=115.1, offline_after_intervals=3)
     assert not heartbeat.is_online({}, now=100.0, offline_after_intervals=3)
     assert not heartbeat.is_online({"ts": "garbage"}, now=100.0, offline_after_intervals=3)
+
+
+def test_a_summary_is_believed_only_when_its_node_signed_it_and_dated_by_the_signed_time(
+    redis_client: redis.Redis,
+) -> None:
+    """Agents share one Redis user: one must not keep another node looking alive."""
+    node_keys = {"n1": b"1" * 32, "n2": b"2" * 32}
+    key_of = node_keys.__getitem__
+    offset = heartbeat.redis_now(redis_client) - time.time()
+    stamped = heartbeat.write(redis_client, "n1", {"interval": 5, "cpu_usage_percent": 12.5}, node_keys["n1"], offset)
+    now, beats = heartbeat.read_summaries(redis_client, key_of)
+    assert beats["n1"].cpu_usage_percent == 12.5 and abs(beats["n1"].ts - stamped) < 1.0
+    assert beats["n1"].online(now, 3)
+
+    # n2 writing for n1, unsigned or signed with its own key: n1 reads as never heard from.
+    heartbeat.write(redis_client, "n1", {"interval": 5}, None, offset)
+    assert "n1" not in heartbeat.read_summaries(redis_client, key_of)[1]
+    heartbeat.write(redis_client, "n1", {"interval": 5}, node_keys["n2"], offset)
+    assert "n1" not in heartbeat.read_summaries(redis_client, key_of)[1]
+    # Without key_of (an agent's own tools) the figures still read.
+    assert heartbeat.read_summaries(redis_client)[1]["n1"].interval == 5.0
+
+    # An old signed summary put back in place (the Redis stamp fresh, the signed time not) goes stale.
+    old = time.time() + offset - 60
+    heartbeat.write(redis_client, "n1", {"interval": 5}, node_keys["n1"], offset - 60)
+    now, beats = heartbeat.read_summaries(redis_client, key_of)
+    assert abs(beats["n1"].ts - old) < 1.0 and not beats["n1"].online(now, 3)
+    # Altered figures break the signature.
+    raw = redis_client.hget(keys.NODES_SUMMARY, "n1").decode().split()
+    raw[2] = "99.0"
+    redis_client.hset(keys.NODES_SUMMARY, "n1", " ".join(raw))
+    assert "n1" not in heartbeat.read_summaries(redis_client, key_of)[1]
