@@ -125,7 +125,8 @@ def parse_summary(raw: bytes | str, node_id: str = "", key_of: KeyOf | None = No
 
 
 def read_raw_summaries(redis: Redis) -> tuple[float, dict[bytes, bytes]]:
-    """Redis's time and every node's summary as stored (node id -> b"ts interval cpu memory"), one round trip."""
+    """Redis's time and every node's summary as stored (node id -> b"ts interval cpu memory at signature"),
+    in one round trip."""
     pipe = redis.pipeline(transaction=False)
     pipe.time()
     pipe.hgetall(keys.NODES_SUMMARY)
