@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -24,6 +25,7 @@ from . import jobs, metrics
 from .commands import CommandRunner
 from .components.image_fetch import SftpSettings
 from .components.manager import ComponentManager
+from .data_dir import DataDirLock
 from .health import HealthServer
 from .heartbeat import HeartbeatThread
 from .identity import load_or_create_node_id, load_or_create_node_secret
@@ -52,7 +54,8 @@ class AgentSettings:
     hostname: str = field(default_factory=socket.gethostname)
     ip: str = "127.0.0.1"
     interval: float = HEARTBEAT_INTERVAL
-    port: int = AGENT_PORT
+    port: int | None = None
+    """Health port on 127.0.0.1; None: the manual's 8081, or any free port (logged) when another agent has it."""
     manager_url: str = MANAGER_URL
     token: Callable[[], str | None] = lambda: None
     redis_url: str | None = None
@@ -84,7 +87,10 @@ class Agent:
 
     def __init__(self, settings: AgentSettings) -> None:
         self.settings = settings
-        self.data_dir = Path(settings.data_dir)
+        # Absolute: task wrappers run in their own directories and are handed paths under this one.
+        self.data_dir = Path(settings.data_dir).absolute()
+        # First of all: one agent per data directory, or two agents would be one node (DataDirInUse).
+        self._lock = DataDirLock(self.data_dir).acquire(settings.hostname)
         self.node_id = load_or_create_node_id(self.data_dir)
         self.node_secret = load_or_create_node_secret(self.data_dir)
         self.job_key: bytes | None = None  # from the join answer: only jobs signed with it run
@@ -117,6 +123,8 @@ class Agent:
         """What the health endpoint shows."""
         return {
             "node_id": self.node_id,
+            "hostname": self.settings.hostname,
+            "data_dir": str(self.data_dir),
             "joined": self.joined,
             "tasks_running": self.supervisor.running_count(),
             "commands_running": self.commands.running_count(),
@@ -125,9 +133,16 @@ class Agent:
     def run(self) -> int:
         """Work until SIGTERM/SIGINT; returns the process exit code. Task processes are left running."""
         try:
-            self.health = HealthServer(self.settings.port, self.status).start()
+            self.health = self._serve_health()
         except OSError as exc:
-            logger.error("node %s: cannot serve health on 127.0.0.1:%s: %s", self.node_id, self.settings.port, exc)
+            logger.error(
+                "node %s: cannot serve health on 127.0.0.1:%s: %s (another agent on this host? --port 0 picks a "
+                "free port)",
+                self.node_id,
+                self.settings.port,
+                exc,
+            )
+            self._lock.release()
             return 1
         logger.info("node %s: agent started, health on 127.0.0.1:%s", self.node_id, self.health.port)
         jobs.register(self.supervisor)
@@ -153,6 +168,25 @@ class Agent:
         finally:
             self._shutdown()
         return 0
+
+    def _serve_health(self) -> HealthServer:
+        """The health endpoint on --port; without one, on 8081 or, when that is taken, on any free port."""
+        if self.settings.port is not None:
+            return HealthServer(self.settings.port, self.status).start()
+        try:
+            return HealthServer(AGENT_PORT, self.status).start()
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+        server = HealthServer(0, self.status).start()
+        logger.warning(
+            "node %s: health port %d is taken (another agent on this host?); serving health on 127.0.0.1:%d "
+            "instead (--port chooses)",
+            self.node_id,
+            AGENT_PORT,
+            server.port,
+        )
+        return server
 
     def _join(self) -> dict[str, Any] | None:
         if self.settings.redis_url:
@@ -284,3 +318,5 @@ class Agent:
             self.health.stop()
         if self.redis is not None:
             self.redis.close()
+        # Last: until here this agent still wrote into the data directory.
+        self._lock.release()

@@ -16,6 +16,7 @@ from shared.defaults import AGENT_PORT, HEARTBEAT_INTERVAL, MANAGER_URL
 from shared.paths import local_join_token_path
 
 from .agent import Agent, AgentSettings
+from .data_dir import DataDirInUse, default_data_dir, default_root
 from .labels import LABELS_ENV, parse_labels
 
 logger = logging.getLogger(__name__)
@@ -24,13 +25,6 @@ TOKEN_ENV = "CORRAL_JOIN_TOKEN"
 DOCKER_HOST_ENV = "CORRAL_DOCKER_HOST"
 CAPACITY_ENV = {"cpu_count": "CORRAL_CPU_CORES", "memory_total_mb": "CORRAL_MEMORY_MB", "gpu_count": "CORRAL_GPUS"}
 """Environment variables that, like --cpu-cores, --memory-mb and --gpus, override detected capacity."""
-
-
-def default_data_dir() -> Path:
-    """/var/lib/corral-agent as root, else ~/.local/share/corral-agent."""
-    if os.geteuid() == 0:
-        return Path("/var/lib/corral-agent")
-    return Path.home() / ".local" / "share" / "corral-agent"
 
 
 def manager_address(manager_url: str) -> tuple[str, int]:
@@ -127,12 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--port",
         type=int,
-        default=AGENT_PORT,
-        help="local health port on 127.0.0.1, 0 = any (default %(default)s)",
+        help=f"local health port on 127.0.0.1, 0 = any (default {AGENT_PORT}, or any free port when it is taken)",
     )
     parser.add_argument("--token", help=f"join token (else ${TOKEN_ENV}, else --token-file)")
     parser.add_argument("--token-file", type=Path, help="file holding the join token, read on every join attempt")
-    parser.add_argument("--data-dir", type=Path, help="node id, task records and task logs (default: per user)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help=f"node id, task records and task logs, one agent each (default: {default_root()} for this host's "
+        f"own hostname, else {default_root()}/hosts/<--hostname>)",
+    )
     parser.add_argument("--ip", help="IP to advertise (default: the address used to reach the manager)")
     parser.add_argument(
         "--label",
@@ -179,10 +177,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         manager_address(args.manager_url)
+        if not args.hostname.strip() or any(c in args.hostname for c in "\0\n"):
+            raise ValueError(f"--hostname must be a name, got {args.hostname!r}")
+        if args.port is not None and not 0 <= args.port < 65536:
+            raise ValueError(f"--port must be between 0 and 65535, got {args.port}")
         labels = parse_labels(args.label, os.environ.get(LABELS_ENV))
         capacity = capacity_overrides(args.cpu_cores, args.memory_mb, args.gpus)
         settings = AgentSettings(
-            data_dir=args.data_dir or default_data_dir(),
+            data_dir=(args.data_dir or default_data_dir(args.hostname)).absolute(),
             hostname=args.hostname,
             ip=args.ip or advertised_ip(args.manager_url),
             interval=args.interval,
@@ -197,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
             capacity=capacity,
         )
         agent = Agent(settings)
+    except DataDirInUse as exc:
+        logger.error("agent cannot start: %s", exc)
+        return 1
     except (OSError, ValueError) as exc:
         logger.error("agent cannot start: %s", exc)
         return 2

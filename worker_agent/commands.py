@@ -74,7 +74,7 @@ class CommandRunner:
     """Owns the fleet commands of one node; the agent builds one, jobs.py delegates to it."""
 
     def __init__(self, data_dir: Path, node_id: str, redis: RedisSource, job_key: KeySource = lambda: None) -> None:
-        self.data_dir = Path(data_dir)
+        self.data_dir = Path(data_dir).absolute()  # children run elsewhere and are handed paths under it
         self.node_id = node_id
         self._state_file = StateFile(self.data_dir / "commands.json", CommandRecord, section="commands")
         self._publisher = CommandPublisher(node_id, redis, self.data_dir / "command-reports", self._published, job_key)

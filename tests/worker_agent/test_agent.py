@@ -92,7 +92,15 @@ def test_the_agent_runs_tasks_that_outlive_it_and_adopts_them_after_a_restart(
     agents.append(agent)
     status = wait_until(agent.joined, what="the agent to work its queue")
     node_id = (data_dir / "node-id").read_text().strip()
-    assert status == {"status": "ok", "node_id": node_id, "joined": True, "tasks_running": 0, "commands_running": 0}
+    assert status == {
+        "status": "ok",
+        "node_id": node_id,
+        "hostname": "node-a",
+        "data_dir": str(data_dir),
+        "joined": True,
+        "tasks_running": 0,
+        "commands_running": 0,
+    }
     with pytest.raises(urllib.error.HTTPError) as not_found:
         agent.health("/anything-else")
     not_found.value.close()

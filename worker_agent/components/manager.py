@@ -70,7 +70,7 @@ class ComponentManager(ComponentRecovery):
         docker_poll_interval: float = 1.0,
         keep_ended_seconds: float = KEEP_ENDED_SECONDS,
     ) -> None:
-        self.data_dir = Path(data_dir)
+        self.data_dir = Path(data_dir).absolute()  # children run elsewhere and are handed paths under it
         self.components_dir = self.data_dir / "components"
         self.node_id = node_id
         self.usage_interval = usage_interval
