@@ -23,6 +23,9 @@ EXIT_CODE_FILE = "exit-code"
 HIDDEN_ENV = frozenset({"CORRAL_JOIN_TOKEN"})
 """Agent environment variables that task processes must not inherit."""
 
+STDERR_TAIL_LINES = 20
+"""How many last lines of a failed process's stderr its error message carries."""
+
 CREATE_TIME_TOLERANCE = 1.0
 """Seconds two create_time readings may differ by and still name the same process (boot time jitter)."""
 
@@ -58,6 +61,25 @@ def popen_in_session(
         env=full_env,
         start_new_session=True,
     )
+
+
+def tail(path: Path, lines: int = STDERR_TAIL_LINES, max_bytes: int = 8192) -> str:
+    """The last ``lines`` lines of a log file (its last ``max_bytes`` at most), or '' when there is none."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except OSError:
+        return ""
+    return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+
+
+def with_stderr_tail(reason: str, run_dir: Path) -> str:
+    """``reason``, followed by the tail of ``run_dir``'s stderr.log when it has one: why a process failed."""
+    stderr = tail(run_dir / "stderr.log")
+    return f"{reason}; stderr: {stderr}" if stderr else reason
 
 
 def read_exit_code(task_dir: Path) -> int | None:

@@ -48,7 +48,7 @@ class Supervisor:
     """Owns the task processes of one node and the record of them in ``<data dir>/state.json``."""
 
     def __init__(self, data_dir: Path, node_id: str, publish: Publish, poll_interval: float = 0.2) -> None:
-        self.data_dir = Path(data_dir)
+        self.data_dir = Path(data_dir).absolute()  # children run elsewhere and are handed paths under it
         self.tasks_dir = self.data_dir / "tasks"
         self.node_id = node_id
         self.poll_interval = poll_interval
@@ -207,7 +207,11 @@ class Supervisor:
         elif code == 0:
             self._change_state(rec, TaskState.COMPLETED, exit_code=0)
         else:
-            self._change_state(rec, TaskState.FAILED, exit_code=code)
+            self._change_state(rec, TaskState.FAILED, exit_code=code, error=self._failure(rec, code))
+
+    def _failure(self, rec: TaskRecord, code: int) -> str:
+        """Why a task failed, in words: its exit code and the tail of its stderr (`sh: nosuch: not found`)."""
+        return process_tree.with_stderr_tail(f"exited with code {code}", self.task_dir(rec.task_id))
 
     def _check_stopping(self, rec: TaskRecord, now: float) -> None:
         assert rec.pid is not None
@@ -272,7 +276,7 @@ class Supervisor:
                 elif code == 0:
                     self._change_state(rec, TaskState.COMPLETED, exit_code=0)
                 else:
-                    self._change_state(rec, TaskState.FAILED, exit_code=code)
+                    self._change_state(rec, TaskState.FAILED, exit_code=code, error=self._failure(rec, code))
             self._retry_unreported()
             self._save()
 

@@ -78,6 +78,10 @@ def test_exit_codes_become_completed_and_failed(
     assert (ok["state"], ok["exit_code"]) == ("COMPLETED", 0)
     assert (bad["state"], bad["exit_code"]) == ("FAILED", 3)
     assert (missing["state"], missing["exit_code"]) == ("FAILED", 127)
+    # Why, in words: the exit code and the tail of stderr, as business components say it.
+    assert missing["error"].startswith("exited with code 127; stderr: ")
+    assert "no-such-command-anywhere" in missing["error"] and "not found" in missing["error"]
+    assert bad["error"] == "exited with code 3" and ok["error"] is None
     assert [e["state"] for e in task_events(redis_client, "t-bad")] == ["RUNNING", "FAILED"]
     assert supervisor.running_count() == 0
 

@@ -7,7 +7,6 @@ known even when the agent was down while it ended; the agent finds the process a
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import time
@@ -25,9 +24,6 @@ logger = logging.getLogger(__name__)
 WRAPPER_SCRIPT = 'f="$1"; shift; "$@"; rc=$?; echo "$rc" > "$f.tmp" && mv -f "$f.tmp" "$f"; exit "$rc"'
 """Runs ``$2...`` and leaves its exit status in the file ``$1``, agent or not."""
 
-STDERR_TAIL_LINES = 20
-"""Lines of stderr put in the error message of a component that exited."""
-
 KILL_GIVE_UP_SECONDS = 10.0
 """After SIGKILL, how long to wait for the tree to vanish before calling it stopped anyway."""
 
@@ -41,19 +37,6 @@ class StartError(Exception):
     def __init__(self, message: str, exit_code: int | None = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
-
-
-def tail(path: Path, lines: int = STDERR_TAIL_LINES, max_bytes: int = 8192) -> str:
-    """The last ``lines`` lines of a log file (its last ``max_bytes`` at most), or '' when there is none."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - max_bytes))
-            data = f.read()
-    except OSError:
-        return ""
-    return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
 
 
 class ProcessDriver:
@@ -114,8 +97,7 @@ class ProcessDriver:
         if not ended:
             return None
         reason = f"exited with code {code}" if code is not None else "ended without an exit status"
-        stderr = tail(self.run_dir(rec) / "stderr.log")
-        return code, f"{reason}; stderr: {stderr}" if stderr else reason
+        return code, process_tree.with_stderr_tail(reason, self.run_dir(rec))
 
     def stop(self, rec: ComponentRecord, grace_seconds: float) -> int | None:
         """SIGTERM the whole tree, SIGKILL what is left after ``grace_seconds``; returns the exit code."""
