@@ -52,7 +52,7 @@ def _check() -> None:
         return
     if request.path == JOIN_PATH:
         if not token_matches(token, read_join_token(settings.join_token_file)):
-            logger.warning("join from %s refused: bad join token", remote)
+            logger.warning("join from %s refused: %s join token", remote, "bad" if token else "no")
             raise ApiError(401, "Invalid join token")
         g.actor = f"agent@{remote}"
         return

@@ -77,13 +77,15 @@ def join(
 
 
 def join_once(manager_url: str, body: Mapping[str, Any], token: str | None) -> dict[str, Any]:
-    """One POST to the join endpoint; raises JoinFailed."""
-    if not token:
-        raise JoinFailed("no join token yet (give --token, CORRAL_JOIN_TOKEN or --token-file)")
+    """One POST to the join endpoint; raises JoinFailed.
+
+    Sent even without a token, so that the failure says what is really wrong: a manager unreachable at that
+    URL, or one that answers but wants a token this agent does not have.
+    """
     request = urllib.request.Request(
         manager_url.rstrip("/") + api.JOIN_PATH,
         data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", **api.bearer(token)},
+        headers={"Content-Type": "application/json", **(api.bearer(token) if token else {})},
         method="POST",
     )
     try:
@@ -92,6 +94,12 @@ def join_once(manager_url: str, body: Mapping[str, Any], token: str | None) -> d
     except urllib.error.HTTPError as exc:
         with exc:  # holds the connection open until closed
             detail = _error_message(exc)
+        if exc.code == 401 and not token:
+            raise JoinFailed(
+                f"the manager at {manager_url} wants a join token and this agent has none "
+                "(give --token, CORRAL_JOIN_TOKEN or --token-file)",
+                slow=True,
+            ) from exc
         if exc.code == 401:
             raise JoinFailed(f"join token rejected by the manager ({detail})", slow=True) from exc
         raise JoinFailed(f"manager answered {exc.code}: {detail}", slow=400 <= exc.code < 500) from exc

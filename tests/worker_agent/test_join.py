@@ -87,6 +87,25 @@ def test_a_rejected_token_is_logged_clearly(caplog: pytest.LogCaptureFixture, ma
     assert manager.nodes() == {}
 
 
+def test_without_a_token_the_log_says_whether_the_manager_is_there_at_all(
+    caplog: pytest.LogCaptureFixture, manager: ManagerProcess
+) -> None:
+    """A wrong --manager-url must read as an unreachable manager, not as a token still to come."""
+    for url, said in (
+        (f"http://127.0.0.1:{free_port()}", "manager unreachable at http://127.0.0.1:"),
+        (manager.url, f"the manager at {manager.url} wants a join token and this agent has none"),
+    ):
+        caplog.clear()
+        stop = threading.Event()
+        timer = threading.Timer(0.3, stop.set)
+        timer.start()
+        assert join(url, join_request(uuid.uuid4().hex), lambda: None, stop, max_delay=0.05) is None
+        timer.join()
+        assert said in caplog.text, caplog.text
+        assert "no join token yet" not in caplog.text
+    assert manager.nodes() == {}
+
+
 def test_the_node_id_is_made_once_and_kept(tmp_path: Path) -> None:
     first = load_or_create_node_id(tmp_path / "data")
     again = load_or_create_node_id(tmp_path / "data")
