@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import ipaddress
 import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from types import FrameType
 from urllib.parse import SplitResult, urlsplit
 
 from shared import defaults
+from shared.api import HEALTH_PATH
+from shared.dir_lock import DirectoryInUse, DirLock
 from shared.paths import local_join_token_path
 
 from .children import die_with_parent
@@ -32,6 +38,8 @@ SFTP_FORMAT = "sftp://user:password@host:port/path/"
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
 GUNICORN_STOP_TIMEOUT = 30.0
+GUNICORN_READY_TIMEOUT = 60.0
+"""Seconds gunicorn may take to answer its first health check before the manager gives up starting."""
 
 
 class UsageError(Exception):
@@ -104,19 +112,56 @@ def resolve_api_token(args: argparse.Namespace) -> str | None:
     return os.environ.get("CORRAL_API_TOKEN", "").strip() or None
 
 
-def ensure_join_token(data_dir: Path, port: int) -> Path:
-    """The join token in ``<data dir>/join-token`` (made once), copied where local agents look."""
+def ensure_join_token(data_dir: Path) -> Path:
+    """The join token in ``<data dir>/join-token``, made once and never replaced (agents hold it)."""
     token_file = data_dir / "join-token"
     token = token_file.read_text().strip() if token_file.exists() else ""
     if not token:
-        token = secrets.token_urlsafe(32)
-        write_private(token_file, token + "\n")
+        write_private(token_file, secrets.token_urlsafe(32) + "\n")
         logger.info("join token created in %s", token_file)
+    return token_file
+
+
+def publish_local_join_token(token_file: Path, port: int) -> Path:
+    """Copy the join token where agents on this host look for the manager of ``port``.
+
+    Called only once this manager holds the port and serves on it: a manager that failed to bind must never
+    replace the token of the one that runs there.
+    """
     local = local_join_token_path(port)
     local.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(local.parent, 0o700)
-    write_private(local, token + "\n")
-    return token_file
+    write_private(local, token_file.read_text().strip() + "\n")
+    return local
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The API's listening socket, bound by the launcher before anything else starts and handed to gunicorn.
+
+    Binding here first means a manager whose port is taken fails at once, before it starts a Redis, writes a
+    shared file or runs a duty (gunicorn binding itself would retry for five seconds meanwhile).
+    """
+    try:
+        family, _type, _proto, _name, address = socket.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        return socket.create_server(address, family=family, backlog=2048)
+    except OSError as exc:
+        hint = " (another manager? give this one another --port)" if exc.errno == errno.EADDRINUSE else ""
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise StartError(f"cannot listen on {_bind(host, port)}: {reason}{hint}") from exc
+
+
+def probe_url(sock: socket.socket) -> str:
+    """The health URL of the API served on ``sock`` (a wildcard address is probed on loopback)."""
+    host, port = sock.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    return f"http://{_bind(host, port)}{HEALTH_PATH}"
+
+
+class StartError(Exception):
+    """The manager cannot start; the message says why (exit 1)."""
 
 
 def _bind(host: str, port: int) -> str:
@@ -132,6 +177,8 @@ class Launcher:
         self.redis: PrivateRedis | None = None
         self.gunicorn: subprocess.Popen[bytes] | None = None
         self.duties: Duties | None = None
+        self.listener: socket.socket | None = None
+        self.dir_lock: DirLock | None = None
         self.stop_requested = False
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
@@ -143,12 +190,17 @@ class Launcher:
         args = self.args
         db_path = Path(args.db_path).resolve()
         data_dir = db_path.parent
-        data_dir.mkdir(parents=True, exist_ok=True)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         try:
+            # The order matters: take the port, then the data directory, and only then start anything
+            # (Redis, gunicorn), announce, publish the join token and run duties.
+            self.listener = listen(args.host, args.port)
+            data_dir.mkdir(parents=True, exist_ok=True)
+            if not args.redis_url:
+                self._lock_data_dir(data_dir)
             init_db(str(db_path))
-            join_token_file = ensure_join_token(data_dir, args.port)
+            join_token_file = ensure_join_token(data_dir)
             redis_url = args.redis_url
             if not redis_url:
                 self.redis = PrivateRedis(data_dir, args.host)
@@ -169,21 +221,61 @@ class Launcher:
                 log_level=args.log_level,
             )
             self._start_gunicorn(settings)
-            self.duties = Duties(settings)
-            self.duties.start()
-            logger.info(
-                "manager listening on http://%s (database %s, %d workers, api token %s)",
-                _bind(args.host, args.port),
-                db_path,
-                args.workers,
-                "on" if self.api_token else "off",
-            )
-            code = self._watch()
+            if not self._wait_until_serving():
+                code = 0 if self.stop_requested else EXIT_FAILURE
+            else:
+                publish_local_join_token(join_token_file, args.port)
+                self.duties = Duties(settings)
+                self.duties.start()
+                logger.info(
+                    "manager listening on http://%s (database %s, %d workers, api token %s)",
+                    _bind(args.host, args.port),
+                    db_path,
+                    args.workers,
+                    "on" if self.api_token else "off",
+                )
+                code = self._watch()
+        except StartError as exc:
+            logger.error("manager cannot start: %s", exc)
+            code = EXIT_FAILURE
         except Exception as exc:
             logger.error("manager failed to start: %s", exc, exc_info=logger.isEnabledFor(logging.DEBUG))
             code = EXIT_FAILURE
         self._shutdown()
         return code
+
+    def _lock_data_dir(self, data_dir: Path) -> None:
+        """One manager with a private Redis per data directory: two would run two Redis on one AOF."""
+        try:
+            self.dir_lock = DirLock(data_dir / "manager.lock").acquire(f"manager on port {self.args.port}")
+        except DirectoryInUse as exc:
+            raise StartError(
+                f"data directory {exc.directory} is in use by another manager ({exc.holder}); give this one "
+                "another --db-path, or share one Redis between them with --redis-url"
+            ) from None
+
+    def _wait_until_serving(self) -> bool:
+        """Whether gunicorn answers on the listener; False if it died, a stop was asked for or time ran out."""
+        assert self.listener is not None and self.gunicorn is not None
+        url = probe_url(self.listener)
+        deadline = time.monotonic() + GUNICORN_READY_TIMEOUT
+        while not self.stop_requested:
+            if self.gunicorn.poll() is not None:
+                logger.error(
+                    "gunicorn (pid %d) died with code %s while starting", self.gunicorn.pid, self.gunicorn.returncode
+                )
+                return False
+            try:
+                with urllib.request.urlopen(url, timeout=2) as answer:
+                    if answer.status == 200:
+                        return True
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                logger.error("gunicorn did not answer %s within %.0f s", url, GUNICORN_READY_TIMEOUT)
+                return False
+            time.sleep(0.05)
+        return False
 
     def _start_gunicorn(self, settings: Settings) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
@@ -193,12 +285,15 @@ class Launcher:
         # Workers must import manager_api the way this process did, installed or from a checkout.
         source_root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (source_root, env.get("PYTHONPATH", "")) if p)
+        assert self.listener is not None
+        fd = self.listener.fileno()
         cmd = [
             sys.executable,
             "-m",
             "gunicorn",
+            # The socket this process bound (listen()): gunicorn serves it, never binds a port itself.
             "--bind",
-            _bind(self.args.host, self.args.port),
+            f"fd://{fd}",
             "--workers",
             str(self.args.workers),
             "--worker-class",
@@ -214,7 +309,12 @@ class Launcher:
             "manager_api.wsgi:app",
         ]
         self.gunicorn = subprocess.Popen(
-            cmd, env=env, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent
+            cmd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+            pass_fds=(fd,),
         )
         logger.info("gunicorn (pid %d) started", self.gunicorn.pid)
 
@@ -246,6 +346,10 @@ class Launcher:
             self.duties.stop()
         if self.redis is not None:
             self.redis.stop()
+        if self.listener is not None:
+            self.listener.close()
+        if self.dir_lock is not None:
+            self.dir_lock.release()
         logger.info("manager stopped")
 
 
