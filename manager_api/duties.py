@@ -23,7 +23,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from shared import events, keys
+from shared import events, heartbeat, keys
 
 from . import db
 from .config import Settings
@@ -216,6 +216,13 @@ class Duties:
         if held != self._holding:
             if held:
                 logger.info("duties lock %s taken by %s", keys.DUTIES_LOCK, self.lock_token)
+                grace = heartbeat.resume_judging(self.redis, self.settings.offline_after_intervals)
+                if grace is not None:
+                    logger.info(
+                        "duties: node liveness was not judged for %.1f s; nodes online then get one full offline "
+                        "window before they are judged again",
+                        grace[1] - grace[0],
+                    )
             else:
                 logger.warning("duties lock %s held elsewhere; %s waits", keys.DUTIES_LOCK, self.lock_token)
                 self.schedules.stop()
@@ -233,6 +240,7 @@ class Duties:
     def _every_tick(self) -> None:
         """Node statuses first: the fleet task checks below read them."""
         nodes.refresh_statuses(self.redis, self.settings.offline_after_intervals)
+        heartbeat.mark_judged(self.redis)
         fleet_task_upkeep.fail_hosts_on_offline_nodes()
         fleet_task_upkeep.enforce_deadlines(self.settings.task_deadline_slack_seconds)
         self._send(

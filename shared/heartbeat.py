@@ -88,6 +88,10 @@ def write(
     return float(cast("str | bytes", stamped))  # redis-py types a sync reply as "Awaitable | Any"
 
 
+Grace = tuple[float, float]
+"""(paused_at, resumed_at): Redis times between which nobody judged liveness (keys.LIVENESS_GRACE)."""
+
+
 class Summary(NamedTuple):
     """What the node list, placement and offline detection need from a node's last heartbeat."""
 
@@ -95,10 +99,26 @@ class Summary(NamedTuple):
     interval: float
     cpu_usage_percent: float
     memory_usage_percent: float
+    grace: Grace | None = None
+    """Set by the readers while a grace is in force: the liveness rule (online_until) gives it room."""
+
+    def online_until(self, offline_after_intervals: int) -> float:
+        """The Redis time after which this heartbeat no longer keeps its node online: the one liveness rule.
+
+        A heartbeat is good for ``offline_after_intervals`` of its intervals. When judging paused (every
+        manager down, Redis unreachable) and resumed, a node that was online when it paused gets one full
+        window from the resume, as Nomad resets every heartbeat timer after a leader election: its heartbeat
+        is old only because nobody was there to receive the next ones.
+        """
+        window = offline_after_intervals * self.interval
+        until = self.ts + window
+        if self.grace is not None and until >= self.grace[0]:
+            return max(until, self.grace[1] + window)
+        return until
 
     def online(self, now: float, offline_after_intervals: int) -> bool:
-        """Whether this heartbeat, seen at Redis time ``now``, is fresh enough for the node to be online."""
-        return now - self.ts <= offline_after_intervals * self.interval
+        """Whether this heartbeat, seen at Redis time ``now``, keeps the node online."""
+        return now <= self.online_until(offline_after_intervals)
 
 
 def parse_summary(raw: bytes | str, node_id: str = "", key_of: KeyOf | None = None) -> Summary | None:
@@ -122,10 +142,13 @@ second (liveness) and by every node query, and its signature costs three times t
 
 def _parse(raw: bytes | str) -> tuple[Summary | None, list[str]]:
     parts = (raw.decode() if isinstance(raw, bytes) else raw).split()
-    try:
-        return Summary._make(map(float, parts[:4])), parts
-    except (TypeError, ValueError):
+    if len(parts) < 4:
         return None, parts
+    try:
+        ts, interval, cpu, memory = map(float, parts[:4])
+    except ValueError:
+        return None, parts
+    return Summary(ts, interval, cpu, memory), parts
 
 
 def _parse_signed(raw: bytes | str, node_id: str, key: bytes) -> Summary | None:
@@ -142,27 +165,76 @@ def _parse_signed(raw: bytes | str, node_id: str, key: bytes) -> Summary | None:
         return None
 
 
-def read_raw_summaries(redis: Redis) -> tuple[float, dict[bytes, bytes]]:
-    """Redis's time and every node's summary as stored (node id -> b"ts interval cpu memory at signature"),
-    in one round trip."""
+def read_raw_summaries(redis: Redis) -> tuple[float, dict[bytes, bytes], Grace | None]:
+    """Redis's time, every node's summary as stored (node id -> b"ts interval cpu memory at signature") and
+    the liveness grace in force if any (give it to each parsed Summary), in one round trip."""
     pipe = redis.pipeline(transaction=False)
     pipe.time()
     pipe.hgetall(keys.NODES_SUMMARY)
-    (sec, usec), raw = pipe.execute()
-    return sec + usec / 1_000_000, raw
+    pipe.get(keys.LIVENESS_GRACE)
+    (sec, usec), raw, grace = pipe.execute()
+    return sec + usec / 1_000_000, raw, parse_grace(grace)
+
+
+def parse_grace(raw: bytes | str | None) -> Grace | None:
+    """A keys.LIVENESS_GRACE value as (paused_at, resumed_at), or None."""
+    if raw is None:
+        return None
+    try:
+        paused_at, resumed_at = map(float, (raw.decode() if isinstance(raw, bytes) else raw).split())
+    except ValueError:
+        return None
+    return paused_at, resumed_at
 
 
 def read_summaries(redis: Redis, key_of: KeyOf | None = None) -> tuple[float, dict[str, Summary]]:
-    """Redis's time and every node's parsed heartbeat summary (a node never heard from is absent; given
-    ``key_of``, so is one whose summary its node did not sign)."""
-    now, raw = read_raw_summaries(redis)
+    """Redis's time and every node's parsed heartbeat summary, with the grace in force (a node never heard
+    from is absent; given ``key_of``, so is one whose summary its node did not sign)."""
+    now, raw, grace = read_raw_summaries(redis)
     out = {}
     for raw_id, value in raw.items():
         node_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
         summary = parse_summary(value, node_id, key_of)
         if summary is not None:
-            out[node_id] = summary
+            out[node_id] = summary if grace is None else summary._replace(grace=grace)
     return now, out
+
+
+# KEYS: LIVENESS_JUDGED, LIVENESS_GRACE; ARGV: the grace's lifetime in ms (0: none to give).
+_RESUME = """
+local t = redis.call('TIME')
+local now = string.format('%d.%06d', tonumber(t[1]), tonumber(t[2]))
+local last = redis.call('GET', KEYS[1])
+if last and tonumber(ARGV[1]) > 0 then
+  redis.call('SET', KEYS[2], last .. ' ' .. now, 'PX', ARGV[1])
+end
+redis.call('SET', KEYS[1], now)
+return last
+"""
+
+_JUDGED = """
+local t = redis.call('TIME')
+redis.call('SET', KEYS[1], string.format('%d.%06d', tonumber(t[1]), tonumber(t[2])))
+"""
+
+
+def mark_judged(redis: Redis) -> None:
+    """Record that liveness was judged now (the duties, every tick)."""
+    redis.eval(_JUDGED, 1, keys.LIVENESS_JUDGED)
+
+
+def resume_judging(redis: Redis, offline_after_intervals: int) -> Grace | None:
+    """Take up judging liveness (the duties, on taking their lock): grant the nodes that were online when it
+    was last judged one full window from now (Summary.online_until). Returns the grace, or None when there
+    was no previous judge or no node."""
+    _now, raw, _grace = read_raw_summaries(redis)
+    windows = [s.interval * offline_after_intervals for s in (_parse(v)[0] for v in raw.values()) if s is not None]
+    # Expires once the longest window after the resume is over: from then on it changes nothing.
+    ttl_ms = int((max(windows, default=0.0) + 5.0) * 1000) if windows else 0
+    last = redis.eval(_RESUME, 2, keys.LIVENESS_JUDGED, keys.LIVENESS_GRACE, str(ttl_ms))
+    if last is None or not ttl_ms:
+        return None
+    return parse_grace(cast("bytes | None", redis.get(keys.LIVENESS_GRACE)))
 
 
 def redis_now(redis: Redis) -> float:

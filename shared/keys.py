@@ -29,6 +29,13 @@ EVENTS_GROUP = "corral-manager"
 DUTIES_LOCK = PREFIX + "lock:duties"
 """Lock held by the one manager process that runs the background duties."""
 
+LIVENESS_JUDGED = PREFIX + "liveness:judged"
+"""String: Redis time at which the duties last judged node liveness (written every tick)."""
+
+LIVENESS_GRACE = PREFIX + "liveness:grace"
+"""String "paused_at resumed_at" (Redis times, expiring): nobody judged liveness between the two, so a node
+online at the first counts as online until one full offline window after the second (shared.heartbeat)."""
+
 
 def node_queue(node_id: str) -> str:
     """Name of the RQ queue that only the agent of ``node_id`` consumes."""

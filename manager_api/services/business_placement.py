@@ -409,7 +409,7 @@ def load_nodes(
     query = Node.select(Node.id, Node.hostname, Node.facts, Node.labels).order_by(Node.id)
     rows = database.execute(query).fetchall()
     held = reservations(exclude_business_id)
-    now, summaries = heartbeat.read_raw_summaries(redis)
+    now, summaries, grace = heartbeat.read_raw_summaries(redis)
     built = _built
     out = []
     for node_id, hostname, facts_text, labels_text in rows:
@@ -417,6 +417,8 @@ def load_nodes(
         cached = built.get(node_id)
         if cached is not None and cached[0] == inputs:
             beat, node = cached[1], cached[2]
+            if beat is not None and grace is not None:
+                beat = beat._replace(grace=grace)  # rare (just after the duties resumed): no need to cache
             online = beat is not None and beat.online(now, offline_after_intervals)
             if online != node.online:  # the same heartbeat, grown old (or the setting changed)
                 node = node._replace(online=online)
@@ -424,6 +426,8 @@ def load_nodes(
         else:
             raw = inputs[4]
             beat = heartbeat.parse_summary(raw, node_id, job_keys.node_key) if raw is not None else None
+            if beat is not None and grace is not None:
+                beat = beat._replace(grace=grace)
             online = beat is not None and beat.online(now, offline_after_intervals)
             if cached is not None and cached[0][1] == facts_text and cached[0][2] == labels_text:
                 # Only the heartbeat, the reservation or the hostname changed (the usual case): the

@@ -50,15 +50,15 @@ class _Beat(NamedTuple):
 
 # Rendering heartbeats costs more than the rest of the node list, and each changes once per interval while
 # the list may be read many times a second: each process keeps the rendering of the last summary it saw.
-_rendered: dict[str, tuple[bytes, int, _Beat | None]] = {}
+_rendered: dict[str, tuple[bytes, int, heartbeat.Grace | None, _Beat | None]] = {}
 
 
-def _render(node_id: str, raw: bytes, offline_after_intervals: int) -> _Beat | None:
+def _render(node_id: str, raw: bytes, offline_after_intervals: int, grace: heartbeat.Grace | None) -> _Beat | None:
     summary = heartbeat.parse_summary(raw, node_id, job_keys.node_key)
     if summary is None:
         return None
     return _Beat(
-        online_until=summary.ts + offline_after_intervals * summary.interval,
+        online_until=summary._replace(grace=grace).online_until(offline_after_intervals),
         resources=f"cpu_usage_percent:{round(summary.cpu_usage_percent)},"
         f"memory_usage_percent:{round(summary.memory_usage_percent)}",
         last_heartbeat=datetime.fromtimestamp(summary.ts, UTC).isoformat().replace("+00:00", "Z"),
@@ -74,7 +74,7 @@ def list_nodes(redis: Redis, offline_after_intervals: int) -> list[dict[str, Any
         Node.registered_at, Node.id
     )
     rows = database.execute(query).fetchall()
-    now, summaries = heartbeat.read_raw_summaries(redis)
+    now, summaries, grace = heartbeat.read_raw_summaries(redis)
     online_code, offline_code = int(NodeStatus.ONLINE), int(NodeStatus.OFFLINE)
     out = []
     for node_id, hostname, ip, last_seen, labels in rows:
@@ -82,10 +82,10 @@ def list_nodes(redis: Redis, offline_after_intervals: int) -> list[dict[str, Any
         beat = None
         if raw is not None:
             cached = _rendered.get(node_id)
-            if cached is None or cached[0] != raw or cached[1] != offline_after_intervals:
-                rendered = _render(node_id, raw, offline_after_intervals)
-                cached = _rendered[node_id] = (raw, offline_after_intervals, rendered)
-            beat = cached[2]
+            if cached is None or cached[0] != raw or cached[1] != offline_after_intervals or cached[2] != grace:
+                rendered = _render(node_id, raw, offline_after_intervals, grace)
+                cached = _rendered[node_id] = (raw, offline_after_intervals, grace, rendered)
+            beat = cached[3]
         online = beat is not None and now <= beat.online_until
         out.append(
             {

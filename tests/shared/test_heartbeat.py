@@ -62,3 +62,37 @@ def test_a_summary_is_believed_only_when_its_node_signed_it_and_dated_by_the_sig
     raw[2] = "99.0"
     redis_client.hset(keys.NODES_SUMMARY, "n1", " ".join(raw))
     assert "n1" not in heartbeat.read_summaries(redis_client, key_of)[1]
+
+
+def test_the_liveness_rule_gives_a_node_online_when_judging_paused_one_window_after_it_resumed() -> None:
+    was_online = heartbeat.Summary(ts=100.0, interval=5.0, cpu_usage_percent=0, memory_usage_percent=0)
+    assert was_online.online_until(3) == 115.0 and not was_online.online(130.0, 3)
+    paused_at_110_resumed_at_125 = was_online._replace(grace=(110.0, 125.0))
+    assert paused_at_110_resumed_at_125.online_until(3) == 140.0
+    assert paused_at_110_resumed_at_125.online(139.9, 3) and not paused_at_110_resumed_at_125.online(140.1, 3)
+    # Offline already when judging paused (115 < 120): the resume gives it nothing.
+    assert was_online._replace(grace=(120.0, 125.0)).online_until(3) == 115.0
+    # A fresh heartbeat keeps its own window when that is longer.
+    assert was_online._replace(grace=(90.0, 95.0)).online_until(3) == 115.0
+
+
+def test_resuming_the_judge_records_the_pause_and_every_reader_applies_it(redis_client: redis.Redis) -> None:
+    key = b"k" * 32
+    offset = heartbeat.redis_now(redis_client) - time.time()
+    assert heartbeat.resume_judging(redis_client, 3) is None  # no judge before: nothing to give
+    heartbeat.mark_judged(redis_client)
+    judged = float(redis_client.get(keys.LIVENESS_JUDGED))
+    redis_client.set(keys.LIVENESS_JUDGED, repr(judged - 20))  # the manager went away 20 s ago
+    heartbeat.write(redis_client, "was-online", {"interval": 5}, key, offset - 22)  # 22 s old: online 20 s ago
+    heartbeat.write(redis_client, "was-offline", {"interval": 5}, key, offset - 40)  # offline already then
+    now, beats = heartbeat.read_summaries(redis_client, lambda _node: key)
+    assert not beats["was-online"].online(now, 3), "without a resume the old heartbeat reads offline"
+
+    grace = heartbeat.resume_judging(redis_client, 3)
+    assert grace is not None and abs(grace[1] - grace[0] - 20) < 1.0
+    assert 15_000 < redis_client.pttl(keys.LIVENESS_GRACE) <= 20_000  # the longest window, plus 5 s
+    now, beats = heartbeat.read_summaries(redis_client, lambda _node: key)
+    assert beats["was-online"].online(now, 3) and abs(beats["was-online"].online_until(3) - (grace[1] + 15)) < 1e-6
+    assert not beats["was-offline"].online(now, 3)
+    _now, raw, raw_grace = heartbeat.read_raw_summaries(redis_client)
+    assert raw_grace == grace and set(raw) == {b"was-online", b"was-offline"}
