@@ -25,7 +25,7 @@ from . import jobs, metrics
 from .commands import CommandRunner
 from .components.image_fetch import SftpSettings
 from .components.manager import ComponentManager
-from .data_dir import DataDirLock
+from .data_dir import DataDirLock, record_hostname
 from .health import HealthServer
 from .heartbeat import HeartbeatThread
 from .identity import load_or_create_node_id, load_or_create_node_secret
@@ -91,6 +91,7 @@ class Agent:
         self.data_dir = Path(settings.data_dir).absolute()
         # First of all: one agent per data directory, or two agents would be one node (DataDirInUse).
         self._lock = DataDirLock(self.data_dir).acquire(settings.hostname)
+        record_hostname(self.data_dir, settings.hostname)
         self.node_id = load_or_create_node_id(self.data_dir)
         self.node_secret = load_or_create_node_secret(self.data_dir)
         self.job_key: bytes | None = None  # from the join answer: only jobs signed with it run

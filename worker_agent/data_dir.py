@@ -14,8 +14,13 @@ from urllib.parse import quote
 
 from shared.dir_lock import DirectoryInUse, DirLock
 
+from .identity import NODE_ID_FILE
+
 LOCK_FILE = "agent.lock"
 """File in the data directory that the running agent holds an exclusive flock on, with its pid inside."""
+
+HOSTNAME_FILE = "hostname"
+"""File in the data directory naming the hostname its agent reports (rewritten at every start)."""
 
 HOSTS_DIR = "hosts"
 """Under the default root, the directories of agents that report another hostname than the machine's."""
@@ -28,13 +33,41 @@ def default_root() -> Path:
     return Path.home() / ".local" / "share" / "corral-agent"
 
 
-def default_data_dir(hostname: str, machine_hostname: str | None = None) -> Path:
-    """The root itself for the machine's own hostname (where agents have always kept their identity, so an
-    upgrade keeps the node), else ``<root>/hosts/<hostname>``: one identity per reported hostname."""
-    machine = socket.gethostname() if machine_hostname is None else machine_hostname
-    if hostname == machine:
-        return default_root()
-    return default_root() / HOSTS_DIR / path_segment(hostname)
+def default_data_dir(hostname: str, machine_hostname: str | None = None, root: Path | None = None) -> Path:
+    """Where an agent reporting ``hostname`` keeps its identity when no --data-dir is given.
+
+    ``<root>/hosts/<hostname>``, one identity per reported hostname, except that the root itself, where
+    agents kept their identity before there were per-hostname directories, stays with the hostname that
+    used it last (HOSTNAME_FILE), or, never claimed, goes to the agent that already has its node id there
+    (an upgraded agent keeps its node) or, empty, to the machine's own hostname.
+    """
+    root = default_root() if root is None else root
+    own = root / HOSTS_DIR / path_segment(hostname)
+    if own.exists():
+        return own
+    claimed = reported_hostname(root)
+    if claimed == hostname:
+        return root
+    if claimed is None:
+        machine = socket.gethostname() if machine_hostname is None else machine_hostname
+        if (root / NODE_ID_FILE).exists() or hostname == machine:
+            return root
+    return own
+
+
+def reported_hostname(data_dir: Path) -> str | None:
+    """The hostname the last agent on ``data_dir`` reported, if one recorded it."""
+    try:
+        return (data_dir / HOSTNAME_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def record_hostname(data_dir: Path, hostname: str) -> None:
+    """Record which hostname this data directory's identity is reported under (atomically)."""
+    tmp = data_dir / f".{HOSTNAME_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(hostname + "\n")
+    os.replace(tmp, data_dir / HOSTNAME_FILE)
 
 
 def path_segment(name: str) -> str:

@@ -21,7 +21,14 @@ from tests.worker_agent.conftest import kill_recorded_processes, node_queue, sta
 from worker_agent import data_dir as data_dir_module
 from worker_agent.commands import CommandRunner
 from worker_agent.components.manager import ComponentManager
-from worker_agent.data_dir import DataDirInUse, DataDirLock, default_data_dir, default_root, path_segment
+from worker_agent.data_dir import (
+    DataDirInUse,
+    DataDirLock,
+    default_data_dir,
+    default_root,
+    path_segment,
+    record_hostname,
+)
 from worker_agent.supervisor import Supervisor
 
 
@@ -71,11 +78,25 @@ def started(tmp_path: Path) -> Iterator[list[Agent]]:
         agent.kill()
 
 
-def test_the_default_data_dir_follows_the_reported_hostname() -> None:
-    root = default_root()
-    assert default_data_dir("vm", machine_hostname="vm") == root  # where agents always kept their identity
-    assert default_data_dir("node-1", machine_hostname="vm") == root / "hosts" / "node-1"
-    assert default_data_dir("node-2", machine_hostname="vm") != default_data_dir("node-1", machine_hostname="vm")
+def test_the_default_data_dir_follows_the_reported_hostname(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    assert default_data_dir("vm", "vm", root) == root  # where agents always kept their identity
+    assert default_data_dir("node-1", "vm", root) == root / "hosts" / "node-1"
+    assert default_data_dir("node-2", "vm", root) == root / "hosts" / "node-2"
+    assert default_data_dir("node-1", machine_hostname="vm").parent == default_root() / "hosts"
+
+    # Upgraded from before per-hostname directories: the agent that has its node id in the root keeps it,
+    # whatever --hostname it reports, and once it recorded its hostname the root is its own.
+    root.mkdir()
+    (root / "node-id").write_text("a" * 32 + "\n")
+    assert default_data_dir("web-server-01", "vm", root) == root
+    record_hostname(root, "web-server-01")
+    assert default_data_dir("web-server-01", "vm", root) == root
+    assert default_data_dir("vm", "vm", root) == root / "hosts" / "vm"
+    assert default_data_dir("other", "vm", root) == root / "hosts" / "other"
+    (root / "hosts" / "vm").mkdir(parents=True)
+    record_hostname(root, "vm")  # a later agent told --data-dir <root> --hostname vm: the root follows
+    assert default_data_dir("vm", "vm", root) == root / "hosts" / "vm"  # its own directory exists: it wins
     for hostile in ("..", ".", "a/../../etc", "x\x00y", ""):
         segment = path_segment(hostile)
         assert segment not in ("", ".", "..") and "/" not in segment and "\x00" not in segment, hostile
