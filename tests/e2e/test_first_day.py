@@ -21,7 +21,7 @@ from shared.paths import local_join_token_path
 from tests.e2e.harness import BIN, Agent, Manager, Proc, isolated_env
 from tests.support import free_port, pid_alive, wait_until
 from tests.worker_agent.conftest import kill_recorded_processes
-from worker_agent.data_dir import default_data_dir
+from worker_agent.data_dir import default_data_dir, default_root
 
 pytestmark = pytest.mark.e2e
 
@@ -61,7 +61,8 @@ def test_three_agents_with_only_a_hostname_are_three_nodes_with_three_queues(man
     prefix = f"first-day-{uuid.uuid4().hex[:8]}"
     hostnames = [f"{prefix}-{i}" for i in range(3)]
     dirs = [default_data_dir(name) for name in hostnames]
-    assert len(set(dirs)) == 3
+    # New hostnames get directories of their own (the root stays with whoever has it on this machine).
+    assert all(d.parent == default_root() / "hosts" for d in dirs) and len(set(dirs)) == 3, dirs
     agents = [
         Proc(
             [str(BIN / "agent"), "--manager-url", manager.url, "--hostname", name],
