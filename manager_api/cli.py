@@ -125,8 +125,8 @@ def ensure_join_token(data_dir: Path) -> Path:
 def publish_local_join_token(token_file: Path, port: int) -> Path:
     """Copy the join token where agents on this host look for the manager of ``port``.
 
-    Called only once this manager holds the port and serves on it: a manager that failed to bind must never
-    replace the token of the one that runs there.
+    Called only once this manager holds the port: a manager that failed to bind must never replace the
+    token of the one that runs there.
     """
     local = local_join_token_path(port)
     local.parent.mkdir(parents=True, exist_ok=True)
@@ -194,7 +194,7 @@ class Launcher:
         signal.signal(signal.SIGINT, self._on_signal)
         try:
             # The order matters: take the port, then the data directory, and only then start anything
-            # (Redis, gunicorn), announce, publish the join token and run duties.
+            # (Redis, gunicorn), publish the join token, and once gunicorn answers, announce and run duties.
             self.listener = listen(args.host, args.port)
             data_dir.mkdir(parents=True, exist_ok=True)
             if not args.redis_url:
@@ -220,11 +220,13 @@ class Launcher:
                 sftp_host=args.sftp_host,
                 log_level=args.log_level,
             )
+            # The port is this manager's now: no live manager's token can be replaced. Published before
+            # gunicorn answers, so a manager that answers /healthz always has its token where agents look.
+            publish_local_join_token(join_token_file, args.port)
             self._start_gunicorn(settings)
             if not self._wait_until_serving():
                 code = 0 if self.stop_requested else EXIT_FAILURE
             else:
-                publish_local_join_token(join_token_file, args.port)
                 self.duties = Duties(settings)
                 self.duties.start()
                 logger.info(
