@@ -16,7 +16,7 @@ from shared.config_paths import MAX_CONFIG_FILE_BYTES, MAX_CONFIG_FILES, config_
 from shared.states import BusinessState, ComponentType
 
 from .errors import INVALID_REQUEST, ApiError, stringify_keys
-from .schemas import MAX_NAME, TrimmedString, _Strict
+from .schemas import MAX_NAME, PageQuerySchema, TrimmedString, _Strict
 
 MAX_COMPONENTS = 200
 MAX_COMMAND = 65536
@@ -163,11 +163,9 @@ class BusinessRequest(_Strict):
             )
 
 
-class BusinessListQuery(_Strict):
+class BusinessListQuery(PageQuerySchema):
     """Query string of GET /api/businesses."""
 
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
-    page_size = fields.Integer(load_default=20, validate=validate.Range(min=1, max=1000))
     status = fields.String(validate=validate.OneOf([s.value for s in BusinessState]))
     name = fields.String(validate=validate.Length(max=MAX_NAME))
 

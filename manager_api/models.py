@@ -57,6 +57,10 @@ class Node(BaseModel):
     last_seen = DateTimeField(null=True)
     # SHA-256 of the secret the agent presented at its first join; a join under this id must present it again.
     secret_digest = CharField(max_length=64, null=True)
+    # Set by DELETE /api/nodes/{id}, which forgets the node and its secret but keeps the row: deployment tasks
+    # reference it (RESTRICT) and history shows its hostname. The node is forgotten while this is set and
+    # secret_digest is null; the join that brings its agent back writes a digest (services/node_presence.py).
+    forgotten_at = DateTimeField(null=True)
 
     class Meta:
         table_name = "node"
@@ -326,6 +330,21 @@ class BusinessEvent(BaseModel):
         table_name = "business_events"
 
 
+class BusinessTombstone(BaseModel):
+    """A deleted business id and the highest generation its components reached.
+
+    Agents keep the record of an ended generation for a day and take a deploy of a generation they hold
+    for a redelivery (a no-op): a business deployed again under this id starts above it.
+    """
+
+    business_id = CharField(primary_key=True, max_length=64)
+    generation = IntegerField()
+    deleted_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "business_tombstones"
+
+
 ALL_MODELS = [
     Node,
     ManagerKey,
@@ -340,8 +359,9 @@ ALL_MODELS = [
     BusinessComponent,
     ComponentMetric,
     BusinessEvent,
+    BusinessTombstone,
 ]
 """In creation order (foreign keys point backwards)."""
 
-ADDED_COLUMNS = [Node.labels, Node.api_labels, Node.secret_digest]
+ADDED_COLUMNS = [Node.labels, Node.api_labels, Node.secret_digest, Node.forgotten_at]
 """Columns added after their table first shipped; init_db adds them to older databases."""

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from shared.defaults import TASK_TIMEOUT, TASK_TIMEOUT_MAX
-from shared.states import FleetTaskStatus
+from shared.states import DeploymentState, FleetTaskStatus
 
 from .services.commands import split_pin
 
@@ -89,10 +89,81 @@ class IdSchema(_Strict):
     id = TrimmedString(required=True, validate=_bounded(MAX_ID))
 
 
-class AuditQuerySchema(_Strict):
-    """Query string of GET /api/audit."""
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 1000
 
-    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+def _page_size(**kwargs: Any) -> fields.Integer:
+    return fields.Integer(validate=validate.Range(min=1, max=MAX_PAGE_SIZE), **kwargs)
+
+
+class PageQuerySchema(_Strict):
+    """``page`` (from 1) and ``page_size`` (1 to 1000, 20 by default): what every list endpoint takes."""
+
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page_size = _page_size(load_default=DEFAULT_PAGE_SIZE)
+
+
+class _PageSizeAlias(PageQuerySchema):
+    """A page query whose endpoint took its page size under an older name, still accepted.
+
+    Subclasses set ``ALIAS`` (the old name, declared as a field too) and ``DEFAULT`` (the size a bare call
+    always answered, kept so that a bare call answers what it did).
+    """
+
+    ALIAS = ""
+    DEFAULT = DEFAULT_PAGE_SIZE
+    page_size = _page_size()
+
+    @post_load
+    def _alias(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        old, new = data.pop(self.ALIAS, None), data.get("page_size")
+        if old is not None and new is not None and old != new:
+            raise ValidationError(f"{self.ALIAS} is the old name of page_size: give one of them", self.ALIAS)
+        data["page_size"] = next((size for size in (new, old) if size is not None), self.DEFAULT)
+        return data
+
+
+AUDIT_DEFAULT_PAGE_SIZE = 100
+"""What GET /api/audit answered before it paged (its ``limit`` default)."""
+
+
+class AuditQuerySchema(_PageSizeAlias):
+    """Query string of GET /api/audit: ``limit`` is the older name of ``page_size``."""
+
+    ALIAS = "limit"
+    DEFAULT = AUDIT_DEFAULT_PAGE_SIZE
+    limit = _page_size()
+
+
+class UpperString(fields.String):
+    """A string compared upper-case: deployment states are PENDING, RUNNING...; ``running`` finds them too."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        return super()._deserialize(value, attr, data, **kwargs).strip().upper()
+
+
+class TemplateListQuerySchema(PageQuerySchema):
+    """Query string of GET /api/templates."""
+
+    name = fields.String(validate=validate.Length(max=MAX_NAME))
+
+
+class DeploymentListQuerySchema(PageQuerySchema):
+    """Query string of GET /api/deployments."""
+
+    state = UpperString(validate=validate.OneOf([s.value for s in DeploymentState]))
+    name = fields.String(validate=validate.Length(max=MAX_NAME))
+
+
+SCHEDULES_DEFAULT_PAGE_SIZE = MAX_PAGE_SIZE
+"""GET /api/schedules answered every schedule before it paged, and clients find a schedule by name in it."""
+
+
+class ScheduleListQuerySchema(PageQuerySchema):
+    """Query string of GET /api/schedules."""
+
+    page_size = _page_size(load_default=SCHEDULES_DEFAULT_PAGE_SIZE)
 
 
 MAX_TASK_COMMAND = 65536
@@ -138,11 +209,11 @@ class WaitQuerySchema(_Strict):
     wait = fields.Float(load_default=0.0, validate=validate.Range(min=0, max=MAX_WAIT_SECONDS))
 
 
-class TaskListQuerySchema(_Strict):
-    """Query string of GET /api/tasks."""
+class TaskListQuerySchema(_PageSizeAlias):
+    """Query string of GET /api/tasks: ``size`` is the older name of ``page_size``."""
 
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
-    size = fields.Integer(load_default=20, validate=validate.Range(min=1, max=1000))
+    ALIAS = "size"
+    size = _page_size()
     status = fields.String(validate=validate.OneOf([s.value for s in FleetTaskStatus]))
     name = fields.String(validate=validate.Length(max=MAX_NAME))
 

@@ -1,4 +1,4 @@
-"""GET /api/audit?limit=N: the newest audit entries first."""
+"""GET /api/audit?page=&page_size= (or ?limit=N, its older form): the newest audit entries first."""
 
 from __future__ import annotations
 
@@ -13,6 +13,6 @@ bp = Blueprint("audit", __name__)
 
 @bp.get("/api/audit")
 def recent() -> ResponseReturnValue:
-    """The newest entries."""
+    """A page of entries, newest first."""
     args = AuditQuerySchema().load(request.args.to_dict())
-    return jsonify({"entries": audit.recent(args["limit"])})
+    return jsonify(audit.listing(args["page"], args["page_size"]))

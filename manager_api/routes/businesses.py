@@ -1,4 +1,4 @@
-"""Businesses (document 001 §5): deploy (or plan only), list, show, components, stop, restart, update."""
+"""Businesses (document 001 §5): deploy (or plan only), list, show, components, stop, restart, update, delete."""
 
 from __future__ import annotations
 
@@ -66,3 +66,9 @@ def stop(business_id: str) -> ResponseReturnValue:
 def restart(business_id: str) -> ResponseReturnValue:
     """A new generation of every component, on its node while it still fits there."""
     return jsonify(businesses.restart(extensions.redis(), _known(business_id), auth.actor(), extensions.settings()))
+
+
+@bp.delete("/api/businesses/<business_id>")
+def delete(business_id: str) -> ResponseReturnValue:
+    """Delete a stopped business (or a failed one with nothing left running), its components and history."""
+    return jsonify(businesses.delete(_known(business_id), auth.actor()))

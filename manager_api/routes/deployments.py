@@ -1,14 +1,14 @@
-"""Deploy, query, stop (manual §5.3.3) and GET /deployments/<id> (manual §5.6)."""
+"""Deploy, query, stop (manual §5.3.3), GET /deployments/<id> (manual §5.6); list and delete deployments."""
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from .. import auth, extensions
 from ..errors import ApiError
 from ..request_json import load
-from ..schemas import MAX_ID, IdSchema, NameSchema
+from ..schemas import MAX_ID, DeploymentListQuerySchema, IdSchema, NameSchema
 from ..services import deployments
 
 bp = Blueprint("deployments", __name__)
@@ -39,10 +39,28 @@ def stop() -> ResponseReturnValue:
     return jsonify({"id": data["id"]})
 
 
+def _known(deployment_id: str) -> str:
+    if len(deployment_id) > MAX_ID:
+        raise ApiError(404, deployments.NOT_FOUND)
+    return deployment_id
+
+
+@bp.get("/api/deployments")
+def listing() -> ResponseReturnValue:
+    """A page of deployments, newest first, filtered by state and template name."""
+    args = DeploymentListQuerySchema().load(request.args.to_dict())
+    return jsonify(deployments.listing(args["page"], args["page_size"], args.get("state"), args.get("name")))
+
+
 @bp.get("/deployments/<deployment_id>")
 @bp.get("/api/deployments/<deployment_id>")
 def detail(deployment_id: str) -> ResponseReturnValue:
     """A deployment with its tasks."""
-    if len(deployment_id) > MAX_ID:
-        raise ApiError(404, deployments.NOT_FOUND)
-    return jsonify(deployments.detail(deployment_id))
+    return jsonify(deployments.detail(_known(deployment_id)))
+
+
+@bp.delete("/deployments/<deployment_id>")
+@bp.delete("/api/deployments/<deployment_id>")
+def delete(deployment_id: str) -> ResponseReturnValue:
+    """Delete an ended deployment and its tasks' records."""
+    return jsonify(deployments.delete(_known(deployment_id), auth.actor()))

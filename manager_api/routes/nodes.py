@@ -1,4 +1,5 @@
-"""GET /api/task/node (manual §5.3.1), and the node inventory: GET /api/nodes, labels set through the API."""
+"""GET /api/task/node (manual §5.3.1), and the node inventory: GET /api/nodes, labels set through the API,
+forgetting a node."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from flask.typing import ResponseReturnValue
 
 from .. import auth, extensions
 from ..errors import ApiError
-from ..node_schemas import NodeLabelsSchema
+from ..node_schemas import NodeLabelsPatchSchema, NodeLabelsSchema
 from ..request_json import load
 from ..schemas import MAX_ID
-from ..services import node_inventory, nodes
+from ..services import node_inventory, node_removal, nodes
 
 bp = Blueprint("nodes", __name__)
 
@@ -55,3 +56,18 @@ def set_labels(node_id: str) -> ResponseReturnValue:
     node_inventory.set_api_labels(_known(node_id), data["labels"], auth.actor())
     settings = extensions.settings()
     return jsonify(node_inventory.detail(extensions.redis(), node_id, settings.offline_after_intervals))
+
+
+@bp.patch("/api/nodes/<node_id>/labels")
+def patch_labels(node_id: str) -> ResponseReturnValue:
+    """Merge into the API-set labels of a node (null removes a key); answers as PUT does."""
+    data = load(NodeLabelsPatchSchema())
+    node_inventory.patch_api_labels(_known(node_id), data["labels"], auth.actor())
+    settings = extensions.settings()
+    return jsonify(node_inventory.detail(extensions.redis(), node_id, settings.offline_after_intervals))
+
+
+@bp.delete("/api/nodes/<node_id>")
+def forget(node_id: str) -> ResponseReturnValue:
+    """Forget an offline node: out of lists and placement, its history kept; its agent may join again."""
+    return jsonify(node_removal.forget(extensions.redis(), _known(node_id), auth.actor(), extensions.settings()))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from .. import auth
 from ..request_json import load
-from ..schemas import ScheduleSchema
+from ..schemas import ScheduleListQuerySchema, ScheduleSchema
 from ..services import schedules
 
 bp = Blueprint("schedules", __name__)
@@ -22,8 +22,9 @@ def create() -> ResponseReturnValue:
 
 @bp.get("/api/schedules")
 def listing() -> ResponseReturnValue:
-    """Every schedule."""
-    return jsonify(schedules.listing())
+    """A page of schedules, oldest first; 1000 by default, as it answered every schedule before it paged."""
+    args = ScheduleListQuerySchema().load(request.args.to_dict())
+    return jsonify(schedules.listing(args["page"], args["page_size"]))
 
 
 @bp.get("/api/schedules/<schedule_id>")

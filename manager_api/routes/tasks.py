@@ -49,9 +49,9 @@ def create() -> ResponseReturnValue:
 
 @bp.get("/api/tasks")
 def listing() -> ResponseReturnValue:
-    """A page of tasks, newest first, filtered by status and name."""
+    """A page of tasks, newest first, filtered by status and name (``size`` is page_size's older name)."""
     args = TaskListQuerySchema().load(request.args.to_dict())
-    return jsonify(fleet_tasks.listing(args["page"], args["size"], args.get("status"), args.get("name")))
+    return jsonify(fleet_tasks.listing(args["page"], args["page_size"], args.get("status"), args.get("name")))
 
 
 @bp.get("/api/tasks/<task_id>")

@@ -49,7 +49,7 @@ def _upsert_node(
 ) -> None:
     """Insert or refresh the node row of a join whose secret was accepted (inside the caller's transaction)."""
     # The first join (or the first since node secrets exist) sets the secret every later join must present.
-    values = {**fields, "secret_digest": digest}
+    values = {**fields, "secret_digest": digest, "forgotten_at": None}  # a forgotten node comes back
     # The API's labels outlive the join: the agent only knows its own.
     api_labels = node_labels.loads(api_labels_text)
     values["labels"] = node_labels.dumps(node_labels.effective(agent_labels, api_labels))

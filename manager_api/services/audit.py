@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from ..models import AuditLog, utcnow
+from .paging import page_json, page_of
 from .serialize import iso
 
 logger = logging.getLogger(__name__)
@@ -17,16 +18,17 @@ def record(actor: str, action: str, target: str, detail: dict[str, Any] | None =
     AuditLog.create(at=utcnow(), actor=actor, action=action, target=target, detail=json.dumps(detail or {}))
 
 
-def recent(limit: int) -> list[dict[str, Any]]:
-    """The newest ``limit`` entries, newest first."""
-    rows = AuditLog.select().order_by(AuditLog.at.desc(), AuditLog.id.desc()).limit(limit)
-    return [
-        {
-            "at": iso(row.at),
-            "actor": row.actor,
-            "action": row.action,
-            "target": row.target,
-            "detail": json.loads(row.detail or "{}"),
-        }
-        for row in rows
-    ]
+def _entry(row: AuditLog) -> dict[str, Any]:
+    return {
+        "at": iso(row.at),
+        "actor": row.actor,
+        "action": row.action,
+        "target": row.target,
+        "detail": json.loads(row.detail or "{}"),
+    }
+
+
+def listing(page: int, page_size: int) -> dict[str, Any]:
+    """A page of entries, newest first (page 1 is the newest ``page_size``: what ``?limit=N`` always was)."""
+    total, rows = page_of(AuditLog.select(), page, page_size, AuditLog.at.desc(), AuditLog.id.desc())
+    return page_json("entries", [_entry(row) for row in rows], total, page, page_size)

@@ -30,6 +30,7 @@ from shared.states import ComponentState
 from ..db import database
 from ..models import BusinessComponent, Node
 from . import job_keys
+from .node_presence import known
 
 logger = logging.getLogger(__name__)
 
@@ -406,7 +407,7 @@ def load_nodes(
     When a business is excluded, its caller re-plans every component of it that should keep running
     (with ``prefer_node`` set to where each runs), so what it keeps is counted again by the plan itself.
     """
-    query = Node.select(Node.id, Node.hostname, Node.facts, Node.labels).order_by(Node.id)
+    query = Node.select(Node.id, Node.hostname, Node.facts, Node.labels).where(known()).order_by(Node.id)
     rows = database.execute(query).fetchall()
     held = reservations(exclude_business_id)
     now, summaries, grace = heartbeat.read_raw_summaries(redis)

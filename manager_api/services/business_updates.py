@@ -18,6 +18,7 @@ from shared.states import BusinessState, ComponentState
 
 from .. import db
 from ..config import Settings
+from ..errors import INVALID_REQUEST
 from ..models import BusinessComponent, utcnow
 from . import audit, business_placement
 from .business_placement import NodeCapacity
@@ -32,7 +33,7 @@ from .business_state import (
     set_status,
     stop_payload,
 )
-from .businesses import _plan, _send_rollout, error, get, next_generation, start_generation
+from .businesses import _plan, _send_rollout, error, generation_floor, get, next_generation, start_generation
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def update(redis: Redis, business_id: str, data: dict[str, Any], actor: str, set
     if data.get("business_id") not in (None, business_id):
         raise error(
             400,
-            f"Invalid request format: business_id: {data['business_id']!r} does not match the URL's {business_id!r}",
+            f"{INVALID_REQUEST}: business_id: {data['business_id']!r} does not match the URL's {business_id!r}",
             business_id=business_id,
         )
     data = {**data, "business_id": business_id}
@@ -143,17 +144,19 @@ def update(redis: Redis, business_id: str, data: dict[str, Any], actor: str, set
                     *args, actor=actor, reason="update: added", grace=grace, stop_grace=grace, new_spec=True
                 )
                 continue
+            # Above any generation of a component of that id removed before: its node may still hold it.
+            first = generation_floor(business_id, cid) + 1
             BusinessComponent.create(
                 business=business_id,
                 component_id=cid,
                 node=placed[cid],
-                generation=1,
+                generation=first,
                 desired=RUNNING,
                 status=ComponentState.PENDING.value,
                 updated_at=now,
                 **row_fields(spec),
             )
-            jobs.deploys.append(start_generation(business_id, spec, 1, placed[cid], actor, "update: added", grace))
+            jobs.deploys.append(start_generation(business_id, spec, first, placed[cid], actor, "update: added", grace))
         summary = {
             "removed": [r.component_id for r in removed],
             "changed": [r.component_id for r, _ in replaced],

@@ -1,4 +1,4 @@
-"""Businesses (document 001 §5, §9): deploy, stop, restart; what is sent to the agents goes after the commit.
+"""Businesses (document 001 §5, §9): deploy, stop, restart, delete; what is sent to the agents goes after the commit.
 
 Placement and every state live in the database, so a restarted manager loses nothing: the duties go on
 applying the agents' reports (component_reports.py) and watching nodes (business_upkeep.py).
@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from peewee import fn
 from redis import Redis
 from redis.exceptions import RedisError
 
@@ -19,7 +20,7 @@ from shared.states import BusinessState, ComponentState
 from .. import db
 from ..config import Settings
 from ..errors import ApiError
-from ..models import Business, BusinessComponent, utcnow
+from ..models import Business, BusinessComponent, BusinessEvent, BusinessTombstone, ComponentMetric, utcnow
 from . import audit, business_placement, dispatch
 from .business_placement import Demand, NodeCapacity, Plan
 from .business_specs import RUNTIME_RESET, components_of, demand, deploy_payload, row_fields, spec_json
@@ -29,6 +30,7 @@ from .business_state import (
     RUNNING,
     STOPPED,
     Jobs,
+    failed_by_manager,
     grace_of,
     record_event,
     record_transition,
@@ -53,6 +55,20 @@ def get(business_id: str) -> Business:
     if business is None:
         raise error(404, NOT_FOUND, business_id=business_id)
     return business
+
+
+def generation_floor(business_id: str, component_id: str | None = None) -> int:
+    """The highest generation this business id (or one component of it) ever had, 0 when none.
+
+    A new generation must be above it: agents keep an ended generation's record for a day and take a
+    deploy of a generation they hold for a redelivery, which they ignore. Events record every generation
+    started (start_generation), even of a component since removed; a tombstone those of a deleted business.
+    """
+    started = BusinessEvent.select(fn.MAX(BusinessEvent.generation)).where(BusinessEvent.business == business_id)
+    if component_id is not None:
+        started = started.where(BusinessEvent.component_id == component_id)
+    tombstone = BusinessTombstone.get_or_none(BusinessTombstone.business_id == business_id)
+    return max(started.scalar() or 0, tombstone.generation if tombstone is not None else 0)
 
 
 def refusal(plan: Plan, business_id: str | None) -> ApiError:
@@ -155,7 +171,11 @@ def deploy(redis: Redis, data: dict[str, Any], actor: str, settings: Settings, d
     with db.write_transaction():
         # In the write lock: two deploys at once each see what the other reserved.
         if Business.get_or_none(Business.business_id == business_id) is not None:
-            raise error(409, f"Business {business_id} already exists", business_id=business_id)
+            raise error(
+                409,
+                f"Business {business_id} already exists: update it with PUT /api/businesses/{business_id}",
+                business_id=business_id,
+            )
         nodes = business_placement.load_nodes(redis, settings.offline_after_intervals)
         demands = [demand(c) for c in data["components"]]
         if dry_run:
@@ -176,20 +196,20 @@ def deploy(redis: Redis, data: dict[str, Any], actor: str, settings: Settings, d
         )
         set_status(business, BusinessState.DEPLOYING, actor, "deploy")
         jobs = Jobs()
+        first = generation_floor(business_id) + 1  # 1, unless a deleted business had this id
         for component in data["components"]:
             BusinessComponent.create(
                 business=business_id,
                 component_id=component["component_id"],
                 node=placed[component["component_id"]],
-                generation=1,
+                generation=first,
                 desired=RUNNING,
                 status=ComponentState.PENDING.value,
                 updated_at=now,
                 **row_fields(component),
             )
-            jobs.deploys.append(
-                start_generation(business_id, component, 1, placed[component["component_id"]], actor, "deploy", grace)
-            )
+            node_id = placed[component["component_id"]]
+            jobs.deploys.append(start_generation(business_id, component, first, node_id, actor, "deploy", grace))
         audit.record(actor, "business.create", business_id, {"name": data["business_name"], "placement": placed})
     logger.info(
         "business %s (%s) deployed by %s: %d components on %d nodes",
@@ -291,3 +311,69 @@ def restart(redis: Redis, business_id: str, actor: str, settings: Settings) -> d
     logger.info("business %s: restart by %s, %d components (%d moved)", business_id, actor, len(rows), moved)
     _send_rollout(redis, business_id, jobs, settings)
     return {"status": "success", "message": "restarting", "business_id": business_id}
+
+
+# -- delete ------------------------------------------------------------------------------------------
+
+
+DELETABLE = (BusinessState.STOPPED.value, BusinessState.FAILED.value)
+"""Business states that may be deleted, when no component may still run (_may_still_run)."""
+
+
+def _may_still_run(business: Business, rows: Sequence[BusinessComponent]) -> list[str]:
+    """Components of a stopped or failed business that keep it from being deleted: their records are what
+    stops them.
+
+    Stopped, every component has ended and a stop went to any node that may still run one. Failed, each
+    must have ended by its node's word: one failed only because its node went offline ("node X offline")
+    may still run there, and a stop leaves that node what to do when it is back.
+    """
+    stopped = business.status == BusinessState.STOPPED.value
+    return [
+        row.component_id
+        for row in rows
+        if row.status not in ENDED or (not stopped and row.node_id and failed_by_manager(row.error_message))
+    ]
+
+
+def _not_stopped(business: Business, blocking: Sequence[str] = ()) -> ApiError:
+    stop = f"stop it first: POST /api/businesses/{business.business_id}/stop"
+    if blocking:
+        message = (
+            f"Business {business.business_id} is {business.status} but components {', '.join(blocking)} may "
+            f"still run (not ended, or their node went offline with them): {stop}"
+        )
+    else:
+        message = f"Business {business.business_id} is {business.status}: {stop}"
+    return error(409, message, business_id=business.business_id, business_status=business.status)
+
+
+def delete(business_id: str, actor: str) -> dict[str, Any]:
+    """Delete a stopped business (or a failed one with nothing left running) with its components and history."""
+    with db.write_transaction():
+        business = get(business_id)
+        if business.status not in DELETABLE:
+            raise _not_stopped(business)
+        rows = list(BusinessComponent.select().where(BusinessComponent.business == business_id))
+        blocking = _may_still_run(business, rows)
+        if blocking:
+            raise _not_stopped(business, blocking)
+        floor = max([generation_floor(business_id), *(row.generation for row in rows)])
+        # Children first: the database would cascade, but not one made without foreign keys enforced.
+        ComponentMetric.delete().where(ComponentMetric.component.in_([row.id for row in rows])).execute()
+        BusinessEvent.delete().where(BusinessEvent.business == business_id).execute()
+        BusinessComponent.delete().where(BusinessComponent.business == business_id).execute()
+        Business.delete().where(Business.business_id == business_id).execute()
+        now = utcnow()
+        BusinessTombstone.insert(business_id=business_id, generation=floor, deleted_at=now).on_conflict(
+            conflict_target=[BusinessTombstone.business_id],
+            update={BusinessTombstone.generation: floor, BusinessTombstone.deleted_at: now},
+        ).execute()
+        audit.record(
+            actor,
+            "business.deleted",
+            business_id,
+            {"name": business.business_name, "status": business.status, "components": len(rows)},
+        )
+    logger.info("business %s (%s, %s) deleted by %s", business_id, business.business_name, business.status, actor)
+    return {"status": "success", "message": "deleted", "business_id": business_id}

@@ -1,4 +1,4 @@
-"""Deployments: deploy a template, read its status, stop it (manual §5.3.3, §5.6)."""
+"""Deployments: deploy a template, read its status, stop it (manual §5.3.3, §5.6), list and delete them."""
 
 from __future__ import annotations
 
@@ -17,13 +17,16 @@ from ..errors import ApiError
 from ..models import Deployment, DeploymentTask, Node, utcnow
 from . import audit, dispatch, nodes, templates
 from .commands import task_pin
-from .lifecycle import deployment_state, instance_status
+from .lifecycle import LIVE_STATES, deployment_state, instance_status
+from .paging import page_json, page_of, status_counts
 from .placement import GroupRequest, PlacementError, TaskRequest, place
 from .serialize import iso
 
 logger = logging.getLogger(__name__)
 
 NOT_FOUND = "Deployment not found"
+ENDED_STATES = frozenset({DeploymentState.COMPLETED.value, DeploymentState.FAILED.value, DeploymentState.STOPPED.value})
+STOP_PATH = "POST /api/task/task_group/stop"
 
 
 def get(deployment_id: str) -> Deployment:
@@ -214,3 +217,81 @@ def detail(deployment_id: str) -> dict[str, Any]:
         "stopped_at": iso(deployment.stopped_at),
         "tasks": tasks,
     }
+
+
+def _summary(deployment: Deployment, task_states: dict[str, int]) -> dict[str, Any]:
+    return {
+        "id": deployment.id,
+        "name": deployment.template_name,
+        "state": deployment.state,
+        "status": int(instance_status(deployment.state)),
+        "created_at": iso(deployment.created_at),
+        "stopped_at": iso(deployment.stopped_at),
+        "task_count": sum(task_states.values()),
+        "task_states": task_states,
+    }
+
+
+def listing(page: int, page_size: int, state: str | None, name: str | None) -> dict[str, Any]:
+    """A page of deployments, newest first, with their tasks counted by state."""
+    query = Deployment.select()
+    if state:
+        query = query.where(Deployment.state == state)
+    if name:
+        query = query.where(Deployment.template_name.contains(name))
+    total, rows = page_of(query, page, page_size, Deployment.created_at.desc(), Deployment.id.desc())
+    counts = status_counts(DeploymentTask.deployment, DeploymentTask.state, [d.id for d in rows])
+    return page_json("deployments", [_summary(d, counts[d.id]) for d in rows], total, page, page_size)
+
+
+def still_running(deployment_ids: list[str]) -> set[str]:
+    """Those of ``deployment_ids`` that may still run something: not ended, or a task not ended yet.
+
+    A FAILED deployment can still have tasks running (one task failing fails it): its records are what
+    a stop needs, so it must be stopped before it can go.
+    """
+    if not deployment_ids:
+        return set()
+    live_states = [s.value for s in LIVE_STATES]
+    unended = Deployment.select(Deployment.id).where(
+        Deployment.id.in_(deployment_ids), Deployment.state.not_in(list(ENDED_STATES))
+    )
+    with_live_tasks = (
+        DeploymentTask.select(DeploymentTask.deployment)
+        .where(DeploymentTask.deployment.in_(deployment_ids), DeploymentTask.state.in_(live_states))
+        .distinct()
+    )
+    return {d for (d,) in unended.tuples()} | {d for (d,) in with_live_tasks.tuples()}
+
+
+def _not_ended(deployment: Deployment) -> ApiError:
+    if deployment.state == DeploymentState.STOPPING.value:
+        # The stop was asked already; its tasks end when their nodes answer (or are forgotten).
+        message = (
+            f"Deployment {deployment.id} is STOPPING: delete it once it is STOPPED (a task on a node that "
+            "will not come back ends when that node is forgotten: DELETE /api/nodes/{id})"
+        )
+    elif deployment.state in ENDED_STATES:
+        message = f"Deployment {deployment.id} is {deployment.state} but tasks of it run: stop it first: {STOP_PATH}"
+    else:
+        message = f"Deployment {deployment.id} is {deployment.state}: stop it first: {STOP_PATH}"
+    return ApiError(409, message, {"id": deployment.id, "state": deployment.state})
+
+
+def delete(deployment_id: str, actor: str) -> dict[str, Any]:
+    """Delete an ended deployment with its tasks (404 unknown, 409 while something of it may still run)."""
+    with db.write_transaction():
+        deployment = get(deployment_id)
+        if still_running([deployment_id]):
+            raise _not_ended(deployment)
+        # Tasks first: the database would cascade, but not one made without foreign keys enforced.
+        tasks = DeploymentTask.delete().where(DeploymentTask.deployment == deployment_id).execute()
+        deployment.delete_instance()
+        audit.record(
+            actor,
+            "deployment.deleted",
+            deployment_id,
+            {"template": deployment.template_name, "state": deployment.state, "tasks": tasks},
+        )
+    logger.info("deployment %s (%s) deleted by %s", deployment_id, deployment.template_name, actor)
+    return {"id": deployment_id, "status": "success", "message": "deleted"}

@@ -21,7 +21,8 @@ from ..errors import ApiError
 from ..models import FleetTask, Node, TaskHost, utcnow
 from . import audit, dispatch, job_keys, targets
 from .fleet_task_json import counts_of, task_json
-from .paging import page_of, status_counts
+from .node_presence import known
+from .paging import page_json, page_of, status_counts
 from .serialize import from_unix
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,8 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
 
 
 def _target_nodes(redis: Redis, offline_after_intervals: int) -> list[targets.TargetNode]:
-    rows = list(Node.select(Node.id, Node.hostname, Node.ip, Node.labels).tuples())
+    # A forgotten node is not a target: a new node under its hostname must not be doubled by the old one.
+    rows = list(Node.select(Node.id, Node.hostname, Node.ip, Node.labels).where(known()).tuples())
     now, beats = heartbeat.read_summaries(redis, job_keys.node_key)
     out = []
     for node_id, hostname, ip, labels in rows:
@@ -258,21 +260,17 @@ def detail(task_id: str) -> dict[str, Any]:
     return task_json(task, hosts)
 
 
-def listing(page: int, size: int, status: str | None, name: str | None) -> dict[str, Any]:
-    """A page of tasks, newest first, without their hosts."""
+def listing(page: int, page_size: int, status: str | None, name: str | None) -> dict[str, Any]:
+    """A page of tasks, newest first, without their hosts (``size`` repeats ``page_size``: its older name)."""
     query = FleetTask.select()
     if status:
         query = query.where(FleetTask.status == status)
     if name:
         query = query.where(FleetTask.name.contains(name))
-    total, tasks = page_of(query, page, size, FleetTask.created_at.desc(), FleetTask.id.desc())
+    total, tasks = page_of(query, page, page_size, FleetTask.created_at.desc(), FleetTask.id.desc())
     by_task = status_counts(TaskHost.task, TaskHost.status, [t.id for t in tasks])
-    return {
-        "tasks": [task_json(t, None, by_task[t.id]) for t in tasks],
-        "total": total,
-        "page": page,
-        "size": size,
-    }
+    items = [task_json(t, None, by_task[t.id]) for t in tasks]
+    return {**page_json("tasks", items, total, page, page_size), "size": page_size}
 
 
 def wait(redis: Redis, task_id: str, seconds: float) -> None:

@@ -1,4 +1,4 @@
-"""GET /api/nodes and PUT /api/nodes/{id}/labels: what each node is, offers, and holds for businesses.
+"""GET /api/nodes and PUT/PATCH /api/nodes/{id}/labels: what each node is, offers, and holds for businesses.
 
 The manual's GET /api/task/node stays in services/nodes.py, untouched; this is the richer inventory the
 business scheduler works from: facts, effective labels, capacity, reservations and the components placed.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from redis import Redis
@@ -20,6 +20,7 @@ from ..errors import ApiError
 from ..models import Business, BusinessComponent, Node
 from . import audit, job_keys, node_labels
 from .business_placement import ACTIVE_COMPONENT_STATES, capacity_from_facts, reservations
+from .node_presence import known
 from .serialize import from_unix, iso
 
 logger = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ def _view(
 
 def listing(redis: Redis, offline_after_intervals: int) -> list[dict[str, Any]]:
     """Every node, in join order, with facts, labels, capacity and what active components reserve."""
-    rows = Node.select(*_FIELDS).order_by(Node.registered_at, Node.id).tuples()
+    rows = Node.select(*_FIELDS).where(known()).order_by(Node.registered_at, Node.id).tuples()
     held = reservations()
     now, beats = heartbeat.read_summaries(redis, job_keys.node_key)
     return [_view(row, now, beats, held, offline_after_intervals) for row in rows]
@@ -126,7 +127,7 @@ def _components_on(node_id: str) -> list[dict[str, Any]]:
 
 def detail(redis: Redis, node_id: str, offline_after_intervals: int) -> dict[str, Any]:
     """One node as in the list, plus its live heartbeat figures and every component placed on it (404)."""
-    row = Node.select(*_FIELDS).where(Node.id == node_id).tuples().first()
+    row = Node.select(*_FIELDS).where(Node.id == node_id, known()).tuples().first()
     if row is None:
         raise ApiError(404, NOT_FOUND)
     now, beats = heartbeat.read_summaries(redis, job_keys.node_key)
@@ -135,22 +136,54 @@ def detail(redis: Redis, node_id: str, offline_after_intervals: int) -> dict[str
     return out
 
 
-def set_api_labels(node_id: str, labels: Mapping[str, str], actor: str) -> None:
-    """Replace the API-set labels of a node and recompute its effective labels (404 when unknown)."""
+LabelChange = Callable[[dict[str, str]], dict[str, str]]
+"""The new API labels of a node given its current ones."""
+
+
+def _change_api_labels(node_id: str, change: LabelChange, actor: str, detail: Mapping[str, Any]) -> None:
+    """Write the API labels ``change`` makes of a node's current ones and its effective labels (404 when
+    unknown or forgotten); audited as node.labels with ``detail``."""
     with db.write_transaction():
-        row = Node.select(Node.facts, Node.api_labels).where(Node.id == node_id).tuples().first()
+        row = Node.select(Node.facts, Node.api_labels).where(Node.id == node_id, known()).tuples().first()
         if row is None:
             raise ApiError(404, NOT_FOUND)
-        facts_text, previous = row
-        agent = node_labels.agent_labels_of(node_id, facts_text)
-        merged = node_labels.effective(agent, labels)
+        facts_text, previous_text = row
+        previous = node_labels.loads(previous_text)
+        labels = change(previous)
+        if len(labels) > node_labels.MAX_LABELS:
+            # A well-formed patch that, on top of what the node holds, makes too many: a conflict, not a 400.
+            raise ApiError(
+                409,
+                f"Node {node_id} would hold {len(labels)} API labels, at most {node_labels.MAX_LABELS}: remove some "
+                "in the same patch (null) or replace them all with PUT",
+            )
+        merged = node_labels.effective(node_labels.agent_labels_of(node_id, facts_text), labels)
         Node.update(api_labels=node_labels.dumps(labels), labels=node_labels.dumps(merged)).where(
             Node.id == node_id
         ).execute()
-        audit.record(
-            actor, "node.labels", node_id, {"api_labels": dict(labels), "previous": node_labels.loads(previous)}
-        )
-    logger.info("node %s: API labels set to %s by %s (effective %s)", node_id, dict(labels), actor, merged)
+        audit.record(actor, "node.labels", node_id, {**detail, "api_labels": labels, "previous": previous})
+    logger.info("node %s: API labels set to %s by %s (effective %s)", node_id, labels, actor, merged)
+
+
+def set_api_labels(node_id: str, labels: Mapping[str, str], actor: str) -> None:
+    """Replace the API-set labels of a node and recompute its effective labels (404 when unknown)."""
+    _change_api_labels(node_id, lambda _previous: dict(labels), actor, {})
+
+
+def patch_api_labels(node_id: str, patch: Mapping[str, str | None], actor: str) -> None:
+    """Merge ``patch`` into the API-set labels of a node, a null removing its key (a JSON merge patch,
+    RFC 7396), and recompute its effective labels (404 when unknown)."""
+
+    def merge(previous: dict[str, str]) -> dict[str, str]:
+        merged = dict(previous)
+        for key, value in patch.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        return merged
+
+    _change_api_labels(node_id, merge, actor, {"patch": dict(patch)})
 
 
 def forget_secret(node_id: str, actor: str) -> dict[str, Any]:
@@ -160,9 +193,10 @@ def forget_secret(node_id: str, actor: str) -> dict[str, Any]:
     backup): without this it is refused under that id for good. Audited, as any change of who may join.
     """
     with db.write_transaction():
-        if not Node.select().where(Node.id == node_id).exists():
+        if not Node.select().where(Node.id == node_id, known()).exists():
             raise ApiError(404, NOT_FOUND)
-        Node.update(secret_digest=None).where(Node.id == node_id).execute()
+        # forgotten_at too: left by a forget its agent's rejoin undid, with no secret it would read forgotten.
+        Node.update(secret_digest=None, forgotten_at=None).where(Node.id == node_id).execute()
         audit.record(actor, "node.secret_forgotten", node_id)
     logger.warning("node %s: secret forgotten by %s; the next join under this id sets a new one", node_id, actor)
     return {"node_id": node_id, "message": "secret forgotten: the next join under this id sets a new one"}

@@ -12,9 +12,10 @@ from peewee import IntegrityError
 from redis import Redis
 
 from .. import db
-from ..errors import INVALID_REQUEST, ApiError
+from ..errors import ApiError
 from ..models import FleetTask, Schedule, utcnow
 from . import audit, fleet_tasks
+from .paging import page_json, page_of
 from .schedule_triggers import naive, next_fire, trigger_of
 from .serialize import iso
 
@@ -68,8 +69,9 @@ def _first_run(row: Schedule, now: datetime) -> datetime | None:
 
 
 def _taken(name: str) -> ApiError:
+    # A conflict with what exists, not a malformed request: no "Invalid request format" prefix (that is 400's).
     message = f"a schedule named '{name}' already exists"
-    return ApiError(409, f"{INVALID_REQUEST}: name: {message}", {"errors": {"name": [message]}})
+    return ApiError(409, f"Schedule name '{name}' is taken", {"errors": {"name": [message]}})
 
 
 def create(data: dict[str, Any], actor: str) -> dict[str, Any]:
@@ -105,10 +107,10 @@ def create(data: dict[str, Any], actor: str) -> dict[str, Any]:
     return schedule_json(row)
 
 
-def listing() -> dict[str, Any]:
-    """Every schedule, oldest first."""
-    rows = Schedule.select().order_by(Schedule.created_at, Schedule.id)
-    return {"schedules": [schedule_json(row) for row in rows]}
+def listing(page: int, page_size: int) -> dict[str, Any]:
+    """A page of schedules, oldest first."""
+    total, rows = page_of(Schedule.select(), page, page_size, Schedule.created_at, Schedule.id)
+    return page_json("schedules", [schedule_json(row) for row in rows], total, page, page_size)
 
 
 def detail(schedule_id: str) -> dict[str, Any]:

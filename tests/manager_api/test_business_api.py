@@ -226,7 +226,9 @@ def test_deploy_records_sends_and_reads_back(
     node = client.get("/api/nodes/n2").get_json()
     assert node["reserved"]["cpu_cores"] == 0.5 and node["reserved"]["memory_mb"] == 256
 
-    assert deploy(client, body, expect=409)["error"] == "Business shop-1 already exists"
+    taken = deploy(client, body, expect=409)
+    assert taken["error"] == "Business shop-1 already exists: update it with PUT /api/businesses/shop-1"
+    assert (taken["status"], taken["message"], taken["business_id"]) == ("error", taken["error"], "shop-1")
     listing = client.get("/api/businesses?page_size=1").get_json()
     assert listing["total"] == 1 and listing["businesses"][0]["component_count"] == 2
     assert listing["businesses"][0]["component_states"] == {"pending": 2}

@@ -115,14 +115,15 @@ def test_bad_input_names_the_field_and_creates_nothing(client: FlaskClient, chan
     assert Schedule.select().count() == 0 and AuditLog.select().count() == 0
 
 
-def test_duplicate_name_is_409_naming_the_field(client: FlaskClient) -> None:
+def test_duplicate_name_is_a_409_conflict_naming_the_field(client: FlaskClient) -> None:
     make(client, name="nightly")
     response = client.post(
         "/api/schedules", json={"name": " nightly ", "command": "x", "targets": ["*"], "interval": 5}
     )
     assert response.status_code == 409
     body = response.get_json()
-    assert body["error"].startswith("Invalid request format: name:") and "nightly" in body["error"]
+    # A well-formed request that conflicts: no "Invalid request format" prefix, which is for 400s.
+    assert body["error"] == "Schedule name 'nightly' is taken"
     assert body["errors"] == {"name": ["a schedule named 'nightly' already exists"]}
     assert Schedule.select().count() == 1
     assert json.loads(AuditLog.get().detail) == {"name": "nightly", "interval": 60}

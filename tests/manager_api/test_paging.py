@@ -1,0 +1,120 @@
+"""One paging vocabulary on every list endpoint: page (from 1), page_size (1 to 1000), total/page/page_size."""
+
+from __future__ import annotations
+
+import pytest
+import redis as redis_lib
+from flask.testing import FlaskClient
+
+from manager_api.models import AuditLog
+from manager_api.services import audit
+
+from .business_helpers import add_node, business, component, deploy
+from .conftest import answer, template_body
+from .tasks_helpers import create
+
+LISTS = [
+    ("/api/tasks", "tasks"),
+    ("/api/businesses", "businesses"),
+    ("/api/schedules", "schedules"),
+    ("/api/templates", "templates"),
+    ("/api/deployments", "deployments"),
+    ("/api/audit", "entries"),
+]
+"""Every list endpoint and the key of its items."""
+
+
+@pytest.fixture
+def three_of_each(client: FlaskClient, redis_client: redis_lib.Redis) -> None:
+    """Three tasks, businesses, schedules, templates and deployments (and the audit entries they make)."""
+    add_node(client, redis_client, "n1", cpu=64, memory_mb=65536)
+    for i in range(3):
+        create(client, name=f"task-{i}", command="true", targets=["n1"], start=False)
+        deploy(client, business(component("c"), business_id=f"shop-{i}"))
+        answer(
+            client.post("/api/schedules", json={"name": f"s{i}", "command": "x", "targets": ["*"], "interval": 60}), 201
+        )
+        answer(client.post("/api/task/task_group", json=template_body(f"app-{i}", ["/a"])))
+        answer(client.post("/api/task/task_group/deploy", json={"name": f"app-{i}"}))
+
+
+@pytest.mark.parametrize(("path", "key"), LISTS)
+def test_every_list_pages_and_says_how(client: FlaskClient, three_of_each: None, path: str, key: str) -> None:
+    total = AuditLog.select().count() if key == "entries" else 3
+    first = answer(client.get(f"{path}?page=1&page_size=2"))
+    assert (len(first[key]), first["total"], first["page"], first["page_size"]) == (2, total, 1, 2)
+    last_page = -(-total // 2)
+    last = answer(client.get(f"{path}?page={last_page}&page_size=2"))
+    assert (len(last[key]), last["page"]) == (total - 2 * (last_page - 1), last_page)
+    beyond = answer(client.get(f"{path}?page={last_page + 1}&page_size=2"))
+    assert (beyond[key], beyond["total"]) == ([], total)
+    # Pages never overlap: the order is total (ties broken by id).
+    everything = answer(client.get(f"{path}?page_size=1000"))[key]
+    paged = [
+        item for page in range(1, last_page + 1) for item in answer(client.get(f"{path}?page={page}&page_size=2"))[key]
+    ]
+    assert paged == everything and len(everything) == total
+
+
+@pytest.mark.parametrize(("path", "key"), LISTS)
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("page_size=0", "page_size"),
+        ("page_size=1001", "page_size"),
+        ("page_size=many", "page_size"),
+        ("page=0", "page"),
+    ],
+)
+def test_bad_paging_is_a_400_naming_the_field(client: FlaskClient, path: str, key: str, query: str, field: str) -> None:
+    body = answer(client.get(f"{path}?{query}"), 400)
+    assert body["error"].startswith(f"Invalid request format: {field}: "), body
+    assert field in body["errors"]
+
+
+def test_tasks_keep_their_older_size_parameter_and_key(client: FlaskClient, redis_client: redis_lib.Redis) -> None:
+    add_node(client, redis_client, "n1")
+    for i in range(3):
+        create(client, name=f"task-{i}", command="true", targets=["n1"], start=False)
+    old = answer(client.get("/api/tasks?page=1&size=2"))
+    assert (len(old["tasks"]), old["size"], old["page_size"], old["total"]) == (2, 2, 2, 3)
+    new = answer(client.get("/api/tasks?page_size=1"))
+    assert (len(new["tasks"]), new["size"], new["page_size"]) == (1, 1, 1)
+    assert answer(client.get("/api/tasks?size=2&page_size=2"))["page_size"] == 2
+    both = answer(client.get("/api/tasks?size=2&page_size=3"), 400)
+    assert both["error"].startswith("Invalid request format: size: ") and "size" in both["errors"]
+    assert answer(client.get("/api/tasks?size=0"), 400)["error"].startswith("Invalid request format: size: ")
+    bare = answer(client.get("/api/tasks"))
+    assert (bare["page"], bare["page_size"], bare["size"]) == (1, 20, 20)
+
+
+def test_audit_keeps_limit_and_its_default(client: FlaskClient) -> None:
+    for i in range(105):
+        audit.record("tester", "test.entry", f"t{i}")
+    bare = answer(client.get("/api/audit"))
+    # A bare call answers what it always did: the newest 100.
+    assert (len(bare["entries"]), bare["page_size"], bare["total"]) == (100, 100, 105)
+    assert bare["entries"][0]["target"] == "t104"
+    limited = answer(client.get("/api/audit?limit=3"))
+    assert [e["target"] for e in limited["entries"]] == ["t104", "t103", "t102"] and limited["page_size"] == 3
+    second = answer(client.get("/api/audit?limit=3&page=2"))
+    assert [e["target"] for e in second["entries"]] == ["t101", "t100", "t99"]
+    newest_four = answer(client.get("/api/audit?limit=4"))["entries"]
+    assert answer(client.get("/api/audit?page_size=2&page=2"))["entries"] == newest_four[2:4]
+    assert answer(client.get("/api/audit?limit=0"), 400)["error"].startswith("Invalid request format: limit: ")
+    assert answer(client.get("/api/audit?limit=2&page_size=3"), 400)["errors"].keys() == {"limit"}
+
+
+def test_schedules_answer_every_schedule_unless_asked_for_a_page(client: FlaskClient) -> None:
+    # GET /api/schedules answered every schedule before it paged; clients find a schedule by name in it.
+    for i in range(25):
+        answer(
+            client.post("/api/schedules", json={"name": f"s{i:02}", "command": "x", "targets": ["*"], "interval": 9}),
+            201,
+        )
+    bare = answer(client.get("/api/schedules"))
+    assert (len(bare["schedules"]), bare["total"], bare["page_size"]) == (25, 25, 1000)
+    assert [s["name"] for s in bare["schedules"]] == [f"s{i:02}" for i in range(25)]
+    assert [s["name"] for s in answer(client.get("/api/schedules?page=3&page_size=10"))["schedules"]] == [
+        f"s{i}" for i in range(20, 25)
+    ]
