@@ -1,4 +1,4 @@
-"""``corral business`` and ``corral node``: multi-component businesses (document 001) and node labels."""
+"""``corral business``: multi-component businesses (document 001), deployed, watched, updated, deleted."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from shared.states import BusinessState, ComponentState
 
 from . import formatting
 from .client import ApiError, Client
-from .context import EXIT_FAILED, client_of, echo_json
+from .context import EXIT_FAILED, CommandError, client_of, echo_json, segment
 from .progress import ProgressLine
 
 POLL_SECONDS = 0.5
@@ -101,6 +101,14 @@ def print_refusal(answer: Mapping[str, Any]) -> None:
             click.echo(f"  {reason}", err=True)
 
 
+def already_exists(exc: ApiError, body: Mapping[str, Any]) -> str | None:
+    """The business id when a deploy was refused because that business exists (a 409 that is no placement refusal)."""
+    business_id = exc.body.get("business_id") or body.get("business_id")
+    if exc.status == 409 and business_id and exc.message.startswith(f"Business {business_id} already exists"):
+        return str(business_id)
+    return None
+
+
 @click.group()
 def business() -> None:
     """Deploy and manage businesses: sets of process and Docker components placed by the scheduler."""
@@ -125,6 +133,10 @@ def deploy(ctx: click.Context, file: Any, dry_run: bool, wait: bool, wait_timeou
     try:
         answer = client.post("/api/businesses", body, query={"dry_run": "true"} if dry_run else None)
     except ApiError as exc:
+        existing = already_exists(exc, body)
+        if existing:
+            shown = "FILE" if str(file.name).startswith("<") else file.name  # `-` reads <stdin>
+            raise CommandError(f"business {existing} already exists: use 'corral business update {shown}'") from None
         print_refusal(exc.body)
         raise
     if dry_run:
@@ -138,18 +150,24 @@ def deploy(ctx: click.Context, file: Any, dry_run: bool, wait: bool, wait_timeou
 
 
 @business.command("list")
-@click.option("--status", help="Only businesses in this state.")
+@click.option("--status", type=click.Choice([s.value for s in BusinessState]), help="Only businesses in this state.")
+@click.option("--name", help="Only businesses whose name contains this.")
+@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--page-size", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
 @click.pass_context
-def list_(ctx: click.Context, status: str | None, as_json: bool) -> None:
-    """List the businesses."""
-    answer = client_of(ctx).get("/api/businesses", query={"status": status})
-    items = answer.get("businesses", answer) if isinstance(answer, dict) else answer
+def list_(ctx: click.Context, status: str | None, name: str | None, page: int, page_size: int, as_json: bool) -> None:
+    """List the businesses, newest first."""
+    query = {"status": status, "name": name, "page": page, "page_size": page_size}
+    answer = client_of(ctx).get("/api/businesses", query=query)
     if as_json:
         echo_json(answer)
         return
+    items = answer.get("businesses", []) if isinstance(answer, dict) else answer
     rows = [(b.get("business_id"), b.get("business_name"), b.get("status"), b.get("updated_at")) for b in items]
     click.echo(formatting.table(("ID", "NAME", "STATUS", "UPDATED"), rows))
+    if isinstance(answer, dict) and "total" in answer:
+        click.echo(formatting.page_footer(answer, "business(es)", page, page_size))
 
 
 @business.command("show")
@@ -193,51 +211,33 @@ restart = _action_command(
 
 
 @business.command("update")
-@click.argument("business_id", metavar="ID")
-@click.argument("file", type=click.File("rb"))
+@click.argument("args", nargs=-1, required=True, metavar="[ID] FILE")
 @_wait
 @_wait_timeout
 @click.pass_context
-def update(ctx: click.Context, business_id: str, file: Any, wait: bool, wait_timeout: float) -> None:
-    """Update business ID to the JSON FILE: only changed, added and removed components are touched."""
+def update(ctx: click.Context, args: Sequence[str], wait: bool, wait_timeout: float) -> None:
+    """Update a business to the JSON FILE: only changed, added and removed components are touched.
+
+    The business is the FILE's business_id, or ID when given. Prints the components changed, added,
+    removed and left unchanged.
+    """
+    if len(args) > 2:
+        raise click.UsageError("give FILE, or ID and FILE")
+    file = click.File("rb").convert(args[-1], None, ctx)
+    body = read_body(file)
+    business_id = args[0] if len(args) == 2 else body.get("business_id")
+    if not business_id:
+        raise click.UsageError(f"{file.name} has no business_id: give the business ID before FILE")
     client = client_of(ctx)
-    click.echo(client.put(f"/api/businesses/{business_id}", read_body(file)).get("message", "updating"))
+    click.echo(formatting.update_summary(client.put(f"/api/businesses/{segment(str(business_id))}", body)))
     if wait:
-        ctx.exit(wait_settled(client, business_id, wait_timeout, BusinessState.RUNNING))
+        ctx.exit(wait_settled(client, str(business_id), wait_timeout, BusinessState.RUNNING))
 
 
-@click.group()
-def node() -> None:
-    """Show a node, set its labels, forget its secret."""
-
-
-@node.command("show")
-@click.argument("node_id", metavar="ID")
+@business.command("delete")
+@click.argument("business_id", metavar="ID")
 @click.pass_context
-def node_show(ctx: click.Context, node_id: str) -> None:
-    """Show node ID: facts, labels, reservations and components, as JSON."""
-    echo_json(client_of(ctx).get(f"/api/nodes/{node_id}"))
-
-
-@node.command("forget-secret")
-@click.argument("node_id", metavar="ID")
-@click.pass_context
-def node_forget_secret(ctx: click.Context, node_id: str) -> None:
-    """Let the next join under node ID set a new node secret (its agent lost it)."""
-    echo_json(client_of(ctx).post(f"/api/nodes/{node_id}/forget-secret"))
-
-
-@node.command("label")
-@click.argument("node_id", metavar="ID")
-@click.argument("labels", nargs=-1, metavar="KEY=VALUE...")
-@click.pass_context
-def node_label(ctx: click.Context, node_id: str, labels: Sequence[str]) -> None:
-    """Replace the API-set labels of node ID (no KEY=VALUE clears them)."""
-    parsed: dict[str, str] = {}
-    for item in labels:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="LABELS")
-        parsed[key] = value
-    answer = client_of(ctx).put(f"/api/nodes/{node_id}/labels", {"labels": parsed})
-    echo_json(answer)
+def delete(ctx: click.Context, business_id: str) -> None:
+    """Delete stopped business ID and its history (refused unless stopped: `corral business stop ID --wait`)."""
+    answer = client_of(ctx).delete(f"/api/businesses/{segment(business_id)}")
+    click.echo(f"business {answer.get('business_id', business_id)} {answer.get('message', 'deleted')}")

@@ -116,6 +116,12 @@ class Client:
     def put(self, path: str, body: Any = None, timeout: float = REQUEST_TIMEOUT) -> Any:
         return self.call("PUT", path, body=body, timeout=timeout)
 
+    def patch(self, path: str, body: Any = None, timeout: float = REQUEST_TIMEOUT) -> Any:
+        return self.call("PATCH", path, body=body, timeout=timeout)
+
+    def delete(self, path: str, timeout: float = REQUEST_TIMEOUT) -> Any:
+        return self.call("DELETE", path, timeout=timeout)
+
     def stream(self, path: str, last_event_id: str | None = None) -> HTTPResponse:
         """An open ``text/event-stream`` response to read lines from (after ``last_event_id``); caller closes it."""
         headers = {"Accept": "text/event-stream"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.parse
 from typing import Any
 
 import click
@@ -18,6 +19,17 @@ EXIT_API = 2
 
 EXIT_INTERRUPTED = 130
 """Ctrl-C, as a shell reports a SIGINT death."""
+
+
+class CommandError(click.ClickException):
+    """A refusal the CLI words itself (unknown or ambiguous name, ...): `Error: ...` on stderr, exit code 2."""
+
+    exit_code = EXIT_API
+
+
+def segment(value: str) -> str:
+    """``value`` as one path segment of an API URL (names may hold spaces, slashes, non-ASCII)."""
+    return urllib.parse.quote(value, safe="")
 
 
 def client_of(ctx: click.Context) -> Client:

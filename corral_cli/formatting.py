@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -231,3 +232,134 @@ def succeeded(task: Mapping[str, Any]) -> bool:
     """Whether every targeted node ran the command and exited 0 (a task on no node did not succeed)."""
     hosts = task.get("hosts") or []
     return bool(hosts) and all(h.get("status") == "succeeded" for h in hosts)
+
+
+def page_footer(answer: Mapping[str, Any], noun: str, page: int, page_size: int) -> str:
+    """`page 1 of 3, 42 template(s)` under a paged list (the API's ``page_size``, or ``size`` for tasks)."""
+    total = int(answer.get("total") or 0)
+    size = int(answer.get("page_size") or answer.get("size") or page_size)
+    pages = max(1, -(-total // max(size, 1)))
+    return f"page {answer.get('page', page)} of {pages}, {total} {noun}"
+
+
+def count(value: Any) -> Any:
+    """A count the API gives as a number or as the list itself."""
+    return len(value) if isinstance(value, list | tuple) else value
+
+
+def state_counts(counts: Mapping[str, Any] | None) -> str:
+    """``{"RUNNING": 2, "FAILED": 1}`` as ``1 failed, 2 running``."""
+    return ", ".join(f"{n} {str(state).lower()}" for state, n in sorted((counts or {}).items()) if n) or EMPTY
+
+
+def templates_table(templates: Sequence[Mapping[str, Any]]) -> str:
+    """`corral template list`: one row per template."""
+    rows = [
+        (t.get("name"), count(t.get("groups")), count(t.get("tasks")), count(t.get("deployments")), t.get("created_at"))
+        for t in templates
+    ]
+    return table(("NAME", "GROUPS", "TASKS", "DEPLOYMENTS", "CREATED"), rows)
+
+
+def deployments_table(deployments: Sequence[Mapping[str, Any]]) -> str:
+    """`corral deployment list`: one row per deployment, its tasks counted by state."""
+    rows = [
+        (
+            d.get("id"),
+            d.get("name"),
+            d.get("state"),
+            d.get("task_count"),
+            state_counts(d.get("task_states")),
+            d.get("created_at"),
+            d.get("stopped_at"),
+        )
+        for d in deployments
+    ]
+    return table(("ID", "TEMPLATE", "STATE", "TASKS", "TASK STATES", "CREATED", "STOPPED"), rows)
+
+
+def schedule_when(schedule: Mapping[str, Any]) -> str:
+    """A schedule's trigger: its crontab line, or `every 60s`."""
+    if schedule.get("cron"):
+        return str(schedule["cron"])
+    if schedule.get("interval") is not None:
+        return f"every {schedule['interval']}s"
+    return EMPTY
+
+
+def yes_no(value: Any) -> str:
+    return "yes" if value else "no"
+
+
+def schedules_table(schedules: Sequence[Mapping[str, Any]]) -> str:
+    """`corral schedule list`: one row per schedule."""
+    rows = [
+        (
+            s.get("name"),
+            s.get("id"),
+            schedule_when(s),
+            s.get("next_run_at"),
+            s.get("last_run_at"),
+            yes_no(s.get("paused")),
+        )
+        for s in schedules
+    ]
+    return table(("NAME", "ID", "WHEN", "NEXT RUN", "LAST RUN", "PAUSED"), rows)
+
+
+def schedule_summary(schedule: Mapping[str, Any]) -> str:
+    """`corral schedule show|create`: what it runs where, when, and what it last fired."""
+    lines = [
+        f"schedule {schedule.get('name')}  {schedule.get('id')}",
+        f"when {schedule_when(schedule)} (UTC)  paused {yes_no(schedule.get('paused'))}",
+        f"command {schedule.get('command')}",
+        f"targets {', '.join(map(str, schedule.get('targets') or [])) or EMPTY}  timeout {schedule.get('timeout')} s"
+        f"  env {', '.join(schedule.get('env_keys') or []) or EMPTY}",
+        f"next run {cell(schedule.get('next_run_at'))}  last run {cell(schedule.get('last_run_at'))}"
+        f"  last task {cell(schedule.get('last_task_id'))}",
+        f"created {cell(schedule.get('created_at'))} by {cell(schedule.get('created_by'))}",
+    ]
+    if schedule.get("description"):
+        lines.append(f"description {schedule['description']}")
+    recent = schedule.get("recent_task_ids")
+    if recent:
+        lines.append("recent tasks (`corral tasks show ID`):")
+        lines += [f"  {task_id}" for task_id in recent]
+    return "\n".join(lines)
+
+
+def audit_detail(detail: Any) -> str:
+    """An audit entry's detail on one line: ``key=value`` pairs, lists and objects as compact JSON."""
+    if not isinstance(detail, Mapping):
+        return cell(detail if detail != {} else None)
+    parts = []
+    for key, value in detail.items():
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        parts.append(f"{key}={text}")
+    return " ".join(parts) or EMPTY
+
+
+def audit_table(entries: Sequence[Mapping[str, Any]]) -> str:
+    """`corral audit`: one row per entry, newest first as the API gives them."""
+    rows = [
+        (e.get("at"), e.get("actor"), e.get("action"), e.get("target"), audit_detail(e.get("detail"))) for e in entries
+    ]
+    return table(("AT", "ACTOR", "ACTION", "SUBJECT", "DETAIL"), rows)
+
+
+def labels_table(node: Mapping[str, Any]) -> str:
+    """A node's effective labels and where each comes from (`api` wins over the agent's own)."""
+    api = node.get("api_labels") or {}
+    rows = [(key, value, "api" if key in api else "agent") for key, value in sorted((node.get("labels") or {}).items())]
+    return table(("LABEL", "VALUE", "FROM"), rows)
+
+
+UPDATE_KEYS = ("changed", "added", "removed", "unchanged")
+"""The component lists of a business update's answer, in the order `corral business update` prints them."""
+
+
+def update_summary(answer: Mapping[str, Any]) -> str:
+    """`changed: worker` ... one line per list of the update's answer; the API's message when it gave none."""
+    if not any(key in answer for key in UPDATE_KEYS):
+        return str(answer.get("message") or "updating")
+    return "\n".join(f"{key}: {', '.join(map(str, answer.get(key) or [])) or EMPTY}" for key in UPDATE_KEYS)

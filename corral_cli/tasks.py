@@ -253,7 +253,7 @@ def tasks() -> None:
 @click.option("--status", type=click.Choice([s.value for s in FleetTaskStatus]), help="Only tasks in this status.")
 @click.option("--name", help="Only tasks whose name contains this.")
 @click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--size", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--page-size", "--size", "size", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
 @click.pass_context
 def tasks_list(ctx: click.Context, status: str | None, name: str | None, page: int, size: int, as_json: bool) -> None:
@@ -263,9 +263,7 @@ def tasks_list(ctx: click.Context, status: str | None, name: str | None, page: i
         echo_json(answer)
         return
     click.echo(formatting.tasks_table(answer.get("tasks", [])))
-    total = int(answer.get("total") or 0)
-    pages = max(1, -(-total // int(answer.get("size") or size)))
-    click.echo(f"page {answer.get('page', page)} of {pages}, {total} task(s)")
+    click.echo(formatting.page_footer(answer, "task(s)", page, size))
 
 
 @tasks.command("show")

@@ -16,6 +16,13 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+def default_sigint() -> None:
+    """preexec_fn of a child a test will Ctrl-C: SIGINT as a terminal's foreground job gets it, even when the
+    suite runs in the background (`ops/dev test &` starts every child with SIGINT ignored, and Python then
+    installs no handler for it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:

@@ -13,84 +13,13 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.e2e.harness import BIN, Agent, Manager, isolated_env
-from tests.support import free_port, wait_until
+from tests.corral_cli.stack import HOST, Stack, ok, result_row, stop_all
+from tests.e2e.harness import BIN, Manager, isolated_env
+from tests.support import default_sigint, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 
-INTERVAL = 0.5
-HOST = "cli-a"
 TOKEN = "cli-test-token-5f2d9a"  # noqa: S105 - a test token, checked never to be printed
-
-
-class Stack:
-    """A manager and one agent, and a way to run `corral` against them."""
-
-    def __init__(self, tmp: Path, manager: Manager, agent: Agent | None, env: dict[str, str]) -> None:
-        self.tmp = tmp
-        self.manager = manager
-        self.agent = agent
-        self.env = env
-
-    def cli_env(self, **extra: str) -> dict[str, str]:
-        env = dict(self.env)
-        env["CORRAL_URL"] = self.manager.url
-        env["XDG_CONFIG_HOME"] = str(self.tmp / "config")  # never the user's own config file
-        env.pop("CORRAL_CONFIG", None)
-        env.update(extra)
-        return env
-
-    def corral(self, *args: str, timeout: float = 60, **extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(BIN / "corral"), *args], capture_output=True, text=True, timeout=timeout, env=self.cli_env(**extra)
-        )
-
-
-def stop_all(manager: Manager, agents: list[Agent], tmp: Path) -> None:
-    for agent in agents:
-        if agent.alive():
-            agent.terminate()
-    if manager.alive():
-        manager.terminate()
-    for path in tmp.glob("agent-*/state.json"):  # never leave a test's sleepers behind, whatever failed
-        for pid in (int(p) for p in re.findall(r'"pid":\s*(\d+)', path.read_text())):
-            try:
-                for proc in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
-                    proc.kill()
-            except psutil.Error:
-                pass
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("cli")
-    env = isolated_env(tmp)
-    manager = Manager(tmp, env)
-    manager.start()
-    agent = Agent(tmp, env, manager, HOST, INTERVAL)
-    agent.start()
-    try:
-        wait_until(
-            lambda: any(
-                n["hostname"] == HOST and n["status"] == 0 for n in manager.get("/api/task/node").json()["nodes"]
-            ),
-            timeout=30,
-            what=f"{HOST} online",
-        )
-        yield Stack(tmp, manager, agent, env)
-    finally:
-        stop_all(manager, [agent], tmp)
-
-
-def ok(result: subprocess.CompletedProcess[str], code: int = 0) -> subprocess.CompletedProcess[str]:
-    assert result.returncode == code, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    return result
-
-
-def result_row(stdout: str, node: str) -> list[str]:
-    rows = [line.split() for line in stdout.splitlines() if line.startswith(node + " ") and " | " not in line]
-    assert rows, f"no result row for {node} in:\n{stdout}"
-    return rows[0]
 
 
 def test_nodes_table_and_json(stack: Stack) -> None:
@@ -202,26 +131,28 @@ def test_run_no_follow_then_tasks_list_show_cancel(stack: Stack) -> None:
 
 
 def test_ctrl_c_cancels_the_task_and_exits_130(stack: Stack) -> None:
-    proc = subprocess.Popen(
+    # The `with` closes the pipes whatever happens, so a failure here never leaks them into another test.
+    with subprocess.Popen(
         [str(BIN / "corral"), "run", "echo started; sleep 30", "--on", "all", "--name", "ctrl-c-check"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=stack.cli_env(),
-    )
-    try:
+        preexec_fn=default_sigint,
+    ) as proc:
+        try:
 
-        def running() -> dict[str, Any] | None:
-            tasks = stack.manager.get("/api/tasks", params={"name": "ctrl-c-check"}).json()["tasks"]
-            return tasks[0] if tasks and tasks[0]["progress"]["running"] == 1 else None
+            def running() -> dict[str, Any] | None:
+                tasks = stack.manager.get("/api/tasks", params={"name": "ctrl-c-check"}).json()["tasks"]
+                return tasks[0] if tasks and tasks[0]["progress"]["running"] == 1 else None
 
-        task = wait_until(running, timeout=20, what="the task running")
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            task = wait_until(running, timeout=20, what="the task running")
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
     assert proc.returncode == 130, f"stdout:\n{out}\nstderr:\n{err}"
     assert f"task {task['task_id']} canceled" in err
     detail = wait_until(
@@ -241,7 +172,7 @@ def guarded(tmp_path: Path) -> Iterator[Stack]:
     manager = Manager(tmp_path, env, ["--api-token", TOKEN])
     manager.start()
     try:
-        yield Stack(tmp_path, manager, None, env)
+        yield Stack(tmp_path, manager, [], env)
     finally:
         stop_all(manager, [], tmp_path)
 
@@ -303,9 +234,9 @@ def test_business_deploy_show_label_stop_and_refusal(stack: Stack) -> None:
     assert listed[1].split()[:2] == ["cli-biz", "cli"]
 
     node_id = json.loads(ok(stack.corral("nodes", "--json")).stdout)["nodes"][0]["id"]
-    labelled = json.loads(ok(stack.corral("node", "label", node_id, "rack=r7")).stdout)
+    labelled = json.loads(ok(stack.corral("node", "label", node_id, "rack=r7", "--replace", "--json")).stdout)
     assert labelled["api_labels"] == {"rack": "r7"} and labelled["labels"]["rack"] == "r7"
-    assert json.loads(ok(stack.corral("node", "label", node_id)).stdout)["api_labels"] == {}
+    assert json.loads(ok(stack.corral("node", "label", node_id, "--replace", "--json")).stdout)["api_labels"] == {}
 
     stopped = ok(stack.corral("business", "stop", "cli-biz", "--wait"))
     assert {line.split()[0]: line.split()[3] for line in stopped.stdout.splitlines()[2:]} == {

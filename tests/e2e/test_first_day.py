@@ -3,6 +3,7 @@ nothing but their hostnames, a second manager started by mistake, the whole stac
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -14,12 +15,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import requests
 
 from shared.paths import local_join_token_path
 from tests.e2e.harness import BIN, Agent, Manager, Proc, isolated_env
-from tests.support import free_port, pid_alive, wait_until
+from tests.support import default_sigint, free_port, pid_alive, wait_until
 from tests.worker_agent.conftest import kill_recorded_processes
 from worker_agent.data_dir import default_data_dir, default_root
 
@@ -217,6 +219,7 @@ def test_ops_dev_up_with_three_agents_and_ctrl_c_that_leaves_the_work_running(tm
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
+            preexec_fn=default_sigint,
         )
     sleeper: int | None = None
     try:
@@ -275,8 +278,24 @@ def test_ops_dev_up_with_three_agents_and_ctrl_c_that_leaves_the_work_running(tm
             assert f"{name}.1 stopped (rc=0)" in text, text
         assert pid_alive(sleeper), "Ctrl-C stops corral, not what it deployed"
     finally:
+        # honcho starts each process in a session of its own: after a failure, stop them one by one.
+        stack = _descendants(dev.pid)  # psutil.Process: kill() checks it is still the same process
         if dev.poll() is None:
-            os.killpg(dev.pid, signal.SIGKILL)
-            dev.wait(10)
+            os.killpg(dev.pid, signal.SIGINT)
+            try:
+                dev.wait(30)
+            except subprocess.TimeoutExpired:
+                dev.kill()
+                dev.wait(10)
+        for proc in stack:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
         if sleeper is not None and pid_alive(sleeper):
             os.killpg(sleeper, signal.SIGKILL)
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return list(psutil.Process(pid).children(recursive=True))
+    except psutil.Error:
+        return []

@@ -1,0 +1,155 @@
+"""``corral deploy|status|stop`` and ``corral deployment``: the manual's deployments of a template."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from shared.states import DeploymentState, TaskState
+
+from . import formatting
+from .client import Client
+from .context import EXIT_FAILED, client_of, echo_json, segment
+from .progress import ProgressLine
+
+POLL_SECONDS = 0.3
+"""How often `deploy --wait` looks at the deployment."""
+
+DEPLOY_OK_STATES = frozenset({TaskState.RUNNING, TaskState.COMPLETED})
+"""Deployment task states `deploy --wait` counts as up (a short command may already have completed)."""
+
+DEPLOY_BAD_STATES = frozenset({TaskState.FAILED, TaskState.LOST, TaskState.STOPPING, TaskState.STOPPED})
+"""Deployment task states that end `deploy --wait` with exit code 1."""
+
+_json = click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+
+
+@click.command()
+@click.argument("name")
+@click.option("--wait", is_flag=True, help="Wait until every task runs (exit 1 if one fails).")
+@click.option("--wait-timeout", default=120.0, show_default=True, help="Seconds --wait waits at most.")
+@click.pass_context
+def deploy(ctx: click.Context, name: str, wait: bool, wait_timeout: float) -> None:
+    """Deploy the template NAME; prints the deployment id."""
+    client = client_of(ctx)
+    dep_id = client.post("/api/task/task_group/deploy", {"name": name})["id"]
+    click.echo(dep_id)
+    if wait:
+        ctx.exit(wait_for_deployment(client, dep_id, wait_timeout))
+
+
+def wait_for_deployment(client: Client, dep_id: str, timeout: float) -> int:
+    """Poll a deployment until all its tasks are up (0) or one failed or time ran out (1)."""
+    progress = ProgressLine()
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            dep = client.get(f"/deployments/{dep_id}")
+            tasks = dep.get("tasks", [])
+            progress.update(formatting.deployment_progress(tasks))
+            states = {t.get("state") for t in tasks}
+            if states & DEPLOY_BAD_STATES:
+                progress.close()
+                click.echo(formatting.deployment_tasks_table(tasks), err=True)
+                click.echo(f"deployment {dep_id} did not come up: {dep.get('state')}", err=True)
+                return EXIT_FAILED
+            if tasks and states <= DEPLOY_OK_STATES:
+                progress.close()
+                return 0
+            if time.monotonic() > deadline:
+                progress.close()
+                click.echo(f"deployment {dep_id} not up after {timeout:g} s ({dep.get('state')})", err=True)
+                return EXIT_FAILED
+            time.sleep(POLL_SECONDS)
+    finally:
+        progress.close()
+
+
+@click.command()
+@click.argument("deployment_id", metavar="ID")
+@_json
+@click.pass_context
+def status(ctx: click.Context, deployment_id: str, as_json: bool) -> None:
+    """Show the state of deployment ID."""
+    answer = client_of(ctx).post("/api/task/task_group/query", {"id": deployment_id})
+    if as_json:
+        echo_json(answer)
+        return
+    click.echo(f"{answer.get('id')}  {answer.get('state')} (status {answer.get('status')})")
+
+
+@click.command()
+@click.argument("deployment_id", metavar="ID")
+@click.pass_context
+def stop(ctx: click.Context, deployment_id: str) -> None:
+    """Stop every task of deployment ID."""
+    answer = client_of(ctx).post("/api/task/task_group/stop", {"id": deployment_id})
+    click.echo(f"stopping {answer.get('id', deployment_id)}")
+
+
+class ShowByDefaultGroup(click.Group):
+    """A group whose first argument, when it names none of its commands, is an ID for `show`.
+
+    So `corral deployment ID [--json]` keeps meaning `corral deployment show ID [--json]`.
+    """
+
+    default_command = "show"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=ShowByDefaultGroup, subcommand_metavar="ID | COMMAND [ARGS]...")
+def deployment() -> None:
+    """List, show and delete deployments; `corral deployment ID` is `corral deployment show ID`."""
+
+
+@deployment.command("show")
+@click.argument("deployment_id", metavar="ID")
+@_json
+@click.pass_context
+def deployment_show(ctx: click.Context, deployment_id: str, as_json: bool) -> None:
+    """Show deployment ID with a table of its tasks."""
+    dep = client_of(ctx).get(f"/deployments/{segment(deployment_id)}")
+    if as_json:
+        echo_json(dep)
+        return
+    click.echo(formatting.deployment_summary(dep))
+    click.echo()
+    click.echo(formatting.deployment_tasks_table(dep.get("tasks", [])))
+
+
+@deployment.command("list")
+@click.option(
+    "--state",
+    type=click.Choice([s.value for s in DeploymentState], case_sensitive=False),
+    help="Only deployments in this state.",
+)
+@click.option("--name", help="Only deployments of templates whose name contains this.")
+@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--page-size", type=click.IntRange(min=1), default=20, show_default=True)
+@_json
+@click.pass_context
+def deployment_list(
+    ctx: click.Context, state: str | None, name: str | None, page: int, page_size: int, as_json: bool
+) -> None:
+    """List deployments, newest first, with their tasks counted by state."""
+    query = {"state": state, "name": name, "page": page, "page_size": page_size}
+    answer = client_of(ctx).get("/api/deployments", query)
+    if as_json:
+        echo_json(answer)
+        return
+    click.echo(formatting.deployments_table(answer.get("deployments", [])))
+    click.echo(formatting.page_footer(answer, "deployment(s)", page, page_size))
+
+
+@deployment.command("delete")
+@click.argument("deployment_id", metavar="ID")
+@click.pass_context
+def deployment_delete(ctx: click.Context, deployment_id: str) -> None:
+    """Delete ended deployment ID and its task history (refused until it has ended: `corral stop ID`)."""
+    client_of(ctx).delete(f"/api/deployments/{segment(deployment_id)}")
+    click.echo(f"deployment {deployment_id} deleted")

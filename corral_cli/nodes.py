@@ -1,0 +1,140 @@
+"""``corral nodes`` and ``corral node``: nodes by id or hostname, their labels, forgetting one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from . import formatting
+from .client import ApiError, Client
+from .context import CommandError, client_of, echo_json, segment
+
+T = TypeVar("T")
+
+REMOVE_SUFFIX = "-"
+"""`key-` removes a label (as `kubectl label`)."""
+
+
+def match_node(nodes: Sequence[Mapping[str, Any]], ref: str) -> str:
+    """The id of the one node ``ref`` names, by id or else by hostname; an unknown or ambiguous one is an error."""
+    if any(n.get("id") == ref for n in nodes):
+        return ref
+    hits = [n for n in nodes if n.get("hostname") == ref]
+    if len(hits) == 1:
+        return str(hits[0]["id"])
+    if not hits:
+        raise CommandError(f"no node has the id or hostname {ref!r}")
+    rows = [(n.get("id"), n.get("status"), n.get("last_heartbeat")) for n in hits]
+    candidates = formatting.table(("ID", "STATUS", "LAST HEARTBEAT"), rows)
+    indented = "\n".join("  " + line for line in candidates.splitlines())
+    raise CommandError(f"{len(hits)} nodes have the hostname {ref!r}; name one by its id:\n{indented}")
+
+
+def on_node(client: Client, ref: str, action: Callable[[str], T]) -> T:
+    """``action(node_id)`` with ``ref`` taken as an id first, then as a hostname when no node has that id."""
+    try:
+        return action(segment(ref))
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+    node_id = match_node(client.get("/api/nodes").get("nodes", []), ref)
+    if node_id == ref:
+        raise CommandError(f"node {ref} is gone")  # listed a moment ago, unknown again: forgotten meanwhile
+    return action(node_id)
+
+
+def parse_label_changes(items: Sequence[str], replace: bool) -> dict[str, str | None]:
+    """``k=v`` sets, ``k-`` removes (a JSON merge patch's null); ``--replace`` takes only ``k=v``."""
+    changes: dict[str, str | None] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if sep and key:
+            changes[key] = value
+        elif not sep and item.endswith(REMOVE_SUFFIX) and len(item) > 1 and not replace:
+            changes[item[: -len(REMOVE_SUFFIX)]] = None
+        else:
+            wanted = "KEY=VALUE" if replace else "KEY=VALUE or KEY-"
+            raise click.BadParameter(f"{item!r} is not {wanted}", param_hint="LABELS")
+    return changes
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+@click.pass_context
+def nodes(ctx: click.Context, as_json: bool) -> None:
+    """List the nodes with their status, resources and last heartbeat (also `corral node list`)."""
+    answer = client_of(ctx).get("/api/task/node")
+    if as_json:
+        echo_json(answer)
+        return
+    click.echo(formatting.nodes_table(answer.get("nodes", [])))
+
+
+@click.group()
+def node() -> None:
+    """List nodes, show one, set its labels, forget it or its secret.
+
+    NODE is a node id or a hostname; a hostname that several nodes have (an old offline node and a new
+    one, say) is refused with their ids.
+    """
+
+
+node.add_command(nodes, "list")
+
+_node_arg = click.argument("ref", metavar="NODE")
+
+
+@node.command("show")
+@_node_arg
+@click.pass_context
+def node_show(ctx: click.Context, ref: str) -> None:
+    """Show NODE: facts, labels, reservations and components, as JSON."""
+    client = client_of(ctx)
+    echo_json(on_node(client, ref, lambda node_id: client.get(f"/api/nodes/{node_id}")))
+
+
+@node.command("forget-secret")
+@_node_arg
+@click.pass_context
+def node_forget_secret(ctx: click.Context, ref: str) -> None:
+    """Let the next join of NODE set a new node secret (its agent lost it)."""
+    client = client_of(ctx)
+    echo_json(on_node(client, ref, lambda node_id: client.post(f"/api/nodes/{node_id}/forget-secret")))
+
+
+@node.command("forget")
+@_node_arg
+@click.pass_context
+def node_forget(ctx: click.Context, ref: str) -> None:
+    """Remove offline NODE from the fleet (refused while it is online)."""
+    client = client_of(ctx)
+    answer = on_node(client, ref, lambda node_id: client.delete(f"/api/nodes/{node_id}"))
+    click.echo(f"node {answer.get('id')} ({answer.get('hostname')}) {answer.get('message', 'forgotten')}")
+
+
+@node.command("label")
+@_node_arg
+@click.argument("labels", nargs=-1, metavar="KEY=VALUE... KEY-...")
+@click.option("--replace", is_flag=True, help="Set exactly these API labels, dropping the others (none: clear them).")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON (the node).")
+@click.pass_context
+def node_label(ctx: click.Context, ref: str, labels: Sequence[str], replace: bool, as_json: bool) -> None:
+    """Add, change (KEY=VALUE) or remove (KEY-) API labels of NODE, then print its labels.
+
+    API labels add to those the node's agent reports and win on the same key. With --replace, the
+    API labels become exactly the KEY=VALUE given.
+    """
+    changes = parse_label_changes(labels, replace)
+    if not changes and not replace:
+        raise click.UsageError("give at least one KEY=VALUE or KEY- (or --replace to clear the API labels)")
+    client = client_of(ctx)
+    if replace:
+        answer = on_node(client, ref, lambda node_id: client.put(f"/api/nodes/{node_id}/labels", {"labels": changes}))
+    else:
+        answer = on_node(client, ref, lambda node_id: client.patch(f"/api/nodes/{node_id}/labels", {"labels": changes}))
+    if as_json:
+        echo_json(answer)
+        return
+    click.echo(formatting.labels_table(answer))

@@ -1,0 +1,183 @@
+"""``corral schedule``: fleet tasks fired by a crontab line (UTC) or every N seconds."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import click
+
+from shared.defaults import TASK_TIMEOUT, TASK_TIMEOUT_MAX
+
+from . import formatting
+from .client import Client
+from .context import CommandError, client_of, echo_json
+from .tasks import parse_env, parse_targets
+
+
+def match_schedule(schedules: Sequence[Mapping[str, Any]], ref: str) -> Mapping[str, Any]:
+    """The schedule whose id, else whose name (names are unique), is ``ref``."""
+    for key in ("id", "name"):
+        for schedule in schedules:
+            if schedule.get(key) == ref:
+                return schedule
+    raise CommandError(f"no schedule has the id or name {ref!r}")
+
+
+LOOKUP_PAGE_SIZE = 1000
+"""Schedules asked for per call when looking one up by name (the most the API answers at once)."""
+
+
+def all_schedules(client: Client) -> list[Mapping[str, Any]]:
+    """Every schedule, page after page (a manager from before schedule paging answers them all at once)."""
+    schedules: list[Mapping[str, Any]] = []
+    page = 1
+    while True:
+        answer = client.get("/api/schedules", {"page": page, "page_size": LOOKUP_PAGE_SIZE})
+        batch = answer.get("schedules", [])
+        schedules += batch
+        if not batch or "total" not in answer or len(schedules) >= int(answer["total"]):
+            return schedules
+        page += 1
+
+
+def find_schedule(client: Client, ref: str) -> Mapping[str, Any]:
+    """The schedule ``ref`` names, by id or name."""
+    return match_schedule(all_schedules(client), ref)
+
+
+_json = click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+_ref = click.argument("ref", metavar="SCHEDULE")
+
+
+@click.group()
+def schedule() -> None:
+    """Create, list, show, pause, resume and delete schedules.
+
+    A schedule runs a command on its target nodes by cron (UTC) or every N seconds; each firing is an
+    ordinary fleet task created by `schedule:<name>` (see `corral tasks list`). SCHEDULE is a
+    schedule's id or its name.
+    """
+
+
+@schedule.command("create")
+@click.argument("name")
+@click.option("--command", "command", required=True, metavar="CMD", help="Shell command run on each target node.")
+@click.option(
+    "--on",
+    "on",
+    multiple=True,
+    required=True,
+    metavar="TARGET[,TARGET...]",
+    help="Node ids, hostnames, IPs, key=value labels, or `all` (as `corral run --on`).",
+)
+@click.option("--cron", metavar="'EXPR'", help="Standard crontab line, in UTC: '0 3 * * 1-5'.")
+@click.option("--every", type=click.IntRange(min=1), metavar="SECONDS", help="Fire every SECONDS seconds instead.")
+@click.option(
+    "--timeout",
+    type=click.IntRange(1, TASK_TIMEOUT_MAX),
+    default=TASK_TIMEOUT,
+    show_default=True,
+    help="Seconds before each firing's command is killed on a node.",
+)
+@click.option("--env", "env", multiple=True, callback=parse_env, metavar="KEY=VALUE", help="Environment (repeat).")
+@click.option("--description", default="", help="Free text kept with the schedule.")
+@_json
+@click.pass_context
+def create(
+    ctx: click.Context,
+    name: str,
+    command: str,
+    on: Sequence[str],
+    cron: str | None,
+    every: int | None,
+    timeout: int,
+    env: dict[str, str],
+    description: str,
+    as_json: bool,
+) -> None:
+    """Create schedule NAME running CMD on the targets by --cron or --every."""
+    if (cron is None) == (every is None):
+        raise click.UsageError("give either --cron 'EXPR' or --every SECONDS")
+    body: dict[str, Any] = {
+        "name": name,
+        "command": command,
+        "targets": parse_targets(on),
+        "timeout": timeout,
+        "description": description,
+    }
+    if cron is not None:
+        body["cron"] = cron
+    else:
+        body["interval"] = every
+    if env:
+        body["env"] = env
+    answer = client_of(ctx).post("/api/schedules", body)
+    if as_json:
+        echo_json(answer)
+        return
+    click.echo(formatting.schedule_summary(answer))
+
+
+@schedule.command("list")
+@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--page-size", type=click.IntRange(min=1), default=20, show_default=True)
+@_json
+@click.pass_context
+def list_(ctx: click.Context, page: int, page_size: int, as_json: bool) -> None:
+    """List schedules, oldest first, with their trigger, next and last run."""
+    answer = client_of(ctx).get("/api/schedules", {"page": page, "page_size": page_size})
+    if as_json:
+        echo_json(answer)
+        return
+    click.echo(formatting.schedules_table(answer.get("schedules", [])))
+    if "total" in answer:
+        click.echo(formatting.page_footer(answer, "schedule(s)", page, page_size))
+
+
+@schedule.command("show")
+@_ref
+@_json
+@click.pass_context
+def show(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """Show SCHEDULE with the ids of the tasks it fired last."""
+    client = client_of(ctx)
+    answer = client.get(f"/api/schedules/{find_schedule(client, ref)['id']}")
+    if as_json:
+        echo_json(answer)
+        return
+    click.echo(formatting.schedule_summary(answer))
+
+
+def _pause_command(action: str, doc: str) -> click.Command:
+    """`corral schedule pause|resume SCHEDULE`: POST /api/schedules/ID/<action>."""
+
+    @_ref
+    @_json
+    @click.pass_context
+    def command(ctx: click.Context, ref: str, as_json: bool) -> None:
+        client = client_of(ctx)
+        answer = client.post(f"/api/schedules/{find_schedule(client, ref)['id']}/{action}")
+        if as_json:
+            echo_json(answer)
+            return
+        state = "paused" if answer.get("paused") else f"active, next run {formatting.cell(answer.get('next_run_at'))}"
+        click.echo(f"schedule {answer.get('name')} {state}")
+
+    command.__doc__ = doc
+    return schedule.command(action)(command)
+
+
+pause = _pause_command("pause", "Stop firing SCHEDULE until it is resumed.")
+resume = _pause_command("resume", "Fire SCHEDULE again from its next tick on.")
+
+
+@schedule.command("delete")
+@_ref
+@click.pass_context
+def delete(ctx: click.Context, ref: str) -> None:
+    """Delete SCHEDULE; the tasks it fired stay."""
+    client = client_of(ctx)
+    found = find_schedule(client, ref)
+    client.delete(f"/api/schedules/{found['id']}")
+    click.echo(f"schedule {found.get('name')} deleted")
