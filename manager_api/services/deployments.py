@@ -208,6 +208,11 @@ def detail(deployment_id: str) -> dict[str, Any]:
         }
         for t in query
     ]
+    return {**_head(deployment), "tasks": tasks}
+
+
+def _head(deployment: Deployment) -> dict[str, Any]:
+    """What the detail and the list show of a deployment itself."""
     return {
         "id": deployment.id,
         "name": deployment.template_name,
@@ -215,21 +220,11 @@ def detail(deployment_id: str) -> dict[str, Any]:
         "status": int(instance_status(deployment.state)),
         "created_at": iso(deployment.created_at),
         "stopped_at": iso(deployment.stopped_at),
-        "tasks": tasks,
     }
 
 
 def _summary(deployment: Deployment, task_states: dict[str, int]) -> dict[str, Any]:
-    return {
-        "id": deployment.id,
-        "name": deployment.template_name,
-        "state": deployment.state,
-        "status": int(instance_status(deployment.state)),
-        "created_at": iso(deployment.created_at),
-        "stopped_at": iso(deployment.stopped_at),
-        "task_count": sum(task_states.values()),
-        "task_states": task_states,
-    }
+    return {**_head(deployment), "task_count": sum(task_states.values()), "task_states": task_states}
 
 
 def listing(page: int, page_size: int, state: str | None, name: str | None) -> dict[str, Any]:
