@@ -30,7 +30,7 @@ from .config import Settings
 from .db import init_db
 from .duties import Duties
 from .files import write_private
-from .redis_server import PrivateRedis
+from .redis_server import PrivateRedis, RedisKeeper
 
 logger = logging.getLogger(__name__)
 
@@ -321,13 +321,14 @@ class Launcher:
         logger.info("gunicorn (pid %d) started", self.gunicorn.pid)
 
     def _watch(self) -> int:
+        keeper = RedisKeeper(self.redis) if self.redis is not None else None
         while not self.stop_requested:
             time.sleep(0.2)
             if self.gunicorn is not None and self.gunicorn.poll() is not None:
                 logger.error("gunicorn (pid %d) died with code %s", self.gunicorn.pid, self.gunicorn.returncode)
                 return EXIT_FAILURE
-            if self.redis is not None and not self.redis.alive():
-                logger.error("private redis-server died; stopping the manager")
+            if keeper is not None and not keeper.check():
+                logger.error("private redis-server cannot be kept running; stopping the manager")
                 return EXIT_FAILURE
             if self.duties is not None and not self.duties.is_alive():
                 logger.error("duties thread ended unexpectedly")

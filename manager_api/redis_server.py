@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -33,6 +34,16 @@ INFO (harmless, read-only) stays: RQ reads the server version with it."""
 
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 30.0
+
+RESTART_ATTEMPTS = 5
+"""Failed restarts in a row (a start that fails, or a Redis dying again within STABLE_SECONDS) before the
+manager gives up and exits 1: a Redis that cannot stay up needs an operator, not a restart loop."""
+
+STABLE_SECONDS = 30.0
+"""A Redis up this long counts as healthy again: the count of failures in a row starts over."""
+
+RESTART_BACKOFF_MAX = 16.0
+"""Longest pause between two restarts; the first is after 1 s, then twice as long each time."""
 
 
 def redis_binary() -> str:
@@ -120,14 +131,15 @@ class PrivateRedis:
         self.password = _password(self.dir / "password")
         self.agent_password = _password(self.dir / "agent-password")
         port_file = self.dir / "port"
-        try:
-            port = int(port_file.read_text().strip())
-        except (OSError, ValueError):
-            port = 0
-        if not port or not _port_free(port):
-            port = _free_port()
-        self.port = port
-        port_file.write_text(f"{port}\n")
+        if not self.port:  # a restart keeps its port: gunicorn workers, duties and agents hold its URL
+            try:
+                port = int(port_file.read_text().strip())
+            except (OSError, ValueError):
+                port = 0
+            if not port or not _port_free(port):
+                port = _free_port()
+            self.port = port
+        port_file.write_text(f"{self.port}\n")
         # The password goes in a 0600 file, not on the command line where ps would show it.
         conf = self.dir / "redis.conf"
         write_private(
@@ -203,3 +215,59 @@ class PrivateRedis:
             logger.error("redis-server (pid %d) ignored SIGTERM; killing it", self.proc.pid)
             self.proc.kill()
             self.proc.wait()
+
+
+class RedisKeeper:
+    """Keeps the private Redis running as a supervisor would: restarts it when it dies, on the same port
+    with the same passwords and AOF, after a pause that grows (1 s, 2 s, ... 16 s), and gives up after
+    RESTART_ATTEMPTS failures in a row. Meanwhile the API answers 503 and the duties wait for it."""
+
+    def __init__(
+        self,
+        redis: PrivateRedis,
+        attempts: int = RESTART_ATTEMPTS,
+        first_pause: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.redis = redis
+        self.attempts = attempts
+        self.first_pause = first_pause
+        self.clock = clock
+        self.failures = 0
+        self.started_at = clock()
+        self.retry_at: float | None = None
+
+    def check(self) -> bool:
+        """One look (the launcher's watch loop calls it often): restart when due; False once it gave up."""
+        if self.retry_at is None:
+            if self.redis.alive():
+                if self.failures and self.clock() - self.started_at >= STABLE_SECONDS:
+                    logger.info("private redis-server up for %.0f s again: restart count reset", STABLE_SECONDS)
+                    self.failures = 0
+                return True
+            code = self.redis.proc.returncode if self.redis.proc is not None else None
+            if self.clock() - self.started_at < STABLE_SECONDS:
+                self.failures += 1  # died soon after its start: a failure in a row
+            else:
+                self.failures = 1
+            return self._schedule(f"private redis-server died (code {code})")
+        if self.clock() < self.retry_at:
+            return True
+        self.retry_at = None
+        try:
+            self.redis.start()
+        except (OSError, RuntimeError) as exc:
+            self.failures += 1
+            return self._schedule(f"private redis-server could not be restarted: {exc}")
+        self.started_at = self.clock()
+        logger.warning("private redis-server restarted on port %d (attempt %d)", self.redis.port, self.failures)
+        return True
+
+    def _schedule(self, what: str) -> bool:
+        if self.failures > self.attempts:
+            logger.error("%s; giving up after %d restarts in a row", what, self.attempts)
+            return False
+        pause = min(RESTART_BACKOFF_MAX, self.first_pause * 2.0 ** (self.failures - 1))
+        logger.error("%s; restarting it in %.1f s (failure %d of %d)", what, pause, self.failures, self.attempts)
+        self.retry_at = self.clock() + pause
+        return True
