@@ -85,6 +85,10 @@ class RunCommandSchema(_Wire):
     command = fields.String(required=True, validate=validate.Length(min=1))
     timeout = fields.Float(required=True, validate=validate.Range(min=0.1, max=TASK_TIMEOUT_MAX))
     env = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+    deadline = fields.Float(load_default=None, allow_none=True)
+    """Redis time (unix seconds) the command must have ended by: the agent never starts it later (it reports
+    it expired) and kills it then. The manager gives up on the host only after it plus a slack, so a command
+    never runs after its task reads final. None from managers that predate it."""
 
 
 class CancelCommandSchema(_Wire):

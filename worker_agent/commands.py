@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from redis.exceptions import RedisError
+
+from shared import heartbeat
 from shared.defaults import OUTPUT_CAP_BYTES
 from shared.states import HostRunStatus
 
@@ -51,6 +54,9 @@ KEEP_ENDED_SECONDS = 24 * 3600.0
 
 RESTARTED_ERROR = "agent restarted while the command ran"
 
+EXPIRED_ERROR = "expired: it reached this node after its deadline, not run"
+"""A RUN_COMMAND taken off the queue after its deadline (a backlog, a worker that reconnected late)."""
+
 _LEFT_RUNNING: list[subprocess.Popen[bytes]] = []
 """Children a closed runner left to its successor; kept so Popen.__del__ never warns about them."""
 
@@ -76,6 +82,7 @@ class CommandRunner:
     def __init__(self, data_dir: Path, node_id: str, redis: RedisSource, job_key: KeySource = lambda: None) -> None:
         self.data_dir = Path(data_dir).absolute()  # children run elsewhere and are handed paths under it
         self.node_id = node_id
+        self._redis = redis
         self._state_file = StateFile(self.data_dir / "commands.json", CommandRecord, section="commands")
         self._publisher = CommandPublisher(node_id, redis, self.data_dir / "command-reports", self._published, job_key)
         self._lock = threading.RLock()
@@ -106,8 +113,9 @@ class CommandRunner:
     # -- jobs --------------------------------------------------------------------------------------
 
     def run(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """Spawn one fleet task's command unless this node already ran it; returns at once."""
+        """Spawn one fleet task's command unless this node already ran it or its deadline passed; returns at once."""
         task_id = request["task_id"]
+        left = self._time_left(request.get("deadline"))
         with self._lock:
             known = self._records.get(task_id)
             if known is not None:
@@ -115,6 +123,12 @@ class CommandRunner:
                 return {"task_id": task_id, "status": known.status, "pid": known.pid, "started": False}
             rec = CommandRecord(task_id=task_id, command=request["command"], timeout=float(request["timeout"]))
             self._records[task_id] = rec
+            if left is not None and left <= 0:
+                # The manager gives up on the host at the deadline (plus a slack): never start what it gave up on.
+                self._end(rec, HostRunStatus.TIMED_OUT, error_message=f"{EXPIRED_ERROR} ({-left:.1f} s late)")
+                self._publisher.add(self._report(rec))
+                self._wake.set()
+                return {"task_id": task_id, "status": rec.status, "pid": None, "started": False}
             env = {**(request.get("env") or {}), "CORRAL_TASK_ID": task_id}
             try:
                 popen = process_tree.spawn_piped(rec.command, _work_dir(), env)
@@ -128,7 +142,9 @@ class CommandRunner:
             rec.pid = popen.pid
             rec.create_time = process_tree.create_time(popen.pid)
             rec.started_at = time.time()
-            run = _Running(rec, popen, deadline=time.monotonic() + rec.timeout)
+            # Killed at its timeout, or at the task's deadline when it started late (it waited in the queue).
+            timeout = rec.timeout if left is None else min(rec.timeout, left)
+            run = _Running(rec, popen, deadline=time.monotonic() + timeout)
             self._running[task_id] = run
             assert popen.stdout is not None and popen.stderr is not None
             self._reader.add(popen.stdout, run.stdout)
@@ -143,6 +159,21 @@ class CommandRunner:
         # crash within this write's millisecond could run a command twice.
         self._save()
         return {"task_id": task_id, "status": rec.status, "pid": rec.pid, "started": True}
+
+    def _time_left(self, deadline: float | None) -> float | None:
+        """Seconds until ``deadline`` (Redis's clock, as the manager set it), or None without one.
+
+        Redis's own TIME, not this host's clock: a skewed agent clock must neither run an expired command nor
+        refuse a live one. Without Redis (it is reachable, the job just came from it) this host's clock.
+        """
+        if deadline is None:
+            return None
+        redis = self._redis()
+        try:
+            now = heartbeat.redis_now(redis) if redis is not None else time.time()
+        except RedisError:
+            now = time.time()
+        return float(deadline) - now
 
     def cancel(self, task_id: str) -> dict[str, Any]:
         """Kill the process group of a running command; it is reported canceled once it is gone."""

@@ -12,7 +12,7 @@ from redis.client import Pipeline
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from shared import defaults, job_signing, jobs, keys
+from shared import defaults, heartbeat, job_signing, jobs, keys
 from shared.messages import (
     CancelCommandSchema,
     ComponentSpecSchema,
@@ -94,7 +94,13 @@ def _enqueue_on_nodes(
 
 
 def run_command(redis: Redis, node_ids: Iterable[str], payload: dict[str, Any]) -> list[str]:
-    """Enqueue jobs.RUN_COMMAND of one fleet task on every node of ``node_ids``; returns the job ids."""
+    """Enqueue jobs.RUN_COMMAND of one fleet task on every node of ``node_ids``; returns the job ids.
+
+    Each job carries its deadline on Redis's clock, now + the task's timeout: an agent that takes it later
+    (a backlog, a worker that reconnected late) reports it expired instead of running it, so nothing runs
+    after the duties gave up on the host (at the same deadline plus DEADLINE_SLACK_SECONDS).
+    """
+    payload = {**payload, "deadline": heartbeat.redis_now(redis) + float(payload["timeout"])}
     body = dump(RunCommandSchema, payload)
     job_ids = _enqueue_on_nodes(redis, node_ids, jobs.RUN_COMMAND, body, f"run fleet task {body['task_id']}")
     logger.info("fleet task %s sent to %d nodes", body["task_id"], len(job_ids))

@@ -48,7 +48,11 @@ def test_create_starts_and_enqueues_run_command_on_each_node(
     for node_id in ("n1", "n2"):
         (job,) = queued(redis_client, node_id)
         assert job.func_name == jobs.RUN_COMMAND
-        assert list(job.args) == [{"task_id": task["task_id"], "command": "uptime", "timeout": 30.0, "env": {"A": "1"}}]
+        [payload] = job.args
+        # The deadline is Redis's time at the dispatch plus the timeout: the agent never starts it later.
+        deadline = payload.pop("deadline")
+        assert 0 < deadline - float(redis_client.time()[0]) <= 31
+        assert payload == {"task_id": task["task_id"], "command": "uptime", "timeout": 30.0, "env": {"A": "1"}}
     assert queued(redis_client, "n3") == []
     assert task["parameters"] == "-p" and task["timeout"] == 30 and task["targets"] == ["role=web"]
     assert task["created_at"].endswith("Z") and task["started_at"].endswith("Z") and task["finished_at"] is None

@@ -253,3 +253,26 @@ def test_labels_from_flags_and_environment_are_validated() -> None:
             parse_labels([bad], None)
     with pytest.raises(ValueError):
         parse_labels([], "ok=1,broken")
+
+
+def test_a_command_taken_after_its_deadline_is_reported_expired_and_never_run(
+    redis_client: redis_lib.Redis, node_id: str, commands: CommandRunner, tmp_path: Path
+) -> None:
+    """The manager gives up on a host at the deadline (plus a slack): nothing may start after that."""
+    marker = tmp_path / "ran"
+    now = float(redis_client.time()[0])
+    late = run_payload("t-late", f"touch {marker}", timeout=30, deadline=now - 3)
+    short = run_payload("t-short", "sleep 30", timeout=30, deadline=now + 1.5)
+    queue = node_queue(redis_client, node_id)
+    queue.enqueue(job_names.RUN_COMMAND, late)
+    queue.enqueue(job_names.RUN_COMMAND, short)
+    began = time.monotonic()
+    run_jobs(redis_client, node_id)
+
+    expired = wait_final(redis_client, "t-late")
+    assert expired["status"] == "timed_out" and expired["error_message"].startswith("expired:"), expired
+    assert expired.get("pid") is None and not marker.exists()
+    # Taken in time, but its deadline comes before its own timeout: it is killed at the deadline.
+    ended = wait_final(redis_client, "t-short")
+    assert ended["status"] == "timed_out" and time.monotonic() - began < 10, ended
+    assert [r["status"] for r in command_reports(redis_client, "t-late")] == ["timed_out"]
