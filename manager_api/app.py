@@ -6,9 +6,7 @@ import logging
 
 from flask import Flask
 
-from shared.defaults import MAX_BODY_BYTES
-
-from . import auth, db, errors, extensions, routes
+from . import auth, db, errors, extensions, request_json, routes
 from .config import Settings
 
 logger = logging.getLogger(__name__)
@@ -20,7 +18,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     if not settings.redis_url:
         raise RuntimeError("no Redis configured: set CORRAL_REDIS_URL or pass Settings(redis_url=...)")
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    # First of the before-request hooks: a body over the limit is refused before anything looks at the request.
+    request_json.init_app(app)
     # Keep the manual's key order (ip, status, resources...) and show names as written.
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]

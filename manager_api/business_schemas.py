@@ -13,6 +13,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from shared.config_paths import MAX_CONFIG_FILE_BYTES, MAX_CONFIG_FILES, config_relpath, is_safe_id
+from shared.messages import Text
 from shared.states import BusinessState, ComponentType
 
 from .errors import INVALID_REQUEST, ApiError, stringify_keys
@@ -46,11 +47,6 @@ def _safe_id(value: str) -> None:
         raise ValidationError(f"{value!r} {SAFE_ID_RULE}")
 
 
-def _no_nul(value: str) -> None:
-    if "\x00" in value:
-        raise ValidationError("contains a NUL byte")
-
-
 def _config_path(value: str) -> None:
     try:
         config_relpath(value)
@@ -61,7 +57,6 @@ def _config_path(value: str) -> None:
 def _image_url(value: str) -> None:
     if not value.startswith(IMAGE_URL_SCHEMES):
         raise ValidationError("must start with http://, https:// or sftp://")
-    _no_nul(value)
 
 
 def _env_name(value: str) -> None:
@@ -80,8 +75,9 @@ class ResourceRequirementsRequest(_Strict):
 class ConfigFileRequest(_Strict):
     """A file written for the component before it starts."""
 
+    # Not Text: config_relpath refuses a NUL itself, in the words of every other path rule.
     path = fields.String(required=True, validate=_config_path)
-    content = fields.String(required=True, validate=[validate.Length(max=MAX_CONFIG_FILE_BYTES), _no_nul])
+    content = Text(required=True, validate=validate.Length(max=MAX_CONFIG_FILE_BYTES))
 
 
 class AffinityRequest(_Strict):
@@ -89,8 +85,8 @@ class AffinityRequest(_Strict):
 
     require_gpu = fields.Boolean(load_default=False)
     node_labels = fields.Dict(
-        keys=fields.String(validate=validate.Length(min=1, max=MAX_LABEL_TEXT)),
-        values=fields.String(validate=validate.Length(min=1, max=MAX_LABEL_TEXT)),
+        keys=Text(validate=validate.Length(min=1, max=MAX_LABEL_TEXT)),
+        values=Text(validate=validate.Length(min=1, max=MAX_LABEL_TEXT)),
         load_default=dict,
         validate=validate.Length(max=MAX_LABELS),
     )
@@ -99,20 +95,18 @@ class AffinityRequest(_Strict):
 class ComponentRequest(_Strict):
     """One component of a business (document 001 §3.1, plus what a process needs)."""
 
-    component_id = fields.String(required=True, validate=_safe_id)
+    component_id = Text(required=True, validate=_safe_id)
     component_name = TrimmedString(validate=validate.Length(min=1, max=MAX_NAME))  # default: component_id
-    type = fields.String(required=True, validate=validate.OneOf([t.value for t in ComponentType]))
-    command = fields.String(load_default="", validate=[validate.Length(max=MAX_COMMAND), _no_nul])
-    args = fields.List(fields.String(validate=_no_nul), load_default=list, validate=validate.Length(max=MAX_ARGS))
-    working_dir = fields.String(allow_none=True, load_default=None, validate=[validate.Length(max=1024), _no_nul])
-    image_url = fields.String(allow_none=True, load_default=None, validate=[validate.Length(max=MAX_URL), _image_url])
-    image_name = fields.String(
-        allow_none=True, load_default=None, validate=[validate.Length(min=1, max=MAX_NAME), _no_nul]
-    )
+    type = Text(required=True, validate=validate.OneOf([t.value for t in ComponentType]))
+    command = Text(load_default="", validate=validate.Length(max=MAX_COMMAND))
+    args = fields.List(Text(), load_default=list, validate=validate.Length(max=MAX_ARGS))
+    working_dir = Text(allow_none=True, load_default=None, validate=validate.Length(max=1024))
+    image_url = Text(allow_none=True, load_default=None, validate=[validate.Length(max=MAX_URL), _image_url])
+    image_name = Text(allow_none=True, load_default=None, validate=validate.Length(min=1, max=MAX_NAME))
     resource_requirements = fields.Nested(ResourceRequirementsRequest, load_default=lambda: {})
     environment_variables = fields.Dict(
-        keys=fields.String(validate=_env_name),
-        values=fields.String(validate=[validate.Length(max=MAX_ENV_VALUE), _no_nul]),
+        keys=Text(validate=_env_name),
+        values=Text(validate=validate.Length(max=MAX_ENV_VALUE)),
         load_default=dict,
         validate=validate.Length(max=MAX_ENV),
     )
@@ -142,8 +136,8 @@ class ComponentRequest(_Strict):
 class BusinessRequest(_Strict):
     """Body of POST /api/businesses and PUT /api/businesses/{id} (document 001 §3.1)."""
 
-    business_id = fields.String(validate=_safe_id)
-    business_name = TrimmedString(required=True, validate=[validate.Length(min=1, max=MAX_NAME), _no_nul])
+    business_id = Text(validate=_safe_id)
+    business_name = TrimmedString(required=True, validate=validate.Length(min=1, max=MAX_NAME))
     components = fields.List(
         fields.Nested(ComponentRequest),
         required=True,
@@ -166,8 +160,8 @@ class BusinessRequest(_Strict):
 class BusinessListQuery(PageQuerySchema):
     """Query string of GET /api/businesses."""
 
-    status = fields.String(validate=validate.OneOf([s.value for s in BusinessState]))
-    name = fields.String(validate=validate.Length(max=MAX_NAME))
+    status = Text(validate=validate.OneOf([s.value for s in BusinessState]))
+    name = Text(validate=validate.Length(max=MAX_NAME))
 
 
 class DeployQuery(_Strict):

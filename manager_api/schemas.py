@@ -7,6 +7,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from shared.defaults import TASK_TIMEOUT, TASK_TIMEOUT_MAX
+from shared.messages import Text
 from shared.states import DeploymentState, FleetTaskStatus
 
 from .services.commands import split_pin
@@ -18,8 +19,8 @@ MAX_TASKS_PER_GROUP = 100
 MAX_ID = 64
 
 
-class TrimmedString(fields.String):
-    """A string with surrounding whitespace removed before validation."""
+class TrimmedString(Text):
+    """A string with surrounding whitespace removed before validation (and, as every Text, no NUL byte)."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         return super()._deserialize(value, attr, data, **kwargs).strip()
@@ -136,7 +137,7 @@ class AuditQuerySchema(_PageSizeAlias):
     limit = _page_size()
 
 
-class UpperString(fields.String):
+class UpperString(Text):
     """A string compared upper-case: deployment states are PENDING, RUNNING...; ``running`` finds them too."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
@@ -146,14 +147,14 @@ class UpperString(fields.String):
 class TemplateListQuerySchema(PageQuerySchema):
     """Query string of GET /api/templates."""
 
-    name = fields.String(validate=validate.Length(max=MAX_NAME))
+    name = Text(validate=validate.Length(max=MAX_NAME))
 
 
 class DeploymentListQuerySchema(PageQuerySchema):
     """Query string of GET /api/deployments."""
 
     state = UpperString(validate=validate.OneOf([s.value for s in DeploymentState]))
-    name = fields.String(validate=validate.Length(max=MAX_NAME))
+    name = Text(validate=validate.Length(max=MAX_NAME))
 
 
 SCHEDULES_DEFAULT_PAGE_SIZE = MAX_PAGE_SIZE
@@ -186,19 +187,19 @@ class _CommandOnTargets(_Strict):
         strict=True, load_default=TASK_TIMEOUT, validate=validate.Range(min=1, max=TASK_TIMEOUT_MAX)
     )
     env = fields.Dict(
-        keys=fields.String(validate=_bounded(MAX_NAME)),
-        values=fields.String(validate=validate.Length(max=MAX_TEXT)),
+        keys=Text(validate=_bounded(MAX_NAME)),
+        values=Text(validate=validate.Length(max=MAX_TEXT)),
         load_default=dict,
         validate=validate.Length(max=MAX_ENV),
     )
-    description = fields.String(load_default="", validate=validate.Length(max=MAX_TEXT))
+    description = Text(load_default="", validate=validate.Length(max=MAX_TEXT))
 
 
 class FleetTaskSchema(_CommandOnTargets):
     """Body of POST /api/tasks: one command on many nodes."""
 
     name = _name()
-    parameters = fields.String(load_default="", validate=validate.Length(max=MAX_TEXT))
+    parameters = Text(load_default="", validate=validate.Length(max=MAX_TEXT))
     created_by = TrimmedString(validate=validate.Length(max=MAX_NAME))
     start = fields.Boolean(load_default=True)
 
@@ -214,14 +215,14 @@ class TaskListQuerySchema(_PageSizeAlias):
 
     ALIAS = "size"
     size = _page_size()
-    status = fields.String(validate=validate.OneOf([s.value for s in FleetTaskStatus]))
-    name = fields.String(validate=validate.Length(max=MAX_NAME))
+    status = Text(validate=validate.OneOf([s.value for s in FleetTaskStatus]))
+    name = Text(validate=validate.Length(max=MAX_NAME))
 
 
 class TaskOutputQuerySchema(_Strict):
     """Query string of GET /api/tasks/<id>/output."""
 
-    node = fields.String(validate=_bounded(MAX_ID))
+    node = Text(validate=_bounded(MAX_ID))
 
 
 MAX_SCHEDULE_NAME = 200  # "schedule:<name>" must fit the tasks' created_by column

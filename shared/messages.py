@@ -8,11 +8,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 from .config_paths import MAX_CONFIG_FILE_BYTES, MAX_CONFIG_FILES, config_relpath, is_safe_id
 from .defaults import COMPONENT_STOP_GRACE_SECONDS, TASK_TIMEOUT_MAX
 from .states import AGENT_REPORTED_COMPONENT_STATES, AGENT_REPORTED_HOST_STATUSES, AGENT_REPORTED_STATES, ComponentType
+
+NUL_REFUSED = "contains a NUL byte"
+"""What a field answers to a NUL byte (names, labels, hostnames, commands: see Text)."""
+
+
+def no_nul(value: str) -> None:
+    """Validator: refuse a string holding a NUL byte."""
+    if "\x00" in value:
+        raise ValidationError(NUL_REFUSED)
+
+
+class Text(fields.String):
+    """A string without NUL bytes: the type of every name, label, hostname and command of the API.
+
+    A NUL cannot cross into argv, the environment, a path or a hostname (C strings end at it), and a tool
+    reading the database would cut the text there; so it is refused at the door, naming the field.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # First, so that the NUL is what a field reports even when another rule fails on it too.
+        self.validators.insert(0, no_nul)
 
 
 class _Wire(Schema):
@@ -21,19 +43,37 @@ class _Wire(Schema):
         unknown = EXCLUDE
 
 
+def _labels_without_nul(facts: dict[str, Any]) -> None:
+    # Only labels are checked here: the rest of the facts is free-form, and the manager keeps the labels it can
+    # use and ignores the others (services.node_labels); but a NUL in one is a malformed join, not a bad label.
+    labels = facts.get("labels")
+    if not isinstance(labels, dict):
+        return
+    for key, value in labels.items():
+        for part, text in (("key", key), ("value", value)):
+            if isinstance(text, str) and "\x00" in text:
+                raise ValidationError({"labels": {key: {part: [NUL_REFUSED]}}})
+
+
 class JoinRequestSchema(_Wire):
     """Body of POST /api/agent/join, sent by an agent when it starts or reconnects."""
 
-    node_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    hostname = fields.String(required=True, validate=validate.Length(min=1, max=255))
-    ip = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    class Meta:
+        # Unlike the other messages, refused: agents and manager are upgraded together (README, Security), the
+        # agent sends exactly these fields (worker_agent/agent.py), and this public endpoint should not store
+        # what nobody checked.
+        unknown = RAISE
+
+    node_id = Text(required=True, validate=validate.Length(min=1, max=64))
+    hostname = Text(required=True, validate=validate.Length(min=1, max=255))
+    ip = Text(required=True, validate=validate.Length(min=1, max=64))
     interval = fields.Float(required=True, validate=validate.Range(min=0.1, max=3600))
     protocol = fields.Integer(required=True)
-    version = fields.String(load_default="")
-    facts = fields.Dict(keys=fields.String(), load_default=dict)
+    version = Text(load_default="")
+    facts = fields.Dict(keys=Text(), load_default=dict, validate=_labels_without_nul)
     # Made by the agent at its first start; the manager keeps its digest and asks for it at every later join
     # under this node id, so that nobody else (even with the join token) can take the node's place.
-    node_secret = fields.String(required=True, validate=validate.Length(min=16, max=128))
+    node_secret = Text(required=True, validate=validate.Length(min=16, max=128))
 
 
 class JoinResponseSchema(_Wire):

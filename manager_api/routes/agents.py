@@ -9,7 +9,7 @@ from shared.api import JOIN_PATH
 from shared.messages import JoinRequestSchema, JoinResponseSchema
 
 from .. import auth, extensions
-from ..request_json import json_object
+from ..request_json import load
 from ..services import agents
 
 bp = Blueprint("agents", __name__)
@@ -18,6 +18,6 @@ bp = Blueprint("agents", __name__)
 @bp.post(JOIN_PATH)
 def join() -> ResponseReturnValue:
     """Register or refresh the calling agent's node."""
-    data = JoinRequestSchema().load(json_object())
+    data = load(JoinRequestSchema())
     answer = agents.join(extensions.settings(), data, request.host, auth.actor())
     return jsonify(JoinResponseSchema().dump(answer))
