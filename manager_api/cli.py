@@ -29,6 +29,7 @@ from .children import die_with_parent
 from .config import Settings
 from .db import init_db
 from .duties import Duties
+from .file_modes import secure_data_files
 from .files import write_private
 from .redis_server import PrivateRedis, RedisKeeper
 
@@ -196,7 +197,8 @@ class Launcher:
             # The order matters: take the port, then the data directory, and only then start anything
             # (Redis, gunicorn), publish the join token, and once gunicorn answers, announce and run duties.
             self.listener = listen(args.host, args.port)
-            data_dir.mkdir(parents=True, exist_ok=True)
+            # Made 0700 when corral makes it; the database file 0600 before SQLite opens it (file_modes).
+            secure_data_files(data_dir, db_path)
             if not args.redis_url:
                 self._lock_data_dir(data_dir)
             init_db(str(db_path))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -17,9 +16,11 @@ from marshmallow import ValidationError
 from redis import Redis
 
 from shared import events
+from shared.file_modes import make_private_dir
 from shared.states import HostRunStatus
 
 from .command_output import StreamCapture
+from .task_state import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -177,10 +178,9 @@ class CommandPublisher:
         path = self._held_path(report["task_id"])
         if path.exists():
             return
-        self._held_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(report))
-        os.replace(tmp, path)
+        make_private_dir(self._held_dir)
+        # Owner only (atomic_write's mode): a report carries its command's output, which may show its secrets.
+        atomic_write(path, json.dumps(report).encode())
 
     def load_held(self, task_id: str) -> dict[str, Any] | None:
         """The final report a previous agent held for ``task_id``, if any."""

@@ -13,8 +13,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from shared.dir_lock import DirectoryInUse, DirLock
+from shared.file_modes import make_private, make_private_dir
 
-from .identity import NODE_ID_FILE
+from .identity import NODE_ID_FILE, NODE_SECRET_FILE
 
 LOCK_FILE = "agent.lock"
 """File in the data directory that the running agent holds an exclusive flock on, with its pid inside."""
@@ -24,6 +25,24 @@ HOSTNAME_FILE = "hostname"
 
 HOSTS_DIR = "hosts"
 """Under the default root, the directories of agents that report another hostname than the machine's."""
+
+STATE_FILES = ("state.json", "commands.json", "components.json")
+"""The records of tasks, fleet commands and business components (task_state.StateFile)."""
+
+SECRET_FILES = (
+    NODE_SECRET_FILE,
+    *STATE_FILES,
+    *(Path(name).with_suffix(".corrupt").name for name in STATE_FILES),  # a broken one, kept aside
+)
+"""Files of the data directory that hold secrets: the node secret; records with commands, component specs
+(their environment) and config contents. Owner only (0600)."""
+
+SECRET_DIRS = ("tasks", "components", "command-reports")
+"""Subdirectories holding task output, config files and held command reports (with their output): 0700."""
+
+PLAIN_ENTRIES = (LOCK_FILE, HOSTNAME_FILE, NODE_ID_FILE, "images", HOSTS_DIR)
+"""What else a data directory holds, no secret (the lock, names, downloaded images; in the default root, the
+other hostnames' data directories, each made private by its own agent): modes left alone."""
 
 
 def default_root() -> Path:
@@ -78,6 +97,25 @@ def path_segment(name: str) -> str:
     return segment
 
 
+def secure_data_dir(data_dir: Path, node_id: str) -> None:
+    """Make the data directory and what holds secrets in it owner-only, logging each one fixed.
+
+    The data directory is corral's own (never a user's working directory: tasks run in tasks/<id>/), so it
+    is made 0700 whoever created it. Its secret subdirectories are made 0700 now if missing, so the drivers
+    that create them later on demand find them private. Files that hold no secret (node-id, hostname,
+    agent.lock) and what tasks and components write keep their modes: the 0700 directory hides them.
+    """
+    whose = f"node {node_id}: "
+    make_private(data_dir, whose)
+    for name in SECRET_DIRS:
+        if not make_private_dir(data_dir / name):
+            make_private(data_dir / name, whose)
+    for name in SECRET_FILES:
+        make_private(data_dir / name, whose)
+    for held in (data_dir / "command-reports").glob("*.json"):
+        make_private(held, whose)
+
+
 class DataDirInUse(Exception):
     """Another live agent holds the data directory."""
 
@@ -90,6 +128,7 @@ class DataDirLock:
 
     def acquire(self, hostname: str = "") -> DataDirLock:
         """Take the lock or raise DataDirInUse naming the holder and what to do."""
+        make_private_dir(self._lock.path.parent)  # 0700 from the start: node secret and state go in there
         try:
             self._lock.acquire(f"agent of hostname {hostname}" if hostname else "agent")
         except DirectoryInUse as exc:

@@ -9,6 +9,8 @@ import secrets
 import uuid
 from pathlib import Path
 
+from shared.file_modes import PRIVATE_FILE
+
 logger = logging.getLogger(__name__)
 
 NODE_ID_FILE = "node-id"
@@ -59,8 +61,9 @@ def load_or_create_node_secret(data_dir: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(32)
     tmp = path.with_name(f".{NODE_SECRET_FILE}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, PRIVATE_FILE)
     with os.fdopen(fd, "w") as out:
+        os.fchmod(out.fileno(), PRIVATE_FILE)  # a temp file a crashed agent of this pid left keeps its mode
         out.write(secret + "\n")
     try:
         os.link(tmp, path)  # another agent that made one meanwhile wins

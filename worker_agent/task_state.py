@@ -7,10 +7,12 @@ import json
 import logging
 import os
 import re
+import stat
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
+from shared.file_modes import PRIVATE_FILE
 from shared.states import HostRunStatus, TaskState
 
 logger = logging.getLogger(__name__)
@@ -101,11 +103,12 @@ R = TypeVar("R", bound=_Record)
 class StateFile(Generic[R]):
     """Loads and atomically saves the records (of one ``record_type``) of one data directory."""
 
-    def __init__(self, path: Path, record_type: type[R], section: str = "tasks", mode: int = 0o666) -> None:
+    def __init__(self, path: Path, record_type: type[R], section: str = "tasks", mode: int = PRIVATE_FILE) -> None:
         self.path = path
         self.record_type = record_type
         self.section = section
-        self.mode = mode  # before the umask; 0o600 where records may carry secrets
+        # Owner only: records carry commands, component specs with their environment and config contents.
+        self.mode = mode
 
     def load(self) -> dict[str, R]:
         """All records by key; an unreadable file is kept aside and an empty state returned."""
@@ -134,12 +137,17 @@ class StateFile(Generic[R]):
         atomic_write(self.path, body.encode(), self.mode)
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``path`` whole or not at all: temp file in the same dir, fsync, rename, fsync of the dir."""
+def atomic_write(path: Path, data: bytes, mode: int = PRIVATE_FILE) -> None:
+    """Write ``path`` whole or not at all: temp file in the same dir, fsync, rename, fsync of the dir.
+
+    The new file has ``mode`` (less the umask) from its first byte, whatever the one it replaces had.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
     try:
         with os.fdopen(fd, "wb") as f:
+            # A temp file a crashed agent of the same pid left behind keeps its own mode through O_CREAT.
+            os.fchmod(f.fileno(), stat.S_IMODE(os.fstat(f.fileno()).st_mode) & mode)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

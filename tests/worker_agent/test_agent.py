@@ -152,7 +152,11 @@ def test_a_command_running_when_the_agent_restarts_is_killed_and_reported_failed
     queue = node_queue(redis_client, node_id)
     queue.enqueue(job_names.RUN_COMMAND, run_payload("c-agent", "echo up; sleep 300 & sleep 300; wait", timeout=600))
     wait_until(lambda: agent.health()["commands_running"] == 1, what="the command to run")
-    pid = json.loads((data_dir / "commands.json").read_text())["commands"]["c-agent"]["pid"]
+    # The record is saved just after the spawn (commands.py): wait for it rather than read it at once.
+    pid = wait_until(
+        lambda: json.loads((data_dir / "commands.json").read_text())["commands"]["c-agent"]["pid"],
+        what="the command's record with its pid",
+    )
     wait_until(lambda: len(process_tree.group_members(pid)) == 3, what="the shell and both sleeps")
 
     assert agent.terminate() == 0

@@ -12,8 +12,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 
 from shared.config_paths import config_relpath
+from shared.file_modes import PRIVATE_FILE
+from shared.states import ComponentType
 
 from ..task_state import atomic_write
+
+CONTAINER_FILE = 0o644
+"""Mode of a docker component's config files: any user of the container's image may have to read them."""
 
 
 class ConfigFileError(ValueError):
@@ -51,8 +56,22 @@ def _check(root: Path, path: str) -> tuple[PurePosixPath, Path]:
     return rel, target
 
 
-def write_config_files(root: Path, files: Iterable[Mapping[str, str]]) -> list[tuple[PurePosixPath, Path]]:
-    """Write each {path, content} under ``root``; returns (path inside the component, host path) pairs.
+def config_file_mode(component_type: str) -> int:
+    """The mode of a component's config files: owner only, but readable by all in a container's.
+
+    A process component runs as the agent's user, so 0600 is enough. A docker component gets each file
+    bind-mounted with its owner and mode, and its process may run as any user of the image (postgres,
+    nginx's workers, a USER line, a rootless engine's sub-uids): 0644, as Docker's own configs and
+    Kubernetes' mounted files are. On the host, the 0700 data and components directories keep other users
+    out either way; the engine mounts the file as root (or as the agent's user) and never needs to pass them.
+    """
+    return CONTAINER_FILE if component_type == ComponentType.DOCKER.value else PRIVATE_FILE
+
+
+def write_config_files(
+    root: Path, files: Iterable[Mapping[str, str]], mode: int = PRIVATE_FILE
+) -> list[tuple[PurePosixPath, Path]]:
+    """Write each {path, content} under ``root`` with ``mode``; returns (path inside the component, host path) pairs.
 
     Every path is checked before the first byte is written, so a refused set leaves nothing behind.
     """
@@ -63,6 +82,6 @@ def write_config_files(root: Path, files: Iterable[Mapping[str, str]]) -> list[t
     for (rel, target), content in checked:
         target.parent.mkdir(parents=True, exist_ok=True)
         _check(root, str(rel))  # again, right before writing: a parent may have been swapped meanwhile
-        atomic_write(target, content.encode())
+        atomic_write(target, content.encode(), mode)
         written.append((PurePosixPath("/") / rel, target))
     return written

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from shared.states import ComponentState, ComponentType
 
 from ..poll_thread import PollThread
-from .config_files import ConfigFileError, write_config_files
+from .config_files import ConfigFileError, config_file_mode, write_config_files
 from .dir_cleanup import remove_component_dirs
 from .image_fetch import SftpSettings
 from .outbox import Outbox
@@ -218,7 +218,9 @@ class ComponentManager(ComponentRecovery):
             return  # stopped or replaced before its turn came; the stop work reports it
         try:
             self._check(rec)
-            files = write_config_files(self.process.files_dir(rec), rec.spec.get("config_files") or [])
+            files = write_config_files(
+                self.process.files_dir(rec), rec.spec.get("config_files") or [], config_file_mode(rec.type)
+            )
             env = {
                 **(rec.spec.get("environment_variables") or {}),
                 "CORRAL_BUSINESS_ID": rec.business_id,
