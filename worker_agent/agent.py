@@ -25,7 +25,7 @@ from . import jobs, metrics
 from .commands import CommandRunner
 from .components.image_fetch import SftpSettings
 from .components.manager import ComponentManager
-from .data_dir import DataDirLock, record_hostname
+from .data_dir import DataDirLock, record_hostname, secure_data_dir
 from .health import HealthServer
 from .heartbeat import HeartbeatThread
 from .identity import load_or_create_node_id, load_or_create_node_secret
@@ -93,6 +93,8 @@ class Agent:
         self._lock = DataDirLock(self.data_dir).acquire(settings.hostname)
         record_hostname(self.data_dir, settings.hostname)
         self.node_id = load_or_create_node_id(self.data_dir)
+        # Before any secret is written or sent: fix what an older agent left open to other users.
+        secure_data_dir(self.data_dir, self.node_id)
         self.node_secret = load_or_create_node_secret(self.data_dir)
         self.job_key: bytes | None = None  # from the join answer: only jobs signed with it run
         self.supervisor = Supervisor(self.data_dir, self.node_id, self._publish)
@@ -162,7 +164,8 @@ class Agent:
                 if not self._serve():
                     break
                 logger.warning("node %s: worker stopped without a stop request; joining again", self.node_id)
-                if self._stop.wait(MAX_RETRY_SECONDS):
+                # No slower than the heartbeat: a node that reads online must be taking its jobs again soon.
+                if self._stop.wait(min(MAX_RETRY_SECONDS, self.settings.interval)):
                     break
         except ShutdownRequested:
             pass
@@ -249,7 +252,13 @@ class Agent:
             self.joined = True
             name = f"{self.node_id}.{os.getpid()}" + (f".{self._generation}" if self._generation else "")
             self._generation += 1
-            worker = AgentWorker(self.node_id, connection=worker_redis, name=name, job_key=self.job_key)
+            worker = AgentWorker(
+                self.node_id,
+                connection=worker_redis,
+                name=name,
+                job_key=self.job_key,
+                reconnect_max_seconds=self.settings.interval,
+            )
             try:
                 worker.work(logging_level=None)
             except RedisError as exc:

@@ -70,7 +70,13 @@ class AgentWorker(SimpleWorker):
     job_class = AllowlistedJob
 
     def __init__(
-        self, node_id: str, connection: Redis, name: str | None = None, job_key: bytes | None = None, **kwargs: Any
+        self,
+        node_id: str,
+        connection: Redis,
+        name: str | None = None,
+        job_key: bytes | None = None,
+        reconnect_max_seconds: float | None = None,
+        **kwargs: Any,
     ) -> None:
         kwargs.setdefault("serializer", JSONSerializer)
         if job_key is not None:
@@ -85,6 +91,10 @@ class AgentWorker(SimpleWorker):
         )
         self.node_id = node_id
         self.shutdown_requested = False
+        if reconnect_max_seconds is not None:
+            # RQ waits 1, 2, 4 ... 60 s between attempts to reach a lost Redis, while the agent's heartbeat
+            # tries every interval: the node would read online for up to a minute with nobody taking its jobs.
+            self.max_connection_wait_time = reconnect_max_seconds
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         """RQ's heartbeat, its three writes in one round trip when RQ gives no pipeline.

@@ -132,3 +132,10 @@ def test_a_heartbeat_outside_a_job_renews_the_worker_key(redis_client: redis_lib
     assert 250 < redis_client.ttl(worker.key) <= 300
     assert redis_client.hget(worker.key, "last_heartbeat")
     worker.register_death()
+
+
+def test_the_worker_tries_a_lost_redis_again_as_often_as_the_heartbeat(redis_client: redis_lib.Redis) -> None:
+    """RQ's own back-off grows to 60 s while the node's heartbeat, back after a second, reads online."""
+    worker = AgentWorker("n" * 32, connection=redis_client, reconnect_max_seconds=0.5)
+    assert worker.max_connection_wait_time == 0.5
+    assert AgentWorker("n" * 32, connection=redis_client).max_connection_wait_time == 60.0  # RQ's, unchanged
