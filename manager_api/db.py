@@ -2,23 +2,63 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from peewee import Database, DatabaseProxy, SqliteDatabase
+from peewee import Database, DatabaseProxy, OperationalError, SqliteDatabase
 
 logger = logging.getLogger(__name__)
 
 database = DatabaseProxy()
 """Models bind to this proxy; init_db() points it at the real database."""
 
+BUSY_TIMEOUT_SECONDS = 30.0
+"""How long a SQLite statement waits for a lock before "database is locked" (the busy_timeout).
+
+Writers of this manager take turns before they ask SQLite (write_transaction), so this bounds only the others:
+a `sqlite3` shell writing to the file, a write outside write_transaction. 5 s was exceeded under load."""
+
+WRITE_TURN_SECONDS = 30.0
+"""How long a write transaction waits for its turn to write before it gives up (WriteTimeout, a 503)."""
+
+SLOW_TURN_SECONDS = 5.0
+"""A write that waited longer than this for its turn is logged: the sign of a database near its limit."""
+
+TURN_FIRST_NAP = 0.0002
+TURN_LONGEST_NAP = 0.001
+"""Naps between two tries at the writer lock file, doubling from the first to the longest. Capped this short
+so that a writer who has waited long tries as often as one who just came (SQLite's own busy handler naps up
+to 100 ms, and such a writer kept losing the lock to newcomers: waits over 5 s)."""
+
+WRITER_LOCK_SUFFIX = "-writer.lock"
+"""Beside the database file: the empty file whose flock says which process writes (its content is nothing)."""
+
+RETRY_AFTER_SECONDS = 5
+"""What a 503 for a busy database asks the client to wait (Retry-After)."""
+
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
-    "busy_timeout": 5000,
+    "busy_timeout": int(BUSY_TIMEOUT_SECONDS * 1000),
     "foreign_keys": 1,
     "synchronous": "normal",
 }
 """WAL lets readers run beside the one writer; busy_timeout makes writers queue instead of failing."""
+
+BUSY_MESSAGES = ("database is locked", "database table is locked", "database is busy")
+"""SQLite's words for a lock it could not get in time (and WriteTimeout's)."""
+
+BUSY_PGCODES = frozenset({"55P03", "40001", "40P01"})
+"""PostgreSQL's: lock_not_available, serialization_failure, deadlock_detected (each worth a retry)."""
+
+
+class WriteTimeout(OperationalError):
+    """No turn to write came within WRITE_TURN_SECONDS: the database is overloaded, not the request wrong."""
 
 
 def make_database(path_or_url: str) -> Database:
@@ -28,7 +68,7 @@ def make_database(path_or_url: str) -> Database:
 
         return connect(path_or_url)
     # Every thread (gunicorn gthread, the duties) gets its own connection: peewee's thread_safe default.
-    return SqliteDatabase(path_or_url, pragmas=SQLITE_PRAGMAS, timeout=5)
+    return SqliteDatabase(path_or_url, pragmas=SQLITE_PRAGMAS, timeout=BUSY_TIMEOUT_SECONDS)
 
 
 def init_db(path_or_url: str, create_tables: bool = True) -> Database:
@@ -58,15 +98,109 @@ def add_missing_columns(db: Database, added: Any) -> None:
         logger.info("database: column %s.%s added", table, field.column_name)
 
 
-def write_transaction() -> Any:
-    """A transaction for read-modify-write: SQLite takes the write lock up front (BEGIN IMMEDIATE).
+_write_turn = threading.Lock()
+"""One write transaction at a time in this process (SQLite only): the other threads wait here, not in SQLite."""
 
-    A plain BEGIN would start as a reader and fail with "database is locked" when it later tries to
-    write while another connection writes; IMMEDIATE waits for the lock (busy_timeout) instead.
+_lock_files: dict[str, int] = {}
+"""Database path -> this process's open writer lock file (opened on the first write, kept open)."""
+
+
+def _lock_file(path: str) -> int | None:
+    """The writer lock file of the SQLite database ``path``; None in memory or where it cannot be made."""
+    if path in ("", ":memory:") or path.startswith("file:"):
+        return None
+    fd = _lock_files.get(path)
+    if fd is None:
+        try:
+            fd = os.open(path + WRITER_LOCK_SUFFIX, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            # Writes stay correct without it (SQLite's own lock), only less fair under load.
+            logger.warning("database: no writer lock file beside %s (%s); writers queue in SQLite", path, exc)
+            return None
+        _lock_files[path] = fd
+    return fd
+
+
+def _take_file_turn(fd: int, deadline: float) -> bool:
+    """Hold the flock of ``fd``, trying at short capped naps until ``deadline``; False if it never came."""
+    nap = TURN_FIRST_NAP
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(nap)
+        nap = min(nap * 2, TURN_LONGEST_NAP)
+
+
+def _forget_turns() -> None:
+    # A forked child must not share its parent's turn: the lock may be held by a thread that is not there,
+    # and a flock taken through an inherited descriptor would be the parent's own.
+    global _write_turn
+    _write_turn = threading.Lock()
+    for fd in _lock_files.values():
+        os.close(fd)  # the parent's flock stays: it still holds the same open file
+    _lock_files.clear()
+
+
+os.register_at_fork(after_in_child=_forget_turns)
+
+
+@contextmanager
+def write_transaction() -> Iterator[None]:
+    """A transaction for read-modify-write: it holds the write lock from its first statement to its end.
+
+    SQLite: BEGIN IMMEDIATE takes the database's write lock up front. A plain BEGIN would start as a reader
+    and fail with "database is locked" when it later tries to write while another connection writes;
+    IMMEDIATE waits for the lock instead. Before that, writers take turns, so that they never queue in
+    SQLite's busy handler: it retries with growing naps (up to 100 ms), and with 8 threads in each of 4
+    gunicorn workers plus the duties polling the lock, a writer that had waited a while kept losing it to
+    newcomers, past busy_timeout (issue 10: "database is locked" as a 500, p99 4 s). First the threads of
+    this process (a thread lock, which wakes the next one as the writer ends), then the processes (a flock
+    on the writer lock file, tried at naps of 1 ms at most), all within WRITE_TURN_SECONDS. Inside a write
+    transaction of the same thread this is a savepoint: the thread has the turn already.
+
+    Other engines (PostgreSQL) lock rows, not the database: a plain transaction, no turns.
     """
-    if isinstance(database.obj, SqliteDatabase):
-        return database.atomic("IMMEDIATE")
-    return database.atomic()
+    if not isinstance(database.obj, SqliteDatabase) or database.transaction_depth() > 0:
+        with database.atomic():
+            yield
+        return
+    started = time.monotonic()
+    deadline = started + WRITE_TURN_SECONDS
+    if not _write_turn.acquire(timeout=WRITE_TURN_SECONDS):
+        raise WriteTimeout(f"database is busy: no turn to write within {WRITE_TURN_SECONDS:.0f} s")
+    fd: int | None = None
+    try:
+        fd = _lock_file(str(database.obj.database))
+        if fd is not None and not _take_file_turn(fd, deadline):
+            fd = None
+            raise WriteTimeout(f"database is busy: no turn to write within {WRITE_TURN_SECONDS:.0f} s")
+        waited = time.monotonic() - started
+        if waited > SLOW_TURN_SECONDS:
+            logger.warning("database: a write waited %.1f s for its turn", waited)
+        with database.atomic("IMMEDIATE"):
+            yield
+    finally:
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        _write_turn.release()
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database was too busy (a lock not had in time), so the same call may succeed later."""
+    if isinstance(exc, WriteTimeout):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    orig = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
+    if getattr(orig, "pgcode", None) in BUSY_PGCODES:
+        return True
+    text = str(exc).lower()
+    return any(message in text for message in BUSY_MESSAGES)
 
 
 def connect() -> None:

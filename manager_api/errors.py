@@ -9,9 +9,11 @@ from typing import Any
 from flask import Flask, jsonify
 from flask.typing import ResponseReturnValue
 from marshmallow import ValidationError
-from peewee import IntegrityError
+from peewee import IntegrityError, OperationalError
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
+
+from . import db
 
 logger = logging.getLogger(__name__)
 
@@ -103,3 +105,14 @@ def register(app: Flask) -> None:
     def _unexpected(exc: Exception) -> ResponseReturnValue:
         logger.exception("unhandled error: %s", exc)
         return _body(500, "Internal server error")
+
+    @app.errorhandler(OperationalError)
+    def _database_error(exc: OperationalError) -> ResponseReturnValue:
+        if not db.is_busy(exc):
+            return _unexpected(exc)
+        # Last resort: writers take turns (db.write_transaction), so this is a turn not had within 30 s.
+        logger.error("database busy: %s", exc)
+        response = jsonify({"error": "Database busy, try again later"})
+        response.status_code = 503
+        response.headers["Retry-After"] = str(db.RETRY_AFTER_SECONDS)
+        return response

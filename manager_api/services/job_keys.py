@@ -5,17 +5,16 @@ host and gunicorn worker agrees), read once per process."""
 from __future__ import annotations
 
 import secrets
-import threading
 from functools import lru_cache
 
 from shared import job_signing
 
+from .. import db
 from ..db import database
 from ..models import ManagerKey
 
 MASTER_KEY_NAME = "job-signing"
 
-_lock = threading.Lock()
 _masters: dict[str, bytes] = {}  # database name -> master key
 
 
@@ -25,11 +24,15 @@ def master_key() -> bytes:
     key = _masters.get(name)
     if key is not None:
         return key
-    with _lock:
-        # Insert-or-ignore then read: two manager hosts starting together agree on the first one written.
-        ManagerKey.insert(name=MASTER_KEY_NAME, value=secrets.token_hex(32)).on_conflict_ignore().execute()
-        value = ManagerKey.get_by_id(MASTER_KEY_NAME).value
-        key = _masters[name] = bytes.fromhex(value)
+    # Read first: only the first call on a new database writes, in a write transaction like every write (an
+    # autocommit insert in each process's first request would queue for SQLite's lock beside the writers' turns).
+    row = ManagerKey.get_or_none(ManagerKey.name == MASTER_KEY_NAME)
+    if row is None:
+        # Insert-or-ignore then read: two processes or manager hosts starting together agree on the first one.
+        with db.write_transaction():
+            ManagerKey.insert(name=MASTER_KEY_NAME, value=secrets.token_hex(32)).on_conflict_ignore().execute()
+            row = ManagerKey.get_by_id(MASTER_KEY_NAME)
+    key = _masters[name] = bytes.fromhex(row.value)
     return key
 
 

@@ -1,0 +1,184 @@
+"""Fault: a write storm (issue 10, item 4). 50 clients create templates and fleet tasks as fast as they can
+against `manager --workers 4` (real gunicorn, private Redis, one real agent running the tasks, 100 more nodes
+joined and heartbeating so that every task holds 101 hosts): no request may fail because the database is busy
+("database is locked" was a 500), and every write answered 2xx is there afterwards."""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+
+from shared import api, heartbeat
+from shared.defaults import PROTOCOL_VERSION
+from shared.paths import local_join_token_path
+from tests.e2e.harness import Agent, Manager, isolated_env
+from tests.support import wait_until
+
+pytestmark = pytest.mark.e2e
+
+WORKERS = 4
+WRITERS = 50
+SECONDS = 15.0
+"""How long the storm lasts: before the fix, 4 x 50 writers for 15 s logged "database is locked" every run."""
+
+SIMULATED_NODES = 100
+"""Nodes besides the real agent: a task on "*" then writes 101 host rows in its transaction, as on a fleet."""
+
+REQUEST_TIMEOUT = 60.0
+"""Seconds a writer waits for one answer (far above any wait a healthy manager makes)."""
+
+LOCKED = "database is locked"
+
+
+@dataclass
+class Writes:
+    """What one writer thread saw: its latencies, its failures, and what it was told was written."""
+
+    latencies: list[float] = field(default_factory=list)
+    failures: collections.Counter[str] = field(default_factory=collections.Counter)
+    templates: list[str] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=list)
+
+
+def write(url: str, index: int, stop_at: float, out: Writes) -> None:
+    """Until ``stop_at``: a template, then a fleet task on every node, started at once; again."""
+    session = requests.Session()
+    n = 0
+    while time.monotonic() < stop_at:
+        n += 1
+        name = f"storm-{index}-{n}-{uuid.uuid4().hex[:6]}"
+        if n % 2:
+            path = "/api/task/task_group"
+            body: dict[str, Any] = {
+                "name": name,
+                "task_groups": [{"tasks": [{"name": "t", "config": {"command": "true"}}]}],
+            }
+        else:
+            path = "/api/tasks"
+            body = {"name": name, "command": "true", "targets": ["*"], "timeout": 60, "start": True}
+        t0 = time.perf_counter()
+        try:
+            answer = session.post(url + path, json=body, timeout=REQUEST_TIMEOUT)
+        except requests.RequestException as exc:
+            out.failures[f"POST {path}: no answer: {type(exc).__name__}"] += 1
+            continue
+        out.latencies.append(time.perf_counter() - t0)
+        if not answer.ok:
+            out.failures[f"POST {path}: {answer.status_code} {answer.text.strip()[:120]}"] += 1
+        elif path == "/api/tasks":
+            out.tasks.append(answer.json()["task_id"])
+        else:
+            out.templates.append(name)
+
+
+def join_nodes(manager: Manager, env: dict[str, str], count: int) -> None:
+    """Join ``count`` nodes through the real endpoint and heartbeat each once, signed (online for 3 minutes)."""
+    token = (Path(env["CORRAL_RUNTIME_DIR"]) / local_join_token_path(manager.port).name).read_text().strip()
+    session = requests.Session()
+    client: redis.Redis | None = None
+    for i in range(count):
+        node_id = uuid.uuid4().hex
+        body = {
+            "node_id": node_id,
+            "hostname": f"sim-{i:03d}",
+            "ip": f"10.0.{i // 256}.{i % 256}",
+            "interval": 60.0,
+            "protocol": PROTOCOL_VERSION,
+            "facts": {},
+            "node_secret": uuid.uuid4().hex,
+        }
+        answer = session.post(manager.url + api.JOIN_PATH, json=body, headers=api.bearer(token), timeout=10)
+        assert answer.status_code == 200, answer.text
+        joined = answer.json()
+        client = client or redis.Redis.from_url(joined["redis_url"])
+        figures = {"interval": 60, "hostname": body["hostname"], "ip": body["ip"]}
+        heartbeat.write(client, node_id, figures, key=bytes.fromhex(joined["job_key"]))
+    if client is not None:
+        client.close()
+
+
+def online(manager: Manager) -> int:
+    return sum(1 for node in manager.get("/api/task/node").json()["nodes"] if node["status"] == 0)
+
+
+def listed(manager: Manager, path: str, key: str, field_name: str) -> set[str]:
+    """Every ``field_name`` of a paged list whose items are named storm-..."""
+    found: set[str] = set()
+    page = 1
+    while True:
+        answer = manager.get(f"{path}?name=storm-&page={page}&page_size=1000")
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        found.update(item[field_name] for item in body[key])
+        if page * body["page_size"] >= body["total"]:
+            return found
+        page += 1
+
+
+def quantile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Manager]:
+    env = isolated_env(tmp_path)
+    manager = Manager(tmp_path, env, ["--workers", str(WORKERS)])
+    manager.start()
+    agent = Agent(tmp_path, env, manager, "storm-1", 1.0)
+    agent.start()
+    try:
+        wait_until(lambda: online(manager) == 1, timeout=30, what="the agent's node online")
+        join_nodes(manager, env, SIMULATED_NODES)
+        wait_until(lambda: online(manager) == 1 + SIMULATED_NODES, timeout=30, what="every node online")
+        yield manager
+    finally:
+        for proc in (agent, manager):
+            if proc.alive():
+                proc.terminate()
+
+
+def test_a_write_storm_on_four_workers_never_fails_for_a_busy_database(stack: Manager) -> None:
+    manager = stack
+    writes = [Writes() for _ in range(WRITERS)]
+    stop_at = time.monotonic() + SECONDS
+    threads = [threading.Thread(target=write, args=(manager.url, i, stop_at, writes[i])) for i in range(WRITERS)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(SECONDS + REQUEST_TIMEOUT + 10)
+        assert not thread.is_alive(), "a writer is still waiting for an answer"
+    wall = time.perf_counter() - started
+
+    latencies = [s for w in writes for s in w.latencies]
+    failures: collections.Counter[str] = collections.Counter()
+    for w in writes:
+        failures.update(w.failures)
+    templates = {name for w in writes for name in w.templates}
+    tasks = {task_id for w in writes for task_id in w.tasks}
+    print(
+        f"\n{WORKERS} workers x {WRITERS} writers, {wall:.1f} s: {len(latencies) / wall:.0f} requests/s, "
+        f"p50 {quantile(latencies, 0.5) * 1000:.1f} ms, p99 {quantile(latencies, 0.99) * 1000:.1f} ms, "
+        f"max {max(latencies) * 1000:.1f} ms; 2xx: {len(templates)} templates, {len(tasks)} tasks; "
+        f"failed: {sum(failures.values())}"
+    )
+    for failure, count in failures.most_common():
+        print(f"  {count} x {failure}")
+
+    assert manager.output().count(LOCKED) == 0, f'the manager logged "{LOCKED}"'
+    assert not failures, f"requests failed: {dict(failures)}"
+    assert len(templates) > WRITERS and len(tasks) > WRITERS, "the storm hardly wrote anything"
+    # Every write the manager answered 2xx is there afterwards.
+    assert templates <= listed(manager, "/api/templates", "templates", "name")
+    assert tasks <= listed(manager, "/api/tasks", "tasks", "task_id")
