@@ -139,7 +139,15 @@ def test_deployment_list_newest_first_with_task_states(
     running = tasks_of(first)[:2]
     for task_id in running:
         report(redis_client, first, task_id, "RUNNING", pid=100)
-    wait_until(lambda: state_of(first) == "RUNNING", what="first deployment RUNNING")
+    # Both reports applied, not only the first (which already makes the deployment RUNNING).
+    wait_until(
+        lambda: (
+            DeploymentTask.select().where(DeploymentTask.id.in_(running), DeploymentTask.state == "RUNNING").count()
+            == 2
+        ),
+        what="both tasks RUNNING",
+    )
+    assert state_of(first) == "RUNNING"
     listed = answer(client.get("/api/deployments"))
     assert [d["id"] for d in listed["deployments"]] == [third, second, first]
     assert (listed["total"], listed["page"], listed["page_size"]) == (3, 1, 20)
