@@ -6,13 +6,9 @@ joined and heartbeating so that every task holds 101 hosts): no request may fail
 from __future__ import annotations
 
 import collections
-import threading
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -22,6 +18,7 @@ from shared import api, heartbeat
 from shared.defaults import PROTOCOL_VERSION
 from shared.paths import local_join_token_path
 from tests.e2e.harness import Agent, Manager, isolated_env
+from tests.storm import storm
 from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -34,51 +31,7 @@ SECONDS = 15.0
 SIMULATED_NODES = 100
 """Nodes besides the real agent: a task on "*" then writes 101 host rows in its transaction, as on a fleet."""
 
-REQUEST_TIMEOUT = 60.0
-"""Seconds a writer waits for one answer (far above any wait a healthy manager makes)."""
-
 LOCKED = "database is locked"
-
-
-@dataclass
-class Writes:
-    """What one writer thread saw: its latencies, its failures, and what it was told was written."""
-
-    latencies: list[float] = field(default_factory=list)
-    failures: collections.Counter[str] = field(default_factory=collections.Counter)
-    templates: list[str] = field(default_factory=list)
-    tasks: list[str] = field(default_factory=list)
-
-
-def write(url: str, index: int, stop_at: float, out: Writes) -> None:
-    """Until ``stop_at``: a template, then a fleet task on every node, started at once; again."""
-    session = requests.Session()
-    n = 0
-    while time.monotonic() < stop_at:
-        n += 1
-        name = f"storm-{index}-{n}-{uuid.uuid4().hex[:6]}"
-        if n % 2:
-            path = "/api/task/task_group"
-            body: dict[str, Any] = {
-                "name": name,
-                "task_groups": [{"tasks": [{"name": "t", "config": {"command": "true"}}]}],
-            }
-        else:
-            path = "/api/tasks"
-            body = {"name": name, "command": "true", "targets": ["*"], "timeout": 60, "start": True}
-        t0 = time.perf_counter()
-        try:
-            answer = session.post(url + path, json=body, timeout=REQUEST_TIMEOUT)
-        except requests.RequestException as exc:
-            out.failures[f"POST {path}: no answer: {type(exc).__name__}"] += 1
-            continue
-        out.latencies.append(time.perf_counter() - t0)
-        if not answer.ok:
-            out.failures[f"POST {path}: {answer.status_code} {answer.text.strip()[:120]}"] += 1
-        elif path == "/api/tasks":
-            out.tasks.append(answer.json()["task_id"])
-        else:
-            out.templates.append(name)
 
 
 def join_nodes(manager: Manager, env: dict[str, str], count: int) -> None:
@@ -150,23 +103,15 @@ def stack(tmp_path: Path) -> Iterator[Manager]:
 
 def test_a_write_storm_on_four_workers_never_fails_for_a_busy_database(stack: Manager) -> None:
     manager = stack
-    writes = [Writes() for _ in range(WRITERS)]
-    stop_at = time.monotonic() + SECONDS
-    threads = [threading.Thread(target=write, args=(manager.url, i, stop_at, writes[i])) for i in range(WRITERS)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(SECONDS + REQUEST_TIMEOUT + 10)
-        assert not thread.is_alive(), "a writer is still waiting for an answer"
-    wall = time.perf_counter() - started
+    tallies, wall = storm(manager.url, WRITERS, SECONDS)
 
-    latencies = [s for w in writes for s in w.latencies]
+    latencies = [s for t in tallies for samples in t.latencies.values() for s in samples]
     failures: collections.Counter[str] = collections.Counter()
-    for w in writes:
-        failures.update(w.failures)
-    templates = {name for w in writes for name in w.templates}
-    tasks = {task_id for w in writes for task_id in w.tasks}
+    for t in tallies:
+        for (kind, status, error), count in t.failures.items():
+            failures[f"{kind}: {status or 'no answer'} {error}"] += count
+    templates = {name for t in tallies for name in t.templates}
+    tasks = {task_id for t in tallies for task_id in t.tasks}
     print(
         f"\n{WORKERS} workers x {WRITERS} writers, {wall:.1f} s: {len(latencies) / wall:.0f} requests/s, "
         f"p50 {quantile(latencies, 0.5) * 1000:.1f} ms, p99 {quantile(latencies, 0.99) * 1000:.1f} ms, "
