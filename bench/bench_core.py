@@ -12,7 +12,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import redis
@@ -22,10 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import machine, ms, pct  # noqa: E402  (bench/common.py)
 
-from shared import api, heartbeat  # noqa: E402
-from shared.defaults import PROTOCOL_VERSION  # noqa: E402
-from shared.paths import local_join_token_path  # noqa: E402
-from tests.e2e.harness import Agent, Manager, isolated_env  # noqa: E402
+from tests.e2e.harness import Agent, Manager, isolated_env, join_simulated_nodes  # noqa: E402
 from tests.support import wait_until  # noqa: E402
 
 
@@ -56,37 +52,8 @@ def register_nodes(
     manager: Manager, env: dict[str, str], count: int, facts: dict[str, object] | None = None
 ) -> redis.Redis:
     """Join ``count`` simulated nodes (with ``facts``) through the real endpoint and heartbeat each once."""
-    token = (Path(env["CORRAL_RUNTIME_DIR"]) / local_join_token_path(manager.port).name).read_text().strip()
-    client = None
-    session = requests.Session()
-    for i in range(count):
-        body = {
-            "node_id": uuid.uuid4().hex,
-            "hostname": f"sim-{i:05d}",
-            "ip": f"10.{i // 65536}.{i // 256 % 256}.{i % 256}",
-            "interval": 60.0,
-            "protocol": PROTOCOL_VERSION,
-            "facts": dict(facts or {}),
-            "node_secret": uuid.uuid4().hex,
-        }
-        answer = session.post(manager.url + api.JOIN_PATH, json=body, headers=api.bearer(token))
-        answer.raise_for_status()
-        JOB_KEYS[str(body["node_id"])] = bytes.fromhex(answer.json()["job_key"])
-        if client is None:
-            client = redis.Redis.from_url(answer.json()["redis_url"])
-        heartbeat.write(
-            client,
-            str(body["node_id"]),
-            {
-                "interval": 60,
-                "hostname": body["hostname"],
-                "ip": body["ip"],
-                "cpu_usage_percent": i % 100,
-                "memory_usage_percent": 40,
-            },
-            key=JOB_KEYS[str(body["node_id"])],
-        )
-    assert client is not None
+    client, keys = join_simulated_nodes(manager, env, count, facts)
+    JOB_KEYS.update(keys)
     return client
 
 

@@ -6,11 +6,16 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
+import redis
 import requests
 
+from shared import api, heartbeat
+from shared.defaults import PROTOCOL_VERSION
+from shared.paths import local_join_token_path
 from tests.support import free_port, wait_until
 
 BIN = Path(sys.executable).parent
@@ -110,3 +115,41 @@ def isolated_env(workdir: Path) -> dict[str, str]:
     env.pop("CORRAL_API_TOKEN", None)
     env.pop("CORRAL_JOIN_TOKEN", None)
     return env
+
+
+def join_simulated_nodes(
+    manager: Manager, env: dict[str, str], count: int, facts: dict[str, object] | None = None
+) -> tuple[redis.Redis, dict[str, bytes]]:
+    """Join ``count`` simulated nodes (with ``facts``) through the real endpoint and heartbeat each once,
+    signed (interval 60 s: online for three minutes); returns a client of the manager's Redis and each node's
+    signing key (what its reports must carry)."""
+    token = (Path(env["CORRAL_RUNTIME_DIR"]) / local_join_token_path(manager.port).name).read_text().strip()
+    client: redis.Redis | None = None
+    keys: dict[str, bytes] = {}
+    session = requests.Session()
+    for i in range(count):
+        node_id = uuid.uuid4().hex
+        body = {
+            "node_id": node_id,
+            "hostname": f"sim-{i:05d}",
+            "ip": f"10.{i // 65536}.{i // 256 % 256}.{i % 256}",
+            "interval": 60.0,
+            "protocol": PROTOCOL_VERSION,
+            "facts": dict(facts or {}),
+            "node_secret": uuid.uuid4().hex,
+        }
+        answer = session.post(manager.url + api.JOIN_PATH, json=body, headers=api.bearer(token), timeout=10)
+        answer.raise_for_status()
+        keys[node_id] = bytes.fromhex(answer.json()["job_key"])
+        if client is None:
+            client = redis.Redis.from_url(answer.json()["redis_url"])
+        figures = {
+            "interval": 60,
+            "hostname": body["hostname"],
+            "ip": body["ip"],
+            "cpu_usage_percent": i % 100,
+            "memory_usage_percent": 40,
+        }
+        heartbeat.write(client, node_id, figures, key=keys[node_id])
+    assert client is not None, "no node to join"
+    return client, keys

@@ -6,18 +6,12 @@ joined and heartbeating so that every task holds 101 hosts): no request may fail
 from __future__ import annotations
 
 import collections
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
-import requests
 
-from shared import api, heartbeat
-from shared.defaults import PROTOCOL_VERSION
-from shared.paths import local_join_token_path
-from tests.e2e.harness import Agent, Manager, isolated_env
+from tests.e2e.harness import Agent, Manager, isolated_env, join_simulated_nodes
 from tests.storm import storm
 from tests.support import wait_until
 
@@ -32,32 +26,6 @@ SIMULATED_NODES = 100
 """Nodes besides the real agent: a task on "*" then writes 101 host rows in its transaction, as on a fleet."""
 
 LOCKED = "database is locked"
-
-
-def join_nodes(manager: Manager, env: dict[str, str], count: int) -> None:
-    """Join ``count`` nodes through the real endpoint and heartbeat each once, signed (online for 3 minutes)."""
-    token = (Path(env["CORRAL_RUNTIME_DIR"]) / local_join_token_path(manager.port).name).read_text().strip()
-    session = requests.Session()
-    client: redis.Redis | None = None
-    for i in range(count):
-        node_id = uuid.uuid4().hex
-        body = {
-            "node_id": node_id,
-            "hostname": f"sim-{i:03d}",
-            "ip": f"10.0.{i // 256}.{i % 256}",
-            "interval": 60.0,
-            "protocol": PROTOCOL_VERSION,
-            "facts": {},
-            "node_secret": uuid.uuid4().hex,
-        }
-        answer = session.post(manager.url + api.JOIN_PATH, json=body, headers=api.bearer(token), timeout=10)
-        assert answer.status_code == 200, answer.text
-        joined = answer.json()
-        client = client or redis.Redis.from_url(joined["redis_url"])
-        figures = {"interval": 60, "hostname": body["hostname"], "ip": body["ip"]}
-        heartbeat.write(client, node_id, figures, key=bytes.fromhex(joined["job_key"]))
-    if client is not None:
-        client.close()
 
 
 def online(manager: Manager) -> int:
@@ -92,7 +60,7 @@ def stack(tmp_path: Path) -> Iterator[Manager]:
     agent.start()
     try:
         wait_until(lambda: online(manager) == 1, timeout=30, what="the agent's node online")
-        join_nodes(manager, env, SIMULATED_NODES)
+        join_simulated_nodes(manager, env, SIMULATED_NODES)[0].close()
         wait_until(lambda: online(manager) == 1 + SIMULATED_NODES, timeout=30, what="every node online")
         yield manager
     finally:
