@@ -7,12 +7,10 @@ from typing import Any
 
 import click
 
-from shared.defaults import TASK_TIMEOUT, TASK_TIMEOUT_MAX
-
 from . import formatting
 from .client import Client
 from .context import CommandError, client_of, echo_json
-from .tasks import parse_env, parse_targets
+from .tasks import fleet_command_options, parse_targets
 
 
 def match_schedule(schedules: Sequence[Mapping[str, Any]], ref: str) -> Mapping[str, Any]:
@@ -63,24 +61,12 @@ def schedule() -> None:
 @schedule.command("create")
 @click.argument("name")
 @click.option("--command", "command", required=True, metavar="CMD", help="Shell command run on each target node.")
-@click.option(
-    "--on",
-    "on",
-    multiple=True,
-    required=True,
-    metavar="TARGET[,TARGET...]",
-    help="Node ids, hostnames, IPs, key=value labels, or `all` (as `corral run --on`).",
+@fleet_command_options(
+    on_help="Node ids, hostnames, IPs, key=value labels, or `all` (as `corral run --on`).",
+    timeout_help="Seconds before each firing's command is killed on a node.",
 )
 @click.option("--cron", metavar="'EXPR'", help="Standard crontab line, in UTC: '0 3 * * 1-5'.")
 @click.option("--every", type=click.IntRange(min=1), metavar="SECONDS", help="Fire every SECONDS seconds instead.")
-@click.option(
-    "--timeout",
-    type=click.IntRange(1, TASK_TIMEOUT_MAX),
-    default=TASK_TIMEOUT,
-    show_default=True,
-    help="Seconds before each firing's command is killed on a node.",
-)
-@click.option("--env", "env", multiple=True, callback=parse_env, metavar="KEY=VALUE", help="Environment (repeat).")
 @click.option("--description", default="", help="Free text kept with the schedule.")
 @_json
 @click.pass_context

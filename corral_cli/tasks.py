@@ -7,8 +7,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import click
 
@@ -61,6 +61,34 @@ def parse_env(ctx: click.Context, param: click.Parameter, values: Sequence[str])
             raise click.BadParameter(f"{value!r} is not KEY=VALUE")
         env[key] = val
     return env
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fleet_command_options(on_help: str, timeout_help: str) -> Callable[[F], F]:
+    """``--on``, ``--timeout`` and ``--env``: where and how a fleet command runs (`run`, `schedule create`)."""
+
+    def decorate(command: F) -> F:
+        for option in reversed(
+            (
+                click.option("--on", "on", multiple=True, required=True, metavar="TARGET[,TARGET...]", help=on_help),
+                click.option(
+                    "--timeout",
+                    type=click.IntRange(1, TASK_TIMEOUT_MAX),
+                    default=TASK_TIMEOUT,
+                    show_default=True,
+                    help=timeout_help,
+                ),
+                click.option(
+                    "--env", "env", multiple=True, callback=parse_env, metavar="KEY=VALUE", help="Environment (repeat)."
+                ),
+            )
+        ):
+            command = option(command)
+        return command
+
+    return decorate
 
 
 def is_final(task: Mapping[str, Any]) -> bool:
@@ -162,22 +190,10 @@ def print_results(task: Mapping[str, Any]) -> None:
 
 @click.command()
 @click.argument("command")
-@click.option(
-    "--on",
-    "on",
-    multiple=True,
-    required=True,
-    metavar="TARGET[,TARGET...]",
-    help="Node ids, hostnames, IPs, key=value labels, or `all`.",
+@fleet_command_options(
+    on_help="Node ids, hostnames, IPs, key=value labels, or `all`.",
+    timeout_help="Seconds before the command is killed on each node.",
 )
-@click.option(
-    "--timeout",
-    type=click.IntRange(1, TASK_TIMEOUT_MAX),
-    default=TASK_TIMEOUT,
-    show_default=True,
-    help="Seconds before the command is killed on each node.",
-)
-@click.option("--env", "env", multiple=True, callback=parse_env, metavar="KEY=VALUE", help="Environment (repeat).")
 @click.option("--name", help="Task name [default: the command].")
 @click.option("--no-follow", is_flag=True, help="Do not stream output; wait and print the results.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final task as JSON (live lines go to stderr).")
