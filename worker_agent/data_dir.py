@@ -16,6 +16,7 @@ from shared.dir_lock import DirectoryInUse, DirLock
 from shared.file_modes import make_private, make_private_dir
 
 from .identity import NODE_ID_FILE, NODE_SECRET_FILE
+from .task_state import atomic_write
 
 LOCK_FILE = "agent.lock"
 """File in the data directory that the running agent holds an exclusive flock on, with its pid inside."""
@@ -83,10 +84,9 @@ def reported_hostname(data_dir: Path) -> str | None:
 
 
 def record_hostname(data_dir: Path, hostname: str) -> None:
-    """Record which hostname this data directory's identity is reported under (atomically)."""
-    tmp = data_dir / f".{HOSTNAME_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(hostname + "\n")
-    os.replace(tmp, data_dir / HOSTNAME_FILE)
+    """Record which hostname this data directory's identity is reported under (atomically, when it changed)."""
+    if reported_hostname(data_dir) != hostname:
+        atomic_write(data_dir / HOSTNAME_FILE, (hostname + "\n").encode())
 
 
 def path_segment(name: str) -> str:
