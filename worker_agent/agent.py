@@ -142,7 +142,7 @@ class Agent:
                 "node %s: cannot serve health on 127.0.0.1:%s: %s (another agent on this host? --port 0 picks a "
                 "free port)",
                 self.node_id,
-                self.settings.port,
+                AGENT_PORT if self.settings.port is None else self.settings.port,
                 exc,
             )
             self._lock.release()
