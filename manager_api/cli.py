@@ -20,7 +20,9 @@ from pathlib import Path
 from types import FrameType
 from urllib.parse import SplitResult, urlsplit
 
-from shared import defaults
+import redis
+
+from shared import defaults, heartbeat
 from shared.api import HEALTH_PATH
 from shared.dir_lock import DirectoryInUse, DirLock
 from shared.paths import local_join_token_path
@@ -178,6 +180,7 @@ class Launcher:
         self.redis: PrivateRedis | None = None
         self.gunicorn: subprocess.Popen[bytes] | None = None
         self.duties: Duties | None = None
+        self.settings: Settings | None = None
         self.listener: socket.socket | None = None
         self.dir_lock: DirLock | None = None
         self.stop_requested = False
@@ -222,6 +225,7 @@ class Launcher:
                 sftp_host=args.sftp_host,
                 log_level=args.log_level,
             )
+            self.settings = settings
             # The port is this manager's now: no live manager's token can be replaced. Published before
             # gunicorn answers, so a manager that answers /healthz always has its token where agents look.
             publish_local_join_token(join_token_file, args.port)
@@ -247,6 +251,12 @@ class Launcher:
             code = EXIT_FAILURE
         self._shutdown()
         return code
+
+    def _redis_restarted(self, client: redis.Redis) -> None:
+        """Before the restarted Redis opens its port: nobody could heartbeat while it was down, so the nodes
+        online when it died get one offline window from now before any reader judges them (shared.heartbeat)."""
+        assert self.settings is not None
+        heartbeat.resume_judging(client, self.settings.offline_after_intervals)
 
     def _lock_data_dir(self, data_dir: Path) -> None:
         """One manager with a private Redis per data directory: two would run two Redis on one AOF."""
@@ -323,7 +333,7 @@ class Launcher:
         logger.info("gunicorn (pid %d) started", self.gunicorn.pid)
 
     def _watch(self) -> int:
-        keeper = RedisKeeper(self.redis) if self.redis is not None else None
+        keeper = RedisKeeper(self.redis, on_restart=self._redis_restarted) if self.redis is not None else None
         while not self.stop_requested:
             time.sleep(0.2)
             if self.gunicorn is not None and self.gunicorn.poll() is not None:

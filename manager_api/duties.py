@@ -23,7 +23,8 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from shared import events, heartbeat, keys
+from shared import acks, events, heartbeat, keys
+from shared.states import HostRunStatus
 
 from . import db
 from .config import Settings
@@ -122,11 +123,20 @@ class Duties:
 
     def _apply_reports(self, reports: list[dict[str, Any]]) -> None:
         changed = fleet_tasks.apply_reports(reports)
-        if changed:
-            # Told after the commit, so a woken ?wait caller reads the change.
-            pipe = self.redis.pipeline(transaction=False)
-            for task_id in changed:
-                pipe.publish(keys.task_changed_channel(task_id), "1")
+        # Told after the commit, so a woken ?wait caller reads the change, and a node forgets only reports the
+        # database holds. Every final report is acknowledged, applied or not (a host that had ended, a task
+        # pruned): its node would otherwise send it again forever. Should this fail, the entries stay
+        # pending, are applied again (a no-op) and acknowledged then.
+        pipe = self.redis.pipeline(transaction=False)
+        for task_id in changed:
+            pipe.publish(keys.task_changed_channel(task_id), "1")
+        finals: dict[str, list[str]] = {}
+        for report in reports:
+            if HostRunStatus(report["status"]).ended:
+                finals.setdefault(report["node_id"], []).append(report["task_id"])
+        for node_id, task_ids in finals.items():
+            acks.acknowledge(pipe, node_id, acks.COMMAND, task_ids)
+        if len(pipe):
             pipe.execute()
 
     def _apply_component_reports(self, reports: list[dict[str, Any]]) -> None:
@@ -199,7 +209,9 @@ class Duties:
                     self.schedules.stop()
                     self.streams.reset()
                     self._stop.wait(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    # At most a tick: Redis restarted by the manager is back within a second or two, and
+                    # until the duties hold their lock again reports wait and liveness is not judged.
+                    backoff = min(backoff * 2, self.tick)
                 except Exception:
                     logger.exception("duties: unexpected error (consumer %s); going on", self.consumer)
                     db.close()

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -114,6 +115,7 @@ class PrivateRedis:
         self.port = 0
         self.password = ""
         self.agent_password = ""
+        self._socket_dir: Path | None = None
 
     @property
     def url(self) -> str:
@@ -146,7 +148,10 @@ class PrivateRedis:
             conf,
             "\n".join(
                 [
-                    f"port {self.port}",
+                    # No TCP port until start() has prepared it (see there); the socket is for that step.
+                    "port 0",
+                    f"unixsocket {self._socket_path()}",
+                    "unixsocketperm 700",
                     f"bind {' '.join(bind_addresses(self.host))}",
                     f'dir "{self.dir}"',
                     "daemonize no",
@@ -164,8 +169,22 @@ class PrivateRedis:
         )
         return conf
 
-    def start(self) -> None:
-        """Launch redis-server and wait until it answers PING."""
+    def _socket_path(self) -> Path:
+        # A unix socket path may hold 107 bytes: a deep data dir gets a private directory in /tmp instead.
+        if self._socket_dir is None:
+            candidate = self.dir / "redis.sock"
+            if len(str(candidate)) < 100:
+                return candidate
+            self._socket_dir = Path(tempfile.mkdtemp(prefix="corral-redis-"))
+        return self._socket_dir / "redis.sock"
+
+    def start(self, prepare: Callable[[redis.Redis], None] = lambda client: None) -> None:
+        """Launch redis-server, wait until it answers PING, run ``prepare`` with a client, then open the port.
+
+        Until ``prepare`` is done only this process can reach Redis (its unix socket, 0700): after a restart,
+        state the others rely on (the liveness grace, ...) is in place before any gunicorn worker, duty or
+        agent reads or writes.
+        """
         conf = self._prepare()
         binary = redis_binary()
         self.proc = subprocess.Popen(
@@ -176,7 +195,9 @@ class PrivateRedis:
             preexec_fn=die_with_parent,
         )
         logger.info("private redis-server (pid %d) starting on port %d in %s", self.proc.pid, self.port, self.dir)
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=2)
+        client = redis.Redis(
+            unix_socket_path=str(self._socket_path()), password=self.password, socket_connect_timeout=1, socket_timeout=5
+        )
         deadline = time.monotonic() + START_TIMEOUT
         try:
             while True:
@@ -195,6 +216,11 @@ class PrivateRedis:
                     self.stop()
                     raise RuntimeError(f"redis-server did not answer within {START_TIMEOUT:.0f}s")
                 time.sleep(0.05)
+            prepare(client)
+            client.config_set("port", self.port)
+        except (redis.RedisError, OSError) as exc:
+            self.stop()
+            raise RuntimeError(f"redis-server could not be prepared or open port {self.port}: {exc}") from exc
         finally:
             client.close()
         logger.info("private redis-server (pid %d) ready on port %d", self.proc.pid, self.port)
@@ -205,6 +231,9 @@ class PrivateRedis:
 
     def stop(self) -> None:
         """SIGTERM (Redis flushes its AOF and exits), SIGKILL if it hangs."""
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None
         if self.proc is None or self.proc.poll() is not None:
             return
         logger.info("stopping private redis-server (pid %d)", self.proc.pid)
@@ -220,7 +249,8 @@ class PrivateRedis:
 class RedisKeeper:
     """Keeps the private Redis running as a supervisor would: restarts it when it dies, on the same port
     with the same passwords and AOF, after a pause that grows (1 s, 2 s, ... 16 s), and gives up after
-    RESTART_ATTEMPTS failures in a row. Meanwhile the API answers 503 and the duties wait for it."""
+    RESTART_ATTEMPTS failures in a row. Meanwhile the API answers 503 and the duties wait for it.
+    ``on_restart`` prepares each restarted Redis before its port opens (PrivateRedis.start)."""
 
     def __init__(
         self,
@@ -228,8 +258,10 @@ class RedisKeeper:
         attempts: int = RESTART_ATTEMPTS,
         first_pause: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        on_restart: Callable[[redis.Redis], None] = lambda client: None,
     ) -> None:
         self.redis = redis
+        self.on_restart = on_restart
         self.attempts = attempts
         self.first_pause = first_pause
         self.clock = clock
@@ -255,7 +287,7 @@ class RedisKeeper:
             return True
         self.retry_at = None
         try:
-            self.redis.start()
+            self.redis.start(prepare=self.on_restart)
         except (OSError, RuntimeError) as exc:
             self.failures += 1
             return self._schedule(f"private redis-server could not be restarted: {exc}")

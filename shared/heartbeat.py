@@ -172,8 +172,28 @@ def read_raw_summaries(redis: Redis) -> tuple[float, dict[bytes, bytes], Grace |
     pipe.time()
     pipe.hgetall(keys.NODES_SUMMARY)
     pipe.get(keys.LIVENESS_GRACE)
-    (sec, usec), raw, grace = pipe.execute()
-    return sec + usec / 1_000_000, raw, parse_grace(grace)
+    pipe.get(keys.LIVENESS_JUDGED)
+    (sec, usec), raw, grace, judged = pipe.execute()
+    now = sec + usec / 1_000_000
+    return now, raw, grace_in_force(now, parse_grace(grace), judged)
+
+
+JUDGING_STALE_SECONDS = 3.0
+"""Liveness last judged longer ago than this (three ticks of the duties) means judging is paused right now."""
+
+
+def grace_in_force(now: float, grace: Grace | None, judged: bytes | str | None) -> Grace | None:
+    """The grace readers apply: the one the duties granted, or, while nobody judges (Redis just came back and
+    the duties have not taken their lock again, or every manager's duties are down), the grace they will
+    grant when they resume, as of now. A node online when judging paused so stays online meanwhile, as
+    Nomad's nodes stay ready while there is no leader, instead of reading offline for a moment."""
+    try:
+        last = float(judged) if judged is not None else None
+    except ValueError:
+        last = None
+    if last is None or now - last <= JUDGING_STALE_SECONDS:
+        return grace
+    return last, now  # a grace still kept from an earlier pause ended before ``last``: this one decides
 
 
 def parse_grace(raw: bytes | str | None) -> Grace | None:
@@ -206,7 +226,15 @@ local t = redis.call('TIME')
 local now = string.format('%d.%06d', tonumber(t[1]), tonumber(t[2]))
 local last = redis.call('GET', KEYS[1])
 if last and tonumber(ARGV[1]) > 0 then
-  redis.call('SET', KEYS[2], last .. ' ' .. now, 'PX', ARGV[1])
+  -- A grace still in force is for a pause just before this one (the manager resumed judging when it
+  -- restarted Redis, the duties now): one grace from the earlier pause, or its nodes would lose theirs.
+  local from = last
+  local kept = redis.call('GET', KEYS[2])
+  local paused = kept and string.match(kept, '^(%S+)')
+  if paused and tonumber(paused) and tonumber(paused) < tonumber(last) then
+    from = paused
+  end
+  redis.call('SET', KEYS[2], from .. ' ' .. now, 'PX', ARGV[1])
 end
 redis.call('SET', KEYS[1], now)
 return last

@@ -47,6 +47,11 @@ def node_heartbeat(node_id: str) -> str:
     return f"{PREFIX}node:{node_id}:heartbeat"
 
 
+def node_acked(node_id: str) -> str:
+    """Set of the reports of a node the manager has committed (shared.acks); the node reads and empties it."""
+    return f"{PREFIX}node:{node_id}:acked"
+
+
 def task_output(task_id: str) -> str:
     """Stream of a fleet task's output lines from every node, read from the start by late followers."""
     return f"{PREFIX}task:{task_id}:output"

@@ -1,4 +1,5 @@
-"""The Redis side of fleet commands: output lines to the live output, reports in order, held while Redis is down."""
+"""The Redis side of fleet commands: output lines to the live output, reports in order, held while Redis is down,
+final reports sent again until the manager acknowledges them (report_acks)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from typing import Any
 
 from marshmallow import ValidationError
 from redis import Redis
+from redis.exceptions import RedisError
 
-from shared import events
+from shared import acks, events
 from shared.file_modes import make_private_dir
 from shared.states import HostRunStatus
 
 from .command_output import StreamCapture
+from .report_acks import PendingAcks
 from .task_state import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -50,7 +53,8 @@ class CommandPublisher:
     """Publishes the output lines and reports of one node's commands; the only part that talks to Redis.
 
     A final report that could not be published is also written to ``held_dir``, so that its output
-    survives an agent restart; ``on_final_published`` is told the task id once one went out.
+    survives an agent restart; ``on_final_published`` is told the task id once one went out, and
+    ``on_acknowledged`` once the manager acknowledged it (until then it is sent again now and then).
     """
 
     def __init__(
@@ -60,12 +64,15 @@ class CommandPublisher:
         held_dir: Path,
         on_final_published: Callable[[str], None],
         job_key: KeySource = lambda: None,
+        on_acknowledged: Callable[[str], None] = lambda task_id: None,
     ) -> None:
         self.node_id = node_id
         self._redis = redis
         self._job_key = job_key
         self._held_dir = held_dir
         self._on_final_published = on_final_published
+        self._on_acknowledged = on_acknowledged
+        self.unacknowledged = PendingAcks(node_id, acks.COMMAND)
         self._outbox: deque[tuple[float, dict[str, Any]]] = deque()  # (monotonic time queued, report)
         self._lock = threading.Lock()
         self._failing = False
@@ -151,9 +158,27 @@ class CommandPublisher:
                 self._outbox.popleft()
         for report in sent:
             if is_final(report):
-                self._held_path(report["task_id"]).unlink(missing_ok=True)
+                self.unacknowledged.sent(report["task_id"], report)
                 self._on_final_published(report["task_id"])
         self._recovered()
+
+    def check_acknowledgments(self) -> None:
+        """Now and then while final reports wait: forget the acknowledged ones, queue those due to go again."""
+        if not self.unacknowledged.check_due():
+            return
+        redis = self._redis()
+        if redis is None:
+            return
+        try:
+            acknowledged, again = self.unacknowledged.check(redis)
+        except RedisError as exc:
+            self._failed("-", "acknowledgment check", exc)
+            return
+        for task_id in acknowledged:
+            self._held_path(task_id).unlink(missing_ok=True)  # kept until now: a re-sent report has its output
+            self._on_acknowledged(task_id)
+        for report in again:
+            self.add(report)
 
     def _due(self, now: float) -> list[dict[str, Any]]:
         """The reports that may go now: the queue up to the first running report still held (lock held)."""
@@ -167,10 +192,10 @@ class CommandPublisher:
         return batch
 
     def hold_all(self) -> None:
-        """Write every queued final report to disk (the agent stops)."""
+        """Write every queued or unacknowledged final report to disk (the agent stops)."""
         with self._lock:
             finals = [report for _queued_at, report in self._outbox if is_final(report)]
-        for report in finals:
+        for report in finals + self.unacknowledged.reports():
             self.hold(report)
 
     def hold(self, report: dict[str, Any]) -> None:

@@ -3,7 +3,8 @@
 A CommandRunner has two threads: the OutputReader, which reads every pipe (one selector) and watches exits,
 deadlines and kills, and the publisher, which every FLUSH_SECONDS appends the new output lines and publishes
 the reports in order; only the publisher talks to Redis, so an unreachable Redis never delays a kill.
-A report that cannot be published (Redis down) is held and retried; the record of each command is kept in
+A report that cannot be published (Redis down) is held and retried, and a final report is sent again until the
+manager acknowledges it (report_acks: Redis may lose what it took); the record of each command is kept in
 ``<data dir>/commands.json`` so a redelivered RUN_COMMAND stays a no-op and a restarted agent can kill what
 a command left behind.
 """
@@ -84,7 +85,9 @@ class CommandRunner:
         self.node_id = node_id
         self._redis = redis
         self._state_file = StateFile(self.data_dir / "commands.json", CommandRecord, section="commands")
-        self._publisher = CommandPublisher(node_id, redis, self.data_dir / "command-reports", self._published, job_key)
+        self._publisher = CommandPublisher(
+            node_id, redis, self.data_dir / "command-reports", self._published, job_key, self._acknowledged
+        )
         self._lock = threading.RLock()
         self._save_lock = threading.Lock()
         self._save_seq = 0
@@ -199,10 +202,11 @@ class CommandRunner:
     # -- life of the runner ------------------------------------------------------------------------
 
     def recover(self) -> None:
-        """At agent start: kill what commands of a previous agent left, report them failed, requeue held reports."""
+        """At agent start: kill what commands of a previous agent left, report them failed, requeue the held
+        and unacknowledged reports."""
         with self._lock:
             for rec in self._records.values():
-                held = None if rec.reported else self._publisher.load_held(rec.task_id)
+                held = None if rec.acked else self._publisher.load_held(rec.task_id)
                 if held is not None:
                     # It ended under the previous agent, which could not publish (nor maybe save) its end.
                     for name in ("status", "exit_code", "finished_at", "error_message"):
@@ -220,7 +224,8 @@ class CommandRunner:
                         process_tree.signal_tree(leftovers, rec.pid, signal.SIGKILL)
                     self._end(rec, HostRunStatus.FAILED, error_message=RESTARTED_ERROR, save=False)
                     self._publisher.add(self._report(rec))
-                elif not rec.reported:
+                elif not rec.acked:
+                    # Sent maybe, never acknowledged: again, without its output unless it was held on disk.
                     self._publisher.add(self._report(rec))
             self._save()
         self._wake.set()
@@ -256,7 +261,7 @@ class CommandRunner:
     def _publish_loop(self) -> None:
         while not self._closing.is_set():
             with self._lock:
-                busy = bool(self._running) or len(self._publisher) > 0
+                busy = bool(self._running) or len(self._publisher) > 0 or len(self._publisher.unacknowledged) > 0
             timeout = FLUSH_SECONDS if busy else IDLE_WAKE_SECONDS
             held = self._publisher.hold_left()
             if held:  # a running report becomes due before the next tick
@@ -295,9 +300,11 @@ class CommandRunner:
                         self._publisher.add(run.final)  # after every line of its output
                         del self._running[task_id]
             self._publisher.publish()
-            if self._published_since_save:
-                self._published_since_save = False
-                self._save()
+        if self._publisher.ready():
+            self._publisher.check_acknowledgments()
+        if self._published_since_save:
+            self._published_since_save = False
+            self._save()
         if time.time() - self._last_prune > 600:
             self._prune()
 
@@ -361,6 +368,14 @@ class CommandRunner:
                 rec.reported = True
                 self._published_since_save = True
 
+    def _acknowledged(self, task_id: str) -> None:
+        """The manager has a final report: it need not go again (saved at the end of the publisher's round)."""
+        with self._lock:
+            rec = self._records.get(task_id)
+            if rec is not None:
+                rec.acked = True
+                self._published_since_save = True
+
     def _end(self, rec: CommandRecord, status: HostRunStatus, save: bool = True, **changes: Any) -> None:
         """The one way a command reaches a final status: update, log, save."""
         for name, value in changes.items():
@@ -405,7 +420,7 @@ class CommandRunner:
             old = [
                 tid
                 for tid, rec in self._records.items()
-                if not rec.live and rec.reported and (rec.finished_at or now) < now - KEEP_ENDED_SECONDS
+                if not rec.live and rec.acked and (rec.finished_at or now) < now - KEEP_ENDED_SECONDS
             ]
             for tid in old:
                 del self._records[tid]

@@ -79,6 +79,7 @@ class CommandRecord:
     exit_code: int | None = None
     error_message: str | None = None
     reported: bool = False  # whether the final report reached the command reports stream
+    acked: bool = False  # whether the manager acknowledged the final report (shared.acks): else sent again
 
     @property
     def live(self) -> bool:

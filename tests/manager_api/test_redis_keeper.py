@@ -48,6 +48,25 @@ def test_a_killed_redis_comes_back_on_its_port_with_its_data(private: PrivateRed
     client.close()
 
 
+def test_a_restarted_redis_is_prepared_before_its_port_opens(private: PrivateRedis) -> None:
+    seen: list[str] = []
+
+    def prepare(client: redis_lib.Redis) -> None:
+        # Nobody reaches it over TCP yet (gunicorn workers, duties, agents): only this unix socket client.
+        try:
+            redis_lib.Redis(port=private.port, socket_connect_timeout=1).ping()
+            seen.append("port open")
+        except redis_lib.ConnectionError:
+            seen.append("port closed")
+        client.set("prepared", "yes")
+
+    keeper = RedisKeeper(private, first_pause=0.05, on_restart=prepare)
+    kill_9(private)
+    wait_until(lambda: keeper.check() and private.alive(), timeout=20, what="the restart")
+    assert seen == ["port closed"]
+    assert redis_lib.Redis.from_url(private.url).get("prepared") == b"yes"
+
+
 def test_a_redis_that_cannot_start_again_is_given_up_on_after_the_attempts(
     private: PrivateRedis, caplog: pytest.LogCaptureFixture
 ) -> None:

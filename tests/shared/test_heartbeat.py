@@ -86,7 +86,12 @@ def test_resuming_the_judge_records_the_pause_and_every_reader_applies_it(redis_
     heartbeat.write(redis_client, "was-online", {"interval": 5}, key, offset - 22)  # 22 s old: online 20 s ago
     heartbeat.write(redis_client, "was-offline", {"interval": 5}, key, offset - 40)  # offline already then
     now, beats = heartbeat.read_summaries(redis_client, lambda _node: key)
-    assert not beats["was-online"].online(now, 3), "without a resume the old heartbeat reads offline"
+    # Nobody judges (the last judgment is 20 s old): readers keep what was online then online meanwhile.
+    assert beats["was-online"].online(now, 3) and not beats["was-offline"].online(now, 3)
+    redis_client.set(keys.LIVENESS_JUDGED, repr(now - heartbeat.JUDGING_STALE_SECONDS + 1))
+    now, beats = heartbeat.read_summaries(redis_client, lambda _node: key)
+    assert not beats["was-online"].online(now, 3), "judged a moment ago: the old heartbeat reads offline"
+    redis_client.set(keys.LIVENESS_JUDGED, repr(judged - 20))
 
     grace = heartbeat.resume_judging(redis_client, 3)
     assert grace is not None and abs(grace[1] - grace[0] - 20) < 1.0
@@ -96,3 +101,19 @@ def test_resuming_the_judge_records_the_pause_and_every_reader_applies_it(redis_
     assert not beats["was-offline"].online(now, 3)
     _now, raw, raw_grace = heartbeat.read_raw_summaries(redis_client)
     assert raw_grace == grace and set(raw) == {b"was-online", b"was-offline"}
+
+
+def test_a_second_resume_soon_after_keeps_the_earlier_pause(redis_client: redis.Redis) -> None:
+    key = b"k" * 32
+    offset = heartbeat.redis_now(redis_client) - time.time()
+    heartbeat.mark_judged(redis_client)
+    judged = float(redis_client.get(keys.LIVENESS_JUDGED))
+    redis_client.set(keys.LIVENESS_JUDGED, repr(judged - 20))  # Redis died 20 s ago
+    heartbeat.write(redis_client, "was-online", {"interval": 5}, key, offset - 22)
+    first = heartbeat.resume_judging(redis_client, 3)  # the manager, as the restarted Redis opens
+    # The duties take their lock a moment later: judging "paused" for that moment only, yet the node online
+    # when Redis died keeps the grace of the first resume.
+    second = heartbeat.resume_judging(redis_client, 3)
+    assert first is not None and second is not None and second[0] == first[0] and second[1] >= first[1]
+    now, beats = heartbeat.read_summaries(redis_client, lambda _node: key)
+    assert beats["was-online"].online(now, 3)

@@ -1,0 +1,113 @@
+"""A final command report goes again until the manager acknowledges it: after a wait, at once when Redis
+restarted (what it held may be gone), and after an agent restart; never again once acknowledged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+
+from shared import acks, keys
+from shared import jobs as job_names
+from tests.support import RedisServer, wait_until
+from tests.worker_agent.conftest import command_reports, node_queue, run_jobs, run_payload
+from worker_agent import jobs, report_acks
+from worker_agent.commands import CommandRunner
+
+
+def finals(redis: redis_lib.Redis, task_id: str) -> list[dict[str, object]]:
+    return [r for r in command_reports(redis, task_id) if r["status"] != "running"]
+
+
+def acknowledge(redis: redis_lib.Redis, node_id: str, task_id: str) -> None:
+    """What the manager's duties do once a report is committed."""
+    pipe = redis.pipeline(transaction=False)
+    acks.acknowledge(pipe, node_id, acks.COMMAND, [task_id])
+    pipe.execute()
+
+
+@pytest.fixture
+def quick_resend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(report_acks, "RESEND_FIRST_SECONDS", 0.3)
+
+
+def test_an_unacknowledged_report_goes_again_with_its_output_until_acknowledged(
+    redis_client: redis_lib.Redis, node_id: str, commands: CommandRunner, quick_resend: None
+) -> None:
+    node_queue(redis_client, node_id).enqueue(job_names.RUN_COMMAND, run_payload("c-ack", "echo hi"))
+    run_jobs(redis_client, node_id)
+
+    # Nobody acknowledges: the same final report, output included, goes again (0.3 s, then 0.6 s...).
+    sent = wait_until(lambda: (found := finals(redis_client, "c-ack")) and len(found) >= 3 and found, timeout=10)
+    assert all(report == sent[0] for report in sent), sent
+    assert sent[0]["status"] == "succeeded" and sent[0]["stdout"] == "hi\n"
+    record = commands.record("c-ack")
+    assert record is not None and record.reported and not record.acked
+
+    acknowledge(redis_client, node_id, "c-ack")
+    wait_until(lambda: commands.record("c-ack").acked, timeout=5, what="the acknowledgment to be read")
+    wait_until(lambda: not redis_client.exists(keys.node_acked(node_id)), timeout=5, what="the acked set emptied")
+    count = len(finals(redis_client, "c-ack"))
+    # Polled for longer than the next sending would take (1.2 s): none comes.
+    with pytest.raises(AssertionError):
+        wait_until(lambda: len(finals(redis_client, "c-ack")) > count, timeout=2.5, what="another sending")
+    assert len(commands._publisher.unacknowledged) == 0
+
+
+def test_a_restarted_redis_gets_the_report_again_at_once(data_dir: Path, node_id: str) -> None:
+    server = RedisServer().start()
+    client = redis_lib.Redis.from_url(server.url)
+    runner = CommandRunner(data_dir, node_id, lambda: client)
+    runner.recover()
+    runner.start()
+    jobs.register_commands(runner)
+    try:
+        node_queue(client, node_id).enqueue(job_names.RUN_COMMAND, run_payload("c-lost", "echo kept"))
+        run_jobs(client, node_id)
+        wait_until(lambda: finals(client, "c-lost"), timeout=10, what="the first sending")
+        wait_until(lambda: runner._publisher.unacknowledged._run_id, timeout=5, what="the server's run id read")
+
+        # Redis dies and comes back empty (what it had not written to disk is gone): well before the 5 s
+        # resend, the agent notices the new server and sends the report again.
+        server.stop()
+        again = RedisServer()
+        again.port = server.port
+        again.start()
+        try:
+            report = wait_until(lambda: finals(client, "c-lost"), timeout=3, what="the report sent to the new Redis")
+            assert report[0]["stdout"] == "kept\n"
+        finally:
+            again.stop()
+    finally:
+        jobs.register_commands(None)
+        runner.close()
+        client.close()
+        server.stop()
+
+
+def test_a_restarted_agent_sends_again_what_was_never_acknowledged(
+    redis_client: redis_lib.Redis, data_dir: Path, node_id: str
+) -> None:
+    first = CommandRunner(data_dir, node_id, lambda: redis_client)
+    first.recover()
+    first.start()
+    jobs.register_commands(first)
+    node_queue(redis_client, node_id).enqueue(job_names.RUN_COMMAND, run_payload("c-restart", "echo once"))
+    run_jobs(redis_client, node_id)
+    wait_until(lambda: finals(redis_client, "c-restart"), timeout=10, what="the first sending")
+    jobs.register_commands(None)
+    first.close()
+    redis_client.delete(keys.COMMAND_REPORTS_STREAM)  # as a Redis that lost it
+
+    second = CommandRunner(data_dir, node_id, lambda: redis_client)
+    second.recover()
+    second.start()
+    try:
+        [report] = wait_until(lambda: finals(redis_client, "c-restart"), timeout=5, what="the report sent again")
+        assert (report["status"], report["stdout"]) == ("succeeded", "once\n")  # kept on disk with its output
+        acknowledge(redis_client, node_id, "c-restart")
+        wait_until(lambda: second.record("c-restart").acked, timeout=5, what="the acknowledgment")
+    finally:
+        second.close()
+    assert not any((data_dir / "command-reports").iterdir())  # nothing held once acknowledged
