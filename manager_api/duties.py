@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -95,6 +95,7 @@ class Duties:
         self._next_prune = 0.0
         self._next_metrics_prune = 0.0
         self._next_resend = 0.0
+        self._redis_run_id = ""  # of the Redis the duties last saw: a new one means Redis restarted
         self.resender = business_upkeep.Resender(settings.component_resend_seconds)
         self.schedules = ScheduleRunner(self.redis, settings.offline_after_intervals, lambda: self._holding)
         self.streams = StreamConsumer(
@@ -253,6 +254,13 @@ class Duties:
         """Node statuses first: the fleet task checks below read them."""
         nodes.refresh_statuses(self.redis, self.settings.offline_after_intervals)
         heartbeat.mark_judged(self.redis)
+        run_id = str(cast(dict[str, Any], self.redis.info("server")).get("run_id") or "")
+        if self._redis_run_id and run_id != self._redis_run_id:
+            # A restarted Redis may have lost the last writes before it died (appendfsync everysec, a
+            # failover to a replica that lagged): the jobs of hosts that never started among them.
+            logger.warning("duties: Redis restarted (run id %s, was %s)", run_id, self._redis_run_id)
+            fleet_task_upkeep.send_pending_again(self.redis, self.settings.task_deadline_slack_seconds)
+        self._redis_run_id = run_id
         fleet_task_upkeep.fail_hosts_on_offline_nodes()
         fleet_task_upkeep.enforce_deadlines(self.settings.task_deadline_slack_seconds)
         self._send(

@@ -93,14 +93,18 @@ def _enqueue_on_nodes(
     return job_ids
 
 
-def run_command(redis: Redis, node_ids: Iterable[str], payload: dict[str, Any]) -> list[str]:
+def run_command(
+    redis: Redis, node_ids: Iterable[str], payload: dict[str, Any], seconds_left: float | None = None
+) -> list[str]:
     """Enqueue jobs.RUN_COMMAND of one fleet task on every node of ``node_ids``; returns the job ids.
 
-    Each job carries its deadline on Redis's clock, now + the task's timeout: an agent that takes it later
-    (a backlog, a worker that reconnected late) reports it expired instead of running it, so nothing runs
-    after the duties gave up on the host (at the same deadline plus DEADLINE_SLACK_SECONDS).
+    Each job carries its deadline on Redis's clock, now + the task's timeout (or + ``seconds_left`` when it
+    is sent again): an agent that takes it later (a backlog, a worker that reconnected late) reports it
+    expired instead of running it, so nothing runs after the duties gave up on the host (at the same
+    deadline plus DEADLINE_SLACK_SECONDS).
     """
-    payload = {**payload, "deadline": heartbeat.redis_now(redis) + float(payload["timeout"])}
+    left = float(payload["timeout"]) if seconds_left is None else seconds_left
+    payload = {**payload, "deadline": heartbeat.redis_now(redis) + left}
     body = dump(RunCommandSchema, payload)
     job_ids = _enqueue_on_nodes(redis, node_ids, jobs.RUN_COMMAND, body, f"run fleet task {body['task_id']}")
     logger.info("fleet task %s sent to %d nodes", body["task_id"], len(job_ids))

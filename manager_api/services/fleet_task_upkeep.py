@@ -14,7 +14,8 @@ from shared.states import FleetTaskStatus, HostRunStatus, NodeStatus
 
 from .. import db
 from ..models import FleetTask, Node, TaskHost, utcnow
-from .fleet_tasks import FINAL_STATUSES, INSERT_CHUNK, OPEN_HOST_STATUSES, recompute
+from . import dispatch
+from .fleet_tasks import FINAL_STATUSES, INSERT_CHUNK, OPEN_HOST_STATUSES, recompute, run_payload
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,35 @@ def enforce_deadlines(slack_seconds: float = DEADLINE_SLACK_SECONDS) -> int:
         )
         ended += _end_hosts(task, HostRunStatus.FAILED, NO_ANSWER, TaskHost.status == HostRunStatus.PENDING.value)
     return ended
+
+
+def send_pending_again(redis: Redis, slack_seconds: float = DEADLINE_SLACK_SECONDS) -> int:
+    """Send RUN_COMMAND again to every host still pending (Redis restarted: the jobs may be lost with it);
+    returns how many. Its deadline stays the task's own; an agent that has the first job already runs it
+    once (it keeps every task id it saw), so a job sent twice costs one no-op."""
+    now = utcnow()
+    active = FleetTask.select().where(
+        FleetTask.status == FleetTaskStatus.RUNNING.value,
+        FleetTask.finished_at.is_null(),
+        FleetTask.started_at.is_null(False),
+    )
+    sent = 0
+    for task in list(active):
+        left = (task.started_at + timedelta(seconds=task.timeout) - now).total_seconds()
+        if left <= slack_seconds:
+            continue  # about to be given up on: a late run would only be refused as expired
+        node_ids = [
+            node_id
+            for (node_id,) in TaskHost.select(TaskHost.node)
+            .where(TaskHost.task == task.id, TaskHost.status == HostRunStatus.PENDING.value)
+            .tuples()
+        ]
+        if node_ids:
+            dispatch.run_command(redis, node_ids, run_payload(task), seconds_left=left)
+            sent += len(node_ids)
+    if sent:
+        logger.warning("Redis restarted: RUN_COMMAND sent again to %d hosts still pending", sent)
+    return sent
 
 
 def fail_hosts_on_offline_nodes() -> int:

@@ -151,9 +151,8 @@ def _dispatch(redis: Redis, task: FleetTask, actor: str, plans: list[targets.Hos
     runnable = [plan.node_id for plan in plans if plan.error is None and plan.node_id]
     failed = len(plans) - len(runnable)
     logger.info("fleet task %s started by %s: %d hosts, %d dispatch failed", task_id, actor, len(plans), failed)
-    payload = {"task_id": task_id, "command": task.command, "timeout": task.timeout, "env": json.loads(task.env)}
     try:
-        dispatch.run_command(redis, runnable, payload)
+        dispatch.run_command(redis, runnable, run_payload(task))
     except RedisError as exc:
         logger.error("fleet task %s: RUN_COMMAND not sent: %s", task_id, exc)
         with db.write_transaction():
@@ -164,6 +163,11 @@ def _dispatch(redis: Redis, task: FleetTask, actor: str, plans: list[targets.Hos
                 updated_at=utcnow(),
             ).where(TaskHost.task == task.id, TaskHost.status == HostRunStatus.PENDING.value).execute()
             recompute(task.id)
+
+
+def run_payload(task: FleetTask) -> dict[str, Any]:
+    """What RUN_COMMAND carries for ``task`` (dispatch.run_command adds the deadline)."""
+    return {"task_id": task.task_id, "command": task.command, "timeout": task.timeout, "env": json.loads(task.env)}
 
 
 def cancel(redis: Redis, task_id: str, actor: str) -> None:

@@ -244,3 +244,41 @@ def test_reports_lost_with_redis_last_second_are_sent_again(fleet: tuple[Manager
     assert not wrong, "\n".join(wrong)
     # Each ran after the snapshot, and each final report was lost with Redis before the manager applied it.
     assert outcomes["succeeded"] == TASKS * AGENTS, dict(outcomes)
+
+
+def test_jobs_lost_with_redis_last_second_are_sent_again(fleet: tuple[Manager, list[Agent], Path]) -> None:
+    manager, agents, runs = fleet
+    wait_until(lambda: nodes_online(manager), timeout=30, what="three nodes online")
+    aof = manager.db_path.parent / "corral-redis" / "appendonlydir"
+    snapshot = runs.with_name("aof-snapshot")
+    # The agents are held still (well within their offline window) so that none takes a job before Redis
+    # loses them all: the tasks are accepted, their jobs enqueued after the snapshot Redis comes back as.
+    for agent in agents:
+        os.kill(agent.pid, signal.SIGSTOP)
+    try:
+        shutil.copytree(aof, snapshot)
+        accepted = []
+        for i in range(5):
+            body = {"name": f"enqueued-{i}", "command": recording(runs), "targets": ["*"], "timeout": TIMEOUT}
+            answer = manager.post("/api/tasks", body)
+            assert answer.status_code in (200, 201, 202), answer.text
+            accepted.append(answer.json()["task_id"])
+        redis = private_redis(manager)
+        os.kill(redis.pid, signal.SIGKILL)
+        wait_until(lambda: not pid_alive(redis.pid), timeout=10, what="redis-server dead")
+        shutil.rmtree(aof)
+        shutil.copytree(snapshot, aof)
+    finally:
+        for agent in agents:
+            os.kill(agent.pid, signal.SIGCONT)
+    killed_at = time.time()
+
+    tasks = wait_all_final(manager, accepted)
+    outcomes, wrong = check_outcomes(tasks, runs)
+    print(
+        f"\n{len(accepted)} tasks whose jobs Redis lost; hosts: {dict(outcomes)}; "
+        f"all final {time.time() - killed_at:.1f} s after the kill"
+    )
+    assert not wrong, "\n".join(wrong)
+    assert outcomes["succeeded"] == len(accepted) * AGENTS, dict(outcomes)  # sent again, each ran once
+    assert "RUN_COMMAND sent again" in manager.output()
