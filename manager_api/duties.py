@@ -20,6 +20,7 @@ import uuid
 from functools import partial
 from typing import Any, cast
 
+from peewee import OperationalError
 from redis import Redis
 from redis.exceptions import RedisError
 
@@ -105,7 +106,7 @@ class Duties:
             [
                 # Every report is believed only if the node it speaks for signed it (job_keys: that node's key).
                 StreamHandler(
-                    keys.EVENTS_STREAM, "event", partial(events.parse, key_of=job_keys.node_key), event_service.apply
+                    keys.EVENTS_STREAM, "event", partial(events.parse, key_of=job_keys.node_key), self._apply_event
                 ),
                 StreamHandler(
                     keys.COMMAND_REPORTS_STREAM,
@@ -121,6 +122,22 @@ class Duties:
                 ),
             ],
         )
+
+    def _apply_event(self, event: dict[str, Any]) -> None:
+        try:
+            event_service.apply(event)
+        except OperationalError:
+            raise  # the database is busy: applied later, acknowledged then
+        except Exception:
+            self._acknowledge_event(event)  # dropped for good (logged by the consumer): no use sending it again
+            raise
+        self._acknowledge_event(event)
+
+    def _acknowledge_event(self, event: dict[str, Any]) -> None:
+        """After the commit, applied or not (a task that ended already): its node stops sending it again."""
+        pipe = self.redis.pipeline(transaction=False)
+        acks.acknowledge(pipe, event["node_id"], acks.TASK, [f"{event['task_id']}:{event['state']}"])
+        pipe.execute()
 
     def _apply_reports(self, reports: list[dict[str, Any]]) -> None:
         changed = fleet_tasks.apply_reports(reports)

@@ -19,6 +19,9 @@ from . import keys
 COMMAND = "command"
 """Kind of a fleet command's final report; its name is the fleet task id."""
 
+TASK = "task"
+"""Kind of a deployment task's state event; its name is "<task id>:<state>" (each state is acknowledged)."""
+
 TTL_SECONDS = 7 * 24 * 3600
 """An acked set nobody reads (its node is gone) expires this long after its last acknowledgment."""
 

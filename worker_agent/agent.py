@@ -97,7 +97,7 @@ class Agent:
         secure_data_dir(self.data_dir, self.node_id)
         self.node_secret = load_or_create_node_secret(self.data_dir)
         self.job_key: bytes | None = None  # from the join answer: only jobs signed with it run
-        self.supervisor = Supervisor(self.data_dir, self.node_id, self._publish)
+        self.supervisor = Supervisor(self.data_dir, self.node_id, self._publish, redis=lambda: self.redis)
         self.commands = CommandRunner(self.data_dir, self.node_id, lambda: self.redis, lambda: self.job_key)
         self.components = ComponentManager(
             self.data_dir,

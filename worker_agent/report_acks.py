@@ -63,6 +63,10 @@ class PendingAcks:
         self._waiting[name] = _Waiting(report, self._run_id, time.monotonic() + wait, wait)
         self._next_check = min(self._next_check or float("inf"), time.monotonic() + CHECK_SECONDS)
 
+    def forget(self, name: str) -> None:
+        """Stop waiting for ``name`` (a newer report superseded it)."""
+        self._waiting.pop(name, None)
+
     def reports(self) -> list[dict[str, Any]]:
         """Every report still waiting (to keep on disk when the agent stops)."""
         return [waiting.report for waiting in self._waiting.values()]

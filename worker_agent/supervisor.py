@@ -16,11 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from redis import Redis
+from redis.exceptions import RedisError
 
+from shared import acks
 from shared.states import TaskState
 
 from . import process_tree
 from .poll_thread import PollThread
+from .report_acks import PendingAcks
 from .task_state import STARTING, StateFile, TaskRecord, is_safe_task_id
 
 logger = logging.getLogger(__name__)
@@ -47,12 +51,22 @@ LOST_ERROR = "ended while the agent was down"
 class Supervisor:
     """Owns the task processes of one node and the record of them in ``<data dir>/state.json``."""
 
-    def __init__(self, data_dir: Path, node_id: str, publish: Publish, poll_interval: float = 0.2) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        node_id: str,
+        publish: Publish,
+        poll_interval: float = 0.2,
+        redis: Callable[[], Redis | None] | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir).absolute()  # children run elsewhere and are handed paths under it
         self.tasks_dir = self.data_dir / "tasks"
         self.node_id = node_id
         self.poll_interval = poll_interval
         self._publish = publish
+        # Given Redis, each event waits for the manager's acknowledgment and goes again until then (shared.acks).
+        self._redis = redis
+        self._unacked = PendingAcks(node_id, acks.TASK)
         self._state_file = StateFile(self.data_dir / "state.json", TaskRecord)
         self._lock = threading.RLock()
         self._records: dict[str, TaskRecord] = self._state_file.load()
@@ -173,7 +187,7 @@ class Supervisor:
     def idle(self) -> bool:
         """Whether no task runs, stops or waits for its event to be published: nothing to watch closely."""
         with self._lock:
-            return all(
+            return not self._unacked and all(
                 rec.reported and rec.state not in (TaskState.RUNNING, TaskState.STOPPING, STARTING)
                 for rec in self._records.values()
             )
@@ -195,6 +209,7 @@ class Supervisor:
                 elif rec.state == TaskState.STOPPING:
                     self._check_stopping(rec, now)
             self._retry_unreported()
+            self._check_acknowledgments()
             if now - self._last_prune > 60:
                 self._prune(now)
 
@@ -257,6 +272,8 @@ class Supervisor:
         with self._lock:
             for rec in list(self._records.values()):
                 if not rec.live:
+                    if self._redis is not None and rec.reported and not rec.acked:
+                        rec.reported = False  # sent maybe, never acknowledged: again
                     continue
                 if rec.state == STARTING or rec.pid is None:
                     self._change_state(rec, TaskState.LOST, error="the agent stopped while starting the task")
@@ -324,8 +341,9 @@ class Supervisor:
         }
 
     def _try_publish(self, rec: TaskRecord) -> bool:
+        event = self._event(rec)
         try:
-            self._publish(self._event(rec))
+            self._publish(event)
         except Exception as exc:
             if not self._publish_failing:
                 logger.warning(
@@ -340,7 +358,34 @@ class Supervisor:
         if self._publish_failing:
             logger.info("node %s task %s: publishing events again", self.node_id, rec.task_id)
             self._publish_failing = False
+        if self._redis is not None:
+            rec.acked = False
+            for state in TaskState:  # an older state's event needs no acknowledgment any more
+                if state.value != rec.state:
+                    self._unacked.forget(f"{rec.task_id}:{state.value}")
+            self._unacked.sent(f"{rec.task_id}:{rec.state}", event)
         return True
+
+    def _check_acknowledgments(self) -> None:
+        """Now and then while events wait: note the acknowledged ones, publish again those due (lock held)."""
+        redis = self._redis() if self._redis is not None else None
+        if redis is None or not self._unacked.check_due():
+            return
+        try:
+            acknowledged, again = self._unacked.check(redis)
+        except RedisError as exc:
+            logger.warning("node %s: could not read acknowledgments of task events, will retry: %s", self.node_id, exc)
+            return
+        for name in acknowledged:
+            rec = self._records.get(name.rpartition(":")[0])
+            if rec is not None and f"{rec.task_id}:{rec.state}" == name:
+                rec.acked = True
+        for event in again:
+            rec = self._records.get(event["task_id"])
+            if rec is not None and rec.state == event["state"]:
+                rec.reported = False  # _retry_unreported publishes it again, in order
+        if acknowledged:
+            self._save()
 
     def _retry_unreported(self) -> None:
         if time.monotonic() < self._retry_after:

@@ -52,6 +52,7 @@ class TaskRecord:
     stop_requested_at: float | None = None
     kill_at: float | None = None  # wall time after which whatever is left gets SIGKILL
     reported: bool = False  # whether the current state reached the events stream
+    acked: bool = False  # whether the manager acknowledged the current state's event (shared.acks)
 
     @property
     def live(self) -> bool:

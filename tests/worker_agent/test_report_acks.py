@@ -1,29 +1,41 @@
-"""A final command report goes again until the manager acknowledges it: after a wait, at once when Redis
-restarted (what it held may be gone), and after an agent restart; never again once acknowledged."""
+"""A final command report, and a task event, goes again until the manager acknowledges it: after a wait, at
+once when Redis restarted (what it held may be gone), and after an agent restart; never again once
+acknowledged."""
 
 from __future__ import annotations
 
+import json
+from functools import partial
 from pathlib import Path
 
 import pytest
 import redis as redis_lib
 
-from shared import acks, keys
+from shared import acks, events, keys
 from shared import jobs as job_names
 from tests.support import RedisServer, wait_until
-from tests.worker_agent.conftest import command_reports, node_queue, run_jobs, run_payload
+from tests.worker_agent.conftest import (
+    command_reports,
+    node_queue,
+    run_jobs,
+    run_payload,
+    start_payload,
+    task_events,
+    watching,
+)
 from worker_agent import jobs, report_acks
 from worker_agent.commands import CommandRunner
+from worker_agent.supervisor import Supervisor
 
 
 def finals(redis: redis_lib.Redis, task_id: str) -> list[dict[str, object]]:
     return [r for r in command_reports(redis, task_id) if r["status"] != "running"]
 
 
-def acknowledge(redis: redis_lib.Redis, node_id: str, task_id: str) -> None:
+def acknowledge(redis: redis_lib.Redis, node_id: str, name: str, kind: str = acks.COMMAND) -> None:
     """What the manager's duties do once a report is committed."""
     pipe = redis.pipeline(transaction=False)
-    acks.acknowledge(pipe, node_id, acks.COMMAND, [task_id])
+    acks.acknowledge(pipe, node_id, kind, [name])
     pipe.execute()
 
 
@@ -111,3 +123,38 @@ def test_a_restarted_agent_sends_again_what_was_never_acknowledged(
     finally:
         second.close()
     assert not any((data_dir / "command-reports").iterdir())  # nothing held once acknowledged
+
+
+def test_a_task_event_goes_again_until_acknowledged_and_after_an_agent_restart(
+    redis_client: redis_lib.Redis, data_dir: Path, node_id: str, quick_resend: None
+) -> None:
+    def make() -> Supervisor:
+        publish = partial(events.publish, redis_client)
+        return Supervisor(data_dir, node_id, publish, poll_interval=0.05, redis=lambda: redis_client)
+
+    def ended_events() -> list[dict[str, object]]:
+        return [e for e in task_events(redis_client, "t-ack") if e["state"] == "COMPLETED"]
+
+    with watching(make(), jobs.register):
+        node_queue(redis_client, node_id).enqueue(job_names.START_TASK, start_payload("t-ack", "true"))
+        run_jobs(redis_client, node_id)
+        wait_until(lambda: len(ended_events()) >= 3, timeout=10, what="the COMPLETED event sent again")
+        acknowledge(redis_client, node_id, "t-ack:COMPLETED", acks.TASK)
+        wait_until(lambda: watching_record(data_dir, "t-ack")["acked"], timeout=5, what="the acknowledgment")
+        count = len(ended_events())
+        with pytest.raises(AssertionError):
+            wait_until(lambda: len(ended_events()) > count, timeout=2.5, what="another sending")
+
+    # Unacknowledged when the agent stopped: the next one sends it again.
+    record = json.loads((data_dir / "state.json").read_text())
+    record["tasks"]["t-ack"]["acked"] = False
+    (data_dir / "state.json").write_text(json.dumps(record))
+    redis_client.delete(keys.EVENTS_STREAM)
+    with watching(make(), jobs.register):
+        wait_until(ended_events, timeout=5, what="the event sent again by the restarted agent")
+
+
+def watching_record(data_dir: Path, task_id: str) -> dict[str, object]:
+    """The saved record of a task in state.json."""
+    record: dict[str, object] = json.loads((data_dir / "state.json").read_text())["tasks"][task_id]
+    return record
