@@ -195,9 +195,8 @@ class PrivateRedis:
             preexec_fn=die_with_parent,
         )
         logger.info("private redis-server (pid %d) starting on port %d in %s", self.proc.pid, self.port, self.dir)
-        client = redis.Redis(
-            unix_socket_path=str(self._socket_path()), password=self.password, socket_connect_timeout=1, socket_timeout=5
-        )
+        socket_path = str(self._socket_path())
+        client = redis.Redis(unix_socket_path=socket_path, password=self.password, socket_timeout=5)
         deadline = time.monotonic() + START_TIMEOUT
         try:
             while True:
