@@ -79,7 +79,10 @@ def heartbeat_loop(
     offset = heartbeat.redis_now(client) - time.time()
     while not stop.is_set():
         started = time.monotonic()
-        for node_id, hostname in zip(ids, hostnames, strict=True):
+        for i, (node_id, hostname) in enumerate(zip(ids, hostnames, strict=True)):
+            # On a schedule, not a fixed gap after each write: the writes' own time must not stretch the interval.
+            if gap > 0.001 and (wait := started + i * gap - time.monotonic()) > 0 and stop.wait(wait):
+                return
             stamped = heartbeat.write(
                 client,
                 node_id,
@@ -88,8 +91,6 @@ def heartbeat_loop(
                 clock_offset=offset,
             )
             offset = stamped - time.time()
-            if gap > 0.001:
-                stop.wait(gap)
         stop.wait(max(0.0, interval - (time.monotonic() - started)))
 
 

@@ -55,6 +55,10 @@ KEEP_ENDED_SECONDS = 24 * 3600.0
 
 RESTARTED_ERROR = "agent restarted while the command ran"
 
+NODE_ENV = "CORRAL_NODE_ID"
+"""Set for every command to its node's id: with CORRAL_TASK_ID it lets a restarted agent find a command its
+predecessor spawned but died before recording."""
+
 EXPIRED_ERROR = "expired: it reached this node after its deadline, not run"
 """A RUN_COMMAND taken off the queue after its deadline (a backlog, a worker that reconnected late)."""
 
@@ -132,7 +136,7 @@ class CommandRunner:
                 self._publisher.add(self._report(rec))
                 self._wake.set()
                 return {"task_id": task_id, "status": rec.status, "pid": None, "started": False}
-            env = {**(request.get("env") or {}), "CORRAL_TASK_ID": task_id}
+            env = {**(request.get("env") or {}), "CORRAL_TASK_ID": task_id, NODE_ENV: self.node_id}
             try:
                 popen = process_tree.spawn_piped(rec.command, _work_dir(), env)
             except OSError as exc:
@@ -158,8 +162,9 @@ class CommandRunner:
             )
         self._wake.set()
         # Saved once, with the pid, while the command already runs (the write is the slow part of a start):
-        # a restarted agent finds the pid to kill, a redelivered RUN_COMMAND finds the task id. Only an agent
-        # crash within this write's millisecond could run a command twice.
+        # a restarted agent finds the pid to kill, a redelivered RUN_COMMAND finds the task id. An agent that
+        # dies before the write leaves a command nobody recorded: its successor finds it by its environment
+        # (recover, _settle_unrecorded), so it never runs twice.
         self._save()
         return {"task_id": task_id, "status": rec.status, "pid": rec.pid, "started": True}
 
@@ -227,8 +232,29 @@ class CommandRunner:
                 elif not rec.acked:
                     # Sent maybe, never acknowledged: again, without its output unless it was held on disk.
                     self._publisher.add(self._report(rec))
+            self._settle_unrecorded()
             self._save()
         self._wake.set()
+
+    def _settle_unrecorded(self) -> None:
+        """Kill the commands of this node that a predecessor spawned but died before recording, and record
+        them failed: RQ gives their job again, which must then find the task id and not run it a second time
+        (lock held)."""
+        for task_id, procs in process_tree.by_environment(NODE_ENV, self.node_id, "CORRAL_TASK_ID").items():
+            if task_id in self._records:
+                continue  # recorded: settled above
+            leader = min(procs, key=lambda proc: proc.pid)
+            logger.warning(
+                "node %s task %s: killing %d processes of a command the previous agent did not record",
+                self.node_id,
+                task_id,
+                len(procs),
+            )
+            process_tree.signal_tree(procs, process_tree.session_of(leader), signal.SIGKILL)
+            rec = CommandRecord(task_id=task_id, pid=leader.pid, status=HostRunStatus.RUNNING.value)
+            self._records[task_id] = rec
+            self._end(rec, HostRunStatus.FAILED, error_message=RESTARTED_ERROR, save=False)
+            self._publisher.add(self._report(rec))
 
     def start(self) -> CommandRunner:
         """Start the reader and publisher threads."""

@@ -213,3 +213,25 @@ def _with_descendants(roots: list[psutil.Process]) -> list[psutil.Process]:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return [p for p in found.values() if is_alive(p)]
+
+
+def by_environment(marker: str, value: str, key: str) -> dict[str, list[psutil.Process]]:
+    """Live processes whose environment has ``marker`` = ``value``, grouped by their ``key`` variable.
+
+    Reads every process's environment (/proc/<pid>/environ): a few milliseconds per hundred processes, for
+    the agent's start only.
+    """
+    found: dict[str, list[psutil.Process]] = {}
+    for proc in psutil.process_iter(["environ"], ad_value=None):
+        environ = proc.info.get("environ") or {}
+        if environ.get(marker) == value and environ.get(key) and is_alive(proc):
+            found.setdefault(environ[key], []).append(proc)
+    return found
+
+
+def session_of(proc: psutil.Process) -> int | None:
+    """The process group ``proc`` leads, if it leads one (a command's shell does: its own session)."""
+    try:
+        return proc.pid if os.getpgid(proc.pid) == proc.pid else None
+    except ProcessLookupError:
+        return None
