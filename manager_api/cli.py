@@ -41,6 +41,8 @@ SFTP_FORMAT = "sftp://user:password@host:port/path/"
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
 GUNICORN_STOP_TIMEOUT = 30.0
+WORKER_CLASS = "manager_api.http_worker.BufferingThreadWorker"
+"""gunicorn's worker class, by its dotted path."""
 GUNICORN_READY_TIMEOUT = 60.0
 """Seconds gunicorn may take to answer its first health check before the manager gives up starting."""
 
@@ -310,8 +312,10 @@ class Launcher:
             f"fd://{fd}",
             "--workers",
             str(self.args.workers),
+            # gthread whose main loop reads each request whole before a thread serves it: a client that sends
+            # half a request and waits holds no thread (http_worker).
             "--worker-class",
-            "gthread",
+            WORKER_CLASS,
             "--threads",
             "8",
             "--graceful-timeout",
