@@ -25,7 +25,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from shared import acks, events, heartbeat, keys
-from shared.states import HostRunStatus
+from shared.states import ComponentState, HostRunStatus
 
 from . import db
 from .config import Settings
@@ -161,6 +161,13 @@ class Duties:
         jobs = component_reports.apply_reports(
             reports, self.settings.component_metrics_every_seconds, self.settings.component_stop_grace_seconds
         )
+        # Final states, after the commit: their nodes stop sending them again (shared.acks).
+        pipe = self.redis.pipeline(transaction=False)
+        for report in reports:
+            if not ComponentState(report["status"]).active:
+                acks.acknowledge(pipe, report["node_id"], acks.COMPONENT, [acks.component_name(report)])
+        if len(pipe):
+            pipe.execute()
         self._send(jobs)
 
     def _send(self, jobs: Jobs) -> None:

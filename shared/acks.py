@@ -11,6 +11,7 @@ report sent twice costs nothing but the second read.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from redis.client import Pipeline
 
@@ -22,6 +23,10 @@ COMMAND = "command"
 TASK = "task"
 """Kind of a deployment task's state event; its name is "<task id>:<state>" (each state is acknowledged)."""
 
+COMPONENT = "component"
+"""Kind of a business component's final state report (failed, stopped); its name is
+"<business id>:<component id>:<generation>:<state>" (component_name)."""
+
 TTL_SECONDS = 7 * 24 * 3600
 """An acked set nobody reads (its node is gone) expires this long after its last acknowledgment."""
 
@@ -29,6 +34,11 @@ TTL_SECONDS = 7 * 24 * 3600
 def member(kind: str, name: str) -> str:
     """The acked set member of one report: its kind and name (a task id...)."""
     return f"{kind}:{name}"
+
+
+def component_name(report: dict[str, Any]) -> str:
+    """The name under which a component state report is acknowledged."""
+    return f"{report['business_id']}:{report['component_id']}:{report['generation']}:{report['status']}"
 
 
 def acknowledge(pipe: Pipeline, node_id: str, kind: str, names: Iterable[str]) -> None:

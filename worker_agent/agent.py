@@ -106,6 +106,7 @@ class Agent:
             usage_interval=settings.interval,
             docker_host=settings.docker_host,
             sftp=SftpSettings(settings.sftp_key, settings.sftp_known_hosts),
+            redis=lambda: self.redis,
         )
         self.joined = False
         self.redis: Redis | None = None

@@ -1,10 +1,11 @@
-"""A final command report, and a task event, goes again until the manager acknowledges it: after a wait, at
-once when Redis restarted (what it held may be gone), and after an agent restart; never again once
-acknowledged."""
+"""A final command report, a task event or a final component report goes again until the manager
+acknowledges it: after a wait, at once when Redis restarted (what it held may be gone), and after an agent
+restart; never again once acknowledged."""
 
 from __future__ import annotations
 
 import json
+import time
 from functools import partial
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from tests.worker_agent.conftest import (
 )
 from worker_agent import jobs, report_acks
 from worker_agent.commands import CommandRunner
+from worker_agent.components.outbox import Outbox
 from worker_agent.supervisor import Supervisor
 
 
@@ -158,3 +160,38 @@ def watching_record(data_dir: Path, task_id: str) -> dict[str, object]:
     """The saved record of a task in state.json."""
     record: dict[str, object] = json.loads((data_dir / "state.json").read_text())["tasks"][task_id]
     return record
+
+
+def test_a_final_component_report_goes_again_until_acknowledged(
+    redis_client: redis_lib.Redis, node_id: str, quick_resend: None
+) -> None:
+    outbox = Outbox(node_id, partial(events.publish_component_report, redis_client), lambda: redis_client)
+    report = {
+        "business_id": "b1",
+        "component_id": "web",
+        "node_id": node_id,
+        "generation": 2,
+        "status": "failed",
+        "timestamp": time.time(),
+        "exit_code": 3,
+        "error_message": "exited with code 3",
+    }
+
+    def sent() -> int:
+        outbox.flush()  # what the component monitor does every poll
+        return len(redis_client.xrange(keys.COMPONENT_REPORTS_STREAM))
+
+    outbox.add({**report, "status": "running"})  # not final: never waits for an acknowledgment
+    outbox.add(report)
+    wait_until(lambda: sent() >= 4, timeout=10, interval=0.05, what="the failed report sent again")
+    statuses = [
+        events.parse_component_report(f)["status"] for _id, f in redis_client.xrange(keys.COMPONENT_REPORTS_STREAM)
+    ]
+    assert statuses[0] == "running" and set(statuses[1:]) == {"failed"}
+    assert not outbox.empty()
+
+    acknowledge(redis_client, node_id, acks.component_name(report), acks.COMPONENT)
+    wait_until(lambda: sent() and outbox.empty(), timeout=5, what="the acknowledgment read")
+    count = sent()
+    with pytest.raises(AssertionError):
+        wait_until(lambda: sent() > count, timeout=2.5, what="another sending")

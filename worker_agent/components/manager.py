@@ -18,6 +18,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from redis import Redis
+
 from shared.states import ComponentState, ComponentType
 
 from ..poll_thread import PollThread
@@ -69,6 +71,7 @@ class ComponentManager(ComponentRecovery):
         poll_interval: float = 0.5,
         docker_poll_interval: float = 1.0,
         keep_ended_seconds: float = KEEP_ENDED_SECONDS,
+        redis: Callable[[], Redis | None] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).absolute()  # children run elsewhere and are handed paths under it
         self.components_dir = self.data_dir / "components"
@@ -86,7 +89,7 @@ class ComponentManager(ComponentRecovery):
         self._work = SerialWork("corral-component")
         self.process = ProcessDriver(self.components_dir)
         self._docker: DockerDriver | None = None
-        self.outbox = Outbox(node_id, publish)
+        self.outbox = Outbox(node_id, publish, redis)
         self._last_usage = 0.0
         self._last_prune = 0.0
         self._last_docker_check = 0.0
