@@ -9,6 +9,7 @@ from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
+from redis.exceptions import AuthenticationError, RedisError
 from rq import SimpleWorker
 from rq.job import Job
 from rq.registry import StartedJobRegistry
@@ -22,6 +23,14 @@ logger = logging.getLogger(__name__)
 
 class ForbiddenJobError(Exception):
     """A job named a function that agents do not run."""
+
+
+class CredentialsRefused(RedisError):
+    """Redis refused this node's user (its password changed, or the node was forgotten and its user removed).
+
+    Not a ConnectionError, which RQ's work loop retries for ever with the same URL: this one ends the worker,
+    and the agent joins again for a URL that works (worker_agent.agent).
+    """
 
 
 class AllowlistedJob(Job):
@@ -97,7 +106,8 @@ class AgentWorker(SimpleWorker):
             self.max_connection_wait_time = reconnect_max_seconds
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
-        """RQ's heartbeat, its three writes in one round trip when RQ gives no pipeline.
+        """RQ's heartbeat, its three writes in one round trip when RQ gives no pipeline; CredentialsRefused
+        when Redis no longer knows this node's user.
 
         RQ sends them one by one, twice around every job, once right between the dequeue and the job: a
         fleet command's start waited for two of those round trips.
@@ -105,9 +115,17 @@ class AgentWorker(SimpleWorker):
         if pipeline is not None:
             super().heartbeat(timeout, pipeline=pipeline)
             return
-        with self.connection.pipeline(transaction=False) as pipe:
-            super().heartbeat(timeout, pipeline=pipe)
-            pipe.execute()
+        try:
+            with self.connection.pipeline(transaction=False) as pipe:
+                super().heartbeat(timeout, pipeline=pipe)
+                pipe.execute()
+        except AuthenticationError as exc:
+            # RQ heartbeats first thing in every turn of its dequeue loop, reconnections included.
+            raise CredentialsRefused(f"Redis refused this node's credentials: {exc}") from exc
+
+    def clean_group_registries(self) -> None:
+        """Nothing: corral makes no RQ job groups, and the lock RQ takes for them (a key shared by every queue's
+        workers) is beyond this node's Redis user, which reaches only its own node's keys."""
 
     def handle_warm_shutdown_request(self) -> None:
         self.shutdown_requested = True
