@@ -32,6 +32,7 @@ from .duties import Duties
 from .file_modes import secure_data_files
 from .files import write_private
 from .redis_server import PrivateRedis, RedisKeeper
+from .services import redis_users
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +206,8 @@ class Launcher:
             join_token_file = ensure_join_token(data_dir)
             redis_url = args.redis_url
             if not redis_url:
-                self.redis = PrivateRedis(data_dir, args.host)
+                # Every (re)start makes the node users again: ACL SETUSER keeps nothing on disk.
+                self.redis = PrivateRedis(data_dir, args.host, on_start=redis_users.restore_all)
                 self.redis.start()
                 redis_url = self.redis.url
             # Tuning without a flag (deadline slack, retention, offline intervals...) comes from CORRAL_*
@@ -216,7 +218,6 @@ class Launcher:
                 redis_url=redis_url,
                 agent_redis_url=args.agent_redis_url,
                 private_redis=self.redis is not None,
-                agent_redis_auth=self.redis.agent_auth if self.redis is not None else None,
                 api_token=self.api_token,
                 join_token_file=str(join_token_file),
                 sftp_host=args.sftp_host,

@@ -45,6 +45,10 @@ class _Hostnames:
         self.names: dict[str, str] = {}
         self._load()
 
+    def reload(self) -> None:
+        """Read the task's hosts again (a node may be added to it later)."""
+        self._load()
+
     def _load(self) -> None:
         rows = (
             TaskHost.select(TaskHost.node, TaskHost.hostname)
@@ -71,30 +75,50 @@ def follow(
 ) -> Iterator[str]:
     """Yield the task's output as SSE text until the task is over and every line was sent.
 
-    Lines come from the first (or after stream id ``after``, a reconnecting client's Last-Event-ID).
+    Each node of the task writes a stream of its own (keys.task_output): they are read together, each
+    read's lines in stream id order. Lines come from the first (or after stream id ``after``, a reconnecting
+    client's Last-Event-ID: every node's lines after it).
     """
-    key = keys.task_output(task_id)
     hostnames = _Hostnames(task_id)
-    last = after or "0-0"
+    start = after or "0-0"
+    cursors: dict[str, str] = {}  # stream -> id of its last line read
+    node_of: dict[str, str] = {}
     next_status = 0.0
     last_sent = time.monotonic()
     over = False
     status: str | None = None
     sent = 0
-    logger.debug("output of fleet task %s followed (node %s, after %s)", task_id, node or "any", last)
+    logger.debug("output of fleet task %s followed (node %s, after %s)", task_id, node or "any", start)
 
-    def render(entries: list[tuple[Any, dict[Any, Any]]]) -> Iterator[str]:
-        nonlocal last, sent
-        for raw_id, fields in entries:
-            entry_id = _text(raw_id)
-            if entry_id == last:
-                continue
-            last = entry_id
+    def add_streams() -> None:
+        for node_id in [node] if node else list(hostnames.names):
+            stream = keys.task_output(task_id, node_id)
+            if stream not in cursors:
+                cursors[stream], node_of[stream] = start, node_id
+
+    def read(block: int | None) -> tuple[int, str]:
+        """(how many lines were read, the SSE text of those signed)."""
+        nonlocal sent, last_sent
+        if not cursors:
+            return 0, ""
+        reply = cast(list[Any], redis.xread(cursors, count=BATCH, block=block))  # type: ignore[arg-type]
+        lines = []
+        horizon: tuple[int, int] | None = None  # a stream that filled its batch may hold more before the others
+        for raw_stream, entries in reply or []:
+            stream = _text(raw_stream)
+            lines += [(_text(raw_id), stream, fields) for raw_id, fields in entries]
+            if len(entries) >= BATCH:
+                last = _stream_id(_text(entries[-1][0]))
+                horizon = last if horizon is None else min(horizon, last)
+        # Merged in stream id order: what lies past the horizon is read again with what comes before it.
+        lines = sorted((line for line in lines if horizon is None or _stream_id(line[0]) <= horizon), key=_order)
+        for entry_id, stream, _fields in lines:
+            cursors[stream] = entry_id
+        chunks = []
+        for entry_id, stream, fields in lines:
+            node_id = node_of[stream]
             values = {_text(k): _text(v) for k, v in fields.items()}
-            node_id = values.get("node_id", "")
-            if node and node_id != node:
-                continue
-            if not events.output_line_signed(task_id, values, job_keys.node_key):
+            if not events.output_line_signed(task_id, node_id, values, job_keys.node_key):
                 logger.warning(
                     "fleet task %s: output line %s not signed by node %s: not shown", task_id, entry_id, node_id
                 )
@@ -106,16 +130,17 @@ def follow(
                 "stream": values.get("stream", ""),
                 "line": values.get("line", ""),
             }
-            yield sse("line", data, entry_id)
+            chunks.append(sse("line", data, entry_id))
+        if chunks:
+            last_sent = time.monotonic()
+        return len(lines), "".join(chunks)
 
+    add_streams()
     while True:
         # The stored lines first, in batches: a late client gets everything from the first line.
-        backlog = cast(list[Any], redis.xrange(key, min="-" if last == "0-0" else last, count=BATCH + 1))
-        fresh = [e for e in backlog if _text(e[0]) != last]
-        if fresh:
-            chunk = "".join(render(fresh))
+        count, chunk = read(None)
+        if count:
             if chunk:
-                last_sent = time.monotonic()
                 yield chunk
             continue
         if over:
@@ -126,15 +151,27 @@ def follow(
             next_status = time.monotonic() + STATUS_EVERY
             found = fleet_tasks.status_of(task_id)
             status, over = (None, True) if found is None else found
+            hostnames.reload()
+            add_streams()
             if over:
                 # Agents append lines before their final report: one more read drains what is left.
                 continue
-        reply = cast(list[Any], redis.xread({key: last}, count=BATCH, block=block_ms))
-        if reply:
-            chunk = "".join(render(list(reply[0][1])))
-            if chunk:
-                last_sent = time.monotonic()
-                yield chunk
+        count, chunk = read(block_ms)
+        if chunk:
+            yield chunk
+        elif count:
+            continue
+        elif not cursors:
+            time.sleep(block_ms / 1000)  # no host yet to wait on
         elif time.monotonic() - last_sent >= keepalive_every:
             last_sent = time.monotonic()
             yield ": keepalive\n\n"
+
+
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _order(line: tuple[str, str, Any]) -> tuple[tuple[int, int], str]:
+    return _stream_id(line[0]), line[1]
