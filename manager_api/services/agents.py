@@ -38,13 +38,12 @@ def agent_redis_url(settings: Settings, request_host: str, auth: str | None) -> 
     if not settings.redis_url:
         raise ApiError(503, "The manager has no Redis configured")
     parts = urlsplit(settings.redis_url)
-    if auth is None:
-        return settings.redis_url
-    host = parts.netloc.rpartition("@")[2]
+    own_auth, _, host = parts.netloc.rpartition("@")
     if settings.private_redis:
         # The private Redis listens beside the API: the agent reaches it under the name it used for us.
         host = f"{_host_only(request_host)}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{auth}@{host}", parts.path, parts.query, parts.fragment))
+    auth = own_auth if auth is None else auth
+    return urlunsplit((parts.scheme, f"{auth}@{host}" if auth else host, parts.path, parts.query, parts.fragment))
 
 
 _acl_refused = False
@@ -62,11 +61,16 @@ def node_redis_auth(settings: Settings, redis: Redis, node_id: str) -> str | Non
         redis_users.create(redis, [node_id])
     except ResponseError as exc:
         if settings.private_redis:
+            # Never the manager's own password to agents: a join fails (503) rather than hand it out.
+            logger.error("node %s: its Redis user could not be made (Redis 7 or later is needed): %s", node_id, exc)
             raise
+        # NOPERM (an external Redis whose user may not manage users), or a Redis older than 7.0 (no key
+        # selectors): the agents get the manager's own credentials, as before node users existed.
         _acl_refused = True
         logger.warning(
-            "the manager may not make Redis users on %s (%s): agents get the manager's own Redis URL, so every "
-            "node can reach every other node's keys; give the manager's user +acl, or pass --agent-redis-url",
+            "Redis at %s refused to make node users (%s): agents get the manager's own Redis credentials, so "
+            "every node can reach every other node's keys; give the manager's user +acl, run Redis 7 or later, "
+            "or pass --agent-redis-url",
             urlsplit(settings.redis_url or "").hostname,
             exc,
         )

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from manager_api.app import create_app
 from manager_api.config import Settings
 from manager_api.models import AuditLog, Node
-from manager_api.services import job_keys, redis_users
+from manager_api.services import agents, job_keys, redis_users
 from shared import heartbeat, keys
 from shared.api import JOIN_PATH, bearer
 from shared.defaults import PROTOCOL_VERSION
@@ -54,6 +54,22 @@ def test_join_upserts_node_and_answers_queue(client: FlaskClient, redis_url: str
     node = Node.get_by_id("a" * 32)
     assert (node.hostname, node.ip, Node.select().count()) == ("web-01-renamed", "10.0.0.6", 1)
     assert AuditLog.select().where(AuditLog.action == "node.join").count() == 2
+
+
+def test_an_external_redis_that_refuses_acl_setuser_gets_the_managers_url_and_one_warning(
+    settings: Settings, redis_client: redis_lib.Redis, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(agents, "_acl_refused", False)
+    redis_client.execute_command("ACL", "SETUSER", "limited", "reset", "on", ">pw", "~*", "&*", "+@all", "-@admin")
+    port = redis_client.connection_pool.connection_kwargs["port"]
+    limited = replace(settings, redis_url=f"redis://limited:pw@127.0.0.1:{port}/0")
+    app = create_app(limited)
+    client = app.test_client()
+    for node_id in ("n1", "n2"):
+        answer = client.post(JOIN_PATH, json={**BODY, "node_id": node_id}, headers=bearer(JOIN_TOKEN))
+        assert answer.status_code == 200 and answer.get_json()["redis_url"] == limited.redis_url
+    assert sum("refused to make node users" in r.getMessage() for r in caplog.records) == 1
+    app.extensions["corral"].redis.close()
 
 
 def test_join_needs_the_join_token(client: FlaskClient) -> None:
