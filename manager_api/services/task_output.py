@@ -65,6 +65,43 @@ class _Hostnames:
         return self.names[node_id]
 
 
+class _NodeStreams:
+    """The output streams of a task's nodes (keys.task_output), read together and merged in stream id order."""
+
+    def __init__(self, redis: Redis, task_id: str, start: str) -> None:
+        self.redis = redis
+        self.task_id = task_id
+        self.start = start
+        self.cursors: dict[str, str] = {}  # stream -> id of its last line taken
+        self.node_of: dict[str, str] = {}
+
+    def add(self, node_ids: list[str]) -> None:
+        """Follow these nodes' streams too, from ``start`` (every node's lines after a Last-Event-ID)."""
+        for node_id in node_ids:
+            stream = keys.task_output(self.task_id, node_id)
+            if stream not in self.cursors:
+                self.cursors[stream], self.node_of[stream] = self.start, node_id
+
+    def read(self, block: int | None) -> list[tuple[str, str, dict[Any, Any]]]:
+        """The next lines as (entry id, node id, fields), oldest first; waits up to ``block`` ms for one."""
+        if not self.cursors:
+            return []
+        reply = cast(list[Any], self.redis.xread(self.cursors, count=BATCH, block=block))  # type: ignore[arg-type]
+        lines = []
+        horizon: tuple[int, int] | None = None  # a stream that filled its batch may hold more before the others
+        for raw_stream, entries in reply or []:
+            stream = _text(raw_stream)
+            lines += [(_text(raw_id), stream, fields) for raw_id, fields in entries]
+            if len(entries) >= BATCH:
+                last = _stream_id(_text(entries[-1][0]))
+                horizon = last if horizon is None else min(horizon, last)
+        # What lies past the horizon is read again, after what the full stream holds before it.
+        taken = sorted((line for line in lines if horizon is None or _stream_id(line[0]) <= horizon), key=_order)
+        for entry_id, stream, _fields in taken:
+            self.cursors[stream] = entry_id
+        return [(entry_id, self.node_of[stream], fields) for entry_id, stream, fields in taken]
+
+
 def follow(
     redis: Redis,
     task_id: str,
@@ -75,48 +112,21 @@ def follow(
 ) -> Iterator[str]:
     """Yield the task's output as SSE text until the task is over and every line was sent.
 
-    Each node of the task writes a stream of its own (keys.task_output): they are read together, each
-    read's lines in stream id order. Lines come from the first (or after stream id ``after``, a reconnecting
-    client's Last-Event-ID: every node's lines after it).
+    Lines come from the first (or after stream id ``after``, a reconnecting client's Last-Event-ID).
     """
     hostnames = _Hostnames(task_id)
-    start = after or "0-0"
-    cursors: dict[str, str] = {}  # stream -> id of its last line read
-    node_of: dict[str, str] = {}
+    streams = _NodeStreams(redis, task_id, after or "0-0")
     next_status = 0.0
     last_sent = time.monotonic()
     over = False
     status: str | None = None
     sent = 0
-    logger.debug("output of fleet task %s followed (node %s, after %s)", task_id, node or "any", start)
+    logger.debug("output of fleet task %s followed (node %s, after %s)", task_id, node or "any", streams.start)
 
-    def add_streams() -> None:
-        for node_id in [node] if node else list(hostnames.names):
-            stream = keys.task_output(task_id, node_id)
-            if stream not in cursors:
-                cursors[stream], node_of[stream] = start, node_id
-
-    def read(block: int | None) -> tuple[int, str]:
-        """(how many lines were read, the SSE text of those signed)."""
+    def render(lines: list[tuple[str, str, dict[Any, Any]]]) -> str:
         nonlocal sent, last_sent
-        if not cursors:
-            return 0, ""
-        reply = cast(list[Any], redis.xread(cursors, count=BATCH, block=block))  # type: ignore[arg-type]
-        lines = []
-        horizon: tuple[int, int] | None = None  # a stream that filled its batch may hold more before the others
-        for raw_stream, entries in reply or []:
-            stream = _text(raw_stream)
-            lines += [(_text(raw_id), stream, fields) for raw_id, fields in entries]
-            if len(entries) >= BATCH:
-                last = _stream_id(_text(entries[-1][0]))
-                horizon = last if horizon is None else min(horizon, last)
-        # Merged in stream id order: what lies past the horizon is read again with what comes before it.
-        lines = sorted((line for line in lines if horizon is None or _stream_id(line[0]) <= horizon), key=_order)
-        for entry_id, stream, _fields in lines:
-            cursors[stream] = entry_id
         chunks = []
-        for entry_id, stream, fields in lines:
-            node_id = node_of[stream]
+        for entry_id, node_id, fields in lines:
             values = {_text(k): _text(v) for k, v in fields.items()}
             if not events.output_line_signed(task_id, node_id, values, job_keys.node_key):
                 logger.warning(
@@ -133,14 +143,13 @@ def follow(
             chunks.append(sse("line", data, entry_id))
         if chunks:
             last_sent = time.monotonic()
-        return len(lines), "".join(chunks)
+        return "".join(chunks)
 
-    add_streams()
+    streams.add([node] if node else list(hostnames.names))
     while True:
         # The stored lines first, in batches: a late client gets everything from the first line.
-        count, chunk = read(None)
-        if count:
-            if chunk:
+        if lines := streams.read(None):
+            if chunk := render(lines):
                 yield chunk
             continue
         if over:
@@ -151,18 +160,17 @@ def follow(
             next_status = time.monotonic() + STATUS_EVERY
             found = fleet_tasks.status_of(task_id)
             status, over = (None, True) if found is None else found
-            hostnames.reload()
-            add_streams()
+            if not node:
+                hostnames.reload()  # a node added to the task meanwhile
+                streams.add(list(hostnames.names))
             if over:
                 # Agents append lines before their final report: one more read drains what is left.
                 continue
-        count, chunk = read(block_ms)
-        if chunk:
-            yield chunk
-        elif count:
-            continue
-        elif not cursors:
-            time.sleep(block_ms / 1000)  # no host yet to wait on
+        if not streams.cursors:
+            time.sleep(block_ms / 1000)  # no node to wait on yet
+        elif lines := streams.read(block_ms):
+            if chunk := render(lines):
+                yield chunk
         elif time.monotonic() - last_sent >= keepalive_every:
             last_sent = time.monotonic()
             yield ": keepalive\n\n"
