@@ -26,6 +26,7 @@ from rq.worker_registration import REDIS_WORKER_KEYS
 from shared import keys
 
 from . import job_keys
+from .node_presence import known_ids
 
 logger = logging.getLogger(__name__)
 
@@ -133,9 +134,8 @@ def remove(redis: Redis, node_id: str) -> None:
 
 def restore_all(redis_url: str) -> int:
     """Make the users of every node the database knows (the private Redis just (re)started, and ACL SETUSER
-    keeps nothing on disk); returns how many, 0 after logging an error when Redis failed."""
-    from .node_presence import known_ids  # the launcher process: the database is opened by its caller
-
+    keeps nothing on disk); returns how many, 0 after logging an error when Redis failed. The caller (the
+    launcher) has opened the database."""
     client = Redis.from_url(redis_url, socket_connect_timeout=3, socket_timeout=30)
     try:
         count = create(client, known_ids())
