@@ -11,7 +11,7 @@ from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import AuthenticationError, RedisError
 from rq import SimpleWorker
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
@@ -146,7 +146,12 @@ def requeue_orphaned_jobs(connection: Redis, node_id: str) -> list[str]:
         connection.zrem(registry.key, f"{job_id}:{execution_id}")
         if job is None:
             continue  # expired meanwhile: nothing to run again
-        registry.get_queue().enqueue_job(job, at_front=True)
+        # Not Queue.enqueue_job, which also adds the queue to RQ's index of queues (rq:queues): a key of
+        # every node, which this node's Redis user may not write (manager_api.services.redis_users).
+        with connection.pipeline() as pipe:
+            job.set_status(JobStatus.QUEUED, pipeline=pipe)
+            registry.get_queue().push_job_id(job_id, pipeline=pipe, at_front=True)
+            pipe.execute()
         requeued.append(job_id)
         logger.warning("node %s: requeued job %s left started by worker %s", node_id, job_id, job.worker_name)
     return requeued
