@@ -112,7 +112,10 @@ class StreamConsumer:
             self._pubsub = pubsub
         now = time.monotonic()
         if self._pending is None or now >= self._next_sweep:
-            every = set(self.nodes()) | self._grouped
+            every = set(self.nodes())
+            # A node no longer known (forgotten: its stream deleted) is not swept, nor its stream made again;
+            # one that rings without being known is read when it rings.
+            self._grouped &= every
             if self._pending is None:
                 self._pending = every
             self._next_sweep = now + self.sweep_every
