@@ -134,13 +134,17 @@ def remove(redis: Redis, node_id: str) -> None:
 
 def restore_all(redis_url: str) -> int:
     """Make the users of every node the database knows (the private Redis just (re)started, and ACL SETUSER
-    keeps nothing on disk); returns how many, 0 after logging an error when Redis failed. The caller (the
+    keeps nothing on disk); returns how many, 0 after logging an error when that failed. The caller (the
     launcher) has opened the database."""
     client = Redis.from_url(redis_url, socket_connect_timeout=3, socket_timeout=30)
     try:
         count = create(client, known_ids())
     except RedisError as exc:
         logger.error("node Redis users not made again (their agents join again to get them): %s", exc)
+        return 0
+    except Exception:
+        # The database (busy, say): the launcher must not die of it, and every agent refused joins again.
+        logger.exception("node Redis users not made again (their agents join again to get them)")
         return 0
     finally:
         client.close()
