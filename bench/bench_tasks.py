@@ -163,6 +163,8 @@ def simulated(manager: Manager, workdir: Path, session: requests.Session, nodes:
             manager.url,
             "--token-file",
             str(token_file),
+            "--redis-url",
+            manager.redis_url(),
             "--nodes",
             str(nodes),
             "--processes",

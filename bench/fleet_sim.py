@@ -8,6 +8,11 @@ through shared.events, exactly as worker_agent does; only the work itself is sim
     python bench/fleet_sim.py --manager-url http://127.0.0.1:8080 --token-file var/join-token \
         --nodes 1000 --processes 2 --interval 5
 
+Each node's join answer carries a Redis URL of that node's own user, which reaches only that node's keys:
+thousands of nodes sharing a few connections cannot use them. So the simulator works through one URL for
+all its nodes, --redis-url: the manager's own (`<data dir>/corral-redis/password` and `port`), or an
+--agent-redis-url an operator gave every agent. The per-node users' checks cost Redis next to nothing.
+
 Runs until SIGTERM/SIGINT, or for --seconds. Prints one line when every node has joined.
 """
 
@@ -46,10 +51,9 @@ def node_secret_for(hostname: str) -> str:
     return uuid.uuid5(uuid.NAMESPACE_DNS, hostname + ".corral-sim-secret").hex
 
 
-def join_all(manager_url: str, token: str, hostnames: list[str], interval: float) -> tuple[str, dict[str, bytes]]:
-    """Join every simulated node; returns the Redis URL the manager hands out and each node's job key."""
+def join_all(manager_url: str, token: str, hostnames: list[str], interval: float) -> dict[str, bytes]:
+    """Join every simulated node; returns each node's job key."""
     session = requests.Session()
-    redis_url = ""
     job_keys: dict[str, bytes] = {}
     for i, hostname in enumerate(hostnames):
         body = {
@@ -64,10 +68,8 @@ def join_all(manager_url: str, token: str, hostnames: list[str], interval: float
         }
         answer = session.post(manager_url + api.JOIN_PATH, json=body, headers=api.bearer(token), timeout=30)
         answer.raise_for_status()
-        joined = answer.json()
-        redis_url = joined["redis_url"]
-        job_keys[body["node_id"]] = bytes.fromhex(joined["job_key"])
-    return redis_url, job_keys
+        job_keys[body["node_id"]] = bytes.fromhex(answer.json()["job_key"])
+    return job_keys
 
 
 def heartbeat_loop(
@@ -171,13 +173,15 @@ def consume_loop(client: redis.Redis, hostnames: list[str], job_keys: dict[str, 
         client.delete(job.key)
 
 
-def run_slice(manager_url: str, token: str, hostnames: list[str], interval: float, seconds: float, ready: Any) -> None:
+def run_slice(
+    manager_url: str, token: str, redis_url: str, hostnames: list[str], interval: float, seconds: float, ready: Any
+) -> None:
     """One simulator process: join its nodes, then heartbeat and consume until told to stop."""
     stop = threading.Event()
     # Signals are taken with sigtimedwait below, never by a handler: a handler calling stop.set() while the
     # main thread sits in stop.wait() deadlocks on the Event's lock. Threads inherit the blocked mask.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-    redis_url, job_keys = join_all(manager_url, token, hostnames, interval)
+    job_keys = join_all(manager_url, token, hostnames, interval)
     client = redis.Redis.from_url(redis_url, max_connections=8)
     threads = [
         threading.Thread(target=heartbeat_loop, args=(client, hostnames, job_keys, interval, stop), daemon=True),
@@ -202,6 +206,7 @@ def main() -> None:
     parser.add_argument("--manager-url", default="http://127.0.0.1:8080")
     parser.add_argument("--token", default=os.environ.get("CORRAL_JOIN_TOKEN"))
     parser.add_argument("--token-file")
+    parser.add_argument("--redis-url", required=True, help="one URL for every simulated node (see above)")
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--interval", type=float, default=5.0)
@@ -217,7 +222,10 @@ def main() -> None:
     ready = multiprocessing.Semaphore(0)
     started = time.monotonic()
     procs = [
-        multiprocessing.Process(target=run_slice, args=(args.manager_url, token, s, args.interval, args.seconds, ready))
+        multiprocessing.Process(
+            target=run_slice,
+            args=(args.manager_url, token, args.redis_url, s, args.interval, args.seconds, ready),
+        )
         for s in slices
     ]
     for p in procs:

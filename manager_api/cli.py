@@ -34,6 +34,7 @@ from .duties import Duties
 from .file_modes import secure_data_files
 from .files import write_private
 from .redis_server import PrivateRedis, RedisKeeper
+from .services import node_presence, redis_users
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +211,8 @@ class Launcher:
             join_token_file = ensure_join_token(data_dir)
             redis_url = args.redis_url
             if not redis_url:
-                self.redis = PrivateRedis(data_dir, args.host)
+                # Every (re)start makes the node users again: ACL SETUSER keeps nothing on disk.
+                self.redis = PrivateRedis(data_dir, args.host, on_start=redis_users.restore_all)
                 self.redis.start()
                 redis_url = self.redis.url
             # Tuning without a flag (deadline slack, retention, offline intervals...) comes from CORRAL_*
@@ -221,7 +223,6 @@ class Launcher:
                 redis_url=redis_url,
                 agent_redis_url=args.agent_redis_url,
                 private_redis=self.redis is not None,
-                agent_redis_auth=self.redis.agent_auth if self.redis is not None else None,
                 api_token=self.api_token,
                 join_token_file=str(join_token_file),
                 sftp_host=args.sftp_host,
@@ -258,7 +259,7 @@ class Launcher:
         """Before the restarted Redis opens its port: nobody could heartbeat while it was down, so the nodes
         online when it died get one offline window from now before any reader judges them (shared.heartbeat)."""
         assert self.settings is not None
-        heartbeat.resume_judging(client, self.settings.offline_after_intervals)
+        heartbeat.resume_judging(client, node_presence.known_ids(), self.settings.offline_after_intervals)
 
     def _lock_data_dir(self, data_dir: Path) -> None:
         """One manager with a private Redis per data directory: two would run two Redis on one AOF."""

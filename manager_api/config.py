@@ -20,7 +20,6 @@ class Settings:
     redis_url: str | None = None
     agent_redis_url: str | None = None
     private_redis: bool = False  # redis_url is the manager's own redis-server: derive the agents' URL
-    agent_redis_auth: str | None = None  # "user:password" of the agents' restricted user on the private Redis
     api_token: str | None = None
     join_token_file: str | None = None
     sftp_host: str | None = None

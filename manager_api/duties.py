@@ -1,12 +1,12 @@
 """Background duties, run once per manager (a thread of the launcher) under a Redis lock.
 
-(a) consume the agents' task events, fleet task reports and business component reports and apply them to
-the database; (b) every tick, persist which nodes went online/offline, end fleet task hosts past their
-deadline or on a node gone offline, fail business components on a node gone offline, and keep the
-schedule runner in line with the Schedule table; (c) every hour, prune ended fleet tasks past their
-retention, every minute component usage samples past theirs. The lock keeps two manager hosts on one
-Redis from both doing it: the schedules fire only in the lock holder, so each tick fires once whatever the
-number of workers or hosts.
+(a) consume the agents' task events, fleet task reports and business component reports (each node's
+reports stream: stream_consumer) and apply them to the database; (b) every tick, persist which nodes went
+online/offline, end fleet task hosts past their deadline or on a node gone offline, fail business
+components on a node gone offline, and keep the schedule runner in line with the Schedule table; (c) every
+hour, prune ended fleet tasks past their retention, every minute component usage samples past theirs. The
+lock keeps two manager hosts on one Redis from both doing it: the schedules fire only in the lock holder,
+so each tick fires once whatever the number of workers or hosts.
 """
 
 from __future__ import annotations
@@ -30,7 +30,16 @@ from shared.states import ComponentState, HostRunStatus
 from . import db
 from .config import Settings
 from .scheduler import ScheduleRunner
-from .services import business_upkeep, businesses, component_reports, fleet_task_upkeep, fleet_tasks, job_keys, nodes
+from .services import (
+    business_upkeep,
+    businesses,
+    component_reports,
+    fleet_task_upkeep,
+    fleet_tasks,
+    job_keys,
+    node_presence,
+    nodes,
+)
 from .services import events as event_service
 from .services.business_state import Jobs
 from .stream_consumer import StreamConsumer, StreamHandler
@@ -103,24 +112,14 @@ class Duties:
             self.redis,
             keys.EVENTS_GROUP,
             self.consumer,
+            # Every report is believed only if the node whose stream holds it signed it (job_keys: its key).
+            partial(events.parse_report, key_of=job_keys.node_key),
             [
-                # Every report is believed only if the node it speaks for signed it (job_keys: that node's key).
-                StreamHandler(
-                    keys.EVENTS_STREAM, "event", partial(events.parse, key_of=job_keys.node_key), self._apply_event
-                ),
-                StreamHandler(
-                    keys.COMMAND_REPORTS_STREAM,
-                    "report",
-                    partial(events.parse_command_report, key_of=job_keys.node_key),
-                    apply_batch=self._apply_reports,
-                ),
-                StreamHandler(
-                    keys.COMPONENT_REPORTS_STREAM,
-                    "component report",
-                    partial(events.parse_component_report, key_of=job_keys.node_key),
-                    apply_batch=self._apply_component_reports,
-                ),
+                StreamHandler(events.EVENT, "event", apply=self._apply_event),
+                StreamHandler(events.COMMAND, "report", apply_batch=self._apply_reports),
+                StreamHandler(events.COMPONENT, "component report", apply_batch=self._apply_component_reports),
             ],
+            node_presence.known_ids,
         )
 
     def _apply_event(self, event: dict[str, Any]) -> None:
@@ -243,6 +242,7 @@ class Duties:
                     self._stop.wait(1.0)
         finally:
             self.schedules.stop()
+            self.streams.reset()  # closes its pub/sub connection
             self._release_lock()
             db.close()
             logger.info("duties stopped (consumer %s)", self.consumer)
@@ -253,7 +253,9 @@ class Duties:
         if held != self._holding:
             if held:
                 logger.info("duties lock %s taken by %s", keys.DUTIES_LOCK, self.lock_token)
-                grace = heartbeat.resume_judging(self.redis, self.settings.offline_after_intervals)
+                grace = heartbeat.resume_judging(
+                    self.redis, node_presence.known_ids(), self.settings.offline_after_intervals
+                )
                 if grace is not None:
                     logger.info(
                         "duties: node liveness was not judged for %.1f s; nodes online then get one full offline "

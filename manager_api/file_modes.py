@@ -25,7 +25,7 @@ JOIN_TOKEN_FILE = "join-token"
 DB_COMPANIONS = ("-wal", "-shm", "-journal")
 """Suffixes of SQLite's files beside the database; each holds pages of it, so its secrets too."""
 
-REDIS_SECRET_FILES = ("password", "agent-password", "redis.conf")
+REDIS_SECRET_FILES = ("password", "agent-password", "redis.conf")  # agent-password: of older managers
 """Files of corral-redis/ that hold a Redis password (redis.conf holds both). The AOF redis-server writes
 there (appendonlydir/, 0755 and 0644 by its own rule, remade at every rewrite) is kept from other users by
 corral-redis/ itself, 0700."""

@@ -1,4 +1,7 @@
-"""The manager's private redis-server: password-protected, AOF-persisted beside the database."""
+"""The manager's private redis-server: password-protected, AOF-persisted beside the database.
+
+Agents never get its password: each node has a Redis user of its own (services.redis_users), made at its
+join and, since ACL SETUSER keeps nothing on disk, again by ``on_start`` whenever this Redis (re)starts."""
 
 from __future__ import annotations
 
@@ -24,14 +27,6 @@ logger = logging.getLogger(__name__)
 
 DIR_NAME = "corral-redis"
 """Directory under the data dir holding the AOF, the password and the port."""
-
-AGENT_USER = "corral-agent"
-"""The Redis user agents get: every key and channel, no administration (see AGENT_RULES)."""
-
-AGENT_RULES = "~* &* +@all -@admin -@dangerous +info"
-"""Agents may read and write corral's and RQ's keys but not administer Redis: no CONFIG SET (which writes
-files on this host), MODULE, DEBUG, SHUTDOWN, FLUSHALL, KEYS, ACL, REPLICAOF, MIGRATE, CLIENT KILL...
-INFO (harmless, read-only) stays: RQ reads the server version with it."""
 
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 30.0
@@ -108,13 +103,20 @@ def _password(path: Path) -> str:
 class PrivateRedis:
     """Start, watch and stop the private redis-server in ``<data dir>/corral-redis/``."""
 
-    def __init__(self, data_dir: str | Path, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        data_dir: str | Path,
+        host: str = "127.0.0.1",
+        on_start: Callable[[redis.Redis], object] | None = None,
+    ) -> None:
         self.dir = Path(data_dir) / DIR_NAME
         self.host = host
+        self.on_start = on_start
+        """Called with a client of each start before its port opens (after ``prepare``): the node users are
+        made again there."""
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.password = ""
-        self.agent_password = ""
         self._socket_dir: Path | None = None
 
     @property
@@ -122,16 +124,10 @@ class PrivateRedis:
         """How the manager itself reaches it."""
         return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
 
-    @property
-    def agent_auth(self) -> str:
-        """``user:password`` of the agents' restricted user, for their Redis URL."""
-        return f"{AGENT_USER}:{self.agent_password}"
-
     def _prepare(self) -> Path:
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
         self.password = _password(self.dir / "password")
-        self.agent_password = _password(self.dir / "agent-password")
         port_file = self.dir / "port"
         if not self.port:  # a restart keeps its port: gunicorn workers, duties and agents hold its URL
             try:
@@ -159,7 +155,6 @@ class PrivateRedis:
                     "appendfsync everysec",
                     'save ""',
                     f"requirepass {self.password}",
-                    f"user {AGENT_USER} on >{self.agent_password} {AGENT_RULES}",
                     "maxclients 20000",
                     'logfile "redis.log"',
                     "loglevel notice",
@@ -216,6 +211,8 @@ class PrivateRedis:
                     raise RuntimeError(f"redis-server did not answer within {START_TIMEOUT:.0f}s")
                 time.sleep(0.05)
             prepare(client)
+            if self.on_start is not None:
+                self.on_start(client)
             client.config_set("port", self.port)
         except (redis.RedisError, OSError) as exc:
             self.stop()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-PROTOCOL_VERSION = 1
-"""Version of the manager/agent protocol (join body, job payloads, events); bumped on breaking change."""
+PROTOCOL_VERSION = 2
+"""Version of the manager/agent protocol (join body, job payloads, events); bumped on breaking change (2: every
+key an agent writes is its node's, reports in one stream per node, node ids [A-Za-z0-9-], job ids <node>_...)."""
 
 MANAGER_PORT = 8080
 """HTTP port of the manager's REST API (manual §4.2)."""

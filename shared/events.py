@@ -1,5 +1,12 @@
-"""Task events and fleet task reports: agents append them to Redis streams, signed with their node's key
-(shared.job_signing); the manager's duties check the signature and consume them."""
+"""Task events, fleet task reports, component reports and live output: agents append them to Redis streams
+of their own node, signed with their node's key (shared.job_signing); the manager checks the signature and
+consumes them.
+
+Every node has one reports stream (keys.node_reports) carrying all three kinds of report, told apart by the
+entry's ``kind`` field: one stream (and one consumer group) per node rather than three keeps the manager's
+reads, group creations and pending passes to one per node, and a node's reports in the order it made them.
+After appending, the agent rings its node's channel (keys.node_ring) so the duties read it at once.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ from typing import Any
 
 from marshmallow import Schema
 from redis import Redis
+from redis.client import Pipeline
 
 from . import job_signing, keys
 from .defaults import EVENTS_MAXLEN, OUTPUT_STREAM_TTL, PROTOCOL_VERSION
@@ -20,18 +28,47 @@ KeyOf = Callable[[str], bytes]
 SIG_FIELD = "sig"
 """The stream entry field holding the sender node's signature of the message (shared.job_signing)."""
 
+EVENT = "event"
+"""Kind of a task event (TaskEventSchema)."""
+COMMAND = "command"
+"""Kind of a fleet task report (CommandReportSchema)."""
+COMPONENT = "component"
+"""Kind of a business component report (ComponentReportSchema)."""
+
+SCHEMAS: dict[str, type[Schema]] = {
+    EVENT: TaskEventSchema,
+    COMMAND: CommandReportSchema,
+    COMPONENT: ComponentReportSchema,
+}
+"""The schema of each kind of report."""
+
 
 class UnsignedMessage(ValueError):
     """A report or event not signed with the key of the node it speaks for: forged, or from an unjoined agent."""
 
 
-def _append(redis: Redis, stream: str, field: str, schema: Schema, message: dict[str, Any], key: bytes | None) -> str:
+def _context(stream: str, kind: str) -> str:
+    # What a signature covers besides the text: the stream (so the node) and the kind it is read as.
+    return f"{stream}\0{kind}"
+
+
+def _append(redis: Redis, kind: str, message: dict[str, Any], key: bytes | None) -> str | None:
+    """Validate and append one report to its node's stream, then ring; returns its stream id, None when
+    ``redis`` is a pipeline (the caller executes it)."""
+    schema = SCHEMAS[kind]()
     body = schema.dump(schema.load(message))
     text = json.dumps(body)
-    entry = {"v": str(PROTOCOL_VERSION), field: text}
+    stream = keys.node_reports(body["node_id"])
+    entry = {"v": str(PROTOCOL_VERSION), "kind": kind, "body": text}
     if key is not None:
-        entry[SIG_FIELD] = job_signing.sign_message(key, stream, text)
-    entry_id = redis.xadd(stream, entry, maxlen=EVENTS_MAXLEN, approximate=True)  # type: ignore[arg-type]
+        entry[SIG_FIELD] = job_signing.sign_message(key, _context(stream, kind), text)
+    pipe = redis if isinstance(redis, Pipeline) else redis.pipeline(transaction=False)
+    # Trimming is safe: the stream is this node's alone (a node can drop only its own reports).
+    pipe.xadd(stream, entry, maxlen=EVENTS_MAXLEN, approximate=True)  # type: ignore[arg-type]
+    pipe.publish(keys.node_ring(body["node_id"]), "1")
+    if pipe is redis:
+        return None
+    entry_id = pipe.execute()[0]
     return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
 
@@ -40,73 +77,65 @@ def _text(fields: dict[Any, Any], field: str) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw or "")
 
 
-def _load(fields: dict[Any, Any], stream: str, field: str, schema: Schema, key_of: KeyOf | None) -> dict[str, Any]:
-    text = _text(fields, field)
-    result: dict[str, Any] = schema.load(json.loads(text or "null") or {})
-    if key_of is not None and not job_signing.verify_message(
-        key_of(result["node_id"]), _text(fields, SIG_FIELD) or None, stream, text
-    ):
-        raise UnsignedMessage(f"not signed with the key of node {result['node_id']}: refused")
-    return result
-
-
-def publish(redis: Redis, event: dict[str, Any], key: bytes | None = None) -> str:
+def publish(redis: Redis, event: dict[str, Any], key: bytes | None = None) -> str | None:
     """Validate and append a task event, signed with the sender node's ``key``; returns its stream id."""
-    return _append(redis, keys.EVENTS_STREAM, "event", TaskEventSchema(), event, key)
+    return _append(redis, EVENT, event, key)
 
 
-def parse(fields: dict[Any, Any], key_of: KeyOf | None = None) -> dict[str, Any]:
-    """Load one stream entry's fields into a validated event (raises marshmallow.ValidationError); with
-    ``key_of``, also check that its node signed it (raises UnsignedMessage)."""
-    return _load(fields, keys.EVENTS_STREAM, "event", TaskEventSchema(), key_of)
-
-
-def publish_command_report(redis: Redis, report: dict[str, Any], key: bytes | None = None) -> str:
+def publish_command_report(redis: Redis, report: dict[str, Any], key: bytes | None = None) -> str | None:
     """Validate and append a fleet task report of one node, signed with its ``key``; returns its stream id."""
-    return _append(redis, keys.COMMAND_REPORTS_STREAM, "report", CommandReportSchema(), report, key)
+    return _append(redis, COMMAND, report, key)
 
 
-def parse_command_report(fields: dict[Any, Any], key_of: KeyOf | None = None) -> dict[str, Any]:
-    """Load one COMMAND_REPORTS_STREAM entry into a validated report (raises marshmallow.ValidationError);
-    with ``key_of``, also check that its node signed it (raises UnsignedMessage)."""
-    return _load(fields, keys.COMMAND_REPORTS_STREAM, "report", CommandReportSchema(), key_of)
-
-
-def publish_component_report(redis: Redis, report: dict[str, Any], key: bytes | None = None) -> str:
+def publish_component_report(redis: Redis, report: dict[str, Any], key: bytes | None = None) -> str | None:
     """Validate and append a business component report of one node, signed with its ``key``; returns its id."""
-    return _append(redis, keys.COMPONENT_REPORTS_STREAM, "report", ComponentReportSchema(), report, key)
+    return _append(redis, COMPONENT, report, key)
 
 
-def parse_component_report(fields: dict[Any, Any], key_of: KeyOf | None = None) -> dict[str, Any]:
-    """Load one COMPONENT_REPORTS_STREAM entry into a validated report (raises marshmallow.ValidationError);
-    with ``key_of``, also check that its node signed it (raises UnsignedMessage)."""
-    return _load(fields, keys.COMPONENT_REPORTS_STREAM, "report", ComponentReportSchema(), key_of)
+def parse_report(fields: dict[Any, Any], node_id: str, key_of: KeyOf | None = None) -> tuple[str, dict[str, Any]]:
+    """The kind and validated message of one entry of ``node_id``'s reports stream (raises ValueError, and
+    marshmallow.ValidationError, on anything malformed); with ``key_of``, also check that the node signed it
+    (raises UnsignedMessage)."""
+    kind = _text(fields, "kind")
+    if kind not in SCHEMAS:
+        raise ValueError(f"unknown kind of report {kind!r}")
+    text = _text(fields, "body")
+    result: dict[str, Any] = SCHEMAS[kind]().load(json.loads(text or "null") or {})
+    if result["node_id"] != node_id:
+        raise UnsignedMessage(f"speaks for node {result['node_id']} in the stream of node {node_id}: refused")
+    stream = keys.node_reports(node_id)
+    if key_of is not None and not job_signing.verify_message(
+        key_of(node_id), _text(fields, SIG_FIELD) or None, _context(stream, kind), text
+    ):
+        raise UnsignedMessage(f"not signed with the key of node {node_id}: refused")
+    return kind, result
 
 
-def _output_text(node_id: str, stream: str, line: str) -> str:
-    return f"{node_id}\0{stream}\0{line}"
+def _output_text(stream: str, line: str) -> str:
+    return f"{stream}\0{line}"
 
 
 def append_output(
     redis: Redis, task_id: str, node_id: str, stream: str, lines: list[str], key: bytes | None = None
 ) -> None:
-    """Append output lines of one node to the task's live output stream (one round trip) and renew its TTL;
-    each line signed with the node's ``key``."""
+    """Append output lines of one node to its live output stream of the task (one round trip) and renew its
+    TTL; each line signed with the node's ``key``."""
     if not lines:
         return
-    output = keys.task_output(task_id)
+    output = keys.task_output(task_id, node_id)
     pipe = redis.pipeline(transaction=False)
     for line in lines:
         entry = {"node_id": node_id, "stream": stream, "line": line}
         if key is not None:
-            entry[SIG_FIELD] = job_signing.sign_message(key, output, _output_text(node_id, stream, line))
+            entry[SIG_FIELD] = job_signing.sign_message(key, output, _output_text(stream, line))
         pipe.xadd(output, entry)  # type: ignore[arg-type]
     pipe.expire(output, OUTPUT_STREAM_TTL)
     pipe.execute()
 
 
-def output_line_signed(task_id: str, values: dict[str, str], key_of: KeyOf) -> bool:
-    """Whether an output stream entry (its fields as text) was signed by the node it names."""
-    node_id, stream, line = values.get("node_id", ""), values.get("stream", ""), values.get("line", "")
-    text = _output_text(node_id, stream, line)
-    return job_signing.verify_message(key_of(node_id), values.get(SIG_FIELD), keys.task_output(task_id), text)
+def output_line_signed(task_id: str, node_id: str, values: dict[str, str], key_of: KeyOf) -> bool:
+    """Whether an entry (its fields as text) of ``node_id``'s output stream of the task was signed by that node."""
+    text = _output_text(values.get("stream", ""), values.get("line", ""))
+    return values.get("node_id") == node_id and job_signing.verify_message(
+        key_of(node_id), values.get(SIG_FIELD), keys.task_output(task_id, node_id), text
+    )

@@ -3,10 +3,12 @@
 The time of a heartbeat is taken from Redis's own clock inside a Lua script, and the manager compares it
 with Redis's clock too, so a skewed clock on an agent or on the manager never marks a node offline.
 
-A node's summary (what liveness and the node list read) also carries the node's own estimate of Redis's
-time when it wrote it, signed with its key (shared.job_signing): agents share one Redis user, and without
-the signature any of them could keep another node looking alive. Given ``key_of``, the manager believes a
-summary only when its node signed it, and dates it by the signed time, so a replayed old one goes stale.
+A node writes only its own keys (keys.node_heartbeat, keys.node_summary: its Redis user reaches no other
+node's). Its summary (what liveness and the node list read, every node in one MGET) also carries the node's
+own estimate of Redis's time when it wrote it, signed with its key (shared.job_signing), so that a summary
+is believed only from its node even where agents share one Redis user (an operator's --agent-redis-url).
+Given ``key_of``, the manager believes a summary only when its node signed it, and dates it by the signed
+time, so a replayed old one goes stale.
 """
 
 from __future__ import annotations
@@ -41,13 +43,13 @@ FIELDS = (
 )
 """Fields of the keys.node_heartbeat hash; ``ts`` is written by the script, the rest by the agent."""
 
-# ARGV: node id, interval, cpu%, memory%, the node's time, its signature, then name/value pairs of every figure.
+# KEYS: the node's heartbeat hash and summary. ARGV: interval, cpu%, memory%, the node's time, its signature,
+# then name/value pairs of every figure.
 _WRITE = """
 local t = redis.call('TIME')
 local now = string.format('%d.%06d', tonumber(t[1]), tonumber(t[2]))
-redis.call('HSET', KEYS[1], 'ts', now, unpack(ARGV, 7))
-redis.call('ZADD', KEYS[2], now, ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[1], table.concat({now, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]}, ' '))
+redis.call('HSET', KEYS[1], 'ts', now, unpack(ARGV, 6))
+redis.call('SET', KEYS[2], table.concat({now, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]}, ' '))
 return now
 """
 
@@ -78,13 +80,13 @@ def write(
     signature = "-"
     if key is not None:
         text = _signed_text(node_id, at, interval, cpu, memory)
-        signature = job_signing.sign_message(key, keys.NODES_SUMMARY, text)
-    argv: list[Any] = [node_id, interval, cpu, memory, at, signature]
+        signature = job_signing.sign_message(key, keys.node_summary(node_id), text)
+    argv: list[Any] = [interval, cpu, memory, at, signature]
     for name, value in figures.items():
         if name == "ts" or name not in FIELDS:
             continue
         argv += [name, "" if value is None else str(value)]
-    stamped = redis.eval(_WRITE, 3, keys.node_heartbeat(node_id), keys.NODES_SEEN, keys.NODES_SUMMARY, *argv)
+    stamped = redis.eval(_WRITE, 2, keys.node_heartbeat(node_id), keys.node_summary(node_id), *argv)
     return float(cast("str | bytes", stamped))  # redis-py types a sync reply as "Awaitable | Any"
 
 
@@ -122,7 +124,7 @@ class Summary(NamedTuple):
 
 
 def parse_summary(raw: bytes | str, node_id: str = "", key_of: KeyOf | None = None) -> Summary | None:
-    """One NODES_SUMMARY value as a Summary, or None when this version cannot read it; given ``key_of``, also
+    """One keys.node_summary value as a Summary, or None when this version cannot read it; given ``key_of``, also
     None unless ``node_id`` signed it, and dated by the node's signed time rather than the stamp."""
     if key_of is None:
         return _parse(raw)[0]
@@ -157,7 +159,7 @@ def _parse_signed(raw: bytes | str, node_id: str, key: bytes) -> Summary | None:
         return None
     _stamp, interval, cpu, memory, at, signature = parts
     signed = _signed_text(node_id, at, interval, cpu, memory)
-    if not job_signing.verify_message(key, signature, keys.NODES_SUMMARY, signed):
+    if not job_signing.verify_message(key, signature, keys.node_summary(node_id), signed):
         return None
     try:
         return summary._replace(ts=float(at))
@@ -165,15 +167,21 @@ def _parse_signed(raw: bytes | str, node_id: str, key: bytes) -> Summary | None:
         return None
 
 
-def read_raw_summaries(redis: Redis) -> tuple[float, dict[bytes, bytes], Grace | None]:
-    """Redis's time, every node's summary as stored (node id -> b"ts interval cpu memory at signature") and
-    the liveness grace in force if any (give it to each parsed Summary), in one round trip."""
+def read_raw_summaries(redis: Redis, node_ids: Iterable[str]) -> tuple[float, dict[str, bytes], Grace | None]:
+    """Redis's time, the summary as stored of each of ``node_ids`` that has one (node id -> b"ts interval cpu
+    memory at signature") and the liveness grace in force if any (give it to each parsed Summary), in one
+    round trip: one MGET of the nodes the caller knows (the database's), 10,000 in a few milliseconds."""
+    ids = list(node_ids)
     pipe = redis.pipeline(transaction=False)
     pipe.time()
-    pipe.hgetall(keys.NODES_SUMMARY)
     pipe.get(keys.LIVENESS_GRACE)
     pipe.get(keys.LIVENESS_JUDGED)
-    (sec, usec), raw, grace, judged = pipe.execute()
+    if ids:
+        pipe.mget([keys.node_summary(node_id) for node_id in ids])
+    replies = pipe.execute()
+    (sec, usec), grace, judged = replies[0], replies[1], replies[2]
+    values = replies[3] if ids else []
+    raw = {node_id: value for node_id, value in zip(ids, values, strict=True) if value is not None}
     now = sec + usec / 1_000_000
     return now, raw, grace_in_force(now, parse_grace(grace), judged)
 
@@ -207,13 +215,14 @@ def parse_grace(raw: bytes | str | None) -> Grace | None:
     return paused_at, resumed_at
 
 
-def read_summaries(redis: Redis, key_of: KeyOf | None = None) -> tuple[float, dict[str, Summary]]:
-    """Redis's time and every node's parsed heartbeat summary, with the grace in force (a node never heard
-    from is absent; given ``key_of``, so is one whose summary its node did not sign)."""
-    now, raw, grace = read_raw_summaries(redis)
+def read_summaries(
+    redis: Redis, node_ids: Iterable[str], key_of: KeyOf | None = None
+) -> tuple[float, dict[str, Summary]]:
+    """Redis's time and the parsed heartbeat summary of each of ``node_ids``, with the grace in force (a node
+    never heard from is absent; given ``key_of``, so is one whose summary its node did not sign)."""
+    now, raw, grace = read_raw_summaries(redis, node_ids)
     out = {}
-    for raw_id, value in raw.items():
-        node_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+    for node_id, value in raw.items():
         summary = parse_summary(value, node_id, key_of)
         if summary is not None:
             out[node_id] = summary if grace is None else summary._replace(grace=grace)
@@ -251,11 +260,11 @@ def mark_judged(redis: Redis) -> None:
     redis.eval(_JUDGED, 1, keys.LIVENESS_JUDGED)
 
 
-def resume_judging(redis: Redis, offline_after_intervals: int) -> Grace | None:
-    """Take up judging liveness (the duties, on taking their lock): grant the nodes that were online when it
-    was last judged one full window from now (Summary.online_until). Returns the grace, or None when there
-    was no previous judge or no node."""
-    _now, raw, _grace = read_raw_summaries(redis)
+def resume_judging(redis: Redis, node_ids: Iterable[str], offline_after_intervals: int) -> Grace | None:
+    """Take up judging liveness (the duties, on taking their lock): grant the nodes (``node_ids``, those the
+    database knows) that were online when it was last judged one full window from now (Summary.online_until).
+    Returns the grace, or None when there was no previous judge or no node."""
+    _now, raw, _grace = read_raw_summaries(redis, node_ids)
     windows = [s.interval * offline_after_intervals for s in (_parse(v)[0] for v in raw.values()) if s is not None]
     # Expires once the longest window after the resume is over: from then on it changes nothing.
     ttl_ms = int((max(windows, default=0.0) + 5.0) * 1000) if windows else 0

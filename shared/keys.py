@@ -5,26 +5,13 @@ RQ adds its own ``rq:`` keys around the queue names below; corral's own keys all
 
 from __future__ import annotations
 
+import re
+
 PREFIX = "corral:"
 """Prefix of every key that corral itself writes."""
 
-NODES_SEEN = PREFIX + "nodes:seen"
-"""Sorted set: node id -> Redis time (seconds) of its last heartbeat."""
-
-NODES_SUMMARY = PREFIX + "nodes:summary"
-"""Hash: node id -> "ts interval cpu% memory%" of its last heartbeat, so the node list is one HGETALL."""
-
-EVENTS_STREAM = PREFIX + "events"
-"""Stream of task events that agents append and the manager's duties consume."""
-
-COMMAND_REPORTS_STREAM = PREFIX + "command-reports"
-"""Stream of fleet task reports (a node started, finished, timed out...) that the manager's duties consume."""
-
-COMPONENT_REPORTS_STREAM = PREFIX + "component-reports"
-"""Stream of business component reports (state changes, and resource usage every interval) for the duties."""
-
 EVENTS_GROUP = "corral-manager"
-"""Consumer group of the manager on EVENTS_STREAM."""
+"""Consumer group of the manager on every node's reports stream (node_reports)."""
 
 DUTIES_LOCK = PREFIX + "lock:duties"
 """Lock held by the one manager process that runs the background duties."""
@@ -37,24 +24,78 @@ LIVENESS_GRACE = PREFIX + "liveness:grace"
 online at the first counts as online until one full offline window after the second (shared.heartbeat)."""
 
 
+NODE_ID = re.compile(r"\A[A-Za-z0-9-]{1,64}\Z")
+"""What a node id may be (anchored: match() checks the whole id). It is spelled into the ACL key and channel
+patterns of the node's Redis user (manager_api.services.redis_users), so no glob character (``* ? [ ] \\``),
+and no ``_`` ``.`` ``:``: those end the node id in a job id, a worker name and a key, so that no node's
+pattern can reach into a longer id's keys."""
+
+JOB_ID_SEPARATOR = "_"
+"""Between the node id and the rest of an RQ job id: a node's user reaches only the jobs named after it."""
+
+
+def node_job_id(node_id: str, unique: str) -> str:
+    """An RQ job id for ``node_id``'s queue (RQ allows letters, digits, ``_`` and ``-``): the node's Redis user
+    reaches the job's keys (``rq:job:<id>``...) by this prefix."""
+    return f"{node_id}{JOB_ID_SEPARATOR}{unique}"
+
+
 def node_queue(node_id: str) -> str:
     """Name of the RQ queue that only the agent of ``node_id`` consumes."""
     return f"corral.node.{node_id}"
 
 
+def node_prefix(node_id: str) -> str:
+    """Start of every corral key a node's agent writes: its Redis user reaches ``node_prefix(id) + "*"``."""
+    return f"{PREFIX}node:{node_id}:"
+
+
 def node_heartbeat(node_id: str) -> str:
     """Hash holding the last heartbeat and psutil figures of a node."""
-    return f"{PREFIX}node:{node_id}:heartbeat"
+    return node_prefix(node_id) + "heartbeat"
 
 
 def node_acked(node_id: str) -> str:
     """Set of the reports of a node the manager has committed (shared.acks); the node reads and empties it."""
-    return f"{PREFIX}node:{node_id}:acked"
+    return node_prefix(node_id) + "acked"
 
 
-def task_output(task_id: str) -> str:
-    """Stream of a fleet task's output lines from every node, read from the start by late followers."""
-    return f"{PREFIX}task:{task_id}:output"
+def node_summary(node_id: str) -> str:
+    """String "ts interval cpu% memory% at signature" of a node's last heartbeat (shared.heartbeat), so the
+    node list and liveness read every node with one MGET."""
+    return node_prefix(node_id) + "summary"
+
+
+def node_reports(node_id: str) -> str:
+    """Stream of everything a node reports (task events, fleet task reports, component reports, told apart by
+    their ``kind``), consumed by the manager's duties under EVENTS_GROUP. One per node: Redis cannot let a user
+    append to a shared stream without also letting it trim the stream (XADD ... MAXLEN 0)."""
+    return node_prefix(node_id) + "reports"
+
+
+def node_ring(node_id: str) -> str:
+    """Pub/sub channel a node publishes on after appending to its reports: the duties read the rung streams
+    at once (a message stores nothing, so the channel is no way to drop or alter anything)."""
+    return node_prefix(node_id) + "ring"  # node_of_ring reads it back
+
+
+NODE_RING_PATTERN = node_ring("*")
+"""What the duties PSUBSCRIBE to: every node's ring."""
+
+
+def node_of_ring(channel: str) -> str | None:
+    """The node id a ring channel names, None for any other channel."""
+    head, tail = f"{PREFIX}node:", ":ring"  # node_ring(node_id) == head + node_id + tail
+    node_id = channel[len(head) : len(channel) - len(tail)]
+    if channel.startswith(head) and channel.endswith(tail) and NODE_ID.match(node_id):
+        return node_id
+    return None
+
+
+def task_output(task_id: str, node_id: str) -> str:
+    """Stream of a fleet task's output lines from one node, read from the start by late followers (who read
+    every node of the task together)."""
+    return f"{node_prefix(node_id)}output:{task_id}"
 
 
 def task_changed_channel(task_id: str) -> str:

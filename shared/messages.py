@@ -10,6 +10,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
+from . import keys
 from .config_paths import MAX_CONFIG_FILE_BYTES, MAX_CONFIG_FILES, config_relpath, is_safe_id
 from .defaults import COMPONENT_STOP_GRACE_SECONDS, TASK_TIMEOUT_MAX
 from .states import AGENT_REPORTED_COMPONENT_STATES, AGENT_REPORTED_HOST_STATUSES, AGENT_REPORTED_STATES, ComponentType
@@ -64,7 +65,8 @@ class JoinRequestSchema(_Wire):
         # what nobody checked.
         unknown = RAISE
 
-    node_id = Text(required=True, validate=validate.Length(min=1, max=64))
+    # keys.NODE_ID: the id is spelled into the node's Redis user's key patterns (agents make 32 hex digits).
+    node_id = Text(required=True, validate=validate.Regexp(keys.NODE_ID, error="letters, digits and '-' only, 1 to 64"))
     hostname = Text(required=True, validate=validate.Length(min=1, max=255))
     ip = Text(required=True, validate=validate.Length(min=1, max=64))
     interval = fields.Float(required=True, validate=validate.Range(min=0.1, max=3600))
@@ -105,7 +107,7 @@ class StopTasksSchema(_Wire):
 
 
 class TaskEventSchema(_Wire):
-    """A change of a task's state, appended by an agent to keys.EVENTS_STREAM."""
+    """A change of a task's state, appended by an agent to its keys.node_reports (kind "event")."""
 
     task_id = fields.String(required=True)
     deployment_id = fields.String(required=True)
@@ -138,7 +140,7 @@ class CancelCommandSchema(_Wire):
 
 
 class CommandReportSchema(_Wire):
-    """One node's report on a fleet task, appended by its agent to keys.COMMAND_REPORTS_STREAM.
+    """One node's report on a fleet task, appended by its agent to its keys.node_reports (kind "command").
 
     A ``running`` report comes when the command starts; one final report (succeeded, failed, timed_out,
     canceled) carries the captured output, each capped at defaults.OUTPUT_CAP_BYTES.
@@ -160,7 +162,7 @@ class CommandReportSchema(_Wire):
 
 
 class OutputLineSchema(_Wire):
-    """One entry of keys.task_output(task_id): a line (or a chunk of a very long line) of one node."""
+    """One entry of keys.task_output(task_id, node_id): a line (or a chunk of a very long line) of one node."""
 
     node_id = fields.String(required=True)
     stream = fields.String(required=True, validate=validate.OneOf(["stdout", "stderr"]))
@@ -249,7 +251,7 @@ class StopComponentSchema(_Wire):
 
 class ComponentReportSchema(_Wire):
     """A component's state and usage (document 001 §6.3), appended by its agent to
-    keys.COMPONENT_REPORTS_STREAM on every change of state and every heartbeat interval while it runs."""
+    its keys.node_reports (kind "component") on every change of state and every heartbeat interval while it runs."""
 
     business_id = fields.String(required=True)
     component_id = fields.String(required=True)

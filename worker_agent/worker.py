@@ -9,8 +9,9 @@ from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
+from redis.exceptions import AuthenticationError, RedisError
 from rq import SimpleWorker
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
@@ -22,6 +23,14 @@ logger = logging.getLogger(__name__)
 
 class ForbiddenJobError(Exception):
     """A job named a function that agents do not run."""
+
+
+class CredentialsRefused(RedisError):
+    """Redis refused this node's user (its password changed, or the node was forgotten and its user removed).
+
+    Not a ConnectionError, which RQ's work loop retries for ever with the same URL: this one ends the worker,
+    and the agent joins again for a URL that works (worker_agent.agent).
+    """
 
 
 class AllowlistedJob(Job):
@@ -97,7 +106,8 @@ class AgentWorker(SimpleWorker):
             self.max_connection_wait_time = reconnect_max_seconds
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
-        """RQ's heartbeat, its three writes in one round trip when RQ gives no pipeline.
+        """RQ's heartbeat, its three writes in one round trip when RQ gives no pipeline; CredentialsRefused
+        when Redis no longer knows this node's user.
 
         RQ sends them one by one, twice around every job, once right between the dequeue and the job: a
         fleet command's start waited for two of those round trips.
@@ -105,9 +115,17 @@ class AgentWorker(SimpleWorker):
         if pipeline is not None:
             super().heartbeat(timeout, pipeline=pipeline)
             return
-        with self.connection.pipeline(transaction=False) as pipe:
-            super().heartbeat(timeout, pipeline=pipe)
-            pipe.execute()
+        try:
+            with self.connection.pipeline(transaction=False) as pipe:
+                super().heartbeat(timeout, pipeline=pipe)
+                pipe.execute()
+        except AuthenticationError as exc:
+            # RQ heartbeats first thing in every turn of its dequeue loop, reconnections included.
+            raise CredentialsRefused(f"Redis refused this node's credentials: {exc}") from exc
+
+    def clean_group_registries(self) -> None:
+        """Nothing: corral makes no RQ job groups, and the lock RQ takes for them (a key shared by every queue's
+        workers) is beyond this node's Redis user, which reaches only its own node's keys."""
 
     def handle_warm_shutdown_request(self) -> None:
         self.shutdown_requested = True
@@ -128,7 +146,12 @@ def requeue_orphaned_jobs(connection: Redis, node_id: str) -> list[str]:
         connection.zrem(registry.key, f"{job_id}:{execution_id}")
         if job is None:
             continue  # expired meanwhile: nothing to run again
-        registry.get_queue().enqueue_job(job, at_front=True)
+        # Not Queue.enqueue_job, which also adds the queue to RQ's index of queues (rq:queues): a key of
+        # every node, which this node's Redis user may not write (manager_api.services.redis_users).
+        with connection.pipeline() as pipe:
+            job.set_status(JobStatus.QUEUED, pipeline=pipe)
+            registry.get_queue().push_job_id(job_id, pipeline=pipe, at_front=True)
+            pipe.execute()
         requeued.append(job_id)
         logger.warning("node %s: requeued job %s left started by worker %s", node_id, job_id, job.worker_name)
     return requeued

@@ -19,5 +19,5 @@ bp = Blueprint("agents", __name__)
 def join() -> ResponseReturnValue:
     """Register or refresh the calling agent's node."""
     data = load(JoinRequestSchema())
-    answer = agents.join(extensions.settings(), data, request.host, auth.actor())
+    answer = agents.join(extensions.settings(), extensions.redis(), data, request.host, auth.actor())
     return jsonify(JoinResponseSchema().dump(answer))

@@ -8,6 +8,9 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from redis import Redis
+from redis.exceptions import ResponseError
+
 from shared import job_signing, keys
 from shared.defaults import PROTOCOL_VERSION
 
@@ -15,7 +18,7 @@ from .. import db
 from ..config import Settings
 from ..errors import ApiError
 from ..models import Node, utcnow
-from . import audit, job_keys, node_labels
+from . import audit, job_keys, node_labels, redis_users
 
 logger = logging.getLogger(__name__)
 
@@ -27,21 +30,52 @@ def _host_only(request_host: str) -> str:
     return request_host.rsplit(":", 1)[0] if request_host.count(":") == 1 else request_host
 
 
-def agent_redis_url(settings: Settings, request_host: str) -> str:
-    """The Redis URL to hand an agent that reached the manager as ``request_host``."""
+def agent_redis_url(settings: Settings, request_host: str, auth: str | None) -> str:
+    """The Redis URL to hand an agent that reached the manager as ``request_host``, logging in as ``auth``
+    (``user:password`` of its node's own user, node_redis_auth), or as the manager itself when None."""
     if settings.agent_redis_url:
         return settings.agent_redis_url
     if not settings.redis_url:
         raise ApiError(503, "The manager has no Redis configured")
-    if not settings.private_redis:
-        return settings.redis_url
-    # The private Redis listens beside the API; the agent reaches it under the name it used for us, as the
-    # restricted agent user (redis_server.AGENT_RULES), never with the manager's own password.
     parts = urlsplit(settings.redis_url)
-    auth = settings.agent_redis_auth or parts.netloc.rpartition("@")[0]
-    netloc = f"{auth}@" if auth else ""
-    netloc += f"{_host_only(request_host)}:{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    own_auth, _, host = parts.netloc.rpartition("@")
+    if settings.private_redis:
+        # The private Redis listens beside the API: the agent reaches it under the name it used for us.
+        host = f"{_host_only(request_host)}:{parts.port}"
+    auth = own_auth if auth is None else auth
+    return urlunsplit((parts.scheme, f"{auth}@{host}" if auth else host, parts.path, parts.query, parts.fragment))
+
+
+_acl_refused = False
+"""Set once the external Redis refused to let the manager make node users: warned about once per process."""
+
+
+def node_redis_auth(settings: Settings, redis: Redis, node_id: str) -> str | None:
+    """Make ``node_id``'s own Redis user and return its ``user:password``; None when the agents log in as the
+    manager does (an external Redis on which the manager may not manage users: README, Security). With
+    --agent-redis-url the operator manages the agents' credentials, and nothing is made."""
+    global _acl_refused
+    if settings.agent_redis_url or _acl_refused:
+        return None
+    try:
+        redis_users.create(redis, [node_id])
+    except ResponseError as exc:
+        if settings.private_redis:
+            # Never the manager's own password to agents: a join fails (503) rather than hand it out.
+            logger.error("node %s: its Redis user could not be made (Redis 7 or later is needed): %s", node_id, exc)
+            raise
+        # NOPERM (an external Redis whose user may not manage users), or a Redis older than 7.0 (no key
+        # selectors): the agents get the manager's own credentials, as before node users existed.
+        _acl_refused = True
+        logger.warning(
+            "Redis at %s refused to make node users (%s): agents get the manager's own Redis credentials, so "
+            "every node can reach every other node's keys; give the manager's user +acl, run Redis 7 or later, "
+            "or pass --agent-redis-url",
+            urlsplit(settings.redis_url or "").hostname,
+            exc,
+        )
+        return None
+    return redis_users.auth(node_id)
 
 
 def _upsert_node(
@@ -60,12 +94,12 @@ def _upsert_node(
     )
 
 
-def join(settings: Settings, data: dict[str, Any], request_host: str, actor: str) -> dict[str, Any]:
-    """Upsert the node of a joining agent; returns the JoinResponseSchema data."""
+def join(settings: Settings, redis: Redis, data: dict[str, Any], request_host: str, actor: str) -> dict[str, Any]:
+    """Upsert the node of a joining agent and make its Redis user; returns the JoinResponseSchema data."""
     node_id = data["node_id"]
     if data["protocol"] != PROTOCOL_VERSION:
         raise ApiError(400, f"Unsupported protocol {data['protocol']}; this manager speaks {PROTOCOL_VERSION}")
-    redis_url = agent_redis_url(settings, request_host)
+    agent_redis_url(settings, request_host, None)  # 503 before anything is written when there is no Redis
     fields = {
         "hostname": data["hostname"],
         "ip": data["ip"],
@@ -92,6 +126,8 @@ def join(settings: Settings, data: dict[str, Any], request_host: str, actor: str
             f"node_secret: node {node_id} is registered with another secret; an agent that lost its data "
             "directory joins as a new node",
         )
+    # Only for a join whose secret was accepted: made (again) from scratch, so a re-join also repairs it.
+    redis_url = agent_redis_url(settings, request_host, node_redis_auth(settings, redis, node_id))
     logger.info("node %s (%s, %s) %s", node_id, data["hostname"], data["ip"], "re-joined" if known else "joined")
     return {
         "node_id": node_id,

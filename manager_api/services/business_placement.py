@@ -410,11 +410,11 @@ def load_nodes(
     query = Node.select(Node.id, Node.hostname, Node.facts, Node.labels).where(known()).order_by(Node.id)
     rows = database.execute(query).fetchall()
     held = reservations(exclude_business_id)
-    now, summaries, grace = heartbeat.read_raw_summaries(redis)
+    now, summaries, grace = heartbeat.read_raw_summaries(redis, [row[0] for row in rows])
     built = _built
     out = []
     for node_id, hostname, facts_text, labels_text in rows:
-        inputs = (hostname, facts_text, labels_text, held.get(node_id, NOTHING_HELD), summaries.get(node_id.encode()))
+        inputs = (hostname, facts_text, labels_text, held.get(node_id, NOTHING_HELD), summaries.get(node_id))
         cached = built.get(node_id)
         if cached is not None and cached[0] == inputs:
             beat, node = cached[1], cached[2]

@@ -53,7 +53,7 @@ def fail_components_on_offline_nodes(redis: Redis, offline_after_intervals: int,
     )
     if not rows:
         return Jobs()
-    now_ts, beats = heartbeat.read_summaries(redis, job_keys.node_key)
+    now_ts, beats = heartbeat.read_summaries(redis, {row.node_id for row in rows}, job_keys.node_key)
     rows = [
         row
         for row in rows

@@ -39,7 +39,7 @@ def _enqueue(
     """Enqueue ``function`` by name with one validated dict argument on ``node_id``'s queue, signed with the
     node's key (the agent refuses anything else); returns the job id."""
     queue = node_queue(redis, node_id)
-    job_id = str(uuid.uuid4())
+    job_id = keys.node_job_id(node_id, uuid.uuid4().hex)
     signature = job_signing.sign(job_keys.node_key(node_id), function, [body], {}, job_id, queue.name)
     job = queue.enqueue(
         function,

@@ -139,10 +139,17 @@ def prune(redis: Redis, retention_days: int) -> int:
     for i in range(0, len(old), INSERT_CHUNK):
         chunk = old[i : i + INSERT_CHUNK]
         pks = [pk for pk, _ in chunk]
+        task_ids = dict(chunk)
+        # Each host wrote its own output stream: read who, before the hosts go.
+        hosts = TaskHost.select(TaskHost.task, TaskHost.node).where(
+            TaskHost.task.in_(pks), TaskHost.node.is_null(False)
+        )
+        outputs = [keys.task_output(task_ids[task_pk], node_id) for task_pk, node_id in hosts.tuples()]
         with db.write_transaction():
             TaskHost.delete().where(TaskHost.task.in_(pks)).execute()
             FleetTask.delete().where(FleetTask.id.in_(pks)).execute()
-        redis.delete(*[keys.task_output(task_id) for _, task_id in chunk])
+        if outputs:
+            redis.delete(*outputs)
     if old:
         logger.info("fleet tasks pruned: %d ended before %s", len(old), cutoff.isoformat())
     return len(old)

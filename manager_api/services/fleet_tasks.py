@@ -87,7 +87,7 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
 def _target_nodes(redis: Redis, offline_after_intervals: int) -> list[targets.TargetNode]:
     # A forgotten node is not a target: a new node under its hostname must not be doubled by the old one.
     rows = list(Node.select(Node.id, Node.hostname, Node.ip, Node.labels).where(known()).tuples())
-    now, beats = heartbeat.read_summaries(redis, job_keys.node_key)
+    now, beats = heartbeat.read_summaries(redis, [row[0] for row in rows], job_keys.node_key)
     out = []
     for node_id, hostname, ip, labels in rows:
         beat = beats.get(node_id)

@@ -91,9 +91,9 @@ def _view(
 
 def listing(redis: Redis, offline_after_intervals: int) -> list[dict[str, Any]]:
     """Every node, in join order, with facts, labels, capacity and what active components reserve."""
-    rows = Node.select(*_FIELDS).where(known()).order_by(Node.registered_at, Node.id).tuples()
+    rows = list(Node.select(*_FIELDS).where(known()).order_by(Node.registered_at, Node.id).tuples())
     held = reservations()
-    now, beats = heartbeat.read_summaries(redis, job_keys.node_key)
+    now, beats = heartbeat.read_summaries(redis, [row[0] for row in rows], job_keys.node_key)
     return [_view(row, now, beats, held, offline_after_intervals) for row in rows]
 
 
@@ -130,7 +130,7 @@ def detail(redis: Redis, node_id: str, offline_after_intervals: int) -> dict[str
     row = Node.select(*_FIELDS).where(Node.id == node_id, known()).tuples().first()
     if row is None:
         raise ApiError(404, NOT_FOUND)
-    now, beats = heartbeat.read_summaries(redis, job_keys.node_key)
+    now, beats = heartbeat.read_summaries(redis, [node_id], job_keys.node_key)
     out = _view(row, now, beats, reservations(), offline_after_intervals)
     out["components"] = _components_on(node_id)
     return out

@@ -24,3 +24,8 @@ def known() -> Any:
 def forgotten() -> Any:
     """The condition of a node row forgotten by DELETE /api/nodes/{id} and not joined again since."""
     return Node.forgotten_at.is_null(False) & Node.secret_digest.is_null()
+
+
+def known_ids() -> list[str]:
+    """The id of every node the manager still knows (the duties sweep their streams and judge their liveness)."""
+    return [node_id for (node_id,) in Node.select(Node.id).where(known()).tuples()]

@@ -9,10 +9,12 @@ What still references the node when it is forgotten:
   guess, which a report from the node could undo), fail "node <hostname> forgotten", which no report
   undoes; a component an update dropped goes; their businesses are recomputed (a failed rollout rolls
   back on the other nodes);
-- its Redis state goes: heartbeat hash, summary entry, seen entry, and every job of its queue. Then the
-  emptied queue gets a stop for each task and component that may still run there, so an agent that comes
-  back under this id stops what the manager no longer follows before it does anything else (as a Nomad
-  client that registers again after a purge is told to stop its allocations);
+- its Redis user goes, and the connections it holds are dropped (redis_users.remove): its agent can no
+  longer read or write anything until it joins again;
+- its Redis state goes: every key of its own (heartbeat, summary, reports, output), and every job of its
+  queue. Then the emptied queue gets a stop for each task and component that may still run there, so an
+  agent that comes back under this id stops what the manager no longer follows before it does anything
+  else (as a Nomad client that registers again after a purge is told to stop its allocations);
 - the row stays, forgotten (node_presence), its secret and API labels cleared: node lists, fleet task
   targets and placement leave it out, while task, component and host history keep showing its hostname.
   Its agent joining again brings it back as that node, as a node joining for the first time.
@@ -35,7 +37,7 @@ from .. import db
 from ..config import Settings
 from ..errors import ApiError
 from ..models import Business, BusinessComponent, DeploymentTask, Node, TaskHost, utcnow
-from . import audit, businesses, deployments, dispatch, fleet_tasks, job_keys, node_labels
+from . import audit, businesses, deployments, dispatch, fleet_tasks, job_keys, node_labels, redis_users
 from .business_state import (
     ENDED,
     REMOVED,
@@ -87,8 +89,11 @@ def _stops(node_id: str, settings: Settings) -> tuple[dict[str, list[str]], Jobs
 
 
 def _reset_redis(redis: Redis, node_id: str, settings: Settings) -> int:
-    """Drop the node's heartbeat and every job of its queue, then queue the stops of what may still run
-    there; returns how many stops. Done before the database changes: a Redis failure changes nothing."""
+    """Cut off the node's Redis user, drop its own keys and every job of its queue, then queue the stops of
+    what may still run there; returns how many stops. Done before the database changes: a Redis failure
+    changes nothing."""
+    if not settings.agent_redis_url:  # else the operator manages the agents' users
+        redis_users.remove(redis, node_id)
     queue = dispatch.node_queue(redis, node_id)
     registries = (
         queue.started_job_registry,
@@ -100,10 +105,12 @@ def _reset_redis(redis: Redis, node_id: str, settings: Settings) -> int:
     )
     held = {job_id for registry in registries for job_id in registry.get_job_ids(cleanup=False)}
     queue.delete(delete_jobs=True)
+    # Its keys (heartbeat, summary, reports, output of each task...) by their prefix: a forget is rare, and
+    # a SCAN finds the output streams of tasks that no table remembers any more.
+    own = list(redis.scan_iter(match=keys.node_prefix(node_id) + "*", count=1000))
     with redis.pipeline(transaction=False) as pipe:
-        pipe.delete(keys.node_heartbeat(node_id))
-        pipe.hdel(keys.NODES_SUMMARY, node_id)
-        pipe.zrem(keys.NODES_SEEN, node_id)
+        if own:
+            pipe.delete(*own)
         pipe.delete(queue.intermediate_queue_key, *(registry.key for registry in registries))
         for job_id in held:
             pipe.delete(Job.key_for(job_id))
@@ -176,7 +183,7 @@ def forget(redis: Redis, node_id: str, actor: str, settings: Settings) -> dict[s
     node = Node.select(Node.hostname, Node.ip, Node.facts).where(Node.id == node_id, known()).first()
     if node is None:
         raise ApiError(404, NOT_FOUND)
-    now_ts, beats = heartbeat.read_summaries(redis, job_keys.node_key)
+    now_ts, beats = heartbeat.read_summaries(redis, [node_id], job_keys.node_key)
     beat = beats.get(node_id)
     if beat is not None and beat.online(now_ts, settings.offline_after_intervals):
         raise ApiError(409, f"node {node_id} ({node.hostname}) is online: stop its agent first")

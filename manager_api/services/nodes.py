@@ -77,11 +77,11 @@ def list_nodes(redis: Redis, offline_after_intervals: int) -> list[dict[str, Any
         .order_by(Node.registered_at, Node.id)
     )
     rows = database.execute(query).fetchall()
-    now, summaries, grace = heartbeat.read_raw_summaries(redis)
+    now, summaries, grace = heartbeat.read_raw_summaries(redis, [row[0] for row in rows])
     online_code, offline_code = int(NodeStatus.ONLINE), int(NodeStatus.OFFLINE)
     out = []
     for node_id, hostname, ip, last_seen, labels in rows:
-        raw = summaries.get(node_id.encode())
+        raw = summaries.get(node_id)
         beat = None
         if raw is not None:
             cached = _rendered.get(node_id)
@@ -118,7 +118,7 @@ def active_task_counts() -> dict[str, int]:
 def node_loads(redis: Redis, offline_after_intervals: int) -> list[NodeLoad]:
     """Every node as placement sees it: online, cpu%, memory%, active tasks."""
     rows = list(Node.select(Node.id, Node.hostname, Node.ip).where(known()).tuples())
-    now, beats = heartbeat.read_summaries(redis, job_keys.node_key)
+    now, beats = heartbeat.read_summaries(redis, [row[0] for row in rows], job_keys.node_key)
     counts = active_task_counts()
     loads = []
     for node_id, hostname, ip in rows:
@@ -150,7 +150,7 @@ def refresh_statuses(redis: Redis, offline_after_intervals: int) -> list[tuple[s
     rows = list(Node.select(Node.id, Node.hostname, Node.status, Node.last_seen).where(known()).tuples())
     if not rows:
         return []
-    now, beats = heartbeat.read_summaries(redis, job_keys.node_key)
+    now, beats = heartbeat.read_summaries(redis, [row[0] for row in rows], job_keys.node_key)
     flips: list[tuple[str, str, NodeStatus]] = []
     updates: list[tuple[str, NodeStatus, Any]] = []
     for node_id, hostname, status, last_seen in rows:

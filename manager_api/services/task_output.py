@@ -45,6 +45,10 @@ class _Hostnames:
         self.names: dict[str, str] = {}
         self._load()
 
+    def reload(self) -> None:
+        """Read the task's hosts again (a node may be added to it later)."""
+        self._load()
+
     def _load(self) -> None:
         rows = (
             TaskHost.select(TaskHost.node, TaskHost.hostname)
@@ -61,6 +65,43 @@ class _Hostnames:
         return self.names[node_id]
 
 
+class _NodeStreams:
+    """The output streams of a task's nodes (keys.task_output), read together and merged in stream id order."""
+
+    def __init__(self, redis: Redis, task_id: str, start: str) -> None:
+        self.redis = redis
+        self.task_id = task_id
+        self.start = start
+        self.cursors: dict[str, str] = {}  # stream -> id of its last line taken
+        self.node_of: dict[str, str] = {}
+
+    def add(self, node_ids: list[str]) -> None:
+        """Follow these nodes' streams too, from ``start`` (every node's lines after a Last-Event-ID)."""
+        for node_id in node_ids:
+            stream = keys.task_output(self.task_id, node_id)
+            if stream not in self.cursors:
+                self.cursors[stream], self.node_of[stream] = self.start, node_id
+
+    def read(self, block: int | None) -> list[tuple[str, str, dict[Any, Any]]]:
+        """The next lines as (entry id, node id, fields), oldest first; waits up to ``block`` ms for one."""
+        if not self.cursors:
+            return []
+        reply = cast(list[Any], self.redis.xread(self.cursors, count=BATCH, block=block))  # type: ignore[arg-type]
+        lines = []
+        horizon: tuple[int, int] | None = None  # a stream that filled its batch may hold more before the others
+        for raw_stream, entries in reply or []:
+            stream = _text(raw_stream)
+            lines += [(_text(raw_id), stream, fields) for raw_id, fields in entries]
+            if len(entries) >= BATCH:
+                last = _stream_id(_text(entries[-1][0]))
+                horizon = last if horizon is None else min(horizon, last)
+        # What lies past the horizon is read again, after what the full stream holds before it.
+        taken = sorted((line for line in lines if horizon is None or _stream_id(line[0]) <= horizon), key=_order)
+        for entry_id, stream, _fields in taken:
+            self.cursors[stream] = entry_id
+        return [(entry_id, self.node_of[stream], fields) for entry_id, stream, fields in taken]
+
+
 def follow(
     redis: Redis,
     task_id: str,
@@ -73,28 +114,21 @@ def follow(
 
     Lines come from the first (or after stream id ``after``, a reconnecting client's Last-Event-ID).
     """
-    key = keys.task_output(task_id)
     hostnames = _Hostnames(task_id)
-    last = after or "0-0"
+    streams = _NodeStreams(redis, task_id, after or "0-0")
     next_status = 0.0
     last_sent = time.monotonic()
     over = False
     status: str | None = None
     sent = 0
-    logger.debug("output of fleet task %s followed (node %s, after %s)", task_id, node or "any", last)
+    logger.debug("output of fleet task %s followed (node %s, after %s)", task_id, node or "any", streams.start)
 
-    def render(entries: list[tuple[Any, dict[Any, Any]]]) -> Iterator[str]:
-        nonlocal last, sent
-        for raw_id, fields in entries:
-            entry_id = _text(raw_id)
-            if entry_id == last:
-                continue
-            last = entry_id
+    def render(lines: list[tuple[str, str, dict[Any, Any]]]) -> str:
+        nonlocal sent, last_sent
+        chunks = []
+        for entry_id, node_id, fields in lines:
             values = {_text(k): _text(v) for k, v in fields.items()}
-            node_id = values.get("node_id", "")
-            if node and node_id != node:
-                continue
-            if not events.output_line_signed(task_id, values, job_keys.node_key):
+            if not events.output_line_signed(task_id, node_id, values, job_keys.node_key):
                 logger.warning(
                     "fleet task %s: output line %s not signed by node %s: not shown", task_id, entry_id, node_id
                 )
@@ -106,16 +140,16 @@ def follow(
                 "stream": values.get("stream", ""),
                 "line": values.get("line", ""),
             }
-            yield sse("line", data, entry_id)
+            chunks.append(sse("line", data, entry_id))
+        if chunks:
+            last_sent = time.monotonic()
+        return "".join(chunks)
 
+    streams.add([node] if node else list(hostnames.names))
     while True:
         # The stored lines first, in batches: a late client gets everything from the first line.
-        backlog = cast(list[Any], redis.xrange(key, min="-" if last == "0-0" else last, count=BATCH + 1))
-        fresh = [e for e in backlog if _text(e[0]) != last]
-        if fresh:
-            chunk = "".join(render(fresh))
-            if chunk:
-                last_sent = time.monotonic()
+        if lines := streams.read(None):
+            if chunk := render(lines):
                 yield chunk
             continue
         if over:
@@ -126,15 +160,26 @@ def follow(
             next_status = time.monotonic() + STATUS_EVERY
             found = fleet_tasks.status_of(task_id)
             status, over = (None, True) if found is None else found
+            if not node:
+                hostnames.reload()  # a node added to the task meanwhile
+                streams.add(list(hostnames.names))
             if over:
                 # Agents append lines before their final report: one more read drains what is left.
                 continue
-        reply = cast(list[Any], redis.xread({key: last}, count=BATCH, block=block_ms))
-        if reply:
-            chunk = "".join(render(list(reply[0][1])))
-            if chunk:
-                last_sent = time.monotonic()
+        if not streams.cursors:
+            time.sleep(block_ms / 1000)  # no node to wait on yet
+        elif lines := streams.read(block_ms):
+            if chunk := render(lines):
                 yield chunk
         elif time.monotonic() - last_sent >= keepalive_every:
             last_sent = time.monotonic()
             yield ": keepalive\n\n"
+
+
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _order(line: tuple[str, str, Any]) -> tuple[tuple[int, int], str]:
+    return _stream_id(line[0]), line[1]

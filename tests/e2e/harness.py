@@ -79,6 +79,12 @@ class Manager(Proc):
         except requests.ConnectionError:
             return False
 
+    def redis_url(self) -> str:
+        """The manager's own URL of its private Redis (every key; agents get a user of their node's keys only)."""
+        redis_dir = self.db_path.parent / "corral-redis"
+        password = (redis_dir / "password").read_text().strip()
+        return f"redis://:{password}@127.0.0.1:{(redis_dir / 'port').read_text().strip()}/0"
+
     def get(self, path: str, **kw: Any) -> requests.Response:
         return requests.get(self.url + path, timeout=10, **kw)
 
@@ -121,10 +127,10 @@ def join_simulated_nodes(
     manager: Manager, env: dict[str, str], count: int, facts: dict[str, object] | None = None
 ) -> tuple[redis.Redis, dict[str, bytes]]:
     """Join ``count`` simulated nodes (with ``facts``) through the real endpoint and heartbeat each once,
-    signed (interval 60 s: online for three minutes); returns a client of the manager's Redis and each node's
-    signing key (what its reports must carry)."""
+    signed (interval 60 s: online for three minutes); returns a client of the manager's Redis (its own
+    user: one client for every node) and each node's signing key (what its reports must carry)."""
     token = (Path(env["CORRAL_RUNTIME_DIR"]) / local_join_token_path(manager.port).name).read_text().strip()
-    client: redis.Redis | None = None
+    client = redis.Redis.from_url(manager.redis_url())
     keys: dict[str, bytes] = {}
     session = requests.Session()
     for i in range(count):
@@ -141,8 +147,6 @@ def join_simulated_nodes(
         answer = session.post(manager.url + api.JOIN_PATH, json=body, headers=api.bearer(token), timeout=10)
         answer.raise_for_status()
         keys[node_id] = bytes.fromhex(answer.json()["job_key"])
-        if client is None:
-            client = redis.Redis.from_url(answer.json()["redis_url"])
         figures = {
             "interval": 60,
             "hostname": body["hostname"],
@@ -151,5 +155,4 @@ def join_simulated_nodes(
             "memory_usage_percent": 40,
         }
         heartbeat.write(client, node_id, figures, key=keys[node_id])
-    assert client is not None, "no node to join"
     return client, keys

@@ -9,7 +9,7 @@ import pytest
 import redis as redis_lib
 import requests
 
-from shared import api
+from shared import api, keys
 from shared.defaults import PROTOCOL_VERSION
 from tests.e2e.harness import BIN, Agent, Manager, isolated_env
 from tests.support import free_port, wait_until
@@ -91,9 +91,9 @@ def test_agents_get_a_redis_user_that_cannot_administer_redis(tmp_path: Path) ->
 
         as_agent = redis_lib.Redis.from_url(agent_url)
         try:
-            assert as_agent.acl_whoami() == "corral-agent"
-            as_agent.set("corral:probe", "1")  # keys and streams: what an agent does
-            assert as_agent.xadd("corral:probe-stream", {"a": "1"})
+            # Its node's own keys and streams: what an agent does (tests/faults/test_node_redis_acl.py: nothing else).
+            as_agent.set(keys.node_prefix("n-1") + "probe", "1")
+            assert as_agent.xadd(keys.node_reports("n-1"), {"a": "1"})
             assert as_agent.info("server")["redis_version"]  # RQ reads the version
             for refused in (
                 lambda: as_agent.config_set("dir", str(tmp_path)),
@@ -101,6 +101,7 @@ def test_agents_get_a_redis_user_that_cannot_administer_redis(tmp_path: Path) ->
                 as_agent.flushall,
                 lambda: as_agent.keys("*"),
                 lambda: as_agent.acl_setuser("evil", enabled=True),
+                lambda: as_agent.acl_whoami(),
                 lambda: as_agent.execute_command("MODULE", "LIST"),
                 lambda: as_agent.execute_command("REPLICAOF", "NO", "ONE"),
                 lambda: as_agent.execute_command("SHUTDOWN", "NOSAVE"),

@@ -169,7 +169,7 @@ def test_secret_files_are_owner_only_and_fixed_at_restart(tmp_path: Path, stack:
     wal, shm = db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")
     # SQLite gives -wal and -shm the database file's mode: the manager's connections make them 0600.
     wait_until(lambda: wal.exists() and shm.exists(), timeout=20, what="the database's -wal and -shm")
-    manager_files = [db, wal, shm, data / "join-token", *(redis_dir / n for n in ("password", "agent-password"))]
+    manager_files = [db, wal, shm, data / "join-token", redis_dir / "password"]
     manager_files.append(redis_dir / "redis.conf")
     manager_dirs = [data, redis_dir]
     # The agent's: its data directory is corral's own; each file that holds a secret, and the config file.

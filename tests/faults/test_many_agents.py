@@ -60,6 +60,8 @@ def fleet(tmp_path: Path) -> Iterator[tuple[Manager, subprocess.Popen[bytes], Pa
         str(SIM_PROCESSES),
         "--interval",
         str(INTERVAL),
+        "--redis-url",
+        manager.redis_url(),
     ]
     with open(sim_log, "wb") as out:
         sim = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**env, "PYTHONPATH": str(ROOT)})

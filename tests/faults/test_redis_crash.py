@@ -70,6 +70,8 @@ def test_a_killed_private_redis_is_restarted_and_the_fleet_carries_on(stack: tup
         lambda: "private redis-server died" in (log := manager.output()) and "restarted on port" in log,
         what="the manager to log the death and the restart",
     )
+    # ACL SETUSER keeps nothing on disk: the restarted Redis got the node's own user again.
+    wait_until(lambda: "1 node Redis users made" in manager.output(), what="the node users made again")
 
     # The agent finds Redis again by itself, and commands run on it again.
     wait_until(lambda: online(manager), timeout=60, what=f"the node online again\n{agent.output()[-3000:]}")

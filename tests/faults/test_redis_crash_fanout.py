@@ -125,17 +125,15 @@ def check_outcomes(tasks: dict[str, dict[str, Any]], runs: Path) -> tuple[Counte
     return outcomes, wrong
 
 
-def private_redis_url(manager: Manager) -> str:
-    """The manager's own URL of its private Redis (its password is in the data dir)."""
-    directory = manager.db_path.parent / "corral-redis"
-    password = (directory / "password").read_text().strip()
-    return f"redis://:{password}@127.0.0.1:{(directory / 'port').read_text().strip()}/0"
-
-
 def finals_in_stream(client: redis_lib.Redis) -> int:
-    """How many final command reports the command reports stream holds."""
-    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(keys.COMMAND_REPORTS_STREAM))
-    return len([fields for _id, fields in entries if events.parse_command_report(fields)["status"] != "running"])
+    """How many final command reports the nodes' reports streams hold."""
+    count = 0
+    for stream in client.scan_iter(match=keys.node_reports("*")):
+        node_id = stream.decode()[len(keys.node_prefix("")) :].rpartition(":")[0]
+        for _id, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(stream)):
+            kind, report = events.parse_report(fields, node_id)
+            count += kind == events.COMMAND and report["status"] != "running"
+    return count
 
 
 def recording(runs: Path, gate: Path | None = None) -> str:
@@ -220,7 +218,7 @@ def test_reports_lost_with_redis_last_second_are_sent_again(fleet: tuple[Manager
     os.kill(manager.pid, signal.SIGSTOP)
     try:
         gate.touch()
-        admin = redis_lib.Redis.from_url(private_redis_url(manager))
+        admin = redis_lib.Redis.from_url(manager.redis_url())
         wait_until(lambda: finals_in_stream(admin) >= TASKS * AGENTS, timeout=30, what="every final report sent")
         admin.close()
         redis = private_redis(manager)

@@ -110,6 +110,6 @@ def report(
     return events.publish_component_report(redis_client, body, key=job_keys.node_key(node_id))
 
 
-def consumed(redis_client: redis_lib.Redis, entry_id: str) -> bool:
-    """Whether the component reports stream was delivered up to ``entry_id`` and acked."""
-    return stream_consumed(redis_client, keys.COMPONENT_REPORTS_STREAM, entry_id)
+def consumed(redis_client: redis_lib.Redis, entry_id: str | None, node_id: str = "n1") -> bool:
+    """Whether ``node_id``'s reports stream was delivered up to ``entry_id`` and acked."""
+    return stream_consumed(redis_client, node_id, entry_id)

@@ -142,10 +142,16 @@ def template_body(name: str, *groups: list[str]) -> dict[str, Any]:
     }
 
 
-def stream_consumed(redis_client: redis_lib.Redis, stream: str, entry_id: str) -> bool:
-    """Whether the duties' group read ``stream`` up to ``entry_id`` and acked everything it read."""
-    groups = redis_client.xinfo_groups(stream)
+def _stream_id(entry_id: bytes | str) -> tuple[int, ...]:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return tuple(int(part) for part in text.split("-")) if text else ()
+
+
+def stream_consumed(redis_client: redis_lib.Redis, node_id: str, entry_id: str | None) -> bool:
+    """Whether the duties' group read ``node_id``'s reports stream up to ``entry_id`` (read first, then checked:
+    the other way round an undelivered batch would pass) and acked everything it read."""
+    stream = keys.node_reports(node_id)
+    groups = redis_client.xinfo_groups(stream) if redis_client.exists(stream) else []
     last = groups[0]["last-delivered-id"] if groups else b""
-    last = last.decode() if isinstance(last, bytes) else last
-    pending = redis_client.xpending(stream, keys.EVENTS_GROUP)["pending"]
-    return bool(last == entry_id and pending == 0)
+    pending = redis_client.xpending(stream, keys.EVENTS_GROUP)["pending"] if groups else 1
+    return bool(entry_id and _stream_id(last) >= _stream_id(entry_id) and pending == 0)

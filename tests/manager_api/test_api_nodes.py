@@ -6,13 +6,14 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import redis as redis_lib
 from flask.testing import FlaskClient
 
 from manager_api.app import create_app
 from manager_api.config import Settings
 from manager_api.models import AuditLog, Node
-from manager_api.services import job_keys
+from manager_api.services import agents, job_keys, redis_users
 from shared import heartbeat, keys
 from shared.api import JOIN_PATH, bearer
 from shared.defaults import PROTOCOL_VERSION
@@ -35,17 +36,40 @@ BODY = {
 def test_join_upserts_node_and_answers_queue(client: FlaskClient, redis_url: str) -> None:
     answer = join(client, "a" * 32, "web-01", "10.0.0.5", interval=2)
     job_key = answer.pop("job_key")
+    # The node's own Redis user (services.redis_users), on the Redis the manager was given.
+    own_url = redis_url.replace("redis://", f"redis://{redis_users.auth('a' * 32)}@")
     assert answer == {
         "node_id": "a" * 32,
-        "redis_url": redis_url,
+        "redis_url": own_url,
         "queue": keys.node_queue("a" * 32),
         "protocol": PROTOCOL_VERSION,
     }
     assert len(bytes.fromhex(job_key)) == 32
+    as_node = redis_lib.Redis.from_url(own_url)
+    assert as_node.set(keys.node_summary("a" * 32), "x") and as_node.get(keys.node_summary("a" * 32)) == b"x"
+    with pytest.raises(redis_lib.exceptions.NoPermissionError):
+        as_node.get(keys.node_summary("b" * 32))  # another node's (tests/faults/test_node_redis_acl.py: all)
+    as_node.close()
     join(client, "a" * 32, "web-01-renamed", "10.0.0.6")
     node = Node.get_by_id("a" * 32)
     assert (node.hostname, node.ip, Node.select().count()) == ("web-01-renamed", "10.0.0.6", 1)
     assert AuditLog.select().where(AuditLog.action == "node.join").count() == 2
+
+
+def test_an_external_redis_that_refuses_acl_setuser_gets_the_managers_url_and_one_warning(
+    settings: Settings, redis_client: redis_lib.Redis, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(agents, "_acl_refused", False)
+    redis_client.execute_command("ACL", "SETUSER", "limited", "reset", "on", ">pw", "~*", "&*", "+@all", "-@admin")
+    port = redis_client.connection_pool.connection_kwargs["port"]
+    limited = replace(settings, redis_url=f"redis://limited:pw@127.0.0.1:{port}/0")
+    app = create_app(limited)
+    client = app.test_client()
+    for node_id in ("n1", "n2"):
+        answer = client.post(JOIN_PATH, json={**BODY, "node_id": node_id}, headers=bearer(JOIN_TOKEN))
+        assert answer.status_code == 200 and answer.get_json()["redis_url"] == limited.redis_url
+    assert sum("refused to make node users" in r.getMessage() for r in caplog.records) == 1
+    app.extensions["corral"].redis.close()
 
 
 def test_join_needs_the_join_token(client: FlaskClient) -> None:
@@ -87,7 +111,9 @@ def test_private_redis_url_uses_the_host_the_agent_called(settings: Settings) ->
     body = dict(BODY)
     response = client.post(JOIN_PATH, json=body, headers=bearer(JOIN_TOKEN), base_url="http://192.168.7.7:8080")
     port = redis_lib.Redis.from_url(settings.redis_url or "").connection_pool.connection_kwargs["port"]
-    assert response.get_json()["redis_url"] == f"redis://192.168.7.7:{port}/0"
+    with app.app_context():
+        auth = redis_users.auth("n1")
+    assert response.get_json()["redis_url"] == f"redis://{auth}@192.168.7.7:{port}/0"
     app.extensions["corral"].redis.close()
 
 

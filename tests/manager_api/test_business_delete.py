@@ -105,7 +105,7 @@ def test_a_component_failed_with_its_node_may_still_run_there(
     take_jobs(redis_client, "n1")
     run(redis_client, "lost", "a")
     wait_until(lambda: status_is(client, "lost", "running"), what="lost running")
-    redis_client.hdel(keys.NODES_SUMMARY, "n1")  # n1 goes silent
+    redis_client.delete(keys.node_summary("n1"))  # n1 goes silent
     wait_until(lambda: status_is(client, "lost", "failed"), what="n1 seen offline")
     assert comp(detail(client, "lost"), "a")["error_message"] == "node host-n1 offline"
     refused = answer(client.delete("/api/businesses/lost"), 409)

@@ -208,7 +208,7 @@ def test_restart_moves_a_component_off_an_offline_node(
     first = detail(client, business_id)
     assert comp(first, "x")["node_id"] == "n1"  # equal nodes: the lower id wins
     take_jobs(redis_client, "n1"), take_jobs(redis_client, "n3")
-    redis_client.hdel(keys.NODES_SUMMARY, "n1")  # n1 goes silent
+    redis_client.delete(keys.node_summary("n1"))  # n1 goes silent
     beat(redis_client, "n3", interval=5.0)
     assert client.post(f"/api/businesses/{business_id}/restart").status_code == 200
     x = comp(detail(client, business_id), "x")

@@ -150,6 +150,6 @@ def test_garbage_labels_and_heartbeat_are_a_node_without_labels_offline(
     assert _node(redis_client).online
     Node.update(labels=json.dumps(["not", "a", "dict"])).execute()
     assert dict(_node(redis_client).labels) == {}
-    redis_client.hset(keys.NODES_SUMMARY, "n1", "not a summary")
+    redis_client.set(keys.node_summary("n1"), "not a summary")
     node = _node(redis_client)
     assert (node.online, node.cpu_usage_percent, node.cpu_cores) == (False, 0.0, 8.0)

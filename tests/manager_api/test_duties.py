@@ -16,7 +16,7 @@ from shared import keys
 from shared.states import NodeStatus
 from tests.support import RedisServer, wait_until
 
-from .conftest import beat, join, online_node, publish_event, template_body
+from .conftest import beat, join, online_node, publish_event, running_duties, stream_consumed, template_body
 
 
 def deploy_one(client: FlaskClient, redis_client: redis_lib.Redis, *commands: str) -> tuple[str, list[str]]:
@@ -83,12 +83,9 @@ def test_events_are_idempotent_and_never_revive_a_task(
     assert Deployment.get_by_id(deployment_id).state == "COMPLETED"
 
 
-def _acked(redis_client: redis_lib.Redis, entry_id: str) -> bool:
-    """Whether everything up to ``entry_id`` was delivered and then acked (so applied)."""
-    # Delivery first, then pending: read the other way round, an undelivered batch would pass.
-    last = redis_client.xinfo_groups(keys.EVENTS_STREAM)[0]["last-delivered-id"]
-    last = last.decode() if isinstance(last, bytes) else last
-    return last == entry_id and redis_client.xpending(keys.EVENTS_STREAM, keys.EVENTS_GROUP)["pending"] == 0
+def _acked(redis_client: redis_lib.Redis, entry_id: str | None, node_id: str = "n1") -> bool:
+    """Whether everything up to ``entry_id`` of ``node_id``'s reports was delivered and then acked (so applied)."""
+    return stream_consumed(redis_client, node_id, entry_id)
 
 
 def test_stop_then_stopped_events_end_the_deployment(
@@ -114,29 +111,43 @@ def test_malformed_and_foreign_entries_are_acked(
     client: FlaskClient, redis_client: redis_lib.Redis, duties: Duties
 ) -> None:
     deployment_id, (t1,) = deploy_one(client, redis_client, "/a")
-    redis_client.xadd(keys.EVENTS_STREAM, {"v": "1", "event": "{not json"})
-    redis_client.xadd(keys.EVENTS_STREAM, {"v": "1", "event": '{"task_id": "x"}'})
+    stream = keys.node_reports("n1")
+    redis_client.xadd(stream, {"v": "1", "kind": "event", "body": "{not json"})
+    redis_client.xadd(stream, {"v": "1", "kind": "event", "body": '{"task_id": "x"}'})
+    redis_client.xadd(stream, {"v": "1", "kind": "no-such-kind", "body": "{}"})
     publish_event(redis_client, event(deployment_id, "unknown-task", "RUNNING"))
-    publish_event(redis_client, {**event(deployment_id, t1, "RUNNING"), "node_id": "other-node"})
+    other = publish_event(redis_client, {**event(deployment_id, t1, "RUNNING"), "node_id": "other-node"})
     marker = publish_event(redis_client, event(deployment_id, t1, "RUNNING", pid=77))
     wait_until(lambda: _acked(redis_client, marker), what="stream drained")
+    wait_until(lambda: _acked(redis_client, other, "other-node"), what="the other node's stream drained")
     assert DeploymentTask.get_by_id(t1).pid == 77
+
+
+def test_a_report_whose_ring_nobody_heard_is_read_by_the_sweep(
+    client: FlaskClient, redis_client: redis_lib.Redis, settings: Settings
+) -> None:
+    """A ring is a pub/sub message: one sent while no duties listened (a restart) is lost, the report is not."""
+    deployment_id, (t1,) = deploy_one(client, redis_client, "/a")
+    publish_event(redis_client, event(deployment_id, t1, "RUNNING", pid=55))  # rung to nobody
+    with running_duties(settings):
+        wait_until(lambda: DeploymentTask.get_by_id(t1).pid == 55, what="the event read by the sweep")
 
 
 def test_pending_entries_are_applied_after_a_restart(
     client: FlaskClient, redis_client: redis_lib.Redis, settings: Settings
 ) -> None:
     deployment_id, (t1,) = deploy_one(client, redis_client, "/a")
-    redis_client.xgroup_create(keys.EVENTS_STREAM, keys.EVENTS_GROUP, id="0", mkstream=True)
+    stream = keys.node_reports("n1")
+    redis_client.xgroup_create(stream, keys.EVENTS_GROUP, id="0", mkstream=True)
     publish_event(redis_client, event(deployment_id, t1, "RUNNING", pid=42))
     # A previous duties run read the entry and died before acking it.
-    redis_client.xreadgroup(keys.EVENTS_GROUP, "duties-test", {keys.EVENTS_STREAM: ">"}, count=10)
-    assert redis_client.xpending(keys.EVENTS_STREAM, keys.EVENTS_GROUP)["pending"] == 1
+    redis_client.xreadgroup(keys.EVENTS_GROUP, "duties-test", {stream: ">"}, count=10)
+    assert redis_client.xpending(stream, keys.EVENTS_GROUP)["pending"] == 1
     worker = Duties(settings, tick=0.1, block_ms=100, consumer="duties-test")
     worker.start()
     try:
         wait_until(lambda: DeploymentTask.get_by_id(t1).pid == 42, what="pending event applied")
-        wait_until(lambda: redis_client.xpending(keys.EVENTS_STREAM, keys.EVENTS_GROUP)["pending"] == 0)
+        wait_until(lambda: redis_client.xpending(stream, keys.EVENTS_GROUP)["pending"] == 0)
     finally:
         worker.stop()
 
@@ -176,7 +187,8 @@ def test_duties_survive_a_redis_restart(client: FlaskClient, redis_client: redis
         worker = Duties(own, tick=0.1, block_ms=100)
         worker.start()
         local = redis_lib.Redis.from_url(server.url)
-        wait_until(lambda: local.exists(keys.EVENTS_STREAM), what="group created")
+        stream = keys.node_reports("n1")  # a known node: its group is made at the first sweep
+        wait_until(lambda: local.exists(stream), what="group created")
         server.stop()
         time.sleep(0.3)
         restarted = RedisServer()
@@ -184,11 +196,12 @@ def test_duties_survive_a_redis_restart(client: FlaskClient, redis_client: redis
         restarted.start()
         server = restarted
         # A fresh Redis has no consumer group: the duties must recreate it and keep going.
-        wait_until(lambda: local.exists(keys.EVENTS_STREAM), timeout=15, what="group recreated")
+        wait_until(lambda: local.exists(stream), timeout=15, what="group recreated")
         publish_event(local, event(deployment_id, t1, "RUNNING", pid=31))
         wait_until(lambda: DeploymentTask.get_by_id(t1).pid == 31, what="event applied after the restart")
         assert worker.is_alive()
         worker.stop()
+        worker.redis.close()
         local.close()
     finally:
         server.stop()

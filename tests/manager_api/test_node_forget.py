@@ -21,7 +21,7 @@ from tests.support import free_port
 
 from .business_helpers import add_node, business, comp, component, deploy, detail
 from .conftest import JOIN_TOKEN, answer, beat, join, template_body
-from .tasks_helpers import create, host, queued
+from .tasks_helpers import create, host, output, queued
 
 FORGOTTEN = {"id": "n1", "hostname": "host-n1", "status": "success", "message": "forgotten"}
 
@@ -42,7 +42,7 @@ def test_an_online_node_and_an_unknown_one_are_refused(client: FlaskClient, redi
     add_node(client, redis_client, "n1")
     refused = forget(client, expect=409)
     assert refused == {"error": "node n1 (host-n1) is online: stop its agent first"}
-    assert listed(client) == ["n1"] and redis_client.hexists(keys.NODES_SUMMARY, "n1")
+    assert listed(client) == ["n1"] and redis_client.exists(keys.node_summary("n1"))
     for node_id in ("nope", "x" * 100):
         assert forget(client, node_id, 404) == {"error": "Node not found"}
     assert not audited("node.forgotten")
@@ -60,7 +60,8 @@ def test_what_ran_there_ends_and_its_history_keeps_the_hostname(
     on = {"role": "a"}, {"role": "b"}
     body = business(component("a", affinity={"node_labels": on[0]}), component("b", affinity={"node_labels": on[1]}))
     business_id = deploy(client, body)["business_id"]
-    redis_client.hdel(keys.NODES_SUMMARY, "n1")  # n1 goes silent; its other keys are still there
+    redis_client.delete(keys.node_summary("n1"))  # n1 goes silent; its other keys are still there
+    output(redis_client, task_id, "n1", "stdout", ["a line"])
 
     assert forget(client) == FORGOTTEN
     # Deployment tasks there are LOST (their deployment FAILED); the detail still names the node.
@@ -83,10 +84,10 @@ def test_what_ran_there_ends_and_its_history_keeps_the_hostname(
     assert got["status"] == "failed" and comp(got, "b")["status"] == "stopping"
     assert any(h["to"] == "failed" and h["reason"] == "node host-n1 forgotten" for h in got["history"])
 
-    # Its Redis state is gone: heartbeat, summary, seen, every queued start; what may run there gets a stop.
-    assert not redis_client.exists(keys.node_heartbeat("n1"))
-    assert redis_client.zscore(keys.NODES_SEEN, "n1") is None
-    assert not redis_client.hexists(keys.NODES_SUMMARY, "n1")
+    # Its Redis state is gone: every key of its own, its Redis user, every queued start; what may run there
+    # gets a stop.
+    assert not redis_client.keys(keys.node_prefix("n1") + "*")
+    assert "corral-node-n1" not in redis_client.acl_users() and "corral-node-n2" in redis_client.acl_users()
     n1_jobs = [(job.func_name, job.args[0]) for job in queued(redis_client, "n1")]
     assert [name for name, _ in n1_jobs] == [jobs.STOP_TASKS, jobs.STOP_COMPONENT]
     assert n1_jobs[0][1]["task_ids"] == [on_n1["id"]] and n1_jobs[1][1]["component_id"] == "a"

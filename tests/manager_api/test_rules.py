@@ -91,12 +91,14 @@ def test_loopback_and_bind() -> None:
 
 def test_agent_redis_url_choice() -> None:
     private = Settings(redis_url="redis://:pw@127.0.0.1:7000/0", private_redis=True)
-    assert agent_redis_url(private, "192.168.1.100:8080") == "redis://:pw@192.168.1.100:7000/0"
-    assert agent_redis_url(private, "[::1]:8080") == "redis://:pw@[::1]:7000/0"
-    external = Settings(redis_url="redis://redis.example:6380/2")
-    assert agent_redis_url(external, "m:8080") == "redis://redis.example:6380/2"
+    assert agent_redis_url(private, "192.168.1.100:8080", "u:p") == "redis://u:p@192.168.1.100:7000/0"
+    assert agent_redis_url(private, "[::1]:8080", "u:p") == "redis://u:p@[::1]:7000/0"
+    external = Settings(redis_url="redis://:pw@redis.example:6380/2")
+    assert agent_redis_url(external, "m:8080", "u:p") == "redis://u:p@redis.example:6380/2"
+    # No user of its own (the external Redis refused ACL SETUSER): the manager's own URL.
+    assert agent_redis_url(external, "m:8080", None) == "redis://:pw@redis.example:6380/2"
     told = Settings(redis_url="redis://10.0.0.1:6380/0", agent_redis_url="redis://public:6380/0")
-    assert agent_redis_url(told, "m:8080") == "redis://public:6380/0"
+    assert agent_redis_url(told, "m:8080", "u:p") == "redis://public:6380/0"
 
 
 def test_settings_env_round_trip() -> None:

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 
 from manager_api.duties import Duties
 from manager_api.services import job_keys
-from shared import events
+from shared import events, keys
 from tests.support import wait_until
 
 from .tasks_helpers import add_node, create, detail, finish, output, parse_sse
@@ -85,7 +85,7 @@ def test_reconnect_with_last_event_id_resumes_after_it(
     output(redis_client, task_id, "n1", "stdout", ["a", "b", "c"])
     finish(redis_client, task_id, "n1")
     wait_until(lambda: detail(client, task_id)["finished_at"], what="task over")
-    first_id = redis_client.xrange(f"corral:task:{task_id}:output", count=1)[0][0].decode()
+    first_id = redis_client.xrange(keys.task_output(task_id, "n1"), count=1)[0][0].decode()
     got = read_stream(client, f"/api/tasks/{task_id}/output", {"Last-Event-ID": first_id})
     assert [d["line"] for e, d in got if e == "line"] == ["b", "c"]
 

@@ -21,6 +21,7 @@ from shared import events, keys
 from shared.defaults import OUTPUT_CAP_BYTES
 from tests.support import wait_until
 
+from .conftest import stream_consumed
 from .tasks_helpers import add_node, create, detail, finish, host, output, report
 
 
@@ -45,13 +46,9 @@ def status_is(client: FlaskClient, task_id: str, status: str) -> bool:
     return got["status"] == status and got["finished_at"] is not None
 
 
-def consumed(redis_client: redis_lib.Redis, entry_id: str) -> bool:
-    """Whether everything up to ``entry_id`` of the reports stream was delivered and acked."""
-    groups = redis_client.xinfo_groups(keys.COMMAND_REPORTS_STREAM)
-    last = groups[0]["last-delivered-id"] if groups else b""
-    last = last.decode() if isinstance(last, bytes) else last
-    pending = redis_client.xpending(keys.COMMAND_REPORTS_STREAM, keys.EVENTS_GROUP)["pending"]
-    return bool(last == entry_id and pending == 0)
+def consumed(redis_client: redis_lib.Redis, entry_id: str | None, node_id: str = "n1") -> bool:
+    """Whether everything up to ``entry_id`` of ``node_id``'s reports stream was delivered and acked."""
+    return stream_consumed(redis_client, node_id, entry_id)
 
 
 def test_reports_drive_hosts_and_task_to_completed(
@@ -78,7 +75,7 @@ def test_reports_drive_hosts_and_task_to_completed(
 def test_a_report_is_believed_only_when_its_node_signed_it(
     client: FlaskClient, redis_client: redis_lib.Redis, two_nodes: None, fleet_duties: Duties
 ) -> None:
-    """A compromised node shares the Redis user: it can append to the stream, not speak for another node."""
+    """Even where nodes share a Redis user (--agent-redis-url), a node cannot speak for another one."""
     task_id = create(client, targets=["*"])["task_id"]
     forged = {"task_id": task_id, "node_id": "n1", "status": "succeeded", "at": time.time(), "exit_code": 0}
     events.publish_command_report(redis_client, forged)  # unsigned
@@ -106,9 +103,11 @@ def test_one_failure_fails_the_task_and_reports_are_idempotent(
     report(redis_client, task_id, "n1", "failed", exit_code=1)
     report(redis_client, task_id, "ghost-node", "running")
     report(redis_client, "no-such-task", "n1", "running")
-    redis_client.xadd(keys.COMMAND_REPORTS_STREAM, {"v": "1", "report": "{broken"})
+    redis_client.xadd(keys.node_reports("n1"), {"v": "1", "kind": "command", "body": "{broken"})
     marker = report(redis_client, task_id, "n1", "running")
+    n2_marker = report(redis_client, "no-such-task", "n2", "running")
     wait_until(lambda: consumed(redis_client, marker), what="reports consumed")
+    wait_until(lambda: consumed(redis_client, n2_marker, "n2"), what="n2's reports consumed")
     got = detail(client, task_id)
     assert got["status"] == "failed" and got["finished_at"]
     assert (got["completed_hosts"], got["failed_hosts"]) == (2, 1)
@@ -183,14 +182,16 @@ def test_wait_answers_with_every_result(
 def test_prune_removes_old_ended_tasks_only(
     client: FlaskClient, redis_client: redis_lib.Redis, two_nodes: None
 ) -> None:
-    old = create(client, targets=["ghost"])["task_id"]  # failed at once
-    recent = create(client, targets=["ghost"])["task_id"]
+    old = create(client, targets=["n1"])["task_id"]
+    recent = create(client, targets=["ghost"])["task_id"]  # failed at once
     live = create(client, targets=["*"])["task_id"]
-    output(redis_client, old, "n1", "stdout", ["x"])
-    FleetTask.update(finished_at=utcnow() - timedelta(days=31)).where(FleetTask.task_id == old).execute()
+    output(redis_client, old, "n1", "stdout", ["x"])  # each host's output is a stream of its own
+    FleetTask.update(finished_at=utcnow() - timedelta(days=31), status="failed").where(
+        FleetTask.task_id == old
+    ).execute()
     assert fleet_task_upkeep.prune(redis_client, 30) == 1
     assert [t.task_id for t in FleetTask.select().order_by(FleetTask.id)] == [recent, live]
-    assert TaskHost.select().count() == 3 and not redis_client.exists(keys.task_output(old))
+    assert TaskHost.select().count() == 3 and not redis_client.exists(keys.task_output(old, "n1"))
 
 
 def test_stored_output_is_capped(

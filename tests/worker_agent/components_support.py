@@ -7,9 +7,11 @@ from typing import Any
 
 import redis as redis_lib
 
-from shared import events, keys
+from shared import events
 from worker_agent.components.image_fetch import SftpSettings
 from worker_agent.components.manager import ComponentManager
+
+from .conftest import node_reports
 
 
 def make_manager(data_dir: Path, node_id: str, redis: redis_lib.Redis, **options: Any) -> ComponentManager:
@@ -45,8 +47,8 @@ def stop_request(component_id: str, generation: int = 0, grace_seconds: float = 
 
 
 def reports(redis: redis_lib.Redis, component_id: str | None = None) -> list[dict[str, Any]]:
-    """Every component report in the stream (parsed by shared.events), optionally of one component."""
-    parsed = [events.parse_component_report(f) for _id, f in redis.xrange(keys.COMPONENT_REPORTS_STREAM)]
+    """Every component report in the streams (parsed by shared.events), optionally of one component."""
+    parsed = node_reports(redis, events.COMPONENT)
     return [r for r in parsed if component_id is None or r["component_id"] == component_id]
 
 

@@ -117,10 +117,21 @@ def commands(data_dir: Path, node_id: str, redis_client: redis_lib.Redis) -> Ite
     runner.close()
 
 
+def node_reports(redis: redis_lib.Redis, kind: str) -> list[dict[str, Any]]:
+    """The reports of ``kind`` in every node's reports stream (parsed by shared.events), oldest first."""
+    found = []
+    for stream in redis.scan_iter(match=keys.node_reports("*")):
+        for entry_id, fields in redis.xrange(stream):
+            node_id = json.loads(fields[b"body"])["node_id"]  # parse_report checks it is the stream's
+            entry_kind, report = events.parse_report(fields, node_id)
+            if entry_kind == kind:
+                found.append((tuple(int(part) for part in entry_id.decode().split("-")), report))
+    return [report for _order, report in sorted(found, key=lambda pair: pair[0])]
+
+
 def command_reports(redis: redis_lib.Redis, task_id: str | None = None) -> list[dict[str, Any]]:
-    """The command reports in the stream, parsed with shared.events.parse_command_report, optionally of one task."""
-    parsed = [events.parse_command_report(fields) for _id, fields in redis.xrange(keys.COMMAND_REPORTS_STREAM)]
-    return [r for r in parsed if task_id is None or r["task_id"] == task_id]
+    """The command reports in the streams, optionally of one task."""
+    return [r for r in node_reports(redis, events.COMMAND) if task_id is None or r["task_id"] == task_id]
 
 
 def final_report(redis: redis_lib.Redis, task_id: str) -> dict[str, Any] | None:
@@ -129,11 +140,10 @@ def final_report(redis: redis_lib.Redis, task_id: str) -> dict[str, Any] | None:
     return found[-1] if found and found[-1]["status"] != "running" else None
 
 
-def output_lines(redis: redis_lib.Redis, task_id: str) -> list[dict[str, str]]:
-    """The entries of a task's live output stream, oldest first."""
-    return [
-        {k.decode(): v.decode() for k, v in fields.items()} for _id, fields in redis.xrange(keys.task_output(task_id))
-    ]
+def output_lines(redis: redis_lib.Redis, task_id: str, node_id: str) -> list[dict[str, str]]:
+    """The entries of a node's live output stream of a task, oldest first."""
+    stream = keys.task_output(task_id, node_id)
+    return [{k.decode(): v.decode() for k, v in fields.items()} for _id, fields in redis.xrange(stream)]
 
 
 def run_payload(task_id: str, command: str, timeout: float = 30, **extra: Any) -> dict[str, Any]:
@@ -142,9 +152,8 @@ def run_payload(task_id: str, command: str, timeout: float = 30, **extra: Any) -
 
 
 def task_events(redis: redis_lib.Redis, task_id: str | None = None) -> list[dict[str, Any]]:
-    """The events in the stream, parsed with shared.events.parse, optionally of one task."""
-    parsed = [events.parse(fields) for _id, fields in redis.xrange(keys.EVENTS_STREAM)]
-    return [e for e in parsed if task_id is None or e["task_id"] == task_id]
+    """The task events in the streams, optionally of one task."""
+    return [e for e in node_reports(redis, events.EVENT) if task_id is None or e["task_id"] == task_id]
 
 
 def last_state(redis: redis_lib.Redis, task_id: str) -> dict[str, Any] | None:

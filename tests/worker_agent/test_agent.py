@@ -18,7 +18,7 @@ import pytest
 import redis as redis_lib
 from rq.job import JobStatus
 
-from shared import heartbeat, job_signing
+from shared import heartbeat, job_signing, keys
 from shared import jobs as job_names
 from shared.defaults import OFFLINE_AFTER_INTERVALS
 from shared.paths import local_join_token_path
@@ -201,14 +201,17 @@ def test_the_agent_joins_the_manager_with_the_local_token_file(
     # CORRAL_LABELS first, then the flags (a flag wins).
     assert joined["facts"]["labels"] == {"zone": "eu-1", "role": "web", "rack": "r7"}
 
-    # Joined, it runs only what the manager signed for it: a job pushed by anyone else fails unrun.
+    # Joined, it runs only what the manager signed for it: a job pushed by anyone else fails unrun. (Its id
+    # carries the node's, keys.node_job_id: the node's Redis user reaches no other job.)
     queue = node_queue(redis_client, node_id)
-    forged = queue.enqueue(job_names.START_TASK, start_payload("t-forged", "exit 0"))
+    forged_id = keys.node_job_id(node_id, "forged")
+    forged = queue.enqueue(job_names.START_TASK, start_payload("t-forged", "exit 0"), job_id=forged_id)
     wait_until(lambda: forged.get_status(refresh=True) == JobStatus.FAILED, what="the unsigned job refused")
     assert "not signed by the manager for this node" in (forged.latest_result().exc_string or "")
     payload = start_payload("t-quick", "exit 0")
-    signature = job_signing.sign(manager.job_key(node_id), job_names.START_TASK, [payload], {}, "j-quick", queue.name)
-    queue.enqueue(job_names.START_TASK, payload, job_id="j-quick", meta={job_signing.META_FIELD: signature})
+    quick = keys.node_job_id(node_id, "quick")
+    signature = job_signing.sign(manager.job_key(node_id), job_names.START_TASK, [payload], {}, quick, queue.name)
+    queue.enqueue(job_names.START_TASK, payload, job_id=quick, meta={job_signing.META_FIELD: signature})
     done = wait_until(lambda: state_is(redis_client, "t-quick", "COMPLETED"), what="the task to complete")
     assert done["node_id"] == node_id
     assert state_is(redis_client, "t-forged", "COMPLETED") is None and not task_events(redis_client, "t-forged")

@@ -25,13 +25,13 @@ def publisher(redis_client: redis_lib.Redis, node_id: str, tmp_path: Path, publi
 def test_a_short_commands_running_and_final_reports_reach_a_blocked_reader_in_one_read(
     redis_client: redis_lib.Redis, redis_url: str, node_id: str, tmp_path: Path
 ) -> None:
-    start = redis_client.xadd(keys.COMMAND_REPORTS_STREAM, {"v": "0"})
+    start = redis_client.xadd(keys.node_reports(node_id), {"v": "0"})
     reads: list[Any] = []
     reader = redis_lib.Redis.from_url(redis_url)
 
     # Blocked as the manager's duties are: each XREAD answer is one batch, applied in one transaction.
     def read() -> None:
-        reads.append(reader.xread({keys.COMMAND_REPORTS_STREAM: start}, block=10_000))
+        reads.append(reader.xread({keys.node_reports(node_id): start}, block=10_000))
 
     thread = threading.Thread(target=read)
     thread.start()
@@ -56,12 +56,12 @@ def test_a_long_commands_running_report_goes_out_alone_once_held_long_enough(
     out = publisher(redis_client, node_id, tmp_path, [])
     out.add(report("p-long", node_id, "running"))
     out.publish()
-    assert redis_client.xlen(keys.COMMAND_REPORTS_STREAM) == 0
+    assert redis_client.xlen(keys.node_reports(node_id)) == 0
     assert 0 < (out.hold_left() or 0) <= RUNNING_HOLD_SECONDS
 
     def sent() -> bool:
         out.publish()
-        return redis_client.xlen(keys.COMMAND_REPORTS_STREAM) == 1
+        return redis_client.xlen(keys.node_reports(node_id)) == 1
 
     began = time.monotonic()
     wait_until(sent, timeout=5, interval=0.005, what="the held running report")

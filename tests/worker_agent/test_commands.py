@@ -73,11 +73,11 @@ def test_output_lines_arrive_in_order_and_the_report_carries_everything(
     assert not final["stdout_truncated"] and not final["stderr_truncated"]
     assert final["pid"] == running["pid"] and final["started_at"] <= final["finished_at"]
 
-    lines = output_lines(redis_client, "c-lines")
+    lines = output_lines(redis_client, "c-lines", node_id)
     assert {entry["node_id"] for entry in lines} == {node_id}
     assert [e["line"] for e in lines if e["stream"] == "stdout"] == [f"line {i}" for i in range(1, 301)] + ["tail"]
     assert [e["line"] for e in lines if e["stream"] == "stderr"] == ["warn hi c-lines"]
-    assert 0 < redis_client.ttl(keys.task_output("c-lines"))
+    assert 0 < redis_client.ttl(keys.task_output("c-lines", node_id))
 
 
 def test_a_non_zero_exit_is_failed_with_its_code(
@@ -102,7 +102,7 @@ def test_output_is_capped_and_flagged_truncated(
     assert final["stdout_truncated"] and not final["stderr_truncated"]
     assert final["stdout"] == f"{line}\n" * (OUTPUT_CAP_BYTES // 64)
     assert final["stderr"] == "end\n"
-    stdout_lines = [e["line"] for e in output_lines(redis_client, "c-big") if e["stream"] == "stdout"]
+    stdout_lines = [e["line"] for e in output_lines(redis_client, "c-big", node_id) if e["stream"] == "stdout"]
     assert stdout_lines == [line] * (OUTPUT_CAP_BYTES // 64)
 
 
@@ -161,7 +161,7 @@ def test_a_redelivered_run_is_a_no_op(redis_client: redis_lib.Redis, node_id: st
     wait_until(lambda: commands.record("c-once").reported, what="the report to be recorded as published")
 
     assert [r["status"] for r in command_reports(redis_client, "c-once")] == ["running", "succeeded"]
-    assert [e["line"] for e in output_lines(redis_client, "c-once")] == ["once"]
+    assert [e["line"] for e in output_lines(redis_client, "c-once", node_id)] == ["once"]
 
 
 def test_an_agent_restart_mid_command_kills_it_and_reports_failed(
@@ -214,10 +214,10 @@ def test_reports_held_while_redis_is_down_are_published_later_even_after_a_resta
     wait_final(redis_client, "c-held-1")
     assert [r["status"] for r in command_reports(redis_client, "c-held-1")] == ["running", "succeeded"]
     assert final_report(redis_client, "c-held-1")["stdout"] == "one\n"
-    assert [e["line"] for e in output_lines(redis_client, "c-held-1")] == ["one"]
+    assert [e["line"] for e in output_lines(redis_client, "c-held-1", node_id)] == ["one"]
 
     # The second report is held once more through a restart of the agent.
-    redis_client.delete(keys.COMMAND_REPORTS_STREAM)
+    redis_client.delete(keys.node_reports(node_id))
     connection["now"] = dead
     first.run(run_payload("c-held-3", "echo three"))
     wait_until(lambda: first.record("c-held-3").status == "succeeded", what="the third command to end")

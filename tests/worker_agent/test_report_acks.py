@@ -18,6 +18,7 @@ from tests.support import RedisServer, wait_until
 from tests.worker_agent.conftest import (
     command_reports,
     node_queue,
+    node_reports,
     run_jobs,
     run_payload,
     start_payload,
@@ -112,7 +113,7 @@ def test_a_restarted_agent_sends_again_what_was_never_acknowledged(
     wait_until(lambda: finals(redis_client, "c-restart"), timeout=10, what="the first sending")
     jobs.register_commands(None)
     first.close()
-    redis_client.delete(keys.COMMAND_REPORTS_STREAM)  # as a Redis that lost it
+    redis_client.delete(keys.node_reports(node_id))  # as a Redis that lost it
 
     second = CommandRunner(data_dir, node_id, lambda: redis_client)
     second.recover()
@@ -151,7 +152,7 @@ def test_a_task_event_goes_again_until_acknowledged_and_after_an_agent_restart(
     record = json.loads((data_dir / "state.json").read_text())
     record["tasks"]["t-ack"]["acked"] = False
     (data_dir / "state.json").write_text(json.dumps(record))
-    redis_client.delete(keys.EVENTS_STREAM)
+    redis_client.delete(keys.node_reports(node_id))
     with watching(make(), jobs.register):
         wait_until(ended_events, timeout=5, what="the event sent again by the restarted agent")
 
@@ -179,14 +180,12 @@ def test_a_final_component_report_goes_again_until_acknowledged(
 
     def sent() -> int:
         outbox.flush()  # what the component monitor does every poll
-        return len(redis_client.xrange(keys.COMPONENT_REPORTS_STREAM))
+        return len(node_reports(redis_client, events.COMPONENT))
 
     outbox.add({**report, "status": "running"})  # not final: never waits for an acknowledgment
     outbox.add(report)
     wait_until(lambda: sent() >= 4, timeout=10, interval=0.05, what="the failed report sent again")
-    statuses = [
-        events.parse_component_report(f)["status"] for _id, f in redis_client.xrange(keys.COMPONENT_REPORTS_STREAM)
-    ]
+    statuses = [report["status"] for report in node_reports(redis_client, events.COMPONENT)]
     assert statuses[0] == "running" and set(statuses[1:]) == {"failed"}
     assert not outbox.empty()
 

@@ -10,6 +10,7 @@ from rq.job import JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
+from manager_api.services import redis_users
 from shared import job_signing, keys
 from shared import jobs as job_names
 from tests.support import pid_alive, wait_until
@@ -95,7 +96,7 @@ def test_jobs_left_started_by_a_dead_worker_are_requeued_and_run_once(
     redis_client: redis_lib.Redis, node_id: str, supervisor: Supervisor
 ) -> None:
     queue = node_queue(redis_client, node_id)
-    queue.enqueue(job_names.START_TASK, start_payload("t-orphan", "sleep 30"))
+    queue.enqueue(job_names.START_TASK, start_payload("t-orphan", "sleep 30"), job_id=keys.node_job_id(node_id, "o"))
     # A predecessor dequeues the job, marks it started, and dies before running it.
     dead = AgentWorker(node_id, connection=redis_client, name=f"{node_id}.999999")
     dead.register_birth()
@@ -108,9 +109,15 @@ def test_jobs_left_started_by_a_dead_worker_are_requeued_and_run_once(
     assert job.id in registry.get_job_ids(cleanup=False)
     assert queue.count == 0
 
-    assert requeue_orphaned_jobs(redis_client, node_id) == [job.id]
+    # Requeued through the node's own Redis user, as the agent does: it may touch only its node's keys.
+    user, password = f"corral-node-{node_id}", "pw"
+    redis_client.execute_command("ACL", "SETUSER", user, "reset", "on", f">{password}", *redis_users.rules(node_id))
+    kwargs = redis_client.connection_pool.connection_kwargs
+    as_node = redis_lib.Redis(host=kwargs["host"], port=kwargs["port"], username=user, password=password)
+    assert requeue_orphaned_jobs(as_node, node_id) == [job.id]
+    as_node.close()
     assert registry.get_job_ids(cleanup=False) == []
-    assert queue.job_ids == [job.id]
+    assert queue.job_ids == [job.id] and job.get_status(refresh=True) == JobStatus.QUEUED
 
     run_jobs(redis_client, node_id)
     rec = wait_until(lambda: supervisor.record("t-orphan"), what="orphaned start ran")
