@@ -129,7 +129,7 @@ def finals_in_stream(client: redis_lib.Redis) -> int:
     """How many final command reports the nodes' reports streams hold."""
     count = 0
     for stream in client.scan_iter(match=keys.node_reports("*")):
-        node_id = stream.decode()[len(keys.node_prefix("")) :].rpartition(":")[0]
+        node_id = stream.decode().split(":")[2]  # corral:node:<id>:reports
         for _id, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(stream)):
             kind, report = events.parse_report(fields, node_id)
             count += kind == events.COMMAND and report["status"] != "running"
