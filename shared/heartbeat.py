@@ -40,16 +40,17 @@ FIELDS = (
     "cpu_count",
     "memory_total_mb",
     "tasks_running",
+    "taking_jobs",
 )
 """Fields of the keys.node_heartbeat hash; ``ts`` is written by the script, the rest by the agent."""
 
 # KEYS: the node's heartbeat hash and summary. ARGV: interval, cpu%, memory%, the node's time, its signature,
-# then name/value pairs of every figure.
+# whether its worker takes jobs (1 or 0), then name/value pairs of every figure.
 _WRITE = """
 local t = redis.call('TIME')
 local now = string.format('%d.%06d', tonumber(t[1]), tonumber(t[2]))
-redis.call('HSET', KEYS[1], 'ts', now, unpack(ARGV, 6))
-redis.call('SET', KEYS[2], table.concat({now, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]}, ' '))
+redis.call('HSET', KEYS[1], 'ts', now, unpack(ARGV, 7))
+redis.call('SET', KEYS[2], table.concat({now, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]}, ' '))
 return now
 """
 
@@ -61,8 +62,8 @@ def _number(value: Any, default: float = 0.0) -> str:
         return repr(default)
 
 
-def _signed_text(node_id: str, at: str, interval: str, cpu: str, memory: str) -> str:
-    return f"{node_id} {at} {interval} {cpu} {memory}"
+def _signed_text(node_id: str, at: str, interval: str, cpu: str, memory: str, taking: str) -> str:
+    return f"{node_id} {at} {interval} {cpu} {memory} {taking}"
 
 
 def write(
@@ -77,11 +78,12 @@ def write(
     cpu = _number(figures.get("cpu_usage_percent"))
     memory = _number(figures.get("memory_usage_percent"))
     at = repr(time.time() + clock_offset)
+    taking = "0" if figures.get("taking_jobs") is False else "1"
     signature = "-"
     if key is not None:
-        text = _signed_text(node_id, at, interval, cpu, memory)
+        text = _signed_text(node_id, at, interval, cpu, memory, taking)
         signature = job_signing.sign_message(key, keys.node_summary(node_id), text)
-    argv: list[Any] = [interval, cpu, memory, at, signature]
+    argv: list[Any] = [interval, cpu, memory, at, signature, taking]
     for name, value in figures.items():
         if name == "ts" or name not in FIELDS:
             continue
@@ -103,6 +105,9 @@ class Summary(NamedTuple):
     memory_usage_percent: float
     grace: Grace | None = None
     """Set by the readers while a grace is in force: the liveness rule (online_until) gives it room."""
+    taking_jobs: bool = True
+    """Whether the node's worker takes jobs (False while it waits to reconnect to Redis): an online node that
+    does not is not ready, and the scheduler places nothing on it."""
 
     def online_until(self, offline_after_intervals: int) -> float:
         """The Redis time after which this heartbeat no longer keeps its node online: the one liveness rule.
@@ -150,15 +155,16 @@ def _parse(raw: bytes | str) -> tuple[Summary | None, list[str]]:
         ts, interval, cpu, memory = map(float, parts[:4])
     except ValueError:
         return None, parts
-    return Summary(ts, interval, cpu, memory), parts
+    taking = len(parts) < 7 or parts[6] != "0"
+    return Summary(ts, interval, cpu, memory, taking_jobs=taking), parts
 
 
 def _parse_signed(raw: bytes | str, node_id: str, key: bytes) -> Summary | None:
     summary, parts = _parse(raw)
-    if summary is None or len(parts) != 6:
+    if summary is None or len(parts) != 7:
         return None
-    _stamp, interval, cpu, memory, at, signature = parts
-    signed = _signed_text(node_id, at, interval, cpu, memory)
+    _stamp, interval, cpu, memory, at, signature, taking = parts
+    signed = _signed_text(node_id, at, interval, cpu, memory, taking)
     if not job_signing.verify_message(key, signature, keys.node_summary(node_id), signed):
         return None
     try:
@@ -169,7 +175,7 @@ def _parse_signed(raw: bytes | str, node_id: str, key: bytes) -> Summary | None:
 
 def read_raw_summaries(redis: Redis, node_ids: Iterable[str]) -> tuple[float, dict[str, bytes], Grace | None]:
     """Redis's time, the summary as stored of each of ``node_ids`` that has one (node id -> b"ts interval cpu
-    memory at signature") and the liveness grace in force if any (give it to each parsed Summary), in one
+    memory at signature taking") and the liveness grace in force if any (give it to each parsed Summary), in one
     round trip: one MGET of the nodes the caller knows (the database's), 10,000 in a few milliseconds."""
     ids = list(node_ids)
     pipe = redis.pipeline(transaction=False)

@@ -61,7 +61,7 @@ def node_acked(node_id: str) -> str:
 
 
 def node_summary(node_id: str) -> str:
-    """String "ts interval cpu% memory% at signature" of a node's last heartbeat (shared.heartbeat), so the
+    """String "ts interval cpu% memory% at signature taking-jobs" of a node's last heartbeat (shared.heartbeat), so the
     node list and liveness read every node with one MGET."""
     return node_prefix(node_id) + "summary"
 

@@ -113,6 +113,7 @@ class Agent:
         self._redis_url = ""
         self.health: HealthServer | None = None
         self._heartbeat: HeartbeatThread | None = None
+        self._worker: AgentWorker | None = None
         self._heartbeat_failing = False
         self._stop = threading.Event()
         self._recovered = False
@@ -260,6 +261,9 @@ class Agent:
                 job_key=self.job_key,
                 reconnect_max_seconds=self.settings.interval,
             )
+            self._worker = worker
+            # The node's summary says at once when its worker stops or starts taking jobs again.
+            worker.on_taking_changed = lambda _taking: self._heartbeat.beat() if self._heartbeat else None
             try:
                 worker.work(logging_level=None)
             except RedisError as exc:
@@ -274,6 +278,7 @@ class Agent:
             return True
         finally:
             self.joined = False
+            self._worker = None
             if self._heartbeat is not None:
                 self._heartbeat.stop()
                 # One warning and one "written again" per outage, even when the worker rejoins meanwhile.
@@ -282,9 +287,12 @@ class Agent:
             worker_redis.close()
 
     def _figures(self) -> dict[str, Any]:
-        return metrics.collect(
+        figures = metrics.collect(
             self.settings.interval, self.settings.hostname, self.settings.ip, self.supervisor.running_count()
         )
+        worker = self._worker
+        figures["taking_jobs"] = worker is None or worker.taking_jobs
+        return figures
 
     def _publish(self, event: dict[str, Any]) -> None:
         if self.redis is None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import AuthenticationError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import SimpleWorker
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
@@ -100,6 +103,9 @@ class AgentWorker(SimpleWorker):
         )
         self.node_id = node_id
         self.shutdown_requested = False
+        self.taking_jobs = True
+        """False from a failed turn of the dequeue loop (Redis lost) until one succeeds: the node is not ready."""
+        self.on_taking_changed: Callable[[bool], object] = lambda taking: None
         if reconnect_max_seconds is not None:
             # RQ waits 1, 2, 4 ... 60 s between attempts to reach a lost Redis, while the agent's heartbeat
             # tries every interval: the node would read online for up to a minute with nobody taking its jobs.
@@ -122,6 +128,18 @@ class AgentWorker(SimpleWorker):
         except AuthenticationError as exc:
             # RQ heartbeats first thing in every turn of its dequeue loop, reconnections included.
             raise CredentialsRefused(f"Redis refused this node's credentials: {exc}") from exc
+        except (RedisConnectionError, RedisTimeoutError):
+            # RQ heartbeats first thing in every turn of its dequeue loop: failing here, it waits to reconnect.
+            self._taking(False)
+            raise
+        self._taking(True)
+
+    def _taking(self, taking: bool) -> None:
+        if taking != self.taking_jobs:
+            self.taking_jobs = taking
+            what = "takes jobs again" if taking else "lost Redis, not taking jobs"
+            logger.info("node %s: worker %s %s", self.node_id, self.name, what)
+            self.on_taking_changed(taking)
 
     def clean_group_registries(self) -> None:
         """Nothing: corral makes no RQ job groups, and the lock RQ takes for them (a key shared by every queue's

@@ -420,7 +420,7 @@ def load_nodes(
             beat, node = cached[1], cached[2]
             if beat is not None and grace is not None:
                 beat = beat._replace(grace=grace)  # rare (just after the duties resumed): no need to cache
-            online = beat is not None and beat.online(now, offline_after_intervals)
+            online = _ready(beat, now, offline_after_intervals)
             if online != node.online:  # the same heartbeat, grown old (or the setting changed)
                 node = node._replace(online=online)
                 built[node_id] = (inputs, beat, node)
@@ -429,7 +429,7 @@ def load_nodes(
             beat = heartbeat.parse_summary(raw, node_id, job_keys.node_key) if raw is not None else None
             if beat is not None and grace is not None:
                 beat = beat._replace(grace=grace)
-            online = beat is not None and beat.online(now, offline_after_intervals)
+            online = _ready(beat, now, offline_after_intervals)
             if cached is not None and cached[0][1] == facts_text and cached[0][2] == labels_text:
                 # Only the heartbeat, the reservation or the hostname changed (the usual case): the
                 # parsed facts and labels of the last NodeCapacity still hold.
@@ -453,3 +453,8 @@ def load_nodes(
             if node_id not in present:
                 built.pop(node_id, None)
     return out
+
+
+def _ready(beat: heartbeat.Summary | None, now: float, offline_after_intervals: int) -> bool:
+    """A node takes components when it is online and its worker takes jobs (not waiting for Redis)."""
+    return beat is not None and beat.online(now, offline_after_intervals) and beat.taking_jobs

@@ -47,6 +47,7 @@ class _Beat(NamedTuple):
     online_until: float  # Redis time after which the node reads offline
     resources: str
     last_heartbeat: str
+    taking_jobs: bool
 
 
 # Rendering heartbeats costs more than the rest of the node list, and each changes once per interval while
@@ -63,6 +64,7 @@ def _render(node_id: str, raw: bytes, offline_after_intervals: int, grace: heart
         resources=f"cpu_usage_percent:{round(summary.cpu_usage_percent)},"
         f"memory_usage_percent:{round(summary.memory_usage_percent)}",
         last_heartbeat=datetime.fromtimestamp(summary.ts, UTC).isoformat().replace("+00:00", "Z"),
+        taking_jobs=summary.taking_jobs,
     )
 
 
@@ -99,6 +101,8 @@ def list_nodes(redis: Redis, offline_after_intervals: int) -> list[dict[str, Any
                 "hostname": hostname,
                 "last_heartbeat": beat.last_heartbeat if beat else _iso_from_db(last_seen),
                 "labels": {} if not labels or labels == "{}" else json.loads(labels),
+                # Online and its worker takes jobs (not waiting to reconnect to Redis): what placement needs.
+                "ready": online and beat.taking_jobs,  # type: ignore[union-attr]
             }
         )
     return out

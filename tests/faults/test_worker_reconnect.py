@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
+from shared import heartbeat, keys
 from shared import jobs as job_names
 from tests.support import RedisServer, wait_until
 from tests.worker_agent.conftest import final_report, kill_recorded_processes, node_queue, run_payload
@@ -61,6 +62,17 @@ def test_the_worker_takes_jobs_again_within_an_interval_of_redis_coming_back(
         print(f"\njob taken and done {took:.2f} s after Redis came back (heartbeat interval {INTERVAL} s)")
         assert report["status"] == "succeeded"
         assert took <= INTERVAL + 3.0, f"{took:.1f} s: the worker sat in a reconnect back-off\n{log.read_text()}"
+        # Meanwhile the node said its worker was not taking jobs (not ready), and says it takes them again.
+        text = log.read_text()
+        assert "lost Redis, not taking jobs" in text and "takes jobs again" in text, text
+        wait_until(
+            lambda: (
+                (summary := heartbeat.parse_summary(client.get(keys.node_summary(node_id)) or b""))
+                and summary.taking_jobs
+            ),
+            timeout=10,
+            what="the summary saying the worker takes jobs",
+        )
         client.close()
     finally:
         agent.kill()

@@ -118,3 +118,17 @@ def test_a_second_resume_soon_after_keeps_the_earlier_pause(redis_client: redis.
     assert first is not None and second is not None and second[0] == first[0] and second[1] >= first[1]
     now, beats = heartbeat.read_summaries(redis_client, ["was-online"], lambda _node: key)
     assert beats["was-online"].online(now, 3)
+
+
+def test_a_summary_says_whether_the_worker_takes_jobs_and_the_node_signs_it(redis_client: redis.Redis) -> None:
+    key = b"k" * 32
+    heartbeat.write(redis_client, "n1", {"interval": 5, "taking_jobs": False}, key)
+    raw = redis_client.get(keys.node_summary("n1"))
+    summary = heartbeat.parse_summary(raw, "n1", lambda _node: key)
+    assert summary is not None and not summary.taking_jobs
+    # Another node may not flip it: the flag is signed.
+    forged = raw.decode().rsplit(" ", 1)[0] + " 1"
+    assert heartbeat.parse_summary(forged, "n1", lambda _node: key) is None
+    heartbeat.write(redis_client, "n1", {"interval": 5}, key)
+    summary = heartbeat.parse_summary(redis_client.get(keys.node_summary("n1")), "n1", lambda _node: key)
+    assert summary is not None and summary.taking_jobs
