@@ -125,7 +125,7 @@ def test_api_labels_win_over_the_agent_and_survive_a_rejoin(client: FlaskClient)
 
     # The manual's node list keeps its shape and shows the effective labels.
     listed = client.get("/api/task/node").get_json()["nodes"][0]
-    assert set(listed) == {"ip", "status", "resources", "id", "hostname", "last_heartbeat", "labels"}
+    assert set(listed) == {"ip", "status", "resources", "id", "hostname", "last_heartbeat", "labels", "ready"}
     assert listed["labels"] == {"rack": "7", "role": "api", "zone": "c"}
 
     entries = AuditLog.select().where(AuditLog.action == "node.labels").order_by(AuditLog.id)
@@ -215,5 +215,6 @@ def test_manual_node_list_is_unchanged_by_the_inventory(client: FlaskClient, red
             "hostname": "web-01",
             "last_heartbeat": listed[0]["last_heartbeat"],
             "labels": {"role": "web", "zone": "a"},
+            "ready": True,
         }
     ]
