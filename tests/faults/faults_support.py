@@ -10,14 +10,15 @@ import signal
 import sqlite3
 import threading
 import time
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
 import psutil
 import requests
 
-from tests.e2e.harness import Agent, Manager
+from tests.e2e.harness import Agent, Manager, isolated_env
 from tests.storm import REQUEST_TIMEOUT, Tally, writer
 from tests.support import pid_alive, wait_until
 
@@ -124,6 +125,27 @@ def kill_pids(pids: list[int]) -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+@contextmanager
+def manager_and_agent(tmp_path: Path, hostname: str, interval: float) -> Iterator[tuple[Manager, Agent, list[int]]]:
+    """A manager and one agent, with a list where the test puts every pid its commands and components
+    recorded: at the end the agent (thawed if frozen) and the manager stop and those pids are killed."""
+    env = isolated_env(tmp_path)
+    manager = Manager(tmp_path, env)
+    manager.start()
+    agent = Agent(tmp_path, env, manager, hostname, interval)
+    agent.start()
+    leftovers: list[int] = []
+    try:
+        yield manager, agent, leftovers
+    finally:
+        if agent.alive():
+            os.kill(agent.pid, signal.SIGCONT)
+            agent.terminate()
+        if manager.alive():
+            manager.terminate()
+        kill_pids(leftovers)
 
 
 def quantile(samples: list[float], q: float) -> float:

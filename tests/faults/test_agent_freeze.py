@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from manager_api.services.fleet_task_upkeep import NODE_WENT_OFFLINE
-from tests.e2e.harness import Agent, Manager, isolated_env
+from tests.e2e.harness import Agent, Manager
 from tests.faults.faults_support import (
     audit,
     create_task,
     host_running,
-    kill_pids,
+    manager_and_agent,
     nodes,
     online,
     record_lines,
@@ -39,21 +39,8 @@ HOSTNAME = "frozen-1"
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[tuple[Manager, Agent, list[int]]]:
-    env = isolated_env(tmp_path)
-    manager = Manager(tmp_path, env)
-    manager.start()
-    agent = Agent(tmp_path, env, manager, HOSTNAME, INTERVAL)
-    agent.start()
-    leftovers: list[int] = []
-    try:
+    with manager_and_agent(tmp_path, HOSTNAME, INTERVAL) as (manager, agent, leftovers):
         yield manager, agent, leftovers
-    finally:
-        if agent.alive():
-            os.kill(agent.pid, signal.SIGCONT)
-            agent.terminate()
-        if manager.alive():
-            manager.terminate()
-        kill_pids(leftovers)
 
 
 def test_a_frozen_agent_goes_offline_comes_back_and_runs_nothing_twice(

@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import Agent, Manager, isolated_env
+from tests.e2e.harness import Agent, Manager
 from tests.faults.faults_support import (
     FINAL_TASK,
     audit,
     create_task,
     host_running,
-    kill_pids,
+    manager_and_agent,
     online,
     persisted_command,
     record_lines,
@@ -45,20 +45,8 @@ BUSINESS = "kill-biz"
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[tuple[Manager, Agent, list[int]]]:
-    env = isolated_env(tmp_path)
-    manager = Manager(tmp_path, env)
-    manager.start()
-    agent = Agent(tmp_path, env, manager, HOSTNAME, INTERVAL)
-    agent.start()
-    leftovers: list[int] = []  # every pid a command or component recorded, killed at the end whatever happened
-    try:
+    with manager_and_agent(tmp_path, HOSTNAME, INTERVAL) as (manager, agent, leftovers):
         yield manager, agent, leftovers
-    finally:
-        if agent.alive():
-            agent.terminate()
-        if manager.alive():
-            manager.terminate()
-        kill_pids(leftovers)
 
 
 def component(manager: Manager, component_id: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import Agent, Manager, isolated_env
+from tests.e2e.harness import Agent, Manager
 from tests.faults.faults_support import (
     OfflineWatcher,
     Writers,
@@ -20,7 +20,7 @@ from tests.faults.faults_support import (
     create_task,
     host_running,
     integrity_check,
-    kill_pids,
+    manager_and_agent,
     nodes,
     online,
     record_lines,
@@ -43,20 +43,9 @@ HOSTNAME = "termed-1"
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[tuple[Manager, Agent, list[int]]]:
-    env = isolated_env(tmp_path)
-    manager = Manager(tmp_path, env)
-    manager.start()
-    agent = Agent(tmp_path, env, manager, HOSTNAME, INTERVAL)
-    agent.start()
-    leftovers: list[int] = []
-    try:
+    with manager_and_agent(tmp_path, HOSTNAME, INTERVAL) as (manager, agent, leftovers):
         wait_until(lambda: online(manager, HOSTNAME), timeout=30, what="the node online")
         yield manager, agent, leftovers
-    finally:
-        for proc in (agent, manager):
-            if proc.alive():
-                proc.terminate()
-        kill_pids(leftovers)
 
 
 def offline_entries(manager: Manager, hostname: str) -> list[dict[str, Any]]:

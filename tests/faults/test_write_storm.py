@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import Agent, Manager, isolated_env, join_simulated_nodes
+from tests.faults.faults_support import listed
 from tests.storm import storm
 from tests.support import wait_until
 
@@ -30,20 +31,6 @@ LOCKED = "database is locked"
 
 def online(manager: Manager) -> int:
     return sum(1 for node in manager.get("/api/task/node").json()["nodes"] if node["status"] == 0)
-
-
-def listed(manager: Manager, path: str, key: str, field_name: str) -> set[str]:
-    """Every ``field_name`` of a paged list whose items are named storm-..."""
-    found: set[str] = set()
-    page = 1
-    while True:
-        answer = manager.get(f"{path}?name=storm-&page={page}&page_size=1000")
-        assert answer.status_code == 200, answer.text
-        body = answer.json()
-        found.update(item[field_name] for item in body[key])
-        if page * body["page_size"] >= body["total"]:
-            return found
-        page += 1
 
 
 def quantile(samples: list[float], q: float) -> float:
