@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import Agent, Manager, isolated_env
+from tests.e2e.harness import Agent, Manager
 from tests.faults.faults_support import (
     OfflineWatcher,
     Writers,
     audit,
     integrity_check,
     launcher_tree,
+    manager_and_agent,
     nodes,
     online,
 )
@@ -37,17 +38,8 @@ HOSTNAME = "survivor-1"
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[tuple[Manager, Agent]]:
-    env = isolated_env(tmp_path)
-    manager = Manager(tmp_path, env)
-    manager.start()
-    agent = Agent(tmp_path, env, manager, HOSTNAME, INTERVAL)
-    agent.start()
-    try:
+    with manager_and_agent(tmp_path, HOSTNAME, INTERVAL) as (manager, agent, _leftovers):
         yield manager, agent
-    finally:
-        for proc in (agent, manager):
-            if proc.alive():
-                proc.terminate()
 
 
 def test_a_manager_killed_mid_storm_loses_no_answered_write(stack: tuple[Manager, Agent]) -> None:

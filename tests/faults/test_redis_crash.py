@@ -13,7 +13,8 @@ import psutil
 import pytest
 import requests
 
-from tests.e2e.harness import Agent, Manager, isolated_env
+from tests.e2e.harness import Agent, Manager
+from tests.faults.faults_support import manager_and_agent
 from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -21,17 +22,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[tuple[Manager, Agent]]:
-    env = isolated_env(tmp_path)
-    manager = Manager(tmp_path, env)
-    manager.start()
-    agent = Agent(tmp_path, env, manager, "crash-1", 0.5)
-    agent.start()
-    try:
+    with manager_and_agent(tmp_path, "crash-1", 0.5) as (manager, agent, _leftovers):
         yield manager, agent
-    finally:
-        for proc in (agent, manager):
-            if proc.alive():
-                proc.terminate()
 
 
 def private_redis(manager: Manager) -> psutil.Process:
