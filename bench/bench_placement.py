@@ -28,8 +28,9 @@ from common import machine, ms, pct  # noqa: E402  (bench/common.py)
 
 from manager_api import db  # noqa: E402
 from manager_api.models import Business, BusinessComponent, Node  # noqa: E402
-from manager_api.services import business_placement, job_keys  # noqa: E402
-from manager_api.services.business_placement import Demand, load_nodes, plan  # noqa: E402
+from manager_api.services import job_keys
+from manager_api.services.placement import engine as business_placement  # noqa: E402
+from manager_api.services.placement.engine import Demand, load_nodes, plan  # noqa: E402
 from shared import heartbeat  # noqa: E402
 from tests.support import RedisServer  # noqa: E402
 

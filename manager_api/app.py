@@ -6,8 +6,9 @@ import logging
 
 from flask import Flask
 
-from . import auth, db, errors, extensions, request_json, routes
-from .config import Settings
+from manager_api import db, extensions
+from manager_api.api import auth, errors, request_json, routes
+from manager_api.config import Settings
 
 logger = logging.getLogger(__name__)
 

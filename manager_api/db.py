@@ -73,7 +73,7 @@ def make_database(path_or_url: str) -> Database:
 
 def init_db(path_or_url: str, create_tables: bool = True) -> Database:
     """Point the proxy at ``path_or_url`` and create missing tables (safe when they exist)."""
-    from . import models
+    from manager_api import models
 
     db = make_database(path_or_url)
     database.initialize(db)

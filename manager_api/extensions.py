@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from flask import Flask, current_app
 from redis import Redis
 
-from .config import Settings
+from manager_api.config import Settings
 
 EXTENSION_KEY = "corral"
 

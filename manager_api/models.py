@@ -16,6 +16,7 @@ from peewee import (
     TextField,
 )
 
+from manager_api.db import database
 from shared.states import (
     BusinessState,
     ComponentState,
@@ -25,8 +26,6 @@ from shared.states import (
     NodeStatus,
     TaskState,
 )
-
-from .db import database
 
 
 def utcnow() -> datetime:

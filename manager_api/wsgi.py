@@ -6,7 +6,7 @@ import gc
 import logging
 import os
 
-from .app import create_app
+from manager_api.app import create_app
 
 if not logging.getLogger().handlers:
     # A worker is its own process: configure its logging once, like the launcher's.

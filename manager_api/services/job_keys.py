@@ -7,11 +7,10 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 
+from manager_api import db
+from manager_api.db import database
+from manager_api.models import ManagerKey
 from shared import job_signing
-
-from .. import db
-from ..db import database
-from ..models import ManagerKey
 
 MASTER_KEY_NAME = "job-signing"
 

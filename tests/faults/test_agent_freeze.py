@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from manager_api.services.fleet_task_upkeep import NODE_WENT_OFFLINE
+from manager_api.services.fleet_tasks.upkeep import NODE_WENT_OFFLINE
 from tests.e2e.harness import Agent, Manager
 from tests.faults.faults_support import (
     audit,

@@ -18,9 +18,9 @@ import pytest
 import requests
 
 from manager_api import db
+from manager_api.api.request_json import MAX_DEPTH, NOT_AN_OBJECT
 from manager_api.app import create_app
 from manager_api.config import Settings
-from manager_api.request_json import MAX_DEPTH, NOT_AN_OBJECT
 from shared.defaults import MAX_BODY_BYTES
 from tests.e2e.harness import Manager, isolated_env
 from tests.support import wait_until

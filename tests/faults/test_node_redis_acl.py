@@ -1,5 +1,5 @@
 """Fault: one node's Redis credentials against another node's keys (issue 10, item 8). Each node has a Redis
-user of its own (manager_api/services/redis_users.py): every read, write, delete and trim of another node's
+user of its own (manager_api/services/nodes/redis_users.py): every read, write, delete and trim of another node's
 queue, registries, jobs, heartbeat, summary, reports, output and acknowledgments is refused (NOPERM), and so
 are the key-wide and administrative commands; the node still does its own work. A forgotten node's user is
 gone and its open connections dropped."""

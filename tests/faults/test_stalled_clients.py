@@ -2,7 +2,7 @@
 with 200 of them stalled in their request line or head and 40 more in their body, a real manager (gunicorn, 2
 workers x 8 threads, which 16 such sockets used to hold for good) keeps answering /healthz and GET /api/task/node
 within PROBE_TIMEOUT each for the whole stall, and closes every stalled socket itself once its request deadline
-(manager_api.http_worker.REQUEST_READ_TIMEOUT) has passed."""
+(manager_api.http_server.worker.REQUEST_READ_TIMEOUT) has passed."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from manager_api.http_worker import REQUEST_READ_TIMEOUT
+from manager_api.http_server.worker import REQUEST_READ_TIMEOUT
 from tests.e2e.harness import Manager, isolated_env
 
 pytestmark = pytest.mark.e2e

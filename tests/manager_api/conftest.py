@@ -15,8 +15,8 @@ from werkzeug.test import TestResponse
 
 from manager_api import db
 from manager_api.app import create_app
+from manager_api.background.duties import Duties
 from manager_api.config import Settings
-from manager_api.duties import Duties
 from manager_api.services import job_keys
 from shared import events, heartbeat, keys
 from shared.api import JOIN_PATH, bearer

@@ -13,7 +13,9 @@ from flask.testing import FlaskClient
 from manager_api.app import create_app
 from manager_api.config import Settings
 from manager_api.models import AuditLog, Node
-from manager_api.services import agents, job_keys, redis_users
+from manager_api.services import job_keys
+from manager_api.services.nodes import join as agents
+from manager_api.services.nodes import redis_users
 from shared import heartbeat, keys
 from shared.api import JOIN_PATH, bearer
 from shared.defaults import PROTOCOL_VERSION

@@ -9,7 +9,7 @@ from typing import Any
 import redis as redis_lib
 from flask.testing import FlaskClient
 
-from manager_api.duties import Duties
+from manager_api.background.duties import Duties
 from manager_api.models import AuditLog, Deployment, DeploymentTask, Schedule, Template
 from tests.support import wait_until
 

@@ -8,7 +8,7 @@ import json
 import redis as redis_lib
 from flask.testing import FlaskClient
 
-from manager_api.duties import Duties
+from manager_api.background.duties import Duties
 from manager_api.models import AuditLog, Business, BusinessComponent, BusinessEvent, ComponentMetric
 from shared import keys
 from tests.support import wait_until

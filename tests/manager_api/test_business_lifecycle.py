@@ -14,10 +14,10 @@ from flask.testing import FlaskClient
 
 from manager_api import db
 from manager_api.app import create_app
+from manager_api.background.duties import Duties
 from manager_api.config import Settings
-from manager_api.duties import Duties
 from manager_api.models import AuditLog, BusinessComponent, ComponentMetric, utcnow
-from manager_api.services import business_upkeep
+from manager_api.services.businesses import upkeep as business_upkeep
 from shared import keys
 from tests.support import wait_until
 

@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from manager_api.models import Business, BusinessComponent, Node
-from manager_api.services.business_placement import (
+from manager_api.services.placement.engine import (
     MAX_NODE_REASONS,
     NO_NODES,
     Demand,

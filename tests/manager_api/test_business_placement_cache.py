@@ -20,8 +20,8 @@ from flask.testing import FlaskClient
 
 from manager_api.config import Settings
 from manager_api.models import Business, BusinessComponent, Node
-from manager_api.services import business_placement
-from manager_api.services.business_placement import Demand, NodeCapacity, load_nodes, plan
+from manager_api.services.placement import engine as business_placement
+from manager_api.services.placement.engine import Demand, NodeCapacity, load_nodes, plan
 from shared import keys
 
 from .conftest import beat, join
@@ -78,7 +78,7 @@ def test_labels_set_by_another_manager_process_are_seen(
     beat(redis_client, "n1")
     assert dict(_node(redis_client).labels) == {"zone": "a"}
     other_worker = (
-        "import sys; from manager_api import db; from manager_api.services import node_inventory; "
+        "import sys; from manager_api import db; from manager_api.services.nodes import inventory as node_inventory; "
         "db.init_db(sys.argv[1]); node_inventory.set_api_labels('n1', {'zone': 'c', 'disk': 'ssd'}, 'other'); "
         "db.close()"
     )

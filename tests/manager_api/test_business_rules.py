@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from manager_api.business_schemas import field_path
-from manager_api.services.business_specs import deploy_payload, differs
-from manager_api.services.business_state import derive, failed_by_manager, offline_reason
+from manager_api.api.schemas.businesses import field_path
+from manager_api.services.businesses.specs import deploy_payload, differs
+from manager_api.services.businesses.state import derive, failed_by_manager, offline_reason
 from shared.messages import ComponentSpecSchema, dump
 
 R, S, X = "running", "stopped", "removed"

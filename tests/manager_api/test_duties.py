@@ -9,8 +9,8 @@ from typing import Any
 import redis as redis_lib
 from flask.testing import FlaskClient
 
+from manager_api.background.duties import Duties
 from manager_api.config import Settings
-from manager_api.duties import Duties
 from manager_api.models import AuditLog, Deployment, DeploymentTask, Node
 from shared import keys
 from shared.states import NodeStatus

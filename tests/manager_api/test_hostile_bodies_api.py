@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from manager_api.api.request_json import MAX_DEPTH
 from manager_api.models import AuditLog, Business, Node, Schedule, Template
-from manager_api.request_json import MAX_DEPTH
 from shared.api import JOIN_PATH, bearer
 from shared.defaults import MAX_BODY_BYTES, PROTOCOL_VERSION
 from worker_agent import metrics

@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from manager_api.models import AuditLog, Node
-from manager_api.services.node_labels import MAX_LABELS
+from manager_api.services.nodes.labels import MAX_LABELS
 
 from .conftest import answer, join
 

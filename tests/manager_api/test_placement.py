@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from manager_api.services.placement import (
+from manager_api.services.placement.task_groups import (
     TASK_PENALTY,
     GroupRequest,
     NodeLoad,

@@ -28,7 +28,7 @@ SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Manager:
-    """One ``python -m manager_api.cli`` process on a free port with its own data dir."""
+    """One ``python -m manager_api.launcher.main`` process on a free port with its own data dir."""
 
     def __init__(self, data_dir: Path, runtime_dir: Path, port: int | None = None, *extra: str) -> None:
         self.data_dir = data_dir
@@ -37,7 +37,7 @@ class Manager:
         self.args = [
             sys.executable,
             "-m",
-            "manager_api.cli",
+            "manager_api.launcher.main",
             "--port",
             str(self.port),
             "--db-path",
@@ -202,7 +202,7 @@ def test_refuses_bad_flags_with_exit_2(tmp_path: Path, args: list[str], message:
         [
             sys.executable,
             "-m",
-            "manager_api.cli",
+            "manager_api.launcher.main",
             "--port",
             str(free_port()),
             "--db-path",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
-from manager_api.redis_server import PrivateRedis, RedisKeeper
+from manager_api.launcher.redis_server import PrivateRedis, RedisKeeper
 from tests.support import wait_until
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from manager_api.services.fleet_tasks import _coalesce
+from manager_api.services.fleet_tasks.actions import _coalesce
 
 
 def report(status: str, at: float, node: str = "n1", **extra: object) -> dict[str, object]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from manager_api.request_framing import PARSER_READ_AHEAD, RequestFraming, Verdict
+from manager_api.http_server.framing import PARSER_READ_AHEAD, RequestFraming, Verdict
 
 LIMIT = 100
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from manager_api.cli import UsageError, is_loopback, parse_sftp, redact_sftp
 from manager_api.config import Settings
-from manager_api.redis_server import bind_addresses
-from manager_api.services.agents import agent_redis_url
-from manager_api.services.commands import split_pin, task_pin
-from manager_api.services.lifecycle import deployment_state, instance_status
+from manager_api.launcher.main import UsageError, is_loopback, parse_sftp, redact_sftp
+from manager_api.launcher.redis_server import bind_addresses
+from manager_api.services.deployments.host_pins import split_pin, task_pin
+from manager_api.services.deployments.state import deployment_state, instance_status
+from manager_api.services.nodes.join import agent_redis_url
 from shared.states import DeploymentState as D
 from shared.states import InstanceStatus
 

@@ -10,8 +10,8 @@ from typing import Any
 import redis as redis_lib
 from flask.testing import FlaskClient
 
+from manager_api.background.duties import Duties
 from manager_api.config import Settings
-from manager_api.duties import Duties
 from manager_api.models import FleetTask, Schedule, utcnow
 from shared import jobs
 from tests.support import wait_until

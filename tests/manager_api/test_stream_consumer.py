@@ -6,7 +6,7 @@ from typing import Any
 
 import redis as redis_lib
 
-from manager_api.stream_consumer import StreamConsumer, StreamHandler
+from manager_api.background.stream_consumer import StreamConsumer, StreamHandler
 from shared import keys
 
 

@@ -10,7 +10,7 @@ import redis as redis_lib
 from flask import Flask
 from flask.testing import FlaskClient
 
-from manager_api.duties import Duties
+from manager_api.background.duties import Duties
 from manager_api.services import job_keys
 from shared import events, keys
 from tests.support import wait_until

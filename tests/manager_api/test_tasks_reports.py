@@ -13,10 +13,11 @@ import pytest
 import redis as redis_lib
 from flask.testing import FlaskClient
 
+from manager_api.background.duties import Duties
 from manager_api.config import Settings
-from manager_api.duties import Duties
 from manager_api.models import FleetTask, TaskHost, utcnow
-from manager_api.services import fleet_task_upkeep, job_keys
+from manager_api.services import job_keys
+from manager_api.services.fleet_tasks import upkeep as fleet_task_upkeep
 from shared import events, keys
 from shared.defaults import OUTPUT_CAP_BYTES
 from tests.support import wait_until

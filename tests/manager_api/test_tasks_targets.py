@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from manager_api.services.targets import NO_MATCH, NO_ONLINE_NODE, NODE_OFFLINE, HostPlan, TargetNode, resolve
+from manager_api.services.fleet_tasks.targets import (
+    NO_MATCH,
+    NO_ONLINE_NODE,
+    NODE_OFFLINE,
+    HostPlan,
+    TargetNode,
+    resolve,
+)
 
 NODES = [
     TargetNode("id-a", "web-01", "10.0.0.1", True, {"role": "web", "dc": "east"}),

@@ -6,7 +6,7 @@ import redis as redis_lib
 from flask import Flask
 from flask.testing import FlaskClient
 
-from manager_api.services import fleet_tasks
+from manager_api.services.fleet_tasks import actions as fleet_tasks
 
 from .tasks_helpers import add_node, create
 

@@ -10,7 +10,7 @@ from rq.job import JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from manager_api.services import redis_users
+from manager_api.services.nodes import redis_users
 from shared import job_signing, keys
 from shared import jobs as job_names
 from tests.support import pid_alive, wait_until

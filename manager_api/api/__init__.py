@@ -1,0 +1,1 @@
+"""The HTTP layer: blueprints, request schemas, the one error handler; the only part that knows HTTP."""

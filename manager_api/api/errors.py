@@ -1,0 +1,139 @@
+"""The one place that turns failures into the manual's error JSON: ``{"error": ...}``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, jsonify
+from flask.typing import ResponseReturnValue
+from marshmallow import ValidationError
+from peewee import IntegrityError, OperationalError
+from redis.exceptions import RedisError
+from werkzeug.exceptions import HTTPException
+
+from manager_api import db
+from manager_api.services.errors import (
+    INVALID_REQUEST,
+    Conflict,
+    Invalid,
+    NotFound,
+    NotPermitted,
+    ServiceError,
+    Unavailable,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["INVALID_REQUEST", "ApiError", "register"]
+
+STATUS_OF: dict[type[ServiceError], int] = {
+    Invalid: 400,
+    NotPermitted: 403,
+    NotFound: 404,
+    Conflict: 409,
+    Unavailable: 503,
+}
+"""The HTTP status of each kind of service failure."""
+
+
+class ApiError(Exception):
+    """A failure of the HTTP layer itself (a token, a body) with its status; ``extra`` adds fields to the body."""
+
+    def __init__(self, status: int, message: str, extra: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = dict(extra or {})
+
+
+def stringify_keys(value: Any) -> Any:
+    # marshmallow keys list items by int; JSON wants strings (and mixed keys would break sorting).
+    if isinstance(value, Mapping):
+        return {str(k): stringify_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [stringify_keys(v) for v in value]
+    return value
+
+
+def first_error(messages: Any, path: tuple[str, ...] = ()) -> tuple[str, str]:
+    """The dotted path and text of the first message in a marshmallow error tree."""
+    if isinstance(messages, Mapping) and messages:
+        key = next(iter(messages))
+        sub = path if key == "_schema" else (*path, str(key))
+        return first_error(messages[key], sub)
+    if isinstance(messages, list) and messages:
+        return first_error(messages[0], path)
+    return ".".join(path) or "body", str(messages)
+
+
+def validation_message(exc: ValidationError) -> str:
+    """``Invalid request format: <field path>: <message>``."""
+    field, text = first_error(exc.messages)
+    return f"{INVALID_REQUEST}: {field}: {text}"
+
+
+def _body(code: int, message: str, /, **extra: Any) -> ResponseReturnValue:
+    # Positional-only: ``extra`` may carry a "status" key of its own (the businesses API's "error").
+    return jsonify({"error": message, **extra}), code
+
+
+def register(app: Flask) -> None:
+    """Install the error handlers on ``app``."""
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> ResponseReturnValue:
+        return _body(exc.status, exc.message, **exc.extra)
+
+    @app.errorhandler(ServiceError)
+    def _service_error(exc: ServiceError) -> ResponseReturnValue:
+        return _body(STATUS_OF[type(exc)], exc.message, **exc.extra)
+
+    @app.errorhandler(ValidationError)
+    def _validation_error(exc: ValidationError) -> ResponseReturnValue:
+        return _body(400, validation_message(exc), errors=stringify_keys(exc.messages))
+
+    @app.errorhandler(IntegrityError)
+    def _integrity_error(exc: IntegrityError) -> ResponseReturnValue:
+        logger.warning("integrity error: %s", exc)
+        return _body(409, "Conflict with existing data")
+
+    @app.errorhandler(RedisError)
+    def _redis_error(exc: RedisError) -> ResponseReturnValue:
+        logger.error("redis unavailable: %s", exc)
+        return _body(503, "Task queue unavailable, try again later")
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> ResponseReturnValue:
+        status = exc.code or 500
+        if status == 400:
+            message = INVALID_REQUEST
+        elif status == 413:
+            message = f"Request body too large (limit {app.config.get('MAX_CONTENT_LENGTH')} bytes)"
+        else:
+            message = exc.name
+        response = exc.get_response()
+        body = jsonify({"error": message})
+        body.status_code = status
+        # Keep Allow on 405 and the like.
+        for header in ("Allow", "WWW-Authenticate"):
+            if header in response.headers:
+                body.headers[header] = response.headers[header]
+        return body
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> ResponseReturnValue:
+        logger.exception("unhandled error: %s", exc)
+        return _body(500, "Internal server error")
+
+    @app.errorhandler(OperationalError)
+    def _database_error(exc: OperationalError) -> ResponseReturnValue:
+        if not db.is_busy(exc):
+            return _unexpected(exc)
+        # Last resort: writers take turns (db.write_transaction), so this is a turn not had within 30 s.
+        logger.error("database busy: %s", exc)
+        response = jsonify({"error": "Database busy, try again later"})
+        response.status_code = 503
+        response.headers["Retry-After"] = str(db.RETRY_AFTER_SECONDS)
+        return response

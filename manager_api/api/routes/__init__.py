@@ -1,0 +1,13 @@
+"""One blueprint per resource; routes parse, call a service, serialize."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from manager_api.api.routes import agents, audit, businesses, deployments, health, nodes, schedules, tasks, templates
+
+
+def register(app: Flask) -> None:
+    """Register every blueprint on ``app``."""
+    for module in (health, nodes, templates, deployments, agents, audit, tasks, schedules, businesses):
+        app.register_blueprint(module.bp)

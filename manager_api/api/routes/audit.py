@@ -1,0 +1,18 @@
+"""GET /api/audit?page=&page_size= (or ?limit=N, its older form): the newest audit entries first."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from manager_api.api.schemas.manual import AuditQuerySchema
+from manager_api.services import audit
+
+bp = Blueprint("audit", __name__)
+
+
+@bp.get("/api/audit")
+def recent() -> ResponseReturnValue:
+    """A page of entries, newest first."""
+    args = AuditQuerySchema().load(request.args.to_dict())
+    return jsonify(audit.listing(args["page"], args["page_size"]))

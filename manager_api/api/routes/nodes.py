@@ -1,0 +1,76 @@
+"""GET /api/task/node (manual §5.3.1), and the node inventory: GET /api/nodes, labels set through the API,
+forgetting a node."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+
+from manager_api import extensions
+from manager_api.api import auth
+from manager_api.api.errors import ApiError
+from manager_api.api.request_json import load
+from manager_api.api.schemas.manual import MAX_ID
+from manager_api.api.schemas.nodes import NodeLabelsPatchSchema, NodeLabelsSchema
+from manager_api.services.nodes import inventory as node_inventory
+from manager_api.services.nodes import removal as node_removal
+from manager_api.services.nodes import status as nodes
+
+bp = Blueprint("nodes", __name__)
+
+
+@bp.get("/api/task/node")
+def list_nodes() -> ResponseReturnValue:
+    """Every node with status and resources."""
+    settings = extensions.settings()
+    return jsonify({"nodes": nodes.list_nodes(extensions.redis(), settings.offline_after_intervals)})
+
+
+def _known(node_id: str) -> str:
+    if len(node_id) > MAX_ID:
+        raise ApiError(404, node_inventory.NOT_FOUND)
+    return node_id
+
+
+@bp.get("/api/nodes")
+def inventory() -> ResponseReturnValue:
+    """Every node with facts, labels, capacity and what business components reserve on it."""
+    settings = extensions.settings()
+    return jsonify({"nodes": node_inventory.listing(extensions.redis(), settings.offline_after_intervals)})
+
+
+@bp.get("/api/nodes/<node_id>")
+def detail(node_id: str) -> ResponseReturnValue:
+    """One node, with the components placed on it."""
+    settings = extensions.settings()
+    return jsonify(node_inventory.detail(extensions.redis(), _known(node_id), settings.offline_after_intervals))
+
+
+@bp.post("/api/nodes/<node_id>/forget-secret")
+def forget_secret(node_id: str) -> ResponseReturnValue:
+    """Let the next join under this node id set a new node secret (an agent that lost its secret)."""
+    return jsonify(node_inventory.forget_secret(_known(node_id), auth.actor()))
+
+
+@bp.put("/api/nodes/<node_id>/labels")
+def set_labels(node_id: str) -> ResponseReturnValue:
+    """Replace the API-set labels of a node; answers the node as GET /api/nodes/{id} does."""
+    data = load(NodeLabelsSchema())
+    node_inventory.set_api_labels(_known(node_id), data["labels"], auth.actor())
+    settings = extensions.settings()
+    return jsonify(node_inventory.detail(extensions.redis(), node_id, settings.offline_after_intervals))
+
+
+@bp.patch("/api/nodes/<node_id>/labels")
+def patch_labels(node_id: str) -> ResponseReturnValue:
+    """Merge into the API-set labels of a node (null removes a key); answers as PUT does."""
+    data = load(NodeLabelsPatchSchema())
+    node_inventory.patch_api_labels(_known(node_id), data["labels"], auth.actor())
+    settings = extensions.settings()
+    return jsonify(node_inventory.detail(extensions.redis(), node_id, settings.offline_after_intervals))
+
+
+@bp.delete("/api/nodes/<node_id>")
+def forget(node_id: str) -> ResponseReturnValue:
+    """Forget an offline node: out of lists and placement, its history kept; its agent may join again."""
+    return jsonify(node_removal.forget(extensions.redis(), _known(node_id), auth.actor(), extensions.settings()))

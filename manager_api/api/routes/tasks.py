@@ -1,0 +1,102 @@
+"""Fleet tasks (document 004): /api/tasks create, list, detail, start, cancel, live output."""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, Response, jsonify, request, stream_with_context
+from flask.typing import ResponseReturnValue
+
+from manager_api import extensions
+from manager_api.api import auth
+from manager_api.api.errors import ApiError
+from manager_api.api.request_json import load
+from manager_api.api.schemas.manual import (
+    MAX_ID,
+    FleetTaskSchema,
+    TaskListQuerySchema,
+    TaskOutputQuerySchema,
+    WaitQuerySchema,
+)
+from manager_api.services.fleet_tasks import actions as fleet_tasks
+from manager_api.services.fleet_tasks import output as task_output
+
+bp = Blueprint("tasks", __name__)
+
+STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+"""A Redis stream id, as a reconnecting SSE client sends it back in Last-Event-ID."""
+
+
+def _wait_seconds() -> float:
+    """``?wait=N`` (0..300), read before anything is done so a bad value changes nothing."""
+    seconds: float = WaitQuerySchema().load(request.args.to_dict())["wait"]
+    return seconds
+
+
+def _known(task_id: str) -> str:
+    if len(task_id) > MAX_ID:
+        raise ApiError(404, fleet_tasks.NOT_FOUND)
+    return task_id
+
+
+def _answer(task_id: str, wait: float, status: int = 200) -> ResponseReturnValue:
+    if wait > 0:
+        fleet_tasks.wait(extensions.redis(), task_id, wait)
+    return jsonify(fleet_tasks.detail(task_id)), status
+
+
+@bp.post("/api/tasks")
+def create() -> ResponseReturnValue:
+    """Create a task, start it unless ``start`` is false; ``?wait=N`` answers with the results."""
+    wait = _wait_seconds()
+    data = load(FleetTaskSchema())
+    settings = extensions.settings()
+    task_id = fleet_tasks.create(extensions.redis(), data, auth.actor(), settings.offline_after_intervals)
+    return _answer(task_id, wait, 201)
+
+
+@bp.get("/api/tasks")
+def listing() -> ResponseReturnValue:
+    """A page of tasks, newest first, filtered by status and name (``size`` is page_size's older name)."""
+    args = TaskListQuerySchema().load(request.args.to_dict())
+    return jsonify(fleet_tasks.listing(args["page"], args["page_size"], args.get("status"), args.get("name")))
+
+
+@bp.get("/api/tasks/<task_id>")
+def detail(task_id: str) -> ResponseReturnValue:
+    """A task with every host's result; ``?wait=N`` first waits for it to end."""
+    wait = _wait_seconds()
+    fleet_tasks.get(_known(task_id))
+    return _answer(task_id, wait)
+
+
+@bp.post("/api/tasks/<task_id>/start")
+def start_task(task_id: str) -> ResponseReturnValue:
+    """Start a pending task (409 otherwise)."""
+    wait = _wait_seconds()
+    settings = extensions.settings()
+    fleet_tasks.start(extensions.redis(), _known(task_id), auth.actor(), settings.offline_after_intervals)
+    return _answer(task_id, wait)
+
+
+@bp.post("/api/tasks/<task_id>/cancel")
+def cancel(task_id: str) -> ResponseReturnValue:
+    """Cancel a task that has not ended (409 otherwise)."""
+    fleet_tasks.cancel(extensions.redis(), _known(task_id), auth.actor())
+    return jsonify(fleet_tasks.detail(task_id))
+
+
+@bp.get("/api/tasks/<task_id>/output")
+def output(task_id: str) -> Response:
+    """Server-Sent Events: every output line from the first, live, then ``end`` once the task is over."""
+    args = TaskOutputQuerySchema().load(request.args.to_dict())
+    fleet_tasks.get(_known(task_id))
+    after = request.headers.get("Last-Event-ID", "").strip()
+    events = task_output.follow(
+        extensions.redis(), task_id, node=args.get("node"), after=after if STREAM_ID.match(after) else None
+    )
+    return Response(
+        stream_with_context(events),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

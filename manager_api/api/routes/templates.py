@@ -1,0 +1,55 @@
+"""Templates: POST /api/task/task_group and POST /api/task/query (manual §5.3.2); list, show, delete."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from manager_api.api import auth
+from manager_api.api.errors import ApiError
+from manager_api.api.request_json import load
+from manager_api.api.schemas.manual import MAX_NAME, NameSchema, TemplateListQuerySchema, TemplateSchema
+from manager_api.services.deployments import templates
+
+bp = Blueprint("templates", __name__)
+
+
+@bp.post("/api/task/task_group")
+def create_template() -> ResponseReturnValue:
+    """Store a business template."""
+    data = load(TemplateSchema())
+    templates.create(data["name"], data["task_groups"], auth.actor())
+    return jsonify({"status": "success"})
+
+
+@bp.post("/api/task/query")
+def query_template() -> ResponseReturnValue:
+    """Show a business template."""
+    data = load(NameSchema())
+    return jsonify(templates.show(templates.get(data["name"])))
+
+
+def _known(name: str) -> str:
+    # Names may hold "/" (hence <path:>), never more than a stored name can.
+    if len(name) > MAX_NAME:
+        raise ApiError(404, templates.NOT_FOUND)
+    return name
+
+
+@bp.get("/api/templates")
+def listing() -> ResponseReturnValue:
+    """A page of templates by name, filtered by a part of their name."""
+    args = TemplateListQuerySchema().load(request.args.to_dict())
+    return jsonify(templates.listing(args["page"], args["page_size"], args.get("name")))
+
+
+@bp.get("/api/templates/<path:name>")
+def show(name: str) -> ResponseReturnValue:
+    """A template as POST /api/task/query shows it."""
+    return jsonify(templates.show(templates.get(_known(name))))
+
+
+@bp.delete("/api/templates/<path:name>")
+def delete(name: str) -> ResponseReturnValue:
+    """Delete a template that no deployment uses."""
+    return jsonify(templates.delete(_known(name), auth.actor()))

@@ -1,0 +1,1 @@
+"""Marshmallow schemas of the public API's requests: strict, trimmed, bounded."""

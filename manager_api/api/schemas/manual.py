@@ -1,0 +1,253 @@
+"""Marshmallow schemas of the public API (manual §5.3): strict, trimmed, bounded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
+
+from manager_api.services.deployments.host_pins import split_pin
+from shared.defaults import TASK_TIMEOUT, TASK_TIMEOUT_MAX
+from shared.messages import Text
+from shared.states import DeploymentState, FleetTaskStatus
+
+MAX_NAME = 255
+MAX_COMMAND = 8192
+MAX_GROUPS = 100
+MAX_TASKS_PER_GROUP = 100
+MAX_ID = 64
+
+
+class TrimmedString(Text):
+    """A string with surrounding whitespace removed before validation (and, as every Text, no NUL byte)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+def _bounded(max_length: int) -> list[validate.Validator]:
+    return [validate.Length(min=1, error="Must not be empty."), validate.Length(max=max_length)]
+
+
+def _name() -> TrimmedString:
+    return TrimmedString(required=True, validate=_bounded(MAX_NAME))
+
+
+class TaskConfigSchema(_Strict):
+    """``config`` of a task: the command line, optionally the host it is pinned to."""
+
+    command = TrimmedString(required=True, validate=_bounded(MAX_COMMAND))
+    # What /api/task/query shows back; accepted so a queried template can be posted again.
+    host = TrimmedString(validate=_bounded(MAX_NAME))
+
+    @validates_schema
+    def _one_pin(self, data: dict[str, Any], **kwargs: Any) -> None:
+        host = data.get("host")
+        pin, _ = split_pin(data.get("command", ""))
+        if host and pin and pin != host:
+            raise ValidationError(f"command is pinned to '{pin}' but host says '{host}'", "host")
+
+
+class TaskSchema(_Strict):
+    """One task of a group."""
+
+    name = _name()
+    config = fields.Nested(TaskConfigSchema, required=True)
+
+
+class TaskGroupSchema(_Strict):
+    """Tasks that run together on one node."""
+
+    tasks = fields.List(
+        fields.Nested(TaskSchema), required=True, validate=validate.Length(min=1, max=MAX_TASKS_PER_GROUP)
+    )
+
+
+class TemplateSchema(_Strict):
+    """Body of POST /api/task/task_group."""
+
+    name = _name()
+    task_groups = fields.List(
+        fields.Nested(TaskGroupSchema), required=True, validate=validate.Length(min=1, max=MAX_GROUPS)
+    )
+
+
+class NameSchema(_Strict):
+    """Body naming a template: POST /api/task/query and /api/task/task_group/deploy."""
+
+    name = _name()
+
+
+class IdSchema(_Strict):
+    """Body naming a deployment: POST /api/task/task_group/query and /stop."""
+
+    id = TrimmedString(required=True, validate=_bounded(MAX_ID))
+
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 1000
+
+
+def _page_size(**kwargs: Any) -> fields.Integer:
+    return fields.Integer(validate=validate.Range(min=1, max=MAX_PAGE_SIZE), **kwargs)
+
+
+class PageQuerySchema(_Strict):
+    """``page`` (from 1) and ``page_size`` (1 to 1000, 20 by default): what every list endpoint takes."""
+
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page_size = _page_size(load_default=DEFAULT_PAGE_SIZE)
+
+
+class _PageSizeAlias(PageQuerySchema):
+    """A page query whose endpoint took its page size under an older name, still accepted.
+
+    Subclasses set ``ALIAS`` (the old name, declared as a field too) and ``DEFAULT`` (the size a bare call
+    always answered, kept so that a bare call answers what it did).
+    """
+
+    ALIAS = ""
+    DEFAULT = DEFAULT_PAGE_SIZE
+    page_size = _page_size()
+
+    @post_load
+    def _alias(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        old, new = data.pop(self.ALIAS, None), data.get("page_size")
+        if old is not None and new is not None and old != new:
+            raise ValidationError(f"{self.ALIAS} is the old name of page_size: give one of them", self.ALIAS)
+        data["page_size"] = next((size for size in (new, old) if size is not None), self.DEFAULT)
+        return data
+
+
+AUDIT_DEFAULT_PAGE_SIZE = 100
+"""What GET /api/audit answered before it paged (its ``limit`` default)."""
+
+
+class AuditQuerySchema(_PageSizeAlias):
+    """Query string of GET /api/audit: ``limit`` is the older name of ``page_size``."""
+
+    ALIAS = "limit"
+    DEFAULT = AUDIT_DEFAULT_PAGE_SIZE
+    limit = _page_size()
+
+
+class UpperString(Text):
+    """A string compared upper-case: deployment states are PENDING, RUNNING...; ``running`` finds them too."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        return super()._deserialize(value, attr, data, **kwargs).strip().upper()
+
+
+class TemplateListQuerySchema(PageQuerySchema):
+    """Query string of GET /api/templates."""
+
+    name = Text(validate=validate.Length(max=MAX_NAME))
+
+
+class DeploymentListQuerySchema(PageQuerySchema):
+    """Query string of GET /api/deployments."""
+
+    state = UpperString(validate=validate.OneOf([s.value for s in DeploymentState]))
+    name = Text(validate=validate.Length(max=MAX_NAME))
+
+
+SCHEDULES_DEFAULT_PAGE_SIZE = MAX_PAGE_SIZE
+"""GET /api/schedules answered every schedule before it paged, and clients find a schedule by name in it."""
+
+
+class ScheduleListQuerySchema(PageQuerySchema):
+    """Query string of GET /api/schedules."""
+
+    page_size = _page_size(load_default=SCHEDULES_DEFAULT_PAGE_SIZE)
+
+
+MAX_TASK_COMMAND = 65536
+MAX_TARGETS = 10_000
+MAX_TEXT = 65536
+MAX_ENV = 256
+MAX_WAIT_SECONDS = 300
+
+
+class _CommandOnTargets(_Strict):
+    """What a fleet task and a schedule both say: a command, where to run it, for how long, with what env."""
+
+    command = TrimmedString(required=True, validate=_bounded(MAX_TASK_COMMAND))
+    targets = fields.List(
+        TrimmedString(validate=_bounded(MAX_NAME)),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_TARGETS, error="Must hold between {min} and {max} targets."),
+    )
+    timeout = fields.Integer(
+        strict=True, load_default=TASK_TIMEOUT, validate=validate.Range(min=1, max=TASK_TIMEOUT_MAX)
+    )
+    env = fields.Dict(
+        keys=Text(validate=_bounded(MAX_NAME)),
+        values=Text(validate=validate.Length(max=MAX_TEXT)),
+        load_default=dict,
+        validate=validate.Length(max=MAX_ENV),
+    )
+    description = Text(load_default="", validate=validate.Length(max=MAX_TEXT))
+
+
+class FleetTaskSchema(_CommandOnTargets):
+    """Body of POST /api/tasks: one command on many nodes."""
+
+    name = _name()
+    parameters = Text(load_default="", validate=validate.Length(max=MAX_TEXT))
+    created_by = TrimmedString(validate=validate.Length(max=MAX_NAME))
+    start = fields.Boolean(load_default=True)
+
+
+class WaitQuerySchema(_Strict):
+    """``?wait=N``: seconds to wait for the task to end before answering."""
+
+    wait = fields.Float(load_default=0.0, validate=validate.Range(min=0, max=MAX_WAIT_SECONDS))
+
+
+class TaskListQuerySchema(_PageSizeAlias):
+    """Query string of GET /api/tasks: ``size`` is the older name of ``page_size``."""
+
+    ALIAS = "size"
+    size = _page_size()
+    status = Text(validate=validate.OneOf([s.value for s in FleetTaskStatus]))
+    name = Text(validate=validate.Length(max=MAX_NAME))
+
+
+class TaskOutputQuerySchema(_Strict):
+    """Query string of GET /api/tasks/<id>/output."""
+
+    node = Text(validate=_bounded(MAX_ID))
+
+
+MAX_SCHEDULE_NAME = 200  # "schedule:<name>" must fit the tasks' created_by column
+MAX_INTERVAL_SECONDS = 366 * 24 * 3600
+MAX_CRON = 255
+
+
+class ScheduleSchema(_CommandOnTargets):
+    """Body of POST /api/schedules: a fleet task fired by a crontab line (UTC) or every N seconds."""
+
+    name = TrimmedString(required=True, validate=_bounded(MAX_SCHEDULE_NAME))
+    # null is accepted as "not this one", so a schedule's JSON (which shows both) can be posted back.
+    cron = TrimmedString(allow_none=True, validate=_bounded(MAX_CRON))
+    interval = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=1, max=MAX_INTERVAL_SECONDS))
+
+    @validates_schema
+    def _one_trigger(self, data: dict[str, Any], **kwargs: Any) -> None:
+        has_cron, has_interval = data.get("cron") is not None, data.get("interval") is not None
+        if has_cron and has_interval:
+            raise ValidationError("give either cron or interval, not both", "cron")
+        if not has_cron and not has_interval:
+            raise ValidationError("give either cron (a crontab line) or interval (seconds)", "cron")
+        if has_cron:
+            from manager_api.services.schedules.triggers import crontab_trigger
+
+            try:
+                crontab_trigger(data["cron"])
+            except ValueError as exc:
+                raise ValidationError(f"not a valid crontab line: {exc}", "cron") from exc

@@ -1,0 +1,41 @@
+"""Marshmallow schemas of the nodes API: PUT and PATCH /api/nodes/{id}/labels."""
+
+from __future__ import annotations
+
+from marshmallow import fields, validate
+
+from manager_api.api.schemas.manual import TrimmedString, _Strict
+from manager_api.services.nodes.labels import LABEL_KEY, MAX_LABEL_TEXT, MAX_LABELS
+
+LABEL_KEY_RULE = "must be made of letters, digits, '_', '.', '-'"
+
+
+def _labels(allow_none: bool, max_entries: int) -> fields.Dict:
+    return fields.Dict(
+        keys=TrimmedString(
+            validate=[
+                validate.Length(min=1, max=MAX_LABEL_TEXT),
+                validate.Regexp(LABEL_KEY, error=f"label key {{input!r}} {LABEL_KEY_RULE}"),
+            ]
+        ),
+        values=TrimmedString(
+            allow_none=allow_none,
+            validate=validate.Length(min=1, max=MAX_LABEL_TEXT, error="label value must be 1 to {max} characters"),
+        ),
+        required=True,
+        validate=validate.Length(max=max_entries),
+    )
+
+
+class NodeLabelsSchema(_Strict):
+    """Body of PUT /api/nodes/{id}/labels: the API-set labels, replacing the previous ones ({} clears them)."""
+
+    labels = _labels(allow_none=False, max_entries=MAX_LABELS)
+
+
+class NodeLabelsPatchSchema(_Strict):
+    """Body of PATCH /api/nodes/{id}/labels: a JSON merge patch (RFC 7396) of the API-set labels, where a
+    value sets its key and null removes it; the labels it does not name stay."""
+
+    # Room to drop every label and set as many new ones; the resulting set is bounded by the service.
+    labels = _labels(allow_none=True, max_entries=2 * MAX_LABELS)

@@ -1,0 +1,1 @@
+"""The duties: the one background loop of the manager and the reading of the agents' reports."""

@@ -1,0 +1,303 @@
+"""Background duties, run once per manager (a thread of the launcher) under a Redis lock.
+
+(a) consume the agents' task events, fleet task reports and business component reports (each node's
+reports stream: stream_consumer) and apply them to the database; (b) every tick, persist which nodes went
+online/offline, end fleet task hosts past their deadline or on a node gone offline, fail business
+components on a node gone offline, and keep the schedule runner in line with the Schedule table; (c) every
+hour, prune ended fleet tasks past their retention, every minute component usage samples past theirs. The
+lock keeps two manager hosts on one Redis from both doing it: the schedules fire only in the lock holder,
+so each tick fires once whatever the number of workers or hosts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from functools import partial
+from typing import Any, cast
+
+from peewee import OperationalError
+from redis import Redis
+from redis.exceptions import RedisError
+
+from manager_api import db
+from manager_api.background.stream_consumer import StreamConsumer, StreamHandler
+from manager_api.config import Settings
+from manager_api.services import job_keys
+from manager_api.services.businesses import actions as businesses
+from manager_api.services.businesses import component_reports
+from manager_api.services.businesses import upkeep as business_upkeep
+from manager_api.services.businesses.state import Jobs
+from manager_api.services.deployments import task_events as event_service
+from manager_api.services.fleet_tasks import actions as fleet_tasks
+from manager_api.services.fleet_tasks import upkeep as fleet_task_upkeep
+from manager_api.services.nodes import presence as node_presence
+from manager_api.services.nodes import status as nodes
+from manager_api.services.schedules.runner import ScheduleRunner
+from shared import acks, events, heartbeat, keys
+from shared.states import ComponentState, HostRunStatus
+
+logger = logging.getLogger(__name__)
+
+LOCK_TTL_MS = 10_000
+"""The lock expires this long after its holder stops renewing it (renewed every tick)."""
+
+PRUNE_EVERY = 3600.0
+"""Seconds between two prunes of ended fleet tasks past their retention."""
+
+METRICS_PRUNE_EVERY = 60.0
+"""Seconds between two prunes of component usage samples past their retention (kept in hours)."""
+
+RESEND_CHECK_EVERY = 5.0
+"""Seconds between two looks for component jobs gone unanswered (business_upkeep.Resender)."""
+
+_LOCK_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 1
+end
+return 0
+"""
+
+_UNLOCK_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class Duties:
+    """The duties thread: lock, node statuses every ``tick`` seconds, events in between."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis | None = None,
+        tick: float = 1.0,
+        block_ms: int = 1000,
+        consumer: str | None = None,
+    ) -> None:
+        if redis is None and not settings.redis_url:
+            raise ValueError("Duties need a Redis")
+        # Socket timeout well above the XREADGROUP block time, or every idle read would time out.
+        self.redis = redis or Redis.from_url(
+            settings.redis_url or "", socket_timeout=block_ms / 1000 + 5, socket_connect_timeout=3
+        )
+        self.settings = settings
+        self.tick = tick
+        self.block_ms = block_ms
+        self.consumer = consumer or f"duties-{socket.gethostname()}"
+        self.lock_token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._holding = False
+        self._next_prune = 0.0
+        self._next_metrics_prune = 0.0
+        self._next_resend = 0.0
+        self._redis_run_id = ""  # of the Redis the duties last saw: a new one means Redis restarted
+        self.resender = business_upkeep.Resender(settings.component_resend_seconds)
+        self.schedules = ScheduleRunner(self.redis, settings.offline_after_intervals, lambda: self._holding)
+        self.streams = StreamConsumer(
+            self.redis,
+            keys.EVENTS_GROUP,
+            self.consumer,
+            # Every report is believed only if the node whose stream holds it signed it (job_keys: its key).
+            partial(events.parse_report, key_of=job_keys.node_key),
+            [
+                StreamHandler(events.EVENT, "event", apply=self._apply_event),
+                StreamHandler(events.COMMAND, "report", apply_batch=self._apply_reports),
+                StreamHandler(events.COMPONENT, "component report", apply_batch=self._apply_component_reports),
+            ],
+            node_presence.known_ids,
+        )
+
+    def _apply_event(self, event: dict[str, Any]) -> None:
+        try:
+            event_service.apply(event)
+        except OperationalError:
+            raise  # the database is busy: applied later, acknowledged then
+        except Exception:
+            self._acknowledge_event(event)  # dropped for good (logged by the consumer): no use sending it again
+            raise
+        self._acknowledge_event(event)
+
+    def _acknowledge_event(self, event: dict[str, Any]) -> None:
+        """After the commit, applied or not (a task that ended already): its node stops sending it again."""
+        pipe = self.redis.pipeline(transaction=False)
+        acks.acknowledge(pipe, event["node_id"], acks.TASK, [f"{event['task_id']}:{event['state']}"])
+        pipe.execute()
+
+    def _apply_reports(self, reports: list[dict[str, Any]]) -> None:
+        changed = fleet_tasks.apply_reports(reports)
+        # Told after the commit, so a woken ?wait caller reads the change, and a node forgets only reports the
+        # database holds. Every final report is acknowledged, applied or not (a host that had ended, a task
+        # pruned): its node would otherwise send it again forever. Should this fail, the entries stay
+        # pending, are applied again (a no-op) and acknowledged then.
+        pipe = self.redis.pipeline(transaction=False)
+        for task_id in changed:
+            pipe.publish(keys.task_changed_channel(task_id), "1")
+        finals: dict[str, list[str]] = {}
+        for report in reports:
+            if HostRunStatus(report["status"]).ended:
+                finals.setdefault(report["node_id"], []).append(report["task_id"])
+        for node_id, task_ids in finals.items():
+            acks.acknowledge(pipe, node_id, acks.COMMAND, task_ids)
+        if len(pipe):
+            pipe.execute()
+
+    def _apply_component_reports(self, reports: list[dict[str, Any]]) -> None:
+        jobs = component_reports.apply_reports(
+            reports, self.settings.component_metrics_every_seconds, self.settings.component_stop_grace_seconds
+        )
+        # Final states, after the commit: their nodes stop sending them again (shared.acks).
+        pipe = self.redis.pipeline(transaction=False)
+        for report in reports:
+            if not ComponentState(report["status"]).active:
+                acks.acknowledge(pipe, report["node_id"], acks.COMPONENT, [acks.component_name(report)])
+        if len(pipe):
+            pipe.execute()
+        self._send(jobs)
+
+    def _send(self, jobs: Jobs) -> None:
+        """Component jobs, after their commit; when Redis fails now, the Resender sends them later."""
+        if not jobs:
+            return
+        try:
+            businesses.send(self.redis, jobs)
+        except RedisError as exc:
+            logger.error(
+                "duties: %d deploy and %d stop jobs not sent, to be sent again: %s",
+                len(jobs.deploys),
+                len(jobs.stops),
+                exc,
+            )
+
+    # -- life cycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Run the duties in a daemon thread."""
+        self._thread = threading.Thread(target=self.run, name="corral-duties", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the thread to finish and wait for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        """Whether the duties thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def holds_lock(self) -> bool:
+        """Whether this instance held the duties lock at its last renewal."""
+        return self._holding
+
+    def run(self) -> None:
+        """The loop; returns when stop() is called."""
+        logger.info("duties started (consumer %s)", self.consumer)
+        backoff = 0.5
+        outage = False
+        next_check = 0.0
+        try:
+            while not self._stop.is_set():
+                try:
+                    db.connect()
+                    if not self._hold_lock():
+                        self._stop.wait(self.tick)
+                        continue
+                    if time.monotonic() >= next_check:
+                        next_check = time.monotonic() + self.tick
+                        self._every_tick()
+                    block = max(10, int(min(self.block_ms, (next_check - time.monotonic()) * 1000)))
+                    self.streams.consume(block)
+                    if outage:
+                        logger.info("duties: redis reachable again (consumer %s)", self.consumer)
+                        outage, backoff = False, 0.5
+                except RedisError as exc:
+                    if not outage:
+                        logger.warning("duties: redis unavailable, retrying (consumer %s): %s", self.consumer, exc)
+                        outage = True
+                    self._holding = False
+                    self.schedules.stop()
+                    self.streams.reset()
+                    self._stop.wait(backoff)
+                    # At most a tick: Redis restarted by the manager is back within a second or two, and
+                    # until the duties hold their lock again reports wait and liveness is not judged.
+                    backoff = min(backoff * 2, self.tick)
+                except Exception:
+                    logger.exception("duties: unexpected error (consumer %s); going on", self.consumer)
+                    db.close()
+                    self._stop.wait(1.0)
+        finally:
+            self.schedules.stop()
+            self.streams.reset()  # closes its pub/sub connection
+            self._release_lock()
+            db.close()
+            logger.info("duties stopped (consumer %s)", self.consumer)
+
+    # -- the lock -------------------------------------------------------------------------------
+    def _hold_lock(self) -> bool:
+        held = bool(self.redis.eval(_LOCK_SCRIPT, 1, keys.DUTIES_LOCK, self.lock_token, str(LOCK_TTL_MS)))
+        if held != self._holding:
+            if held:
+                logger.info("duties lock %s taken by %s", keys.DUTIES_LOCK, self.lock_token)
+                grace = heartbeat.resume_judging(
+                    self.redis, node_presence.known_ids(), self.settings.offline_after_intervals
+                )
+                if grace is not None:
+                    logger.info(
+                        "duties: node liveness was not judged for %.1f s; nodes online then get one full offline "
+                        "window before they are judged again",
+                        grace[1] - grace[0],
+                    )
+            else:
+                logger.warning("duties lock %s held elsewhere; %s waits", keys.DUTIES_LOCK, self.lock_token)
+                self.schedules.stop()
+                self.streams.redo_pending()
+            self._holding = held
+        return held
+
+    def _release_lock(self) -> None:
+        try:
+            self.redis.eval(_UNLOCK_SCRIPT, 1, keys.DUTIES_LOCK, self.lock_token)
+        except RedisError as exc:
+            logger.warning("duties lock %s not released by %s: %s", keys.DUTIES_LOCK, self.lock_token, exc)
+
+    # -- periodic work --------------------------------------------------------------------------
+    def _every_tick(self) -> None:
+        """Node statuses first: the fleet task checks below read them."""
+        nodes.refresh_statuses(self.redis, self.settings.offline_after_intervals)
+        heartbeat.mark_judged(self.redis)
+        run_id = str(cast(dict[str, Any], self.redis.info("server")).get("run_id") or "")
+        if self._redis_run_id and run_id != self._redis_run_id:
+            # A restarted Redis may have lost the last writes before it died (appendfsync everysec, a
+            # failover to a replica that lagged): the jobs of hosts that never started among them.
+            logger.warning("duties: Redis restarted (run id %s, was %s)", run_id, self._redis_run_id)
+            fleet_task_upkeep.send_pending_again(self.redis, self.settings.task_deadline_slack_seconds)
+        self._redis_run_id = run_id
+        fleet_task_upkeep.fail_hosts_on_offline_nodes()
+        fleet_task_upkeep.enforce_deadlines(self.settings.task_deadline_slack_seconds)
+        self._send(
+            business_upkeep.fail_components_on_offline_nodes(
+                self.redis, self.settings.offline_after_intervals, self.settings.component_stop_grace_seconds
+            )
+        )
+        if time.monotonic() >= self._next_resend:
+            self._next_resend = time.monotonic() + min(RESEND_CHECK_EVERY, self.settings.component_resend_seconds)
+            self._send(self.resender.overdue(self.settings.component_stop_grace_seconds))
+        if time.monotonic() >= self._next_metrics_prune:
+            self._next_metrics_prune = time.monotonic() + METRICS_PRUNE_EVERY
+            business_upkeep.prune_metrics(self.settings.component_metrics_retention_hours)
+        if time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + PRUNE_EVERY
+            fleet_task_upkeep.prune(self.redis, self.settings.task_retention_days)
+        self.schedules.sync()

@@ -1,0 +1,1 @@
+"""The manager's gunicorn worker and the request framing it reads with."""

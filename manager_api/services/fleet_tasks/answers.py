@@ -1,0 +1,98 @@
+"""The public JSON of a fleet task and its hosts (json tags of document 004's models)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from manager_api.models import FleetTask, TaskHost
+from manager_api.services.serialize import iso
+from shared.states import HostRunStatus
+
+
+def counts_of(by_status: Mapping[str, int]) -> dict[str, int]:
+    """Host counts (total, ended, succeeded, failed, running, pending) from a count per host status."""
+    total = sum(by_status.values())
+    pending = by_status.get(HostRunStatus.PENDING.value, 0)
+    running = by_status.get(HostRunStatus.RUNNING.value, 0)
+    succeeded = by_status.get(HostRunStatus.SUCCEEDED.value, 0)
+    ended = total - pending - running
+    return {
+        "total": total,
+        "ended": ended,
+        "succeeded": succeeded,
+        "failed": ended - succeeded,
+        "running": running,
+        "pending": pending,
+    }
+
+
+def progress(counts: Mapping[str, int]) -> dict[str, Any]:
+    """The ``progress`` object: counts and the percentage of hosts that ended."""
+    total = counts["total"]
+    percent = round(100 * counts["ended"] / total) if total else 0
+    return {**counts, "percent": percent}
+
+
+def execution_ms(host: TaskHost) -> int | None:
+    """Milliseconds from start to finish on the node (both stamped by its agent), or None."""
+    if host.started_at is None or host.finished_at is None:
+        return None
+    return max(0, round((host.finished_at - host.started_at).total_seconds() * 1000))
+
+
+def host_json(host: TaskHost) -> dict[str, Any]:
+    """One host's part of a task."""
+    return {
+        "host_id": host.node_id,
+        "hostname": host.hostname,
+        "ip": host.ip,
+        "target": host.target,
+        "status": host.status,
+        "stdout": host.stdout,
+        "stderr": host.stderr,
+        "stdout_truncated": host.stdout_truncated,
+        "stderr_truncated": host.stderr_truncated,
+        "exit_code": host.exit_code,
+        "started_at": iso(host.started_at),
+        "finished_at": iso(host.finished_at),
+        "execution_time": execution_ms(host),
+        "error_message": host.error_message,
+    }
+
+
+def task_json(
+    task: FleetTask, hosts: Sequence[TaskHost] | None, by_status: Mapping[str, int] | None = None
+) -> dict[str, Any]:
+    """A task; with ``hosts`` (detail) its counts come from them, else from ``by_status`` (list)."""
+    if hosts is not None:
+        by_status = {}
+        for host in hosts:
+            by_status[host.status] = by_status.get(host.status, 0) + 1
+    counts = counts_of(by_status or {})
+    out: dict[str, Any] = {
+        "task_id": task.task_id,
+        "name": task.name,
+        "description": task.description,
+        "command": task.command,
+        "parameters": task.parameters,
+        "timeout": task.timeout,
+        "targets": json.loads(task.targets),
+        "status": task.status,
+        "total_hosts": task.total_hosts,
+        "completed_hosts": task.completed_hosts,
+        "failed_hosts": task.failed_hosts,
+        "progress": progress(counts),
+        "created_by": task.created_by,
+        "started_by": task.started_by,
+        "canceled_by": task.canceled_by,
+        "created_at": iso(task.created_at),
+        "updated_at": iso(task.updated_at),
+        "started_at": iso(task.started_at),
+        "finished_at": iso(task.finished_at),
+        "canceled_at": iso(task.canceled_at),
+    }
+    if hosts is not None:
+        out["hosts"] = [host_json(h) for h in hosts]
+    return out

@@ -1,0 +1,1 @@
+"""Nodes: joining, liveness, inventory, labels, their Redis users, forgetting them."""

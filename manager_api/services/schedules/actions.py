@@ -1,0 +1,218 @@
+"""Schedules: fleet tasks fired by cron or interval; the Schedule table is the truth the scheduler follows."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+from peewee import IntegrityError
+from redis import Redis
+
+from manager_api import db
+from manager_api.models import FleetTask, Schedule, utcnow
+from manager_api.services import audit
+from manager_api.services.errors import Conflict, NotFound
+from manager_api.services.fleet_tasks import actions as fleet_tasks
+from manager_api.services.paging import page_json, page_of
+from manager_api.services.schedules.triggers import naive, next_fire, trigger_of
+from manager_api.services.serialize import iso
+
+logger = logging.getLogger(__name__)
+
+NOT_FOUND = "Schedule not found"
+RECENT_TASKS = 20
+"""Task ids shown with a schedule's detail."""
+
+
+def created_by_of(name: str) -> str:
+    """The created_by of the tasks a schedule fires (and the actor recorded for them)."""
+    return f"schedule:{name}"
+
+
+def schedule_json(row: Schedule, recent_task_ids: list[str] | None = None) -> dict[str, Any]:
+    """The public JSON of a schedule; with ``recent_task_ids`` for the detail view."""
+    out: dict[str, Any] = {
+        "id": row.id,
+        "name": row.name,
+        "description": row.description,
+        "command": row.command,
+        "targets": json.loads(row.targets),
+        "timeout": row.timeout,
+        "env_keys": sorted(json.loads(row.env)),  # values may be secrets: never echoed, as for tasks
+        "cron": row.cron,
+        "interval": row.interval,
+        "paused": row.paused,
+        "next_run_at": iso(row.next_run_at),
+        "last_run_at": iso(row.last_run_at),
+        "last_task_id": row.last_task_id,
+        "created_by": row.created_by,
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+    }
+    if recent_task_ids is not None:
+        out["recent_task_ids"] = recent_task_ids
+    return out
+
+
+def get(schedule_id: str) -> Schedule:
+    """The schedule ``schedule_id``, or a 404."""
+    row = Schedule.get_or_none(Schedule.id == schedule_id) if len(schedule_id) <= 64 else None
+    if row is None:
+        raise NotFound(NOT_FOUND)
+    return row
+
+
+def _first_run(row: Schedule, now: datetime) -> datetime | None:
+    return naive(next_fire(trigger_of(row.cron, row.interval, row.created_at), now))
+
+
+def _taken(name: str) -> Conflict:
+    # A conflict with what exists, not a malformed request: no "Invalid request format" prefix (that is 400's).
+    message = f"a schedule named '{name}' already exists"
+    return Conflict(f"Schedule name '{name}' is taken", {"errors": {"name": [message]}})
+
+
+def create(data: dict[str, Any], actor: str) -> dict[str, Any]:
+    """Record a new schedule (validated by ScheduleSchema); a taken name is a 409."""
+    now = utcnow()
+    try:
+        with db.write_transaction():
+            if Schedule.select().where(Schedule.name == data["name"]).exists():
+                raise _taken(data["name"])
+            row = Schedule(
+                id=uuid.uuid4().hex,
+                name=data["name"],
+                description=data.get("description", ""),
+                command=data["command"],
+                targets=json.dumps(data["targets"], ensure_ascii=False),
+                timeout=data["timeout"],
+                env=json.dumps(data.get("env") or {}, ensure_ascii=False),
+                cron=data.get("cron"),
+                interval=data.get("interval"),
+                created_by=actor,
+                created_at=now,
+                updated_at=now,
+            )
+            # The API knows the first run at once; the scheduler keeps it current from then on.
+            row.next_run_at = _first_run(row, now)
+            row.save(force_insert=True)
+            trigger = {"cron": row.cron} if row.cron else {"interval": row.interval}
+            audit.record(actor, "schedule.create", row.id, {"name": row.name, **trigger})
+    except IntegrityError as exc:
+        # Another request won the race between our check and insert.
+        raise _taken(data["name"]) from exc
+    logger.info("schedule %s (%s) created by %s", row.id, row.name, actor)
+    return schedule_json(row)
+
+
+def listing(page: int, page_size: int) -> dict[str, Any]:
+    """A page of schedules, oldest first."""
+    total, rows = page_of(Schedule.select(), page, page_size, Schedule.created_at, Schedule.id)
+    return page_json("schedules", [schedule_json(row) for row in rows], total, page, page_size)
+
+
+def detail(schedule_id: str) -> dict[str, Any]:
+    """A schedule with the ids of its most recent tasks, newest first."""
+    row = get(schedule_id)
+    # created_at bounds out an older, deleted schedule that had the same name.
+    recent: list[tuple[str]] = list(
+        FleetTask.select(FleetTask.task_id)
+        .where(FleetTask.created_by == created_by_of(row.name), FleetTask.created_at >= row.created_at)
+        .order_by(FleetTask.created_at.desc(), FleetTask.id.desc())
+        .limit(RECENT_TASKS)
+        .tuples()
+    )
+    return schedule_json(row, [task_id for (task_id,) in recent])
+
+
+def set_paused(schedule_id: str, paused: bool, actor: str) -> dict[str, Any]:
+    """Pause or resume a schedule; doing it twice changes nothing the second time."""
+    with db.write_transaction():
+        row = get(schedule_id)
+        if row.paused != paused:
+            now = utcnow()
+            row.paused = paused
+            row.version += 1
+            row.updated_at = now
+            row.next_run_at = None if paused else _first_run(row, now)
+            row.save()
+            audit.record(actor, "schedule.pause" if paused else "schedule.resume", row.id, {"name": row.name})
+            logger.info("schedule %s (%s) %s by %s", row.id, row.name, "paused" if paused else "resumed", actor)
+    return schedule_json(row)
+
+
+def delete(schedule_id: str, actor: str) -> None:
+    """Delete a schedule; the tasks it fired stay."""
+    with db.write_transaction():
+        row = get(schedule_id)
+        row.delete_instance()
+        audit.record(actor, "schedule.delete", row.id, {"name": row.name})
+    logger.info("schedule %s (%s) deleted by %s", row.id, row.name, actor)
+
+
+# -- the scheduler's side --------------------------------------------------------------------------
+
+
+def definitions() -> dict[str, int]:
+    """Version of every active (not paused) schedule: what the scheduler must hold."""
+    rows: list[tuple[str, int]] = list(
+        Schedule.select(Schedule.id, Schedule.version).where(Schedule.paused == False).tuples()  # noqa: E712
+    )
+    return dict(rows)
+
+
+def claim(schedule_id: str, version: int) -> Schedule | None:
+    """Mark a firing of the schedule now; None when it was paused, deleted or changed meanwhile.
+
+    Checked at the moment of firing, so a pause or delete takes effect at once, not at the next re-sync.
+    """
+    with db.write_transaction():
+        row = Schedule.get_or_none(Schedule.id == schedule_id)
+        if row is None or row.paused or row.version != version:
+            return None
+        Schedule.update(last_run_at=utcnow()).where(Schedule.id == schedule_id).execute()
+    return row
+
+
+def fire(redis: Redis, schedule_id: str, version: int, offline_after_intervals: int) -> str | None:
+    """Run one firing: an ordinary fleet task, started at once; returns its task_id (None when skipped)."""
+    row = claim(schedule_id, version)
+    if row is None:
+        logger.info("schedule %s: firing skipped (paused, deleted or changed)", schedule_id)
+        return None
+    actor = created_by_of(row.name)
+    data = {
+        "name": row.name,
+        "description": row.description,
+        "command": row.command,
+        "targets": json.loads(row.targets),
+        "timeout": row.timeout,
+        "env": json.loads(row.env),
+        "created_by": actor,
+        "start": True,
+    }
+    task_id = fleet_tasks.create(redis, data, actor, offline_after_intervals)
+    with db.write_transaction():
+        Schedule.update(last_task_id=task_id).where(Schedule.id == schedule_id).execute()
+    logger.info("schedule %s (%s) fired fleet task %s", schedule_id, row.name, task_id)
+    return task_id
+
+
+def record_next_runs(next_runs: dict[str, datetime | None]) -> int:
+    """Store the scheduler's next run times (aware UTC) where they changed; returns how many rows changed."""
+    if not next_runs:
+        return 0
+    rows: list[tuple[str, datetime | None]] = list(
+        Schedule.select(Schedule.id, Schedule.next_run_at).where(Schedule.id.in_(list(next_runs))).tuples()
+    )
+    stored = dict(rows)
+    changed = {sid: naive(when) for sid, when in next_runs.items() if sid in stored and stored[sid] != naive(when)}
+    if changed:
+        with db.write_transaction():
+            for sid, when in changed.items():
+                # Not when paused meanwhile: a paused schedule shows no next run.
+                Schedule.update(next_run_at=when).where(Schedule.id == sid, Schedule.paused == False).execute()  # noqa: E712
+    return len(changed)
