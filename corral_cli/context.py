@@ -41,6 +41,18 @@ def client_of(ctx: click.Context) -> Client:
     return client
 
 
+def alias_of(command: click.Command, name: str, full_name: str) -> click.Command:
+    """A second name for ``command``: the same callback and options, help saying what it is short for."""
+    return click.Command(
+        name,
+        callback=command.callback,
+        params=command.params,
+        help=f"Alias of `{full_name}`.\n\n{command.help}",
+        short_help=f"Alias of `{full_name}`.",
+        context_settings=command.context_settings,
+    )
+
+
 def echo_json(data: Any) -> None:
     """Pretty JSON on stdout, non-ASCII kept readable."""
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))

@@ -56,7 +56,7 @@ def node_status(code: Any) -> str:
 
 
 def nodes_table(nodes: Sequence[Mapping[str, Any]]) -> str:
-    """`corral nodes`: one row per node."""
+    """`corral node list` (and `corral nodes`): one row per node."""
     rows = [
         (
             n.get("id"),

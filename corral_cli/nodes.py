@@ -1,4 +1,4 @@
-"""``corral nodes`` and ``corral node``: nodes by id or hostname, their labels, forgetting one."""
+"""``corral node`` (``corral nodes`` is ``corral node list``): nodes by id or hostname, their labels, forgetting one."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import click
 
 from . import formatting
 from .client import ApiError, Client
-from .context import CommandError, client_of, echo_json, segment
+from .context import CommandError, alias_of, client_of, echo_json, segment
 
 T = TypeVar("T")
 
@@ -60,18 +60,6 @@ def parse_label_changes(items: Sequence[str], replace: bool) -> dict[str, str | 
     return changes
 
 
-@click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
-@click.pass_context
-def nodes(ctx: click.Context, as_json: bool) -> None:
-    """List the nodes with their status, resources and last heartbeat (also `corral node list`)."""
-    answer = client_of(ctx).get("/api/task/node")
-    if as_json:
-        echo_json(answer)
-        return
-    click.echo(formatting.nodes_table(answer.get("nodes", [])))
-
-
 @click.group()
 def node() -> None:
     """List nodes, show one, set its labels, forget it or its secret.
@@ -81,7 +69,20 @@ def node() -> None:
     """
 
 
-node.add_command(nodes, "list")
+@node.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+@click.pass_context
+def node_list(ctx: click.Context, as_json: bool) -> None:
+    """List the nodes with their status, resources and last heartbeat (also `corral nodes`)."""
+    answer = client_of(ctx).get("/api/task/node")
+    if as_json:
+        echo_json(answer)
+        return
+    click.echo(formatting.nodes_table(answer.get("nodes", [])))
+
+
+nodes = alias_of(node_list, "nodes", "corral node list")
+"""``corral nodes``: the same command as ``corral node list``, kept as the short form."""
 
 _node_arg = click.argument("ref", metavar="NODE")
 

@@ -8,9 +8,10 @@ import pytest
 from corral_cli import formatting
 from corral_cli.businesses import already_exists
 from corral_cli.client import ApiError
-from corral_cli.context import CommandError, segment
+from corral_cli.context import CommandError, alias_of, segment
 from corral_cli.deployments import ShowByDefaultGroup
-from corral_cli.nodes import match_node, parse_label_changes
+from corral_cli.main import cli
+from corral_cli.nodes import match_node, node_list, nodes, parse_label_changes
 from corral_cli.schedules import match_schedule
 
 SCHEDULES = [
@@ -232,3 +233,24 @@ def test_show_by_default_group_takes_an_unknown_first_argument_as_show_id() -> N
     assert group.main(["show", "abc"], standalone_mode=False) == ("show", "abc", False)
     assert group.main(["list", "--page", "2"], standalone_mode=False) == ("list", 2)
     assert group.main(["--help"], standalone_mode=False) == 0  # the group's own help, not `show --help`
+
+
+def test_corral_nodes_is_node_list_under_a_second_name() -> None:
+    node_group = cli.commands["node"]
+    assert isinstance(node_group, click.Group)
+    assert cli.commands["nodes"] is nodes and node_group.commands["list"] is node_list
+    assert nodes.callback is node_list.callback and nodes.params is node_list.params
+    assert nodes.get_short_help_str() == "Alias of `corral node list`."
+    assert nodes.help == f"Alias of `corral node list`.\n\n{node_list.help}"
+
+
+def test_alias_of_runs_the_same_callback_with_the_same_options() -> None:
+    @click.command("long")
+    @click.option("--json", "as_json", is_flag=True)
+    def long(as_json: bool) -> tuple[str, bool]:
+        """Do the thing."""
+        return ("long", as_json)
+
+    short = alias_of(long, "short", "tool long")
+    assert short.main(["--json"], standalone_mode=False) == long.main(["--json"], standalone_mode=False)
+    assert short.help == "Alias of `tool long`.\n\nDo the thing."
