@@ -13,7 +13,7 @@ from shared.states import BusinessState, ComponentState
 
 from . import formatting
 from .client import ApiError, Client
-from .context import EXIT_FAILED, CommandError, client_of, echo_json, segment
+from .context import EXIT_FAILED, CommandError, client_of, echo_json, page_options, segment
 from .progress import ProgressLine
 
 POLL_SECONDS = 0.5
@@ -152,8 +152,7 @@ def deploy(ctx: click.Context, file: Any, dry_run: bool, wait: bool, wait_timeou
 @business.command("list")
 @click.option("--status", type=click.Choice([s.value for s in BusinessState]), help="Only businesses in this state.")
 @click.option("--name", help="Only businesses whose name contains this.")
-@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--page-size", type=click.IntRange(min=1), default=20, show_default=True)
+@page_options("businesses")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
 @click.pass_context
 def list_(ctx: click.Context, status: str | None, name: str | None, page: int, page_size: int, as_json: bool) -> None:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
 from .client import Client
 from .config import resolve
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+PAGE_SIZE = 20
+"""How many items a list command asks for when not told (the API's own default)."""
 
 EXIT_FAILED = 1
 """Something the user asked for did not succeed (a node failed, a deployment task failed)."""
@@ -51,6 +57,29 @@ def alias_of(command: click.Command, name: str, full_name: str) -> click.Command
         short_help=f"Alias of `{full_name}`.",
         context_settings=command.context_settings,
     )
+
+
+def page_options(
+    noun: str, default: int = PAGE_SIZE, older: str | None = None, most: int | None = None
+) -> Callable[[F], F]:
+    """``--page`` and ``--page-size`` of a list command (``older``: the size option's first spelling, still taken)."""
+    size = click.option(
+        "--page-size",
+        *([older] if older else []),
+        "page_size",
+        type=click.IntRange(1, most),
+        default=default,
+        show_default=True,
+        help=f"How many {noun} a page holds.",
+    )
+    page = click.option(
+        "--page", type=click.IntRange(min=1), default=1, show_default=True, help=f"Which page of --page-size {noun}."
+    )
+
+    def decorate(command: F) -> F:
+        return page(size(command))
+
+    return decorate
 
 
 def echo_json(data: Any) -> None:

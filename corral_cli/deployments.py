@@ -10,7 +10,7 @@ from shared.states import DeploymentState, TaskState
 
 from . import formatting
 from .client import Client
-from .context import EXIT_FAILED, client_of, echo_json, segment
+from .context import EXIT_FAILED, client_of, echo_json, page_options, segment
 from .progress import ProgressLine
 
 POLL_SECONDS = 0.3
@@ -129,8 +129,7 @@ def deployment_show(ctx: click.Context, deployment_id: str, as_json: bool) -> No
     help="Only deployments in this state.",
 )
 @click.option("--name", help="Only deployments of templates whose name contains this.")
-@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--page-size", type=click.IntRange(min=1), default=20, show_default=True)
+@page_options("deployments")
 @_json
 @click.pass_context
 def deployment_list(

@@ -12,7 +12,7 @@ from . import formatting
 from .businesses import business
 from .client import ApiError
 from .config import CONFIG_ENV, TOKEN_ENV, URL_ENV, ConfigError
-from .context import EXIT_API, client_of, echo_json
+from .context import EXIT_API, client_of, echo_json, page_options
 from .deployments import deploy, deployment, status, stop
 from .nodes import node, nodes
 from .schedules import schedule
@@ -68,21 +68,13 @@ def cli(ctx: click.Context, url: str | None, token: str | None, config: Path | N
 
 
 @cli.command()
-@click.option(
-    "--limit",
-    "--page-size",
-    "limit",
-    type=click.IntRange(1, AUDIT_LIMIT_MAX),
-    default=50,
-    show_default=True,
-    help="How many entries (a page of them).",
-)
-@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True, help="Which page of --limit entries.")
+@page_options("entries", default=50, older="--limit", most=AUDIT_LIMIT_MAX)
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
 @click.pass_context
-def audit(ctx: click.Context, limit: int, page: int, as_json: bool) -> None:
+def audit(ctx: click.Context, page_size: int, page: int, as_json: bool) -> None:
     """Show the audit log, newest first: who deployed, stopped, labelled, joined, and what went offline."""
-    query: dict[str, Any] = {"limit": limit}
+    # `limit`: a manager from before audit paging takes only that name
+    query: dict[str, Any] = {"limit": page_size}
     if page > 1:  # only then: a manager from before audit paging refuses an unknown `page`
         query["page"] = page
     answer = client_of(ctx).get("/api/audit", query)
@@ -91,7 +83,7 @@ def audit(ctx: click.Context, limit: int, page: int, as_json: bool) -> None:
         return
     click.echo(formatting.audit_table(answer.get("entries", [])))
     if "total" in answer:
-        click.echo(formatting.page_footer(answer, "entries", page, limit))
+        click.echo(formatting.page_footer(answer, "entries", page, page_size))
 
 
 for command in (nodes, node, template, deploy, status, deployment, stop, run, tasks, schedule, business):

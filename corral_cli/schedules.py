@@ -9,7 +9,7 @@ import click
 
 from . import formatting
 from .client import Client
-from .context import CommandError, client_of, echo_json
+from .context import CommandError, client_of, echo_json, page_options
 from .tasks import fleet_command_options, parse_targets
 
 
@@ -106,8 +106,7 @@ def create(
 
 
 @schedule.command("list")
-@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--page-size", type=click.IntRange(min=1), default=20, show_default=True)
+@page_options("schedules")
 @_json
 @click.pass_context
 def list_(ctx: click.Context, page: int, page_size: int, as_json: bool) -> None:

@@ -17,7 +17,7 @@ from shared.states import FleetTaskStatus
 
 from . import formatting
 from .client import REQUEST_TIMEOUT, ApiError, Client
-from .context import EXIT_FAILED, EXIT_INTERRUPTED, client_of, echo_json
+from .context import EXIT_FAILED, EXIT_INTERRUPTED, client_of, echo_json, page_options
 from .progress import ProgressLine
 from .sse import parse_sse
 
@@ -268,18 +268,20 @@ def tasks() -> None:
 @tasks.command("list")
 @click.option("--status", type=click.Choice([s.value for s in FleetTaskStatus]), help="Only tasks in this status.")
 @click.option("--name", help="Only tasks whose name contains this.")
-@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--page-size", "--size", "size", type=click.IntRange(min=1), default=20, show_default=True)
+@page_options("fleet tasks", older="--size")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
 @click.pass_context
-def tasks_list(ctx: click.Context, status: str | None, name: str | None, page: int, size: int, as_json: bool) -> None:
+def tasks_list(
+    ctx: click.Context, status: str | None, name: str | None, page: int, page_size: int, as_json: bool
+) -> None:
     """List fleet tasks, newest first."""
-    answer = client_of(ctx).get("/api/tasks", {"status": status, "name": name, "page": page, "size": size})
+    # `size`: a manager from before `page_size` takes only that name
+    answer = client_of(ctx).get("/api/tasks", {"status": status, "name": name, "page": page, "size": page_size})
     if as_json:
         echo_json(answer)
         return
     click.echo(formatting.tasks_table(answer.get("tasks", [])))
-    click.echo(formatting.page_footer(answer, "task(s)", page, size))
+    click.echo(formatting.page_footer(answer, "task(s)", page, page_size))
 
 
 @tasks.command("show")

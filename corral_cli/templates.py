@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from . import formatting
-from .context import client_of, echo_json, segment
+from .context import client_of, echo_json, page_options, segment
 
 
 @click.group()
@@ -40,8 +40,7 @@ def template_show(ctx: click.Context, name: str) -> None:
 
 @template.command("list")
 @click.option("--name", help="Only templates whose name contains this.")
-@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--page-size", type=click.IntRange(min=1), default=20, show_default=True)
+@page_options("templates")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
 @click.pass_context
 def template_list(ctx: click.Context, name: str | None, page: int, page_size: int, as_json: bool) -> None:

@@ -254,3 +254,32 @@ def test_alias_of_runs_the_same_callback_with_the_same_options() -> None:
     short = alias_of(long, "short", "tool long")
     assert short.main(["--json"], standalone_mode=False) == long.main(["--json"], standalone_mode=False)
     assert short.help == "Alias of `tool long`.\n\nDo the thing."
+
+
+LIST_COMMANDS = [
+    (("template", "list"), None, 20),
+    (("deployment", "list"), None, 20),
+    (("schedule", "list"), None, 20),
+    (("business", "list"), None, 20),
+    (("tasks", "list"), "--size", 20),
+    (("audit",), "--limit", 50),
+]
+"""Every paged list command, the older spelling of its --page-size, and its default size."""
+
+
+@pytest.mark.parametrize(("path", "older", "default"), LIST_COMMANDS)
+def test_every_list_command_takes_page_and_page_size_and_its_older_spelling(
+    path: tuple[str, ...], older: str | None, default: int
+) -> None:
+    command: click.Command = cli
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    parsed = command.make_context(path[-1], ["--page", "2", "--page-size", "3"]).params
+    assert (parsed["page"], parsed["page_size"]) == (2, 3)
+    assert command.make_context(path[-1], []).params["page_size"] == default
+    if older is not None:
+        assert command.make_context(path[-1], [older, "4"]).params["page_size"] == 4
+    for unknown in {"--size", "--limit"} - {older}:
+        with pytest.raises(click.NoSuchOption):
+            command.make_context(path[-1], [unknown, "4"])

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 import redis as redis_lib
 from flask.testing import FlaskClient
+from marshmallow import ValidationError
 
+from manager_api.api.schemas.manual import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    AuditQuerySchema,
+    PageQuerySchema,
+    ScheduleListQuerySchema,
+    older_page_size,
+)
 from manager_api.models import AuditLog
 from manager_api.services import audit
 
@@ -22,6 +31,9 @@ LISTS = [
     ("/api/audit", "entries"),
 ]
 """Every list endpoint and the key of its items."""
+
+OLDER_NAMES = {"/api/tasks": "size", "/api/audit": "limit"}
+"""The list endpoints that took their page size under another name, still accepted beside ``page_size``."""
 
 
 @pytest.fixture
@@ -70,6 +82,39 @@ def test_bad_paging_is_a_400_naming_the_field(client: FlaskClient, path: str, ke
     body = answer(client.get(f"{path}?{query}"), 400)
     assert body["error"].startswith(f"Invalid request format: {field}: "), body
     assert field in body["errors"]
+
+
+@pytest.mark.parametrize(("path", "key"), LISTS)
+def test_every_list_takes_page_size_and_its_older_name_where_it_had_one(
+    client: FlaskClient, three_of_each: None, path: str, key: str
+) -> None:
+    new = answer(client.get(f"{path}?page=2&page_size=2"))
+    assert (len(new[key]), new["page"], new["page_size"]) == (min(2, new["total"] - 2), 2, 2)
+    older = OLDER_NAMES.get(path)
+    if older is not None:
+        assert answer(client.get(f"{path}?page=2&{older}=2")) == new
+        assert answer(client.get(f"{path}?page=2&{older}=2&page_size=2")) == new
+    for unknown in {"size", "limit"} - {older}:  # never taken there: still an unknown parameter
+        assert unknown in answer(client.get(f"{path}?{unknown}=2"), 400)["errors"]
+
+
+def test_page_query_schemas_share_one_default_and_older_name_mechanism() -> None:
+    class Query(PageQuerySchema):
+        PAGE_SIZE_DEFAULT = 7
+        count = older_page_size()
+
+    assert Query().load({}) == {"page": 1, "page_size": 7}
+    assert Query().load({"count": "3"}) == Query().load({"page_size": "3"}) == {"page": 1, "page_size": 3}
+    assert Query().load({"count": "3", "page_size": "3", "page": "2"}) == {"page": 2, "page_size": 3}
+    with pytest.raises(ValidationError) as both:
+        Query().load({"count": "3", "page_size": "4"})
+    assert both.value.messages == {"count": ["count is the old name of page_size: give one of them"]}
+    with pytest.raises(ValidationError) as bad:
+        Query().load({"count": "0"})
+    assert list(bad.value.messages) == ["count"]
+    assert PageQuerySchema().load({}) == {"page": 1, "page_size": DEFAULT_PAGE_SIZE}
+    assert ScheduleListQuerySchema().load({})["page_size"] == MAX_PAGE_SIZE
+    assert AuditQuerySchema().load({})["page_size"] == 100
 
 
 def test_tasks_keep_their_older_size_parameter_and_key(client: FlaskClient, redis_client: redis_lib.Redis) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
@@ -90,50 +90,54 @@ class IdSchema(_Strict):
 
 
 DEFAULT_PAGE_SIZE = 20
+"""What a list endpoint answers when no page size is given (unless it answered more before it paged)."""
+
 MAX_PAGE_SIZE = 1000
+"""The most items a list endpoint answers at once."""
+
+OLDER_NAME_OF = "older_name_of"
+"""Field metadata marking an endpoint's older name of ``page_size``."""
 
 
 def _page_size(**kwargs: Any) -> fields.Integer:
     return fields.Integer(validate=validate.Range(min=1, max=MAX_PAGE_SIZE), **kwargs)
 
 
+def older_page_size() -> fields.Integer:
+    """An older name of ``page_size`` that an endpoint still takes: declare it under that name in its page query."""
+    return _page_size(metadata={OLDER_NAME_OF: "page_size"})
+
+
 class PageQuerySchema(_Strict):
-    """``page`` (from 1) and ``page_size`` (1 to 1000, 20 by default): what every list endpoint takes."""
+    """``page`` (from 1) and ``page_size`` (1 to 1000): what every list endpoint takes.
 
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
-    page_size = _page_size(load_default=DEFAULT_PAGE_SIZE)
-
-
-class _PageSizeAlias(PageQuerySchema):
-    """A page query whose endpoint took its page size under an older name, still accepted.
-
-    Subclasses set ``ALIAS`` (the old name, declared as a field too) and ``DEFAULT`` (the size a bare call
-    always answered, kept so that a bare call answers what it did).
+    A subclass sets ``PAGE_SIZE_DEFAULT`` when a bare call answered more before the endpoint paged, and
+    declares ``<older name> = older_page_size()`` where the endpoint took its page size under another name.
     """
 
-    ALIAS = ""
-    DEFAULT = DEFAULT_PAGE_SIZE
+    PAGE_SIZE_DEFAULT: ClassVar[int] = DEFAULT_PAGE_SIZE
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
     page_size = _page_size()
 
     @post_load
-    def _alias(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        old, new = data.pop(self.ALIAS, None), data.get("page_size")
-        if old is not None and new is not None and old != new:
-            raise ValidationError(f"{self.ALIAS} is the old name of page_size: give one of them", self.ALIAS)
-        data["page_size"] = next((size for size in (new, old) if size is not None), self.DEFAULT)
+    def _one_page_size(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        size = data.get("page_size")
+        for name, field in self.fields.items():
+            older = data.pop(name, None) if field.metadata.get(OLDER_NAME_OF) else None
+            if older is None:
+                continue
+            if size is not None and older != size:
+                raise ValidationError(f"{name} is the old name of page_size: give one of them", name)
+            size = older
+        data["page_size"] = self.PAGE_SIZE_DEFAULT if size is None else size
         return data
 
 
-AUDIT_DEFAULT_PAGE_SIZE = 100
-"""What GET /api/audit answered before it paged (its ``limit`` default)."""
-
-
-class AuditQuerySchema(_PageSizeAlias):
+class AuditQuerySchema(PageQuerySchema):
     """Query string of GET /api/audit: ``limit`` is the older name of ``page_size``."""
 
-    ALIAS = "limit"
-    DEFAULT = AUDIT_DEFAULT_PAGE_SIZE
-    limit = _page_size()
+    PAGE_SIZE_DEFAULT = 100  # what it answered before it paged (its ``limit`` default)
+    limit = older_page_size()
 
 
 class UpperString(Text):
@@ -156,14 +160,11 @@ class DeploymentListQuerySchema(PageQuerySchema):
     name = Text(validate=validate.Length(max=MAX_NAME))
 
 
-SCHEDULES_DEFAULT_PAGE_SIZE = MAX_PAGE_SIZE
-"""GET /api/schedules answered every schedule before it paged, and clients find a schedule by name in it."""
-
-
 class ScheduleListQuerySchema(PageQuerySchema):
     """Query string of GET /api/schedules."""
 
-    page_size = _page_size(load_default=SCHEDULES_DEFAULT_PAGE_SIZE)
+    # It answered every schedule before it paged, and clients find a schedule by name in it.
+    PAGE_SIZE_DEFAULT = MAX_PAGE_SIZE
 
 
 MAX_TASK_COMMAND = 65536
@@ -209,11 +210,10 @@ class WaitQuerySchema(_Strict):
     wait = fields.Float(load_default=0.0, validate=validate.Range(min=0, max=MAX_WAIT_SECONDS))
 
 
-class TaskListQuerySchema(_PageSizeAlias):
+class TaskListQuerySchema(PageQuerySchema):
     """Query string of GET /api/tasks: ``size`` is the older name of ``page_size``."""
 
-    ALIAS = "size"
-    size = _page_size()
+    size = older_page_size()
     status = Text(validate=validate.OneOf([s.value for s in FleetTaskStatus]))
     name = Text(validate=validate.Length(max=MAX_NAME))
 
