@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import secrets
 from pathlib import Path
 
 from shared.file_modes import PRIVATE_FILE
+from shared.paths import local_join_token_path
+
+logger = logging.getLogger(__name__)
 
 
 def write_private(path: Path, text: str) -> None:
@@ -25,3 +30,26 @@ def write_private(path: Path, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def ensure_join_token(data_dir: Path) -> Path:
+    """The join token in ``<data dir>/join-token``, made once and never replaced (agents hold it)."""
+    token_file = data_dir / "join-token"
+    token = token_file.read_text().strip() if token_file.exists() else ""
+    if not token:
+        write_private(token_file, secrets.token_urlsafe(32) + "\n")
+        logger.info("join token created in %s", token_file)
+    return token_file
+
+
+def publish_local_join_token(token_file: Path, port: int) -> Path:
+    """Copy the join token where agents on this host look for the manager of ``port``.
+
+    Called only once this manager holds the port: a manager that failed to bind must never replace the
+    token of the one that runs there.
+    """
+    local = local_join_token_path(port)
+    local.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(local.parent, 0o700)
+    write_private(local, token_file.read_text().strip() + "\n")
+    return local

@@ -30,6 +30,23 @@ def schedule_json(stack: Stack, name: str) -> dict[str, Any]:
     return next(s for s in stack.manager.get("/api/schedules").json()["schedules"] if s["name"] == name)
 
 
+def check_schedule_audit(stack: Stack, tick_id: str, nightly_id: str) -> None:
+    """`corral audit` lists what the schedule test did, newest first, and checks its page size."""
+    audit = ok(stack.corral("audit", "--limit", "50")).stdout.splitlines()
+    assert audit[0].split() == ["AT", "ACTOR", "ACTION", "SUBJECT", "DETAIL"]
+    assert re.fullmatch(r"page 1 of 1, \d+ entries", audit[-1]), audit[-1]
+    actions = [(line.split()[2], line.split()[3], line.split()[4:]) for line in audit[1:-1]]
+    assert actions[0] == ("schedule.delete", nightly_id, ["name=nightly"])
+    assert ("schedule.delete", tick_id, ["name=tick"]) in actions
+    assert ("schedule.create", tick_id, ["name=tick", "interval=1"]) in actions
+    assert [a for a, _, _ in actions].count("schedule.pause") == 2
+    assert [e["action"] for e in json.loads(ok(stack.corral("audit", "--limit", "2", "--json")).stdout)["entries"]] == [
+        "schedule.delete",
+        "schedule.delete",
+    ]
+    assert "--limit" in ok(stack.corral("audit", "--limit", "0"), 2).stderr
+
+
 def test_schedule_create_list_show_pause_resume_delete_and_audit(stack: Stack) -> None:
     created = ok(
         stack.corral(
@@ -84,19 +101,7 @@ def test_schedule_create_list_show_pause_resume_delete_and_audit(stack: Stack) -
     assert ok(stack.corral("schedule", "delete", nightly["id"])).stdout == "schedule nightly deleted\n"
     assert json.loads(ok(stack.corral("schedule", "list", "--json")).stdout)["schedules"] == []
 
-    audit = ok(stack.corral("audit", "--limit", "50")).stdout.splitlines()
-    assert audit[0].split() == ["AT", "ACTOR", "ACTION", "SUBJECT", "DETAIL"]
-    assert re.fullmatch(r"page 1 of 1, \d+ entries", audit[-1]), audit[-1]
-    actions = [(line.split()[2], line.split()[3], line.split()[4:]) for line in audit[1:-1]]
-    assert actions[0] == ("schedule.delete", nightly["id"], ["name=nightly"])
-    assert ("schedule.delete", tick_id, ["name=tick"]) in actions
-    assert ("schedule.create", tick_id, ["name=tick", "interval=1"]) in actions
-    assert [a for a, _, _ in actions].count("schedule.pause") == 2
-    assert [e["action"] for e in json.loads(ok(stack.corral("audit", "--limit", "2", "--json")).stdout)["entries"]] == [
-        "schedule.delete",
-        "schedule.delete",
-    ]
-    assert "--limit" in ok(stack.corral("audit", "--limit", "0"), 2).stderr
+    check_schedule_audit(stack, tick_id, nightly["id"])
 
 
 @pytest.fixture(scope="module")

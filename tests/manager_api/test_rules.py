@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from manager_api.config import Settings
-from manager_api.launcher.main import UsageError, is_loopback, parse_sftp, redact_sftp
+from manager_api.launcher.arguments import UsageError, is_loopback, parse_sftp, redact_sftp
 from manager_api.launcher.redis_server import bind_addresses
 from manager_api.services.deployments.host_pins import split_pin, task_pin
 from manager_api.services.deployments.state import deployment_state, instance_status

@@ -1,0 +1,108 @@
+"""The ``manager`` command's flags and the checks they pass before anything starts."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+from pathlib import Path
+from urllib.parse import SplitResult, urlsplit
+
+from shared import defaults
+
+logger = logging.getLogger(__name__)
+
+SFTP_FORMAT = "sftp://user:password@host:port/path/"
+"""What ``--sftp-host`` must look like (the manual's format)."""
+
+EXIT_USAGE = 2
+"""Exit code of a bad flag, as argparse uses."""
+
+
+class UsageError(Exception):
+    """A bad flag: exit 2 with its message."""
+
+
+def parse_sftp(value: str) -> SplitResult:
+    """Check the manual's ``sftp://user:password@host:port/path/`` format (raises UsageError)."""
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    ok = (
+        parts.scheme == "sftp"
+        and bool(parts.username)
+        and parts.password is not None
+        and bool(parts.hostname)
+        and port is not None
+        and 0 < port < 65536
+        and parts.path.startswith("/")
+        and parts.path.endswith("/")
+        and not parts.query
+        and not parts.fragment
+    )
+    if not ok:
+        raise UsageError(f"--sftp-host must look like {SFTP_FORMAT}")
+    return parts
+
+
+def redact_sftp(parts: SplitResult) -> str:
+    """The SFTP address without its password, for logs."""
+    return f"sftp://{parts.username}:***@{parts.hostname}:{parts.port}{parts.path}"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the API on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``manager`` command's flags."""
+    parser = argparse.ArgumentParser(prog="manager", description="corral manager: REST API, task dispatch, duties")
+    parser.add_argument("--port", type=int, default=defaults.MANAGER_PORT, help="HTTP port of the API (8080)")
+    parser.add_argument("--host", default=defaults.MANAGER_HOST, help="address to bind (127.0.0.1)")
+    parser.add_argument("--db-path", default=defaults.DB_PATH, help="SQLite database file (resource_monitor.db)")
+    parser.add_argument("--sftp-host", help=f"SFTP server for file distribution: {SFTP_FORMAT}")
+    parser.add_argument("--redis-url", help="external Redis; default: start a private redis-server")
+    parser.add_argument("--agent-redis-url", help="Redis URL handed to agents when it differs from --redis-url")
+    parser.add_argument("--api-token", help="bearer token required on the API (also env CORRAL_API_TOKEN)")
+    parser.add_argument("--api-token-file", help="file holding the API token")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (2)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def resolve_api_token(args: argparse.Namespace) -> str | None:
+    """--api-token, else --api-token-file, else CORRAL_API_TOKEN."""
+    if args.api_token:
+        return str(args.api_token).strip() or None
+    if args.api_token_file:
+        try:
+            return Path(args.api_token_file).read_text().strip() or None
+        except OSError as exc:
+            raise UsageError(f"cannot read --api-token-file {args.api_token_file}: {exc}") from exc
+    return os.environ.get("CORRAL_API_TOKEN", "").strip() or None
+
+
+def checked_api_token(args: argparse.Namespace) -> str | None:
+    """Check the flags together and answer the API token they give (raises UsageError)."""
+    if not 0 < args.port < 65536:
+        raise UsageError("--port must be between 1 and 65535")
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if args.sftp_host:
+        logger.info("sftp host %s", redact_sftp(parse_sftp(args.sftp_host)))
+    api_token = resolve_api_token(args)
+    if not is_loopback(args.host) and not api_token:
+        raise UsageError(
+            f"refusing to listen on {args.host} without an API token: "
+            "pass --api-token, --api-token-file or set CORRAL_API_TOKEN"
+        )
+    return api_token
