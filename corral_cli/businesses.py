@@ -94,7 +94,7 @@ def wait_settled(client: Client, business_id: str, timeout: float, want: Busines
 
 
 def print_refusal(answer: Mapping[str, Any]) -> None:
-    """The scheduler's reasons, per component, one node per line."""
+    """Why placement found no node for each component, one node per line."""
     for component_id, reasons in (answer.get("rejections") or {}).items():
         click.echo(f"{component_id}:", err=True)
         for reason in reasons:
@@ -111,7 +111,7 @@ def already_exists(exc: ApiError, body: Mapping[str, Any]) -> str | None:
 
 @click.group()
 def business() -> None:
-    """Deploy and manage businesses: sets of process and Docker components placed by the scheduler."""
+    """Deploy and manage businesses: sets of process and Docker components, each placed on a node that fits it."""
 
 
 _wait = click.option(

@@ -27,7 +27,7 @@ _json = click.option("--json", "as_json", is_flag=True, help="Print the API's JS
 
 @click.command()
 @click.argument("name")
-@click.option("--wait", is_flag=True, help="Wait until every task runs (exit 1 if one fails).")
+@click.option("--wait", is_flag=True, help="Wait until every deployment task runs (exit 1 if one fails).")
 @click.option("--wait-timeout", default=120.0, show_default=True, help="Seconds --wait waits at most.")
 @click.pass_context
 def deploy(ctx: click.Context, name: str, wait: bool, wait_timeout: float) -> None:
@@ -40,7 +40,7 @@ def deploy(ctx: click.Context, name: str, wait: bool, wait_timeout: float) -> No
 
 
 def wait_for_deployment(client: Client, dep_id: str, timeout: float) -> int:
-    """Poll a deployment until all its tasks are up (0) or one failed or time ran out (1)."""
+    """Poll a deployment until all its deployment tasks are up (0) or one failed or time ran out (1)."""
     progress = ProgressLine()
     deadline = time.monotonic() + timeout
     try:
@@ -83,7 +83,7 @@ def status(ctx: click.Context, deployment_id: str, as_json: bool) -> None:
 @click.argument("deployment_id", metavar="ID")
 @click.pass_context
 def stop(ctx: click.Context, deployment_id: str) -> None:
-    """Stop every task of deployment ID."""
+    """Stop every deployment task of deployment ID."""
     answer = client_of(ctx).post("/api/task/task_group/stop", {"id": deployment_id})
     click.echo(f"stopping {answer.get('id', deployment_id)}")
 
@@ -112,7 +112,7 @@ def deployment() -> None:
 @_json
 @click.pass_context
 def deployment_show(ctx: click.Context, deployment_id: str, as_json: bool) -> None:
-    """Show deployment ID with a table of its tasks."""
+    """Show deployment ID with a table of its deployment tasks."""
     dep = client_of(ctx).get(f"/deployments/{segment(deployment_id)}")
     if as_json:
         echo_json(dep)
@@ -135,7 +135,7 @@ def deployment_show(ctx: click.Context, deployment_id: str, as_json: bool) -> No
 def deployment_list(
     ctx: click.Context, state: str | None, name: str | None, page: int, page_size: int, as_json: bool
 ) -> None:
-    """List deployments, newest first, with their tasks counted by state."""
+    """List deployments, newest first, with their deployment tasks counted by state."""
     query = {"state": state, "name": name, "page": page, "page_size": page_size}
     answer = client_of(ctx).get("/api/deployments", query)
     if as_json:
@@ -149,6 +149,6 @@ def deployment_list(
 @click.argument("deployment_id", metavar="ID")
 @click.pass_context
 def deployment_delete(ctx: click.Context, deployment_id: str) -> None:
-    """Delete ended deployment ID and its task history (refused until it has ended: `corral stop ID`)."""
+    """Delete ended deployment ID and its deployment task history (refused until it has ended: `corral stop ID`)."""
     client_of(ctx).delete(f"/api/deployments/{segment(deployment_id)}")
     click.echo(f"deployment {deployment_id} deleted")

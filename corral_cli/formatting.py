@@ -105,7 +105,7 @@ def deployment_tasks_table(tasks: Sequence[Mapping[str, Any]]) -> str:
 
 
 def deployment_progress(tasks: Sequence[Mapping[str, Any]]) -> str:
-    """One line counting a deployment's tasks by state, for `corral deploy --wait`."""
+    """One line counting a deployment's deployment tasks by state, for `corral deploy --wait`."""
     counts: dict[str, int] = {}
     for t in tasks:
         state = str(t.get("state"))
@@ -173,7 +173,7 @@ def task_progress(task: Mapping[str, Any]) -> str:
 
 
 def task_summary(task: Mapping[str, Any]) -> str:
-    """The head lines of `corral tasks show`."""
+    """The head lines of `corral tasks show` (a fleet task)."""
     lines = [
         f"task {task.get('task_id')}  {task.get('name')}",
         f"status {task.get('status')}  {task_progress(task)}",
@@ -188,7 +188,7 @@ def task_summary(task: Mapping[str, Any]) -> str:
 
 
 def tasks_table(tasks: Sequence[Mapping[str, Any]]) -> str:
-    """`corral tasks list`: one row per task."""
+    """`corral tasks list`: one row per fleet task."""
     rows = []
     for t in tasks:
         c = progress_counts(t)

@@ -82,7 +82,7 @@ def create(
     description: str,
     as_json: bool,
 ) -> None:
-    """Create schedule NAME running CMD on the targets by --cron or --every."""
+    """Create schedule NAME: a fleet task running CMD on the targets, fired by --cron or --every."""
     if (cron is None) == (every is None):
         raise click.UsageError("give either --cron 'EXPR' or --every SECONDS")
     body: dict[str, Any] = {
@@ -125,7 +125,7 @@ def list_(ctx: click.Context, page: int, page_size: int, as_json: bool) -> None:
 @_json
 @click.pass_context
 def show(ctx: click.Context, ref: str, as_json: bool) -> None:
-    """Show SCHEDULE with the ids of the tasks it fired last."""
+    """Show SCHEDULE with the ids of the fleet tasks it fired last."""
     client = client_of(ctx)
     answer = client.get(f"/api/schedules/{find_schedule(client, ref)['id']}")
     if as_json:
@@ -161,7 +161,7 @@ resume = _pause_command("resume", "Fire SCHEDULE again from its next tick on.")
 @_ref
 @click.pass_context
 def delete(ctx: click.Context, ref: str) -> None:
-    """Delete SCHEDULE; the tasks it fired stay."""
+    """Delete SCHEDULE; the fleet tasks it fired stay."""
     client = client_of(ctx)
     found = find_schedule(client, ref)
     client.delete(f"/api/schedules/{found['id']}")

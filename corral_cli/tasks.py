@@ -194,9 +194,9 @@ def print_results(task: Mapping[str, Any]) -> None:
     on_help="Node ids, hostnames, IPs, key=value labels, or `all`.",
     timeout_help="Seconds before the command is killed on each node.",
 )
-@click.option("--name", help="Task name [default: the command].")
+@click.option("--name", help="Fleet task name [default: the command].")
 @click.option("--no-follow", is_flag=True, help="Do not stream output; wait and print the results.")
-@click.option("--json", "as_json", is_flag=True, help="Print the final task as JSON (live lines go to stderr).")
+@click.option("--json", "as_json", is_flag=True, help="Print the final fleet task as JSON (live lines go to stderr).")
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -208,10 +208,10 @@ def run(
     no_follow: bool,
     as_json: bool,
 ) -> None:
-    """Run COMMAND on every target node and show each node's output and result.
+    """Run COMMAND on every target node as a fleet task and show each node's output and result.
 
     Output lines read `hostname | line` (`hostname [stderr] | line` for stderr). Exits 1 when any node
-    did not succeed, 2 on a usage or API error, 130 after Ctrl-C (which cancels the task).
+    did not succeed, 2 on a usage or API error, 130 after Ctrl-C (which cancels the fleet task).
     """
     if not command.strip():
         raise click.BadParameter("must not be empty", param_hint="COMMAND")
@@ -266,8 +266,10 @@ def tasks() -> None:
 
 
 @tasks.command("list")
-@click.option("--status", type=click.Choice([s.value for s in FleetTaskStatus]), help="Only tasks in this status.")
-@click.option("--name", help="Only tasks whose name contains this.")
+@click.option(
+    "--status", type=click.Choice([s.value for s in FleetTaskStatus]), help="Only fleet tasks in this status."
+)
+@click.option("--name", help="Only fleet tasks whose name contains this.")
 @page_options("fleet tasks", older="--size")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
 @click.pass_context

@@ -44,7 +44,7 @@ def template_show(ctx: click.Context, name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
 @click.pass_context
 def template_list(ctx: click.Context, name: str | None, page: int, page_size: int, as_json: bool) -> None:
-    """List templates with their group and task counts and how many deployments use each."""
+    """List templates with their task group and task counts and how many deployments use each."""
     answer = client_of(ctx).get("/api/templates", {"name": name, "page": page, "page_size": page_size})
     if as_json:
         echo_json(answer)

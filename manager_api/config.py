@@ -1,4 +1,4 @@
-"""Settings of the manager, built by the CLI and handed to gunicorn workers as CORRAL_* variables."""
+"""Settings of the manager, built by the `manager` launcher and handed to gunicorn workers as CORRAL_* variables."""
 
 from __future__ import annotations
 

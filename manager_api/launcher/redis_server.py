@@ -278,7 +278,7 @@ class RedisKeeper:
                 self.failures += 1  # died soon after its start: a failure in a row
             else:
                 self.failures = 1
-            return self._schedule(f"private redis-server died (code {code})")
+            return self._retry_later(f"private redis-server died (code {code})")
         if self.clock() < self.retry_at:
             return True
         self.retry_at = None
@@ -286,12 +286,12 @@ class RedisKeeper:
             self.redis.start(prepare=self.on_restart)
         except (OSError, RuntimeError) as exc:
             self.failures += 1
-            return self._schedule(f"private redis-server could not be restarted: {exc}")
+            return self._retry_later(f"private redis-server could not be restarted: {exc}")
         self.started_at = self.clock()
         logger.warning("private redis-server restarted on port %d (attempt %d)", self.redis.port, self.failures)
         return True
 
-    def _schedule(self, what: str) -> bool:
+    def _retry_later(self, what: str) -> bool:
         if self.failures > self.attempts:
             logger.error("%s; giving up after %d restarts in a row", what, self.attempts)
             return False

@@ -33,7 +33,7 @@ def query() -> ResponseReturnValue:
 
 @bp.post("/api/task/task_group/stop")
 def stop() -> ResponseReturnValue:
-    """Stop a deployment's tasks."""
+    """Stop a deployment's deployment tasks."""
     data = load(IdSchema())
     settings = extensions.settings()
     deployments.stop(extensions.redis(), data["id"], auth.actor(), settings.stop_grace_seconds)
@@ -56,12 +56,12 @@ def listing() -> ResponseReturnValue:
 @bp.get("/deployments/<deployment_id>")
 @bp.get("/api/deployments/<deployment_id>")
 def detail(deployment_id: str) -> ResponseReturnValue:
-    """A deployment with its tasks."""
+    """A deployment with its deployment tasks."""
     return jsonify(deployments.detail(_known(deployment_id)))
 
 
 @bp.delete("/deployments/<deployment_id>")
 @bp.delete("/api/deployments/<deployment_id>")
 def delete(deployment_id: str) -> ResponseReturnValue:
-    """Delete an ended deployment and its tasks' records."""
+    """Delete an ended deployment and its deployment tasks' records."""
     return jsonify(deployments.delete(_known(deployment_id), auth.actor()))

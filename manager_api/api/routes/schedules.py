@@ -15,7 +15,7 @@ bp = Blueprint("schedules", __name__)
 
 @bp.post("/api/schedules")
 def create() -> ResponseReturnValue:
-    """Create a schedule; the duties' scheduler picks it up within a tick."""
+    """Create a schedule; the cron runner (in the duties) picks it up within a tick."""
     data = load(ScheduleSchema())
     return jsonify(schedules.create(data, auth.actor())), 201
 
@@ -29,7 +29,7 @@ def listing() -> ResponseReturnValue:
 
 @bp.get("/api/schedules/<schedule_id>")
 def detail(schedule_id: str) -> ResponseReturnValue:
-    """A schedule with its recent task ids."""
+    """A schedule with the ids of the fleet tasks it fired last."""
     return jsonify(schedules.detail(schedule_id))
 
 
@@ -47,6 +47,6 @@ def resume(schedule_id: str) -> ResponseReturnValue:
 
 @bp.delete("/api/schedules/<schedule_id>")
 def delete(schedule_id: str) -> ResponseReturnValue:
-    """Delete a schedule; its past tasks stay."""
+    """Delete a schedule; the fleet tasks it fired stay."""
     schedules.delete(schedule_id, auth.actor())
     return jsonify({"id": schedule_id, "deleted": True})

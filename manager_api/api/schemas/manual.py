@@ -39,7 +39,7 @@ def _name() -> TrimmedString:
 
 
 class TaskConfigSchema(_Strict):
-    """``config`` of a task: the command line, optionally the host it is pinned to."""
+    """``config`` of a template's task: the command line, optionally the host it is pinned to."""
 
     command = TrimmedString(required=True, validate=_bounded(MAX_COMMAND))
     # What /api/task/query shows back; accepted so a queried template can be posted again.
@@ -54,7 +54,7 @@ class TaskConfigSchema(_Strict):
 
 
 class TaskSchema(_Strict):
-    """One task of a group."""
+    """One task of a task group (each deployment of the template runs it as a deployment task)."""
 
     name = _name()
     config = fields.Nested(TaskConfigSchema, required=True)
@@ -205,7 +205,7 @@ class FleetTaskSchema(_CommandOnTargets):
 
 
 class WaitQuerySchema(_Strict):
-    """``?wait=N``: seconds to wait for the task to end before answering."""
+    """``?wait=N``: seconds to wait for the fleet task to end before answering."""
 
     wait = fields.Float(load_default=0.0, validate=validate.Range(min=0, max=MAX_WAIT_SECONDS))
 
