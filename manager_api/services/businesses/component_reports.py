@@ -13,9 +13,6 @@ import logging
 import time
 from typing import Any
 
-from peewee import OperationalError
-
-from manager_api import db
 from manager_api.models import BusinessComponent, ComponentMetric, utcnow
 from manager_api.services.businesses.state import (
     ENDED,
@@ -26,7 +23,9 @@ from manager_api.services.businesses.state import (
     recompute,
     record_transition,
 )
+from manager_api.services.report_batches import Report, ReportKind
 from manager_api.services.serialize import from_unix
+from shared import acks
 from shared.states import ComponentState
 
 logger = logging.getLogger(__name__)
@@ -34,31 +33,25 @@ logger = logging.getLogger(__name__)
 ACTOR = "duties"
 
 
-def apply_reports(reports: list[dict[str, Any]], metric_every: float, grace_default: float) -> Jobs:
-    """Apply validated ComponentReportSchema reports in one transaction; returns rollback stops to send.
+def report_kind(metric_every: float, grace_default: float) -> ReportKind[bool, Jobs]:
+    """Component reports as the duties apply them in batches (services.report_batches); settled: rollback stops."""
 
-    A report that cannot be applied is logged and skipped; a busy database (OperationalError) fails the batch.
-    """
-    touched: set[str] = set()
-    jobs = Jobs()
-    with db.write_transaction():
-        for report in reports:
-            try:
-                with db.database.atomic():  # a savepoint: one bad report does not undo the others
-                    if _apply(report, metric_every):
-                        touched.add(report["business_id"])
-            except OperationalError:
-                raise
-            except Exception:
-                logger.exception(
-                    "report for business %s component %s from node %s could not be applied; dropped",
-                    report.get("business_id"),
-                    report.get("component_id"),
-                    report.get("node_id"),
-                )
-        for business_id in sorted(touched):
+    def recompute_touched(stored: list[tuple[Report, bool]]) -> Jobs:
+        # Each business touched recomputed once per batch, in a stable order.
+        jobs = Jobs()
+        for business_id in sorted({report["business_id"] for report, changed in stored if changed}):
             jobs.extend(recompute(business_id, ACTOR, grace_default))
-    return jobs
+        return jobs
+
+    return ReportKind(
+        what="component report",
+        about=lambda report: f"business {report.get('business_id')} component {report.get('component_id')}",
+        store=lambda report: _apply(report, metric_every),
+        settle=recompute_touched,
+        ack_kind=acks.COMPONENT,
+        # Final states (failed, stopped), applied or not: their nodes stop sending them again.
+        ack_name=lambda report: None if ComponentState(report["status"]).active else acks.component_name(report),
+    )
 
 
 def _new_status(row: BusinessComponent, reported: str) -> str | None:

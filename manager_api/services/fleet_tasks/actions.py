@@ -1,4 +1,4 @@
-"""Fleet tasks (document 004): create, start, cancel, read, wait; apply the agents' reports; deadlines."""
+"""Fleet tasks (document 004): create, start, cancel, read, wait."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any
 
-from peewee import OperationalError, fn
+from peewee import fn
 from redis import ConnectionPool, Redis
 from redis.exceptions import RedisError
 
@@ -20,9 +20,7 @@ from manager_api.services.fleet_tasks import targets
 from manager_api.services.fleet_tasks.answers import counts_of, task_json
 from manager_api.services.nodes.presence import known
 from manager_api.services.paging import page_json, page_of, status_counts
-from manager_api.services.serialize import from_unix
 from shared import heartbeat, keys
-from shared.defaults import OUTPUT_CAP_BYTES
 from shared.states import FleetTaskStatus, HostRunStatus
 
 logger = logging.getLogger(__name__)
@@ -313,122 +311,3 @@ def status_of(task_id: str) -> tuple[str, bool] | None:
     if found is None:
         return None
     return found[0], is_final(*found)
-
-
-# -- agents' reports -------------------------------------------------------------------------------
-
-
-def _capped(text: str, truncated: bool) -> tuple[str, bool]:
-    # The agent caps already; this keeps a misbehaving one from filling the database.
-    if len(text) > OUTPUT_CAP_BYTES:
-        return text[:OUTPUT_CAP_BYTES], True
-    return text, truncated
-
-
-def apply_reports(reports: list[dict[str, Any]]) -> list[str]:
-    """Apply validated CommandReportSchema reports in one transaction; returns the ids of the tasks that changed.
-
-    Each task is recomputed once per batch, not once per report: a task on 1,000 nodes sends 2,000 reports.
-    A report that cannot be applied is logged and skipped; a busy database (OperationalError) fails the batch.
-    """
-    changed: dict[int, str] = {}
-    with db.write_transaction():
-        for report in _coalesce(reports):
-            try:
-                with db.database.atomic():  # a savepoint: one bad report does not undo the others
-                    task_pk = _apply_host_change(report)
-            except OperationalError:
-                raise
-            except Exception:
-                logger.exception(
-                    "report for fleet task %s from node %s could not be applied; dropped",
-                    report.get("task_id"),
-                    report.get("node_id"),
-                )
-                continue
-            if task_pk is not None:
-                changed[task_pk] = report["task_id"]
-        for task_pk in changed:
-            recompute(task_pk)
-    return list(changed.values())
-
-
-def _coalesce(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One report per host: the first that ends it, else the latest, keeping the pid and start time of the
-    earlier ones (a host's running report and its final one often arrive in the same batch)."""
-    last: dict[tuple[str, str], dict[str, Any]] = {}
-    for report in reports:
-        key = (report["task_id"], report["node_id"])
-        earlier = last.get(key)
-        if earlier is not None:
-            if HostRunStatus(earlier["status"]).ended:
-                continue  # an ended host never changes again
-            running_since = earlier["at"] if earlier["status"] == HostRunStatus.RUNNING.value else None
-            report = {
-                **report,
-                "pid": report.get("pid") if report.get("pid") is not None else earlier.get("pid"),
-                "started_at": report.get("started_at") or earlier.get("started_at") or running_since,
-            }
-        last[key] = report
-    return list(last.values())
-
-
-def apply_report(report: dict[str, Any]) -> bool:
-    """Apply one report; returns whether its host changed (an ended host never does)."""
-    return bool(apply_reports([report]))
-
-
-def _apply_host_change(report: dict[str, Any]) -> int | None:
-    """Store one report on its host row; the host's task pk when it changed, else None."""
-    task_id, node_id = report["task_id"], report["node_id"]
-    new = HostRunStatus(report["status"])
-    host = (
-        TaskHost.select(TaskHost).join(FleetTask).where(FleetTask.task_id == task_id, TaskHost.node == node_id).first()
-    )
-    if host is None:
-        logger.warning("report for fleet task %s from node %s matches no host; ignored", task_id, node_id)
-        return None
-    current = HostRunStatus(host.status)
-    if current.ended:
-        logger.debug("fleet task %s on node %s already %s, %s ignored", task_id, node_id, current, new)
-        return None
-    changes: dict[Any, Any] = {}
-    if report.get("pid") is not None and report["pid"] != host.pid:
-        changes[TaskHost.pid] = report["pid"]
-    started = from_unix(report.get("started_at"))
-    if started is None and new == HostRunStatus.RUNNING:
-        started = from_unix(report["at"])
-    if started is not None and host.started_at is None:
-        changes[TaskHost.started_at] = started
-    if new == HostRunStatus.RUNNING:
-        if current == HostRunStatus.PENDING:
-            changes[TaskHost.status] = new.value
-    else:
-        stdout, stdout_truncated = _capped(report.get("stdout") or "", bool(report.get("stdout_truncated")))
-        stderr, stderr_truncated = _capped(report.get("stderr") or "", bool(report.get("stderr_truncated")))
-        changes.update(
-            {
-                TaskHost.status: new.value,
-                TaskHost.stdout: stdout,
-                TaskHost.stderr: stderr,
-                TaskHost.stdout_truncated: stdout_truncated,
-                TaskHost.stderr_truncated: stderr_truncated,
-                TaskHost.exit_code: report.get("exit_code"),
-                TaskHost.error_message: report.get("error_message"),
-                TaskHost.finished_at: from_unix(report.get("finished_at") or report["at"]),
-            }
-        )
-    if not changes:
-        return None
-    changes[TaskHost.updated_at] = utcnow()
-    TaskHost.update(changes).where(TaskHost.id == host.id).execute()
-    logger.info(
-        "fleet task %s on node %s: %s -> %s (exit %s)",
-        task_id,
-        node_id,
-        current.value,
-        changes.get(TaskHost.status, current.value),
-        report.get("exit_code"),
-    )
-    task_pk: int = host.task_id
-    return task_pk
