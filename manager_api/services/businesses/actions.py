@@ -101,7 +101,7 @@ def plan_json(plan: Plan) -> list[dict[str, Any]]:
     ]
 
 
-def _plan(nodes: Sequence[NodeCapacity], demands: Sequence[Demand], business_id: str | None) -> dict[str, str]:
+def place(nodes: Sequence[NodeCapacity], demands: Sequence[Demand], business_id: str | None) -> dict[str, str]:
     """component_id -> node id, or the 409 refusal."""
     plan = business_placement.plan(nodes, demands)
     if not plan.ok:
@@ -190,7 +190,7 @@ def deploy(redis: Redis, data: dict[str, Any], actor: str, settings: Settings, d
             if not plan.ok:
                 raise refusal(plan, business_id)
             return {"status": "success", "message": "plan only", "business_id": business_id, "plan": plan_json(plan)}
-        placed = _plan(nodes, demands, business_id)
+        placed = place(nodes, demands, business_id)
         now = utcnow()
         business = Business.create(
             business_id=business_id,
@@ -226,11 +226,11 @@ def deploy(redis: Redis, data: dict[str, Any], actor: str, settings: Settings, d
         len(placed),
         len(set(placed.values())),
     )
-    _send_rollout(redis, business_id, jobs, settings)
+    send_rollout(redis, business_id, jobs, settings)
     return {"status": "success", "message": "deploying", "business_id": business_id}
 
 
-def _send_rollout(redis: Redis, business_id: str, jobs: Jobs, settings: Settings) -> None:
+def send_rollout(redis: Redis, business_id: str, jobs: Jobs, settings: Settings) -> None:
     """Send a rollout's jobs; when Redis refuses, its pending components fail and the caller gets 503."""
     try:
         send(redis, jobs)
@@ -309,7 +309,7 @@ def restart(redis: Redis, business_id: str, actor: str, settings: Settings) -> d
             if row.component_id in specs and row.desired != REMOVED
         ]
         nodes = business_placement.load_nodes(redis, settings.offline_after_intervals, exclude_business_id=business_id)
-        placed = _plan(nodes, [demand(specs[row.component_id], row.node_id) for row in rows], business_id)
+        placed = place(nodes, [demand(specs[row.component_id], row.node_id) for row in rows], business_id)
         set_status(business, BusinessState.DEPLOYING, actor, "restart")
         moved = 0
         for row in rows:
@@ -318,7 +318,7 @@ def restart(redis: Redis, business_id: str, actor: str, settings: Settings) -> d
             moved += next_generation(*args, actor=actor, reason="restart", grace=grace)
         audit.record(actor, "business.restart", business_id, {"components": len(rows), "moved": moved})
     logger.info("business %s: restart by %s, %d components (%d moved)", business_id, actor, len(rows), moved)
-    _send_rollout(redis, business_id, jobs, settings)
+    send_rollout(redis, business_id, jobs, settings)
     return {"status": "success", "message": "restarting", "business_id": business_id}
 
 

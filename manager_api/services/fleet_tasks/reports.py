@@ -8,7 +8,7 @@ from typing import Any
 from redis.client import Pipeline
 
 from manager_api.models import FleetTask, TaskHost, utcnow
-from manager_api.services.fleet_tasks.actions import recompute
+from manager_api.services.fleet_tasks.state import recompute
 from manager_api.services.report_batches import Report, ReportKind
 from manager_api.services.serialize import from_unix
 from shared import acks, keys
