@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 from manager_api import extensions
 from manager_api.api import auth
 from manager_api.api.errors import ApiError
+from manager_api.api.presenters import fleet_tasks as fleet_task_json
 from manager_api.api.request_json import load
 from manager_api.api.schemas.manual import (
     MAX_ID,
@@ -43,7 +44,7 @@ def _known(task_id: str) -> str:
 def _answer(task_id: str, wait: float, status: int = 200) -> ResponseReturnValue:
     if wait > 0:
         fleet_task_reads.wait(extensions.redis(), task_id, wait)
-    return jsonify(fleet_task_reads.detail(task_id)), status
+    return jsonify(fleet_task_json.task_json(*fleet_task_reads.detail(task_id))), status
 
 
 @bp.post("/api/tasks")
@@ -60,7 +61,8 @@ def create() -> ResponseReturnValue:
 def listing() -> ResponseReturnValue:
     """A page of tasks, newest first, filtered by status and name (``size`` is page_size's older name)."""
     args = TaskListQuerySchema().load(request.args.to_dict())
-    return jsonify(fleet_task_reads.listing(args["page"], args["page_size"], args.get("status"), args.get("name")))
+    page = fleet_task_reads.listing(args["page"], args["page_size"], args.get("status"), args.get("name"))
+    return jsonify(fleet_task_json.listing_json(page, args["page"], args["page_size"]))
 
 
 @bp.get("/api/tasks/<task_id>")
@@ -84,7 +86,7 @@ def start_task(task_id: str) -> ResponseReturnValue:
 def cancel(task_id: str) -> ResponseReturnValue:
     """Cancel a task that has not ended (409 otherwise)."""
     fleet_tasks.cancel(extensions.redis(), _known(task_id), auth.actor())
-    return jsonify(fleet_task_reads.detail(task_id))
+    return jsonify(fleet_task_json.task_json(*fleet_task_reads.detail(task_id)))
 
 
 @bp.get("/api/tasks/<task_id>/output")

@@ -15,9 +15,14 @@ from manager_api.models import FleetTask, Node, TaskHost, utcnow
 from manager_api.services import audit, dispatch, job_keys
 from manager_api.services.errors import Conflict
 from manager_api.services.fleet_tasks import targets
-from manager_api.services.fleet_tasks.answers import counts_of
 from manager_api.services.fleet_tasks.reads import get
-from manager_api.services.fleet_tasks.state import FINAL_STATUSES, OPEN_HOST_STATUSES, recompute, store_derived
+from manager_api.services.fleet_tasks.state import (
+    FINAL_STATUSES,
+    OPEN_HOST_STATUSES,
+    counts_of,
+    recompute,
+    store_derived,
+)
 from manager_api.services.nodes.presence import known
 from shared import heartbeat
 from shared.states import FleetTaskStatus, HostRunStatus

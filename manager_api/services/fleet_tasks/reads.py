@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from redis import ConnectionPool, Redis
 
 from manager_api.models import FleetTask, TaskHost
 from manager_api.services.errors import NotFound
-from manager_api.services.fleet_tasks.answers import task_json
 from manager_api.services.fleet_tasks.state import is_final
-from manager_api.services.paging import page_json, page_of, status_counts
+from manager_api.services.paging import Page, matching, page_of, status_counts
 from shared import keys
 
 NOT_FOUND = "Task not found"
@@ -27,24 +25,17 @@ def get(task_id: str) -> FleetTask:
     return task
 
 
-def detail(task_id: str) -> dict[str, Any]:
-    """The task JSON with every host."""
+def detail(task_id: str) -> tuple[FleetTask, list[TaskHost]]:
+    """The task and every host of it, in the order they were recorded."""
     task = get(task_id)
-    hosts = list(TaskHost.select().where(TaskHost.task == task.id).order_by(TaskHost.id))
-    return task_json(task, hosts)
+    return task, list(TaskHost.select().where(TaskHost.task == task.id).order_by(TaskHost.id))
 
 
-def listing(page: int, page_size: int, status: str | None, name: str | None) -> dict[str, Any]:
-    """A page of tasks, newest first, without their hosts (``size`` repeats ``page_size``: its older name)."""
-    query = FleetTask.select()
-    if status:
-        query = query.where(FleetTask.status == status)
-    if name:
-        query = query.where(FleetTask.name.contains(name))
+def listing(page: int, page_size: int, status: str | None, name: str | None) -> Page:
+    """A page of tasks, newest first, each with its hosts counted by status."""
+    query = matching(FleetTask.select(), FleetTask.status, status, FleetTask.name, name)
     total, tasks = page_of(query, page, page_size, FleetTask.created_at.desc(), FleetTask.id.desc())
-    by_task = status_counts(TaskHost.task, TaskHost.status, [t.id for t in tasks])
-    items = [task_json(t, None, by_task[t.id]) for t in tasks]
-    return {**page_json("tasks", items, total, page, page_size), "size": page_size}
+    return Page(total, tasks, status_counts(TaskHost.task, TaskHost.status, [t.id for t in tasks]))
 
 
 def wait(redis: Redis, task_id: str, seconds: float) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from peewee import fn
 
 from manager_api.models import FleetTask, TaskHost, utcnow
-from manager_api.services.fleet_tasks.answers import counts_of
 from shared.states import FleetTaskStatus, HostRunStatus
 
 logger = logging.getLogger(__name__)
@@ -17,6 +17,23 @@ FINAL_STATUSES = frozenset({FleetTaskStatus.COMPLETED, FleetTaskStatus.FAILED, F
 """A task in one of these never changes status again."""
 OPEN_HOST_STATUSES = (HostRunStatus.PENDING.value, HostRunStatus.RUNNING.value)
 """Statuses of a host that has not ended."""
+
+
+def counts_of(by_status: Mapping[str, int]) -> dict[str, int]:
+    """Host counts (total, ended, succeeded, failed, running, pending) from a count per host status."""
+    total = sum(by_status.values())
+    pending = by_status.get(HostRunStatus.PENDING.value, 0)
+    running = by_status.get(HostRunStatus.RUNNING.value, 0)
+    succeeded = by_status.get(HostRunStatus.SUCCEEDED.value, 0)
+    ended = total - pending - running
+    return {
+        "total": total,
+        "ended": ended,
+        "succeeded": succeeded,
+        "failed": ended - succeeded,
+        "running": running,
+        "pending": pending,
+    }
 
 
 def is_final(status: str, finished_at: Any) -> bool:
