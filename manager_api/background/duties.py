@@ -37,7 +37,8 @@ from manager_api.services.fleet_tasks import upkeep as fleet_task_upkeep
 from manager_api.services.nodes import presence as node_presence
 from manager_api.services.nodes import status as nodes
 from manager_api.services.schedules.runner import ScheduleRunner
-from shared import events, heartbeat, keys
+from shared import events as agent_streams
+from shared import heartbeat, keys
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ return 0
 
 
 class Duties:
-    """The duties thread: lock, node statuses every ``tick`` seconds, events in between."""
+    """The duties thread: lock, node statuses every ``tick`` seconds, agents' reports in between."""
 
     def __init__(
         self,
@@ -108,11 +109,11 @@ class Duties:
             keys.EVENTS_GROUP,
             self.consumer,
             # Every report is believed only if the node whose stream holds it signed it (job_keys: its key).
-            partial(events.parse_report, key_of=job_keys.node_key),
+            partial(agent_streams.parse_report, key_of=job_keys.node_key),
             [
-                StreamHandler(events.EVENT, "task event", self._apply_task_events),
-                StreamHandler(events.COMMAND, "fleet task report", self._apply_fleet_task_reports),
-                StreamHandler(events.COMPONENT, "component report", self._apply_component_reports),
+                StreamHandler(agent_streams.EVENT, "task event", self._apply_task_events),
+                StreamHandler(agent_streams.COMMAND, "fleet task report", self._apply_fleet_task_reports),
+                StreamHandler(agent_streams.COMPONENT, "component report", self._apply_component_reports),
             ],
             node_presence.known_ids,
         )

@@ -95,11 +95,11 @@ def output(task_id: str) -> Response:
     args = TaskOutputQuerySchema().load(request.args.to_dict())
     fleet_task_reads.get(_known(task_id))
     after = request.headers.get("Last-Event-ID", "").strip()
-    events = task_output.follow(
+    sse_text = task_output.follow(
         extensions.redis(), task_id, node=args.get("node"), after=after if STREAM_ID.match(after) else None
     )
     return Response(
-        stream_with_context(events),
+        stream_with_context(sse_text),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

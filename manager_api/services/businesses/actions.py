@@ -35,7 +35,7 @@ from manager_api.services.businesses.state import (
     Jobs,
     failed_by_manager,
     grace_of,
-    record_event,
+    record_history,
     record_transition,
     set_status,
     stop_payload,
@@ -68,7 +68,7 @@ def generation_floor(business_id: str, component_id: str | None = None) -> int:
     """The highest generation this business id (or one component of it) ever had, 0 when none.
 
     A new generation must be above it: agents keep an ended generation's record for a day and take a
-    deploy of a generation they hold for a redelivery, which they ignore. Events record every generation
+    deploy of a generation they hold for a redelivery, which they ignore. The history records every generation
     started (start_generation), even of a component since removed; a tombstone those of a deleted business.
     """
     started = BusinessEvent.select(fn.MAX(BusinessEvent.generation)).where(BusinessEvent.business == business_id)
@@ -119,7 +119,7 @@ def start_generation(
     business_id: str, spec: Mapping[str, Any], generation: int, node_id: str, actor: str, reason: str, grace: float
 ) -> tuple[str, dict[str, Any]]:
     """Record a component's new generation pending on ``node_id``; returns its DEPLOY job."""
-    record_event(
+    record_history(
         business_id,
         ComponentState.PENDING.value,
         component_id=spec["component_id"],

@@ -181,7 +181,7 @@ def _roll_out(
     demands = [demand(spec, row.node_id) for row, spec in diff.replaced] + [demand(spec) for spec in diff.added]
     placed = place(nodes, demands, business_id)
     now = utcnow()
-    # Re-read-able history: the business's rollout starts here, its components' pending events follow.
+    # Re-read-able history: the business's rollout starts here, its components' pending entries follow.
     business.spec = spec_json(data)
     business.business_name = data["business_name"]
     business.save(only=[Business.spec, Business.business_name])

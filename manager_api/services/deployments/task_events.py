@@ -27,7 +27,7 @@ def store(event: Report) -> bool:
         return False
     current, new_state = TaskState(task.state), TaskState(event["state"])
     if current in ENDED_TASK_STATES:
-        logger.debug("task %s already %s, %s event ignored", task_id, current.value, new_state.value)
+        logger.debug("task %s already %s, %s task event ignored", task_id, current.value, new_state.value)
         return False
     changes = _changes(task, current, new_state, event)
     if not changes:
@@ -54,7 +54,7 @@ def _task_of(event: Report) -> DeploymentTask | None:
     task = DeploymentTask.get_or_none(DeploymentTask.id == task_id)
     if task is None:
         logger.warning(
-            "event for unknown task %s (deployment %s, node %s) ignored",
+            "task event for unknown task %s (deployment %s, node %s) ignored",
             task_id,
             event["deployment_id"],
             event["node_id"],
@@ -62,7 +62,7 @@ def _task_of(event: Report) -> DeploymentTask | None:
         return None
     if task.deployment_id != event["deployment_id"] or task.node_id != event["node_id"]:
         logger.warning(
-            "event for task %s names deployment %s / node %s, expected %s / %s; ignored",
+            "task event for task %s names deployment %s / node %s, expected %s / %s; ignored",
             task_id,
             event["deployment_id"],
             event["node_id"],

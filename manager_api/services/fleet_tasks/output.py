@@ -13,7 +13,8 @@ from redis import Redis
 from manager_api.models import FleetTask, TaskHost
 from manager_api.services import job_keys
 from manager_api.services.fleet_tasks import reads as fleet_task_reads
-from shared import events, keys
+from shared import events as agent_streams
+from shared import keys
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ class _Follow:
         chunks = []
         for entry_id, node_id, fields in lines:
             values = {_text(k): _text(v) for k, v in fields.items()}
-            if not events.output_line_signed(self.task_id, node_id, values, job_keys.node_key):
+            if not agent_streams.output_line_signed(self.task_id, node_id, values, job_keys.node_key):
                 logger.warning(
                     "fleet task %s: output line %s not signed by node %s: not shown", self.task_id, entry_id, node_id
                 )
