@@ -20,26 +20,25 @@ import uuid
 from functools import partial
 from typing import Any, cast
 
-from peewee import OperationalError
 from redis import Redis
 from redis.exceptions import RedisError
 
 from manager_api import db
 from manager_api.background.stream_consumer import StreamConsumer, StreamHandler
 from manager_api.config import Settings
-from manager_api.services import job_keys
+from manager_api.services import job_keys, report_batches
 from manager_api.services.businesses import actions as businesses
 from manager_api.services.businesses import component_reports
 from manager_api.services.businesses import upkeep as business_upkeep
 from manager_api.services.businesses.state import Jobs
-from manager_api.services.deployments import task_events as event_service
-from manager_api.services.fleet_tasks import actions as fleet_tasks
+from manager_api.services.deployments import task_events
+from manager_api.services.fleet_tasks import reports as fleet_task_reports
 from manager_api.services.fleet_tasks import upkeep as fleet_task_upkeep
 from manager_api.services.nodes import presence as node_presence
 from manager_api.services.nodes import status as nodes
 from manager_api.services.schedules.runner import ScheduleRunner
-from shared import acks, events, heartbeat, keys
-from shared.states import ComponentState, HostRunStatus
+from shared import events as agent_streams
+from shared import heartbeat, keys
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ return 0
 
 
 class Duties:
-    """The duties thread: lock, node statuses every ``tick`` seconds, events in between."""
+    """The duties thread: lock, node statuses every ``tick`` seconds, agents' reports in between."""
 
     def __init__(
         self,
@@ -110,61 +109,30 @@ class Duties:
             keys.EVENTS_GROUP,
             self.consumer,
             # Every report is believed only if the node whose stream holds it signed it (job_keys: its key).
-            partial(events.parse_report, key_of=job_keys.node_key),
+            partial(agent_streams.parse_report, key_of=job_keys.node_key),
             [
-                StreamHandler(events.EVENT, "event", apply=self._apply_event),
-                StreamHandler(events.COMMAND, "report", apply_batch=self._apply_reports),
-                StreamHandler(events.COMPONENT, "component report", apply_batch=self._apply_component_reports),
+                StreamHandler(agent_streams.EVENT, "task event", self._apply_task_events),
+                StreamHandler(agent_streams.COMMAND, "fleet task report", self._apply_fleet_task_reports),
+                StreamHandler(agent_streams.COMPONENT, "component report", self._apply_component_reports),
             ],
             node_presence.known_ids,
         )
-
-    def _apply_event(self, event: dict[str, Any]) -> None:
-        try:
-            event_service.apply(event)
-        except OperationalError:
-            raise  # the database is busy: applied later, acknowledged then
-        except Exception:
-            self._acknowledge_event(event)  # dropped for good (logged by the consumer): no use sending it again
-            raise
-        self._acknowledge_event(event)
-
-    def _acknowledge_event(self, event: dict[str, Any]) -> None:
-        """After the commit, applied or not (a task that ended already): its node stops sending it again."""
-        pipe = self.redis.pipeline(transaction=False)
-        acks.acknowledge(pipe, event["node_id"], acks.TASK, [f"{event['task_id']}:{event['state']}"])
-        pipe.execute()
-
-    def _apply_reports(self, reports: list[dict[str, Any]]) -> None:
-        changed = fleet_tasks.apply_reports(reports)
-        # Told after the commit, so a woken ?wait caller reads the change, and a node forgets only reports the
-        # database holds. Every final report is acknowledged, applied or not (a host that had ended, a task
-        # pruned): its node would otherwise send it again forever. Should this fail, the entries stay
-        # pending, are applied again (a no-op) and acknowledged then.
-        pipe = self.redis.pipeline(transaction=False)
-        for task_id in changed:
-            pipe.publish(keys.task_changed_channel(task_id), "1")
-        finals: dict[str, list[str]] = {}
-        for report in reports:
-            if HostRunStatus(report["status"]).ended:
-                finals.setdefault(report["node_id"], []).append(report["task_id"])
-        for node_id, task_ids in finals.items():
-            acks.acknowledge(pipe, node_id, acks.COMMAND, task_ids)
-        if len(pipe):
-            pipe.execute()
-
-    def _apply_component_reports(self, reports: list[dict[str, Any]]) -> None:
-        jobs = component_reports.apply_reports(
-            reports, self.settings.component_metrics_every_seconds, self.settings.component_stop_grace_seconds
+        self.component_reports = component_reports.report_kind(
+            settings.component_metrics_every_seconds, settings.component_stop_grace_seconds
         )
-        # Final states, after the commit: their nodes stop sending them again (shared.acks).
-        pipe = self.redis.pipeline(transaction=False)
-        for report in reports:
-            if not ComponentState(report["status"]).active:
-                acks.acknowledge(pipe, report["node_id"], acks.COMPONENT, [acks.component_name(report)])
-        if len(pipe):
-            pipe.execute()
-        self._send(jobs)
+
+    # -- the agents' reports (services.report_batches: one transaction, acks after the commit) -----
+    def _apply_task_events(self, batch: list[dict[str, Any]]) -> None:
+        report_batches.apply_and_acknowledge(self.redis, task_events.KIND, batch)
+
+    def _apply_fleet_task_reports(self, batch: list[dict[str, Any]]) -> None:
+        # The ?wait callers are woken after the commit too, so they read the change.
+        report_batches.apply_and_acknowledge(
+            self.redis, fleet_task_reports.KIND, batch, fleet_task_reports.tell_changed
+        )
+
+    def _apply_component_reports(self, batch: list[dict[str, Any]]) -> None:
+        self._send(report_batches.apply_and_acknowledge(self.redis, self.component_reports, batch))
 
     def _send(self, jobs: Jobs) -> None:
         """Component jobs, after their commit; when Redis fails now, the Resender sends them later."""

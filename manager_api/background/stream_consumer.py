@@ -54,9 +54,8 @@ class StreamHandler:
     """What to do with the entries of one kind."""
 
     kind: str
-    what: str  # "event", "report": names entries in log lines
-    apply: Callable[[dict[str, Any]], Any] | None = None  # one item; OperationalError (database busy): retried
-    apply_batch: Callable[[list[dict[str, Any]]], Any] | None = None  # all items read at once, same contract
+    what: str  # "task event", "fleet task report": names entries in log lines
+    apply: Callable[[list[dict[str, Any]]], Any]  # every item of the kind read at once; OperationalError: retried
 
 
 class StreamConsumer:
@@ -247,11 +246,7 @@ class StreamConsumer:
                 by_kind.setdefault(handler.kind, []).append((node_id, entry_id, item))
         incomplete: set[str] = set()
         for kind, parsed in by_kind.items():
-            handler = self.handlers[kind]
-            if handler.apply_batch is not None:
-                self._apply_batch(handler, parsed, done, incomplete)
-            else:
-                self._apply_each(handler, parsed, done, incomplete)
+            self._apply(self.handlers[kind], parsed, done, incomplete)
         pipe = self.redis.pipeline(transaction=False)
         for node_id, ids in done.items():
             if ids:
@@ -259,47 +254,19 @@ class StreamConsumer:
         pipe.execute()
         return incomplete
 
-    def _apply_batch(
+    def _apply(
         self,
         handler: StreamHandler,
         parsed: list[tuple[str, Any, dict[str, Any]]],
         done: dict[str, list[Any]],
         incomplete: set[str],
     ) -> None:
-        assert handler.apply_batch is not None
         try:
-            handler.apply_batch([item for _, _, item in parsed])
+            handler.apply([item for _, _, item in parsed])
         except OperationalError as exc:
             # Database locked or unavailable: leave the batch pending, the next pending pass retries it.
             logger.warning("%d %ss not applied yet: %s", len(parsed), handler.what, exc)
             incomplete.update(node_id for node_id, _, _ in parsed)
             return
         for node_id, entry_id, _ in parsed:
-            done[node_id].append(entry_id)
-
-    def _apply_each(
-        self,
-        handler: StreamHandler,
-        parsed: list[tuple[str, Any, dict[str, Any]]],
-        done: dict[str, list[Any]],
-        incomplete: set[str],
-    ) -> None:
-        assert handler.apply is not None
-        for node_id, entry_id, item in parsed:
-            try:
-                handler.apply(item)
-            except OperationalError as exc:
-                # Database locked or unavailable: leave it pending, the next pending pass retries it.
-                logger.warning(
-                    "%s %s for task %s not applied yet: %s", handler.what, _text(entry_id), item.get("task_id"), exc
-                )
-                incomplete.add(node_id)
-                continue
-            except Exception:
-                logger.exception(
-                    "%s %s for task %s could not be applied; dropped",
-                    handler.what,
-                    _text(entry_id),
-                    item.get("task_id"),
-                )
             done[node_id].append(entry_id)

@@ -3,9 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from peewee import Field, ModelSelect, fn
+
+
+class Page(NamedTuple):
+    """One page of rows, how many rows the filter matches in all, and each row's children counted by status."""
+
+    total: int
+    rows: list[Any]
+    counts: dict[Any, dict[str, int]]
+
+
+def matching(query: ModelSelect, status_field: Field, status: str | None, name_field: Field, name: str | None) -> Any:
+    """``query`` narrowed to the rows in ``status`` and whose name contains ``name``, each when given."""
+    if status:
+        query = query.where(status_field == status)
+    if name:
+        query = query.where(name_field.contains(name))
+    return query
 
 
 def page_of(query: ModelSelect, page: int, size: int, *order: Any) -> tuple[int, list[Any]]:

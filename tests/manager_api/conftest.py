@@ -71,7 +71,7 @@ def answer(response: TestResponse, expect: int = 200) -> dict[str, Any]:
     return result
 
 
-def publish_event(redis_client: redis_lib.Redis, event: dict[str, Any]) -> str:
+def publish_task_event(redis_client: redis_lib.Redis, event: dict[str, Any]) -> str:
     """Publish a task event as the agent of its node does: signed with that node's key."""
     return events.publish(redis_client, event, key=job_keys.node_key(event["node_id"]))
 

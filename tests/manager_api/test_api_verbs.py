@@ -13,7 +13,7 @@ from manager_api.background.duties import Duties
 from manager_api.models import AuditLog, Deployment, DeploymentTask, Schedule, Template
 from tests.support import wait_until
 
-from .conftest import answer, online_node, publish_event, template_body
+from .conftest import answer, online_node, publish_task_event, template_body
 
 
 def audited(action: str) -> list[AuditLog]:
@@ -35,7 +35,7 @@ def tasks_of(deployment_id: str) -> list[str]:
 def report(redis_client: redis_lib.Redis, deployment_id: str, task_id: str, state: str, **extra: Any) -> None:
     """A task event as the agent of n1 sends it."""
     event = {"task_id": task_id, "deployment_id": deployment_id, "node_id": "n1", "state": state, "at": time.time()}
-    publish_event(redis_client, {**event, **extra})
+    publish_task_event(redis_client, {**event, **extra})
 
 
 def state_of(deployment_id: str) -> str:

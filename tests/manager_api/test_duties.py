@@ -16,7 +16,7 @@ from shared import keys
 from shared.states import NodeStatus
 from tests.support import RedisServer, wait_until
 
-from .conftest import beat, join, online_node, publish_event, running_duties, stream_consumed, template_body
+from .conftest import beat, join, online_node, publish_task_event, running_duties, stream_consumed, template_body
 
 
 def deploy_one(client: FlaskClient, redis_client: redis_lib.Redis, *commands: str) -> tuple[str, list[str]]:
@@ -27,7 +27,7 @@ def deploy_one(client: FlaskClient, redis_client: redis_lib.Redis, *commands: st
     return deployment_id, task_ids
 
 
-def event(deployment_id: str, task_id: str, state: str, **extra: Any) -> dict[str, Any]:
+def task_event(deployment_id: str, task_id: str, state: str, **extra: Any) -> dict[str, Any]:
     return {
         "task_id": task_id,
         "deployment_id": deployment_id,
@@ -49,17 +49,17 @@ def deployment(client: FlaskClient, deployment_id: str) -> dict[str, Any]:
 
 def test_events_drive_tasks_and_deployment(client: FlaskClient, redis_client: redis_lib.Redis, duties: Duties) -> None:
     deployment_id, (t1, t2) = deploy_one(client, redis_client, "/a", "/b")
-    publish_event(redis_client, event(deployment_id, t1, "RUNNING", pid=111, started_at=time.time()))
-    publish_event(redis_client, event(deployment_id, t2, "RUNNING", pid=222))
+    publish_task_event(redis_client, task_event(deployment_id, t1, "RUNNING", pid=111, started_at=time.time()))
+    publish_task_event(redis_client, task_event(deployment_id, t2, "RUNNING", pid=222))
     wait_until(lambda: task_state(t2) == "RUNNING", what="t2 RUNNING")
     detail = deployment(client, deployment_id)
     assert detail["state"] == "RUNNING"
     assert {t["pid"] for t in detail["tasks"]} == {111, 222} and all(t["started_at"] for t in detail["tasks"])
-    publish_event(redis_client, event(deployment_id, t1, "COMPLETED", exit_code=0))
+    publish_task_event(redis_client, task_event(deployment_id, t1, "COMPLETED", exit_code=0))
     wait_until(lambda: task_state(t1) == "COMPLETED", what="t1 COMPLETED")
     status = client.post("/api/task/task_group/query", json={"id": deployment_id}).get_json()
     assert (status["status"], status["state"]) == (0, "RUNNING")
-    publish_event(redis_client, event(deployment_id, t2, "FAILED", exit_code=3))
+    publish_task_event(redis_client, task_event(deployment_id, t2, "FAILED", exit_code=3))
     wait_until(lambda: deployment(client, deployment_id)["state"] == "FAILED", what="deployment FAILED")
     failed = next(t for t in deployment(client, deployment_id)["tasks"] if t["id"] == t2)
     assert (failed["exit_code"], failed["state"]) == (3, "FAILED") and failed["ended_at"]
@@ -70,13 +70,13 @@ def test_events_are_idempotent_and_never_revive_a_task(
     client: FlaskClient, redis_client: redis_lib.Redis, duties: Duties
 ) -> None:
     deployment_id, (t1,) = deploy_one(client, redis_client, "/a")
-    publish_event(redis_client, event(deployment_id, t1, "RUNNING", pid=10))
-    publish_event(redis_client, event(deployment_id, t1, "RUNNING", pid=10))
-    publish_event(redis_client, event(deployment_id, t1, "COMPLETED", exit_code=0))
+    publish_task_event(redis_client, task_event(deployment_id, t1, "RUNNING", pid=10))
+    publish_task_event(redis_client, task_event(deployment_id, t1, "RUNNING", pid=10))
+    publish_task_event(redis_client, task_event(deployment_id, t1, "COMPLETED", exit_code=0))
     # Re-sent after an agent restart: must not move the ended task back.
-    publish_event(redis_client, event(deployment_id, t1, "RUNNING", pid=10))
-    publish_event(redis_client, event(deployment_id, t1, "FAILED", exit_code=9))
-    marker = publish_event(redis_client, event(deployment_id, t1, "RUNNING", pid=10))
+    publish_task_event(redis_client, task_event(deployment_id, t1, "RUNNING", pid=10))
+    publish_task_event(redis_client, task_event(deployment_id, t1, "FAILED", exit_code=9))
+    marker = publish_task_event(redis_client, task_event(deployment_id, t1, "RUNNING", pid=10))
     wait_until(lambda: _acked(redis_client, marker), what="all events consumed")
     task = DeploymentTask.get_by_id(t1)
     assert (task.state, task.exit_code) == ("COMPLETED", 0)
@@ -92,15 +92,15 @@ def test_stop_then_stopped_events_end_the_deployment(
     client: FlaskClient, redis_client: redis_lib.Redis, duties: Duties
 ) -> None:
     deployment_id, (t1, t2) = deploy_one(client, redis_client, "/a", "/b")
-    publish_event(redis_client, event(deployment_id, t1, "RUNNING", pid=5))
+    publish_task_event(redis_client, task_event(deployment_id, t1, "RUNNING", pid=5))
     wait_until(lambda: task_state(t1) == "RUNNING", what="t1 RUNNING")
     client.post("/api/task/task_group/stop", json={"id": deployment_id})
     # The start of t2 was still in flight: its RUNNING records the pid but keeps STOPPING.
-    publish_event(redis_client, event(deployment_id, t2, "RUNNING", pid=6))
+    publish_task_event(redis_client, task_event(deployment_id, t2, "RUNNING", pid=6))
     wait_until(lambda: DeploymentTask.get_by_id(t2).pid == 6, what="t2 pid")
     assert task_state(t2) == "STOPPING"
-    publish_event(redis_client, event(deployment_id, t1, "STOPPED", exit_code=-15))
-    publish_event(redis_client, event(deployment_id, t2, "STOPPED", exit_code=-9))
+    publish_task_event(redis_client, task_event(deployment_id, t1, "STOPPED", exit_code=-15))
+    publish_task_event(redis_client, task_event(deployment_id, t2, "STOPPED", exit_code=-9))
     wait_until(lambda: deployment(client, deployment_id)["state"] == "STOPPED", what="deployment STOPPED")
     detail = deployment(client, deployment_id)
     assert detail["stopped_at"] and detail["status"] == 1
@@ -115,9 +115,9 @@ def test_malformed_and_foreign_entries_are_acked(
     redis_client.xadd(stream, {"v": "1", "kind": "event", "body": "{not json"})
     redis_client.xadd(stream, {"v": "1", "kind": "event", "body": '{"task_id": "x"}'})
     redis_client.xadd(stream, {"v": "1", "kind": "no-such-kind", "body": "{}"})
-    publish_event(redis_client, event(deployment_id, "unknown-task", "RUNNING"))
-    other = publish_event(redis_client, {**event(deployment_id, t1, "RUNNING"), "node_id": "other-node"})
-    marker = publish_event(redis_client, event(deployment_id, t1, "RUNNING", pid=77))
+    publish_task_event(redis_client, task_event(deployment_id, "unknown-task", "RUNNING"))
+    other = publish_task_event(redis_client, {**task_event(deployment_id, t1, "RUNNING"), "node_id": "other-node"})
+    marker = publish_task_event(redis_client, task_event(deployment_id, t1, "RUNNING", pid=77))
     wait_until(lambda: _acked(redis_client, marker), what="stream drained")
     wait_until(lambda: _acked(redis_client, other, "other-node"), what="the other node's stream drained")
     assert DeploymentTask.get_by_id(t1).pid == 77
@@ -128,7 +128,7 @@ def test_a_report_whose_ring_nobody_heard_is_read_by_the_sweep(
 ) -> None:
     """A ring is a pub/sub message: one sent while no duties listened (a restart) is lost, the report is not."""
     deployment_id, (t1,) = deploy_one(client, redis_client, "/a")
-    publish_event(redis_client, event(deployment_id, t1, "RUNNING", pid=55))  # rung to nobody
+    publish_task_event(redis_client, task_event(deployment_id, t1, "RUNNING", pid=55))  # rung to nobody
     with running_duties(settings):
         wait_until(lambda: DeploymentTask.get_by_id(t1).pid == 55, what="the event read by the sweep")
 
@@ -139,7 +139,7 @@ def test_pending_entries_are_applied_after_a_restart(
     deployment_id, (t1,) = deploy_one(client, redis_client, "/a")
     stream = keys.node_reports("n1")
     redis_client.xgroup_create(stream, keys.EVENTS_GROUP, id="0", mkstream=True)
-    publish_event(redis_client, event(deployment_id, t1, "RUNNING", pid=42))
+    publish_task_event(redis_client, task_event(deployment_id, t1, "RUNNING", pid=42))
     # A previous duties run read the entry and died before acking it.
     redis_client.xreadgroup(keys.EVENTS_GROUP, "duties-test", {stream: ">"}, count=10)
     assert redis_client.xpending(stream, keys.EVENTS_GROUP)["pending"] == 1
@@ -197,7 +197,7 @@ def test_duties_survive_a_redis_restart(client: FlaskClient, redis_client: redis
         server = restarted
         # A fresh Redis has no consumer group: the duties must recreate it and keep going.
         wait_until(lambda: local.exists(stream), timeout=15, what="group recreated")
-        publish_event(local, event(deployment_id, t1, "RUNNING", pid=31))
+        publish_task_event(local, task_event(deployment_id, t1, "RUNNING", pid=31))
         wait_until(lambda: DeploymentTask.get_by_id(t1).pid == 31, what="event applied after the restart")
         assert worker.is_alive()
         worker.stop()

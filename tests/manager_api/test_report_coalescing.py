@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from manager_api.services.fleet_tasks.actions import _coalesce
+from manager_api.services.fleet_tasks.reports import coalesce
 
 
 def report(status: str, at: float, node: str = "n1", **extra: object) -> dict[str, object]:
@@ -10,12 +10,12 @@ def report(status: str, at: float, node: str = "n1", **extra: object) -> dict[st
 
 
 def test_running_then_final_keeps_the_final_with_the_pid_and_start() -> None:
-    folded = _coalesce([report("running", 10.0, pid=42), report("succeeded", 11.0, exit_code=0, stdout="hi\n")])
+    folded = coalesce([report("running", 10.0, pid=42), report("succeeded", 11.0, exit_code=0, stdout="hi\n")])
     assert folded == [report("succeeded", 11.0, exit_code=0, stdout="hi\n", pid=42, started_at=10.0)]
 
 
 def test_the_first_final_report_wins_and_other_hosts_are_untouched() -> None:
-    folded = _coalesce(
+    folded = coalesce(
         [
             report("failed", 5.0, exit_code=3, started_at=4.0),
             report("running", 6.0, node="n2", pid=7),

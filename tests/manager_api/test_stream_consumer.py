@@ -20,7 +20,7 @@ def test_every_known_nodes_stream_is_swept_and_a_forgotten_ones_is_not_made_agai
         keys.EVENTS_GROUP,
         "test",
         lambda fields, node_id: ("event", {"node_id": node_id}),
-        [StreamHandler("event", "event", apply=applied.append)],
+        [StreamHandler("event", "event", apply=applied.extend)],
         lambda: sorted(known),
         sweep_every=0,  # every consume() sweeps
     )

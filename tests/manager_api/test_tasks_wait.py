@@ -6,7 +6,7 @@ import redis as redis_lib
 from flask import Flask
 from flask.testing import FlaskClient
 
-from manager_api.services.fleet_tasks import actions as fleet_tasks
+from manager_api.services.fleet_tasks import reads as fleet_task_reads
 
 from .tasks_helpers import add_node, create
 
@@ -20,7 +20,7 @@ def test_a_wait_leaves_the_apps_redis_connection_open_for_the_next_request(
     before = shared.client_id()
 
     with app.app_context():
-        fleet_tasks.wait(shared, task["task_id"], 0.05)  # a pending task: returns when the time is up
+        fleet_task_reads.wait(shared, task["task_id"], 0.05)  # a pending task: returns when the time is up
 
     # The same server-side client: the next request dispatches without reconnecting first.
     assert shared.client_id() == before

@@ -7,11 +7,12 @@ from flask.typing import ResponseReturnValue
 
 from manager_api import extensions
 from manager_api.api import auth
+from manager_api.api.presenters import businesses as business_json
 from manager_api.api.request_json import json_object
 from manager_api.api.schemas.businesses import BusinessListQuery, DeployQuery, load_business, load_query
 from manager_api.api.schemas.manual import MAX_ID
 from manager_api.services.businesses import actions as businesses
-from manager_api.services.businesses import answers as business_json
+from manager_api.services.businesses import reads as business_reads
 from manager_api.services.businesses import updates as business_updates
 from manager_api.services.errors import NotFound
 
@@ -37,19 +38,20 @@ def deploy() -> ResponseReturnValue:
 def listing() -> ResponseReturnValue:
     """A page of businesses, newest first, filtered by status and name."""
     args = load_query(BusinessListQuery(), request.args.to_dict())
-    return jsonify(business_json.listing(args["page"], args["page_size"], args.get("status"), args.get("name")))
+    page = business_reads.listing(args["page"], args["page_size"], args.get("status"), args.get("name"))
+    return jsonify(business_json.listing_json(page, args["page"], args["page_size"]))
 
 
 @bp.get("/api/businesses/<business_id>")
 def detail(business_id: str) -> ResponseReturnValue:
     """A business with its components, where they run, what they use, and its recent transitions."""
-    return jsonify(business_json.detail(_known(business_id)))
+    return jsonify(business_json.detail_json(business_reads.detail(_known(business_id))))
 
 
 @bp.get("/api/businesses/<business_id>/components")
 def components(business_id: str) -> ResponseReturnValue:
     """The components of a business (a JSON array, document 001 §5.7)."""
-    return jsonify(business_json.components(_known(business_id)))
+    return jsonify(business_json.components_json(business_reads.components(_known(business_id))))
 
 
 @bp.put("/api/businesses/<business_id>")

@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 from manager_api import extensions
 from manager_api.api import auth
 from manager_api.api.errors import ApiError
+from manager_api.api.presenters import fleet_tasks as fleet_task_json
 from manager_api.api.request_json import load
 from manager_api.api.schemas.manual import (
     MAX_ID,
@@ -20,6 +21,7 @@ from manager_api.api.schemas.manual import (
 )
 from manager_api.services.fleet_tasks import actions as fleet_tasks
 from manager_api.services.fleet_tasks import output as task_output
+from manager_api.services.fleet_tasks import reads as fleet_task_reads
 
 bp = Blueprint("tasks", __name__)
 
@@ -35,14 +37,14 @@ def _wait_seconds() -> float:
 
 def _known(task_id: str) -> str:
     if len(task_id) > MAX_ID:
-        raise ApiError(404, fleet_tasks.NOT_FOUND)
+        raise ApiError(404, fleet_task_reads.NOT_FOUND)
     return task_id
 
 
 def _answer(task_id: str, wait: float, status: int = 200) -> ResponseReturnValue:
     if wait > 0:
-        fleet_tasks.wait(extensions.redis(), task_id, wait)
-    return jsonify(fleet_tasks.detail(task_id)), status
+        fleet_task_reads.wait(extensions.redis(), task_id, wait)
+    return jsonify(fleet_task_json.task_json(*fleet_task_reads.detail(task_id))), status
 
 
 @bp.post("/api/tasks")
@@ -59,14 +61,15 @@ def create() -> ResponseReturnValue:
 def listing() -> ResponseReturnValue:
     """A page of tasks, newest first, filtered by status and name (``size`` is page_size's older name)."""
     args = TaskListQuerySchema().load(request.args.to_dict())
-    return jsonify(fleet_tasks.listing(args["page"], args["page_size"], args.get("status"), args.get("name")))
+    page = fleet_task_reads.listing(args["page"], args["page_size"], args.get("status"), args.get("name"))
+    return jsonify(fleet_task_json.listing_json(page, args["page"], args["page_size"]))
 
 
 @bp.get("/api/tasks/<task_id>")
 def detail(task_id: str) -> ResponseReturnValue:
     """A task with every host's result; ``?wait=N`` first waits for it to end."""
     wait = _wait_seconds()
-    fleet_tasks.get(_known(task_id))
+    fleet_task_reads.get(_known(task_id))
     return _answer(task_id, wait)
 
 
@@ -83,20 +86,20 @@ def start_task(task_id: str) -> ResponseReturnValue:
 def cancel(task_id: str) -> ResponseReturnValue:
     """Cancel a task that has not ended (409 otherwise)."""
     fleet_tasks.cancel(extensions.redis(), _known(task_id), auth.actor())
-    return jsonify(fleet_tasks.detail(task_id))
+    return jsonify(fleet_task_json.task_json(*fleet_task_reads.detail(task_id)))
 
 
 @bp.get("/api/tasks/<task_id>/output")
 def output(task_id: str) -> Response:
     """Server-Sent Events: every output line from the first, live, then ``end`` once the task is over."""
     args = TaskOutputQuerySchema().load(request.args.to_dict())
-    fleet_tasks.get(_known(task_id))
+    fleet_task_reads.get(_known(task_id))
     after = request.headers.get("Last-Event-ID", "").strip()
-    events = task_output.follow(
+    sse_text = task_output.follow(
         extensions.redis(), task_id, node=args.get("node"), after=after if STREAM_ID.match(after) else None
     )
     return Response(
-        stream_with_context(events),
+        stream_with_context(sse_text),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

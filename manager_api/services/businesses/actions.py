@@ -35,7 +35,7 @@ from manager_api.services.businesses.state import (
     Jobs,
     failed_by_manager,
     grace_of,
-    record_event,
+    record_history,
     record_transition,
     set_status,
     stop_payload,
@@ -68,7 +68,7 @@ def generation_floor(business_id: str, component_id: str | None = None) -> int:
     """The highest generation this business id (or one component of it) ever had, 0 when none.
 
     A new generation must be above it: agents keep an ended generation's record for a day and take a
-    deploy of a generation they hold for a redelivery, which they ignore. Events record every generation
+    deploy of a generation they hold for a redelivery, which they ignore. The history records every generation
     started (start_generation), even of a component since removed; a tombstone those of a deleted business.
     """
     started = BusinessEvent.select(fn.MAX(BusinessEvent.generation)).where(BusinessEvent.business == business_id)
@@ -101,7 +101,7 @@ def plan_json(plan: Plan) -> list[dict[str, Any]]:
     ]
 
 
-def _plan(nodes: Sequence[NodeCapacity], demands: Sequence[Demand], business_id: str | None) -> dict[str, str]:
+def place(nodes: Sequence[NodeCapacity], demands: Sequence[Demand], business_id: str | None) -> dict[str, str]:
     """component_id -> node id, or the 409 refusal."""
     plan = business_placement.plan(nodes, demands)
     if not plan.ok:
@@ -119,7 +119,7 @@ def start_generation(
     business_id: str, spec: Mapping[str, Any], generation: int, node_id: str, actor: str, reason: str, grace: float
 ) -> tuple[str, dict[str, Any]]:
     """Record a component's new generation pending on ``node_id``; returns its DEPLOY job."""
-    record_event(
+    record_history(
         business_id,
         ComponentState.PENDING.value,
         component_id=spec["component_id"],
@@ -190,7 +190,7 @@ def deploy(redis: Redis, data: dict[str, Any], actor: str, settings: Settings, d
             if not plan.ok:
                 raise refusal(plan, business_id)
             return {"status": "success", "message": "plan only", "business_id": business_id, "plan": plan_json(plan)}
-        placed = _plan(nodes, demands, business_id)
+        placed = place(nodes, demands, business_id)
         now = utcnow()
         business = Business.create(
             business_id=business_id,
@@ -226,11 +226,11 @@ def deploy(redis: Redis, data: dict[str, Any], actor: str, settings: Settings, d
         len(placed),
         len(set(placed.values())),
     )
-    _send_rollout(redis, business_id, jobs, settings)
+    send_rollout(redis, business_id, jobs, settings)
     return {"status": "success", "message": "deploying", "business_id": business_id}
 
 
-def _send_rollout(redis: Redis, business_id: str, jobs: Jobs, settings: Settings) -> None:
+def send_rollout(redis: Redis, business_id: str, jobs: Jobs, settings: Settings) -> None:
     """Send a rollout's jobs; when Redis refuses, its pending components fail and the caller gets 503."""
     try:
         send(redis, jobs)
@@ -309,7 +309,7 @@ def restart(redis: Redis, business_id: str, actor: str, settings: Settings) -> d
             if row.component_id in specs and row.desired != REMOVED
         ]
         nodes = business_placement.load_nodes(redis, settings.offline_after_intervals, exclude_business_id=business_id)
-        placed = _plan(nodes, [demand(specs[row.component_id], row.node_id) for row in rows], business_id)
+        placed = place(nodes, [demand(specs[row.component_id], row.node_id) for row in rows], business_id)
         set_status(business, BusinessState.DEPLOYING, actor, "restart")
         moved = 0
         for row in rows:
@@ -318,7 +318,7 @@ def restart(redis: Redis, business_id: str, actor: str, settings: Settings) -> d
             moved += next_generation(*args, actor=actor, reason="restart", grace=grace)
         audit.record(actor, "business.restart", business_id, {"components": len(rows), "moved": moved})
     logger.info("business %s: restart by %s, %d components (%d moved)", business_id, actor, len(rows), moved)
-    _send_rollout(redis, business_id, jobs, settings)
+    send_rollout(redis, business_id, jobs, settings)
     return {"status": "success", "message": "restarting", "business_id": business_id}
 
 

@@ -1,4 +1,4 @@
-"""Applying the agents' component reports (keys.node_reports, kind events.COMPONENT) to the database, idempotently.
+"""Applying the agents' component reports (kind shared.events.COMPONENT) to the database, idempotently.
 
 Per report: a generation older than the row's is ignored (the agent is still winding down a replaced
 one); the row takes the reported state, ids and usage; a usage sample becomes a ComponentMetric row at
@@ -13,9 +13,6 @@ import logging
 import time
 from typing import Any
 
-from peewee import OperationalError
-
-from manager_api import db
 from manager_api.models import BusinessComponent, ComponentMetric, utcnow
 from manager_api.services.businesses.state import (
     ENDED,
@@ -26,7 +23,9 @@ from manager_api.services.businesses.state import (
     recompute,
     record_transition,
 )
+from manager_api.services.report_batches import Report, ReportKind
 from manager_api.services.serialize import from_unix
+from shared import acks
 from shared.states import ComponentState
 
 logger = logging.getLogger(__name__)
@@ -34,31 +33,25 @@ logger = logging.getLogger(__name__)
 ACTOR = "duties"
 
 
-def apply_reports(reports: list[dict[str, Any]], metric_every: float, grace_default: float) -> Jobs:
-    """Apply validated ComponentReportSchema reports in one transaction; returns rollback stops to send.
+def report_kind(metric_every: float, grace_default: float) -> ReportKind[bool, Jobs]:
+    """Component reports as the duties apply them in batches (services.report_batches); settled: rollback stops."""
 
-    A report that cannot be applied is logged and skipped; a busy database (OperationalError) fails the batch.
-    """
-    touched: set[str] = set()
-    jobs = Jobs()
-    with db.write_transaction():
-        for report in reports:
-            try:
-                with db.database.atomic():  # a savepoint: one bad report does not undo the others
-                    if _apply(report, metric_every):
-                        touched.add(report["business_id"])
-            except OperationalError:
-                raise
-            except Exception:
-                logger.exception(
-                    "report for business %s component %s from node %s could not be applied; dropped",
-                    report.get("business_id"),
-                    report.get("component_id"),
-                    report.get("node_id"),
-                )
-        for business_id in sorted(touched):
+    def recompute_touched(stored: list[tuple[Report, bool]]) -> Jobs:
+        # Each business touched recomputed once per batch, in a stable order.
+        jobs = Jobs()
+        for business_id in sorted({report["business_id"] for report, changed in stored if changed}):
             jobs.extend(recompute(business_id, ACTOR, grace_default))
-    return jobs
+        return jobs
+
+    return ReportKind(
+        what="component report",
+        about=lambda report: f"business {report.get('business_id')} component {report.get('component_id')}",
+        store=lambda report: _apply(report, metric_every),
+        settle=recompute_touched,
+        ack_kind=acks.COMPONENT,
+        # Final states (failed, stopped), applied or not: their nodes stop sending them again.
+        ack_name=lambda report: None if ComponentState(report["status"]).active else acks.component_name(report),
+    )
 
 
 def _new_status(row: BusinessComponent, reported: str) -> str | None:
@@ -76,63 +69,17 @@ def _new_status(row: BusinessComponent, reported: str) -> str | None:
     return reported if reported != current else None
 
 
-def _apply(report: dict[str, Any], metric_every: float) -> bool:
+def _apply(report: Report, metric_every: float) -> bool:
     """Store one report; returns whether the component's status changed (its business is then recomputed)."""
-    business_id, component_id, node_id = report["business_id"], report["component_id"], report["node_id"]
-    generation = report["generation"]
-    row = BusinessComponent.get_or_none(
-        (BusinessComponent.business == business_id) & (BusinessComponent.component_id == component_id)
-    )
+    row = _row_of(report)
     if row is None:
-        logger.info(
-            "report for business %s component %s from node %s matches no component; ignored",
-            business_id,
-            component_id,
-            node_id,
-        )
         return False
-    if generation != row.generation or node_id != row.node_id:
-        logger.debug(
-            "business %s component %s: report of gen %s from node %s ignored (row holds gen %s on node %s)",
-            business_id,
-            component_id,
-            generation,
-            node_id,
-            row.generation,
-            row.node_id,
-        )
-        return False
-    reported = report["status"]
-    if row.desired == REMOVED and reported in ENDED:
-        BusinessComponent.delete().where(BusinessComponent.id == row.id).execute()
-        record_transition(row, REMOVED, "update: removed", ACTOR)
-        logger.info(
-            "business %s component %s gen %s on node %s: %s, removed",
-            business_id,
-            component_id,
-            generation,
-            node_id,
-            reported,
-        )
+    if row.desired == REMOVED and report["status"] in ENDED:
+        _remove(row, report)
         return True
     now = utcnow()
-    changes: dict[Any, Any] = {}
-    for column, key in (
-        (BusinessComponent.container_id, "container_id"),
-        (BusinessComponent.pid, "pid"),
-        (BusinessComponent.exit_code, "exit_code"),
-    ):
-        if report.get(key) is not None and report[key] != getattr(row, key):
-            changes[column] = report[key]
-    new = _new_status(row, reported)
-    if new is not None:
-        changes[BusinessComponent.status] = new
-        if new == ComponentState.FAILED.value or report.get("error_message"):
-            changes[BusinessComponent.error_message] = report.get("error_message")
-        elif new == ComponentState.RUNNING.value:
-            changes[BusinessComponent.error_message] = None
-        if new == ComponentState.RUNNING.value and row.started_at is None:
-            changes[BusinessComponent.started_at] = from_unix(report["timestamp"])
+    new = _new_status(row, report["status"])
+    changes = _changes(row, new, report)
     usage = report.get("resource_usage")
     if usage is not None and (new or row.status) not in ENDED:
         changes.update(
@@ -150,21 +97,92 @@ def _apply(report: dict[str, Any], metric_every: float) -> bool:
     BusinessComponent.update(changes).where(BusinessComponent.id == row.id).execute()
     if new is None:
         return False
-    record_transition(row, new, report.get("error_message"), f"node:{node_id}")
+    record_transition(row, new, report.get("error_message"), f"node:{report['node_id']}")
+    _log_transition(row, new, report)
+    return True
+
+
+def _row_of(report: Report) -> BusinessComponent | None:
+    """The component row the report is about, or None (logged) when there is none or it holds another
+    generation or node (the agent is still winding down a replaced one)."""
+    business_id, component_id, node_id = report["business_id"], report["component_id"], report["node_id"]
+    generation = report["generation"]
+    row = BusinessComponent.get_or_none(
+        (BusinessComponent.business == business_id) & (BusinessComponent.component_id == component_id)
+    )
+    if row is None:
+        logger.info(
+            "report for business %s component %s from node %s matches no component; ignored",
+            business_id,
+            component_id,
+            node_id,
+        )
+        return None
+    if generation != row.generation or node_id != row.node_id:
+        logger.debug(
+            "business %s component %s: report of gen %s from node %s ignored (row holds gen %s on node %s)",
+            business_id,
+            component_id,
+            generation,
+            node_id,
+            row.generation,
+            row.node_id,
+        )
+        return None
+    found: BusinessComponent = row
+    return found
+
+
+def _remove(row: BusinessComponent, report: Report) -> None:
+    """A dropped component's row goes once its node reports it ended."""
+    BusinessComponent.delete().where(BusinessComponent.id == row.id).execute()
+    record_transition(row, REMOVED, "update: removed", ACTOR)
+    logger.info(
+        "business %s component %s gen %s on node %s: %s, removed",
+        report["business_id"],
+        report["component_id"],
+        report["generation"],
+        report["node_id"],
+        report["status"],
+    )
+
+
+def _changes(row: BusinessComponent, new: str | None, report: Report) -> dict[Any, Any]:
+    """The columns a report of the row's own generation changes, but its usage (empty: none)."""
+    changes: dict[Any, Any] = {}
+    for column, key in (
+        (BusinessComponent.container_id, "container_id"),
+        (BusinessComponent.pid, "pid"),
+        (BusinessComponent.exit_code, "exit_code"),
+    ):
+        if report.get(key) is not None and report[key] != getattr(row, key):
+            changes[column] = report[key]
+    if new is not None:
+        changes[BusinessComponent.status] = new
+        if new == ComponentState.FAILED.value or report.get("error_message"):
+            changes[BusinessComponent.error_message] = report.get("error_message")
+        elif new == ComponentState.RUNNING.value:
+            changes[BusinessComponent.error_message] = None
+        if new == ComponentState.RUNNING.value and row.started_at is None:
+            changes[BusinessComponent.started_at] = from_unix(report["timestamp"])
+    return changes
+
+
+def _log_transition(row: BusinessComponent, new: str, report: Report) -> None:
+    """INFO for a status change, WARNING for a failure; ``row`` still holds the status before it."""
     log = logger.warning if new == ComponentState.FAILED.value else logger.info
     log(
         "business %s component %s gen %s on node %s: %s -> %s (pid %s, container %s%s)",
-        business_id,
-        component_id,
-        generation,
-        node_id,
+        report["business_id"],
+        report["component_id"],
+        report["generation"],
+        report["node_id"],
         row.status,
         new,
         report.get("pid"),
         (report.get("container_id") or "-")[:12],
         f", error: {report['error_message']}" if report.get("error_message") else "",
     )
-    return True
 
 
 def _store_metric(component_pk: int, timestamp: float, usage: dict[str, Any], every: float) -> None:

@@ -1,5 +1,5 @@
-"""A business's state derived from its components (document 001 §8), the events that record each change,
-and the rollback of a rollout that failed.
+"""A business's state derived from its components (document 001 §8), its history (BusinessEvent rows: one
+per change), and the rollback of a rollout that failed.
 
 ``derive`` is pure; ``recompute`` stores its answer and returns the stop jobs a rollback needs (sent by
 the caller once the transaction is committed).
@@ -90,7 +90,7 @@ def derive(current: str, components: Sequence[tuple[str, str]]) -> BusinessState
     return state
 
 
-def record_event(
+def record_history(
     business_id: str,
     to_status: str,
     *,
@@ -114,8 +114,8 @@ def record_event(
 
 
 def record_transition(row: BusinessComponent, to_status: str, reason: str | None, actor: str) -> None:
-    """record_event of ``row`` leaving the status it has (as read before the caller changed it)."""
-    record_event(
+    """record_history of ``row`` leaving the status it has (as read before the caller changed it)."""
+    record_history(
         row.business_id,
         to_status,
         component_id=row.component_id,
@@ -127,7 +127,7 @@ def record_transition(row: BusinessComponent, to_status: str, reason: str | None
 
 
 def set_status(business: Business, new: BusinessState | str, actor: str, reason: str | None = None) -> None:
-    """Move a business to ``new`` with an event, an audit entry and a log line (no-op when unchanged)."""
+    """Move a business to ``new`` with a history entry, an audit entry and a log line (no-op when unchanged)."""
     new_value = BusinessState(new).value
     old = business.status
     if old == new_value and reason == business.message:
@@ -140,7 +140,7 @@ def set_status(business: Business, new: BusinessState | str, actor: str, reason:
     business.status, business.message, business.updated_at = new_value, message, now
     if old == new_value:
         return
-    record_event(business.business_id, new_value, from_status=old, reason=reason, actor=actor)
+    record_history(business.business_id, new_value, from_status=old, reason=reason, actor=actor)
     audit.record(actor, f"business.{new_value}", business.business_id, {"from": old, "reason": reason})
     log = logger.warning if new_value == BusinessState.FAILED.value else logger.info
     log("business %s: %s -> %s%s (by %s)", business.business_id, old, new_value, f": {reason}" if reason else "", actor)

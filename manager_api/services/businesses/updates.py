@@ -10,21 +10,23 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from redis import Redis
 
 from manager_api import db
 from manager_api.config import Settings
-from manager_api.models import BusinessComponent, utcnow
+from manager_api.models import Business, BusinessComponent, utcnow
 from manager_api.services import audit
 from manager_api.services.businesses.actions import (
-    _plan,
-    _send_rollout,
     error,
     generation_floor,
     get,
     next_generation,
+    place,
+    send_rollout,
     start_generation,
 )
 from manager_api.services.businesses.specs import components_of, demand, differs, row_fields, spec_json
@@ -70,6 +72,45 @@ def _keep_reservations(nodes: list[NodeCapacity], kept: list[BusinessComponent])
     return out
 
 
+@dataclass
+class _Diff:
+    """What an update does to each component, by id."""
+
+    removed: list[BusinessComponent] = field(default_factory=list)
+    kept: list[BusinessComponent] = field(default_factory=list)
+    replaced: list[tuple[BusinessComponent, dict[str, Any]]] = field(default_factory=list)
+    added: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, list[str]]:
+        """The component ids of each part, as the answer and the audit entry name them."""
+        return {
+            "removed": [r.component_id for r in self.removed],
+            "changed": [r.component_id for r, _ in self.replaced],
+            "added": [s["component_id"] for s in self.added],
+            "unchanged": [r.component_id for r in self.kept],
+        }
+
+
+def _diff(
+    rows: dict[str, BusinessComponent], old_specs: dict[str, dict[str, Any]], new_specs: dict[str, dict[str, Any]]
+) -> _Diff:
+    """Sort the components: gone from the request, untouched, given a new generation, new."""
+    diff = _Diff(removed=[r for cid, r in rows.items() if cid not in new_specs and r.desired != REMOVED])
+    for cid, spec in new_specs.items():
+        row = rows.get(cid)
+        if row is None or row.desired == REMOVED:
+            diff.added.append(spec)
+        elif cid in old_specs and not differs(old_specs[cid], spec) and _running_as_wanted(row):
+            diff.kept.append(row)
+        else:
+            diff.replaced.append((row, spec))
+    return diff
+
+
+def _running_as_wanted(row: BusinessComponent) -> bool:
+    return bool(row.desired == RUNNING and row.status not in ENDED)
+
+
 def update(redis: Redis, business_id: str, data: dict[str, Any], actor: str, settings: Settings) -> dict[str, Any]:
     """Apply a new version of the business; only what differs is touched."""
     if data.get("business_id") not in (None, business_id):
@@ -91,86 +132,12 @@ def update(redis: Redis, business_id: str, data: dict[str, Any], actor: str, set
         rows = {
             row.component_id: row for row in BusinessComponent.select().where(BusinessComponent.business == business_id)
         }
-        new_specs = {c["component_id"]: c for c in data["components"]}
-        removed = [r for cid, r in rows.items() if cid not in new_specs and r.desired != REMOVED]
-        kept, replaced, added = [], [], []
-        for cid, spec in new_specs.items():
-            row = rows.get(cid)
-            if row is None or row.desired == REMOVED:
-                added.append(spec)
-            elif (
-                cid in old_specs
-                and not differs(old_specs[cid], spec)
-                and row.desired == RUNNING
-                and row.status not in ENDED
-            ):
-                kept.append(row)
-            else:
-                replaced.append((row, spec))
-        if not (removed or replaced or added):
-            # Only the name or rollback_on_failure may differ: kept, audited, nothing sent.
-            if spec_json(data) != business.spec:
-                business.spec = spec_json(data)
-                business.business_name = data["business_name"]
-                business.save(only=[type(business).spec, type(business).business_name])
-                audit.record(actor, "business.update", business_id, {"changed": [], "name": data["business_name"]})
+        diff = _diff(rows, old_specs, {c["component_id"]: c for c in data["components"]})
+        if not (diff.removed or diff.replaced or diff.added):
+            _rename(business, data, actor)
             return {"status": "success", "message": "nothing to change", "business_id": business_id}
-        nodes = business_placement.load_nodes(redis, settings.offline_after_intervals, exclude_business_id=business_id)
-        nodes = _keep_reservations(nodes, kept)
-        demands = [demand(spec, row.node_id) for row, spec in replaced] + [demand(spec) for spec in added]
-        placed = _plan(nodes, demands, business_id)
-        now = utcnow()
-        # Re-read-able history: the business's rollout starts here, its components' pending events follow.
-        business.spec = spec_json(data)
-        business.business_name = data["business_name"]
-        business.save(only=[type(business).spec, type(business).business_name])
-        set_status(business, BusinessState.UPDATING, actor, "update")
-        for row in removed:
-            if row.status in ENDED:
-                # Nothing runs for it: it goes at once (a stop still goes to a failed one, in case).
-                BusinessComponent.delete().where(BusinessComponent.id == row.id).execute()
-                record_transition(row, REMOVED, "update: removed", actor)
-            else:
-                BusinessComponent.update(desired=REMOVED, status=ComponentState.STOPPING.value, updated_at=now).where(
-                    BusinessComponent.id == row.id
-                ).execute()
-                record_transition(row, ComponentState.STOPPING.value, "update: removed", actor)
-            if row.node_id and row.status != ComponentState.STOPPED.value:
-                old_spec = old_specs.get(row.component_id, {})
-                old_grace = grace if old_spec.get("stop_grace_seconds") is None else old_spec["stop_grace_seconds"]
-                jobs.stops.append((row.node_id, stop_payload(row, old_grace)))
-        for row, spec in replaced:
-            args = (business, row, spec, placed[row.component_id], jobs)
-            next_generation(*args, actor=actor, reason="update: changed", grace=grace, new_spec=True)
-        for spec in added:
-            cid = spec["component_id"]
-            stale = rows.get(cid)
-            if stale is not None:
-                # Dropped by an earlier update and not yet gone: take its row over with a newer generation.
-                args = (business, stale, spec, placed[cid], jobs)
-                next_generation(
-                    *args, actor=actor, reason="update: added", grace=grace, stop_grace=grace, new_spec=True
-                )
-                continue
-            # Above any generation of a component of that id removed before: its node may still hold it.
-            first = generation_floor(business_id, cid) + 1
-            BusinessComponent.create(
-                business=business_id,
-                component_id=cid,
-                node=placed[cid],
-                generation=first,
-                desired=RUNNING,
-                status=ComponentState.PENDING.value,
-                updated_at=now,
-                **row_fields(spec),
-            )
-            jobs.deploys.append(start_generation(business_id, spec, first, placed[cid], actor, "update: added", grace))
-        summary = {
-            "removed": [r.component_id for r in removed],
-            "changed": [r.component_id for r, _ in replaced],
-            "added": [s["component_id"] for s in added],
-            "unchanged": [r.component_id for r in kept],
-        }
+        _roll_out(redis, business, data, diff, rows, old_specs, actor, settings, jobs)
+        summary = diff.summary()
         audit.record(actor, "business.update", business_id, summary)
         # Dropping only ended components settles at once: no report will come to do it.
         jobs.extend(recompute(business_id, actor, grace))
@@ -178,10 +145,100 @@ def update(redis: Redis, business_id: str, data: dict[str, Any], actor: str, set
         "business %s: update by %s: %d removed, %d changed, %d added, %d unchanged",
         business_id,
         actor,
-        len(removed),
-        len(replaced),
-        len(added),
-        len(kept),
+        len(diff.removed),
+        len(diff.replaced),
+        len(diff.added),
+        len(diff.kept),
     )
-    _send_rollout(redis, business_id, jobs, settings)
+    send_rollout(redis, business_id, jobs, settings)
     return {"status": "success", "message": "updating", "business_id": business_id, **summary}
+
+
+def _rename(business: Business, data: dict[str, Any], actor: str) -> None:
+    """No component changes: only the name or rollback_on_failure may differ, kept and audited, nothing sent."""
+    if spec_json(data) != business.spec:
+        business.spec = spec_json(data)
+        business.business_name = data["business_name"]
+        business.save(only=[Business.spec, Business.business_name])
+        audit.record(actor, "business.update", business.business_id, {"changed": [], "name": data["business_name"]})
+
+
+def _roll_out(
+    redis: Redis,
+    business: Business,
+    data: dict[str, Any],
+    diff: _Diff,
+    rows: dict[str, BusinessComponent],
+    old_specs: dict[str, dict[str, Any]],
+    actor: str,
+    settings: Settings,
+    jobs: Jobs,
+) -> None:
+    """Place what changed or is new, record the new spec and every component's step; the jobs go to ``jobs``."""
+    business_id, grace = business.business_id, settings.component_stop_grace_seconds
+    nodes = business_placement.load_nodes(redis, settings.offline_after_intervals, exclude_business_id=business_id)
+    nodes = _keep_reservations(nodes, diff.kept)
+    demands = [demand(spec, row.node_id) for row, spec in diff.replaced] + [demand(spec) for spec in diff.added]
+    placed = place(nodes, demands, business_id)
+    now = utcnow()
+    # Re-read-able history: the business's rollout starts here, its components' pending entries follow.
+    business.spec = spec_json(data)
+    business.business_name = data["business_name"]
+    business.save(only=[Business.spec, Business.business_name])
+    set_status(business, BusinessState.UPDATING, actor, "update")
+    for row in diff.removed:
+        old_spec = old_specs.get(row.component_id, {})
+        old_grace = grace if old_spec.get("stop_grace_seconds") is None else old_spec["stop_grace_seconds"]
+        _remove(row, actor, old_grace, now, jobs)
+    for row, spec in diff.replaced:
+        args = (business, row, spec, placed[row.component_id], jobs)
+        next_generation(*args, actor=actor, reason="update: changed", grace=grace, new_spec=True)
+    for spec in diff.added:
+        _add(business, spec, rows.get(spec["component_id"]), placed[spec["component_id"]], actor, grace, now, jobs)
+
+
+def _remove(row: BusinessComponent, actor: str, old_grace: float, now: datetime, jobs: Jobs) -> None:
+    """A component gone from the request: stopped (its row goes once its node reports it), or gone at once."""
+    if row.status in ENDED:
+        # Nothing runs for it: it goes at once (a stop still goes to a failed one, in case).
+        BusinessComponent.delete().where(BusinessComponent.id == row.id).execute()
+        record_transition(row, REMOVED, "update: removed", actor)
+    else:
+        BusinessComponent.update(desired=REMOVED, status=ComponentState.STOPPING.value, updated_at=now).where(
+            BusinessComponent.id == row.id
+        ).execute()
+        record_transition(row, ComponentState.STOPPING.value, "update: removed", actor)
+    if row.node_id and row.status != ComponentState.STOPPED.value:
+        jobs.stops.append((row.node_id, stop_payload(row, old_grace)))
+
+
+def _add(
+    business: Business,
+    spec: dict[str, Any],
+    stale: BusinessComponent | None,
+    node_id: str,
+    actor: str,
+    grace: float,
+    now: datetime,
+    jobs: Jobs,
+) -> None:
+    """A component new to the request, on ``node_id``."""
+    business_id, cid = business.business_id, spec["component_id"]
+    if stale is not None:
+        # Dropped by an earlier update and not yet gone: take its row over with a newer generation.
+        args = (business, stale, spec, node_id, jobs)
+        next_generation(*args, actor=actor, reason="update: added", grace=grace, stop_grace=grace, new_spec=True)
+        return
+    # Above any generation of a component of that id removed before: its node may still hold it.
+    first = generation_floor(business_id, cid) + 1
+    BusinessComponent.create(
+        business=business_id,
+        component_id=cid,
+        node=node_id,
+        generation=first,
+        desired=RUNNING,
+        status=ComponentState.PENDING.value,
+        updated_at=now,
+        **row_fields(spec),
+    )
+    jobs.deploys.append(start_generation(business_id, spec, first, node_id, actor, "update: added", grace))

@@ -1,55 +1,36 @@
-"""Fleet tasks (document 004): create, start, cancel, read, wait; apply the agents' reports; deadlines."""
+"""Fleet tasks (document 004): create, start and cancel one (reads.py reads them, state.py derives their status)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
 from typing import Any
 
-from peewee import OperationalError, fn
-from redis import ConnectionPool, Redis
+from redis import Redis
 from redis.exceptions import RedisError
 
 from manager_api import db
 from manager_api.models import FleetTask, Node, TaskHost, utcnow
 from manager_api.services import audit, dispatch, job_keys
-from manager_api.services.errors import Conflict, NotFound
+from manager_api.services.errors import Conflict
 from manager_api.services.fleet_tasks import targets
-from manager_api.services.fleet_tasks.answers import counts_of, task_json
+from manager_api.services.fleet_tasks.reads import get
+from manager_api.services.fleet_tasks.state import (
+    FINAL_STATUSES,
+    OPEN_HOST_STATUSES,
+    counts_of,
+    recompute,
+    store_derived,
+)
 from manager_api.services.nodes.presence import known
-from manager_api.services.paging import page_json, page_of, status_counts
-from manager_api.services.serialize import from_unix
-from shared import heartbeat, keys
-from shared.defaults import OUTPUT_CAP_BYTES
+from shared import heartbeat
 from shared.states import FleetTaskStatus, HostRunStatus
 
 logger = logging.getLogger(__name__)
 
-NOT_FOUND = "Task not found"
-FINAL_STATUSES = frozenset({FleetTaskStatus.COMPLETED, FleetTaskStatus.FAILED, FleetTaskStatus.CANCELED})
-OPEN_HOST_STATUSES = (HostRunStatus.PENDING.value, HostRunStatus.RUNNING.value)
-WAIT_POLL_SECONDS = 0.25
-"""How often a waiting request looks at the task again."""
 INSERT_CHUNK = 500
 """Host rows per INSERT, well under SQLite's bound-variable limit."""
-
-
-def get(task_id: str) -> FleetTask:
-    """The task ``task_id``, or a 404."""
-    task = FleetTask.get_or_none(FleetTask.task_id == task_id)
-    if task is None:
-        raise NotFound(NOT_FOUND)
-    return task
-
-
-def is_final(status: str, finished_at: Any) -> bool:
-    """A task is over when its status is final and every host has ended (finished_at is then set)."""
-    return status in FINAL_STATUSES and finished_at is not None
-
-
-# -- create, start, cancel ------------------------------------------------------------------------
 
 
 def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_intervals: int) -> str:
@@ -137,7 +118,7 @@ def _record_start(task: FleetTask, actor: str, nodes: list[targets.TargetNode]) 
     for row in rows:
         by_status[row["status"]] = by_status.get(row["status"], 0) + 1
     # The counters come from the rows just written: no need to count them back.
-    _store_derived(
+    store_derived(
         task.id, task.task_id, FleetTaskStatus.RUNNING, None, counts_of(by_status), started_at=now, started_by=actor
     )
     failed = sum(1 for plan in plans if plan.error)
@@ -201,234 +182,3 @@ def cancel(redis: Redis, task_id: str, actor: str) -> None:
     except RedisError as exc:
         # The cancel deadline still ends those hosts; the task stays canceled.
         logger.error("fleet task %s: CANCEL_COMMAND not sent: %s", task_id, exc)
-
-
-# -- derived state ---------------------------------------------------------------------------------
-
-
-def recompute(task_pk: int) -> FleetTaskStatus:
-    """Store a task's counters and status derived from its hosts (call inside a write transaction)."""
-    task_id, status, finished_at = (
-        FleetTask.select(FleetTask.task_id, FleetTask.status, FleetTask.finished_at)
-        .where(FleetTask.id == task_pk)
-        .tuples()
-        .get()
-    )
-    counts = counts_of(
-        dict(
-            TaskHost.select(TaskHost.status, fn.COUNT(TaskHost.id))
-            .where(TaskHost.task == task_pk)
-            .group_by(TaskHost.status)
-            .tuples()
-        )
-    )
-    return _store_derived(task_pk, task_id, FleetTaskStatus(status), finished_at, counts)
-
-
-def _store_derived(
-    task_pk: int,
-    task_id: str,
-    current: FleetTaskStatus,
-    finished_at: Any,
-    counts: dict[str, int],
-    **changes: Any,
-) -> FleetTaskStatus:
-    """Store the counters, and the status and finished_at they imply, with ``changes``; returns the status."""
-    new = current
-    all_ended = counts["ended"] == counts["total"]
-    if current == FleetTaskStatus.RUNNING and all_ended:
-        new = FleetTaskStatus.COMPLETED if counts["succeeded"] == counts["total"] else FleetTaskStatus.FAILED
-    if new in FINAL_STATUSES and all_ended and finished_at is None:
-        finished_at = utcnow()
-    FleetTask.update(
-        status=new.value,
-        total_hosts=counts["total"],
-        completed_hosts=counts["ended"],
-        failed_hosts=counts["failed"],
-        finished_at=finished_at,
-        updated_at=utcnow(),
-        **changes,
-    ).where(FleetTask.id == task_pk).execute()
-    if new != current:
-        logger.info("fleet task %s %s -> %s", task_id, current.value, new.value)
-    return new
-
-
-# -- reading ---------------------------------------------------------------------------------------
-
-
-def detail(task_id: str) -> dict[str, Any]:
-    """The task JSON with every host."""
-    task = get(task_id)
-    hosts = list(TaskHost.select().where(TaskHost.task == task.id).order_by(TaskHost.id))
-    return task_json(task, hosts)
-
-
-def listing(page: int, page_size: int, status: str | None, name: str | None) -> dict[str, Any]:
-    """A page of tasks, newest first, without their hosts (``size`` repeats ``page_size``: its older name)."""
-    query = FleetTask.select()
-    if status:
-        query = query.where(FleetTask.status == status)
-    if name:
-        query = query.where(FleetTask.name.contains(name))
-    total, tasks = page_of(query, page, page_size, FleetTask.created_at.desc(), FleetTask.id.desc())
-    by_task = status_counts(TaskHost.task, TaskHost.status, [t.id for t in tasks])
-    items = [task_json(t, None, by_task[t.id]) for t in tasks]
-    return {**page_json("tasks", items, total, page, page_size), "size": page_size}
-
-
-def wait(redis: Redis, task_id: str, seconds: float) -> None:
-    """Return once the task is over, or after ``seconds``.
-
-    Woken through keys.task_changed_channel when the duties apply a report; the database is read again at
-    least every WAIT_POLL_SECONDS too, for changes that come from elsewhere (deadlines, cancel).
-    """
-    deadline = time.monotonic() + seconds
-    # A pool of its own: redis-py closes a pub/sub connection after use, and taking it from the app's pool
-    # would leave the next request to reconnect to Redis before it can dispatch anything.
-    shared_pool = redis.connection_pool
-    pool = ConnectionPool(connection_class=shared_pool.connection_class, **shared_pool.connection_kwargs)
-    pubsub = Redis(connection_pool=pool).pubsub(ignore_subscribe_messages=True)
-    try:
-        pubsub.subscribe(keys.task_changed_channel(task_id))  # before the first read: no change slips by
-        while True:
-            row = FleetTask.select(FleetTask.status, FleetTask.finished_at).where(FleetTask.task_id == task_id)
-            found = row.tuples().first()
-            if found is None or is_final(*found):
-                return
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            pubsub.get_message(timeout=min(WAIT_POLL_SECONDS, remaining))
-    finally:
-        pubsub.close()
-        pool.disconnect()
-
-
-def status_of(task_id: str) -> tuple[str, bool] | None:
-    """(status, over) of a task, or None when it does not exist."""
-    found = (
-        FleetTask.select(FleetTask.status, FleetTask.finished_at).where(FleetTask.task_id == task_id).tuples().first()
-    )
-    if found is None:
-        return None
-    return found[0], is_final(*found)
-
-
-# -- agents' reports -------------------------------------------------------------------------------
-
-
-def _capped(text: str, truncated: bool) -> tuple[str, bool]:
-    # The agent caps already; this keeps a misbehaving one from filling the database.
-    if len(text) > OUTPUT_CAP_BYTES:
-        return text[:OUTPUT_CAP_BYTES], True
-    return text, truncated
-
-
-def apply_reports(reports: list[dict[str, Any]]) -> list[str]:
-    """Apply validated CommandReportSchema reports in one transaction; returns the ids of the tasks that changed.
-
-    Each task is recomputed once per batch, not once per report: a task on 1,000 nodes sends 2,000 reports.
-    A report that cannot be applied is logged and skipped; a busy database (OperationalError) fails the batch.
-    """
-    changed: dict[int, str] = {}
-    with db.write_transaction():
-        for report in _coalesce(reports):
-            try:
-                with db.database.atomic():  # a savepoint: one bad report does not undo the others
-                    task_pk = _apply_host_change(report)
-            except OperationalError:
-                raise
-            except Exception:
-                logger.exception(
-                    "report for fleet task %s from node %s could not be applied; dropped",
-                    report.get("task_id"),
-                    report.get("node_id"),
-                )
-                continue
-            if task_pk is not None:
-                changed[task_pk] = report["task_id"]
-        for task_pk in changed:
-            recompute(task_pk)
-    return list(changed.values())
-
-
-def _coalesce(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One report per host: the first that ends it, else the latest, keeping the pid and start time of the
-    earlier ones (a host's running report and its final one often arrive in the same batch)."""
-    last: dict[tuple[str, str], dict[str, Any]] = {}
-    for report in reports:
-        key = (report["task_id"], report["node_id"])
-        earlier = last.get(key)
-        if earlier is not None:
-            if HostRunStatus(earlier["status"]).ended:
-                continue  # an ended host never changes again
-            running_since = earlier["at"] if earlier["status"] == HostRunStatus.RUNNING.value else None
-            report = {
-                **report,
-                "pid": report.get("pid") if report.get("pid") is not None else earlier.get("pid"),
-                "started_at": report.get("started_at") or earlier.get("started_at") or running_since,
-            }
-        last[key] = report
-    return list(last.values())
-
-
-def apply_report(report: dict[str, Any]) -> bool:
-    """Apply one report; returns whether its host changed (an ended host never does)."""
-    return bool(apply_reports([report]))
-
-
-def _apply_host_change(report: dict[str, Any]) -> int | None:
-    """Store one report on its host row; the host's task pk when it changed, else None."""
-    task_id, node_id = report["task_id"], report["node_id"]
-    new = HostRunStatus(report["status"])
-    host = (
-        TaskHost.select(TaskHost).join(FleetTask).where(FleetTask.task_id == task_id, TaskHost.node == node_id).first()
-    )
-    if host is None:
-        logger.warning("report for fleet task %s from node %s matches no host; ignored", task_id, node_id)
-        return None
-    current = HostRunStatus(host.status)
-    if current.ended:
-        logger.debug("fleet task %s on node %s already %s, %s ignored", task_id, node_id, current, new)
-        return None
-    changes: dict[Any, Any] = {}
-    if report.get("pid") is not None and report["pid"] != host.pid:
-        changes[TaskHost.pid] = report["pid"]
-    started = from_unix(report.get("started_at"))
-    if started is None and new == HostRunStatus.RUNNING:
-        started = from_unix(report["at"])
-    if started is not None and host.started_at is None:
-        changes[TaskHost.started_at] = started
-    if new == HostRunStatus.RUNNING:
-        if current == HostRunStatus.PENDING:
-            changes[TaskHost.status] = new.value
-    else:
-        stdout, stdout_truncated = _capped(report.get("stdout") or "", bool(report.get("stdout_truncated")))
-        stderr, stderr_truncated = _capped(report.get("stderr") or "", bool(report.get("stderr_truncated")))
-        changes.update(
-            {
-                TaskHost.status: new.value,
-                TaskHost.stdout: stdout,
-                TaskHost.stderr: stderr,
-                TaskHost.stdout_truncated: stdout_truncated,
-                TaskHost.stderr_truncated: stderr_truncated,
-                TaskHost.exit_code: report.get("exit_code"),
-                TaskHost.error_message: report.get("error_message"),
-                TaskHost.finished_at: from_unix(report.get("finished_at") or report["at"]),
-            }
-        )
-    if not changes:
-        return None
-    changes[TaskHost.updated_at] = utcnow()
-    TaskHost.update(changes).where(TaskHost.id == host.id).execute()
-    logger.info(
-        "fleet task %s on node %s: %s -> %s (exit %s)",
-        task_id,
-        node_id,
-        current.value,
-        changes.get(TaskHost.status, current.value),
-        report.get("exit_code"),
-    )
-    task_pk: int = host.task_id
-    return task_pk

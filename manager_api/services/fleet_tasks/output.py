@@ -12,8 +12,9 @@ from redis import Redis
 
 from manager_api.models import FleetTask, TaskHost
 from manager_api.services import job_keys
-from manager_api.services.fleet_tasks import actions as fleet_tasks
-from shared import events, keys
+from manager_api.services.fleet_tasks import reads as fleet_task_reads
+from shared import events as agent_streams
+from shared import keys
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,53 @@ class _NodeStreams:
         return [(entry_id, self.node_of[stream], fields) for entry_id, stream, fields in taken]
 
 
+class _Follow:
+    """One client's follow of a task's output: its streams, the lines sent, and the task's status last seen."""
+
+    def __init__(self, redis: Redis, task_id: str, node: str | None, after: str | None) -> None:
+        self.task_id = task_id
+        self.node = node
+        self.hostnames = _Hostnames(task_id)
+        self.streams = _NodeStreams(redis, task_id, after or "0-0")
+        self.streams.add([node] if node else list(self.hostnames.names))
+        self.next_status = 0.0
+        self.last_sent = time.monotonic()
+        self.over = False
+        self.status: str | None = None
+        self.sent = 0
+
+    def render(self, lines: list[tuple[str, str, dict[Any, Any]]]) -> str:
+        """The SSE text of ``lines``, but those their node did not sign."""
+        chunks = []
+        for entry_id, node_id, fields in lines:
+            values = {_text(k): _text(v) for k, v in fields.items()}
+            if not agent_streams.output_line_signed(self.task_id, node_id, values, job_keys.node_key):
+                logger.warning(
+                    "fleet task %s: output line %s not signed by node %s: not shown", self.task_id, entry_id, node_id
+                )
+                continue
+            self.sent += 1
+            data = {
+                "node_id": node_id,
+                "hostname": self.hostnames[node_id],
+                "stream": values.get("stream", ""),
+                "line": values.get("line", ""),
+            }
+            chunks.append(sse("line", data, entry_id))
+        if chunks:
+            self.last_sent = time.monotonic()
+        return "".join(chunks)
+
+    def look_at_status(self) -> None:
+        """Read the task's status, and follow the nodes added to it meanwhile."""
+        self.next_status = time.monotonic() + STATUS_EVERY
+        found = fleet_task_reads.status_of(self.task_id)
+        self.status, self.over = (None, True) if found is None else found
+        if not self.node:
+            self.hostnames.reload()
+            self.streams.add(list(self.hostnames.names))
+
+
 def follow(
     redis: Redis,
     task_id: str,
@@ -114,65 +162,31 @@ def follow(
 
     Lines come from the first (or after stream id ``after``, a reconnecting client's Last-Event-ID).
     """
-    hostnames = _Hostnames(task_id)
-    streams = _NodeStreams(redis, task_id, after or "0-0")
-    next_status = 0.0
-    last_sent = time.monotonic()
-    over = False
-    status: str | None = None
-    sent = 0
+    state = _Follow(redis, task_id, node, after)
+    streams = state.streams
     logger.debug("output of fleet task %s followed (node %s, after %s)", task_id, node or "any", streams.start)
-
-    def render(lines: list[tuple[str, str, dict[Any, Any]]]) -> str:
-        nonlocal sent, last_sent
-        chunks = []
-        for entry_id, node_id, fields in lines:
-            values = {_text(k): _text(v) for k, v in fields.items()}
-            if not events.output_line_signed(task_id, node_id, values, job_keys.node_key):
-                logger.warning(
-                    "fleet task %s: output line %s not signed by node %s: not shown", task_id, entry_id, node_id
-                )
-                continue
-            sent += 1
-            data = {
-                "node_id": node_id,
-                "hostname": hostnames[node_id],
-                "stream": values.get("stream", ""),
-                "line": values.get("line", ""),
-            }
-            chunks.append(sse("line", data, entry_id))
-        if chunks:
-            last_sent = time.monotonic()
-        return "".join(chunks)
-
-    streams.add([node] if node else list(hostnames.names))
     while True:
         # The stored lines first, in batches: a late client gets everything from the first line.
         if lines := streams.read(None):
-            if chunk := render(lines):
+            if chunk := state.render(lines):
                 yield chunk
             continue
-        if over:
-            logger.debug("output of fleet task %s ended (%s, %d lines sent)", task_id, status, sent)
-            yield sse("end", {"task_id": task_id, "status": status})
+        if state.over:
+            logger.debug("output of fleet task %s ended (%s, %d lines sent)", task_id, state.status, state.sent)
+            yield sse("end", {"task_id": task_id, "status": state.status})
             return
-        if time.monotonic() >= next_status:
-            next_status = time.monotonic() + STATUS_EVERY
-            found = fleet_tasks.status_of(task_id)
-            status, over = (None, True) if found is None else found
-            if not node:
-                hostnames.reload()  # a node added to the task meanwhile
-                streams.add(list(hostnames.names))
-            if over:
+        if time.monotonic() >= state.next_status:
+            state.look_at_status()
+            if state.over:
                 # Agents append lines before their final report: one more read drains what is left.
                 continue
         if not streams.cursors:
             time.sleep(block_ms / 1000)  # no node to wait on yet
         elif lines := streams.read(block_ms):
-            if chunk := render(lines):
+            if chunk := state.render(lines):
                 yield chunk
-        elif time.monotonic() - last_sent >= keepalive_every:
-            last_sent = time.monotonic()
+        elif time.monotonic() - state.last_sent >= keepalive_every:
+            state.last_sent = time.monotonic()
             yield ": keepalive\n\n"
 
 

@@ -11,13 +11,8 @@ from redis import Redis
 from manager_api import db
 from manager_api.models import FleetTask, Node, TaskHost, utcnow
 from manager_api.services import dispatch
-from manager_api.services.fleet_tasks.actions import (
-    FINAL_STATUSES,
-    INSERT_CHUNK,
-    OPEN_HOST_STATUSES,
-    recompute,
-    run_payload,
-)
+from manager_api.services.fleet_tasks.actions import INSERT_CHUNK, run_payload
+from manager_api.services.fleet_tasks.state import FINAL_STATUSES, OPEN_HOST_STATUSES, recompute
 from shared import keys
 from shared.defaults import DEADLINE_SLACK_SECONDS
 from shared.states import FleetTaskStatus, HostRunStatus, NodeStatus

@@ -1,4 +1,4 @@
-"""What the businesses API answers: the list, one business (document 001 §3.2) with its history, its components.
+"""The public JSON of businesses: the list, one business (document 001 §3.2) with its history, its components.
 
 Environment variable values and config file contents are never echoed (they often hold secrets): only
 their names and paths.
@@ -9,15 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from peewee import JOIN
-
-from manager_api.models import Business, BusinessComponent, BusinessEvent, Node
-from manager_api.services.businesses.actions import get
-from manager_api.services.paging import page_of, status_counts
+from manager_api.models import Business, BusinessComponent, BusinessEvent
+from manager_api.services.businesses.reads import BusinessDetail, PlacedComponent
+from manager_api.services.paging import Page
 from manager_api.services.serialize import iso
-
-HISTORY_LIMIT = 100
-"""Transitions shown in a business's history, newest first."""
 
 
 def _loads(text: str | None, default: Any) -> Any:
@@ -59,25 +54,13 @@ def component_json(row: BusinessComponent, hostname: str | None) -> dict[str, An
     }
 
 
-def components(business_id: str) -> list[dict[str, Any]]:
-    """Every component of the business, in the order of its request."""
-    get(business_id)
-    query = (
-        BusinessComponent.select(BusinessComponent, Node.id, Node.hostname)
-        .join(Node, JOIN.LEFT_OUTER)
-        .where(BusinessComponent.business == business_id)
-        .order_by(BusinessComponent.id)
-    )
-    return [component_json(row, row.node.hostname if row.node_id else None) for row in query]
+def components_json(components: list[PlacedComponent]) -> list[dict[str, Any]]:
+    """The components of a business (a JSON array, document 001 §5.7)."""
+    return [component_json(row, hostname) for row, hostname in components]
 
 
-def _history(business_id: str) -> list[dict[str, Any]]:
-    rows = (
-        BusinessEvent.select()
-        .where(BusinessEvent.business == business_id)
-        .order_by(BusinessEvent.id.desc())
-        .limit(HISTORY_LIMIT)
-    )
+def history_json(history: list[BusinessEvent]) -> list[dict[str, Any]]:
+    """A business's transitions as its ``history`` shows them."""
     return [
         {
             "at": iso(e.at),
@@ -88,7 +71,7 @@ def _history(business_id: str) -> list[dict[str, Any]]:
             "reason": e.reason,
             "actor": e.actor,
         }
-        for e in rows
+        for e in history
     ]
 
 
@@ -105,27 +88,23 @@ def _summary(business: Business) -> dict[str, Any]:
     }
 
 
-def detail(business_id: str) -> dict[str, Any]:
+def detail_json(detail: BusinessDetail) -> dict[str, Any]:
     """One business with its components and recent transitions."""
-    business = get(business_id)
-    return {**_summary(business), "components": components(business_id), "history": _history(business_id)}
+    return {
+        **_summary(detail.business),
+        "components": components_json(detail.components),
+        "history": history_json(detail.history),
+    }
 
 
-def listing(page: int, page_size: int, status: str | None, name: str | None) -> dict[str, Any]:
-    """A page of businesses, newest first, with a count of their components per state."""
-    query = Business.select()
-    if status:
-        query = query.where(Business.status == status)
-    if name:
-        query = query.where(Business.business_name.contains(name))
-    total, businesses = page_of(query, page, page_size, Business.created_at.desc(), Business.business_id)
-    counts = status_counts(BusinessComponent.business, BusinessComponent.status, [b.business_id for b in businesses])
+def listing_json(page: Page, page_number: int, page_size: int) -> dict[str, Any]:
+    """A page of businesses with a count of their components per state."""
     items = [
         {
             **_summary(b),
-            "component_count": sum(counts[b.business_id].values()),
-            "component_states": counts[b.business_id],
+            "component_count": sum(page.counts[b.business_id].values()),
+            "component_states": page.counts[b.business_id],
         }
-        for b in businesses
+        for b in page.rows
     ]
-    return {"businesses": items, "total": total, "page": page, "page_size": page_size}
+    return {"businesses": items, "total": page.total, "page": page_number, "page_size": page_size}

@@ -1,4 +1,4 @@
-"""The public JSON of a fleet task and its hosts (json tags of document 004's models)."""
+"""The public JSON of fleet tasks and their hosts (json tags of document 004's models)."""
 
 from __future__ import annotations
 
@@ -7,25 +7,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from manager_api.models import FleetTask, TaskHost
+from manager_api.services.fleet_tasks.state import counts_of
+from manager_api.services.paging import Page, page_json
 from manager_api.services.serialize import iso
-from shared.states import HostRunStatus
-
-
-def counts_of(by_status: Mapping[str, int]) -> dict[str, int]:
-    """Host counts (total, ended, succeeded, failed, running, pending) from a count per host status."""
-    total = sum(by_status.values())
-    pending = by_status.get(HostRunStatus.PENDING.value, 0)
-    running = by_status.get(HostRunStatus.RUNNING.value, 0)
-    succeeded = by_status.get(HostRunStatus.SUCCEEDED.value, 0)
-    ended = total - pending - running
-    return {
-        "total": total,
-        "ended": ended,
-        "succeeded": succeeded,
-        "failed": ended - succeeded,
-        "running": running,
-        "pending": pending,
-    }
 
 
 def progress(counts: Mapping[str, int]) -> dict[str, Any]:
@@ -96,3 +80,9 @@ def task_json(
     if hosts is not None:
         out["hosts"] = [host_json(h) for h in hosts]
     return out
+
+
+def listing_json(page: Page, page_number: int, page_size: int) -> dict[str, Any]:
+    """A page of tasks without their hosts (``size`` repeats ``page_size``: its older name)."""
+    items = [task_json(t, None, page.counts[t.id]) for t in page.rows]
+    return {**page_json("tasks", items, page.total, page_number, page_size), "size": page_size}

@@ -1,0 +1,76 @@
+"""Reading fleet tasks: one, a page of them, their status, and waiting for one to be over."""
+
+from __future__ import annotations
+
+import time
+
+from redis import ConnectionPool, Redis
+
+from manager_api.models import FleetTask, TaskHost
+from manager_api.services.errors import NotFound
+from manager_api.services.fleet_tasks.state import is_final
+from manager_api.services.paging import Page, matching, page_of, status_counts
+from shared import keys
+
+NOT_FOUND = "Task not found"
+WAIT_POLL_SECONDS = 0.25
+"""How often a waiting request looks at the task again."""
+
+
+def get(task_id: str) -> FleetTask:
+    """The task ``task_id``, or a 404."""
+    task = FleetTask.get_or_none(FleetTask.task_id == task_id)
+    if task is None:
+        raise NotFound(NOT_FOUND)
+    return task
+
+
+def detail(task_id: str) -> tuple[FleetTask, list[TaskHost]]:
+    """The task and every host of it, in the order they were recorded."""
+    task = get(task_id)
+    return task, list(TaskHost.select().where(TaskHost.task == task.id).order_by(TaskHost.id))
+
+
+def listing(page: int, page_size: int, status: str | None, name: str | None) -> Page:
+    """A page of tasks, newest first, each with its hosts counted by status."""
+    query = matching(FleetTask.select(), FleetTask.status, status, FleetTask.name, name)
+    total, tasks = page_of(query, page, page_size, FleetTask.created_at.desc(), FleetTask.id.desc())
+    return Page(total, tasks, status_counts(TaskHost.task, TaskHost.status, [t.id for t in tasks]))
+
+
+def wait(redis: Redis, task_id: str, seconds: float) -> None:
+    """Return once the task is over, or after ``seconds``.
+
+    Woken through keys.task_changed_channel when the duties apply a report; the database is read again at
+    least every WAIT_POLL_SECONDS too, for changes that come from elsewhere (deadlines, cancel).
+    """
+    deadline = time.monotonic() + seconds
+    # A pool of its own: redis-py closes a pub/sub connection after use, and taking it from the app's pool
+    # would leave the next request to reconnect to Redis before it can dispatch anything.
+    shared_pool = redis.connection_pool
+    pool = ConnectionPool(connection_class=shared_pool.connection_class, **shared_pool.connection_kwargs)
+    pubsub = Redis(connection_pool=pool).pubsub(ignore_subscribe_messages=True)
+    try:
+        pubsub.subscribe(keys.task_changed_channel(task_id))  # before the first read: no change slips by
+        while True:
+            row = FleetTask.select(FleetTask.status, FleetTask.finished_at).where(FleetTask.task_id == task_id)
+            found = row.tuples().first()
+            if found is None or is_final(*found):
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            pubsub.get_message(timeout=min(WAIT_POLL_SECONDS, remaining))
+    finally:
+        pubsub.close()
+        pool.disconnect()
+
+
+def status_of(task_id: str) -> tuple[str, bool] | None:
+    """(status, over) of a task, or None when it does not exist."""
+    found = (
+        FleetTask.select(FleetTask.status, FleetTask.finished_at).where(FleetTask.task_id == task_id).tuples().first()
+    )
+    if found is None:
+        return None
+    return found[0], is_final(*found)

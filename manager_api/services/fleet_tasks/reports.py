@@ -1,0 +1,142 @@
+"""Applying the agents' fleet task reports (a host's run of a task's command) to the database, idempotently."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from redis.client import Pipeline
+
+from manager_api.models import FleetTask, TaskHost, utcnow
+from manager_api.services.fleet_tasks.state import recompute
+from manager_api.services.report_batches import Report, ReportKind
+from manager_api.services.serialize import from_unix
+from shared import acks, keys
+from shared.defaults import OUTPUT_CAP_BYTES
+from shared.states import HostRunStatus
+
+logger = logging.getLogger(__name__)
+
+
+def coalesce(reports: list[Report]) -> list[Report]:
+    """One report per host: the first that ends it, else the latest, keeping the pid and start time of the
+    earlier ones (a host's running report and its final one often arrive in the same batch)."""
+    last: dict[tuple[str, str], Report] = {}
+    for report in reports:
+        key = (report["task_id"], report["node_id"])
+        earlier = last.get(key)
+        if earlier is not None:
+            if HostRunStatus(earlier["status"]).ended:
+                continue  # an ended host never changes again
+            running_since = earlier["at"] if earlier["status"] == HostRunStatus.RUNNING.value else None
+            report = {
+                **report,
+                "pid": report.get("pid") if report.get("pid") is not None else earlier.get("pid"),
+                "started_at": report.get("started_at") or earlier.get("started_at") or running_since,
+            }
+        last[key] = report
+    return list(last.values())
+
+
+def store(report: Report) -> int | None:
+    """Store one report on its host row; the host's task pk when it changed, else None (an ended host never does)."""
+    task_id, node_id = report["task_id"], report["node_id"]
+    new = HostRunStatus(report["status"])
+    host = (
+        TaskHost.select(TaskHost).join(FleetTask).where(FleetTask.task_id == task_id, TaskHost.node == node_id).first()
+    )
+    if host is None:
+        logger.warning("report for fleet task %s from node %s matches no host; ignored", task_id, node_id)
+        return None
+    current = HostRunStatus(host.status)
+    if current.ended:
+        logger.debug("fleet task %s on node %s already %s, %s ignored", task_id, node_id, current, new)
+        return None
+    changes = _changes(host, current, new, report)
+    if not changes:
+        return None
+    changes[TaskHost.updated_at] = utcnow()
+    TaskHost.update(changes).where(TaskHost.id == host.id).execute()
+    logger.info(
+        "fleet task %s on node %s: %s -> %s (exit %s)",
+        task_id,
+        node_id,
+        current.value,
+        changes.get(TaskHost.status, current.value),
+        report.get("exit_code"),
+    )
+    task_pk: int = host.task_id
+    return task_pk
+
+
+def _changes(host: TaskHost, current: HostRunStatus, new: HostRunStatus, report: Report) -> dict[Any, Any]:
+    """The columns a report on a host not ended yet changes (empty: none)."""
+    changes: dict[Any, Any] = {}
+    if report.get("pid") is not None and report["pid"] != host.pid:
+        changes[TaskHost.pid] = report["pid"]
+    started = from_unix(report.get("started_at"))
+    if started is None and new == HostRunStatus.RUNNING:
+        started = from_unix(report["at"])
+    if started is not None and host.started_at is None:
+        changes[TaskHost.started_at] = started
+    if new == HostRunStatus.RUNNING:
+        if current == HostRunStatus.PENDING:
+            changes[TaskHost.status] = new.value
+        return changes
+    stdout, stdout_truncated = _capped(report.get("stdout") or "", bool(report.get("stdout_truncated")))
+    stderr, stderr_truncated = _capped(report.get("stderr") or "", bool(report.get("stderr_truncated")))
+    changes.update(
+        {
+            TaskHost.status: new.value,
+            TaskHost.stdout: stdout,
+            TaskHost.stderr: stderr,
+            TaskHost.stdout_truncated: stdout_truncated,
+            TaskHost.stderr_truncated: stderr_truncated,
+            TaskHost.exit_code: report.get("exit_code"),
+            TaskHost.error_message: report.get("error_message"),
+            TaskHost.finished_at: from_unix(report.get("finished_at") or report["at"]),
+        }
+    )
+    return changes
+
+
+def _capped(text: str, truncated: bool) -> tuple[str, bool]:
+    # The agent caps already; this keeps a misbehaving one from filling the database.
+    if len(text) > OUTPUT_CAP_BYTES:
+        return text[:OUTPUT_CAP_BYTES], True
+    return text, truncated
+
+
+def _recompute_changed(stored: list[tuple[Report, int | None]]) -> list[str]:
+    """Each task changed recomputed once per batch, not once per report (a task on 1,000 nodes sends 2,000)."""
+    changed: dict[int, str] = {}
+    for report, task_pk in stored:
+        if task_pk is not None:
+            changed[task_pk] = report["task_id"]
+    for task_pk in changed:
+        recompute(task_pk)
+    return list(changed.values())
+
+
+def tell_changed(pipe: Pipeline, task_ids: list[str]) -> None:
+    """Queue the wake-up of the ?wait callers of ``task_ids`` (after the commit, so they read the change)."""
+    for task_id in task_ids:
+        pipe.publish(keys.task_changed_channel(task_id), "1")
+
+
+def _final_name(report: Report) -> str | None:
+    # Every final report is acknowledged, applied or not (a host that had ended, a task pruned): its node
+    # would otherwise send it again forever.
+    return str(report["task_id"]) if HostRunStatus(report["status"]).ended else None
+
+
+KIND: ReportKind[int | None, list[str]] = ReportKind(
+    what="fleet task report",
+    about=lambda report: f"fleet task {report.get('task_id')}",
+    store=store,
+    settle=_recompute_changed,
+    ack_kind=acks.COMMAND,
+    ack_name=_final_name,
+    prepare=coalesce,
+)
+"""Fleet task reports as the duties apply them in batches (services.report_batches); settled: the task ids changed."""

@@ -1,0 +1,89 @@
+"""A fleet task's derived state: its counters and status, from its hosts' statuses."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from peewee import fn
+
+from manager_api.models import FleetTask, TaskHost, utcnow
+from shared.states import FleetTaskStatus, HostRunStatus
+
+logger = logging.getLogger(__name__)
+
+FINAL_STATUSES = frozenset({FleetTaskStatus.COMPLETED, FleetTaskStatus.FAILED, FleetTaskStatus.CANCELED})
+"""A task in one of these never changes status again."""
+OPEN_HOST_STATUSES = (HostRunStatus.PENDING.value, HostRunStatus.RUNNING.value)
+"""Statuses of a host that has not ended."""
+
+
+def counts_of(by_status: Mapping[str, int]) -> dict[str, int]:
+    """Host counts (total, ended, succeeded, failed, running, pending) from a count per host status."""
+    total = sum(by_status.values())
+    pending = by_status.get(HostRunStatus.PENDING.value, 0)
+    running = by_status.get(HostRunStatus.RUNNING.value, 0)
+    succeeded = by_status.get(HostRunStatus.SUCCEEDED.value, 0)
+    ended = total - pending - running
+    return {
+        "total": total,
+        "ended": ended,
+        "succeeded": succeeded,
+        "failed": ended - succeeded,
+        "running": running,
+        "pending": pending,
+    }
+
+
+def is_final(status: str, finished_at: Any) -> bool:
+    """A task is over when its status is final and every host has ended (finished_at is then set)."""
+    return status in FINAL_STATUSES and finished_at is not None
+
+
+def recompute(task_pk: int) -> FleetTaskStatus:
+    """Store a task's counters and status derived from its hosts (call inside a write transaction)."""
+    task_id, status, finished_at = (
+        FleetTask.select(FleetTask.task_id, FleetTask.status, FleetTask.finished_at)
+        .where(FleetTask.id == task_pk)
+        .tuples()
+        .get()
+    )
+    counts = counts_of(
+        dict(
+            TaskHost.select(TaskHost.status, fn.COUNT(TaskHost.id))
+            .where(TaskHost.task == task_pk)
+            .group_by(TaskHost.status)
+            .tuples()
+        )
+    )
+    return store_derived(task_pk, task_id, FleetTaskStatus(status), finished_at, counts)
+
+
+def store_derived(
+    task_pk: int,
+    task_id: str,
+    current: FleetTaskStatus,
+    finished_at: Any,
+    counts: dict[str, int],
+    **changes: Any,
+) -> FleetTaskStatus:
+    """Store the counters, and the status and finished_at they imply, with ``changes``; returns the status."""
+    new = current
+    all_ended = counts["ended"] == counts["total"]
+    if current == FleetTaskStatus.RUNNING and all_ended:
+        new = FleetTaskStatus.COMPLETED if counts["succeeded"] == counts["total"] else FleetTaskStatus.FAILED
+    if new in FINAL_STATUSES and all_ended and finished_at is None:
+        finished_at = utcnow()
+    FleetTask.update(
+        status=new.value,
+        total_hosts=counts["total"],
+        completed_hosts=counts["ended"],
+        failed_hosts=counts["failed"],
+        finished_at=finished_at,
+        updated_at=utcnow(),
+        **changes,
+    ).where(FleetTask.id == task_pk).execute()
+    if new != current:
+        logger.info("fleet task %s %s -> %s", task_id, current.value, new.value)
+    return new

@@ -1,0 +1,39 @@
+"""The API's presenters on rows built in memory: what the public JSON shows and what it never echoes."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from manager_api.api.presenters import businesses as business_json
+from manager_api.api.presenters import fleet_tasks as fleet_task_json
+from manager_api.models import BusinessComponent, TaskHost
+
+
+def test_a_component_shows_its_environment_keys_and_config_paths_never_their_values() -> None:
+    row = BusinessComponent(
+        component_id="c1",
+        component_name="web",
+        type="process",
+        command="serve",
+        environment_variables=json.dumps({"TOKEN": "s3cret", "A": "1"}),
+        config_files=json.dumps([{"path": "/etc/app.conf", "content": "password=s3cret"}, "junk"]),
+        resource_requirements="not json",
+    )
+    [shown] = business_json.components_json([(row, "web-01")])
+    assert (shown["hostname"], shown["environment_keys"], shown["config_paths"]) == (
+        "web-01",
+        ["A", "TOKEN"],
+        ["/etc/app.conf"],
+    )
+    assert shown["resource_requirements"] == {} and shown["resource_usage"] is None
+    assert "s3cret" not in json.dumps(shown)
+
+
+def test_a_host_execution_time_and_a_task_progress() -> None:
+    host = TaskHost(started_at=datetime(2026, 1, 1, 0, 0, 0), finished_at=datetime(2026, 1, 1, 0, 0, 1, 250_000))
+    assert fleet_task_json.execution_ms(host) == 1250
+    assert fleet_task_json.execution_ms(TaskHost(started_at=datetime(2026, 1, 1))) is None
+    counts = {"total": 3, "ended": 2, "succeeded": 1, "failed": 1, "running": 1, "pending": 0}
+    assert fleet_task_json.progress(counts) == {**counts, "percent": 67}
+    assert fleet_task_json.progress({**counts, "total": 0, "ended": 0})["percent"] == 0
