@@ -1,7 +1,7 @@
 """Fault: the agent is killed (kill -9) while a fleet command runs, ten times over, and restarted each time
 with the same data dir and hostname. Same pid, never two: no command is started twice for its task, never
 two copies run at once, the restarted agent kills what its predecessor's command left and the host ends
-failed "agent restarted while the command ran" (worker_agent/commands.py); the process component of a
+failed "agent restarted while the command ran" (worker_agent/fleet_commands/runner.py); the process component of a
 business on that node is re-adopted (same pid) every time, never started a second time.
 
 The second test lands the kill between the command's spawn and the agent's save of its record of it (the
@@ -33,7 +33,7 @@ from tests.faults.faults_support import (
     wait_final,
 )
 from tests.support import pid_alive, wait_until
-from worker_agent.commands import RESTARTED_ERROR
+from worker_agent.fleet_commands.runner import RESTARTED_ERROR
 
 pytestmark = pytest.mark.e2e
 

@@ -22,12 +22,12 @@ from rq.serializers import JSONSerializer
 from shared import events, job_signing, keys
 from tests.e2e.harness import Manager, isolated_env
 from tests.support import wait_until
-from worker_agent import commands as commands_module
 from worker_agent import jobs
-from worker_agent import supervisor as supervisor_module
-from worker_agent.commands import CommandRunner
-from worker_agent.components import process_driver
-from worker_agent.supervisor import Supervisor
+from worker_agent.deployment_tasks import supervisor as supervisor_module
+from worker_agent.deployment_tasks.supervisor import Supervisor
+from worker_agent.drivers import process as process_driver
+from worker_agent.fleet_commands import runner as commands_module
+from worker_agent.fleet_commands.runner import CommandRunner
 from worker_agent.worker import AgentWorker
 
 STATE_FILES = (("state.json", "tasks"), ("commands.json", "commands"), ("components.json", "components"))

@@ -22,18 +22,19 @@ from redis import Redis
 
 from shared.states import ComponentState, ComponentType
 
+from ..drivers.base import StartError
+from ..drivers.process import ProcessDriver
 from ..poll_thread import PollThread
 from .config_files import ConfigFileError, config_file_mode, write_config_files
 from .dir_cleanup import remove_component_dirs
 from .image_fetch import SftpSettings
 from .outbox import Outbox
-from .process_driver import ProcessDriver, StartError
 from .records import IN_FLIGHT_STATES, ComponentRecord, component_state_file
 from .recovery import ComponentRecovery
 from .serial_work import SerialWork
 
 if TYPE_CHECKING:
-    from .docker_driver import DockerDriver
+    from ..drivers.docker import DockerDriver
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ class ComponentManager(ComponentRecovery):
     def docker(self) -> DockerDriver:
         """The docker driver, made (and the docker SDK imported) the first time a docker component needs it."""
         if self._docker is None:
-            from .docker_driver import DockerDriver
+            from ..drivers.docker import DockerDriver
 
             self._docker = DockerDriver(self.docker_host, self.node_id, self.data_dir, self.sftp)
         return self._docker

@@ -8,7 +8,7 @@ from typing import Any
 
 from shared.states import ComponentState
 
-from ..task_state import StateFile
+from ..state_file import StateFile
 
 PENDING = ComponentState.PENDING.value
 """Accepted, its work not begun yet; internal, never published (not an agent-reported state)."""

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from shared.states import ComponentState, ComponentType
 
+from ..drivers.process import ProcessDriver
 from .outbox import Outbox
-from .process_driver import ProcessDriver
 from .records import IN_FLIGHT_STATES, PENDING, ComponentRecord
 from .serial_work import SerialWork
 
 if TYPE_CHECKING:
-    from .docker_driver import DockerDriver
+    from ..drivers.docker import DockerDriver
 
 logger = logging.getLogger(__name__)
 

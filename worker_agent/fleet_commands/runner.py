@@ -28,10 +28,11 @@ from shared import heartbeat
 from shared.defaults import OUTPUT_CAP_BYTES
 from shared.states import HostRunStatus
 
-from . import process_tree
-from .command_output import OutputReader, StreamCapture
-from .command_publish import CommandPublisher, KeySource, RedisSource
-from .task_state import CommandRecord, StateFile
+from .. import process_tree
+from ..state_file import StateFile
+from .output import OutputReader, StreamCapture
+from .publish import CommandPublisher, KeySource, RedisSource
+from .records import CommandRecord
 
 logger = logging.getLogger(__name__)
 

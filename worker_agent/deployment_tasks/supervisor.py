@@ -22,10 +22,11 @@ from redis.exceptions import RedisError
 from shared import acks
 from shared.states import TaskState
 
-from . import process_tree
-from .poll_thread import PollThread
-from .report_acks import PendingAcks
-from .task_state import STARTING, StateFile, TaskRecord, is_safe_task_id
+from .. import process_tree
+from ..poll_thread import PollThread
+from ..report_acks import PendingAcks
+from ..state_file import StateFile
+from .records import STARTING, TaskRecord, is_safe_task_id
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ from typing import Any
 import psutil
 
 from .. import process_tree
-from .records import ComponentRecord
+from ..components.records import ComponentRecord
+from .base import StartError
 
 logger = logging.getLogger(__name__)
 
@@ -29,14 +30,6 @@ KILL_GIVE_UP_SECONDS = 10.0
 
 _LEFT_RUNNING: list[subprocess.Popen[bytes]] = []
 """Children a closed driver left running on purpose; kept so Popen.__del__ never warns about them."""
-
-
-class StartError(Exception):
-    """A component could not be started; the message says why."""
-
-    def __init__(self, message: str, exit_code: int | None = None) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 class ProcessDriver:

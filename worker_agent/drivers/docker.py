@@ -22,9 +22,9 @@ from shared import container_labels
 from shared.defaults import IMAGE_DOWNLOAD_TIMEOUT
 from shared.states import ComponentState
 
-from .image_fetch import FetchCancelled, FetchError, SftpSettings, fetch, redact
-from .process_driver import StartError
-from .records import ComponentRecord
+from ..components.image_fetch import FetchCancelled, FetchError, SftpSettings, fetch, redact
+from ..components.records import ComponentRecord
+from .base import StartError
 
 logger = logging.getLogger(__name__)
 
@@ -288,7 +288,7 @@ class DockerDriver:
 
     def list_ours(self) -> dict[str, dict[str, Any]]:
         """The containers labelled with this node, by record key: id, running, exit code."""
-        from .records import record_key
+        from ..components.records import record_key
 
         client = self.client()
         found: dict[str, dict[str, Any]] = {}
