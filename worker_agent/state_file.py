@@ -6,9 +6,10 @@ import json
 import logging
 import os
 import stat
-from dataclasses import asdict
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, cast
 
 from shared.file_modes import PRIVATE_FILE
 
@@ -16,6 +17,35 @@ logger = logging.getLogger(__name__)
 
 STATE_FILE_VERSION = 1
 """Layout version of state.json."""
+
+
+class JsonRecord:
+    """Base of the record dataclasses: read back from a state file, keys it does not know (an other agent version's)
+    left out."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        known = {f.name for f in fields(cast(Any, cls))}
+        return cast(Self, cast(Any, cls)(**{k: v for k, v in data.items() if k in known}))
+
+
+def change_record(rec: Any, state: str, changes: Mapping[str, Any]) -> str:
+    """Set ``changes`` and then ``state`` on a record; returns the state it had: where every change_state begins."""
+    old = str(rec.state)
+    for name, value in changes.items():
+        setattr(rec, name, value)
+    rec.state = state
+    return old
+
+
+def prune_records(records: dict[str, R], is_old: Callable[[R], bool], what: str, node_id: str) -> list[R]:
+    """Delete the ended records ``is_old`` says to forget (logged); returns them."""
+    old = {key: rec for key, rec in records.items() if is_old(rec)}
+    for key in old:
+        del records[key]
+    if old:
+        logger.info("node %s: pruned %d ended %s records", node_id, len(old), what)
+    return list(old.values())
 
 
 class _Record(Protocol):

@@ -70,3 +70,18 @@ class ComponentRecord:
 def component_state_file(path: Path) -> StateFile[ComponentRecord]:
     """The file of every component record of one data directory, by key; owner-only, as specs carry env values."""
     return StateFile(path, ComponentRecord, section="components", mode=0o600)
+
+
+def component_dir(components_dir: Path, business_id: str, component_id: str) -> Path:
+    """Where every generation of one component keeps its directories."""
+    return components_dir / business_id / component_id
+
+
+def run_dir(components_dir: Path, rec: ComponentRecord) -> Path:
+    """Logs and exit status of one generation (a process component's)."""
+    return component_dir(components_dir, rec.business_id, rec.component_id) / f"gen-{rec.generation}"
+
+
+def files_dir(components_dir: Path, rec: ComponentRecord) -> Path:
+    """The config files of a component, shared by its generations."""
+    return component_dir(components_dir, rec.business_id, rec.component_id) / "files"

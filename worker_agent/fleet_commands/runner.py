@@ -63,9 +63,6 @@ predecessor spawned but died before recording."""
 EXPIRED_ERROR = "expired: it reached this node after its deadline, not run"
 """A RUN_COMMAND taken off the queue after its deadline (a backlog, a worker that reconnected late)."""
 
-_LEFT_RUNNING: list[subprocess.Popen[bytes]] = []
-"""Children a closed runner left to its successor; kept so Popen.__del__ never warns about them."""
-
 
 @dataclass(eq=False)
 class _Running:
@@ -77,7 +74,7 @@ class _Running:
     stdout: StreamCapture = field(default_factory=lambda: StreamCapture("stdout", OUTPUT_CAP_BYTES))
     stderr: StreamCapture = field(default_factory=lambda: StreamCapture("stderr", OUTPUT_CAP_BYTES))
     ending: HostRunStatus | None = None  # TIMED_OUT or CANCELED once the kill was decided
-    kill_at: float | None = None  # monotonic time of the SIGKILL
+    stop: process_tree.GraceStop | None = None  # on the monotonic clock, once the kill was decided
     sigkilled: bool = False
     final: dict[str, Any] | None = None  # the final report, once settled
 
@@ -227,7 +224,7 @@ class CommandRunner:
                             rec.task_id,
                             len(leftovers),
                         )
-                        process_tree.signal_tree(leftovers, rec.pid, signal.SIGKILL)
+                        process_tree.kill(leftovers, rec.pid)
                     self._end(rec, HostRunStatus.FAILED, error_message=RESTARTED_ERROR, save=False)
                     self._publisher.add(self._report(rec))
                 elif not rec.acked:
@@ -251,7 +248,7 @@ class CommandRunner:
                 task_id,
                 len(procs),
             )
-            process_tree.signal_tree(procs, process_tree.session_of(leader), signal.SIGKILL)
+            process_tree.kill(procs, process_tree.session_of(leader))
             rec = CommandRecord(task_id=task_id, pid=leader.pid, status=HostRunStatus.RUNNING.value)
             self._records[task_id] = rec
             self._end(rec, HostRunStatus.FAILED, error_message=RESTARTED_ERROR, save=False)
@@ -276,7 +273,7 @@ class CommandRunner:
         with self._lock:
             for run in self._running.values():
                 if run.final is None:
-                    _LEFT_RUNNING.append(run.popen)
+                    process_tree.leave_running([run.popen])
                 else:
                     self._publisher.hold(run.final)
             self._running.clear()
@@ -340,16 +337,15 @@ class CommandRunner:
         if run.ending is None and now >= run.deadline:
             logger.warning("node %s task %s: command timed out after %gs", self.node_id, rec.task_id, rec.timeout)
             self._kill(run, HostRunStatus.TIMED_OUT)
-        elif run.kill_at is not None and now >= run.kill_at and not run.sigkilled:
-            run.sigkilled = True
-            leftovers = process_tree.collect_tree(run.popen.pid, run.popen.pid)
+        elif run.stop is not None and now >= run.stop.kill_at and not run.sigkilled:
+            run.sigkilled = True  # once: what is left of the tree after that holds the pipes at most
+            leftovers = run.stop.escalate(now)
             if leftovers:
                 logger.warning("node %s task %s: SIGKILL to %d processes", self.node_id, rec.task_id, len(leftovers))
-                process_tree.signal_tree(leftovers, run.popen.pid, signal.SIGKILL)
         code = run.popen.poll()
         streams_done = run.stdout.closed and run.stderr.closed
         if code is None or not streams_done:
-            if code is not None and run.kill_at is not None and now >= run.kill_at + PIPE_GIVE_UP_SECONDS:
+            if code is not None and run.stop is not None and now >= run.stop.kill_at + PIPE_GIVE_UP_SECONDS:
                 # Killed, yet its pipes stay open: a process outside the group holds them. Stop waiting.
                 self._reader.give_up(run.stdout)
                 self._reader.give_up(run.stderr)
@@ -374,16 +370,15 @@ class CommandRunner:
     def _kill(self, run: _Running, ending: HostRunStatus) -> None:
         """SIGTERM the command's whole tree now, SIGKILL whatever is left KILL_GRACE_SECONDS later."""
         run.ending = ending
-        run.kill_at = time.monotonic() + KILL_GRACE_SECONDS
-        targets = process_tree.collect_tree(run.popen.pid, run.popen.pid)
+        run.stop = process_tree.GraceStop.prepare(run.popen.pid, KILL_GRACE_SECONDS, time.monotonic())
         logger.info(
             "node %s task %s: %s, SIGTERM to %d processes",
             self.node_id,
             run.record.task_id,
             "canceling" if ending == HostRunStatus.CANCELED else "timing out",
-            len(targets),
+            len(run.stop.targets),
         )
-        process_tree.signal_tree(targets, run.popen.pid, signal.SIGTERM)
+        run.stop.terminate()
 
     # -- records and reports -----------------------------------------------------------------------
 
