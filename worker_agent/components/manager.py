@@ -20,17 +20,17 @@ from typing import Any
 
 from redis import Redis
 
-from shared.states import ComponentState, ComponentType
+from shared.states import ComponentState
 
 from ..drivers.base import Driver, StartError
-from ..drivers.process import ProcessDriver
-from ..drivers.registry import DriverRegistry
+from ..drivers.registry import DriverRegistry, agent_drivers
 from ..poll_thread import PollThread
+from ..state_file import change_record, prune_records
 from .config_files import ConfigFileError, config_file_mode, write_config_files
-from .dir_cleanup import remove_component_dirs
+from .dir_cleanup import remove_generation_dirs
 from .image_fetch import SftpSettings
 from .outbox import Outbox
-from .records import IN_FLIGHT_STATES, ComponentRecord, component_state_file, files_dir, run_dir
+from .records import IN_FLIGHT_STATES, ComponentRecord, component_state_file, files_dir
 from .recovery import ComponentRecovery
 from .serial_work import SerialWork
 from .stop_retries import StopRetries
@@ -75,15 +75,15 @@ class ComponentManager(ComponentRecovery):
         self.usage_interval = usage_interval
         self.keep_ended_seconds = keep_ended_seconds
         self.poll_interval = poll_interval
-        self.docker_poll_interval = docker_poll_interval
-        self.docker_host = docker_host
-        self.sftp = sftp or SftpSettings()
         self._publish = publish
         self._state_file = component_state_file(self.data_dir / "components.json")
         self._lock = threading.RLock()
         self._records: dict[str, ComponentRecord] = self._state_file.load()
         self._work = SerialWork("corral-component")
-        self.drivers = drivers or self._default_drivers()
+        # The agent's process and docker drivers, unless given others (tests give the mock driver).
+        self.drivers = drivers or agent_drivers(
+            self.components_dir, node_id, self.data_dir, docker_host, sftp or SftpSettings(), docker_poll_interval
+        )
         self.outbox = Outbox(node_id, publish, redis)
         self._last_usage = 0.0
         self._last_prune = 0.0
@@ -118,24 +118,6 @@ class ComponentManager(ComponentRecovery):
     def idle(self) -> bool:
         """Whether no deploy or stop work is under way (tests)."""
         return not self._work.busy()
-
-    def _default_drivers(self) -> DriverRegistry:
-        """A process and a docker driver; the docker one (and the docker SDK) made when a docker component needs it."""
-
-        def docker() -> Driver:
-            from ..drivers.docker import DockerDriver
-
-            return DockerDriver(self.docker_host, self.node_id, self.data_dir, self.sftp, self.docker_poll_interval)
-
-        return DriverRegistry(
-            {
-                ComponentType.PROCESS.value: lambda: ProcessDriver(self.components_dir),
-                ComponentType.DOCKER.value: docker,
-            },
-            default=ComponentType.PROCESS.value,
-            # With --docker-host given, containers are looked for after a restart even without a record of them.
-            eager=[ComponentType.DOCKER.value] if self.docker_host else [],
-        )
 
     # -- requests (from the job functions; they return at once) ------------------------------------
 
@@ -363,7 +345,7 @@ class ComponentManager(ComponentRecovery):
                 continue
             if usage is None or rec.state != S.RUNNING:
                 continue
-            report = self._report(rec)
+            report = rec.report(self.node_id)
             report["resource_usage"] = usage
             try:
                 self._publish(report)
@@ -377,10 +359,7 @@ class ComponentManager(ComponentRecovery):
 
     def _change_state(self, rec: ComponentRecord, state: ComponentState, **changes: Any) -> None:
         """The one way a component changes state: update, log, report, save. Call with the lock held."""
-        old = rec.state
-        for name, value in changes.items():
-            setattr(rec, name, value)
-        rec.state = state.value
+        old = change_record(rec, state.value, changes)
         log = logger.warning if state == S.FAILED else logger.info
         log(
             "node %s %s: %s -> %s (pid %s, container %s, exit code %s%s)",
@@ -393,50 +372,26 @@ class ComponentManager(ComponentRecovery):
             rec.exit_code,
             f", error: {rec.error_message}" if rec.error_message else "",
         )
-        self.outbox.add(self._report(rec))
+        self.outbox.add(rec.report(self.node_id))
         self._save()
         self.outbox.flush_soon()
         self._monitor.wake()  # a change: watch it (or publish it again) at the busy pace
-
-    def _report(self, rec: ComponentRecord) -> dict[str, Any]:
-        return {
-            "business_id": rec.business_id,
-            "component_id": rec.component_id,
-            "node_id": self.node_id,
-            "generation": rec.generation,
-            "status": rec.state,
-            "timestamp": time.time(),
-            "container_id": rec.container_id,
-            "pid": rec.pid,
-            "exit_code": rec.exit_code,
-            "resource_usage": None,
-            "error_message": rec.error_message,
-        }
 
     def prune(self) -> None:
         """Forget the records that ended more than ``keep_ended_seconds`` ago, and remove their directories."""
         self._last_prune = time.monotonic()
         cutoff = time.time() - self.keep_ended_seconds
         with self._lock:
-            old = [r for r in self._records.values() if not r.live and (r.ended_at or 0) < cutoff]
-            for rec in old:
-                del self._records[rec.key]
+            old = prune_records(
+                self._records, lambda r: not r.live and (r.ended_at or 0) < cutoff, "component", self.node_id
+            )
             if not old:
                 return
-            logger.info("node %s: pruned %d ended component records", self.node_id, len(old))
             self._save()
             # Under the lock: a deploy of the same component cannot slip in between the check and the removal.
             for rec in old:
-                self._remove_dirs(rec)
-
-    def _remove_dirs(self, rec: ComponentRecord) -> None:
-        """Remove the run directory of a pruned generation, and the component's files when no generation is left."""
-        names = [run_dir(self.components_dir, rec).name]
-        if not self.records_of(rec.business_id, rec.component_id):
-            names.append(files_dir(self.components_dir, rec).name)
-        removed = remove_component_dirs(self.components_dir, rec.business_id, rec.component_id, names)
-        if removed:
-            logger.info("node %s %s: removed its directories %s", self.node_id, rec.describe(), ", ".join(removed))
+                last = not self.records_of(rec.business_id, rec.component_id)
+                remove_generation_dirs(self.components_dir, rec, last, self.node_id)
 
     def _save(self) -> None:
         with self._lock:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from shared.states import ComponentState
 
-from ..state_file import StateFile
+from ..state_file import JsonRecord, StateFile
 
 PENDING = ComponentState.PENDING.value
 """Accepted, its work not begun yet; internal, never published (not an agent-reported state)."""
@@ -26,7 +27,7 @@ def record_key(business_id: str, component_id: str, generation: int) -> str:
 
 
 @dataclass
-class ComponentRecord:
+class ComponentRecord(JsonRecord):
     """One generation of one component: enough to adopt, stop or settle it after an agent restart."""
 
     business_id: str
@@ -57,14 +58,25 @@ class ComponentRecord:
     def live(self) -> bool:
         return self.state in LIVE_STATES
 
+    def report(self, node_id: str) -> dict[str, Any]:
+        """The component report of its current state, as the component reports stream takes it."""
+        return {
+            "business_id": self.business_id,
+            "component_id": self.component_id,
+            "node_id": node_id,
+            "generation": self.generation,
+            "status": self.state,
+            "timestamp": time.time(),
+            "container_id": self.container_id,
+            "pid": self.pid,
+            "exit_code": self.exit_code,
+            "resource_usage": None,
+            "error_message": self.error_message,
+        }
+
     def describe(self) -> str:
         """The ids for log lines."""
         return f"business {self.business_id} component {self.component_id} gen {self.generation}"
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ComponentRecord:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def component_state_file(path: Path) -> StateFile[ComponentRecord]:

@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any
 
 from shared.states import ComponentState
 
@@ -46,7 +45,6 @@ class ComponentRecovery:
     _stop_one: Callable[[ComponentRecord, float | None], None]
     _fail: Callable[..., None]
     _change_state: Callable[..., None]
-    _report: Callable[[ComponentRecord], dict[str, Any]]
     _save: Callable[[], None]
 
     def recover(self) -> None:
@@ -62,7 +60,7 @@ class ComponentRecovery:
         with self._lock:
             for rec in self._records.values():
                 if not rec.live and rec.state in (S.FAILED, S.STOPPED):
-                    self.outbox.add(self._report(rec))
+                    self.outbox.add(rec.report(self.node_id))
             self._save()
         self.outbox.flush()
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 from shared.states import TaskState
+
+from ..state_file import JsonRecord
 
 STARTING = "STARTING"
 """Internal state between recording a task and spawning it; never published (not an agent-reported state)."""
@@ -24,7 +25,7 @@ def is_safe_task_id(task_id: str) -> bool:
 
 
 @dataclass
-class TaskRecord:
+class TaskRecord(JsonRecord):
     """What the agent remembers about one task, enough to adopt or settle it after a restart."""
 
     task_id: str
@@ -46,8 +47,3 @@ class TaskRecord:
     @property
     def live(self) -> bool:
         return self.state in LIVE_STATES
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TaskRecord:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})

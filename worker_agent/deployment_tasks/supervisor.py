@@ -1,7 +1,9 @@
 """Runs task commands as supervised processes: start, watch, stop, and adopt them after an agent restart.
 
 Every change of a task's state goes through ``_change_state``, which logs the transition, publishes the
-event and saves the record; an event that could not be published is retried from the monitor thread.
+event (events.py) and saves the record; an event that could not be published is retried from the monitor
+thread. Each task this agent spawned also has run states (restarts.py: STARTING, RUNNING, BACKOFF, ...) that
+a restart policy drives; the default policy never restarts, so a task that exits is settled at once.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from shared.states import TaskState
 
 from .. import process_tree
 from ..poll_thread import PollThread
-from ..state_file import StateFile
+from ..state_file import StateFile, change_record, prune_records
 from .events import Publish, TaskEvents
 from .records import STARTING, TaskRecord, is_safe_task_id
 from .restarts import NO_RESTART, RestartPolicy, RunState, RunStates
@@ -306,10 +308,7 @@ class Supervisor:
 
     def _change_state(self, rec: TaskRecord, state: TaskState, **changes: Any) -> None:
         """The one way a task changes state: update, log, publish, save."""
-        old = rec.state
-        for name, value in changes.items():
-            setattr(rec, name, value)
-        rec.state = state.value
+        old = change_record(rec, state.value, changes)
         if state.ended:
             rec.ended_at = rec.ended_at or time.time()
             self._stops.pop(rec.task_id, None)
@@ -336,15 +335,13 @@ class Supervisor:
 
     def _prune(self, now: float) -> None:
         self._last_prune = now
-        old = [
-            tid
-            for tid, rec in self._records.items()
-            if not rec.live and rec.reported and (rec.ended_at or now) < now - KEEP_ENDED_SECONDS
-        ]
-        for tid in old:
-            del self._records[tid]
-        if old:
-            logger.info("node %s: pruned %d ended task records", self.node_id, len(old))
+        cutoff = now - KEEP_ENDED_SECONDS
+        if prune_records(
+            self._records,
+            lambda rec: not rec.live and rec.reported and (rec.ended_at or now) < cutoff,
+            "task",
+            self.node_id,
+        ):
             self._save()
 
     def _save(self) -> None:

@@ -1,15 +1,22 @@
-"""What the agent remembers about each fleet command, kept in ``commands.json``."""
+"""What the agent remembers about each fleet command (kept in ``commands.json``), and holds of each running one."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import subprocess
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
+from shared.defaults import OUTPUT_CAP_BYTES
 from shared.states import HostRunStatus
+
+from .. import process_tree
+from ..state_file import JsonRecord
+from .output import StreamCapture
 
 
 @dataclass
-class CommandRecord:
+class CommandRecord(JsonRecord):
     """What the agent remembers about one fleet command: enough to ignore a redelivery and to settle it after
     a restart (its output lives in memory only)."""
 
@@ -30,7 +37,31 @@ class CommandRecord:
     def live(self) -> bool:
         return not HostRunStatus(self.status).ended
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CommandRecord:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+    def report(self, node_id: str) -> dict[str, Any]:
+        """The command report of its current status (without output), as the command reports stream takes it."""
+        return {
+            "task_id": self.task_id,
+            "node_id": node_id,
+            "status": self.status,
+            "at": time.time(),
+            "pid": self.pid,
+            "exit_code": self.exit_code,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "error_message": self.error_message,
+        }
+
+
+@dataclass(eq=False)
+class RunningCommand:
+    """A command this runner spawned and has not reported final yet."""
+
+    record: CommandRecord
+    popen: subprocess.Popen[bytes]
+    deadline: float  # monotonic
+    stdout: StreamCapture = field(default_factory=lambda: StreamCapture("stdout", OUTPUT_CAP_BYTES))
+    stderr: StreamCapture = field(default_factory=lambda: StreamCapture("stderr", OUTPUT_CAP_BYTES))
+    ending: HostRunStatus | None = None  # TIMED_OUT or CANCELED once the kill was decided
+    stop: process_tree.GraceStop | None = None  # on the monotonic clock, once the kill was decided
+    sigkilled: bool = False
+    final: dict[str, Any] | None = None  # the final report, once settled
