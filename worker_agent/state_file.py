@@ -7,7 +7,7 @@ import logging
 import os
 import stat
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, cast
 
@@ -27,6 +27,17 @@ class JsonRecord:
     def from_dict(cls, data: dict[str, Any]) -> Self:
         known = {f.name for f in fields(cast(Any, cls))}
         return cast(Self, cast(Any, cls)(**{k: v for k, v in data.items() if k in known}))
+
+
+@dataclass(kw_only=True)
+class RunRecord(JsonRecord):
+    """The fields of every record of something the agent runs (task, command, component): its process, to adopt it
+    or kill what it left after a restart, and how it ended."""
+
+    pid: int | None = None
+    create_time: float | None = None  # psutil's, to tell our process from a recycled pid
+    started_at: float | None = None
+    exit_code: int | None = None
 
 
 def change_record(rec: Any, state: str, changes: Mapping[str, Any]) -> str:

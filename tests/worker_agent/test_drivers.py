@@ -70,6 +70,9 @@ def test_the_process_driver_stops_a_component_tree_with_the_shared_stop(tmp_path
     steps: list[str] = []
     driver.start(rec, {}, [], steps.append, lambda: None)
     assert steps == ["starting"] and rec.pid is not None
+    pid = rec.pid
+    # Its sleep runs: the trap is in place (else a loaded host may deliver SIGTERM before it).
+    wait_until(lambda: any(p.name() == "sleep" for p in process_tree.group_members(pid)), what="the sleep")
     assert driver.inspect(rec) is None
     assert driver.stop(rec, 0.3) == -signal.SIGKILL  # ignored SIGTERM: killed at the end of the grace
     ended = driver.inspect(rec)

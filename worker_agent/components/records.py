@@ -9,7 +9,7 @@ from typing import Any
 
 from shared.states import ComponentState
 
-from ..state_file import JsonRecord, StateFile
+from ..state_file import RunRecord, StateFile
 
 PENDING = ComponentState.PENDING.value
 """Accepted, its work not begun yet; internal, never published (not an agent-reported state)."""
@@ -27,7 +27,7 @@ def record_key(business_id: str, component_id: str, generation: int) -> str:
 
 
 @dataclass
-class ComponentRecord(JsonRecord):
+class ComponentRecord(RunRecord):
     """One generation of one component: enough to adopt, stop or settle it after an agent restart."""
 
     business_id: str
@@ -36,12 +36,8 @@ class ComponentRecord(JsonRecord):
     type: str
     state: str = PENDING
     spec: dict[str, Any] = field(default_factory=dict)  # the ComponentSpecSchema payload, to resume a deploy
-    pid: int | None = None
-    create_time: float | None = None  # psutil's, to tell our process from a recycled pid
     container_id: str | None = None
-    started_at: float | None = None
     ended_at: float | None = None
-    exit_code: int | None = None
     error_message: str | None = None
     stop_requested: bool = False
     stop_grace_seconds: float | None = None

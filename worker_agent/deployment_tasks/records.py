@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from shared.states import TaskState
 
-from ..state_file import JsonRecord
+from ..state_file import RunRecord
 
 STARTING = "STARTING"
 """Internal state between recording a task and spawning it; never published (not an agent-reported state)."""
@@ -25,7 +25,7 @@ def is_safe_task_id(task_id: str) -> bool:
 
 
 @dataclass
-class TaskRecord(JsonRecord):
+class TaskRecord(RunRecord):
     """What the agent remembers about one task, enough to adopt or settle it after a restart."""
 
     task_id: str
@@ -33,11 +33,7 @@ class TaskRecord(JsonRecord):
     name: str = ""
     command: str = ""
     state: str = STARTING
-    pid: int | None = None
-    create_time: float | None = None  # psutil's, to tell our process from a recycled pid
-    started_at: float | None = None
     ended_at: float | None = None
-    exit_code: int | None = None
     error: str | None = None
     stop_requested_at: float | None = None
     kill_at: float | None = None  # wall time after which whatever is left gets SIGKILL

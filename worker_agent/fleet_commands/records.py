@@ -11,12 +11,12 @@ from shared.defaults import OUTPUT_CAP_BYTES
 from shared.states import HostRunStatus
 
 from .. import process_tree
-from ..state_file import JsonRecord
+from ..state_file import RunRecord
 from .output import StreamCapture
 
 
 @dataclass
-class CommandRecord(JsonRecord):
+class CommandRecord(RunRecord):
     """What the agent remembers about one fleet command: enough to ignore a redelivery and to settle it after
     a restart (its output lives in memory only)."""
 
@@ -24,11 +24,7 @@ class CommandRecord(JsonRecord):
     command: str = ""
     status: str = HostRunStatus.PENDING.value  # pending until spawned, then running, then a final status
     timeout: float = 0.0
-    pid: int | None = None
-    create_time: float | None = None  # psutil's, to tell our process from a recycled pid
-    started_at: float | None = None
     finished_at: float | None = None
-    exit_code: int | None = None
     error_message: str | None = None
     reported: bool = False  # whether the final report reached the command reports stream
     acked: bool = False  # whether the manager acknowledged the final report (shared.acks): else sent again
