@@ -80,6 +80,11 @@ class Supervisor:
         with self._lock:
             return self._records.get(task_id)
 
+    def run_state(self, task_id: str) -> RunState | None:
+        """The run state of a task this agent spawned; None once it ended, or for a task adopted after a restart."""
+        with self._lock:
+            return self._runs[task_id][0].state if task_id in self._runs else None
+
     def running_count(self) -> int:
         """How many tasks have a live process (running or being stopped)."""
         with self._lock:
@@ -225,11 +230,13 @@ class Supervisor:
                 self._prune(now)
 
     def _check_running(self, rec: TaskRecord) -> None:
+        runs = self._runs[rec.task_id][0] if rec.task_id in self._runs else None
+        if runs is not None and runs.state is RunState.BACKOFF:
+            return  # nothing runs until its restart
         ended, code = self._exit_status(rec)
         if not ended:
             return
-        runs = self._runs.get(rec.task_id)
-        if runs is not None and runs[0].exited(code, time.time()) is RunState.BACKOFF:
+        if runs is not None and runs.exited(code, time.time()) is RunState.BACKOFF:
             return  # spawned again once its backoff is over (poll); the record keeps reading RUNNING meanwhile
         if code is None:
             self._change_state(rec, TaskState.FAILED, error="task process ended without an exit status")
