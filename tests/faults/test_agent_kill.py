@@ -185,10 +185,10 @@ def killed_in_the_window(manager: Manager, agent: Agent, tmp_path: Path, attempt
 def test_an_agent_killed_as_its_command_starts_never_runs_it_twice(
     stack: tuple[Manager, Agent, list[int]], tmp_path: Path
 ) -> None:
-    """kill -9 lands right after the spawn, before the agent saved its record of the command (commands.py
-    saves it after the spawn). The command itself freezes its agent (SIGSTOP to its parent) as its first act,
-    so the kill lands inside that window; a try where the record was saved anyway is discarded.
-    The restarted agent must not start the command a second time, and must not leave the first copy running
+    """kill -9 lands right after the spawn, before the agent saved its record of the command
+    (fleet_commands/runner.py saves it after the spawn). The command itself freezes its agent (SIGSTOP to its
+    parent) as its first act, so the kill lands inside that window; a try where the record was saved anyway is
+    discarded. The restarted agent must not start the command a second time, and must not leave the first copy running
     unsupervised: one start, one copy, a final host."""
     manager, agent, leftovers = stack
     wait_until(lambda: online(manager, HOSTNAME), timeout=30, what="the node online")

@@ -1,4 +1,5 @@
-"""What the agent remembers about each business component generation, kept in ``components.json``."""
+"""What the agent remembers about each business component generation (kept in ``components.json``), and where its
+directories are."""
 
 from __future__ import annotations
 
