@@ -213,7 +213,9 @@ class ComponentManager(ComponentRecovery):
             }
             self.drivers.for_record(rec).start(rec, env, files, self._on_step(rec), lambda: self._check(rec))
             with self._lock:
-                self._check(rec)
+                if rec.stop_requested:
+                    raise Cancelled  # the stop work, queued behind this deploy, stops what just started
+                # Recorded even when the agent is closing: what runs must be found again after a restart.
                 self._change_state(rec, S.RUNNING, started_at=time.time())
         except Cancelled:
             reason = "stopped or replaced" if rec.stop_requested else "the agent is closing"
