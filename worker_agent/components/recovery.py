@@ -97,7 +97,7 @@ class ComponentRecovery:
             return
         ended = driver.adopt(rec, found)
         if ended is None:
-            logger.info("%s: adopted (pid %s, container %s)", rec.describe(), rec.pid, (rec.container_id or "-")[:12])
+            logger.info("%s: adopted %s", rec.describe(), driver.handle(rec))
             with self._lock:
                 if rec.state != S.RUNNING:
                     rec.started_at = rec.started_at or time.time()
@@ -126,18 +126,19 @@ class ComponentRecovery:
             )
             held = self.current(business_id, component_id)
             if held is not None and held.generation > generation:
-                logger.info("%s: removing %s of older gen %s", held.describe(), workload["id"][:12], generation)
+                what = f"{component_type} workload {workload['id'][:12]}"
+                logger.info("%s: removing %s of older gen %s", held.describe(), what, generation)
                 try:
                     driver.remove(workload)
                 except Exception as exc:
-                    logger.warning("%s: could not remove %s: %s", held.describe(), workload["id"][:12], exc)
+                    logger.warning("%s: could not remove %s: %s", held.describe(), what, exc)
                 continue
             rec = ComponentRecord(business_id, component_id, generation, type=component_type)
             ended = driver.adopt(rec, found)
             with self._lock:
                 self._records[rec.key] = rec
                 if ended is None:
-                    logger.info("%s: adopted unrecorded %s by its labels", rec.describe(), workload["id"][:12])
+                    logger.info("%s: adopted unrecorded %s by its labels", rec.describe(), driver.handle(rec))
                     self._change_state(rec, S.RUNNING, started_at=time.time())
                 else:
                     message = lost_message(ended.code)

@@ -52,6 +52,10 @@ class Driver(Protocol):
     check_interval: float
     """Seconds between two looks at its running workloads; 0: every round of the monitor."""
 
+    def handle(self, rec: ComponentRecord) -> str:
+        """What names the workload of ``rec`` in log lines ("pid 1234", "container 0123456789ab")."""
+        ...
+
     def start(self, rec: ComponentRecord, env: dict[str, str], files: ConfigFiles, step: Step, check: Check) -> None:
         """Start the workload of ``rec`` (reporting STARTING through ``step``) and record its handle in ``rec``
         (pid, container id); raises StartError with the reason when it cannot."""

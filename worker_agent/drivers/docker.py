@@ -126,6 +126,10 @@ class DockerDriver:
                 self._client.close()
             self._client = None
 
+    def handle(self, rec: ComponentRecord) -> str:
+        """The short container id, for log lines."""
+        return f"container {(rec.container_id or '-')[:12]}"
+
     # -- start -------------------------------------------------------------------------------------
 
     def start(self, rec: ComponentRecord, env: dict[str, str], files: ConfigFiles, step: Step, check: Check) -> None:

@@ -67,6 +67,10 @@ class MockDriver:
 
     # -- the driver interface ----------------------------------------------------------------------
 
+    def handle(self, rec: ComponentRecord) -> str:
+        """The workload id, for log lines."""
+        return f"mock {rec.container_id}"
+
     def start(self, rec: ComponentRecord, env: dict[str, str], files: ConfigFiles, step: Step, check: Check) -> None:
         """Record a running workload for ``rec``; its id stands in for a container id."""
         self.calls.append(("start", rec.key))

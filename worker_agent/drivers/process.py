@@ -47,6 +47,10 @@ class ProcessDriver:
         """Logs and exit status of one generation."""
         return run_dir(self.components_dir, rec)
 
+    def handle(self, rec: ComponentRecord) -> str:
+        """The pid, for log lines."""
+        return f"pid {rec.pid}"
+
     def start(self, rec: ComponentRecord, env: dict[str, str], files: ConfigFiles, step: Step, check: Check) -> None:
         """Spawn the component; sets rec.pid and rec.create_time."""
         step(ComponentState.STARTING)
