@@ -22,15 +22,15 @@ from shared import events, keys
 from shared.defaults import AGENT_PORT, HEARTBEAT_INTERVAL, MANAGER_URL, PROTOCOL_VERSION
 
 from . import jobs, metrics
-from .commands import CommandRunner
 from .components.image_fetch import SftpSettings
 from .components.manager import ComponentManager
 from .data_dir import DataDirLock, record_hostname, secure_data_dir
-from .health import HealthServer
+from .deployment_tasks.supervisor import Supervisor
+from .fleet_commands.runner import CommandRunner
 from .heartbeat import HeartbeatThread
 from .identity import load_or_create_node_id, load_or_create_node_secret
 from .join import MAX_RETRY_SECONDS, join
-from .supervisor import Supervisor
+from .status_port import StatusServer
 from .worker import AgentWorker, requeue_orphaned_jobs
 
 logger = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class Agent:
         self.joined = False
         self.redis: Redis | None = None
         self._redis_url = ""
-        self.health: HealthServer | None = None
+        self.status_port: StatusServer | None = None
         self._heartbeat: HeartbeatThread | None = None
         self._worker: AgentWorker | None = None
         self._heartbeat_failing = False
@@ -138,7 +138,7 @@ class Agent:
     def run(self) -> int:
         """Work until SIGTERM/SIGINT; returns the process exit code. Task processes are left running."""
         try:
-            self.health = self._serve_health()
+            self.status_port = self._serve_status()
         except OSError as exc:
             logger.error(
                 "node %s: cannot serve health on 127.0.0.1:%s: %s (another agent on this host? --port 0 picks a "
@@ -149,7 +149,7 @@ class Agent:
             )
             self._lock.release()
             return 1
-        logger.info("node %s: agent started, health on 127.0.0.1:%s", self.node_id, self.health.port)
+        logger.info("node %s: agent started, health on 127.0.0.1:%s", self.node_id, self.status_port.port)
         jobs.register(self.supervisor)
         jobs.register_commands(self.commands)
         jobs.register_components(self.components)
@@ -175,16 +175,16 @@ class Agent:
             self._shutdown()
         return 0
 
-    def _serve_health(self) -> HealthServer:
+    def _serve_status(self) -> StatusServer:
         """The health endpoint on --port; without one, on 8081 or, when that is taken, on any free port."""
         if self.settings.port is not None:
-            return HealthServer(self.settings.port, self.status).start()
+            return StatusServer(self.settings.port, self.status).start()
         try:
-            return HealthServer(AGENT_PORT, self.status).start()
+            return StatusServer(AGENT_PORT, self.status).start()
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
-        server = HealthServer(0, self.status).start()
+        server = StatusServer(0, self.status).start()
         logger.warning(
             "node %s: health port %d is taken (another agent on this host?); serving health on 127.0.0.1:%d "
             "instead (--port chooses)",
@@ -333,8 +333,8 @@ class Agent:
         jobs.register(None)
         jobs.register_commands(None)
         jobs.register_components(None)
-        if self.health is not None:
-            self.health.stop()
+        if self.status_port is not None:
+            self.status_port.stop()
         if self.redis is not None:
             self.redis.close()
         # Last: until here this agent still wrote into the data directory.

@@ -16,7 +16,7 @@ from shared.dir_lock import DirectoryInUse, DirLock
 from shared.file_modes import make_private, make_private_dir
 
 from .identity import NODE_ID_FILE, NODE_SECRET_FILE
-from .task_state import atomic_write
+from .state_file import atomic_write
 
 LOCK_FILE = "agent.lock"
 """File in the data directory that the running agent holds an exclusive flock on, with its pid inside."""
@@ -28,7 +28,7 @@ HOSTS_DIR = "hosts"
 """Under the default root, the directories of agents that report another hostname than the machine's."""
 
 STATE_FILES = ("state.json", "commands.json", "components.json")
-"""The records of tasks, fleet commands and business components (task_state.StateFile)."""
+"""The records of tasks, fleet commands and business components (state_file.StateFile)."""
 
 SECRET_FILES = (
     NODE_SECRET_FILE,

@@ -21,9 +21,9 @@ from shared.messages import (
 )
 
 if TYPE_CHECKING:
-    from .commands import CommandRunner
     from .components.manager import ComponentManager
-    from .supervisor import Supervisor
+    from .deployment_tasks.supervisor import Supervisor
+    from .fleet_commands.runner import CommandRunner
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""The one monitor thread of a watcher (the task Supervisor, the ComponentManager): a poll round every interval."""
+"""The one monitor thread of a watcher (the task Supervisor, the ComponentManager, the fleet commands' publisher):
+a poll round every interval."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ class PollThread:
         what: str,
         idle: Callable[[], bool] | None = None,
         idle_interval: float = IDLE_INTERVAL,
+        wait: Callable[[], float] | None = None,
+        final_round: bool = False,
+        join_seconds: float = 5.0,
     ) -> None:
         self.name = name
         self.interval = interval
@@ -33,6 +37,9 @@ class PollThread:
         # work arrives: thousands of idle agents then cost their hosts next to nothing.
         self._idle = idle
         self.idle_interval = max(idle_interval, interval)
+        self._wait = wait  # given, it says how long to wait before each round, instead of interval and idle
+        self.final_round = final_round  # a round once more after close(): what it publishes goes out at once
+        self.join_seconds = join_seconds
         self.closing = threading.Event()  # set from close() on: the owner's long work may give up early on it
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -50,26 +57,30 @@ class PollThread:
         self._thread.start()
 
     def close(self) -> None:
-        """Stop after the round under way (waiting up to 5 s for it); also when never started."""
+        """Stop after the round under way (waiting up to join_seconds for it); also when never started."""
         self.closing.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=self.join_seconds)
             self._thread = None
 
     def _loop(self) -> None:
         while True:
             self._wake.wait(self._timeout())
             self._wake.clear()
-            if self.closing.is_set():
+            if self.closing.is_set() and not self.final_round:
                 return
             try:
                 self._poll()
             except Exception:
                 logger.exception("%s poll failed", self.what)
+            if self.closing.is_set():
+                return
 
     def _timeout(self) -> float:
         try:
+            if self._wait is not None:
+                return self._wait()
             return self.idle_interval if self._idle is not None and self._idle() else self.interval
         except Exception:
             logger.exception("%s idle check failed", self.what)

@@ -1,4 +1,5 @@
-"""Starting, finding and signalling the processes of one task: its process group plus every descendant."""
+"""Starting, finding, signalling and stopping the processes of one task, command or process component: its process
+group plus every descendant. The one stop with grace (GraceStop) and the one hard kill (kill) of the agent."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,18 @@ STDERR_TAIL_LINES = 20
 
 CREATE_TIME_TOLERANCE = 1.0
 """Seconds two create_time readings may differ by and still name the same process (boot time jitter)."""
+
+SIGKILL_GIVE_UP_SECONDS = 10.0
+"""After SIGKILL, how long to wait for a tree to vanish before calling it stopped anyway."""
+
+LEFT_RUNNING: list[subprocess.Popen[bytes]] = []
+"""Children a closed supervisor, command runner or driver left running on purpose (they outlive the agent, or its
+successor kills them); kept so Popen.__del__ never warns about them."""
+
+
+def leave_running(children: Iterable[subprocess.Popen[bytes]]) -> None:
+    """Keep the still running ``children`` in LEFT_RUNNING: the agent lets go of them without waiting."""
+    LEFT_RUNNING.extend(popen for popen in children if popen.poll() is None)
 
 
 def spawn(command: str, task_dir: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
@@ -185,6 +199,69 @@ def signal_tree(procs: list[psutil.Process], pgid: int | None, sig: signal.Signa
             proc.send_signal(sig)  # psutil checks the pid was not recycled
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
+
+
+def kill(procs: list[psutil.Process], pgid: int | None) -> None:
+    """SIGKILL ``procs`` and the process group ``pgid``: the one hard kill of a task, command or component tree."""
+    signal_tree(procs, pgid, signal.SIGKILL)
+
+
+@dataclass(eq=False)
+class GraceStop:
+    """The stop with grace of one process tree: SIGTERM at the start (begin), SIGKILL to whatever is left of it once
+    ``kill_at`` has passed (escalate), given up on SIGKILL_GIVE_UP_SECONDS after that.
+
+    Times are on the caller's clock: monotonic, or wall time where the stop must outlive an agent restart.
+    """
+
+    pgid: int
+    kill_at: float
+    targets: list[psutil.Process] = field(default_factory=list)  # what got SIGTERM, even if it left the group
+    killed: bool = False  # whether SIGKILL found anything left
+
+    @classmethod
+    def prepare(
+        cls, pgid: int, grace_seconds: float, now: float, targets: list[psutil.Process] | None = None
+    ) -> GraceStop:
+        """The stop of the tree led by ``pgid``: ``targets`` when given, else what collect_tree finds; no signal yet."""
+        return cls(pgid, now + grace_seconds, collect_tree(pgid, pgid) if targets is None else targets)
+
+    @classmethod
+    def begin(
+        cls, pgid: int, grace_seconds: float, now: float, targets: list[psutil.Process] | None = None
+    ) -> GraceStop:
+        """Prepare the stop and SIGTERM the tree at once."""
+        stop = cls.prepare(pgid, grace_seconds, now, targets)
+        stop.terminate()
+        return stop
+
+    def terminate(self) -> None:
+        """SIGTERM the tree: the start of the grace."""
+        signal_tree(self.targets, self.pgid, signal.SIGTERM)
+
+    def escalate(self, now: float) -> list[psutil.Process]:
+        """Once the grace is over, SIGKILL what is left of the tree; returns what got it (none before the grace)."""
+        if now < self.kill_at:
+            return []
+        leftovers = collect_tree(self.pgid, self.pgid, self.targets)
+        if leftovers:
+            self.killed = True
+            kill(leftovers, self.pgid)
+        return leftovers
+
+    def remaining(self) -> list[psutil.Process]:
+        """The processes of the tree still alive: the targets, or else whatever the group holds."""
+        return [p for p in self.targets if is_alive(p)] or group_members(self.pgid)
+
+    def given_up(self, now: float) -> bool:
+        """Whether SIGKILL was sent long enough ago to stop waiting for the tree to vanish."""
+        return now >= self.kill_at + SIGKILL_GIVE_UP_SECONDS
+
+    def exit_code(self, code: int | None) -> int:
+        """``code``, or the signal that ended the leader when it left no exit status (only a signal does: ours)."""
+        if code is not None:
+            return code
+        return -(signal.SIGKILL if self.killed else signal.SIGTERM)
 
 
 def group_leftovers(pgid: int, leader_create_time: float | None) -> list[psutil.Process]:

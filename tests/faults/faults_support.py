@@ -105,7 +105,8 @@ def host_running(manager: Manager, task_id: str) -> bool:
 
 def persisted_command(agent: Agent, task_id: str) -> bool:
     """Whether the agent's own record of its commands (commands.json) holds ``task_id`` with its pid: from
-    then on a restarted agent knows the command (worker_agent/commands.py saves it right after the spawn)."""
+    then on a restarted agent knows the command (worker_agent/fleet_commands/runner.py saves it right after the
+    spawn)."""
     try:
         text = (agent.data_dir / "commands.json").read_text()
     except FileNotFoundError:

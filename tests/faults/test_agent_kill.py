@@ -1,7 +1,7 @@
 """Fault: the agent is killed (kill -9) while a fleet command runs, ten times over, and restarted each time
 with the same data dir and hostname. Same pid, never two: no command is started twice for its task, never
 two copies run at once, the restarted agent kills what its predecessor's command left and the host ends
-failed "agent restarted while the command ran" (worker_agent/commands.py); the process component of a
+failed "agent restarted while the command ran" (worker_agent/fleet_commands/runner.py); the process component of a
 business on that node is re-adopted (same pid) every time, never started a second time.
 
 The second test lands the kill between the command's spawn and the agent's save of its record of it (the
@@ -33,7 +33,7 @@ from tests.faults.faults_support import (
     wait_final,
 )
 from tests.support import pid_alive, wait_until
-from worker_agent.commands import RESTARTED_ERROR
+from worker_agent.fleet_commands.recovery import RESTARTED_ERROR
 
 pytestmark = pytest.mark.e2e
 
@@ -185,10 +185,10 @@ def killed_in_the_window(manager: Manager, agent: Agent, tmp_path: Path, attempt
 def test_an_agent_killed_as_its_command_starts_never_runs_it_twice(
     stack: tuple[Manager, Agent, list[int]], tmp_path: Path
 ) -> None:
-    """kill -9 lands right after the spawn, before the agent saved its record of the command (commands.py
-    saves it after the spawn). The command itself freezes its agent (SIGSTOP to its parent) as its first act,
-    so the kill lands inside that window; a try where the record was saved anyway is discarded.
-    The restarted agent must not start the command a second time, and must not leave the first copy running
+    """kill -9 lands right after the spawn, before the agent saved its record of the command
+    (fleet_commands/runner.py saves it after the spawn). The command itself freezes its agent (SIGSTOP to its
+    parent) as its first act, so the kill lands inside that window; a try where the record was saved anyway is
+    discarded. The restarted agent must not start the command a second time, and must not leave the first copy running
     unsupervised: one start, one copy, a final host."""
     manager, agent, leftovers = stack
     wait_until(lambda: online(manager, HOSTNAME), timeout=30, what="the node online")

@@ -28,7 +28,7 @@ from tests.faults.faults_support import (
     wait_final,
 )
 from tests.support import pid_alive, wait_until
-from worker_agent.commands import RESTARTED_ERROR
+from worker_agent.fleet_commands.recovery import RESTARTED_ERROR
 
 pytestmark = pytest.mark.e2e
 

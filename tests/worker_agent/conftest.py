@@ -22,12 +22,9 @@ from rq.serializers import JSONSerializer
 from shared import events, job_signing, keys
 from tests.e2e.harness import Manager, isolated_env
 from tests.support import wait_until
-from worker_agent import commands as commands_module
-from worker_agent import jobs
-from worker_agent import supervisor as supervisor_module
-from worker_agent.commands import CommandRunner
-from worker_agent.components import process_driver
-from worker_agent.supervisor import Supervisor
+from worker_agent import jobs, process_tree
+from worker_agent.deployment_tasks.supervisor import Supervisor
+from worker_agent.fleet_commands.runner import CommandRunner
 from worker_agent.worker import AgentWorker
 
 STATE_FILES = (("state.json", "tasks"), ("commands.json", "commands"), ("components.json", "components"))
@@ -58,11 +55,10 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
     yield path
     kill_recorded_processes(path)
     # Closed supervisors keep their children's Popen objects; reap them so none lingers as a zombie.
-    for left in (supervisor_module._LEFT_RUNNING, commands_module._LEFT_RUNNING, process_driver._LEFT_RUNNING):
-        for popen in list(left):
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                popen.wait(timeout=5)
-                left.remove(popen)
+    for popen in list(process_tree.LEFT_RUNNING):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            popen.wait(timeout=5)
+            process_tree.LEFT_RUNNING.remove(popen)
 
 
 @pytest.fixture

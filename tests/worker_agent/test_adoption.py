@@ -21,7 +21,7 @@ from tests.worker_agent.conftest import (
     watching,
 )
 from worker_agent import jobs
-from worker_agent.supervisor import LOST_ERROR
+from worker_agent.deployment_tasks.supervisor import LOST_ERROR
 
 
 def states(redis: redis_lib.Redis, task_id: str) -> list[str]:

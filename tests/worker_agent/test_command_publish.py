@@ -11,7 +11,7 @@ import redis as redis_lib
 
 from shared import keys
 from tests.support import wait_until
-from worker_agent.command_publish import RUNNING_HOLD_SECONDS, CommandPublisher
+from worker_agent.fleet_commands.publish import RUNNING_HOLD_SECONDS, CommandPublisher
 
 
 def report(task_id: str, node_id: str, status: str, **extra: Any) -> dict[str, Any]:

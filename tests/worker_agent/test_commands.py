@@ -28,7 +28,8 @@ from tests.worker_agent.conftest import (
     run_payload,
 )
 from worker_agent import process_tree
-from worker_agent.commands import RESTARTED_ERROR, CommandRunner
+from worker_agent.fleet_commands.recovery import RESTARTED_ERROR
+from worker_agent.fleet_commands.runner import CommandRunner
 from worker_agent.labels import parse_labels
 
 

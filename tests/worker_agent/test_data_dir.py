@@ -19,7 +19,6 @@ from shared.defaults import AGENT_PORT
 from tests.support import pid_alive, wait_until
 from tests.worker_agent.conftest import kill_recorded_processes, node_queue, start_payload, state_is
 from worker_agent import data_dir as data_dir_module
-from worker_agent.commands import CommandRunner
 from worker_agent.components.manager import ComponentManager
 from worker_agent.data_dir import (
     DataDirInUse,
@@ -29,7 +28,8 @@ from worker_agent.data_dir import (
     path_segment,
     record_hostname,
 )
-from worker_agent.supervisor import Supervisor
+from worker_agent.deployment_tasks.supervisor import Supervisor
+from worker_agent.fleet_commands.runner import CommandRunner
 
 
 class Agent:

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from worker_agent import process_tree
-from worker_agent.command_publish import CommandPublisher
 from worker_agent.components.config_files import config_file_mode, write_config_files
 from worker_agent.data_dir import SECRET_DIRS, SECRET_FILES, DataDirLock, secure_data_dir
+from worker_agent.deployment_tasks.records import TaskRecord
+from worker_agent.fleet_commands.publish import CommandPublisher
 from worker_agent.identity import load_or_create_node_secret
-from worker_agent.task_state import StateFile, TaskRecord, atomic_write
+from worker_agent.state_file import StateFile, atomic_write
 
 USUAL_UMASK = 0o022
 """The umask these tests run under, whatever the caller's: what a user's files come out with is known."""

@@ -26,9 +26,9 @@ from tests.worker_agent.conftest import (
     watching,
 )
 from worker_agent import jobs, report_acks
-from worker_agent.commands import CommandRunner
 from worker_agent.components.outbox import Outbox
-from worker_agent.supervisor import Supervisor
+from worker_agent.deployment_tasks.supervisor import Supervisor
+from worker_agent.fleet_commands.runner import CommandRunner
 
 
 def finals(redis: redis_lib.Redis, task_id: str) -> list[dict[str, object]]:

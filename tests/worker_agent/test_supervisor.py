@@ -12,7 +12,7 @@ import redis as redis_lib
 from shared import jobs as job_names
 from tests.support import pid_alive, wait_until
 from tests.worker_agent.conftest import last_state, node_queue, run_jobs, start_payload, task_events
-from worker_agent.supervisor import UNKNOWN_TASK_ERROR, Supervisor
+from worker_agent.deployment_tasks.supervisor import UNKNOWN_TASK_ERROR, Supervisor
 
 
 def start_via_job(redis: redis_lib.Redis, node_id: str, task_id: str, command: str, **extra: object) -> None:

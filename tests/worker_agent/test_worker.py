@@ -15,7 +15,7 @@ from shared import job_signing, keys
 from shared import jobs as job_names
 from tests.support import pid_alive, wait_until
 from tests.worker_agent.conftest import node_queue, run_jobs, start_payload, task_events
-from worker_agent.supervisor import Supervisor
+from worker_agent.deployment_tasks.supervisor import Supervisor
 from worker_agent.worker import AgentWorker, AllowlistedJob, requeue_orphaned_jobs
 
 

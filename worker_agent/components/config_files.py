@@ -15,7 +15,7 @@ from shared.config_paths import config_relpath
 from shared.file_modes import PRIVATE_FILE
 from shared.states import ComponentType
 
-from ..task_state import atomic_write
+from ..state_file import atomic_write
 
 CONTAINER_FILE = 0o644
 """Mode of a docker component's config files: any user of the container's image may have to read them."""

@@ -16,6 +16,8 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
+from .records import ComponentRecord, files_dir, run_dir
+
 logger = logging.getLogger(__name__)
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
@@ -23,6 +25,16 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 
 def _is_plain_name(name: str) -> bool:
     return bool(name) and name not in (".", "..") and "/" not in name and "\x00" not in name
+
+
+def remove_generation_dirs(components_dir: Path, rec: ComponentRecord, last: bool, node_id: str) -> None:
+    """Remove the run directory of a pruned generation, and the component's files too when it was the ``last``."""
+    names = [run_dir(components_dir, rec).name]
+    if last:
+        names.append(files_dir(components_dir, rec).name)
+    removed = remove_component_dirs(components_dir, rec.business_id, rec.component_id, names)
+    if removed:
+        logger.info("node %s %s: removed its directories %s", node_id, rec.describe(), ", ".join(removed))
 
 
 def remove_component_dirs(root: Path, business_id: str, component_id: str, names: Iterable[str]) -> list[str]:

@@ -2,7 +2,8 @@
 
 Work on one component (business id + component id) runs in order in one thread at a time, so a stop
 always follows the deploy it answers; different components work in parallel, so a long image download
-never holds anything else back. Every state change goes through ``_change_state``, which logs it,
+never holds anything else back. Each component runs on the driver of its type (drivers/, picked from a
+registry), through one interface. Every state change goes through ``_change_state``, which logs it,
 queues its report and saves the record; reports that could not be published wait in the outbox. What
 happens after an agent restart is in recovery.py.
 """
@@ -10,30 +11,29 @@ happens after an agent restart is in recovery.py.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis import Redis
 
-from shared.states import ComponentState, ComponentType
+from shared.states import ComponentState
 
+from ..drivers.base import Driver, StartError
+from ..drivers.registry import DriverRegistry, agent_drivers
 from ..poll_thread import PollThread
+from ..state_file import change_record, prune_records
 from .config_files import ConfigFileError, config_file_mode, write_config_files
-from .dir_cleanup import remove_component_dirs
+from .dir_cleanup import remove_generation_dirs
 from .image_fetch import SftpSettings
 from .outbox import Outbox
-from .process_driver import ProcessDriver, StartError
-from .records import IN_FLIGHT_STATES, ComponentRecord, component_state_file
+from .records import IN_FLIGHT_STATES, ComponentRecord, component_state_file, files_dir
 from .recovery import ComponentRecovery
 from .serial_work import SerialWork
-
-if TYPE_CHECKING:
-    from .docker_driver import DockerDriver
+from .stop_retries import StopRetries
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +44,6 @@ KEEP_ENDED_SECONDS = 24 * 3600.0
 """How long an ended record is kept so that a redelivered deploy stays a no-op."""
 
 UNKNOWN_ERROR = "unknown component on this node"
-
-STOP_RETRY_FIRST_SECONDS = 1.0
-STOP_RETRY_MAX_SECONDS = 30.0
-"""A stop that failed (engine down, process not ours to signal) is tried again after 1 s, then twice as long
-each time up to 30 s, until it succeeds: the component keeps reading stopping, with the reason."""
 
 S = ComponentState
 
@@ -72,6 +67,7 @@ class ComponentManager(ComponentRecovery):
         docker_poll_interval: float = 1.0,
         keep_ended_seconds: float = KEEP_ENDED_SECONDS,
         redis: Callable[[], Redis | None] | None = None,
+        drivers: DriverRegistry | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).absolute()  # children run elsewhere and are handed paths under it
         self.components_dir = self.data_dir / "components"
@@ -79,22 +75,20 @@ class ComponentManager(ComponentRecovery):
         self.usage_interval = usage_interval
         self.keep_ended_seconds = keep_ended_seconds
         self.poll_interval = poll_interval
-        self.docker_poll_interval = docker_poll_interval
-        self.docker_host = docker_host
-        self.sftp = sftp or SftpSettings()
         self._publish = publish
         self._state_file = component_state_file(self.data_dir / "components.json")
         self._lock = threading.RLock()
         self._records: dict[str, ComponentRecord] = self._state_file.load()
         self._work = SerialWork("corral-component")
-        self.process = ProcessDriver(self.components_dir)
-        self._docker: DockerDriver | None = None
+        # The agent's process and docker drivers, unless given others (tests give the mock driver).
+        self.drivers = drivers or agent_drivers(
+            self.components_dir, node_id, self.data_dir, docker_host, sftp or SftpSettings(), docker_poll_interval
+        )
         self.outbox = Outbox(node_id, publish, redis)
         self._last_usage = 0.0
         self._last_prune = 0.0
-        self._last_docker_check = 0.0
-        self._docker_failing = False
-        self._stop_retries: dict[str, tuple[float, float, float]] = {}  # key: (due, delay, grace)
+        self._last_check: dict[int, float] = {}  # by id() of the driver: when its workloads were last looked at
+        self._stop_retries = StopRetries()
         self._monitor = PollThread(
             "corral-components", self.poll, poll_interval, f"node {node_id}: component", idle=self.nothing_to_watch
         )
@@ -124,18 +118,6 @@ class ComponentManager(ComponentRecovery):
     def idle(self) -> bool:
         """Whether no deploy or stop work is under way (tests)."""
         return not self._work.busy()
-
-    @property
-    def docker(self) -> DockerDriver:
-        """The docker driver, made (and the docker SDK imported) the first time a docker component needs it."""
-        if self._docker is None:
-            from .docker_driver import DockerDriver
-
-            self._docker = DockerDriver(self.docker_host, self.node_id, self.data_dir, self.sftp)
-        return self._docker
-
-    def _driver_is_docker(self, rec: ComponentRecord) -> bool:
-        return rec.type == ComponentType.DOCKER.value
 
     # -- requests (from the job functions; they return at once) ------------------------------------
 
@@ -222,25 +204,19 @@ class ComponentManager(ComponentRecovery):
         try:
             self._check(rec)
             files = write_config_files(
-                self.process.files_dir(rec), rec.spec.get("config_files") or [], config_file_mode(rec.type)
+                files_dir(self.components_dir, rec), rec.spec.get("config_files") or [], config_file_mode(rec.type)
             )
             env = {
                 **(rec.spec.get("environment_variables") or {}),
                 "CORRAL_BUSINESS_ID": rec.business_id,
                 "CORRAL_COMPONENT_ID": rec.component_id,
             }
-            if self._driver_is_docker(rec):
-                self.docker.start(rec, env, files, self._on_step(rec), lambda: self._check(rec))
-                self._check(rec)
-                with self._lock:
-                    self._change_state(rec, S.RUNNING, started_at=time.time())
-            else:
-                env["CORRAL_COMPONENT_DIR"] = str(self.process.files_dir(rec))
-                with self._lock:
-                    self._check(rec)
-                    self._change_state(rec, S.STARTING)
-                    self.process.start(rec, rec.spec, env)
-                    self._change_state(rec, S.RUNNING, started_at=time.time())
+            self.drivers.for_record(rec).start(rec, env, files, self._on_step(rec), lambda: self._check(rec))
+            with self._lock:
+                if rec.stop_requested:
+                    raise Cancelled  # the stop work, queued behind this deploy, stops what just started
+                # Recorded even when the agent is closing: what runs must be found again after a restart.
+                self._change_state(rec, S.RUNNING, started_at=time.time())
         except Cancelled:
             reason = "stopped or replaced" if rec.stop_requested else "the agent is closing"
             logger.info("%s: deploy given up: %s", rec.describe(), reason)
@@ -277,47 +253,33 @@ class ComponentManager(ComponentRecovery):
             if rec.live:
                 self._change_state(rec, S.STOPPING)
         exit_code = rec.exit_code
+        driver = self.drivers.for_record(rec)
         try:
-            if self._driver_is_docker(rec):
-                # Nothing was created before STARTING, unless the deploy recorded a container.
-                if rec.container_id is not None or prior in (S.STARTING, S.RUNNING, S.STOPPING):
-                    code = self.docker.stop(rec, grace)
-                    exit_code = exit_code if prior == S.FAILED else code
-            elif rec.pid is not None:
-                code = self.process.stop(rec, grace)
+            if driver.may_run(rec, prior):
+                code = driver.stop(rec, grace)
                 exit_code = exit_code if prior == S.FAILED else code
         except Exception as exc:
             # Not "stopped": it may still run. Still stopping, with the reason, and tried again later (an
             # engine that was down comes back), as Kubernetes keeps a pod terminating until it is gone.
             with self._lock:
-                delay = self._retry_stop_later(rec, grace)
+                delay = self._stop_retries.plan(rec.key, grace)
                 logger.warning("%s: stop failed, trying again in %.0f s: %s", rec.describe(), delay, exc)
                 self._change_state(rec, S.STOPPING, error_message=f"could not stop it, trying again: {exc}")
             return
         with self._lock:
-            self._stop_retries.pop(rec.key, None)
-            self.process.forget(rec)
+            self._stop_retries.done(rec.key)
+            driver.forget(rec)
             self._change_state(rec, S.STOPPED, exit_code=exit_code, error_message=None, ended_at=time.time())
-
-    def _retry_stop_later(self, rec: ComponentRecord, grace: float) -> float:
-        """Plan the next attempt to stop ``rec`` (lock held); returns the delay."""
-        _due, last, _grace = self._stop_retries.get(rec.key, (0.0, 0.0, None))
-        delay = min(STOP_RETRY_MAX_SECONDS, last * 2) if last else STOP_RETRY_FIRST_SECONDS
-        self._stop_retries[rec.key] = (time.monotonic() + delay, delay, grace)
-        return delay
 
     def _retry_due_stops(self, now: float) -> None:
         due = []
         with self._lock:
-            for key, (at, delay, grace) in list(self._stop_retries.items()):
-                if at > now:
-                    continue
+            for key, grace in self._stop_retries.due(now):
                 rec = self._records.get(key)
                 if rec is None or rec.state != S.STOPPING:
-                    del self._stop_retries[key]
-                    continue
-                self._stop_retries[key] = (math.inf, delay, grace)  # not due again while this attempt runs
-                due.append((rec, grace))
+                    self._stop_retries.done(key)
+                else:
+                    due.append((rec, grace))
         for rec, grace in due:
             self._work.submit(rec.ident, partial(self._stop_one, rec, grace))
 
@@ -330,23 +292,16 @@ class ComponentManager(ComponentRecovery):
     def close(self) -> None:
         """Stop watching and working; components are left running (they outlive the agent)."""
         self._monitor.close()
-        with self._lock:
-            self.process.close()
-        if self._docker is not None:
-            self._docker.close()
+        for driver in self.drivers.made():
+            driver.close()
 
     def poll(self) -> None:
         """One round: settle components that exited, report usage every interval, publish held reports."""
         now = time.monotonic()
         with self._lock:
             running = [r for r in self._records.values() if r.state == S.RUNNING and not r.stop_requested]
-        for rec in running:
-            if not self._driver_is_docker(rec):
-                self._check_running(rec)
-        containers = [r for r in running if self._driver_is_docker(r)]
-        if containers and now - self._last_docker_check >= self.docker_poll_interval:
-            self._last_docker_check = now
-            self._check_containers(containers)
+        for rec in self._maybe_ended(running, now):
+            self._check_running(rec)
         if now - self._last_usage >= self.usage_interval:
             self._last_usage = now
             self._report_usage([r for r in running if r.state == S.RUNNING])
@@ -356,66 +311,57 @@ class ComponentManager(ComponentRecovery):
         if now - self._last_prune > 60:
             self.prune()
 
-    def _check_containers(self, running: list[ComponentRecord]) -> None:
-        # One list call for every container of the node; only those no longer running are looked at closely.
-        try:
-            found = self.docker.list_ours()
-        except Exception as exc:
-            if not self._docker_failing:
-                logger.warning("node %s: cannot check containers, will keep trying: %s", self.node_id, exc)
-            self._docker_failing = True
-            return
-        if self._docker_failing:
-            logger.info("node %s: docker engine reachable again", self.node_id)
-            self._docker_failing = False
+    def _maybe_ended(self, running: list[ComponentRecord], now: float) -> list[ComponentRecord]:
+        """Those of ``running`` that their driver, when its check interval has passed, says may have ended."""
+        by_driver: dict[int, tuple[Driver, list[ComponentRecord]]] = {}
         for rec in running:
-            seen = found.get(rec.key)
-            if seen is None or not seen["running"]:
-                self._check_running(rec)
+            driver = self.drivers.for_record(rec)
+            by_driver.setdefault(id(driver), (driver, []))[1].append(rec)
+        suspects = []
+        for key, (driver, recs) in by_driver.items():
+            if now - self._last_check.get(key, 0.0) >= driver.check_interval:
+                self._last_check[key] = now
+                suspects.extend(driver.watch(recs))
+        return suspects
 
     def _check_running(self, rec: ComponentRecord) -> None:
         try:
-            if self._driver_is_docker(rec):
-                ended = self.docker.poll(rec)
-            else:
-                with self._lock:
-                    ended = self.process.poll(rec)
+            ended = self.drivers.for_record(rec).inspect(rec)
         except Exception as exc:
             logger.warning("%s: could not check it: %s", rec.describe(), exc)
             return
         if ended is None:
             return
-        code, message = ended
         with self._lock:
             if rec.state == S.RUNNING and not rec.stop_requested:
-                self._change_state(rec, S.FAILED, exit_code=code, error_message=message, ended_at=time.time())
+                self._change_state(
+                    rec, S.FAILED, exit_code=ended.code, error_message=ended.message, ended_at=time.time()
+                )
 
     def _report_usage(self, running: list[ComponentRecord]) -> None:
         for rec in running:
             try:
-                usage = self.docker.usage(rec) if self._driver_is_docker(rec) else self.process.usage(rec)
+                usage = self.drivers.for_record(rec).stats(rec)
             except Exception as exc:
                 logger.warning("%s: no usage figures: %s", rec.describe(), exc)
                 continue
             if usage is None or rec.state != S.RUNNING:
                 continue
-            report = self._report(rec)
+            report = rec.report(self.node_id)
             report["resource_usage"] = usage
             try:
                 self._publish(report)
             except Exception as exc:
                 logger.debug("%s: usage report not published: %s", rec.describe(), exc)
                 return  # usage is a sample: the next interval sends a fresh one
-        self.process.prune_measured()
+        for driver in self.drivers.made():
+            driver.tidy()
 
     # -- state changes and reports -----------------------------------------------------------------
 
     def _change_state(self, rec: ComponentRecord, state: ComponentState, **changes: Any) -> None:
         """The one way a component changes state: update, log, report, save. Call with the lock held."""
-        old = rec.state
-        for name, value in changes.items():
-            setattr(rec, name, value)
-        rec.state = state.value
+        old = change_record(rec, state.value, changes)
         log = logger.warning if state == S.FAILED else logger.info
         log(
             "node %s %s: %s -> %s (pid %s, container %s, exit code %s%s)",
@@ -428,50 +374,26 @@ class ComponentManager(ComponentRecovery):
             rec.exit_code,
             f", error: {rec.error_message}" if rec.error_message else "",
         )
-        self.outbox.add(self._report(rec))
+        self.outbox.add(rec.report(self.node_id))
         self._save()
         self.outbox.flush_soon()
         self._monitor.wake()  # a change: watch it (or publish it again) at the busy pace
-
-    def _report(self, rec: ComponentRecord) -> dict[str, Any]:
-        return {
-            "business_id": rec.business_id,
-            "component_id": rec.component_id,
-            "node_id": self.node_id,
-            "generation": rec.generation,
-            "status": rec.state,
-            "timestamp": time.time(),
-            "container_id": rec.container_id,
-            "pid": rec.pid,
-            "exit_code": rec.exit_code,
-            "resource_usage": None,
-            "error_message": rec.error_message,
-        }
 
     def prune(self) -> None:
         """Forget the records that ended more than ``keep_ended_seconds`` ago, and remove their directories."""
         self._last_prune = time.monotonic()
         cutoff = time.time() - self.keep_ended_seconds
         with self._lock:
-            old = [r for r in self._records.values() if not r.live and (r.ended_at or 0) < cutoff]
-            for rec in old:
-                del self._records[rec.key]
+            old = prune_records(
+                self._records, lambda r: not r.live and (r.ended_at or 0) < cutoff, "component", self.node_id
+            )
             if not old:
                 return
-            logger.info("node %s: pruned %d ended component records", self.node_id, len(old))
             self._save()
             # Under the lock: a deploy of the same component cannot slip in between the check and the removal.
             for rec in old:
-                self._remove_dirs(rec)
-
-    def _remove_dirs(self, rec: ComponentRecord) -> None:
-        """Remove the run directory of a pruned generation, and the component's files when no generation is left."""
-        names = [self.process.run_dir(rec).name]
-        if not self.records_of(rec.business_id, rec.component_id):
-            names.append(self.process.files_dir(rec).name)
-        removed = remove_component_dirs(self.components_dir, rec.business_id, rec.component_id, names)
-        if removed:
-            logger.info("node %s %s: removed its directories %s", self.node_id, rec.describe(), ", ".join(removed))
+                last = not self.records_of(rec.business_id, rec.component_id)
+                remove_generation_dirs(self.components_dir, rec, last, self.node_id)
 
     def _save(self) -> None:
         with self._lock:

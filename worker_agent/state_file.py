@@ -1,95 +1,62 @@
-"""The agent's persistent record of its tasks and fleet commands (and the state file business components use too):
-JSON files, rewritten atomically on every change."""
+"""The agent's state files (deployment tasks, fleet commands, business components): JSON, rewritten atomically."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-import re
 import stat
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, cast
 
 from shared.file_modes import PRIVATE_FILE
-from shared.states import HostRunStatus, TaskState
 
 logger = logging.getLogger(__name__)
-
-STARTING = "STARTING"
-"""Internal state between recording a task and spawning it; never published (not an agent-reported state)."""
-
-LIVE_STATES = frozenset({STARTING, TaskState.RUNNING.value, TaskState.STOPPING.value})
-"""States of a record whose process may still be alive."""
 
 STATE_FILE_VERSION = 1
 """Layout version of state.json."""
 
-_SAFE_TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+class JsonRecord:
+    """Base of the record dataclasses: read back from a state file, keys it does not know (an other agent version's)
+    left out."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        known = {f.name for f in fields(cast(Any, cls))}
+        return cast(Self, cast(Any, cls)(**{k: v for k, v in data.items() if k in known}))
 
 
-def is_safe_task_id(task_id: str) -> bool:
-    """Whether ``task_id`` can name a directory under tasks/ (no separators, no dot-dot)."""
-    return bool(_SAFE_TASK_ID.match(task_id)) and ".." not in task_id
+@dataclass(kw_only=True)
+class RunRecord(JsonRecord):
+    """The fields of every record of something the agent runs (task, command, component): its process, to adopt it
+    or kill what it left after a restart, and how it ended."""
 
-
-@dataclass
-class TaskRecord:
-    """What the agent remembers about one task, enough to adopt or settle it after a restart."""
-
-    task_id: str
-    deployment_id: str
-    name: str = ""
-    command: str = ""
-    state: str = STARTING
     pid: int | None = None
     create_time: float | None = None  # psutil's, to tell our process from a recycled pid
     started_at: float | None = None
-    ended_at: float | None = None
     exit_code: int | None = None
-    error: str | None = None
-    stop_requested_at: float | None = None
-    kill_at: float | None = None  # wall time after which whatever is left gets SIGKILL
-    reported: bool = False  # whether the current state reached the events stream
-    acked: bool = False  # whether the manager acknowledged the current state's event (shared.acks)
-
-    @property
-    def live(self) -> bool:
-        return self.state in LIVE_STATES
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TaskRecord:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
-@dataclass
-class CommandRecord:
-    """What the agent remembers about one fleet command: enough to ignore a redelivery and to settle it after
-    a restart (its output lives in memory only)."""
+def change_record(rec: Any, state: str, changes: Mapping[str, Any]) -> str:
+    """Set ``changes`` and then ``state`` on a record; returns the state it had: where every change_state begins."""
+    old = str(rec.state)
+    for name, value in changes.items():
+        setattr(rec, name, value)
+    rec.state = state
+    return old
 
-    task_id: str
-    command: str = ""
-    status: str = HostRunStatus.PENDING.value  # pending until spawned, then running, then a final status
-    timeout: float = 0.0
-    pid: int | None = None
-    create_time: float | None = None  # psutil's, to tell our process from a recycled pid
-    started_at: float | None = None
-    finished_at: float | None = None
-    exit_code: int | None = None
-    error_message: str | None = None
-    reported: bool = False  # whether the final report reached the command reports stream
-    acked: bool = False  # whether the manager acknowledged the final report (shared.acks): else sent again
 
-    @property
-    def live(self) -> bool:
-        return not HostRunStatus(self.status).ended
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CommandRecord:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+def prune_records(records: dict[str, R], is_old: Callable[[R], bool], what: str, node_id: str) -> list[R]:
+    """Delete the ended records ``is_old`` says to forget (logged); returns them."""
+    old = {key: rec for key, rec in records.items() if is_old(rec)}
+    for key in old:
+        del records[key]
+    if old:
+        logger.info("node %s: pruned %d ended %s records", node_id, len(old), what)
+    return list(old.values())
 
 
 class _Record(Protocol):

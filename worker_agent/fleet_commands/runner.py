@@ -14,24 +14,24 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from redis.exceptions import RedisError
 
 from shared import heartbeat
-from shared.defaults import OUTPUT_CAP_BYTES
 from shared.states import HostRunStatus
 
-from . import process_tree
-from .command_output import OutputReader, StreamCapture
-from .command_publish import CommandPublisher, KeySource, RedisSource
-from .task_state import CommandRecord, StateFile
+from .. import process_tree
+from ..poll_thread import PollThread
+from ..state_file import StateFile, prune_records
+from .output import OutputReader
+from .publish import CommandPublisher, KeySource, RedisSource
+from .records import CommandRecord, RunningCommand
+from .recovery import NODE_ENV, CommandRecovery
 
 logger = logging.getLogger(__name__)
 
@@ -53,35 +53,12 @@ IDLE_WAKE_SECONDS = 60.0
 KEEP_ENDED_SECONDS = 24 * 3600.0
 """How long an ended command's record is kept so that a redelivered RUN_COMMAND stays a no-op."""
 
-RESTARTED_ERROR = "agent restarted while the command ran"
-
-NODE_ENV = "CORRAL_NODE_ID"
-"""Set for every command to its node's id: with CORRAL_TASK_ID it lets a restarted agent find a command its
-predecessor spawned but died before recording."""
 
 EXPIRED_ERROR = "expired: it reached this node after its deadline, not run"
 """A RUN_COMMAND taken off the queue after its deadline (a backlog, a worker that reconnected late)."""
 
-_LEFT_RUNNING: list[subprocess.Popen[bytes]] = []
-"""Children a closed runner left to its successor; kept so Popen.__del__ never warns about them."""
 
-
-@dataclass(eq=False)
-class _Running:
-    """A command this runner spawned and has not reported final yet."""
-
-    record: CommandRecord
-    popen: subprocess.Popen[bytes]
-    deadline: float  # monotonic
-    stdout: StreamCapture = field(default_factory=lambda: StreamCapture("stdout", OUTPUT_CAP_BYTES))
-    stderr: StreamCapture = field(default_factory=lambda: StreamCapture("stderr", OUTPUT_CAP_BYTES))
-    ending: HostRunStatus | None = None  # TIMED_OUT or CANCELED once the kill was decided
-    kill_at: float | None = None  # monotonic time of the SIGKILL
-    sigkilled: bool = False
-    final: dict[str, Any] | None = None  # the final report, once settled
-
-
-class CommandRunner:
+class CommandRunner(CommandRecovery):
     """Owns the fleet commands of one node; the agent builds one, jobs.py delegates to it."""
 
     def __init__(self, data_dir: Path, node_id: str, redis: RedisSource, job_key: KeySource = lambda: None) -> None:
@@ -97,13 +74,21 @@ class CommandRunner:
         self._save_seq = 0
         self._saved_seq = 0
         self._records: dict[str, CommandRecord] = self._state_file.load()
-        self._running: dict[str, _Running] = {}
+        self._running: dict[str, RunningCommand] = {}
         self._last_prune = 0.0
         self._published_since_save = False
-        self._wake = threading.Event()
-        self._closing = threading.Event()
-        self._reader = OutputReader(node_id, self._wake.set, self.watch)
-        self._publish_thread: threading.Thread | None = None
+        self._publisher_thread = PollThread(
+            "corral-commands",
+            self.poll,
+            FLUSH_SECONDS,
+            f"node {node_id}: command runner",
+            wait=self._next_wait,
+            final_round=True,
+            join_seconds=10,
+        )
+        self._wake = self._publisher_thread.wake
+        self._reader = OutputReader(node_id, self._wake, self.watch)
+        self._started = False
 
     # -- queries -----------------------------------------------------------------------------------
 
@@ -134,7 +119,7 @@ class CommandRunner:
                 # The manager gives up on the host at the deadline (plus a slack): never start what it gave up on.
                 self._end(rec, HostRunStatus.TIMED_OUT, error_message=f"{EXPIRED_ERROR} ({-left:.1f} s late)")
                 self._publisher.add(self._report(rec))
-                self._wake.set()
+                self._wake()
                 return {"task_id": task_id, "status": rec.status, "pid": None, "started": False}
             env = {**(request.get("env") or {}), "CORRAL_TASK_ID": task_id, NODE_ENV: self.node_id}
             try:
@@ -143,7 +128,7 @@ class CommandRunner:
                 logger.warning("node %s task %s: command could not start: %s", self.node_id, task_id, exc)
                 self._end(rec, HostRunStatus.FAILED, error_message=f"could not start: {exc}")
                 self._publisher.add(self._report(rec))
-                self._wake.set()
+                self._wake()
                 return {"task_id": task_id, "status": rec.status, "pid": None, "started": False}
             rec.status = HostRunStatus.RUNNING.value
             rec.pid = popen.pid
@@ -151,7 +136,7 @@ class CommandRunner:
             rec.started_at = time.time()
             # Killed at its timeout, or at the task's deadline when it started late (it waited in the queue).
             timeout = rec.timeout if left is None else min(rec.timeout, left)
-            run = _Running(rec, popen, deadline=time.monotonic() + timeout)
+            run = RunningCommand(rec, popen, deadline=time.monotonic() + timeout)
             self._running[task_id] = run
             assert popen.stdout is not None and popen.stderr is not None
             self._reader.add(popen.stdout, run.stdout)
@@ -160,7 +145,7 @@ class CommandRunner:
             logger.info(
                 "node %s task %s: command running, pid %s, timeout %gs", self.node_id, task_id, rec.pid, rec.timeout
             )
-        self._wake.set()
+        self._wake()
         # Saved once, with the pid, while the command already runs (the write is the slow part of a start):
         # a restarted agent finds the pid to kill, a redelivered RUN_COMMAND finds the task id. An agent that
         # dies before the write leaves a command nobody recorded: its successor finds it by its environment
@@ -190,7 +175,7 @@ class CommandRunner:
             if run is not None and run.final is None:
                 if run.ending is None:
                     self._kill(run, HostRunStatus.CANCELED)
-                self._wake.set()
+                self._wake()
                 return {"task_id": task_id, "status": "canceling"}
             known = self._records.get(task_id)
             if known is not None:
@@ -201,81 +186,28 @@ class CommandRunner:
             self._records[task_id] = rec
             self._end(rec, HostRunStatus.CANCELED, error_message="canceled before it started on this node")
             self._publisher.add(self._report(rec))
-        self._wake.set()
+        self._wake()
         return {"task_id": task_id, "status": HostRunStatus.CANCELED.value}
 
     # -- life of the runner ------------------------------------------------------------------------
 
-    def recover(self) -> None:
-        """At agent start: kill what commands of a previous agent left, report them failed, requeue the held
-        and unacknowledged reports."""
-        with self._lock:
-            for rec in self._records.values():
-                held = None if rec.acked else self._publisher.load_held(rec.task_id)
-                if held is not None:
-                    # It ended under the previous agent, which could not publish (nor maybe save) its end.
-                    for name in ("status", "exit_code", "finished_at", "error_message"):
-                        setattr(rec, name, held.get(name))
-                    self._publisher.add(held)
-                elif rec.live:
-                    leftovers = process_tree.group_leftovers(rec.pid, rec.create_time) if rec.pid else []
-                    if leftovers:
-                        logger.warning(
-                            "node %s task %s: killing %d processes left by the previous agent",
-                            self.node_id,
-                            rec.task_id,
-                            len(leftovers),
-                        )
-                        process_tree.signal_tree(leftovers, rec.pid, signal.SIGKILL)
-                    self._end(rec, HostRunStatus.FAILED, error_message=RESTARTED_ERROR, save=False)
-                    self._publisher.add(self._report(rec))
-                elif not rec.acked:
-                    # Sent maybe, never acknowledged: again, without its output unless it was held on disk.
-                    self._publisher.add(self._report(rec))
-            self._settle_unrecorded()
-            self._save()
-        self._wake.set()
-
-    def _settle_unrecorded(self) -> None:
-        """Kill the commands of this node that a predecessor spawned but died before recording, and record
-        them failed: RQ gives their job again, which must then find the task id and not run it a second time
-        (lock held)."""
-        for task_id, procs in process_tree.by_environment(NODE_ENV, self.node_id, "CORRAL_TASK_ID").items():
-            if task_id in self._records:
-                continue  # recorded: settled above
-            leader = min(procs, key=lambda proc: proc.pid)
-            logger.warning(
-                "node %s task %s: killing %d processes of a command the previous agent did not record",
-                self.node_id,
-                task_id,
-                len(procs),
-            )
-            process_tree.signal_tree(procs, process_tree.session_of(leader), signal.SIGKILL)
-            rec = CommandRecord(task_id=task_id, pid=leader.pid, status=HostRunStatus.RUNNING.value)
-            self._records[task_id] = rec
-            self._end(rec, HostRunStatus.FAILED, error_message=RESTARTED_ERROR, save=False)
-            self._publisher.add(self._report(rec))
-
     def start(self) -> CommandRunner:
         """Start the reader and publisher threads."""
-        if self._publish_thread is None:
+        if not self._started:
+            self._started = True
             self._reader.start()
-            self._publish_thread = threading.Thread(target=self._publish_loop, name="corral-commands", daemon=True)
-            self._publish_thread.start()
+            self._publisher_thread.start()
         return self
 
     def close(self) -> None:
         """Stop the threads; running commands are left to the next agent, which kills them and reports them."""
-        self._closing.set()
-        self._wake.set()
-        if self._publish_thread is not None:
-            self._publish_thread.join(timeout=10)
-            self._publish_thread = None
+        self._publisher_thread.close()
+        self._started = False
         self._reader.close()
         with self._lock:
             for run in self._running.values():
                 if run.final is None:
-                    _LEFT_RUNNING.append(run.popen)
+                    process_tree.leave_running([run.popen])
                 else:
                     self._publisher.hold(run.final)
             self._running.clear()
@@ -284,20 +216,15 @@ class CommandRunner:
 
     # -- the publisher thread ----------------------------------------------------------------------
 
-    def _publish_loop(self) -> None:
-        while not self._closing.is_set():
-            with self._lock:
-                busy = bool(self._running) or len(self._publisher) > 0 or len(self._publisher.unacknowledged) > 0
-            timeout = FLUSH_SECONDS if busy else IDLE_WAKE_SECONDS
-            held = self._publisher.hold_left()
-            if held:  # a running report becomes due before the next tick
-                timeout = min(timeout, held)
-            self._wake.wait(timeout)
-            self._wake.clear()
-            try:
-                self.poll()
-            except Exception:
-                logger.exception("node %s: command runner poll failed", self.node_id)
+    def _next_wait(self) -> float:
+        """How long the publisher waits before its next round, unless woken: short while anything is under way."""
+        with self._lock:
+            busy = bool(self._running) or len(self._publisher) > 0 or len(self._publisher.unacknowledged) > 0
+        timeout = FLUSH_SECONDS if busy else IDLE_WAKE_SECONDS
+        held = self._publisher.hold_left()
+        if held:  # a running report becomes due before the next tick
+            timeout = min(timeout, held)
+        return timeout
 
     def watch(self) -> float | None:
         """One round of the reader thread: check exits, deadlines and kills; returns when to look again."""
@@ -310,7 +237,7 @@ class CommandRunner:
             # Output ended but the process not reaped yet: it is exiting, look again almost at once.
             exiting = any(run.final is None and run.stdout.closed and run.stderr.closed for run in running)
         if settled:
-            self._wake.set()
+            self._wake()
         if exiting:
             return EXIT_RECHECK_SECONDS
         return FLUSH_SECONDS if running else None
@@ -334,21 +261,20 @@ class CommandRunner:
         if time.time() - self._last_prune > 600:
             self._prune()
 
-    def _check(self, run: _Running, now: float) -> None:
+    def _check(self, run: RunningCommand, now: float) -> None:
         rec = run.record
         if run.ending is None and now >= run.deadline:
             logger.warning("node %s task %s: command timed out after %gs", self.node_id, rec.task_id, rec.timeout)
             self._kill(run, HostRunStatus.TIMED_OUT)
-        elif run.kill_at is not None and now >= run.kill_at and not run.sigkilled:
-            run.sigkilled = True
-            leftovers = process_tree.collect_tree(run.popen.pid, run.popen.pid)
+        elif run.stop is not None and now >= run.stop.kill_at and not run.sigkilled:
+            run.sigkilled = True  # once: what is left of the tree after that holds the pipes at most
+            leftovers = run.stop.escalate(now)
             if leftovers:
                 logger.warning("node %s task %s: SIGKILL to %d processes", self.node_id, rec.task_id, len(leftovers))
-                process_tree.signal_tree(leftovers, run.popen.pid, signal.SIGKILL)
         code = run.popen.poll()
         streams_done = run.stdout.closed and run.stderr.closed
         if code is None or not streams_done:
-            if code is not None and run.kill_at is not None and now >= run.kill_at + PIPE_GIVE_UP_SECONDS:
+            if code is not None and run.stop is not None and now >= run.stop.kill_at + PIPE_GIVE_UP_SECONDS:
                 # Killed, yet its pipes stay open: a process outside the group holds them. Stop waiting.
                 self._reader.give_up(run.stdout)
                 self._reader.give_up(run.stderr)
@@ -370,36 +296,34 @@ class CommandRunner:
             self._end(rec, HostRunStatus.FAILED, save=False, exit_code=code)
         run.final = self._report(rec, run)
 
-    def _kill(self, run: _Running, ending: HostRunStatus) -> None:
+    def _kill(self, run: RunningCommand, ending: HostRunStatus) -> None:
         """SIGTERM the command's whole tree now, SIGKILL whatever is left KILL_GRACE_SECONDS later."""
         run.ending = ending
-        run.kill_at = time.monotonic() + KILL_GRACE_SECONDS
-        targets = process_tree.collect_tree(run.popen.pid, run.popen.pid)
+        run.stop = process_tree.GraceStop.prepare(run.popen.pid, KILL_GRACE_SECONDS, time.monotonic())
         logger.info(
             "node %s task %s: %s, SIGTERM to %d processes",
             self.node_id,
             run.record.task_id,
             "canceling" if ending == HostRunStatus.CANCELED else "timing out",
-            len(targets),
+            len(run.stop.targets),
         )
-        process_tree.signal_tree(targets, run.popen.pid, signal.SIGTERM)
+        run.stop.terminate()
 
     # -- records and reports -----------------------------------------------------------------------
 
     def _published(self, task_id: str) -> None:
         """A final report went out: remember it (saved at the end of the publisher's round)."""
-        with self._lock:
-            rec = self._records.get(task_id)
-            if rec is not None:
-                rec.reported = True
-                self._published_since_save = True
+        self._mark(task_id, "reported")
 
     def _acknowledged(self, task_id: str) -> None:
         """The manager has a final report: it need not go again (saved at the end of the publisher's round)."""
+        self._mark(task_id, "acked")
+
+    def _mark(self, task_id: str, flag: str) -> None:
         with self._lock:
             rec = self._records.get(task_id)
             if rec is not None:
-                rec.acked = True
+                setattr(rec, flag, True)
                 self._published_since_save = True
 
     def _end(self, rec: CommandRecord, status: HostRunStatus, save: bool = True, **changes: Any) -> None:
@@ -421,18 +345,8 @@ class CommandRunner:
         if save:
             self._save()
 
-    def _report(self, rec: CommandRecord, run: _Running | None = None) -> dict[str, Any]:
-        report: dict[str, Any] = {
-            "task_id": rec.task_id,
-            "node_id": self.node_id,
-            "status": rec.status,
-            "at": time.time(),
-            "pid": rec.pid,
-            "exit_code": rec.exit_code,
-            "started_at": rec.started_at,
-            "finished_at": rec.finished_at,
-            "error_message": rec.error_message,
-        }
+    def _report(self, rec: CommandRecord, run: RunningCommand | None = None) -> dict[str, Any]:
+        report = rec.report(self.node_id)
         if run is not None:
             for capture in (run.stdout, run.stderr):
                 report[capture.name] = capture.text()
@@ -443,15 +357,13 @@ class CommandRunner:
         now = time.time()
         self._last_prune = now
         with self._lock:
-            old = [
-                tid
-                for tid, rec in self._records.items()
-                if not rec.live and rec.acked and (rec.finished_at or now) < now - KEEP_ENDED_SECONDS
-            ]
-            for tid in old:
-                del self._records[tid]
-            if old:
-                logger.info("node %s: pruned %d ended command records", self.node_id, len(old))
+            cutoff = now - KEEP_ENDED_SECONDS
+            if prune_records(
+                self._records,
+                lambda rec: not rec.live and rec.acked and (rec.finished_at or now) < cutoff,
+                "command",
+                self.node_id,
+            ):
                 self._save()
 
     def _save(self) -> None:

@@ -1,4 +1,4 @@
-"""The agent's local health endpoint: GET /healthz on 127.0.0.1, nothing else."""
+"""The agent's status port: its own liveness, identity and running counts as JSON on GET /healthz (127.0.0.1)."""
 
 from __future__ import annotations
 
@@ -14,20 +14,20 @@ from shared import api
 logger = logging.getLogger(__name__)
 
 
-class HealthServer:
+class StatusServer:
     """Serves ``status()`` as JSON on ``GET /healthz`` from a daemon thread."""
 
     def __init__(self, port: int, status: Callable[[], dict[str, Any]], host: str = "127.0.0.1") -> None:
         handler = _handler_for(status)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="corral-health", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="corral-status", daemon=True)
 
     @property
     def port(self) -> int:
         return int(self._server.server_address[1])
 
-    def start(self) -> HealthServer:
+    def start(self) -> StatusServer:
         self._thread.start()
         return self
 
@@ -37,7 +37,7 @@ class HealthServer:
 
 
 def _handler_for(status: Callable[[], dict[str, Any]]) -> type[BaseHTTPRequestHandler]:
-    class HealthHandler(BaseHTTPRequestHandler):
+    class StatusHandler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             if self.path.split("?", 1)[0] != api.HEALTH_PATH:
                 self._reply(404, {"error": "not found"})
@@ -55,4 +55,4 @@ def _handler_for(status: Callable[[], dict[str, Any]]) -> type[BaseHTTPRequestHa
         def log_message(self, format: str, *args: Any) -> None:
             logger.debug("health endpoint: " + format, *args)
 
-    return HealthHandler
+    return StatusHandler

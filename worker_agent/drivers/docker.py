@@ -1,4 +1,4 @@
-"""Docker components through the docker SDK (Docker Engine API, or podman's): image, container, watch, stop.
+"""The docker driver: components as containers through the docker SDK (Docker Engine API, or podman's).
 
 Imported only when a docker component is first used, so an agent without one never loads the SDK.
 """
@@ -10,7 +10,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -22,9 +22,9 @@ from shared import container_labels
 from shared.defaults import IMAGE_DOWNLOAD_TIMEOUT
 from shared.states import ComponentState
 
-from .image_fetch import FetchCancelled, FetchError, SftpSettings, fetch, redact
-from .process_driver import StartError
-from .records import ComponentRecord
+from ..components.image_fetch import FetchCancelled, FetchError, SftpSettings, fetch, redact
+from ..components.records import ComponentRecord
+from .base import Check, ConfigFiles, Exit, Found, StartError, Step
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +76,14 @@ def memory_mb(stats: dict[str, Any]) -> float:
 class DockerDriver:
     """Runs the docker components of one node on one engine."""
 
-    def __init__(self, docker_host: str | None, node_id: str, data_dir: Path, sftp: SftpSettings) -> None:
+    engine = "docker engine"
+
+    def __init__(
+        self, docker_host: str | None, node_id: str, data_dir: Path, sftp: SftpSettings, check_interval: float = 1.0
+    ) -> None:
         self.docker_host = docker_host
+        self.check_interval = check_interval  # one list call per interval for every container of the node
+        self._failing = False
         self.node_id = node_id
         self.images_dir = data_dir / "images"
         self.sftp = sftp
@@ -120,16 +126,13 @@ class DockerDriver:
                 self._client.close()
             self._client = None
 
+    def handle(self, rec: ComponentRecord) -> str:
+        """The short container id, for log lines."""
+        return f"container {(rec.container_id or '-')[:12]}"
+
     # -- start -------------------------------------------------------------------------------------
 
-    def start(
-        self,
-        rec: ComponentRecord,
-        env: dict[str, str],
-        files: list[tuple[PurePosixPath, Path]],
-        step: Callable[[ComponentState], None],
-        check: Callable[[], None],
-    ) -> None:
+    def start(self, rec: ComponentRecord, env: dict[str, str], files: ConfigFiles, step: Step, check: Check) -> None:
         """Image (fetched and loaded if missing), then the container; sets rec.container_id."""
         spec = rec.spec
         try:
@@ -180,8 +183,8 @@ class DockerDriver:
         self,
         rec: ComponentRecord,
         client: docker.DockerClient,
-        step: Callable[[ComponentState], None],
-        check: Callable[[], None],
+        step: Step,
+        check: Check,
     ) -> None:
         image_name = rec.spec.get("image_name")
         if not image_name:
@@ -221,13 +224,27 @@ class DockerDriver:
 
     # -- watch -------------------------------------------------------------------------------------
 
-    def poll(self, rec: ComponentRecord) -> tuple[int | None, str] | None:
-        """None while the container runs; else (exit code, message with the last log lines)."""
+    def watch(self, running: list[ComponentRecord]) -> list[ComponentRecord]:
+        """Those of ``running`` whose container no longer runs: one list call for every container of the node."""
+        try:
+            found = self.list_ours()
+        except Exception as exc:
+            if not self._failing:
+                logger.warning("node %s: cannot check containers, will keep trying: %s", self.node_id, exc)
+            self._failing = True
+            return []
+        if self._failing:
+            logger.info("node %s: docker engine reachable again", self.node_id)
+            self._failing = False
+        return [rec for rec in running if rec.key not in found or not found[rec.key]["running"]]
+
+    def inspect(self, rec: ComponentRecord) -> Exit | None:
+        """None while the container runs; else its exit code and a message with the last log lines."""
         client = self.client()
         try:
             container = client.containers.get(rec.container_id or container_name(rec))
         except docker.errors.NotFound:
-            return None, "the container is gone (removed outside corral)"
+            return Exit(None, "the container is gone (removed outside corral)")
         except ENGINE_ERRORS as exc:
             self._reset_if_unreachable(exc)
             raise
@@ -240,9 +257,10 @@ class DockerDriver:
         except docker.errors.DockerException:
             pass
         reason = f"container exited with code {code}" if code is not None else f"container is {container.status}"
-        return code, f"{reason}; log: {logs}" if logs else reason
+        return Exit(code, f"{reason}; log: {logs}" if logs else reason)
 
-    def usage(self, rec: ComponentRecord) -> dict[str, Any] | None:
+    def stats(self, rec: ComponentRecord) -> dict[str, Any] | None:
+        """CPU % and memory of the container, as `docker stats` shows them."""
         if rec.container_id is None:
             return None
         client = self.client()
@@ -260,7 +278,18 @@ class DockerDriver:
         self._last_stats[rec.container_id] = stats
         return {"cpu_percent": cpu_percent(stats, previous), "memory_mb": memory_mb(stats), "gpu_percent": None}
 
+    def tidy(self) -> None:
+        """Nothing: the last stats of a container go with its stop."""
+
     # -- stop --------------------------------------------------------------------------------------
+
+    def may_run(self, rec: ComponentRecord, prior: str) -> bool:
+        """Whether a container may exist: nothing is created before STARTING, unless the deploy recorded one."""
+        return rec.container_id is not None or prior in (
+            ComponentState.STARTING,
+            ComponentState.RUNNING,
+            ComponentState.STOPPING,
+        )
 
     def stop(self, rec: ComponentRecord, grace_seconds: float) -> int | None:
         """docker stop with ``grace_seconds``, then remove; returns the container's exit code."""
@@ -286,9 +315,22 @@ class DockerDriver:
 
     # -- restart -----------------------------------------------------------------------------------
 
-    def list_ours(self) -> dict[str, dict[str, Any]]:
+    def survey(self) -> dict[str, Found]:
+        """The containers labelled with this node, by record key."""
+        return self.list_ours()
+
+    def adopt(self, rec: ComponentRecord, found: dict[str, Found]) -> Exit | None:
+        """None when the container of ``rec`` still runs (its id recorded), else its exit code when it is there."""
+        container = found.get(rec.key)
+        if container is not None:
+            rec.container_id = container["id"]
+            if container["running"]:
+                return None
+        return Exit(container["exit_code"] if container is not None else None)
+
+    def list_ours(self) -> dict[str, Found]:
         """The containers labelled with this node, by record key: id, running, exit code."""
-        from .records import record_key
+        from ..components.records import record_key
 
         client = self.client()
         found: dict[str, dict[str, Any]] = {}
@@ -308,12 +350,15 @@ class DockerDriver:
             }
         return found
 
-    def remove(self, container_id: str) -> None:
+    def remove(self, found: Found) -> None:
         """Remove a container of ours whatever its state."""
         try:
-            self.client().containers.get(container_id).remove(force=True)
+            self.client().containers.get(found["id"]).remove(force=True)
         except docker.errors.NotFound:
             pass
+
+    def forget(self, rec: ComponentRecord) -> None:
+        """Nothing held: the stop removed the container."""
 
     def _reset_if_unreachable(self, exc: BaseException) -> None:
         if not isinstance(exc, docker.errors.APIError):  # an APIError means the engine answered

@@ -21,9 +21,9 @@ from shared import acks, events
 from shared.file_modes import make_private_dir
 from shared.states import HostRunStatus
 
-from .command_output import StreamCapture
-from .report_acks import PendingAcks
-from .task_state import atomic_write
+from ..report_acks import PendingAcks
+from ..state_file import atomic_write
+from .output import StreamCapture
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""What runs a workload (a process tree, a container): one interface, one module per driver."""
