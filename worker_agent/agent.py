@@ -150,14 +150,15 @@ class Agent:
             self._lock.release()
             return 1
         logger.info("node %s: agent started, health on 127.0.0.1:%s", self.node_id, self.status_port.port)
-        jobs.register(self.supervisor)
-        jobs.register_commands(self.commands)
-        jobs.register_components(self.components)
-        # Before joining: what a previous agent's commands left behind is killed at once.
-        self.commands.recover()
-        self.commands.start()
         try:
+            # First: whoever sees the status port may send SIGTERM, and that must be a clean stop (exit 0).
             self._install_signal_handlers(raising=True)
+            jobs.register(self.supervisor)
+            jobs.register_commands(self.commands)
+            jobs.register_components(self.components)
+            # Before joining: what a previous agent's commands left behind is killed at once.
+            self.commands.recover()
+            self.commands.start()
             while not self._stop.is_set():
                 answer = self._join()
                 if answer is None:
