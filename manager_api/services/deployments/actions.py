@@ -17,7 +17,7 @@ from manager_api.services.deployments import templates
 from manager_api.services.deployments.host_pins import task_pin
 from manager_api.services.deployments.state import LIVE_STATES, deployment_state, instance_status
 from manager_api.services.errors import Conflict, NotFound, Unavailable
-from manager_api.services.nodes import status as nodes
+from manager_api.services.nodes import manual_list as nodes
 from manager_api.services.paging import page_json, page_of, status_counts
 from manager_api.services.placement.task_groups import GroupRequest, PlacementError, TaskRequest, place
 from manager_api.services.serialize import iso

@@ -14,14 +14,15 @@ from redis.exceptions import RedisError
 
 from manager_api import db
 from manager_api.models import FleetTask, Node, TaskHost, utcnow
-from manager_api.services import audit, dispatch, job_keys
+from manager_api.services import audit, dispatch
 from manager_api.services.errors import Conflict, NotFound
 from manager_api.services.fleet_tasks import targets
 from manager_api.services.fleet_tasks.answers import counts_of, task_json
+from manager_api.services.nodes import snapshot
 from manager_api.services.nodes.presence import known
 from manager_api.services.paging import page_json, page_of, status_counts
 from manager_api.services.serialize import from_unix
-from shared import heartbeat, keys
+from shared import keys
 from shared.defaults import OUTPUT_CAP_BYTES
 from shared.states import FleetTaskStatus, HostRunStatus
 
@@ -87,16 +88,15 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
 def _target_nodes(redis: Redis, offline_after_intervals: int) -> list[targets.TargetNode]:
     # A forgotten node is not a target: a new node under its hostname must not be doubled by the old one.
     rows = list(Node.select(Node.id, Node.hostname, Node.ip, Node.labels).where(known()).tuples())
-    now, beats = heartbeat.read_summaries(redis, [row[0] for row in rows], job_keys.node_key)
+    live = snapshot.read(redis, [row[0] for row in rows], offline_after_intervals)
     out = []
     for node_id, hostname, ip, labels in rows:
-        beat = beats.get(node_id)
         out.append(
             targets.TargetNode(
                 id=node_id,
                 hostname=hostname,
                 ip=ip,
-                online=beat is not None and beat.online(now, offline_after_intervals),
+                online=live.is_online(node_id),
                 labels=json.loads(labels or "{}"),
             )
         )

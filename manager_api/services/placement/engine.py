@@ -1,7 +1,7 @@
 """The business scheduler (document 001 §7): which node each component goes to, and why not the others.
 
 ``plan`` is pure (no DB, no Redis) so it can be unit-tested and benchmarked; ``load_nodes`` builds its
-input from the database (facts, labels, reservations) and Redis (who is online, live CPU).
+input from the database (facts, labels, reservations) and nodes.snapshot (who is online, live CPU).
 
 Filters, in order, each naming the first reason a node is refused: online, every affinity label matches
 (effective labels: the agent's, overridden by the API's), require_gpu → the node has GPUs, gpu → one
@@ -26,7 +26,7 @@ from redis import Redis
 
 from manager_api.db import database
 from manager_api.models import BusinessComponent, Node
-from manager_api.services import job_keys
+from manager_api.services.nodes import snapshot
 from manager_api.services.nodes.presence import known
 from shared import heartbeat
 from shared.states import ComponentState
@@ -367,7 +367,7 @@ def reservations(exclude_business_id: str | None = None) -> dict[str, tuple[floa
 # reservation, raw heartbeat summary), and reuses it while that is unchanged. Those inputs are read afresh
 # by every placement and compared, never trusted from an earlier one, so a change made by another worker
 # process (a label PUT, a rejoin with new facts, a reservation) is seen by the next placement in this one.
-_built: dict[str, tuple[tuple[Any, ...], heartbeat.Summary | None, NodeCapacity]] = {}
+_built: dict[str, tuple[tuple[Any, ...], NodeCapacity]] = {}
 
 NOTHING_HELD = (0.0, 0, 0)
 
@@ -409,40 +409,21 @@ def load_nodes(
     query = Node.select(Node.id, Node.hostname, Node.facts, Node.labels).where(known()).order_by(Node.id)
     rows = database.execute(query).fetchall()
     held = reservations(exclude_business_id)
-    now, summaries, grace = heartbeat.read_raw_summaries(redis, [row[0] for row in rows])
+    live = snapshot.read(redis, [row[0] for row in rows], offline_after_intervals)
     built = _built
     out = []
     for node_id, hostname, facts_text, labels_text in rows:
-        inputs = (hostname, facts_text, labels_text, held.get(node_id, NOTHING_HELD), summaries.get(node_id))
+        inputs = (hostname, facts_text, labels_text, held.get(node_id, NOTHING_HELD), live.raw.get(node_id))
+        ready = live.is_ready(node_id)
         cached = built.get(node_id)
         if cached is not None and cached[0] == inputs:
-            beat, node = cached[1], cached[2]
-            if beat is not None and grace is not None:
-                beat = beat._replace(grace=grace)  # rare (just after the duties resumed): no need to cache
-            online = _ready(beat, now, offline_after_intervals)
-            if online != node.online:  # the same heartbeat, grown old (or the setting changed)
-                node = node._replace(online=online)
-                built[node_id] = (inputs, beat, node)
+            node = cached[1]
+            if ready != node.online:  # the same heartbeat, grown old (or the setting or the grace changed)
+                node = node._replace(online=ready)
+                built[node_id] = (inputs, node)
         else:
-            raw = inputs[4]
-            beat = heartbeat.parse_summary(raw, node_id, job_keys.node_key) if raw is not None else None
-            if beat is not None and grace is not None:
-                beat = beat._replace(grace=grace)
-            online = _ready(beat, now, offline_after_intervals)
-            if cached is not None and cached[0][1] == facts_text and cached[0][2] == labels_text:
-                # Only the heartbeat, the reservation or the hostname changed (the usual case): the
-                # parsed facts and labels of the last NodeCapacity still hold.
-                last = cached[2]
-                labels, cpu, memory, gpus = last.labels, last.cpu_cores, last.memory_mb, last.gpus
-            else:
-                labels = _labels(labels_text)
-                cpu, memory, gpus = _capacity(facts_text)
-            cpu_held, memory_held, gpus_held = inputs[3]
-            cpu_usage = beat.cpu_usage_percent if beat is not None else 0.0
-            node = NodeCapacity(
-                node_id, hostname, online, labels, cpu, memory, gpus, cpu_held, memory_held, gpus_held, cpu_usage
-            )
-            built[node_id] = (inputs, beat, node)
+            node = _build(node_id, inputs, ready, live.summary(node_id), cached)
+            built[node_id] = (inputs, node)
         out.append(node)
     if len(built) > len(out):  # nodes were deleted: do not keep them for the life of the process
         present = {node.node_id for node in out}
@@ -454,6 +435,25 @@ def load_nodes(
     return out
 
 
-def _ready(beat: heartbeat.Summary | None, now: float, offline_after_intervals: int) -> bool:
-    """A node takes components when it is online and its worker takes jobs (not waiting for Redis)."""
-    return beat is not None and beat.online(now, offline_after_intervals) and beat.taking_jobs
+def _build(
+    node_id: str,
+    inputs: tuple[Any, ...],
+    ready: bool,
+    beat: heartbeat.Summary | None,
+    cached: tuple[tuple[Any, ...], NodeCapacity] | None,
+) -> NodeCapacity:
+    """The NodeCapacity of ``node_id`` from its inputs (hostname, facts text, labels text, reservation, raw
+    summary), reusing the parsed facts and labels of its last one when those texts are unchanged."""
+    hostname, facts_text, labels_text, (cpu_held, memory_held, gpus_held), _raw = inputs
+    if cached is not None and cached[0][1] == facts_text and cached[0][2] == labels_text:
+        # Only the heartbeat, the reservation or the hostname changed (the usual case): the parsed facts
+        # and labels of the last NodeCapacity still hold.
+        last = cached[1]
+        labels, cpu, memory, gpus = last.labels, last.cpu_cores, last.memory_mb, last.gpus
+    else:
+        labels = _labels(labels_text)
+        cpu, memory, gpus = _capacity(facts_text)
+    cpu_usage = beat.cpu_usage_percent if beat is not None else 0.0
+    return NodeCapacity(
+        node_id, hostname, ready, labels, cpu, memory, gpus, cpu_held, memory_held, gpus_held, cpu_usage
+    )
