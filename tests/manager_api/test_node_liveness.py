@@ -18,7 +18,10 @@ from manager_api.services.businesses import upkeep as business_upkeep
 from manager_api.services.fleet_tasks import actions as fleet_tasks
 from manager_api.services.fleet_tasks import targets
 from manager_api.services.nodes import inventory, liveness, manual_list, snapshot
-from manager_api.services.placement.engine import Demand, load_nodes, plan
+from manager_api.services.placement import candidates
+from manager_api.services.placement.candidates import load_nodes
+from manager_api.services.placement.engine import plan
+from manager_api.services.placement.model import Demand
 from manager_api.services.placement.task_groups import GroupRequest, PlacementError, TaskRequest, place
 from shared import heartbeat
 from shared.states import NodeStatus
@@ -41,7 +44,7 @@ def _drive_clock(monkeypatch: pytest.MonkeyPatch, now: float) -> None:
 
 def _deployment_target(redis_client: redis_lib.Redis) -> bool:
     try:
-        place([GroupRequest(0, (TaskRequest("t"),))], manual_list.node_loads(redis_client, INTERVALS))
+        place([GroupRequest(0, (TaskRequest("t"),))], candidates.node_loads(redis_client, INTERVALS))
     except PlacementError:
         return False
     return True

@@ -39,14 +39,14 @@ from manager_api.services.businesses.state import (
     stop_payload,
 )
 from manager_api.services.errors import INVALID_REQUEST, Conflict, Invalid
-from manager_api.services.placement import engine as business_placement
-from manager_api.services.placement.engine import NodeCapacity
+from manager_api.services.placement import candidates
+from manager_api.services.placement.model import Candidate
 from shared.states import BusinessState, ComponentState
 
 logger = logging.getLogger(__name__)
 
 
-def _keep_reservations(nodes: list[NodeCapacity], kept: list[BusinessComponent]) -> list[NodeCapacity]:
+def _keep_reservations(nodes: list[Candidate], kept: list[BusinessComponent]) -> list[Candidate]:
     """Add back what untouched components hold (load_nodes left the whole business out)."""
     extra: dict[str, tuple[float, int, int]] = {}
     for row in kept:
@@ -115,7 +115,7 @@ def update(redis: Redis, business_id: str, data: dict[str, Any], actor: str, set
                 business.save(only=[type(business).spec, type(business).business_name])
                 audit.record(actor, "business.update", business_id, {"changed": [], "name": data["business_name"]})
             return {"status": "success", "message": "nothing to change", "business_id": business_id}
-        nodes = business_placement.load_nodes(redis, settings.offline_after_intervals, exclude_business_id=business_id)
+        nodes = candidates.load_nodes(redis, settings.offline_after_intervals, exclude_business_id=business_id)
         nodes = _keep_reservations(nodes, kept)
         demands = [demand(spec, row.node_id) for row, spec in replaced] + [demand(spec) for spec in added]
         placed = _plan(nodes, demands, business_id)

@@ -21,6 +21,7 @@ from manager_api.services.fleet_tasks.answers import counts_of, task_json
 from manager_api.services.nodes import snapshot
 from manager_api.services.nodes.presence import known
 from manager_api.services.paging import page_json, page_of, status_counts
+from manager_api.services.placement.model import Candidate
 from manager_api.services.serialize import from_unix
 from shared import keys
 from shared.defaults import OUTPUT_CAP_BYTES
@@ -85,19 +86,19 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
     return task_id
 
 
-def _target_nodes(redis: Redis, offline_after_intervals: int) -> list[targets.TargetNode]:
+def _target_nodes(redis: Redis, offline_after_intervals: int) -> list[Candidate]:
     # A forgotten node is not a target: a new node under its hostname must not be doubled by the old one.
     rows = list(Node.select(Node.id, Node.hostname, Node.ip, Node.labels).where(known()).tuples())
     live = snapshot.read(redis, [row[0] for row in rows], offline_after_intervals)
     out = []
     for node_id, hostname, ip, labels in rows:
         out.append(
-            targets.TargetNode(
-                id=node_id,
-                hostname=hostname,
-                ip=ip,
-                online=live.is_online(node_id),
+            Candidate(
+                node_id,
+                hostname,
+                live.is_online(node_id),
                 labels=json.loads(labels or "{}"),
+                ip=ip,
             )
         )
     return out
@@ -113,7 +114,7 @@ def start(redis: Redis, task_id: str, actor: str, offline_after_intervals: int) 
     _dispatch(redis, task, actor, plans)
 
 
-def _record_start(task: FleetTask, actor: str, nodes: list[targets.TargetNode]) -> list[targets.HostPlan]:
+def _record_start(task: FleetTask, actor: str, nodes: list[Candidate]) -> list[targets.HostPlan]:
     """Record a pending task's hosts and its start (inside the caller's write transaction); returns the plans."""
     plans = targets.resolve(json.loads(task.targets), nodes)
     now = utcnow()

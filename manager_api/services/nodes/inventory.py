@@ -1,6 +1,6 @@
 """GET /api/nodes and PUT/PATCH /api/nodes/{id}/labels: what each node is, offers, and holds for businesses.
 
-The manual's GET /api/task/node stays in services/nodes.py, untouched; this is the richer inventory the
+The manual's GET /api/task/node stays in nodes/manual_list.py, untouched; this is the richer inventory the
 business scheduler works from: facts, effective labels, capacity, reservations and the components placed.
 """
 
@@ -20,7 +20,7 @@ from manager_api.services.errors import Conflict, NotFound
 from manager_api.services.nodes import labels as node_labels
 from manager_api.services.nodes import snapshot
 from manager_api.services.nodes.presence import known
-from manager_api.services.placement.engine import ACTIVE_COMPONENT_STATES, capacity_from_facts, reservations
+from manager_api.services.placement.candidates import ACTIVE_COMPONENT_STATES, capacity_from_facts, reservations
 from manager_api.services.serialize import from_unix, iso
 
 logger = logging.getLogger(__name__)

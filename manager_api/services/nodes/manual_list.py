@@ -1,4 +1,4 @@
-"""The manual's node list (GET /api/task/node) and the nodes' loads for deployment placement."""
+"""The manual's node list (GET /api/task/node): every node with its live status and resources."""
 
 from __future__ import annotations
 
@@ -6,15 +6,12 @@ import json
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from peewee import fn
 from redis import Redis
 
 from manager_api.db import database
-from manager_api.models import DeploymentTask, Node
-from manager_api.services.deployments.state import LIVE_STATES
+from manager_api.models import Node
 from manager_api.services.nodes import snapshot
 from manager_api.services.nodes.presence import known
-from manager_api.services.placement.task_groups import NodeLoad
 from manager_api.services.serialize import iso
 from shared import heartbeat
 from shared.states import NodeStatus
@@ -91,36 +88,3 @@ def list_nodes(redis: Redis, offline_after_intervals: int) -> list[dict[str, Any
             }
         )
     return out
-
-
-def active_task_counts() -> dict[str, int]:
-    """Tasks still live per node id."""
-    query = (
-        DeploymentTask.select(DeploymentTask.node, fn.COUNT(DeploymentTask.id))
-        .where(DeploymentTask.state.in_([s.value for s in LIVE_STATES]))
-        .group_by(DeploymentTask.node)
-        .tuples()
-    )
-    return {node_id: count for node_id, count in query}
-
-
-def node_loads(redis: Redis, offline_after_intervals: int) -> list[NodeLoad]:
-    """Every node as placement sees it: online, cpu%, memory%, active tasks."""
-    rows = list(Node.select(Node.id, Node.hostname, Node.ip).where(known()).tuples())
-    live = snapshot.read(redis, [row[0] for row in rows], offline_after_intervals)
-    counts = active_task_counts()
-    loads = []
-    for node_id, hostname, ip in rows:
-        beat = live.summary(node_id)
-        loads.append(
-            NodeLoad(
-                id=node_id,
-                hostname=hostname,
-                ip=ip,
-                online=live.is_online(node_id),
-                cpu_percent=beat.cpu_usage_percent if beat else 0.0,
-                memory_percent=beat.memory_usage_percent if beat else 0.0,
-                active_tasks=counts.get(node_id, 0),
-            )
-        )
-    return loads
