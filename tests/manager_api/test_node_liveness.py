@@ -23,7 +23,7 @@ from manager_api.services.placement.candidates import load_nodes
 from manager_api.services.placement.engine import plan
 from manager_api.services.placement.model import Demand
 from manager_api.services.placement.task_groups import GroupRequest, PlacementError, TaskRequest, place
-from shared import heartbeat
+from shared import heartbeat, keys
 from shared.states import NodeStatus
 
 from .business_helpers import add_node, business, component, deploy
@@ -85,3 +85,23 @@ def test_every_reader_agrees_at_the_edge_of_the_offline_window(
     _drive_clock(monkeypatch, math.nextafter(edge, math.inf))
     verdicts = _verdicts(redis_client)
     assert verdicts == dict.fromkeys(verdicts, False), "just past the edge: offline"
+
+
+def test_the_snapshot_judges_again_when_the_setting_or_the_grace_changes(
+    client: FlaskClient, redis_client: redis_lib.Redis
+) -> None:
+    add_node(client, redis_client, "n1")
+    live = snapshot.read(redis_client, ["n1", "never-seen"], INTERVALS)
+    assert live.is_ready("n1") and live.is_online("n1") and live.summary("never-seen") is None
+    # The same summary, already judged, read with no window at all: offline, then online again.
+    assert not snapshot.read(redis_client, ["n1"], 0).is_online("n1")
+    assert snapshot.read(redis_client, ["n1"], INTERVALS).is_online("n1")
+    # A grace granted by the duties (judging just resumed) keeps it online for a window from the resume.
+    now = heartbeat.redis_now(redis_client)
+    redis_client.set(keys.LIVENESS_JUDGED, repr(now))
+    redis_client.set(keys.LIVENESS_GRACE, f"{now - 60!r} {now + 100!r}")
+    live = snapshot.read(redis_client, ["n1"], 0)
+    assert live.is_online("n1") and live.grace is not None and live.summaries["n1"].grace == live.grace
+    # An unsigned summary (another node writing for n1) is no summary at all.
+    heartbeat.write(redis_client, "n1", {"interval": 5})
+    assert snapshot.read(redis_client, ["n1"], INTERVALS).summary("n1") is None

@@ -7,6 +7,7 @@ duties' judging, a forget) reads through ``read``, so they all judge a node by t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -30,6 +31,8 @@ class Snapshot:
     """node id -> its summary, signed by its node (a node never heard from, or forged, is absent)."""
     online: frozenset[str]
     """The ids of the nodes online by the one rule."""
+    ready: frozenset[str]
+    """The ids of the online nodes whose worker takes jobs (not waiting to reconnect to Redis)."""
 
     def summary(self, node_id: str) -> heartbeat.Summary | None:
         """The verified summary of ``node_id``, or None."""
@@ -41,23 +44,28 @@ class Snapshot:
 
     def is_ready(self, node_id: str) -> bool:
         """Online and its worker takes jobs (not waiting to reconnect to Redis): what a business placement needs."""
-        return node_id in self.online and self.summaries[node_id].taking_jobs
+        return node_id in self.ready
 
 
-# A summary changes once per interval but is read by every node query: each process keeps the last one it
-# verified per node (with the master key it was verified under) and its parse, so a read of 1,000 unchanged
-# nodes costs a dict lookup each rather than a key derivation and a signature check. One entry per node id
-# ever read, as heartbeat.parse_summary's own cache.
-_verified: dict[str, tuple[bytes, bytes, heartbeat.Summary | None]] = {}
+# A summary changes once per interval but is read by every node query: each process keeps, per node, the
+# last summary it verified (with the master key, grace and setting it was judged under), its parse and the
+# time it keeps the node online until, so a read of 1,000 unchanged nodes costs a dict lookup each rather
+# than a key derivation, a signature check and the rule. One entry per node id ever read, as
+# heartbeat.parse_summary's own cache.
+_judged: dict[str, tuple[bytes, bytes, heartbeat.Grace | None, int, heartbeat.Summary | None, float]] = {}
 
 
-def _summary(node_id: str, raw: bytes, master: bytes) -> heartbeat.Summary | None:
-    cached = _verified.get(node_id)
-    if cached is not None and cached[0] == raw and cached[1] == master:
-        return cached[2]
+def _judge(
+    node_id: str, raw: bytes, master: bytes, grace: heartbeat.Grace | None, offline_after_intervals: int
+) -> tuple[bytes, bytes, heartbeat.Grace | None, int, heartbeat.Summary | None, float]:
     summary = heartbeat.parse_summary(raw, node_id, job_keys.node_key)
-    _verified[node_id] = (raw, master, summary)
-    return summary
+    until = -math.inf
+    if summary is not None:
+        if grace is not None:
+            summary = summary._replace(grace=grace)
+        until = summary.online_until(offline_after_intervals)
+    judged = _judged[node_id] = (raw, master, grace, offline_after_intervals, summary, until)
+    return judged
 
 
 def read(redis: Redis, node_ids: Iterable[str], offline_after_intervals: int) -> Snapshot:
@@ -66,13 +74,23 @@ def read(redis: Redis, node_ids: Iterable[str], offline_after_intervals: int) ->
     master = job_keys.master_key()
     summaries: dict[str, heartbeat.Summary] = {}
     online = []
+    ready = []
     for node_id, value in raw.items():
-        summary = _summary(node_id, value, master)
+        judged = _judged.get(node_id)
+        if (
+            judged is None
+            or judged[0] != value
+            or judged[1] != master
+            or judged[2] != grace
+            or judged[3] != offline_after_intervals
+        ):
+            judged = _judge(node_id, value, master, grace, offline_after_intervals)
+        summary = judged[4]
         if summary is None:
             continue
-        if grace is not None:
-            summary = summary._replace(grace=grace)
         summaries[node_id] = summary
-        if summary.online(now, offline_after_intervals):
+        if now <= judged[5]:  # Summary.online: the rule's time, kept with the summary
             online.append(node_id)
-    return Snapshot(now, grace, raw, summaries, frozenset(online))
+            if summary.taking_jobs:
+                ready.append(node_id)
+    return Snapshot(now, grace, raw, summaries, frozenset(online), frozenset(ready))

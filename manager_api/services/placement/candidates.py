@@ -131,11 +131,11 @@ def load_nodes(redis: Redis, offline_after_intervals: int, exclude_business_id: 
     rows = database.execute(query).fetchall()
     held = reservations(exclude_business_id)
     live = snapshot.read(redis, [row[0] for row in rows], offline_after_intervals)
-    built = _built
+    built, summaries, ready_ids = _built, live.raw, live.ready
     out = []
     for node_id, hostname, facts_text, labels_text, ip in rows:
-        inputs = (hostname, facts_text, labels_text, held.get(node_id, NOTHING_HELD), live.raw.get(node_id), ip)
-        ready = live.is_ready(node_id)
+        inputs = (hostname, facts_text, labels_text, held.get(node_id, NOTHING_HELD), summaries.get(node_id), ip)
+        ready = node_id in ready_ids
         cached = built.get(node_id)
         if cached is not None and cached[0] == inputs:
             node = cached[1]
