@@ -29,8 +29,10 @@ from common import machine, ms, pct  # noqa: E402  (bench/common.py)
 from manager_api import db  # noqa: E402
 from manager_api.models import Business, BusinessComponent, Node  # noqa: E402
 from manager_api.services import job_keys
-from manager_api.services.placement import engine as business_placement  # noqa: E402
-from manager_api.services.placement.engine import Demand, load_nodes, plan  # noqa: E402
+from manager_api.services.placement import candidates as business_placement  # noqa: E402
+from manager_api.services.placement.candidates import load_nodes  # noqa: E402
+from manager_api.services.placement.engine import plan  # noqa: E402
+from manager_api.services.placement.model import Demand  # noqa: E402
 from shared import heartbeat  # noqa: E402
 from tests.support import RedisServer  # noqa: E402
 

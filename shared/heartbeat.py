@@ -306,10 +306,10 @@ def read(redis: Redis, node_ids: Iterable[str]) -> tuple[float, dict[str, dict[s
 
 
 def is_online(beat: Mapping[str, str], now: float, offline_after_intervals: int) -> bool:
-    """Whether a heartbeat read at Redis time ``now`` is fresh enough for the node to count as online."""
+    """Whether a heartbeat hash (``read``) seen at Redis time ``now`` keeps its node online, by the one rule
+    (Summary.online_until)."""
     try:
-        ts = float(beat["ts"])
-        interval = float(beat.get("interval") or 5.0)
+        summary = Summary(float(beat["ts"]), float(beat.get("interval") or 5.0), 0.0, 0.0)
     except (KeyError, ValueError):
         return False
-    return now - ts <= offline_after_intervals * interval
+    return summary.online(now, offline_after_intervals)

@@ -34,8 +34,8 @@ from manager_api.services.businesses.state import Jobs
 from manager_api.services.deployments import task_events
 from manager_api.services.fleet_tasks import reports as fleet_task_reports
 from manager_api.services.fleet_tasks import upkeep as fleet_task_upkeep
+from manager_api.services.nodes import liveness as node_liveness
 from manager_api.services.nodes import presence as node_presence
-from manager_api.services.nodes import status as nodes
 from manager_api.services.schedules.runner import ScheduleRunner
 from shared import events as agent_streams
 from shared import heartbeat, keys
@@ -243,7 +243,7 @@ class Duties:
     # -- periodic work --------------------------------------------------------------------------
     def _every_tick(self) -> None:
         """Node statuses first: the fleet task checks below read them."""
-        nodes.refresh_statuses(self.redis, self.settings.offline_after_intervals)
+        node_liveness.refresh_statuses(self.redis, self.settings.offline_after_intervals)
         heartbeat.mark_judged(self.redis)
         run_id = str(cast(dict[str, Any], self.redis.info("server")).get("run_id") or "")
         if self._redis_run_id and run_id != self._redis_run_id:

@@ -10,22 +10,17 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from manager_api.models import Business, BusinessComponent, Node
-from manager_api.services.placement.engine import (
-    MAX_NODE_REASONS,
-    NO_NODES,
-    Demand,
-    NodeCapacity,
-    capacity_from_facts,
-    load_nodes,
-    plan,
-)
+from manager_api.services.placement.candidates import capacity_from_facts, load_nodes
+from manager_api.services.placement.engine import plan
+from manager_api.services.placement.model import Candidate, Demand
+from manager_api.services.placement.refusals import MAX_NODE_REASONS, NO_NODES
 from tests.support import wait_until
 
 from .conftest import beat, join
 
 
-def node(node_id: str, cpu: float = 8, memory: int = 8192, gpus: int = 0, **kw: Any) -> NodeCapacity:
-    return NodeCapacity(
+def node(node_id: str, cpu: float = 8, memory: int = 8192, gpus: int = 0, **kw: Any) -> Candidate:
+    return Candidate(
         node_id=node_id,
         hostname=kw.pop("hostname", node_id),
         online=kw.pop("online", True),

@@ -20,8 +20,10 @@ from flask.testing import FlaskClient
 
 from manager_api.config import Settings
 from manager_api.models import Business, BusinessComponent, Node
-from manager_api.services.placement import engine as business_placement
-from manager_api.services.placement.engine import Demand, NodeCapacity, load_nodes, plan
+from manager_api.services.placement import candidates as business_placement
+from manager_api.services.placement.candidates import load_nodes
+from manager_api.services.placement.engine import plan
+from manager_api.services.placement.model import Candidate, Demand
 from shared import keys
 
 from .conftest import beat, join
@@ -37,7 +39,7 @@ def empty_cache() -> Iterator[None]:
     business_placement.forget()
 
 
-def _node(redis_client: redis_lib.Redis, node_id: str = "n1") -> NodeCapacity:
+def _node(redis_client: redis_lib.Redis, node_id: str = "n1") -> Candidate:
     return {n.node_id: n for n in load_nodes(redis_client, 3)}[node_id]
 
 

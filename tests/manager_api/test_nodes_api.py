@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 
 from manager_api import db
 from manager_api.models import AuditLog, Business, BusinessComponent, Node
-from manager_api.services.nodes import status as manual_nodes
+from manager_api.services.nodes import manual_list as manual_nodes
 
 from .conftest import answer, beat, join
 from .tasks_helpers import create, host

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from manager_api.services.placement.model import Candidate
 from manager_api.services.placement.task_groups import (
     TASK_PENALTY,
     GroupRequest,
-    NodeLoad,
     PlacementError,
     TaskRequest,
     place,
@@ -18,14 +18,14 @@ def group(index: int, *pins: str | None) -> GroupRequest:
     return GroupRequest(index=index, tasks=tuple(TaskRequest(name=f"t{index}.{i}", pin=p) for i, p in enumerate(pins)))
 
 
-def node(node_id: str, cpu: float = 10, mem: float = 10, online: bool = True, active: int = 0) -> NodeLoad:
-    return NodeLoad(
-        id=node_id,
+def node(node_id: str, cpu: float = 10, mem: float = 10, online: bool = True, active: int = 0) -> Candidate:
+    return Candidate(
+        node_id=node_id,
         hostname=f"host-{node_id}",
         ip=f"10.0.0.{node_id[-1]}",
         online=online,
-        cpu_percent=cpu,
-        memory_percent=mem,
+        cpu_usage_percent=cpu,
+        memory_usage_percent=mem,
         active_tasks=active,
     )
 

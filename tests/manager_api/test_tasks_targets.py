@@ -7,15 +7,21 @@ from manager_api.services.fleet_tasks.targets import (
     NO_ONLINE_NODE,
     NODE_OFFLINE,
     HostPlan,
-    TargetNode,
     resolve,
 )
+from manager_api.services.placement.model import Candidate
+
+
+def target_node(node_id: str, hostname: str, ip: str, online: bool, labels: dict[str, str]) -> Candidate:
+    """A node as target resolution sees it."""
+    return Candidate(node_id, hostname, online, labels=labels, ip=ip)
+
 
 NODES = [
-    TargetNode("id-a", "web-01", "10.0.0.1", True, {"role": "web", "dc": "east"}),
-    TargetNode("id-b", "web-02", "10.0.0.2", True, {"role": "web", "dc": "west"}),
-    TargetNode("id-c", "db-01", "10.0.0.3", False, {"role": "db"}),
-    TargetNode("id-d", "db-02", "10.0.0.4", True, {"role": "db"}),
+    target_node("id-a", "web-01", "10.0.0.1", True, {"role": "web", "dc": "east"}),
+    target_node("id-b", "web-02", "10.0.0.2", True, {"role": "web", "dc": "west"}),
+    target_node("id-c", "db-01", "10.0.0.3", False, {"role": "db"}),
+    target_node("id-d", "db-02", "10.0.0.4", True, {"role": "db"}),
 ]
 
 

@@ -13,8 +13,8 @@ from manager_api.api.request_json import load
 from manager_api.api.schemas.manual import MAX_ID
 from manager_api.api.schemas.nodes import NodeLabelsPatchSchema, NodeLabelsSchema
 from manager_api.services.nodes import inventory as node_inventory
+from manager_api.services.nodes import manual_list as nodes
 from manager_api.services.nodes import removal as node_removal
-from manager_api.services.nodes import status as nodes
 
 bp = Blueprint("nodes", __name__)
 

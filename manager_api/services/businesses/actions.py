@@ -41,8 +41,10 @@ from manager_api.services.businesses.state import (
     stop_payload,
 )
 from manager_api.services.errors import Conflict, NotFound, ServiceError, Unavailable
+from manager_api.services.placement import candidates
 from manager_api.services.placement import engine as business_placement
-from manager_api.services.placement.engine import Demand, NodeCapacity, Plan
+from manager_api.services.placement.model import Candidate, Demand
+from manager_api.services.placement.refusals import Plan
 from shared.states import BusinessState, ComponentState
 
 logger = logging.getLogger(__name__)
@@ -101,7 +103,7 @@ def plan_json(plan: Plan) -> list[dict[str, Any]]:
     ]
 
 
-def place(nodes: Sequence[NodeCapacity], demands: Sequence[Demand], business_id: str | None) -> dict[str, str]:
+def place(nodes: Sequence[Candidate], demands: Sequence[Demand], business_id: str | None) -> dict[str, str]:
     """component_id -> node id, or the 409 refusal."""
     plan = business_placement.plan(nodes, demands)
     if not plan.ok:
@@ -183,7 +185,7 @@ def deploy(redis: Redis, data: dict[str, Any], actor: str, settings: Settings, d
                 f"Business {business_id} already exists: update it with PUT /api/businesses/{business_id}",
                 business_id=business_id,
             )
-        nodes = business_placement.load_nodes(redis, settings.offline_after_intervals)
+        nodes = candidates.load_nodes(redis, settings.offline_after_intervals)
         demands = [demand(c) for c in data["components"]]
         if dry_run:
             plan = business_placement.plan(nodes, demands)
@@ -308,7 +310,7 @@ def restart(redis: Redis, business_id: str, actor: str, settings: Settings) -> d
             for row in BusinessComponent.select().where(BusinessComponent.business == business_id)
             if row.component_id in specs and row.desired != REMOVED
         ]
-        nodes = business_placement.load_nodes(redis, settings.offline_after_intervals, exclude_business_id=business_id)
+        nodes = candidates.load_nodes(redis, settings.offline_after_intervals, exclude_business_id=business_id)
         placed = place(nodes, [demand(specs[row.component_id], row.node_id) for row in rows], business_id)
         set_status(business, BusinessState.DEPLOYING, actor, "restart")
         moved = 0

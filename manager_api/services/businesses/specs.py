@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from manager_api.services.placement.engine import Demand
+from manager_api.services.placement.model import Demand
 
 SPEC_KEYS = (
     "component_name",

@@ -41,14 +41,14 @@ from manager_api.services.businesses.state import (
     stop_payload,
 )
 from manager_api.services.errors import INVALID_REQUEST, Conflict, Invalid
-from manager_api.services.placement import engine as business_placement
-from manager_api.services.placement.engine import NodeCapacity
+from manager_api.services.placement import candidates
+from manager_api.services.placement.model import Candidate
 from shared.states import BusinessState, ComponentState
 
 logger = logging.getLogger(__name__)
 
 
-def _keep_reservations(nodes: list[NodeCapacity], kept: list[BusinessComponent]) -> list[NodeCapacity]:
+def _keep_reservations(nodes: list[Candidate], kept: list[BusinessComponent]) -> list[Candidate]:
     """Add back what untouched components hold (load_nodes left the whole business out)."""
     extra: dict[str, tuple[float, int, int]] = {}
     for row in kept:
@@ -176,7 +176,7 @@ def _roll_out(
 ) -> None:
     """Place what changed or is new, record the new spec and every component's step; the jobs go to ``jobs``."""
     business_id, grace = business.business_id, settings.component_stop_grace_seconds
-    nodes = business_placement.load_nodes(redis, settings.offline_after_intervals, exclude_business_id=business_id)
+    nodes = candidates.load_nodes(redis, settings.offline_after_intervals, exclude_business_id=business_id)
     nodes = _keep_reservations(nodes, diff.kept)
     demands = [demand(spec, row.node_id) for row, spec in diff.replaced] + [demand(spec) for spec in diff.added]
     placed = place(nodes, demands, business_id)

@@ -11,7 +11,6 @@ from redis import Redis
 
 from manager_api import db
 from manager_api.models import Business, BusinessComponent, ComponentMetric, Node, utcnow
-from manager_api.services import job_keys
 from manager_api.services.businesses.specs import components_of, deploy_payload
 from manager_api.services.businesses.state import (
     ENDED,
@@ -24,7 +23,7 @@ from manager_api.services.businesses.state import (
     record_transition,
     stop_payload,
 )
-from shared import heartbeat
+from manager_api.services.nodes import snapshot
 from shared.states import ComponentState, NodeStatus
 
 logger = logging.getLogger(__name__)
@@ -52,12 +51,8 @@ def fail_components_on_offline_nodes(redis: Redis, offline_after_intervals: int,
     )
     if not rows:
         return Jobs()
-    now_ts, beats = heartbeat.read_summaries(redis, {row.node_id for row in rows}, job_keys.node_key)
-    rows = [
-        row
-        for row in rows
-        if not ((beat := beats.get(row.node_id)) is not None and beat.online(now_ts, offline_after_intervals))
-    ]
+    live = snapshot.read(redis, {row.node_id for row in rows}, offline_after_intervals)
+    rows = [row for row in rows if not live.is_online(row.node_id)]
     if not rows:
         return Jobs()
     jobs = Jobs()

@@ -17,8 +17,8 @@ from manager_api.services.deployments import templates
 from manager_api.services.deployments.host_pins import task_pin
 from manager_api.services.deployments.state import LIVE_STATES, deployment_state, instance_status
 from manager_api.services.errors import Conflict, NotFound, Unavailable
-from manager_api.services.nodes import status as nodes
 from manager_api.services.paging import page_json, page_of, status_counts
+from manager_api.services.placement import candidates
 from manager_api.services.placement.task_groups import GroupRequest, PlacementError, TaskRequest, place
 from manager_api.services.serialize import iso
 from shared.states import ENDED_TASK_STATES, DeploymentState, TaskState
@@ -53,7 +53,7 @@ def deploy(redis: Redis, name: str, actor: str, offline_after_intervals: int) ->
     with db.write_transaction():
         # Inside the write lock, so two concurrent deploys see each other's tasks in the load.
         try:
-            placement = place(requests, nodes.node_loads(redis, offline_after_intervals))
+            placement = place(requests, candidates.node_loads(redis, offline_after_intervals))
         except PlacementError as exc:
             logger.warning("deploy of template %s refused: %s", name, exc)
             raise Conflict(f"Cannot deploy '{name}': {exc}") from exc

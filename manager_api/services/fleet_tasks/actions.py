@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 
 from manager_api import db
 from manager_api.models import FleetTask, Node, TaskHost, utcnow
-from manager_api.services import audit, dispatch, job_keys
+from manager_api.services import audit, dispatch
 from manager_api.services.errors import Conflict
 from manager_api.services.fleet_tasks import targets
 from manager_api.services.fleet_tasks.reads import get
@@ -23,8 +23,9 @@ from manager_api.services.fleet_tasks.state import (
     recompute,
     store_derived,
 )
+from manager_api.services.nodes import snapshot
 from manager_api.services.nodes.presence import known
-from shared import heartbeat
+from manager_api.services.placement.model import Candidate
 from shared.states import FleetTaskStatus, HostRunStatus
 
 logger = logging.getLogger(__name__)
@@ -65,20 +66,19 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
     return task_id
 
 
-def _target_nodes(redis: Redis, offline_after_intervals: int) -> list[targets.TargetNode]:
+def _target_nodes(redis: Redis, offline_after_intervals: int) -> list[Candidate]:
     # A forgotten node is not a target: a new node under its hostname must not be doubled by the old one.
     rows = list(Node.select(Node.id, Node.hostname, Node.ip, Node.labels).where(known()).tuples())
-    now, beats = heartbeat.read_summaries(redis, [row[0] for row in rows], job_keys.node_key)
+    live = snapshot.read(redis, [row[0] for row in rows], offline_after_intervals)
     out = []
     for node_id, hostname, ip, labels in rows:
-        beat = beats.get(node_id)
         out.append(
-            targets.TargetNode(
-                id=node_id,
-                hostname=hostname,
-                ip=ip,
-                online=beat is not None and beat.online(now, offline_after_intervals),
+            Candidate(
+                node_id,
+                hostname,
+                live.is_online(node_id),
                 labels=json.loads(labels or "{}"),
+                ip=ip,
             )
         )
     return out
@@ -94,7 +94,7 @@ def start(redis: Redis, task_id: str, actor: str, offline_after_intervals: int) 
     _dispatch(redis, task, actor, plans)
 
 
-def _record_start(task: FleetTask, actor: str, nodes: list[targets.TargetNode]) -> list[targets.HostPlan]:
+def _record_start(task: FleetTask, actor: str, nodes: list[Candidate]) -> list[targets.HostPlan]:
     """Record a pending task's hosts and its start (inside the caller's write transaction); returns the plans."""
     plans = targets.resolve(json.loads(task.targets), nodes)
     now = utcnow()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from manager_api.services.placement.filters import matches_host
+from manager_api.services.placement.model import Candidate
 
 EVERY_ONLINE_NODE = "*"
 """The target that names every node online at start."""
@@ -11,17 +14,6 @@ EVERY_ONLINE_NODE = "*"
 NO_MATCH = "no node matches this target"
 NODE_OFFLINE = "node offline"
 NO_ONLINE_NODE = "no node online"
-
-
-@dataclass(frozen=True)
-class TargetNode:
-    """A node as target resolution sees it."""
-
-    id: str
-    hostname: str
-    ip: str
-    online: bool
-    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -35,14 +27,14 @@ class HostPlan:
     error: str | None = None  # set: the host is dispatch_failed
 
 
-def _matches(node: TargetNode, target: str) -> bool:
+def _matches(node: Candidate, target: str) -> bool:
     if "=" in target:
         key, _, value = target.partition("=")
         return node.labels.get(key.strip()) == value.strip()
-    return node.id == target or node.ip == target or node.hostname.lower() == target.lower()
+    return node.node_id == target or matches_host(node, target)
 
 
-def resolve(targets: Sequence[str], nodes: Sequence[TargetNode]) -> list[HostPlan]:
+def resolve(targets: Sequence[str], nodes: Sequence[Candidate]) -> list[HostPlan]:
     """One plan per matched node (in target order, each node once) and one per target that matched nothing.
 
     Items are node ids, hostnames (any case), IPs, ``key=value`` labels, or ``*`` (every online node). A
@@ -66,13 +58,13 @@ def resolve(targets: Sequence[str], nodes: Sequence[TargetNode]) -> list[HostPla
             plans.append(HostPlan(target=target, error=missing))
             continue
         for node in matched:
-            if node.id in seen_nodes:
+            if node.node_id in seen_nodes:
                 continue
-            seen_nodes.add(node.id)
+            seen_nodes.add(node.node_id)
             plans.append(
                 HostPlan(
                     target=target,
-                    node_id=node.id,
+                    node_id=node.node_id,
                     hostname=node.hostname,
                     ip=node.ip,
                     error=None if node.online else NODE_OFFLINE,

@@ -1,6 +1,6 @@
 """GET /api/nodes and PUT/PATCH /api/nodes/{id}/labels: what each node is, offers, and holds for businesses.
 
-The manual's GET /api/task/node stays in services/nodes.py, untouched; this is the richer inventory the
+The manual's GET /api/task/node stays in nodes/manual_list.py, untouched; this is the richer inventory the
 business scheduler works from: facts, effective labels, capacity, reservations and the components placed.
 """
 
@@ -15,13 +15,13 @@ from redis import Redis
 
 from manager_api import db
 from manager_api.models import Business, BusinessComponent, Node
-from manager_api.services import audit, job_keys
+from manager_api.services import audit
 from manager_api.services.errors import Conflict, NotFound
 from manager_api.services.nodes import labels as node_labels
+from manager_api.services.nodes import snapshot
 from manager_api.services.nodes.presence import known
-from manager_api.services.placement.engine import ACTIVE_COMPONENT_STATES, capacity_from_facts, reservations
+from manager_api.services.placement.candidates import ACTIVE_COMPONENT_STATES, capacity_from_facts, reservations
 from manager_api.services.serialize import from_unix, iso
-from shared import heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +49,8 @@ def _resources(cpu: float, memory: int, gpus: int) -> dict[str, Any]:
 
 def _view(
     row: tuple[Any, ...],
-    now: float,
-    beats: Mapping[str, heartbeat.Summary],
+    live: snapshot.Snapshot,
     held: Mapping[str, tuple[float, int, int]],
-    offline_after_intervals: int,
 ) -> dict[str, Any]:
     node_id, hostname, ip, facts_text, labels, api_labels, version, registered_at, last_seen = row
     try:
@@ -63,8 +61,8 @@ def _view(
         facts = {}
     cpu, memory, gpus = capacity_from_facts(facts)
     cpu_held, memory_held, gpus_held = held.get(node_id, (0.0, 0, 0))
-    beat = beats.get(node_id)
-    online = beat is not None and beat.online(now, offline_after_intervals)
+    beat = live.summary(node_id)
+    online = live.is_online(node_id)
     shown = {key: facts[key] for key in FACT_KEYS if key in facts}
     shown.setdefault("gpu_count", gpus)
     shown.setdefault("gpus", [])
@@ -93,8 +91,8 @@ def listing(redis: Redis, offline_after_intervals: int) -> list[dict[str, Any]]:
     """Every node, in join order, with facts, labels, capacity and what active components reserve."""
     rows = list(Node.select(*_FIELDS).where(known()).order_by(Node.registered_at, Node.id).tuples())
     held = reservations()
-    now, beats = heartbeat.read_summaries(redis, [row[0] for row in rows], job_keys.node_key)
-    return [_view(row, now, beats, held, offline_after_intervals) for row in rows]
+    live = snapshot.read(redis, [row[0] for row in rows], offline_after_intervals)
+    return [_view(row, live, held) for row in rows]
 
 
 def _components_on(node_id: str) -> list[dict[str, Any]]:
@@ -130,8 +128,8 @@ def detail(redis: Redis, node_id: str, offline_after_intervals: int) -> dict[str
     row = Node.select(*_FIELDS).where(Node.id == node_id, known()).tuples().first()
     if row is None:
         raise NotFound(NOT_FOUND)
-    now, beats = heartbeat.read_summaries(redis, [node_id], job_keys.node_key)
-    out = _view(row, now, beats, reservations(), offline_after_intervals)
+    live = snapshot.read(redis, [node_id], offline_after_intervals)
+    out = _view(row, live, reservations())
     out["components"] = _components_on(node_id)
     return out
 

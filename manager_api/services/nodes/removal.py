@@ -33,7 +33,7 @@ from rq.job import Job
 from manager_api import db
 from manager_api.config import Settings
 from manager_api.models import Business, BusinessComponent, DeploymentTask, Node, TaskHost, utcnow
-from manager_api.services import audit, dispatch, job_keys
+from manager_api.services import audit, dispatch
 from manager_api.services.businesses import actions as businesses
 from manager_api.services.businesses.state import (
     ENDED,
@@ -50,11 +50,11 @@ from manager_api.services.deployments.state import LIVE_STATES
 from manager_api.services.errors import Conflict, NotFound
 from manager_api.services.fleet_tasks import actions as fleet_tasks
 from manager_api.services.nodes import labels as node_labels
-from manager_api.services.nodes import redis_users
+from manager_api.services.nodes import liveness, redis_users, snapshot
 from manager_api.services.nodes.inventory import NOT_FOUND
 from manager_api.services.nodes.presence import known
-from shared import heartbeat, keys
-from shared.states import ComponentState, HostRunStatus, NodeStatus, TaskState
+from shared import keys
+from shared.states import ComponentState, HostRunStatus, TaskState
 
 logger = logging.getLogger(__name__)
 
@@ -187,9 +187,7 @@ def forget(redis: Redis, node_id: str, actor: str, settings: Settings) -> dict[s
     node = Node.select(Node.hostname, Node.ip, Node.facts).where(Node.id == node_id, known()).first()
     if node is None:
         raise NotFound(NOT_FOUND)
-    now_ts, beats = heartbeat.read_summaries(redis, [node_id], job_keys.node_key)
-    beat = beats.get(node_id)
-    if beat is not None and beat.online(now_ts, settings.offline_after_intervals):
+    if snapshot.read(redis, [node_id], settings.offline_after_intervals).is_online(node_id):
         raise Conflict(f"node {node_id} ({node.hostname}) is online: stop its agent first")
     stops = _reset_redis(redis, node_id, settings)
     grace = settings.component_stop_grace_seconds
@@ -203,7 +201,7 @@ def forget(redis: Redis, node_id: str, actor: str, settings: Settings) -> dict[s
         Node.update(
             forgotten_at=utcnow(),
             secret_digest=None,
-            status=int(NodeStatus.OFFLINE),
+            status=liveness.stored_status(online=False),
             api_labels=node_labels.dumps({}),
             labels=node_labels.dumps(agent_labels),
         ).where(Node.id == node_id).execute()

@@ -1,25 +1,20 @@
-"""Where each task group of a deploy goes: a pure function of the groups and the nodes' load."""
+"""Where each task group of a deploy goes: the engine's filters and ranking.LEAST_LOADED over the nodes' load.
+
+Each group is one Demand adding its tasks to a node's load. Pinned groups go first, to the least loaded
+online node answering to their pin: they have no choice, and their load should steer the free ones away.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-TASK_PENALTY = 10.0
-"""Score points (on the cpu% + memory% scale) per task already active or placed on a node."""
+from manager_api.services.placement import filters
+from manager_api.services.placement.engine import rooms_of
+from manager_api.services.placement.model import Candidate, Demand, Room
+from manager_api.services.placement.ranking import LEAST_LOADED, TASK_PENALTY
 
-
-@dataclass(frozen=True)
-class NodeLoad:
-    """A node as placement sees it."""
-
-    id: str
-    hostname: str
-    ip: str
-    online: bool
-    cpu_percent: float = 0.0
-    memory_percent: float = 0.0
-    active_tasks: int = 0
+__all__ = ["TASK_PENALTY", "GroupRequest", "PlacementError", "TaskRequest", "place"]
 
 
 @dataclass(frozen=True)
@@ -42,52 +37,49 @@ class PlacementError(Exception):
     """No valid placement; the message names the group/task and node."""
 
 
-def _matches(node: NodeLoad, host: str) -> bool:
-    return node.ip == host or node.hostname.lower() == host.lower()
+def _demand(group: GroupRequest, host: str | None = None) -> Demand:
+    return Demand(f"group {group.index}", host=host, tasks=len(group.tasks))
 
 
-def _score(node: NodeLoad, placed: dict[str, int]) -> float:
-    return node.cpu_percent + node.memory_percent + TASK_PENALTY * (node.active_tasks + placed.get(node.id, 0))
-
-
-def _pinned_node(group: GroupRequest, nodes: Sequence[NodeLoad], placed: dict[str, int]) -> NodeLoad | None:
-    chosen: NodeLoad | None = None
+def _pinned_room(group: GroupRequest, rooms: Sequence[Room]) -> Room | None:
+    """The room every pin of ``group`` names (each pin picks the least loaded online node it names)."""
+    chosen: Room | None = None
     chosen_by = ""
     for task in group.tasks:
         if task.pin is None:
             continue
-        candidates = [n for n in nodes if _matches(n, task.pin)]
-        if not candidates:
-            raise PlacementError(f"task '{task.name}' of group {group.index} is pinned to unknown node '{task.pin}'")
-        online = [n for n in candidates if n.online]
-        if not online:
+        pin = task.pin
+        named = [room for room in rooms if filters.matches_host(room.node, pin)]
+        if not named:
+            raise PlacementError(f"task '{task.name}' of group {group.index} is pinned to unknown node '{pin}'")
+        room = LEAST_LOADED.best([r for r in named if r.node.online], _demand(group, pin))
+        if room is None:
             raise PlacementError(
-                f"task '{task.name}' of group {group.index} is pinned to node '{task.pin}', which is offline"
+                f"task '{task.name}' of group {group.index} is pinned to node '{pin}', which is offline"
             )
-        node = min(online, key=lambda n: (_score(n, placed), n.id))
-        if chosen is not None and node.id != chosen.id:
-            raise PlacementError(f"group {group.index} pins tasks to different nodes: '{chosen_by}' and '{task.pin}'")
-        chosen, chosen_by = node, task.pin
+        if chosen is not None and room is not chosen:
+            raise PlacementError(f"group {group.index} pins tasks to different nodes: '{chosen_by}' and '{pin}'")
+        chosen, chosen_by = room, pin
     return chosen
 
 
-def place(groups: Sequence[GroupRequest], nodes: Sequence[NodeLoad]) -> dict[int, str]:
+def place(groups: Sequence[GroupRequest], nodes: Sequence[Candidate]) -> dict[int, str]:
     """Node id for each group index: pinned groups to their node, the rest to the least loaded online node."""
-    placed: dict[str, int] = {}
+    rooms = rooms_of(nodes)
     result: dict[int, str] = {}
-    # Pinned groups first: they have no choice, and their load should steer the free ones away.
     for group in groups:
-        node = _pinned_node(group, nodes, placed)
-        if node is not None:
-            result[group.index] = node.id
-            placed[node.id] = placed.get(node.id, 0) + len(group.tasks)
-    online = [n for n in nodes if n.online]
+        room = _pinned_room(group, rooms)
+        if room is not None:
+            result[group.index] = room.node.node_id
+            room.take(_demand(group))
+    online = [room for room in rooms if room.node.online]
     for group in groups:
         if group.index in result:
             continue
-        if not online:
+        demand = _demand(group)
+        room = LEAST_LOADED.best(filters.narrow(online, demand), demand)
+        if room is None:
             raise PlacementError(f"no online node to run group {group.index}")
-        node = min(online, key=lambda n: (_score(n, placed), n.hostname, n.id))
-        result[group.index] = node.id
-        placed[node.id] = placed.get(node.id, 0) + len(group.tasks)
+        result[group.index] = room.node.node_id
+        room.take(demand)
     return result

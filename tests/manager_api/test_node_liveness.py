@@ -1,0 +1,107 @@
+"""One liveness rule: every reader judges a node at the edge of its offline window the same way.
+
+Real Redis and database; only the Redis time the readers compare heartbeats with is driven, so that "exactly
+at the end of the window" and "just past it" can be read at all.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import redis as redis_lib
+from flask.testing import FlaskClient
+
+from manager_api.models import BusinessComponent, Node
+from manager_api.services.businesses import upkeep as business_upkeep
+from manager_api.services.fleet_tasks import actions as fleet_tasks
+from manager_api.services.fleet_tasks import targets
+from manager_api.services.nodes import inventory, liveness, manual_list, snapshot
+from manager_api.services.placement import candidates
+from manager_api.services.placement.candidates import load_nodes
+from manager_api.services.placement.engine import plan
+from manager_api.services.placement.model import Demand
+from manager_api.services.placement.task_groups import GroupRequest, PlacementError, TaskRequest, place
+from shared import heartbeat, keys
+from shared.states import NodeStatus
+
+from .business_helpers import add_node, business, component, deploy
+
+INTERVALS = 3
+
+
+def _drive_clock(monkeypatch: pytest.MonkeyPatch, now: float) -> None:
+    """Make every liveness read see Redis's time as ``now`` (the summaries and the grace stay as read)."""
+    real = heartbeat.read_raw_summaries
+
+    def at_now(redis: redis_lib.Redis, node_ids: Any) -> tuple[float, dict[str, bytes], heartbeat.Grace | None]:
+        _now, raw, grace = real(redis, node_ids)
+        return now, raw, grace
+
+    monkeypatch.setattr(heartbeat, "read_raw_summaries", at_now)
+
+
+def _deployment_target(redis_client: redis_lib.Redis) -> bool:
+    try:
+        place([GroupRequest(0, (TaskRequest("t"),))], candidates.node_loads(redis_client, INTERVALS))
+    except PlacementError:
+        return False
+    return True
+
+
+def _verdicts(redis_client: redis_lib.Redis) -> dict[str, bool]:
+    """Whether n1 reads online to each reader of liveness, the duties' judging last (it writes Node.status)."""
+    Node.update(status=int(NodeStatus.OFFLINE)).execute()  # as the duties left it: upkeep confirms it live
+    business_upkeep.fail_components_on_offline_nodes(redis_client, INTERVALS, 10.0)
+    (listed,) = manual_list.list_nodes(redis_client, INTERVALS)
+    (host,) = targets.resolve(["host-n1"], fleet_tasks._target_nodes(redis_client, INTERVALS))
+    liveness.refresh_statuses(redis_client, INTERVALS)
+    return {
+        "snapshot": snapshot.read(redis_client, ["n1"], INTERVALS).is_online("n1"),
+        "node list": listed["status"] == int(NodeStatus.ONLINE) and listed["ready"],
+        "inventory": inventory.listing(redis_client, INTERVALS)[0]["status"] == "online",
+        "business placement": plan(load_nodes(redis_client, INTERVALS), [Demand("c")]).ok,
+        "deployment placement": _deployment_target(redis_client),
+        "fleet task target": host.error is None,
+        "business upkeep": BusinessComponent.get().status != "failed",
+        "duties' judging": Node.get_by_id("n1").status == int(NodeStatus.ONLINE),
+    }
+
+
+def test_every_reader_agrees_at_the_edge_of_the_offline_window(
+    client: FlaskClient, redis_client: redis_lib.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_node(client, redis_client, "n1")
+    deploy(client, business(component("a")))  # pending on n1: what business upkeep fails when n1 is offline
+    summary = snapshot.read(redis_client, ["n1"], INTERVALS).summary("n1")
+    assert summary is not None
+    edge = summary.online_until(INTERVALS)
+
+    _drive_clock(monkeypatch, edge)
+    verdicts = _verdicts(redis_client)
+    assert verdicts == dict.fromkeys(verdicts, True), "exactly at the edge: online"
+
+    _drive_clock(monkeypatch, math.nextafter(edge, math.inf))
+    verdicts = _verdicts(redis_client)
+    assert verdicts == dict.fromkeys(verdicts, False), "just past the edge: offline"
+
+
+def test_the_snapshot_judges_again_when_the_setting_or_the_grace_changes(
+    client: FlaskClient, redis_client: redis_lib.Redis
+) -> None:
+    add_node(client, redis_client, "n1")
+    live = snapshot.read(redis_client, ["n1", "never-seen"], INTERVALS)
+    assert live.is_ready("n1") and live.is_online("n1") and live.summary("never-seen") is None
+    # The same summary, already judged, read with no window at all: offline, then online again.
+    assert not snapshot.read(redis_client, ["n1"], 0).is_online("n1")
+    assert snapshot.read(redis_client, ["n1"], INTERVALS).is_online("n1")
+    # A grace granted by the duties (judging just resumed) keeps it online for a window from the resume.
+    now = heartbeat.redis_now(redis_client)
+    redis_client.set(keys.LIVENESS_JUDGED, repr(now))
+    redis_client.set(keys.LIVENESS_GRACE, f"{now - 60!r} {now + 100!r}")
+    live = snapshot.read(redis_client, ["n1"], 0)
+    assert live.is_online("n1") and live.grace is not None and live.summaries["n1"].grace == live.grace
+    # An unsigned summary (another node writing for n1) is no summary at all.
+    heartbeat.write(redis_client, "n1", {"interval": 5})
+    assert snapshot.read(redis_client, ["n1"], INTERVALS).summary("n1") is None
