@@ -203,7 +203,7 @@ class TaskHost(BaseModel):
 
 
 class Schedule(BaseModel):
-    """A scheduled fleet task: the definition is the truth the scheduler is rebuilt from at every start."""
+    """A scheduled fleet task: the definition is the truth the cron runner is rebuilt from at every start."""
 
     id = CharField(primary_key=True, max_length=64)  # uuid4 hex, the public id
     name = CharField(max_length=255, unique=True)
@@ -215,11 +215,11 @@ class Schedule(BaseModel):
     cron = CharField(max_length=255, null=True)  # a crontab line (UTC), or null with interval set
     interval = IntegerField(null=True)  # seconds, or null with cron set
     paused = BooleanField(default=False)
-    version = IntegerField(default=1)  # bumped on every change of the definition: the scheduler re-syncs on it
+    version = IntegerField(default=1)  # bumped on every change of the definition: the cron runner re-syncs on it
     created_by = CharField(max_length=255, default="")
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
-    next_run_at = DateTimeField(null=True)  # written by the scheduler (and at create/resume); null when paused
+    next_run_at = DateTimeField(null=True)  # written by the cron runner (and at create/resume); null when paused
     last_run_at = DateTimeField(null=True)
     last_task_id = CharField(max_length=64, null=True)
 
@@ -266,7 +266,7 @@ class BusinessComponent(BaseModel):
     environment_variables = TextField(default="{}")  # JSON
     config_files = TextField(default="[]")  # JSON list of {path, content}
     affinity = TextField(default="{}")  # JSON {require_gpu, node_labels}
-    cpu_cores = FloatField(default=0.0)  # reserved on its node; the scheduler sums these
+    cpu_cores = FloatField(default=0.0)  # reserved on its node; placement sums these
     memory_mb = IntegerField(default=0)
     gpus = IntegerField(default=0)
     node = ForeignKeyField(Node, backref="components", null=True, on_delete="SET NULL")
@@ -289,7 +289,7 @@ class BusinessComponent(BaseModel):
         table_name = "business_components"
         indexes = (
             (("business", "component_id"), True),
-            # The scheduler sums active reservations per node on every placement: covering, so that sum
+            # Placement sums active reservations per node on every placement: covering, so that sum
             # reads this index alone, already in node order (no table look-ups, no temporary B-tree).
             (("node", "status", "desired", "cpu_cores", "memory_mb", "gpus"), False),
         )

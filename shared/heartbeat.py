@@ -107,7 +107,7 @@ class Summary(NamedTuple):
     """Set by the readers while a grace is in force: the liveness rule (online_until) gives it room."""
     taking_jobs: bool = True
     """Whether the node's worker takes jobs (False while it waits to reconnect to Redis): an online node that
-    does not is not ready, and the scheduler places nothing on it."""
+    does not is not ready, and placement puts nothing on it."""
 
     def online_until(self, offline_after_intervals: int) -> float:
         """The Redis time after which this heartbeat no longer keeps its node online: the one liveness rule.

@@ -184,7 +184,7 @@ def _safe_config_path(value: str) -> bool:
 
 
 class ResourceRequirementsSchema(_Wire):
-    """What a component reserves on its node (document 001 §3.1); the scheduler places by it."""
+    """What a component reserves on its node (document 001 §3.1); placement places by it."""
 
     cpu_cores = fields.Float(load_default=0.0, validate=validate.Range(min=0, max=4096))
     memory_mb = fields.Integer(load_default=0, validate=validate.Range(min=0, max=64 * 1024 * 1024))

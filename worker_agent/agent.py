@@ -71,7 +71,7 @@ class AgentSettings:
     sftp_known_hosts: Path | None = None
     """known_hosts checked for sftp:// image URLs (unknown hosts are refused)."""
     capacity: dict[str, int | float] = field(default_factory=dict)
-    """Overrides of detected facts (cpu_count, memory_total_mb, gpu_count) that the scheduler places by."""
+    """Overrides of detected facts (cpu_count, memory_total_mb, gpu_count) that placement places by."""
 
 
 def agent_version() -> str:

@@ -20,7 +20,7 @@ NVIDIA_SMI_TIMEOUT = 10.0
 """Seconds nvidia-smi may take to list the GPUs at join before the node reads as having none."""
 
 CAPACITY_FACTS = ("cpu_count", "memory_total_mb", "gpu_count")
-"""Facts the scheduler places by, which agent flags may override (--cpu-cores, --memory-mb, --gpus)."""
+"""Facts placement places by, which agent flags may override (--cpu-cores, --memory-mb, --gpus)."""
 
 
 def collect(interval: float, hostname: str, ip: str, tasks_running: int) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Businesses end to end (document 001): a real manager, two real agents, real processes and containers.
 
 The agents run docker components on a private podman service (tests/engines.py), fetch images over HTTP
-and SFTP from servers the tests start, and advertise fixed capacities so the scheduler's answers are known.
+and SFTP from servers the tests start, and advertise fixed capacities so placement's answers are known.
 """
 
 from __future__ import annotations

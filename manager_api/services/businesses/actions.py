@@ -107,7 +107,7 @@ def place(nodes: Sequence[Candidate], demands: Sequence[Demand], business_id: st
     """component_id -> node id, or the 409 refusal."""
     plan = business_placement.plan(nodes, demands)
     if not plan.ok:
-        logger.warning("business %s refused by the scheduler: %s", business_id or "(new)", plan.refusal_text())
+        logger.warning("business %s refused by placement: %s", business_id or "(new)", plan.refusal_text())
         raise refusal(plan, business_id)
     return {p.component_id: p.node_id for p in plan.placements}
 

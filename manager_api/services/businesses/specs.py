@@ -1,4 +1,4 @@
-"""From a validated component request to what the rest needs: the row's columns, the scheduler's Demand,
+"""From a validated component request to what the rest needs: the row's columns, placement's Demand,
 the DEPLOY_COMPONENT payload, and whether two specs differ."""
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def differs(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
 
 
 def demand(spec: Mapping[str, Any], prefer_node: str | None = None) -> Demand:
-    """What the scheduler must find room for."""
+    """What placement must find room for."""
     req, aff = requirements(spec), affinity(spec)
     return Demand(
         component_id=spec["component_id"],

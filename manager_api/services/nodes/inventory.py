@@ -1,7 +1,7 @@
 """GET /api/nodes and PUT/PATCH /api/nodes/{id}/labels: what each node is, offers, and holds for businesses.
 
 The manual's GET /api/task/node stays in nodes/manual_list.py, untouched; this is the richer inventory the
-business scheduler works from: facts, effective labels, capacity, reservations and the components placed.
+placement works from: facts, effective labels, capacity, reservations and the components placed.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ``plan`` is pure (no DB, no Redis) so it can be unit-tested and benchmarked; candidates.py builds its
 nodes from the database (facts, labels, reservations, tasks) and nodes.snapshot (who is online, live load).
-The business scheduler (document 001 §7) plans with ranking.BALANCE, the manual's deployments
+Business placement (document 001 §7's "scheduler") plans with ranking.BALANCE, the manual's deployments
 (task_groups.place) with ranking.LEAST_LOADED; filters.py says which nodes may take a demand and why not.
 A demand that asks for a node it already runs on (``prefer_node``: restart, update) stays there when that
 node still passes the filters; one of ``count`` instances with ``distinct_nodes`` goes to a node that holds

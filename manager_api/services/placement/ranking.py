@@ -32,7 +32,7 @@ class Ranking(Protocol):
 
 
 class Balance:
-    """Keep every node's busiest resource as low as possible (the business scheduler)."""
+    """Keep every node's busiest resource as low as possible (business placement)."""
 
     def score(self, room: Room, demand: Demand) -> float:
         """The busiest resource's share of the node once ``demand`` is placed (0 empty, 1 full)."""
@@ -47,7 +47,7 @@ class Balance:
     def best(self, rooms: Sequence[Room], demand: Demand) -> Room | None:
         """The room that fits ``demand`` and stays emptiest, or None.
 
-        The hot loop of the scheduler (nodes x components): the CPU and memory filters (filters.fits) and
+        The hot loop of placement (nodes x components): the CPU and memory filters (filters.fits) and
         the score are inlined, and no reason text is built, which is only worth it when nothing fits.
         """
         cpu, memory, gpu = demand.cpu_cores - CPU_SLACK, demand.memory_mb, demand.gpu

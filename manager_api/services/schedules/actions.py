@@ -1,4 +1,4 @@
-"""Schedules: fleet tasks fired by cron or interval; the Schedule table is the truth the scheduler follows."""
+"""Schedules: fleet tasks fired by cron or interval; the Schedule table is the truth the cron runner follows."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def create(data: dict[str, Any], actor: str) -> dict[str, Any]:
                 created_at=now,
                 updated_at=now,
             )
-            # The API knows the first run at once; the scheduler keeps it current from then on.
+            # The API knows the first run at once; the cron runner keeps it current from then on.
             row.next_run_at = _first_run(row, now)
             row.save(force_insert=True)
             trigger = {"cron": row.cron} if row.cron else {"interval": row.interval}
@@ -153,11 +153,11 @@ def delete(schedule_id: str, actor: str) -> None:
     logger.info("schedule %s (%s) deleted by %s", row.id, row.name, actor)
 
 
-# -- the scheduler's side --------------------------------------------------------------------------
+# -- the cron runner's side ------------------------------------------------------------------------
 
 
 def definitions() -> dict[str, int]:
-    """Version of every active (not paused) schedule: what the scheduler must hold."""
+    """Version of every active (not paused) schedule: what the cron runner must hold."""
     rows: list[tuple[str, int]] = list(
         Schedule.select(Schedule.id, Schedule.version).where(Schedule.paused == False).tuples()  # noqa: E712
     )
@@ -202,7 +202,7 @@ def fire(redis: Redis, schedule_id: str, version: int, offline_after_intervals: 
 
 
 def record_next_runs(next_runs: dict[str, datetime | None]) -> int:
-    """Store the scheduler's next run times (aware UTC) where they changed; returns how many rows changed."""
+    """Store the cron runner's next run times (aware UTC) where they changed; returns how many rows changed."""
     if not next_runs:
         return 0
     rows: list[tuple[str, datetime | None]] = list(
