@@ -10,7 +10,7 @@ from shared.states import DeploymentState, TaskState
 
 from . import formatting
 from .client import Client
-from .context import EXIT_FAILED, client_of, echo_json, page_options, segment
+from .context import EXIT_FAILED, client_of, echo_answer, echo_page, page_options, segment
 from .progress import ProgressLine
 
 POLL_SECONDS = 0.3
@@ -73,10 +73,7 @@ def wait_for_deployment(client: Client, dep_id: str, timeout: float) -> int:
 def status(ctx: click.Context, deployment_id: str, as_json: bool) -> None:
     """Show the state of deployment ID."""
     answer = client_of(ctx).post("/api/task/task_group/query", {"id": deployment_id})
-    if as_json:
-        echo_json(answer)
-        return
-    click.echo(f"{answer.get('id')}  {answer.get('state')} (status {answer.get('status')})")
+    echo_answer(answer, as_json, lambda a: f"{a.get('id')}  {a.get('state')} (status {a.get('status')})")
 
 
 @click.command()
@@ -114,12 +111,11 @@ def deployment() -> None:
 def deployment_show(ctx: click.Context, deployment_id: str, as_json: bool) -> None:
     """Show deployment ID with a table of its deployment tasks."""
     dep = client_of(ctx).get(f"/deployments/{segment(deployment_id)}")
-    if as_json:
-        echo_json(dep)
-        return
-    click.echo(formatting.deployment_summary(dep))
-    click.echo()
-    click.echo(formatting.deployment_tasks_table(dep.get("tasks", [])))
+    echo_answer(
+        dep,
+        as_json,
+        lambda d: f"{formatting.deployment_summary(d)}\n\n{formatting.deployment_tasks_table(d.get('tasks', []))}",
+    )
 
 
 @deployment.command("list")
@@ -138,11 +134,7 @@ def deployment_list(
     """List deployments, newest first, with their deployment tasks counted by state."""
     query = {"state": state, "name": name, "page": page, "page_size": page_size}
     answer = client_of(ctx).get("/api/deployments", query)
-    if as_json:
-        echo_json(answer)
-        return
-    click.echo(formatting.deployments_table(answer.get("deployments", [])))
-    click.echo(formatting.page_footer(answer, "deployment(s)", page, page_size))
+    echo_page(answer, as_json, "deployments", formatting.deployments_table, ("deployment(s)", page, page_size))
 
 
 @deployment.command("delete")

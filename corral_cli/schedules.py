@@ -9,7 +9,7 @@ import click
 
 from . import formatting
 from .client import Client
-from .context import CommandError, client_of, echo_json, page_options
+from .context import CommandError, client_of, echo_answer, echo_page, page_options
 from .tasks import fleet_command_options, parse_targets
 
 
@@ -42,6 +42,12 @@ def all_schedules(client: Client) -> list[Mapping[str, Any]]:
 def find_schedule(client: Client, ref: str) -> Mapping[str, Any]:
     """The schedule ``ref`` names, by id or name."""
     return match_schedule(all_schedules(client), ref)
+
+
+def pause_state(schedule: Mapping[str, Any]) -> str:
+    """`schedule NAME paused`, or active with its next run: what `pause` and `resume` print."""
+    state = "paused" if schedule.get("paused") else f"active, next run {formatting.cell(schedule.get('next_run_at'))}"
+    return f"schedule {schedule.get('name')} {state}"
 
 
 _json = click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
@@ -98,11 +104,7 @@ def create(
         body["interval"] = every
     if env:
         body["env"] = env
-    answer = client_of(ctx).post("/api/schedules", body)
-    if as_json:
-        echo_json(answer)
-        return
-    click.echo(formatting.schedule_summary(answer))
+    echo_answer(client_of(ctx).post("/api/schedules", body), as_json, formatting.schedule_summary)
 
 
 @schedule.command("list")
@@ -112,12 +114,8 @@ def create(
 def list_(ctx: click.Context, page: int, page_size: int, as_json: bool) -> None:
     """List schedules, oldest first, with their trigger, next and last run."""
     answer = client_of(ctx).get("/api/schedules", {"page": page, "page_size": page_size})
-    if as_json:
-        echo_json(answer)
-        return
-    click.echo(formatting.schedules_table(answer.get("schedules", [])))
-    if "total" in answer:
-        click.echo(formatting.page_footer(answer, "schedule(s)", page, page_size))
+    footer = ("schedule(s)", page, page_size)
+    echo_page(answer, as_json, "schedules", formatting.schedules_table, footer, paged_later=True)
 
 
 @schedule.command("show")
@@ -128,10 +126,7 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
     """Show SCHEDULE with the ids of the fleet tasks it fired last."""
     client = client_of(ctx)
     answer = client.get(f"/api/schedules/{find_schedule(client, ref)['id']}")
-    if as_json:
-        echo_json(answer)
-        return
-    click.echo(formatting.schedule_summary(answer))
+    echo_answer(answer, as_json, formatting.schedule_summary)
 
 
 def _pause_command(action: str, doc: str) -> click.Command:
@@ -143,11 +138,7 @@ def _pause_command(action: str, doc: str) -> click.Command:
     def command(ctx: click.Context, ref: str, as_json: bool) -> None:
         client = client_of(ctx)
         answer = client.post(f"/api/schedules/{find_schedule(client, ref)['id']}/{action}")
-        if as_json:
-            echo_json(answer)
-            return
-        state = "paused" if answer.get("paused") else f"active, next run {formatting.cell(answer.get('next_run_at'))}"
-        click.echo(f"schedule {answer.get('name')} {state}")
+        echo_answer(answer, as_json, pause_state)
 
     command.__doc__ = doc
     return schedule.command(action)(command)

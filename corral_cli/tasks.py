@@ -17,7 +17,7 @@ from shared.states import FleetTaskStatus
 
 from . import formatting
 from .client import REQUEST_TIMEOUT, ApiError, Client
-from .context import EXIT_FAILED, EXIT_INTERRUPTED, client_of, echo_json, page_options
+from .context import EXIT_FAILED, EXIT_INTERRUPTED, client_of, echo_json, echo_page, page_options
 from .progress import ProgressLine
 from .sse import parse_sse
 
@@ -279,11 +279,7 @@ def tasks_list(
     """List fleet tasks, newest first."""
     # `size`: a manager from before `page_size` takes only that name
     answer = client_of(ctx).get("/api/tasks", {"status": status, "name": name, "page": page, "size": page_size})
-    if as_json:
-        echo_json(answer)
-        return
-    click.echo(formatting.tasks_table(answer.get("tasks", [])))
-    click.echo(formatting.page_footer(answer, "task(s)", page, page_size))
+    echo_page(answer, as_json, "tasks", formatting.tasks_table, ("task(s)", page, page_size))
 
 
 @tasks.command("show")
