@@ -44,6 +44,12 @@ def find_schedule(client: Client, ref: str) -> Mapping[str, Any]:
     return match_schedule(all_schedules(client), ref)
 
 
+def schedule_call(ctx: click.Context, ref: str, method: str, suffix: str = "") -> Any:
+    """The API's answer to ``method`` on ``/api/schedules/<ID><suffix>``, the schedule found by id or name."""
+    client = client_of(ctx)
+    return client.call(method, f"/api/schedules/{find_schedule(client, ref)['id']}{suffix}")
+
+
 def pause_state(schedule: Mapping[str, Any]) -> str:
     """`schedule NAME paused`, or active with its next run: what `pause` and `resume` print."""
     state = "paused" if schedule.get("paused") else f"active, next run {formatting.cell(schedule.get('next_run_at'))}"
@@ -124,9 +130,7 @@ def list_(ctx: click.Context, page: int, page_size: int, as_json: bool) -> None:
 @click.pass_context
 def show(ctx: click.Context, ref: str, as_json: bool) -> None:
     """Show SCHEDULE with the ids of the fleet tasks it fired last."""
-    client = client_of(ctx)
-    answer = client.get(f"/api/schedules/{find_schedule(client, ref)['id']}")
-    echo_answer(answer, as_json, formatting.schedule_summary)
+    echo_answer(schedule_call(ctx, ref, "GET"), as_json, formatting.schedule_summary)
 
 
 def _pause_command(action: str, doc: str) -> click.Command:
@@ -136,9 +140,7 @@ def _pause_command(action: str, doc: str) -> click.Command:
     @_json
     @click.pass_context
     def command(ctx: click.Context, ref: str, as_json: bool) -> None:
-        client = client_of(ctx)
-        answer = client.post(f"/api/schedules/{find_schedule(client, ref)['id']}/{action}")
-        echo_answer(answer, as_json, pause_state)
+        echo_answer(schedule_call(ctx, ref, "POST", f"/{action}"), as_json, pause_state)
 
     command.__doc__ = doc
     return schedule.command(action)(command)
