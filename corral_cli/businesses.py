@@ -72,13 +72,9 @@ class SettledWait(Wait[Mapping[str, Any]]):
     poll_seconds = POLL_SECONDS
 
     def __init__(self, client: Client, business_id: str, want: BusinessState) -> None:
-        self.client = client
+        super().__init__(client, f"/api/businesses/{business_id}")
         self.business_id = business_id
         self.want = want
-
-    def look(self) -> Mapping[str, Any]:
-        business: Mapping[str, Any] = self.client.get(f"/api/businesses/{self.business_id}")
-        return business
 
     def line(self, seen: Mapping[str, Any]) -> str:
         return progress_text(seen)

@@ -51,12 +51,8 @@ class UpWait(Wait[Mapping[str, Any]]):
     poll_seconds = POLL_SECONDS
 
     def __init__(self, client: Client, dep_id: str) -> None:
-        self.client = client
+        super().__init__(client, f"/deployments/{dep_id}")
         self.dep_id = dep_id
-
-    def look(self) -> Mapping[str, Any]:
-        dep: Mapping[str, Any] = self.client.get(f"/deployments/{self.dep_id}")
-        return dep
 
     def line(self, seen: Mapping[str, Any]) -> str:
         return formatting.deployment_progress(seen.get("tasks", []))

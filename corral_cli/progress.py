@@ -11,6 +11,7 @@ from typing import Generic, TextIO, TypeVar
 
 import click
 
+from .client import Client
 from .context import EXIT_FAILED
 
 T = TypeVar("T")
@@ -70,9 +71,14 @@ class Wait(ABC, Generic[T]):
     poll_seconds = 0.5
     """How often it looks."""
 
-    @abstractmethod
+    def __init__(self, client: Client, path: str) -> None:
+        self.client = client
+        self.path = path
+
     def look(self) -> T:
-        """What the API says now."""
+        """What the API says now: its answer to GET ``path``."""
+        seen: T = self.client.get(self.path)
+        return seen
 
     @abstractmethod
     def line(self, seen: T) -> str:

@@ -36,7 +36,7 @@ class Countdown(Wait[int]):
 
     poll_seconds = 0.0
 
-    def __init__(self, start: int) -> None:
+    def __init__(self, start: int) -> None:  # no client: look() is its own
         self.left = start
         self.looks = 0
 
