@@ -10,7 +10,7 @@ import click
 from . import formatting
 from .client import Client
 from .context import CommandError, client_of, echo_answer, echo_page, page_options
-from .tasks import fleet_command_options, parse_targets
+from .tasks import fleet_body, fleet_command_options
 
 
 def match_schedule(schedules: Sequence[Mapping[str, Any]], ref: str) -> Mapping[str, Any]:
@@ -97,19 +97,8 @@ def create(
     """Create schedule NAME: a fleet task running CMD on the targets, fired by --cron or --every."""
     if (cron is None) == (every is None):
         raise click.UsageError("give either --cron 'EXPR' or --every SECONDS")
-    body: dict[str, Any] = {
-        "name": name,
-        "command": command,
-        "targets": parse_targets(on),
-        "timeout": timeout,
-        "description": description,
-    }
-    if cron is not None:
-        body["cron"] = cron
-    else:
-        body["interval"] = every
-    if env:
-        body["env"] = env
+    trigger = {"cron": cron} if cron is not None else {"interval": every}
+    body = fleet_body(name, command, on, timeout, env, description=description, **trigger)
     echo_answer(client_of(ctx).post("/api/schedules", body), as_json, formatting.schedule_summary)
 
 

@@ -91,6 +91,16 @@ def fleet_command_options(on_help: str, timeout_help: str) -> Callable[[F], F]:
     return decorate
 
 
+def fleet_body(
+    name: str, command: str, on: Sequence[str], timeout: int, env: Mapping[str, str], **more: Any
+) -> dict[str, Any]:
+    """The request body of a fleet command (`run`, `schedule create`): ``more`` after the timeout, ``env`` if any."""
+    body: dict[str, Any] = {"name": name, "command": command, "targets": parse_targets(on), "timeout": timeout, **more}
+    if env:
+        body["env"] = env
+    return body
+
+
 def is_final(task: Mapping[str, Any]) -> bool:
     return task.get("status") in FINAL_STATUSES
 
@@ -216,14 +226,7 @@ def run(
     if not command.strip():
         raise click.BadParameter("must not be empty", param_hint="COMMAND")
     client = client_of(ctx)
-    body: dict[str, Any] = {
-        "name": (name or command.strip())[:255],
-        "command": command,
-        "targets": parse_targets(on),
-        "timeout": timeout,
-    }
-    if env:
-        body["env"] = env
+    body = fleet_body((name or command.strip())[:255], command, on, timeout, env)
     progress = ProgressLine()
     if no_follow:
         wait = min(timeout + DEADLINE_SLACK_SECONDS, MAX_WAIT)
