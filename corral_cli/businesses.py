@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,7 +13,7 @@ from shared.states import BusinessState, ComponentState
 from . import formatting
 from .client import ApiError, Client
 from .context import EXIT_FAILED, CommandError, client_of, echo_json, page_options, segment
-from .progress import ProgressLine
+from .progress import Wait
 
 POLL_SECONDS = 0.5
 """How often `--wait` looks at the business."""
@@ -67,30 +66,38 @@ def progress_text(business: Mapping[str, Any]) -> str:
     return f"{business.get('status')}: {running}/{len(components)} running" + (f", {rest}" if rest else "")
 
 
+class SettledWait(Wait[Mapping[str, Any]]):
+    """`corral business ... --wait`: until the business settles; exit 0 when it reached ``want``."""
+
+    poll_seconds = POLL_SECONDS
+
+    def __init__(self, client: Client, business_id: str, want: BusinessState) -> None:
+        super().__init__(client, f"/api/businesses/{business_id}")
+        self.business_id = business_id
+        self.want = want
+
+    def line(self, seen: Mapping[str, Any]) -> str:
+        return progress_text(seen)
+
+    def over(self, seen: Mapping[str, Any]) -> bool:
+        return seen.get("status") in SETTLED
+
+    def report(self, seen: Mapping[str, Any]) -> int:
+        click.echo(components_table(seen.get("components") or []))
+        status = seen.get("status")
+        if status != self.want:
+            why = seen.get("message") or ""
+            click.echo(f"business {self.business_id} is {status}: {why}".rstrip(": "), err=True)
+            return EXIT_FAILED
+        return 0
+
+    def late(self, seen: Mapping[str, Any], timeout: float) -> str:
+        return f"business {self.business_id} not settled after {timeout:g} s ({seen.get('status')})"
+
+
 def wait_settled(client: Client, business_id: str, timeout: float, want: BusinessState) -> int:
     """Poll the business until it settles; 0 when it reached ``want``, 1 otherwise."""
-    progress = ProgressLine()
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            business = client.get(f"/api/businesses/{business_id}")
-            progress.update(progress_text(business))
-            status = business.get("status")
-            if status in SETTLED:
-                progress.close()
-                click.echo(components_table(business.get("components") or []))
-                if status != want:
-                    why = business.get("message") or ""
-                    click.echo(f"business {business_id} is {status}: {why}".rstrip(": "), err=True)
-                    return EXIT_FAILED
-                return 0
-            if time.monotonic() > deadline:
-                progress.close()
-                click.echo(f"business {business_id} not settled after {timeout:g} s ({status})", err=True)
-                return EXIT_FAILED
-            time.sleep(POLL_SECONDS)
-    finally:
-        progress.close()
+    return SettledWait(client, business_id, want).run(timeout)
 
 
 def print_refusal(answer: Mapping[str, Any]) -> None:

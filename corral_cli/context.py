@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import click
 
+from . import formatting
 from .client import Client
 from .config import resolve
 
@@ -85,3 +86,32 @@ def page_options(
 def echo_json(data: Any) -> None:
     """Pretty JSON on stdout, non-ASCII kept readable."""
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def echo_answer(answer: Any, as_json: bool, render: Callable[[Any], str]) -> None:
+    """A command's answer: the API's JSON with --json, else the text ``render`` makes of it."""
+    if as_json:
+        echo_json(answer)
+        return
+    click.echo(render(answer))
+
+
+def echo_page(
+    answer: Mapping[str, Any],
+    as_json: bool,
+    key: str,
+    table: Callable[[Sequence[Mapping[str, Any]]], str],
+    footer: tuple[str, int, int],
+    paged_later: bool = False,
+) -> None:
+    """One page of a list: the API's JSON with --json, else ``table`` of ``answer[key]`` and the page footer.
+
+    ``footer`` is the noun, page and page size; ``paged_later``: a manager from before this list was paged
+    answers without ``total``, and then no footer is printed.
+    """
+    if as_json:
+        echo_json(answer)
+        return
+    click.echo(table(answer.get(key, [])))
+    if "total" in answer or not paged_later:
+        click.echo(formatting.page_footer(answer, *footer))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import time
+from collections.abc import Mapping
+from typing import Any
 
 import click
 
@@ -10,8 +11,8 @@ from shared.states import DeploymentState, TaskState
 
 from . import formatting
 from .client import Client
-from .context import EXIT_FAILED, client_of, echo_json, page_options, segment
-from .progress import ProgressLine
+from .context import EXIT_FAILED, client_of, echo_answer, echo_page, page_options, segment
+from .progress import Wait
 
 POLL_SECONDS = 0.3
 """How often `deploy --wait` looks at the deployment."""
@@ -39,31 +40,41 @@ def deploy(ctx: click.Context, name: str, wait: bool, wait_timeout: float) -> No
         ctx.exit(wait_for_deployment(client, dep_id, wait_timeout))
 
 
+def task_states(dep: Mapping[str, Any]) -> set[Any]:
+    """The states a deployment's deployment tasks are in."""
+    return {t.get("state") for t in dep.get("tasks", [])}
+
+
+class UpWait(Wait[Mapping[str, Any]]):
+    """`corral deploy --wait`: until every deployment task is up (exit 0) or one failed (exit 1)."""
+
+    poll_seconds = POLL_SECONDS
+
+    def __init__(self, client: Client, dep_id: str) -> None:
+        super().__init__(client, f"/deployments/{dep_id}")
+        self.dep_id = dep_id
+
+    def line(self, seen: Mapping[str, Any]) -> str:
+        return formatting.deployment_progress(seen.get("tasks", []))
+
+    def over(self, seen: Mapping[str, Any]) -> bool:
+        states = task_states(seen)
+        return bool(states & DEPLOY_BAD_STATES) or bool(seen.get("tasks", [])) and states <= DEPLOY_OK_STATES
+
+    def report(self, seen: Mapping[str, Any]) -> int:
+        if not task_states(seen) & DEPLOY_BAD_STATES:
+            return 0
+        click.echo(formatting.deployment_tasks_table(seen.get("tasks", [])), err=True)
+        click.echo(f"deployment {self.dep_id} did not come up: {seen.get('state')}", err=True)
+        return EXIT_FAILED
+
+    def late(self, seen: Mapping[str, Any], timeout: float) -> str:
+        return f"deployment {self.dep_id} not up after {timeout:g} s ({seen.get('state')})"
+
+
 def wait_for_deployment(client: Client, dep_id: str, timeout: float) -> int:
     """Poll a deployment until all its deployment tasks are up (0) or one failed or time ran out (1)."""
-    progress = ProgressLine()
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            dep = client.get(f"/deployments/{dep_id}")
-            tasks = dep.get("tasks", [])
-            progress.update(formatting.deployment_progress(tasks))
-            states = {t.get("state") for t in tasks}
-            if states & DEPLOY_BAD_STATES:
-                progress.close()
-                click.echo(formatting.deployment_tasks_table(tasks), err=True)
-                click.echo(f"deployment {dep_id} did not come up: {dep.get('state')}", err=True)
-                return EXIT_FAILED
-            if tasks and states <= DEPLOY_OK_STATES:
-                progress.close()
-                return 0
-            if time.monotonic() > deadline:
-                progress.close()
-                click.echo(f"deployment {dep_id} not up after {timeout:g} s ({dep.get('state')})", err=True)
-                return EXIT_FAILED
-            time.sleep(POLL_SECONDS)
-    finally:
-        progress.close()
+    return UpWait(client, dep_id).run(timeout)
 
 
 @click.command()
@@ -73,10 +84,7 @@ def wait_for_deployment(client: Client, dep_id: str, timeout: float) -> int:
 def status(ctx: click.Context, deployment_id: str, as_json: bool) -> None:
     """Show the state of deployment ID."""
     answer = client_of(ctx).post("/api/task/task_group/query", {"id": deployment_id})
-    if as_json:
-        echo_json(answer)
-        return
-    click.echo(f"{answer.get('id')}  {answer.get('state')} (status {answer.get('status')})")
+    echo_answer(answer, as_json, lambda a: f"{a.get('id')}  {a.get('state')} (status {a.get('status')})")
 
 
 @click.command()
@@ -114,12 +122,11 @@ def deployment() -> None:
 def deployment_show(ctx: click.Context, deployment_id: str, as_json: bool) -> None:
     """Show deployment ID with a table of its deployment tasks."""
     dep = client_of(ctx).get(f"/deployments/{segment(deployment_id)}")
-    if as_json:
-        echo_json(dep)
-        return
-    click.echo(formatting.deployment_summary(dep))
-    click.echo()
-    click.echo(formatting.deployment_tasks_table(dep.get("tasks", [])))
+    echo_answer(
+        dep,
+        as_json,
+        lambda d: f"{formatting.deployment_summary(d)}\n\n{formatting.deployment_tasks_table(d.get('tasks', []))}",
+    )
 
 
 @deployment.command("list")
@@ -138,11 +145,7 @@ def deployment_list(
     """List deployments, newest first, with their deployment tasks counted by state."""
     query = {"state": state, "name": name, "page": page, "page_size": page_size}
     answer = client_of(ctx).get("/api/deployments", query)
-    if as_json:
-        echo_json(answer)
-        return
-    click.echo(formatting.deployments_table(answer.get("deployments", [])))
-    click.echo(formatting.page_footer(answer, "deployment(s)", page, page_size))
+    echo_page(answer, as_json, "deployments", formatting.deployments_table, ("deployment(s)", page, page_size))
 
 
 @deployment.command("delete")

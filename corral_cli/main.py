@@ -12,7 +12,7 @@ from . import formatting
 from .businesses import business
 from .client import ApiError
 from .config import CONFIG_ENV, TOKEN_ENV, URL_ENV, ConfigError
-from .context import EXIT_API, client_of, echo_json, page_options
+from .context import EXIT_API, client_of, echo_page, page_options
 from .deployments import deploy, deployment, status, stop
 from .nodes import node, nodes
 from .schedules import schedule
@@ -78,12 +78,7 @@ def audit(ctx: click.Context, page_size: int, page: int, as_json: bool) -> None:
     if page > 1:  # only then: a manager from before audit paging refuses an unknown `page`
         query["page"] = page
     answer = client_of(ctx).get("/api/audit", query)
-    if as_json:
-        echo_json(answer)
-        return
-    click.echo(formatting.audit_table(answer.get("entries", [])))
-    if "total" in answer:
-        click.echo(formatting.page_footer(answer, "entries", page, page_size))
+    echo_page(answer, as_json, "entries", formatting.audit_table, ("entries", page, page_size), paged_later=True)
 
 
 for command in (nodes, node, template, deploy, status, deployment, stop, run, tasks, schedule, business):

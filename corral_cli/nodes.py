@@ -9,7 +9,7 @@ import click
 
 from . import formatting
 from .client import ApiError, Client
-from .context import CommandError, alias_of, client_of, echo_json, segment
+from .context import CommandError, alias_of, client_of, echo_answer, echo_json, segment
 
 T = TypeVar("T")
 
@@ -45,6 +45,12 @@ def on_node(client: Client, ref: str, action: Callable[[str], T]) -> T:
     return action(node_id)
 
 
+def node_call(ctx: click.Context, ref: str, method: str, suffix: str = "", body: Any = None) -> Any:
+    """The API's answer to ``method`` on ``/api/nodes/<NODE><suffix>``, NODE found as in :func:`on_node`."""
+    client = client_of(ctx)
+    return on_node(client, ref, lambda node_id: client.call(method, f"/api/nodes/{node_id}{suffix}", body))
+
+
 def parse_label_changes(items: Sequence[str], replace: bool) -> dict[str, str | None]:
     """``k=v`` sets, ``k-`` removes (a JSON merge patch's null); ``--replace`` takes only ``k=v``."""
     changes: dict[str, str | None] = {}
@@ -74,11 +80,7 @@ def node() -> None:
 @click.pass_context
 def node_list(ctx: click.Context, as_json: bool) -> None:
     """List the nodes with their status, resources and last heartbeat (also `corral nodes`)."""
-    answer = client_of(ctx).get("/api/task/node")
-    if as_json:
-        echo_json(answer)
-        return
-    click.echo(formatting.nodes_table(answer.get("nodes", [])))
+    echo_answer(client_of(ctx).get("/api/task/node"), as_json, lambda a: formatting.nodes_table(a.get("nodes", [])))
 
 
 nodes = alias_of(node_list, "nodes", "corral node list")
@@ -92,8 +94,7 @@ _node_arg = click.argument("ref", metavar="NODE")
 @click.pass_context
 def node_show(ctx: click.Context, ref: str) -> None:
     """Show NODE: facts, labels, reservations and components, as JSON."""
-    client = client_of(ctx)
-    echo_json(on_node(client, ref, lambda node_id: client.get(f"/api/nodes/{node_id}")))
+    echo_json(node_call(ctx, ref, "GET"))
 
 
 @node.command("forget-secret")
@@ -101,8 +102,7 @@ def node_show(ctx: click.Context, ref: str) -> None:
 @click.pass_context
 def node_forget_secret(ctx: click.Context, ref: str) -> None:
     """Let the next join of NODE set a new node secret (its agent lost it)."""
-    client = client_of(ctx)
-    echo_json(on_node(client, ref, lambda node_id: client.post(f"/api/nodes/{node_id}/forget-secret")))
+    echo_json(node_call(ctx, ref, "POST", "/forget-secret"))
 
 
 @node.command("forget")
@@ -110,8 +110,7 @@ def node_forget_secret(ctx: click.Context, ref: str) -> None:
 @click.pass_context
 def node_forget(ctx: click.Context, ref: str) -> None:
     """Remove offline NODE from the fleet (refused while it is online)."""
-    client = client_of(ctx)
-    answer = on_node(client, ref, lambda node_id: client.delete(f"/api/nodes/{node_id}"))
+    answer = node_call(ctx, ref, "DELETE")
     click.echo(f"node {answer.get('id')} ({answer.get('hostname')}) {answer.get('message', 'forgotten')}")
 
 
@@ -130,12 +129,6 @@ def node_label(ctx: click.Context, ref: str, labels: Sequence[str], replace: boo
     changes = parse_label_changes(labels, replace)
     if not changes and not replace:
         raise click.UsageError("give at least one KEY=VALUE or KEY- (or --replace to clear the API labels)")
-    client = client_of(ctx)
-    if replace:
-        answer = on_node(client, ref, lambda node_id: client.put(f"/api/nodes/{node_id}/labels", {"labels": changes}))
-    else:
-        answer = on_node(client, ref, lambda node_id: client.patch(f"/api/nodes/{node_id}/labels", {"labels": changes}))
-    if as_json:
-        echo_json(answer)
-        return
-    click.echo(formatting.labels_table(answer))
+    # PUT sets the API labels to exactly these; PATCH merges (null removes a key)
+    answer = node_call(ctx, ref, "PUT" if replace else "PATCH", "/labels", {"labels": changes})
+    echo_answer(answer, as_json, formatting.labels_table)

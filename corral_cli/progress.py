@@ -1,12 +1,20 @@
-"""A progress line on stderr: redrawn in place on a terminal, printed as plain lines when it changes otherwise."""
+"""A progress line on stderr (redrawn in place on a terminal, printed as plain lines when it changes otherwise)
+and the `--wait` loop that polls the API under it."""
 
 from __future__ import annotations
 
 import sys
 import threading
-from typing import TextIO
+import time
+from abc import ABC, abstractmethod
+from typing import Generic, TextIO, TypeVar
 
 import click
+
+from .client import Client
+from .context import EXIT_FAILED
+
+T = TypeVar("T")
 
 CLEAR_LINE = "\r\x1b[K"
 """Carriage return and erase-to-end-of-line: the next write replaces the progress line."""
@@ -55,3 +63,54 @@ class ProgressLine:
             self.stream.write(CLEAR_LINE)
             self.stream.flush()
             self._shown = False
+
+
+class Wait(ABC, Generic[T]):
+    """`--wait`: looks at something through the API under a progress line until it is over or time runs out."""
+
+    poll_seconds = 0.5
+    """How often it looks."""
+
+    def __init__(self, client: Client, path: str) -> None:
+        self.client = client
+        self.path = path
+
+    def look(self) -> T:
+        """What the API says now: its answer to GET ``path``."""
+        seen: T = self.client.get(self.path)
+        return seen
+
+    @abstractmethod
+    def line(self, seen: T) -> str:
+        """The progress line for what was seen."""
+
+    @abstractmethod
+    def over(self, seen: T) -> bool:
+        """Whether waiting is over (for better or worse)."""
+
+    @abstractmethod
+    def report(self, seen: T) -> int:
+        """Print how it ended (the progress line already gone) and give the exit code."""
+
+    @abstractmethod
+    def late(self, seen: T, timeout: float) -> str:
+        """What stderr says when ``timeout`` seconds passed first."""
+
+    def run(self, timeout: float) -> int:
+        """Poll until over (the exit code of :meth:`report`) or until ``timeout`` has passed (exit 1)."""
+        progress = ProgressLine()
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                seen = self.look()
+                progress.update(self.line(seen))
+                if self.over(seen):
+                    progress.close()
+                    return self.report(seen)
+                if time.monotonic() > deadline:
+                    progress.close()
+                    click.echo(self.late(seen, timeout), err=True)
+                    return EXIT_FAILED
+                time.sleep(self.poll_seconds)
+        finally:
+            progress.close()

@@ -9,8 +9,8 @@ import click
 
 from . import formatting
 from .client import Client
-from .context import CommandError, client_of, echo_json, page_options
-from .tasks import fleet_command_options, parse_targets
+from .context import CommandError, client_of, echo_answer, echo_page, page_options
+from .tasks import fleet_body, fleet_command_options
 
 
 def match_schedule(schedules: Sequence[Mapping[str, Any]], ref: str) -> Mapping[str, Any]:
@@ -42,6 +42,18 @@ def all_schedules(client: Client) -> list[Mapping[str, Any]]:
 def find_schedule(client: Client, ref: str) -> Mapping[str, Any]:
     """The schedule ``ref`` names, by id or name."""
     return match_schedule(all_schedules(client), ref)
+
+
+def schedule_call(ctx: click.Context, ref: str, method: str, suffix: str = "") -> Any:
+    """The API's answer to ``method`` on ``/api/schedules/<ID><suffix>``, the schedule found by id or name."""
+    client = client_of(ctx)
+    return client.call(method, f"/api/schedules/{find_schedule(client, ref)['id']}{suffix}")
+
+
+def pause_state(schedule: Mapping[str, Any]) -> str:
+    """`schedule NAME paused`, or active with its next run: what `pause` and `resume` print."""
+    state = "paused" if schedule.get("paused") else f"active, next run {formatting.cell(schedule.get('next_run_at'))}"
+    return f"schedule {schedule.get('name')} {state}"
 
 
 _json = click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
@@ -85,24 +97,9 @@ def create(
     """Create schedule NAME: a fleet task running CMD on the targets, fired by --cron or --every."""
     if (cron is None) == (every is None):
         raise click.UsageError("give either --cron 'EXPR' or --every SECONDS")
-    body: dict[str, Any] = {
-        "name": name,
-        "command": command,
-        "targets": parse_targets(on),
-        "timeout": timeout,
-        "description": description,
-    }
-    if cron is not None:
-        body["cron"] = cron
-    else:
-        body["interval"] = every
-    if env:
-        body["env"] = env
-    answer = client_of(ctx).post("/api/schedules", body)
-    if as_json:
-        echo_json(answer)
-        return
-    click.echo(formatting.schedule_summary(answer))
+    trigger = {"cron": cron} if cron is not None else {"interval": every}
+    body = fleet_body(name, command, on, timeout, env, description=description, **trigger)
+    echo_answer(client_of(ctx).post("/api/schedules", body), as_json, formatting.schedule_summary)
 
 
 @schedule.command("list")
@@ -112,12 +109,8 @@ def create(
 def list_(ctx: click.Context, page: int, page_size: int, as_json: bool) -> None:
     """List schedules, oldest first, with their trigger, next and last run."""
     answer = client_of(ctx).get("/api/schedules", {"page": page, "page_size": page_size})
-    if as_json:
-        echo_json(answer)
-        return
-    click.echo(formatting.schedules_table(answer.get("schedules", [])))
-    if "total" in answer:
-        click.echo(formatting.page_footer(answer, "schedule(s)", page, page_size))
+    footer = ("schedule(s)", page, page_size)
+    echo_page(answer, as_json, "schedules", formatting.schedules_table, footer, paged_later=True)
 
 
 @schedule.command("show")
@@ -126,12 +119,7 @@ def list_(ctx: click.Context, page: int, page_size: int, as_json: bool) -> None:
 @click.pass_context
 def show(ctx: click.Context, ref: str, as_json: bool) -> None:
     """Show SCHEDULE with the ids of the fleet tasks it fired last."""
-    client = client_of(ctx)
-    answer = client.get(f"/api/schedules/{find_schedule(client, ref)['id']}")
-    if as_json:
-        echo_json(answer)
-        return
-    click.echo(formatting.schedule_summary(answer))
+    echo_answer(schedule_call(ctx, ref, "GET"), as_json, formatting.schedule_summary)
 
 
 def _pause_command(action: str, doc: str) -> click.Command:
@@ -141,13 +129,7 @@ def _pause_command(action: str, doc: str) -> click.Command:
     @_json
     @click.pass_context
     def command(ctx: click.Context, ref: str, as_json: bool) -> None:
-        client = client_of(ctx)
-        answer = client.post(f"/api/schedules/{find_schedule(client, ref)['id']}/{action}")
-        if as_json:
-            echo_json(answer)
-            return
-        state = "paused" if answer.get("paused") else f"active, next run {formatting.cell(answer.get('next_run_at'))}"
-        click.echo(f"schedule {answer.get('name')} {state}")
+        echo_answer(schedule_call(ctx, ref, "POST", f"/{action}"), as_json, pause_state)
 
     command.__doc__ = doc
     return schedule.command(action)(command)

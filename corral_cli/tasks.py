@@ -17,7 +17,7 @@ from shared.states import FleetTaskStatus
 
 from . import formatting
 from .client import REQUEST_TIMEOUT, ApiError, Client
-from .context import EXIT_FAILED, EXIT_INTERRUPTED, client_of, echo_json, page_options
+from .context import EXIT_FAILED, EXIT_INTERRUPTED, client_of, echo_json, echo_page, page_options
 from .progress import ProgressLine
 from .sse import parse_sse
 
@@ -89,6 +89,16 @@ def fleet_command_options(on_help: str, timeout_help: str) -> Callable[[F], F]:
         return command
 
     return decorate
+
+
+def fleet_body(
+    name: str, command: str, on: Sequence[str], timeout: int, env: Mapping[str, str], **more: Any
+) -> dict[str, Any]:
+    """The request body of a fleet command (`run`, `schedule create`): ``more`` after the timeout, ``env`` if any."""
+    body: dict[str, Any] = {"name": name, "command": command, "targets": parse_targets(on), "timeout": timeout, **more}
+    if env:
+        body["env"] = env
+    return body
 
 
 def is_final(task: Mapping[str, Any]) -> bool:
@@ -216,14 +226,7 @@ def run(
     if not command.strip():
         raise click.BadParameter("must not be empty", param_hint="COMMAND")
     client = client_of(ctx)
-    body: dict[str, Any] = {
-        "name": (name or command.strip())[:255],
-        "command": command,
-        "targets": parse_targets(on),
-        "timeout": timeout,
-    }
-    if env:
-        body["env"] = env
+    body = fleet_body((name or command.strip())[:255], command, on, timeout, env)
     progress = ProgressLine()
     if no_follow:
         wait = min(timeout + DEADLINE_SLACK_SECONDS, MAX_WAIT)
@@ -279,11 +282,7 @@ def tasks_list(
     """List fleet tasks, newest first."""
     # `size`: a manager from before `page_size` takes only that name
     answer = client_of(ctx).get("/api/tasks", {"status": status, "name": name, "page": page, "size": page_size})
-    if as_json:
-        echo_json(answer)
-        return
-    click.echo(formatting.tasks_table(answer.get("tasks", [])))
-    click.echo(formatting.page_footer(answer, "task(s)", page, page_size))
+    echo_page(answer, as_json, "tasks", formatting.tasks_table, ("task(s)", page, page_size))
 
 
 @tasks.command("show")

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from . import formatting
-from .context import client_of, echo_json, page_options, segment
+from .context import client_of, echo_json, echo_page, page_options, segment
 
 
 @click.group()
@@ -46,11 +46,7 @@ def template_show(ctx: click.Context, name: str) -> None:
 def template_list(ctx: click.Context, name: str | None, page: int, page_size: int, as_json: bool) -> None:
     """List templates with their task group and task counts and how many deployments use each."""
     answer = client_of(ctx).get("/api/templates", {"name": name, "page": page, "page_size": page_size})
-    if as_json:
-        echo_json(answer)
-        return
-    click.echo(formatting.templates_table(answer.get("templates", [])))
-    click.echo(formatting.page_footer(answer, "template(s)", page, page_size))
+    echo_page(answer, as_json, "templates", formatting.templates_table, ("template(s)", page, page_size))
 
 
 @template.command("delete")

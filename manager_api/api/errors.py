@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Flask, jsonify
@@ -79,6 +79,16 @@ def _body(code: int, message: str, /, **extra: Any) -> ResponseReturnValue:
     return jsonify({"error": message, **extra}), code
 
 
+def _logged(log: Callable[..., None], what: str, code: int, message: str) -> Callable[[Exception], ResponseReturnValue]:
+    """A handler that logs ``<what>: <exception>`` with ``log`` and answers ``code`` with the fixed ``message``."""
+
+    def handler(exc: Exception) -> ResponseReturnValue:
+        log("%s: %s", what, exc)
+        return _body(code, message)
+
+    return handler
+
+
 def register(app: Flask) -> None:
     """Install the error handlers on ``app``."""
 
@@ -94,15 +104,12 @@ def register(app: Flask) -> None:
     def _validation_error(exc: ValidationError) -> ResponseReturnValue:
         return _body(400, validation_message(exc), errors=stringify_keys(exc.messages))
 
-    @app.errorhandler(IntegrityError)
-    def _integrity_error(exc: IntegrityError) -> ResponseReturnValue:
-        logger.warning("integrity error: %s", exc)
-        return _body(409, "Conflict with existing data")
-
-    @app.errorhandler(RedisError)
-    def _redis_error(exc: RedisError) -> ResponseReturnValue:
-        logger.error("redis unavailable: %s", exc)
-        return _body(503, "Task queue unavailable, try again later")
+    app.register_error_handler(
+        IntegrityError, _logged(logger.warning, "integrity error", 409, "Conflict with existing data")
+    )
+    app.register_error_handler(
+        RedisError, _logged(logger.error, "redis unavailable", 503, "Task queue unavailable, try again later")
+    )
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> ResponseReturnValue:
@@ -122,10 +129,9 @@ def register(app: Flask) -> None:
                 body.headers[header] = response.headers[header]
         return body
 
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> ResponseReturnValue:
-        logger.exception("unhandled error: %s", exc)
-        return _body(500, "Internal server error")
+    # logger.exception: Flask calls handlers inside its except block, so the traceback is logged too
+    _unexpected = _logged(logger.exception, "unhandled error", 500, "Internal server error")
+    app.register_error_handler(Exception, _unexpected)
 
     @app.errorhandler(OperationalError)
     def _database_error(exc: OperationalError) -> ResponseReturnValue:

@@ -6,7 +6,7 @@ import click
 import pytest
 
 from corral_cli import formatting
-from corral_cli.tasks import parse_env, parse_targets
+from corral_cli.tasks import fleet_body, parse_env, parse_targets
 
 HOSTS = [
     {
@@ -164,3 +164,16 @@ def test_env_options_become_a_dict() -> None:
     assert parse_env(None, None, ["A=1", "B=x=y", "C="]) == {"A": "1", "B": "x=y", "C": ""}  # type: ignore[arg-type]
     with pytest.raises(click.BadParameter):
         parse_env(None, None, ["NOEQUALS"])  # type: ignore[arg-type]
+
+
+def test_fleet_body_keeps_the_key_order_and_env_only_when_given() -> None:
+    body = fleet_body("nightly", "date", ["all"], 30, {}, description="d", cron="0 3 * * *")
+    assert list(body.items()) == [
+        ("name", "nightly"),
+        ("command", "date"),
+        ("targets", ["*"]),
+        ("timeout", 30),
+        ("description", "d"),
+        ("cron", "0 3 * * *"),
+    ]
+    assert fleet_body("x", "true", ["web-1"], 5, {"A": "1"})["env"] == {"A": "1"}
