@@ -3,8 +3,8 @@ node list's p99 with 1,000 nodes while component metrics stream in.
 
 Runs a real `manager` (gunicorn, private Redis) and real `agent` processes on this machine; the 1,000
 nodes are registered through the real join endpoint, heartbeated through shared/heartbeat.py, and their
-component reports are appended through shared/events.py exactly as agents do.
-Placement alone (the scheduler at 1,000 nodes) is measured by bench/bench_placement.py.
+component reports are appended through shared/report_streams.py exactly as agents do.
+Placement alone (at 1,000 nodes) is measured by bench/bench_placement.py.
 Usage: .venv/bin/python bench/bench_business.py [--agents 3] [--deploys 10] [--requests 300]
 """
 
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_core import JOB_KEYS, bench_node_list, register_nodes  # noqa: E402  (bench/bench_core.py)
 from common import machine, ms, pct  # noqa: E402  (bench/common.py)
 
-from shared import events  # noqa: E402
+from shared import report_streams  # noqa: E402
 from tests.e2e.harness import Agent, Manager, isolated_env  # noqa: E402
 from tests.support import wait_until  # noqa: E402
 
@@ -78,7 +78,7 @@ def stream_metrics(client: redis.Redis, placed: list[dict], per_second: float, s
     while not stop.is_set():
         t0 = time.perf_counter()
         for c in placed:
-            events.publish_component_report(
+            report_streams.publish_component_report(
                 client,
                 {
                     "business_id": c["business_id"],

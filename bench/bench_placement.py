@@ -3,7 +3,7 @@
 The nodes are rows of a temporary SQLite database (facts, labels) with heartbeats in a private
 redis-server, and 3,000 components of earlier businesses already hold reservations on them, so the
 measured step reads what a real deploy reads. Target: p99 under 50 ms.
-Scenarios: "cold" with the scheduler's per-process caches emptied (a manager just started); "beaten"
+Scenarios: "cold" with placement's per-process caches emptied (a manager just started); "beaten"
 right after every node wrote a new heartbeat to Redis (the usual case: nodes heartbeat every 5 s), which
 also finds this process's CPU caches cold as an idle worker's would be; the rest (load_nodes, plan,
 load+plan) with nothing changed since the placement before.
@@ -124,7 +124,7 @@ def main() -> int:
                 plan(load_nodes(client, 3), wanted)
                 cold_samples.append(time.perf_counter() - t0)
                 # Beaten: every node heartbeated since the last placement (the usual case a few seconds on);
-                # the heartbeats are really written, untimed, so no cache of the scheduler is bypassed.
+                # the heartbeats are really written, untimed, so no cache of placement is bypassed.
                 beat_all(args.nodes, client, run + 1)
                 t0 = time.perf_counter()
                 plan(load_nodes(client, 3), wanted)

@@ -2,7 +2,7 @@
 
 Every simulated node joins through the manager's real join endpoint, heartbeats through
 shared.heartbeat, takes jobs from its own RQ queue (JSON serializer, shared.keys.node_queue) and answers
-through shared.events, exactly as worker_agent does; only the work itself is simulated (a fleet command
+through shared.report_streams, exactly as worker_agent does; only the work itself is simulated (a fleet command
 `echo X` answers X, anything else answers nothing with exit code 0; deployment tasks report RUNNING).
 
     python bench/fleet_sim.py --manager-url http://127.0.0.1:8080 --token-file var/join-token \
@@ -35,7 +35,7 @@ from rq import Queue
 from rq.exceptions import DequeueTimeout
 from rq.serializers import JSONSerializer
 
-from shared import api, events, heartbeat, job_signing, jobs, keys
+from shared import api, heartbeat, job_signing, jobs, keys, report_streams
 from shared.defaults import PROTOCOL_VERSION
 
 logger = logging.getLogger("fleet_sim")
@@ -103,17 +103,17 @@ def answer(client: redis.Redis, node_id: str, key: bytes, func_name: str, payloa
         command = payload["command"]
         out = command[5:] + "\n" if command.startswith("echo ") else ""
         base = {"task_id": payload["task_id"], "node_id": node_id, "started_at": now}
-        events.publish_command_report(client, base | {"status": "running", "at": now, "pid": 1}, key=key)
+        report_streams.publish_command_report(client, base | {"status": "running", "at": now, "pid": 1}, key=key)
         if out:
-            events.append_output(client, payload["task_id"], node_id, "stdout", [out.rstrip("\n")], key=key)
-        events.publish_command_report(
+            report_streams.append_output(client, payload["task_id"], node_id, "stdout", [out.rstrip("\n")], key=key)
+        report_streams.publish_command_report(
             client,
             base
             | {"status": "succeeded", "at": time.time(), "exit_code": 0, "stdout": out, "finished_at": time.time()},
             key=key,
         )
     elif func_name == jobs.START_TASK:
-        events.publish(
+        report_streams.publish(
             client,
             {
                 "task_id": payload["task_id"],
@@ -128,7 +128,7 @@ def answer(client: redis.Redis, node_id: str, key: bytes, func_name: str, payloa
         )
     elif func_name == jobs.STOP_TASKS:
         for task_id in payload["task_ids"]:
-            events.publish(
+            report_streams.publish(
                 client,
                 {
                     "task_id": task_id,

@@ -18,7 +18,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from shared import events, keys
+from shared import keys, report_streams
 from shared.defaults import AGENT_PORT, HEARTBEAT_INTERVAL, MANAGER_URL, PROTOCOL_VERSION
 
 from . import jobs, metrics
@@ -298,12 +298,12 @@ class Agent:
     def _publish(self, event: dict[str, Any]) -> None:
         if self.redis is None:
             raise ConnectionError("not connected to Redis yet")
-        events.publish(self.redis, event, key=self.job_key)
+        report_streams.publish(self.redis, event, key=self.job_key)
 
     def _publish_component(self, report: dict[str, Any]) -> None:
         if self.redis is None:
             raise ConnectionError("not connected to Redis yet")
-        events.publish_component_report(self.redis, report, key=self.job_key)
+        report_streams.publish_component_report(self.redis, report, key=self.job_key)
 
     def _install_signal_handlers(self, raising: bool) -> None:
         if threading.current_thread() is not threading.main_thread():

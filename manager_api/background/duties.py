@@ -37,8 +37,7 @@ from manager_api.services.fleet_tasks import upkeep as fleet_task_upkeep
 from manager_api.services.nodes import liveness as node_liveness
 from manager_api.services.nodes import presence as node_presence
 from manager_api.services.schedules.runner import ScheduleRunner
-from shared import events as agent_streams
-from shared import heartbeat, keys
+from shared import heartbeat, keys, report_streams
 
 logger = logging.getLogger(__name__)
 
@@ -109,11 +108,11 @@ class Duties:
             keys.EVENTS_GROUP,
             self.consumer,
             # Every report is believed only if the node whose stream holds it signed it (job_keys: its key).
-            partial(agent_streams.parse_report, key_of=job_keys.node_key),
+            partial(report_streams.parse_report, key_of=job_keys.node_key),
             [
-                StreamHandler(agent_streams.EVENT, "task event", self._apply_task_events),
-                StreamHandler(agent_streams.COMMAND, "fleet task report", self._apply_fleet_task_reports),
-                StreamHandler(agent_streams.COMPONENT, "component report", self._apply_component_reports),
+                StreamHandler(report_streams.EVENT, "task event", self._apply_task_events),
+                StreamHandler(report_streams.COMMAND, "fleet task report", self._apply_fleet_task_reports),
+                StreamHandler(report_streams.COMPONENT, "component report", self._apply_component_reports),
             ],
             node_presence.known_ids,
         )

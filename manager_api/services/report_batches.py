@@ -25,7 +25,7 @@ from shared import acks
 logger = logging.getLogger(__name__)
 
 Report = dict[str, Any]
-"""One parsed, validated report (shared.events schemas); every one names its ``node_id``."""
+"""One parsed, validated report (shared.report_streams schemas); every one names its ``node_id``."""
 
 Stored = TypeVar("Stored")
 Settled = TypeVar("Settled")

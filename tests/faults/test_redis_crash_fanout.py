@@ -29,7 +29,7 @@ import pytest
 import redis as redis_lib
 import requests
 
-from shared import events, keys
+from shared import keys, report_streams
 from tests.e2e.harness import Agent, Manager, isolated_env
 from tests.support import pid_alive, wait_until
 
@@ -131,8 +131,8 @@ def finals_in_stream(client: redis_lib.Redis) -> int:
     for stream in client.scan_iter(match=keys.node_reports("*")):
         node_id = stream.decode().split(":")[2]  # corral:node:<id>:reports
         for _id, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(stream)):
-            kind, report = events.parse_report(fields, node_id)
-            count += kind == events.COMMAND and report["status"] != "running"
+            kind, report = report_streams.parse_report(fields, node_id)
+            count += kind == report_streams.COMMAND and report["status"] != "running"
     return count
 
 

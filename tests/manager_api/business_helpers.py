@@ -9,7 +9,7 @@ import redis as redis_lib
 from flask.testing import FlaskClient
 
 from manager_api.services import job_keys
-from shared import events, jobs, keys
+from shared import jobs, keys, report_streams
 
 from .conftest import answer, beat, join, stream_consumed
 from .tasks_helpers import queued
@@ -107,7 +107,7 @@ def report(
         "timestamp": time.time(),
         **extra,
     }
-    return events.publish_component_report(redis_client, body, key=job_keys.node_key(node_id))
+    return report_streams.publish_component_report(redis_client, body, key=job_keys.node_key(node_id))
 
 
 def consumed(redis_client: redis_lib.Redis, entry_id: str | None, node_id: str = "n1") -> bool:

@@ -18,7 +18,7 @@ from manager_api.app import create_app
 from manager_api.background.duties import Duties
 from manager_api.config import Settings
 from manager_api.services import job_keys
-from shared import events, heartbeat, keys
+from shared import heartbeat, keys, report_streams
 from shared.api import JOIN_PATH, bearer
 from shared.defaults import PROTOCOL_VERSION
 
@@ -73,7 +73,7 @@ def answer(response: TestResponse, expect: int = 200) -> dict[str, Any]:
 
 def publish_task_event(redis_client: redis_lib.Redis, event: dict[str, Any]) -> str:
     """Publish a task event as the agent of its node does: signed with that node's key."""
-    return events.publish(redis_client, event, key=job_keys.node_key(event["node_id"]))
+    return report_streams.publish(redis_client, event, key=job_keys.node_key(event["node_id"]))
 
 
 def node_secret(node_id: str) -> str:

@@ -12,7 +12,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from manager_api.services import job_keys
-from shared import events, keys
+from shared import keys, report_streams
 
 from .conftest import answer, beat, join
 
@@ -50,13 +50,13 @@ def queued(redis_client: redis_lib.Redis, node_id: str) -> list[Job]:
 
 def output(redis_client: redis_lib.Redis, task_id: str, node_id: str, stream: str, lines: list[str]) -> None:
     """Append live output lines as the agent of ``node_id`` would (signed with its key)."""
-    events.append_output(redis_client, task_id, node_id, stream, lines, key=job_keys.node_key(node_id))
+    report_streams.append_output(redis_client, task_id, node_id, stream, lines, key=job_keys.node_key(node_id))
 
 
 def report(redis_client: redis_lib.Redis, task_id: str, node_id: str, status: str, **extra: Any) -> str:
     """Publish a CommandReport as the agent of ``node_id`` would."""
     body = {"task_id": task_id, "node_id": node_id, "status": status, "at": time.time(), **extra}
-    return events.publish_command_report(redis_client, body, key=job_keys.node_key(node_id))
+    return report_streams.publish_command_report(redis_client, body, key=job_keys.node_key(node_id))
 
 
 def finish(redis_client: redis_lib.Redis, task_id: str, node_id: str, exit_code: int = 0, **extra: Any) -> str:

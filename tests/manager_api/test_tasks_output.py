@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 
 from manager_api.background.duties import Duties
 from manager_api.services import job_keys
-from shared import events, keys
+from shared import keys, report_streams
 from tests.support import wait_until
 
 from .tasks_helpers import add_node, create, detail, finish, output, parse_sse
@@ -97,8 +97,8 @@ def test_a_line_not_signed_by_its_node_is_not_shown(
     add_node(client, redis_client, "n2", "web-02", "10.0.0.2")
     task_id = create(client, targets=["n1"])["task_id"]
     output(redis_client, task_id, "n1", "stdout", ["real"])
-    events.append_output(redis_client, task_id, "n1", "stdout", ["unsigned"])
-    events.append_output(redis_client, task_id, "n1", "stdout", ["by n2"], key=job_keys.node_key("n2"))
+    report_streams.append_output(redis_client, task_id, "n1", "stdout", ["unsigned"])
+    report_streams.append_output(redis_client, task_id, "n1", "stdout", ["by n2"], key=job_keys.node_key("n2"))
     output(redis_client, task_id, "n1", "stdout", ["real again"])
     finish(redis_client, task_id, "n1")
     wait_until(lambda: detail(client, task_id)["finished_at"], what="task over")

@@ -18,7 +18,7 @@ from manager_api.config import Settings
 from manager_api.models import FleetTask, TaskHost, utcnow
 from manager_api.services import job_keys
 from manager_api.services.fleet_tasks import upkeep as fleet_task_upkeep
-from shared import events, keys
+from shared import keys, report_streams
 from shared.defaults import OUTPUT_CAP_BYTES
 from tests.support import wait_until
 
@@ -79,9 +79,9 @@ def test_a_report_is_believed_only_when_its_node_signed_it(
     """Even where nodes share a Redis user (--agent-redis-url), a node cannot speak for another one."""
     task_id = create(client, targets=["*"])["task_id"]
     forged = {"task_id": task_id, "node_id": "n1", "status": "succeeded", "at": time.time(), "exit_code": 0}
-    events.publish_command_report(redis_client, forged)  # unsigned
-    events.publish_command_report(redis_client, forged, key=job_keys.node_key("n2"))  # n2 speaking for n1
-    marker = events.publish_command_report(
+    report_streams.publish_command_report(redis_client, forged)  # unsigned
+    report_streams.publish_command_report(redis_client, forged, key=job_keys.node_key("n2"))  # n2 speaking for n1
+    marker = report_streams.publish_command_report(
         redis_client, {**forged, "stdout": "tampered"}, key=b"k" * 32
     )  # a key of nobody's
     wait_until(lambda: consumed(redis_client, marker), what="the forged reports read and dropped")

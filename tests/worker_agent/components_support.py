@@ -7,7 +7,7 @@ from typing import Any
 
 import redis as redis_lib
 
-from shared import events
+from shared import report_streams
 from worker_agent.components.image_fetch import SftpSettings
 from worker_agent.components.manager import ComponentManager
 
@@ -19,7 +19,9 @@ def make_manager(data_dir: Path, node_id: str, redis: redis_lib.Redis, **options
     options.setdefault("usage_interval", 0.3)
     options.setdefault("poll_interval", 0.05)
     options.setdefault("sftp", SftpSettings())
-    return ComponentManager(data_dir, node_id, lambda report: events.publish_component_report(redis, report), **options)
+    return ComponentManager(
+        data_dir, node_id, lambda report: report_streams.publish_component_report(redis, report), **options
+    )
 
 
 def spec(component_id: str, command: str = "", generation: int = 1, **extra: Any) -> dict[str, Any]:
@@ -47,8 +49,8 @@ def stop_request(component_id: str, generation: int = 0, grace_seconds: float = 
 
 
 def reports(redis: redis_lib.Redis, component_id: str | None = None) -> list[dict[str, Any]]:
-    """Every component report in the streams (parsed by shared.events), optionally of one component."""
-    parsed = node_reports(redis, events.COMPONENT)
+    """Every component report in the streams (parsed by shared.report_streams), optionally of one component."""
+    parsed = node_reports(redis, report_streams.COMPONENT)
     return [r for r in parsed if component_id is None or r["component_id"] == component_id]
 
 

@@ -19,7 +19,7 @@ import redis as redis_lib
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from shared import events, job_signing, keys
+from shared import job_signing, keys, report_streams
 from tests.e2e.harness import Manager, isolated_env
 from tests.support import wait_until
 from worker_agent import jobs, process_tree
@@ -68,7 +68,7 @@ def node_id() -> str:
 
 def make_supervisor(data_dir: Path, node_id: str, redis: redis_lib.Redis) -> Supervisor:
     """A Supervisor that publishes to the test Redis, with a fast monitor."""
-    return Supervisor(data_dir, node_id, lambda event: events.publish(redis, event), poll_interval=0.05)
+    return Supervisor(data_dir, node_id, lambda event: report_streams.publish(redis, event), poll_interval=0.05)
 
 
 class Watcher(Protocol):
@@ -114,12 +114,12 @@ def commands(data_dir: Path, node_id: str, redis_client: redis_lib.Redis) -> Ite
 
 
 def node_reports(redis: redis_lib.Redis, kind: str) -> list[dict[str, Any]]:
-    """The reports of ``kind`` in every node's reports stream (parsed by shared.events), oldest first."""
+    """The reports of ``kind`` in every node's reports stream (parsed by shared.report_streams), oldest first."""
     found = []
     for stream in redis.scan_iter(match=keys.node_reports("*")):
         for entry_id, fields in redis.xrange(stream):
             node_id = json.loads(fields[b"body"])["node_id"]  # parse_report checks it is the stream's
-            entry_kind, report = events.parse_report(fields, node_id)
+            entry_kind, report = report_streams.parse_report(fields, node_id)
             if entry_kind == kind:
                 found.append((tuple(int(part) for part in entry_id.decode().split("-")), report))
     return [report for _order, report in sorted(found, key=lambda pair: pair[0])]
@@ -127,7 +127,7 @@ def node_reports(redis: redis_lib.Redis, kind: str) -> list[dict[str, Any]]:
 
 def command_reports(redis: redis_lib.Redis, task_id: str | None = None) -> list[dict[str, Any]]:
     """The command reports in the streams, optionally of one task."""
-    return [r for r in node_reports(redis, events.COMMAND) if task_id is None or r["task_id"] == task_id]
+    return [r for r in node_reports(redis, report_streams.COMMAND) if task_id is None or r["task_id"] == task_id]
 
 
 def final_report(redis: redis_lib.Redis, task_id: str) -> dict[str, Any] | None:
@@ -149,7 +149,7 @@ def run_payload(task_id: str, command: str, timeout: float = 30, **extra: Any) -
 
 def task_events(redis: redis_lib.Redis, task_id: str | None = None) -> list[dict[str, Any]]:
     """The task events in the streams, optionally of one task."""
-    return [e for e in node_reports(redis, events.EVENT) if task_id is None or e["task_id"] == task_id]
+    return [e for e in node_reports(redis, report_streams.EVENT) if task_id is None or e["task_id"] == task_id]
 
 
 def last_state(redis: redis_lib.Redis, task_id: str) -> dict[str, Any] | None:

@@ -225,9 +225,9 @@ def test_reports_that_could_not_be_published_are_sent_later(
     def publish(report: dict) -> None:
         if down["now"]:
             raise ConnectionError("redis is down")
-        from shared import events
+        from shared import report_streams
 
-        events.publish_component_report(redis_client, report)
+        report_streams.publish_component_report(redis_client, report)
 
     manager = ComponentManager(data_dir, node_id, publish, usage_interval=60, poll_interval=0.05)
     manager.outbox.retry_seconds = 0.1

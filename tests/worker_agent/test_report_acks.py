@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
-from shared import acks, events, keys
+from shared import acks, keys, report_streams
 from shared import jobs as job_names
 from tests.support import RedisServer, wait_until
 from tests.worker_agent.conftest import (
@@ -132,7 +132,7 @@ def test_a_task_event_goes_again_until_acknowledged_and_after_an_agent_restart(
     redis_client: redis_lib.Redis, data_dir: Path, node_id: str, quick_resend: None
 ) -> None:
     def make() -> Supervisor:
-        publish = partial(events.publish, redis_client)
+        publish = partial(report_streams.publish, redis_client)
         return Supervisor(data_dir, node_id, publish, poll_interval=0.05, redis=lambda: redis_client)
 
     def ended_events() -> list[dict[str, object]]:
@@ -166,7 +166,7 @@ def watching_record(data_dir: Path, task_id: str) -> dict[str, object]:
 def test_a_final_component_report_goes_again_until_acknowledged(
     redis_client: redis_lib.Redis, node_id: str, quick_resend: None
 ) -> None:
-    outbox = Outbox(node_id, partial(events.publish_component_report, redis_client), lambda: redis_client)
+    outbox = Outbox(node_id, partial(report_streams.publish_component_report, redis_client), lambda: redis_client)
     report = {
         "business_id": "b1",
         "component_id": "web",
@@ -180,12 +180,12 @@ def test_a_final_component_report_goes_again_until_acknowledged(
 
     def sent() -> int:
         outbox.flush()  # what the component monitor does every poll
-        return len(node_reports(redis_client, events.COMPONENT))
+        return len(node_reports(redis_client, report_streams.COMPONENT))
 
     outbox.add({**report, "status": "running"})  # not final: never waits for an acknowledgment
     outbox.add(report)
     wait_until(lambda: sent() >= 4, timeout=10, interval=0.05, what="the failed report sent again")
-    statuses = [report["status"] for report in node_reports(redis_client, events.COMPONENT)]
+    statuses = [report["status"] for report in node_reports(redis_client, report_streams.COMPONENT)]
     assert statuses[0] == "running" and set(statuses[1:]) == {"failed"}
     assert not outbox.empty()
 

@@ -182,14 +182,14 @@ def test_a_task_that_cannot_be_spawned_fails_with_the_error(
 def test_events_held_back_while_redis_is_unreachable_are_published_later(
     redis_client: redis_lib.Redis, node_id: str, data_dir: Path
 ) -> None:
-    from shared import events
+    from shared import report_streams
 
     reachable = False
 
     def publish(event: dict) -> None:
         if not reachable:
             raise redis_lib.ConnectionError("Redis is down (simulated by the publish callable)")
-        events.publish(redis_client, event)
+        report_streams.publish(redis_client, event)
 
     sup = Supervisor(data_dir, node_id, publish, poll_interval=0.05)
     sup.start_monitor()

@@ -1,7 +1,7 @@
 """Runs task commands as supervised processes: start, watch, stop, and adopt them after an agent restart.
 
 Every change of a task's state goes through ``_change_state``, which logs the transition, publishes the
-event (events.py) and saves the record; an event that could not be published is retried from the monitor
+event (task_events.py) and saves the record; an event that could not be published is retried from the monitor
 thread. Each task this agent spawned also has run states (restarts.py: STARTING, RUNNING, BACKOFF, ...) that
 a restart policy drives; the default policy never restarts, so a task that exits is settled at once.
 """
@@ -25,9 +25,9 @@ from shared.states import TaskState
 from .. import process_tree
 from ..poll_thread import PollThread
 from ..state_file import StateFile, change_record, prune_records
-from .events import Publish, TaskEvents
 from .records import STARTING, TaskRecord, is_safe_task_id
 from .restarts import NO_RESTART, RestartPolicy, RunState, RunStates
+from .task_events import Publish, TaskEvents
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from marshmallow import ValidationError
 from redis import Redis
 from redis.exceptions import RedisError
 
-from shared import acks, events
+from shared import acks, report_streams
 from shared.file_modes import make_private_dir
 from shared.states import HostRunStatus
 
@@ -110,7 +110,7 @@ class CommandPublisher:
             return False  # not connected yet: nothing failed, try again next round
         for task_id, capture, lines in todo:
             try:
-                events.append_output(redis, task_id, self.node_id, capture.name, lines, key=self._job_key())
+                report_streams.append_output(redis, task_id, self.node_id, capture.name, lines, key=self._job_key())
             except Exception as exc:
                 self._failed(task_id, "output", exc)
                 return False
@@ -136,7 +136,7 @@ class CommandPublisher:
         sent = []
         for report in batch:
             try:
-                events.publish_command_report(pipe, report, key=key)
+                report_streams.publish_command_report(pipe, report, key=key)
             except ValidationError as exc:
                 logger.error("node %s task %s: dropping malformed report: %s", self.node_id, report["task_id"], exc)
                 continue

@@ -1,4 +1,4 @@
-"""Applying the agents' component reports (kind shared.events.COMPONENT) to the database, idempotently.
+"""Applying the agents' component reports (kind shared.report_streams.COMPONENT) to the database, idempotently.
 
 Per report: a generation older than the row's is ignored (the agent is still winding down a replaced
 one); the row takes the reported state, ids and usage; a usage sample becomes a ComponentMetric row at

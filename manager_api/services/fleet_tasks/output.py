@@ -13,8 +13,7 @@ from redis import Redis
 from manager_api.models import FleetTask, TaskHost
 from manager_api.services import job_keys
 from manager_api.services.fleet_tasks import reads as fleet_task_reads
-from shared import events as agent_streams
-from shared import keys
+from shared import keys, report_streams
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +122,7 @@ class _Follow:
         chunks = []
         for entry_id, node_id, fields in lines:
             values = {_text(k): _text(v) for k, v in fields.items()}
-            if not agent_streams.output_line_signed(self.task_id, node_id, values, job_keys.node_key):
+            if not report_streams.output_line_signed(self.task_id, node_id, values, job_keys.node_key):
                 logger.warning(
                     "fleet task %s: output line %s not signed by node %s: not shown", self.task_id, entry_id, node_id
                 )
