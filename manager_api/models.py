@@ -311,11 +311,11 @@ class ComponentMetric(BaseModel):
         indexes = ((("component", "timestamp"), False),)
 
 
-class BusinessEvent(BaseModel):
+class BusinessHistory(BaseModel):
     """Every transition of a business or of one of its components, with its time and reason."""
 
     id = AutoField()  # peewee's implicit key, spelled out for type checkers
-    business = ForeignKeyField(Business, backref="events", on_delete="CASCADE", index=True)
+    business = ForeignKeyField(Business, backref="history", on_delete="CASCADE", index=True)
     business_id: str  # the key column peewee reads without a join
     component_id = CharField(max_length=64, null=True)  # null: the business itself
     generation = IntegerField(null=True)
@@ -357,7 +357,7 @@ ALL_MODELS = [
     Business,
     BusinessComponent,
     ComponentMetric,
-    BusinessEvent,
+    BusinessHistory,
     BusinessTombstone,
 ]
 """In creation order (foreign keys point backwards)."""

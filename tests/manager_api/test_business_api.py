@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from manager_api import db
 from manager_api.app import create_app
 from manager_api.config import Settings
-from manager_api.models import AuditLog, Business, BusinessComponent, BusinessEvent, Node
+from manager_api.models import AuditLog, Business, BusinessComponent, BusinessHistory, Node
 from tests.support import free_port
 
 from .business_helpers import add_node, business, comp, component, component_jobs, deploy, detail
@@ -24,7 +24,7 @@ def nothing_written(redis_client: redis_lib.Redis, *nodes: str) -> bool:
     return (
         Business.select().count() == 0
         and BusinessComponent.select().count() == 0
-        and BusinessEvent.select().count() == 0
+        and BusinessHistory.select().count() == 0
         and all(not component_jobs(redis_client, n) for n in nodes)
     )
 

@@ -9,7 +9,7 @@ import redis as redis_lib
 from flask.testing import FlaskClient
 
 from manager_api.background.duties import Duties
-from manager_api.models import AuditLog, Business, BusinessComponent, BusinessEvent, ComponentMetric
+from manager_api.models import AuditLog, Business, BusinessComponent, BusinessHistory, ComponentMetric
 from shared import keys
 from tests.support import wait_until
 
@@ -31,7 +31,7 @@ def nothing_left(business_id: str) -> bool:
     return not (
         Business.select().where(Business.business_id == business_id).exists()
         or BusinessComponent.select().where(BusinessComponent.business == business_id).exists()
-        or BusinessEvent.select().where(BusinessEvent.business == business_id).exists()
+        or BusinessHistory.select().where(BusinessHistory.business == business_id).exists()
         or ComponentMetric.select().exists()
     )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from manager_api.models import Business, BusinessComponent, BusinessEvent
+from manager_api.models import Business, BusinessComponent, BusinessHistory
 from manager_api.services.businesses.reads import BusinessDetail, PlacedComponent
 from manager_api.services.paging import Page
 from manager_api.services.serialize import iso
@@ -59,7 +59,7 @@ def components_json(components: list[PlacedComponent]) -> list[dict[str, Any]]:
     return [component_json(row, hostname) for row, hostname in components]
 
 
-def history_json(history: list[BusinessEvent]) -> list[dict[str, Any]]:
+def history_json(history: list[BusinessHistory]) -> list[dict[str, Any]]:
     """A business's transitions as its ``history`` shows them."""
     return [
         {

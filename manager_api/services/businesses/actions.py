@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from manager_api import db
 from manager_api.config import Settings
-from manager_api.models import Business, BusinessComponent, BusinessEvent, BusinessTombstone, ComponentMetric, utcnow
+from manager_api.models import Business, BusinessComponent, BusinessHistory, BusinessTombstone, ComponentMetric, utcnow
 from manager_api.services import audit, dispatch
 from manager_api.services.businesses.specs import (
     RUNTIME_RESET,
@@ -73,9 +73,9 @@ def generation_floor(business_id: str, component_id: str | None = None) -> int:
     deploy of a generation they hold for a redelivery, which they ignore. The history records every generation
     started (start_generation), even of a component since removed; a tombstone those of a deleted business.
     """
-    started = BusinessEvent.select(fn.MAX(BusinessEvent.generation)).where(BusinessEvent.business == business_id)
+    started = BusinessHistory.select(fn.MAX(BusinessHistory.generation)).where(BusinessHistory.business == business_id)
     if component_id is not None:
-        started = started.where(BusinessEvent.component_id == component_id)
+        started = started.where(BusinessHistory.component_id == component_id)
     tombstone = BusinessTombstone.get_or_none(BusinessTombstone.business_id == business_id)
     return max(started.scalar() or 0, tombstone.generation if tombstone is not None else 0)
 
@@ -372,7 +372,7 @@ def delete(business_id: str, actor: str) -> dict[str, Any]:
         floor = max([generation_floor(business_id), *(row.generation for row in rows)])
         # Children first: the database would cascade, but not one made without foreign keys enforced.
         ComponentMetric.delete().where(ComponentMetric.component.in_([row.id for row in rows])).execute()
-        BusinessEvent.delete().where(BusinessEvent.business == business_id).execute()
+        BusinessHistory.delete().where(BusinessHistory.business == business_id).execute()
         BusinessComponent.delete().where(BusinessComponent.business == business_id).execute()
         Business.delete().where(Business.business_id == business_id).execute()
         now = utcnow()

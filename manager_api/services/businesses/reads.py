@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 from peewee import JOIN
 
-from manager_api.models import Business, BusinessComponent, BusinessEvent, Node
+from manager_api.models import Business, BusinessComponent, BusinessHistory, Node
 from manager_api.services.businesses.actions import get
 from manager_api.services.paging import Page, matching, page_of, status_counts
 
@@ -22,7 +22,7 @@ class BusinessDetail(NamedTuple):
 
     business: Business
     components: list[PlacedComponent]
-    history: list[BusinessEvent]
+    history: list[BusinessHistory]
 
 
 def components(business_id: str) -> list[PlacedComponent]:
@@ -37,12 +37,12 @@ def components(business_id: str) -> list[PlacedComponent]:
     return [(row, row.node.hostname if row.node_id else None) for row in query]
 
 
-def history(business_id: str) -> list[BusinessEvent]:
+def history(business_id: str) -> list[BusinessHistory]:
     """The business's last HISTORY_LIMIT transitions, newest first."""
     return list(
-        BusinessEvent.select()
-        .where(BusinessEvent.business == business_id)
-        .order_by(BusinessEvent.id.desc())
+        BusinessHistory.select()
+        .where(BusinessHistory.business == business_id)
+        .order_by(BusinessHistory.id.desc())
         .limit(HISTORY_LIMIT)
     )
 

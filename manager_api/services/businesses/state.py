@@ -1,4 +1,4 @@
-"""A business's state derived from its components (document 001 §8), its history (BusinessEvent rows: one
+"""A business's state derived from its components (document 001 §8), its history (BusinessHistory rows: one
 per change), and the rollback of a rollout that failed.
 
 ``derive`` is pure; ``recompute`` stores its answer and returns the stop jobs a rollback needs (sent by
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from manager_api.models import Business, BusinessComponent, BusinessEvent, utcnow
+from manager_api.models import Business, BusinessComponent, BusinessHistory, utcnow
 from manager_api.services import audit
 from shared.states import BusinessState, ComponentState
 
@@ -101,7 +101,7 @@ def record_history(
     actor: str = "",
 ) -> None:
     """Append one transition to the business's history (inside the caller's transaction)."""
-    BusinessEvent.create(
+    BusinessHistory.create(
         business=business_id,
         component_id=component_id,
         generation=generation,
@@ -171,22 +171,22 @@ def grace_of(business: Business, component_id: str, default: float) -> float:
 def _rollout_component_ids(business_id: str) -> set[str]:
     """Components put to pending by the business's latest rollout (deploy, restart or update)."""
     start = (
-        BusinessEvent.select(BusinessEvent.id)
+        BusinessHistory.select(BusinessHistory.id)
         .where(
-            BusinessEvent.business == business_id,
-            BusinessEvent.component_id.is_null(),
-            BusinessEvent.to_status.in_(list(ROLLOUT_STATES)),
+            BusinessHistory.business == business_id,
+            BusinessHistory.component_id.is_null(),
+            BusinessHistory.to_status.in_(list(ROLLOUT_STATES)),
         )
-        .order_by(BusinessEvent.id.desc())
+        .order_by(BusinessHistory.id.desc())
         .scalar()
     )
     if start is None:
         return set()
-    rows = BusinessEvent.select(BusinessEvent.component_id).where(
-        BusinessEvent.business == business_id,
-        BusinessEvent.id > start,
-        BusinessEvent.component_id.is_null(False),
-        BusinessEvent.to_status == ComponentState.PENDING.value,
+    rows = BusinessHistory.select(BusinessHistory.component_id).where(
+        BusinessHistory.business == business_id,
+        BusinessHistory.id > start,
+        BusinessHistory.component_id.is_null(False),
+        BusinessHistory.to_status == ComponentState.PENDING.value,
     )
     return {cid for (cid,) in rows.tuples()}
 
