@@ -7,6 +7,7 @@ from flask.typing import ResponseReturnValue
 
 from manager_api.api import auth
 from manager_api.api.errors import ApiError
+from manager_api.api.presenters import templates as presenters
 from manager_api.api.request_json import load
 from manager_api.api.schemas.manual import MAX_NAME, NameSchema, TemplateListQuerySchema, TemplateSchema
 from manager_api.services.deployments import templates
@@ -26,7 +27,7 @@ def create_template() -> ResponseReturnValue:
 def query_template() -> ResponseReturnValue:
     """Show a business template."""
     data = load(NameSchema())
-    return jsonify(templates.show(templates.get(data["name"])))
+    return jsonify(presenters.template_json(templates.get(data["name"])))
 
 
 def _known(name: str) -> str:
@@ -40,16 +41,18 @@ def _known(name: str) -> str:
 def listing() -> ResponseReturnValue:
     """A page of templates by name, filtered by a part of their name."""
     args = TemplateListQuerySchema().load(request.args.to_dict())
-    return jsonify(templates.listing(args["page"], args["page_size"], args.get("name")))
+    page = templates.listing(args["page"], args["page_size"], args.get("name"))
+    return jsonify(presenters.listing_json(page, args["page"], args["page_size"]))
 
 
 @bp.get("/api/templates/<path:name>")
 def show(name: str) -> ResponseReturnValue:
     """A template as POST /api/task/query shows it."""
-    return jsonify(templates.show(templates.get(_known(name))))
+    return jsonify(presenters.template_json(templates.get(_known(name))))
 
 
 @bp.delete("/api/templates/<path:name>")
 def delete(name: str) -> ResponseReturnValue:
     """Delete a template that no deployment uses."""
-    return jsonify(templates.delete(_known(name), auth.actor()))
+    templates.delete(_known(name), auth.actor())
+    return jsonify({"status": "success", "name": name})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 from peewee import IntegrityError, fn
 
@@ -16,8 +16,7 @@ from manager_api.services.deployments import (
 )
 from manager_api.services.deployments.host_pins import task_pin
 from manager_api.services.errors import Conflict, NotFound
-from manager_api.services.paging import page_json, page_of
-from manager_api.services.serialize import iso
+from manager_api.services.paging import page_of
 
 logger = logging.getLogger(__name__)
 
@@ -59,47 +58,40 @@ def groups(template: Template) -> list[dict[str, Any]]:
     return result
 
 
-def show(template: Template) -> dict[str, Any]:
-    """A template as /api/task/query answers it: commands without pin, pin in ``config.host``."""
-    out_groups = []
-    for group in groups(template):
-        tasks = []
-        for task in group["tasks"]:
-            pin, command = task_pin(task["config"])
-            config: dict[str, str] = {"command": command}
-            if pin:
-                config["host"] = pin
-            tasks.append({"name": task["name"], "config": config})
-        out_groups.append({"tasks": tasks})
-    return {"name": template.name, "task_groups": out_groups}
+def shown_groups(template: Template) -> list[list[tuple[str, str | None, str]]]:
+    """Each group's tasks as (name, pin, command without the pin): what /api/task/query shows."""
+    return [[(task["name"], *task_pin(task["config"])) for task in group["tasks"]] for group in groups(template)]
 
 
-def _summary(template: Template, deployment_count: int) -> dict[str, Any]:
+def counts(template: Template) -> tuple[int, int]:
+    """How many groups and tasks the template holds."""
     spec = groups(template)
-    return {
-        "name": template.name,
-        "groups": len(spec),
-        "tasks": sum(len(group["tasks"]) for group in spec),
-        "created_at": iso(template.created_at),
-        "deployments": deployment_count,
-    }
+    return len(spec), sum(len(group["tasks"]) for group in spec)
 
 
-def listing(page: int, page_size: int, name: str | None) -> dict[str, Any]:
-    """A page of templates by name, each with its group, task and deployment counts."""
+class TemplatePage(NamedTuple):
+    """One page of templates, how many the filter matches in all, and how many deployments each has."""
+
+    total: int
+    rows: list[Template]
+    deployments: dict[int, int]
+
+
+def listing(page: int, page_size: int, name: str | None) -> TemplatePage:
+    """A page of templates by name, with how many deployments each has."""
     query = Template.select()
     if name:
         query = query.where(Template.name.contains(name))
     total, rows = page_of(query, page, page_size, Template.name)
-    counts: dict[int, int] = {}
+    deployment_counts: dict[int, int] = {}
     if rows:
-        counts = dict(
+        deployment_counts = dict(
             Deployment.select(Deployment.template, fn.COUNT(Deployment.id))
             .where(Deployment.template.in_([t.id for t in rows]))
             .group_by(Deployment.template)
             .tuples()
         )
-    return page_json("templates", [_summary(t, counts.get(t.id, 0)) for t in rows], total, page, page_size)
+    return TemplatePage(total, rows, deployment_counts)
 
 
 def _in_use(name: str, live: list[str], ended: list[str]) -> Conflict:
@@ -118,7 +110,7 @@ def _in_use(name: str, live: list[str], ended: list[str]) -> Conflict:
     return Conflict(message, {"live": len(live), "ended": len(ended), "deployments": (live + ended)[:IDS_SHOWN]})
 
 
-def delete(name: str, actor: str) -> dict[str, Any]:
+def delete(name: str, actor: str) -> None:
     """Delete a template no deployment uses (404 unknown, 409 while deployments of it remain)."""
     with db.write_transaction():
         template = get(name)
@@ -133,8 +125,7 @@ def delete(name: str, actor: str) -> dict[str, Any]:
             running = deployments.still_running(used_by)
             live = [d for d in used_by if d in running]
             raise _in_use(name, live, [d for d in used_by if d not in running])
-        summary = _summary(template, 0)
+        group_count, task_count = counts(template)
         template.delete_instance()
-        audit.record(actor, "template.deleted", name, {"groups": summary["groups"], "tasks": summary["tasks"]})
+        audit.record(actor, "template.deleted", name, {"groups": group_count, "tasks": task_count})
     logger.info("template %s deleted by %s", name, actor)
-    return {"status": "success", "name": name}
