@@ -8,6 +8,7 @@ from flask.typing import ResponseReturnValue
 from manager_api import extensions
 from manager_api.api import auth
 from manager_api.api.errors import ApiError
+from manager_api.api.presenters import deployments as presenters
 from manager_api.api.request_json import load
 from manager_api.api.schemas.manual import MAX_ID, DeploymentListQuerySchema, IdSchema, NameSchema
 from manager_api.services.deployments import actions as deployments
@@ -28,7 +29,7 @@ def deploy() -> ResponseReturnValue:
 def query() -> ResponseReturnValue:
     """Status of a deployment: 0 running, 1 stopped or failed."""
     data = load(IdSchema())
-    return jsonify(deployments.status(data["id"]))
+    return jsonify(presenters.status_json(deployments.get(data["id"])))
 
 
 @bp.post("/api/task/task_group/stop")
@@ -50,18 +51,20 @@ def _known(deployment_id: str) -> str:
 def listing() -> ResponseReturnValue:
     """A page of deployments, newest first, filtered by state and template name."""
     args = DeploymentListQuerySchema().load(request.args.to_dict())
-    return jsonify(deployments.listing(args["page"], args["page_size"], args.get("state"), args.get("name")))
+    page = deployments.listing(args["page"], args["page_size"], args.get("state"), args.get("name"))
+    return jsonify(presenters.listing_json(page, args["page"], args["page_size"]))
 
 
 @bp.get("/deployments/<deployment_id>")
 @bp.get("/api/deployments/<deployment_id>")
 def detail(deployment_id: str) -> ResponseReturnValue:
     """A deployment with its deployment tasks."""
-    return jsonify(deployments.detail(_known(deployment_id)))
+    return jsonify(presenters.detail_json(deployments.detail(_known(deployment_id))))
 
 
 @bp.delete("/deployments/<deployment_id>")
 @bp.delete("/api/deployments/<deployment_id>")
 def delete(deployment_id: str) -> ResponseReturnValue:
     """Delete an ended deployment and its deployment tasks' records."""
-    return jsonify(deployments.delete(_known(deployment_id), auth.actor()))
+    deployments.delete(_known(deployment_id), auth.actor())
+    return jsonify({"id": deployment_id, "status": "success", "message": "deleted"})

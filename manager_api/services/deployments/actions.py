@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
@@ -15,12 +16,11 @@ from manager_api.models import Deployment, DeploymentTask, Node, utcnow
 from manager_api.services import audit, dispatch
 from manager_api.services.deployments import templates
 from manager_api.services.deployments.host_pins import task_pin
-from manager_api.services.deployments.state import LIVE_STATES, deployment_state, instance_status
+from manager_api.services.deployments.state import LIVE_STATES, deployment_state
 from manager_api.services.errors import Conflict, NotFound, Unavailable
-from manager_api.services.paging import page_json, page_of, status_counts
+from manager_api.services.paging import Page, page_of, status_counts
 from manager_api.services.placement import candidates
 from manager_api.services.placement.task_groups import GroupRequest, PlacementError, TaskRequest, place
-from manager_api.services.serialize import iso
 from shared.states import ENDED_TASK_STATES, DeploymentState, TaskState
 
 logger = logging.getLogger(__name__)
@@ -142,12 +142,6 @@ def recompute(deployment_id: str) -> DeploymentState:
     return new
 
 
-def status(deployment_id: str) -> dict[str, Any]:
-    """``{"id", "status", "state"}`` of POST /api/task/task_group/query."""
-    deployment = get(deployment_id)
-    return {"id": deployment.id, "status": int(instance_status(deployment.state)), "state": deployment.state}
-
-
 def stop(redis: Redis, deployment_id: str, actor: str, grace_seconds: float) -> None:
     """Mark the deployment and its live tasks STOPPING and send one STOP_TASKS per node."""
     with db.write_transaction():
@@ -183,7 +177,15 @@ def stop(redis: Redis, deployment_id: str, actor: str, grace_seconds: float) -> 
         ) from exc
 
 
-def detail(deployment_id: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DeploymentDetail:
+    """A deployment with its tasks in group and task order, each with its node joined."""
+
+    deployment: Deployment
+    tasks: list[DeploymentTask]
+
+
+def detail(deployment_id: str) -> DeploymentDetail:
     """A deployment with every task, its node and outcome (manual §5.6)."""
     deployment = get(deployment_id)
     query = (
@@ -192,43 +194,10 @@ def detail(deployment_id: str) -> dict[str, Any]:
         .where(DeploymentTask.deployment == deployment_id)
         .order_by(DeploymentTask.group_index, DeploymentTask.task_index)
     )
-    tasks = [
-        {
-            "id": t.id,
-            "name": t.name,
-            "group": t.group_index,
-            "command": t.command,
-            "host": t.pin,
-            "node": {"id": t.node.id, "hostname": t.node.hostname, "ip": t.node.ip},
-            "pid": t.pid,
-            "state": t.state,
-            "exit_code": t.exit_code,
-            "error": t.error,
-            "started_at": iso(t.started_at),
-            "ended_at": iso(t.ended_at),
-        }
-        for t in query
-    ]
-    return {**_head(deployment), "tasks": tasks}
+    return DeploymentDetail(deployment, list(query))
 
 
-def _head(deployment: Deployment) -> dict[str, Any]:
-    """What the detail and the list show of a deployment itself."""
-    return {
-        "id": deployment.id,
-        "name": deployment.template_name,
-        "state": deployment.state,
-        "status": int(instance_status(deployment.state)),
-        "created_at": iso(deployment.created_at),
-        "stopped_at": iso(deployment.stopped_at),
-    }
-
-
-def _summary(deployment: Deployment, task_states: dict[str, int]) -> dict[str, Any]:
-    return {**_head(deployment), "task_count": sum(task_states.values()), "task_states": task_states}
-
-
-def listing(page: int, page_size: int, state: str | None, name: str | None) -> dict[str, Any]:
+def listing(page: int, page_size: int, state: str | None, name: str | None) -> Page:
     """A page of deployments, newest first, with their tasks counted by state."""
     query = Deployment.select()
     if state:
@@ -237,7 +206,7 @@ def listing(page: int, page_size: int, state: str | None, name: str | None) -> d
         query = query.where(Deployment.template_name.contains(name))
     total, rows = page_of(query, page, page_size, Deployment.created_at.desc(), Deployment.id.desc())
     counts = status_counts(DeploymentTask.deployment, DeploymentTask.state, [d.id for d in rows])
-    return page_json("deployments", [_summary(d, counts[d.id]) for d in rows], total, page, page_size)
+    return Page(total, rows, counts)
 
 
 def still_running(deployment_ids: list[str]) -> set[str]:
@@ -274,7 +243,7 @@ def _not_ended(deployment: Deployment) -> Conflict:
     return Conflict(message, {"id": deployment.id, "state": deployment.state})
 
 
-def delete(deployment_id: str, actor: str) -> dict[str, Any]:
+def delete(deployment_id: str, actor: str) -> None:
     """Delete an ended deployment with its tasks (404 unknown, 409 while something of it may still run)."""
     with db.write_transaction():
         deployment = get(deployment_id)
@@ -290,4 +259,3 @@ def delete(deployment_id: str, actor: str) -> dict[str, Any]:
             {"template": deployment.template_name, "state": deployment.state, "tasks": tasks},
         )
     logger.info("deployment %s (%s) deleted by %s", deployment_id, deployment.template_name, actor)
-    return {"id": deployment_id, "status": "success", "message": "deleted"}
