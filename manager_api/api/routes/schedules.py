@@ -6,6 +6,7 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from manager_api.api import auth
+from manager_api.api.presenters import schedules as presenters
 from manager_api.api.request_json import load
 from manager_api.api.schemas.manual import ScheduleListQuerySchema, ScheduleSchema
 from manager_api.services.schedules import actions as schedules
@@ -17,32 +18,33 @@ bp = Blueprint("schedules", __name__)
 def create() -> ResponseReturnValue:
     """Create a schedule; the cron runner (in the duties) picks it up within a tick."""
     data = load(ScheduleSchema())
-    return jsonify(schedules.create(data, auth.actor())), 201
+    return jsonify(presenters.schedule_json(schedules.create(data, auth.actor()))), 201
 
 
 @bp.get("/api/schedules")
 def listing() -> ResponseReturnValue:
     """A page of schedules, oldest first; 1000 by default, as it answered every schedule before it paged."""
     args = ScheduleListQuerySchema().load(request.args.to_dict())
-    return jsonify(schedules.listing(args["page"], args["page_size"]))
+    page = schedules.listing(args["page"], args["page_size"])
+    return jsonify(presenters.listing_json(page, args["page"], args["page_size"]))
 
 
 @bp.get("/api/schedules/<schedule_id>")
 def detail(schedule_id: str) -> ResponseReturnValue:
     """A schedule with the ids of the fleet tasks it fired last."""
-    return jsonify(schedules.detail(schedule_id))
+    return jsonify(presenters.detail_json(schedules.detail(schedule_id)))
 
 
 @bp.post("/api/schedules/<schedule_id>/pause")
 def pause(schedule_id: str) -> ResponseReturnValue:
     """Stop firing until resumed (takes effect at once)."""
-    return jsonify(schedules.set_paused(schedule_id, True, auth.actor()))
+    return jsonify(presenters.schedule_json(schedules.set_paused(schedule_id, True, auth.actor())))
 
 
 @bp.post("/api/schedules/<schedule_id>/resume")
 def resume(schedule_id: str) -> ResponseReturnValue:
     """Fire again from the next tick on."""
-    return jsonify(schedules.set_paused(schedule_id, False, auth.actor()))
+    return jsonify(presenters.schedule_json(schedules.set_paused(schedule_id, False, auth.actor())))
 
 
 @bp.delete("/api/schedules/<schedule_id>")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,9 +17,8 @@ from manager_api.models import FleetTask, Schedule, utcnow
 from manager_api.services import audit
 from manager_api.services.errors import Conflict, NotFound
 from manager_api.services.fleet_tasks import actions as fleet_tasks
-from manager_api.services.paging import page_json, page_of
+from manager_api.services.paging import Page, page_of
 from manager_api.services.schedules.triggers import naive, next_fire, trigger_of
-from manager_api.services.serialize import iso
 
 logger = logging.getLogger(__name__)
 
@@ -32,29 +32,12 @@ def created_by_of(name: str) -> str:
     return f"schedule:{name}"
 
 
-def schedule_json(row: Schedule, recent_task_ids: list[str] | None = None) -> dict[str, Any]:
-    """The public JSON of a schedule; with ``recent_task_ids`` for the detail view."""
-    out: dict[str, Any] = {
-        "id": row.id,
-        "name": row.name,
-        "description": row.description,
-        "command": row.command,
-        "targets": json.loads(row.targets),
-        "timeout": row.timeout,
-        "env_keys": sorted(json.loads(row.env)),  # values may be secrets: never echoed, as for tasks
-        "cron": row.cron,
-        "interval": row.interval,
-        "paused": row.paused,
-        "next_run_at": iso(row.next_run_at),
-        "last_run_at": iso(row.last_run_at),
-        "last_task_id": row.last_task_id,
-        "created_by": row.created_by,
-        "created_at": iso(row.created_at),
-        "updated_at": iso(row.updated_at),
-    }
-    if recent_task_ids is not None:
-        out["recent_task_ids"] = recent_task_ids
-    return out
+@dataclass(frozen=True)
+class ScheduleDetail:
+    """A schedule with the ids of its most recent fleet tasks, newest first."""
+
+    schedule: Schedule
+    recent_task_ids: list[str]
 
 
 def get(schedule_id: str) -> Schedule:
@@ -75,7 +58,7 @@ def _taken(name: str) -> Conflict:
     return Conflict(f"Schedule name '{name}' is taken", {"errors": {"name": [message]}})
 
 
-def create(data: dict[str, Any], actor: str) -> dict[str, Any]:
+def create(data: dict[str, Any], actor: str) -> Schedule:
     """Record a new schedule (validated by ScheduleSchema); a taken name is a 409."""
     now = utcnow()
     try:
@@ -105,16 +88,16 @@ def create(data: dict[str, Any], actor: str) -> dict[str, Any]:
         # Another request won the race between our check and insert.
         raise _taken(data["name"]) from exc
     logger.info("schedule %s (%s) created by %s", row.id, row.name, actor)
-    return schedule_json(row)
+    return row
 
 
-def listing(page: int, page_size: int) -> dict[str, Any]:
-    """A page of schedules, oldest first."""
+def listing(page: int, page_size: int) -> Page:
+    """A page of schedules, oldest first (no children counted)."""
     total, rows = page_of(Schedule.select(), page, page_size, Schedule.created_at, Schedule.id)
-    return page_json("schedules", [schedule_json(row) for row in rows], total, page, page_size)
+    return Page(total, rows, {})
 
 
-def detail(schedule_id: str) -> dict[str, Any]:
+def detail(schedule_id: str) -> ScheduleDetail:
     """A schedule with the ids of its most recent tasks, newest first."""
     row = get(schedule_id)
     # created_at bounds out an older, deleted schedule that had the same name.
@@ -125,10 +108,10 @@ def detail(schedule_id: str) -> dict[str, Any]:
         .limit(RECENT_TASKS)
         .tuples()
     )
-    return schedule_json(row, [task_id for (task_id,) in recent])
+    return ScheduleDetail(row, [task_id for (task_id,) in recent])
 
 
-def set_paused(schedule_id: str, paused: bool, actor: str) -> dict[str, Any]:
+def set_paused(schedule_id: str, paused: bool, actor: str) -> Schedule:
     """Pause or resume a schedule; doing it twice changes nothing the second time."""
     with db.write_transaction():
         row = get(schedule_id)
@@ -141,7 +124,7 @@ def set_paused(schedule_id: str, paused: bool, actor: str) -> dict[str, Any]:
             row.save()
             audit.record(actor, "schedule.pause" if paused else "schedule.resume", row.id, {"name": row.name})
             logger.info("schedule %s (%s) %s by %s", row.id, row.name, "paused" if paused else "resumed", actor)
-    return schedule_json(row)
+    return row
 
 
 def delete(schedule_id: str, actor: str) -> None:

@@ -1,0 +1,46 @@
+"""The public JSON of schedules: one schedule, its detail with the fleet tasks it fired last, the list."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from manager_api.models import Schedule
+from manager_api.services.paging import Page, page_json
+from manager_api.services.schedules.actions import ScheduleDetail
+from manager_api.services.serialize import iso
+
+
+def schedule_json(row: Schedule, recent_task_ids: list[str] | None = None) -> dict[str, Any]:
+    """The public JSON of a schedule; with ``recent_task_ids`` for the detail view."""
+    out: dict[str, Any] = {
+        "id": row.id,
+        "name": row.name,
+        "description": row.description,
+        "command": row.command,
+        "targets": json.loads(row.targets),
+        "timeout": row.timeout,
+        "env_keys": sorted(json.loads(row.env)),  # values may be secrets: never echoed, as for tasks
+        "cron": row.cron,
+        "interval": row.interval,
+        "paused": row.paused,
+        "next_run_at": iso(row.next_run_at),
+        "last_run_at": iso(row.last_run_at),
+        "last_task_id": row.last_task_id,
+        "created_by": row.created_by,
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+    }
+    if recent_task_ids is not None:
+        out["recent_task_ids"] = recent_task_ids
+    return out
+
+
+def detail_json(detail: ScheduleDetail) -> dict[str, Any]:
+    """A schedule with the ids of its most recent tasks, newest first."""
+    return schedule_json(detail.schedule, detail.recent_task_ids)
+
+
+def listing_json(page: Page, page_number: int, page_size: int) -> dict[str, Any]:
+    """A page of schedules."""
+    return page_json("schedules", [schedule_json(row) for row in page.rows], page.total, page_number, page_size)
