@@ -7,8 +7,7 @@ import logging
 from typing import Any
 
 from manager_api.models import AuditLog, utcnow
-from manager_api.services.paging import page_json, page_of
-from manager_api.services.serialize import iso
+from manager_api.services.paging import Page, page_of
 
 logger = logging.getLogger(__name__)
 
@@ -18,17 +17,7 @@ def record(actor: str, action: str, target: str, detail: dict[str, Any] | None =
     AuditLog.create(at=utcnow(), actor=actor, action=action, target=target, detail=json.dumps(detail or {}))
 
 
-def _entry(row: AuditLog) -> dict[str, Any]:
-    return {
-        "at": iso(row.at),
-        "actor": row.actor,
-        "action": row.action,
-        "target": row.target,
-        "detail": json.loads(row.detail or "{}"),
-    }
-
-
-def listing(page: int, page_size: int) -> dict[str, Any]:
+def listing(page: int, page_size: int) -> Page:
     """A page of entries, newest first (page 1 is the newest ``page_size``: what ``?limit=N`` always was)."""
     total, rows = page_of(AuditLog.select(), page, page_size, AuditLog.at.desc(), AuditLog.id.desc())
-    return page_json("entries", [_entry(row) for row in rows], total, page, page_size)
+    return Page(total, rows, {})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from manager_api.api.presenters import audit as presenters
 from manager_api.api.schemas.manual import AuditQuerySchema
 from manager_api.services import audit
 
@@ -15,4 +16,5 @@ bp = Blueprint("audit", __name__)
 def recent() -> ResponseReturnValue:
     """A page of entries, newest first."""
     args = AuditQuerySchema().load(request.args.to_dict())
-    return jsonify(audit.listing(args["page"], args["page_size"]))
+    page = audit.listing(args["page"], args["page_size"])
+    return jsonify(presenters.listing_json(page, args["page"], args["page_size"]))
