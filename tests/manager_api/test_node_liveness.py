@@ -13,6 +13,7 @@ import pytest
 import redis as redis_lib
 from flask.testing import FlaskClient
 
+from manager_api.api.presenters import nodes as node_presenters
 from manager_api.models import BusinessComponent, Node
 from manager_api.services.businesses import upkeep as business_upkeep
 from manager_api.services.fleet_tasks import actions as fleet_tasks
@@ -54,13 +55,14 @@ def _verdicts(redis_client: redis_lib.Redis) -> dict[str, bool]:
     """Whether n1 reads online to each reader of liveness, the duties' judging last (it writes Node.status)."""
     Node.update(status=int(NodeStatus.OFFLINE)).execute()  # as the duties left it: upkeep confirms it live
     business_upkeep.fail_components_on_offline_nodes(redis_client, INTERVALS, 10.0)
-    (listed,) = manual_list.list_nodes(redis_client, INTERVALS)
+    (listed,) = node_presenters.manual_list_json(manual_list.read(redis_client, INTERVALS))
     (host,) = targets.resolve(["host-n1"], fleet_tasks._target_nodes(redis_client, INTERVALS))
     liveness.refresh_statuses(redis_client, INTERVALS)
     return {
         "snapshot": snapshot.read(redis_client, ["n1"], INTERVALS).is_online("n1"),
         "node list": listed["status"] == int(NodeStatus.ONLINE) and listed["ready"],
-        "inventory": inventory.listing(redis_client, INTERVALS)[0]["status"] == "online",
+        "inventory": node_presenters.inventory_json(inventory.listing(redis_client, INTERVALS))[0]["status"]
+        == "online",
         "business placement": plan(load_nodes(redis_client, INTERVALS), [Demand("c")]).ok,
         "deployment placement": _deployment_target(redis_client),
         "fleet task target": host.error is None,

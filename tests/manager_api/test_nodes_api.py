@@ -10,6 +10,7 @@ import redis as redis_lib
 from flask.testing import FlaskClient
 
 from manager_api import db
+from manager_api.api.presenters import nodes as node_presenters
 from manager_api.models import AuditLog, Business, BusinessComponent, Node
 from manager_api.services.nodes import manual_list as manual_nodes
 
@@ -205,7 +206,7 @@ def test_manual_node_list_is_unchanged_by_the_inventory(client: FlaskClient, red
     join(client, "n1", "web-01", "10.0.0.1", facts=FACTS)
     beat(redis_client, "n1", cpu=12, memory=34)
     _place("b1", "api", "n1", "running", cpu_cores=2, memory_mb=4096)
-    listed = manual_nodes.list_nodes(redis_client, 3)
+    listed = node_presenters.manual_list_json(manual_nodes.read(redis_client, 3))
     assert listed == [
         {
             "ip": "10.0.0.1",

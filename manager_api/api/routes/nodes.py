@@ -9,6 +9,7 @@ from flask.typing import ResponseReturnValue
 from manager_api import extensions
 from manager_api.api import auth
 from manager_api.api.errors import ApiError
+from manager_api.api.presenters import nodes as presenters
 from manager_api.api.request_json import load
 from manager_api.api.schemas.manual import MAX_ID
 from manager_api.api.schemas.nodes import NodeLabelsPatchSchema, NodeLabelsSchema
@@ -23,7 +24,8 @@ bp = Blueprint("nodes", __name__)
 def list_nodes() -> ResponseReturnValue:
     """Every node with status and resources."""
     settings = extensions.settings()
-    return jsonify({"nodes": nodes.list_nodes(extensions.redis(), settings.offline_after_intervals)})
+    listing = nodes.read(extensions.redis(), settings.offline_after_intervals)
+    return jsonify({"nodes": presenters.manual_list_json(listing)})
 
 
 def _known(node_id: str) -> str:
@@ -36,20 +38,28 @@ def _known(node_id: str) -> str:
 def inventory() -> ResponseReturnValue:
     """Every node with facts, labels, capacity and what business components reserve on it."""
     settings = extensions.settings()
-    return jsonify({"nodes": node_inventory.listing(extensions.redis(), settings.offline_after_intervals)})
+    views = node_inventory.listing(extensions.redis(), settings.offline_after_intervals)
+    return jsonify({"nodes": presenters.inventory_json(views)})
+
+
+def _detail(node_id: str) -> ResponseReturnValue:
+    """The node as GET /api/nodes/{id} answers it."""
+    settings = extensions.settings()
+    node = node_inventory.detail(extensions.redis(), node_id, settings.offline_after_intervals)
+    return jsonify(presenters.detail_json(node))
 
 
 @bp.get("/api/nodes/<node_id>")
 def detail(node_id: str) -> ResponseReturnValue:
     """One node, with the components placed on it."""
-    settings = extensions.settings()
-    return jsonify(node_inventory.detail(extensions.redis(), _known(node_id), settings.offline_after_intervals))
+    return _detail(_known(node_id))
 
 
 @bp.post("/api/nodes/<node_id>/forget-secret")
 def forget_secret(node_id: str) -> ResponseReturnValue:
     """Let the next join under this node id set a new node secret (an agent that lost its secret)."""
-    return jsonify(node_inventory.forget_secret(_known(node_id), auth.actor()))
+    node_inventory.forget_secret(_known(node_id), auth.actor())
+    return jsonify({"node_id": node_id, "message": "secret forgotten: the next join under this id sets a new one"})
 
 
 @bp.put("/api/nodes/<node_id>/labels")
@@ -57,8 +67,7 @@ def set_labels(node_id: str) -> ResponseReturnValue:
     """Replace the API-set labels of a node; answers the node as GET /api/nodes/{id} does."""
     data = load(NodeLabelsSchema())
     node_inventory.set_api_labels(_known(node_id), data["labels"], auth.actor())
-    settings = extensions.settings()
-    return jsonify(node_inventory.detail(extensions.redis(), node_id, settings.offline_after_intervals))
+    return _detail(node_id)
 
 
 @bp.patch("/api/nodes/<node_id>/labels")
@@ -66,8 +75,7 @@ def patch_labels(node_id: str) -> ResponseReturnValue:
     """Merge into the API-set labels of a node (null removes a key); answers as PUT does."""
     data = load(NodeLabelsPatchSchema())
     node_inventory.patch_api_labels(_known(node_id), data["labels"], auth.actor())
-    settings = extensions.settings()
-    return jsonify(node_inventory.detail(extensions.redis(), node_id, settings.offline_after_intervals))
+    return _detail(node_id)
 
 
 @bp.delete("/api/nodes/<node_id>")

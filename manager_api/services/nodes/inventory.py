@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from redis import Redis
 
@@ -20,15 +21,12 @@ from manager_api.services.errors import Conflict, NotFound
 from manager_api.services.nodes import labels as node_labels
 from manager_api.services.nodes import snapshot
 from manager_api.services.nodes.presence import known
-from manager_api.services.placement.candidates import ACTIVE_COMPONENT_STATES, capacity_from_facts, reservations
-from manager_api.services.serialize import from_unix, iso
+from manager_api.services.placement.candidates import capacity_from_facts, reservations
+from shared import heartbeat
 
 logger = logging.getLogger(__name__)
 
 NOT_FOUND = "Node not found"
-
-FACT_KEYS = ("cpu_count", "memory_total_mb", "gpu_count", "gpus", "os", "distro", "kernel", "arch", "addresses")
-"""The facts shown; the rest (boot time, python version, labels) is either noise or shown elsewhere."""
 
 _FIELDS = (
     Node.id,
@@ -43,51 +41,41 @@ _FIELDS = (
 )
 
 
-def _resources(cpu: float, memory: int, gpus: int) -> dict[str, Any]:
-    return {"cpu_cores": round(cpu, 3), "memory_mb": memory, "gpus": gpus}
+class NodeView(NamedTuple):
+    """One node as the inventory sees it: its row (the fields read, in order), its parsed facts, its capacity
+    and what active components hold of it (cpu cores, memory MB, GPUs), its last heartbeat, and liveness."""
+
+    row: tuple[Any, ...]
+    facts: dict[str, Any]
+    capacity: tuple[float, int, int]
+    held: tuple[float, int, int]
+    beat: heartbeat.Summary | None
+    online: bool
 
 
-def _view(
-    row: tuple[Any, ...],
-    live: snapshot.Snapshot,
-    held: Mapping[str, tuple[float, int, int]],
-) -> dict[str, Any]:
-    node_id, hostname, ip, facts_text, labels, api_labels, version, registered_at, last_seen = row
+@dataclass(frozen=True)
+class NodeDetail:
+    """One node of the inventory with the business components placed on it (their business joined)."""
+
+    view: NodeView
+    components: list[BusinessComponent]
+
+
+def _view(row: tuple[Any, ...], live: snapshot.Snapshot, held: Mapping[str, tuple[float, int, int]]) -> NodeView:
+    node_id, facts_text = row[0], row[3]
     try:
         facts = json.loads(facts_text or "{}")
     except ValueError:
         facts = {}
     if not isinstance(facts, dict):
         facts = {}
-    cpu, memory, gpus = capacity_from_facts(facts)
-    cpu_held, memory_held, gpus_held = held.get(node_id, (0.0, 0, 0))
-    beat = live.summary(node_id)
-    online = live.is_online(node_id)
-    shown = {key: facts[key] for key in FACT_KEYS if key in facts}
-    shown.setdefault("gpu_count", gpus)
-    shown.setdefault("gpus", [])
-    shown.setdefault("addresses", [ip])
-    return {
-        "id": node_id,
-        "hostname": hostname,
-        "ip": ip,
-        "status": "online" if online else "offline",
-        "last_heartbeat": iso(from_unix(beat.ts)) if beat else iso(last_seen),
-        "cpu_usage_percent": round(beat.cpu_usage_percent, 1) if online and beat else 0.0,
-        "memory_usage_percent": round(beat.memory_usage_percent, 1) if online and beat else 0.0,
-        "labels": node_labels.loads(labels),
-        "agent_labels": node_labels.agent_labels_of(node_id, facts_text),
-        "api_labels": node_labels.loads(api_labels),
-        "facts": shown,
-        "capacity": _resources(cpu, memory, gpus),
-        "reserved": _resources(cpu_held, memory_held, gpus_held),
-        "free": _resources(max(cpu - cpu_held, 0.0), max(memory - memory_held, 0), max(gpus - gpus_held, 0)),
-        "version": version,
-        "registered_at": iso(registered_at),
-    }
+    capacity = capacity_from_facts(facts)
+    return NodeView(
+        row, facts, capacity, held.get(node_id, (0.0, 0, 0)), live.summary(node_id), live.is_online(node_id)
+    )
 
 
-def listing(redis: Redis, offline_after_intervals: int) -> list[dict[str, Any]]:
+def listing(redis: Redis, offline_after_intervals: int) -> list[NodeView]:
     """Every node, in join order, with facts, labels, capacity and what active components reserve."""
     rows = list(Node.select(*_FIELDS).where(known()).order_by(Node.registered_at, Node.id).tuples())
     held = reservations()
@@ -95,43 +83,23 @@ def listing(redis: Redis, offline_after_intervals: int) -> list[dict[str, Any]]:
     return [_view(row, live, held) for row in rows]
 
 
-def _components_on(node_id: str) -> list[dict[str, Any]]:
+def _components_on(node_id: str) -> list[BusinessComponent]:
     query = (
         BusinessComponent.select(BusinessComponent, Business.business_id, Business.business_name)
         .join(Business)
         .where(BusinessComponent.node == node_id)
         .order_by(BusinessComponent.business, BusinessComponent.component_id)
     )
-    return [
-        {
-            "business_id": c.business.business_id,
-            "business_name": c.business.business_name,
-            "component_id": c.component_id,
-            "component_name": c.component_name,
-            "type": c.type,
-            "status": c.status,
-            "desired": c.desired,
-            "generation": c.generation,
-            "pid": c.pid,
-            "container_id": c.container_id,
-            # What it holds on this node: nothing once it ended or an update dropped it.
-            "reserves": c.status in ACTIVE_COMPONENT_STATES,
-            "requested": _resources(c.cpu_cores, c.memory_mb, c.gpus),
-            "updated_at": iso(c.updated_at),
-        }
-        for c in query
-    ]
+    return list(query)
 
 
-def detail(redis: Redis, node_id: str, offline_after_intervals: int) -> dict[str, Any]:
-    """One node as in the list, plus its live heartbeat figures and every component placed on it (404)."""
+def detail(redis: Redis, node_id: str, offline_after_intervals: int) -> NodeDetail:
+    """One node as in the list and every component placed on it (404)."""
     row = Node.select(*_FIELDS).where(Node.id == node_id, known()).tuples().first()
     if row is None:
         raise NotFound(NOT_FOUND)
     live = snapshot.read(redis, [node_id], offline_after_intervals)
-    out = _view(row, live, reservations())
-    out["components"] = _components_on(node_id)
-    return out
+    return NodeDetail(_view(row, live, reservations()), _components_on(node_id))
 
 
 LabelChange = Callable[[dict[str, str]], dict[str, str]]
@@ -183,7 +151,7 @@ def patch_api_labels(node_id: str, patch: Mapping[str, str | None], actor: str) 
     _change_api_labels(node_id, merge, actor, {"patch": dict(patch)})
 
 
-def forget_secret(node_id: str, actor: str) -> dict[str, Any]:
+def forget_secret(node_id: str, actor: str) -> None:
     """Let the next join under ``node_id`` set a new node secret (404 when unknown).
 
     For an agent that kept its node id but lost its secret (a data directory restored from an older
@@ -196,4 +164,3 @@ def forget_secret(node_id: str, actor: str) -> dict[str, Any]:
         Node.update(secret_digest=None, forgotten_at=None).where(Node.id == node_id).execute()
         audit.record(actor, "node.secret_forgotten", node_id)
     logger.warning("node %s: secret forgotten by %s; the next join under this id sets a new one", node_id, actor)
-    return {"node_id": node_id, "message": "secret forgotten: the next join under this id sets a new one"}

@@ -1,0 +1,146 @@
+"""The public JSON of nodes: the manual's node list (GET /api/task/node) and the inventory (GET /api/nodes)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from manager_api.models import BusinessComponent
+from manager_api.services.nodes import labels as node_labels
+from manager_api.services.nodes.inventory import NodeDetail, NodeView
+from manager_api.services.nodes.manual_list import NodeRows
+from manager_api.services.placement.candidates import ACTIVE_COMPONENT_STATES
+from manager_api.services.serialize import from_unix, iso
+from shared import heartbeat
+from shared.states import NodeStatus
+
+OFFLINE_RESOURCES = "cpu_usage_percent:0,memory_usage_percent:0"
+"""What an offline node shows, as the manual's example does."""
+
+FACT_KEYS = ("cpu_count", "memory_total_mb", "gpu_count", "gpus", "os", "distro", "kernel", "arch", "addresses")
+"""The facts shown; the rest (boot time, python version, labels) is either noise or shown elsewhere."""
+
+
+def _iso_from_db(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return iso(value)
+
+
+class _Beat(NamedTuple):
+    """A node's last heartbeat rendered for the node list."""
+
+    resources: str
+    last_heartbeat: str
+
+
+# Rendering heartbeats costs more than the rest of the node list, and each changes once per interval while
+# the list may be read many times a second: each process keeps the rendering of the last summary it saw.
+_rendered: dict[str, tuple[bytes, _Beat]] = {}
+
+
+def _render(summary: heartbeat.Summary) -> _Beat:
+    return _Beat(
+        resources=f"cpu_usage_percent:{round(summary.cpu_usage_percent)},"
+        f"memory_usage_percent:{round(summary.memory_usage_percent)}",
+        last_heartbeat=datetime.fromtimestamp(summary.ts, UTC).isoformat().replace("+00:00", "Z"),
+    )
+
+
+def manual_list_json(listing: NodeRows) -> list[dict[str, Any]]:
+    """The manual's node list: each node's status and resources (a hot path: no per-node objects)."""
+    live = listing.live
+    online_code, offline_code = int(NodeStatus.ONLINE), int(NodeStatus.OFFLINE)
+    summaries, online_ids = live.summaries, live.online
+    out = []
+    for node_id, hostname, ip, last_seen, labels in listing.rows:
+        summary = summaries.get(node_id)
+        beat = None
+        if summary is not None:
+            raw = live.raw[node_id]
+            cached = _rendered.get(node_id)
+            if cached is None or cached[0] != raw:
+                cached = _rendered[node_id] = (raw, _render(summary))
+            beat = cached[1]
+        online = node_id in online_ids
+        out.append(
+            {
+                "ip": ip,
+                "status": online_code if online else offline_code,
+                "resources": beat.resources if online else OFFLINE_RESOURCES,  # type: ignore[union-attr]
+                "id": node_id,
+                "hostname": hostname,
+                "last_heartbeat": beat.last_heartbeat if beat else _iso_from_db(last_seen),
+                "labels": {} if not labels or labels == "{}" else json.loads(labels),
+                # Online and its worker takes jobs (not waiting to reconnect to Redis): what placement needs.
+                "ready": online and summary.taking_jobs,  # type: ignore[union-attr]
+            }
+        )
+    return out
+
+
+def _resources(cpu: float, memory: int, gpus: int) -> dict[str, Any]:
+    return {"cpu_cores": round(cpu, 3), "memory_mb": memory, "gpus": gpus}
+
+
+def node_json(view: NodeView) -> dict[str, Any]:
+    """One node of the inventory: facts, labels, capacity, what is reserved and free."""
+    node_id, hostname, ip, facts_text, labels, api_labels, version, registered_at, last_seen = view.row
+    facts, beat, online = view.facts, view.beat, view.online
+    cpu, memory, gpus = view.capacity
+    cpu_held, memory_held, gpus_held = view.held
+    shown = {key: facts[key] for key in FACT_KEYS if key in facts}
+    shown.setdefault("gpu_count", gpus)
+    shown.setdefault("gpus", [])
+    shown.setdefault("addresses", [ip])
+    return {
+        "id": node_id,
+        "hostname": hostname,
+        "ip": ip,
+        "status": "online" if online else "offline",
+        "last_heartbeat": iso(from_unix(beat.ts)) if beat else iso(last_seen),
+        "cpu_usage_percent": round(beat.cpu_usage_percent, 1) if online and beat else 0.0,
+        "memory_usage_percent": round(beat.memory_usage_percent, 1) if online and beat else 0.0,
+        "labels": node_labels.loads(labels),
+        "agent_labels": node_labels.agent_labels_of(node_id, facts_text),
+        "api_labels": node_labels.loads(api_labels),
+        "facts": shown,
+        "capacity": _resources(cpu, memory, gpus),
+        "reserved": _resources(cpu_held, memory_held, gpus_held),
+        "free": _resources(max(cpu - cpu_held, 0.0), max(memory - memory_held, 0), max(gpus - gpus_held, 0)),
+        "version": version,
+        "registered_at": iso(registered_at),
+    }
+
+
+def inventory_json(views: list[NodeView]) -> list[dict[str, Any]]:
+    """Every node of the inventory."""
+    return [node_json(view) for view in views]
+
+
+def component_json(c: BusinessComponent) -> dict[str, Any]:
+    """A business component placed on a node, with its business joined."""
+    return {
+        "business_id": c.business.business_id,
+        "business_name": c.business.business_name,
+        "component_id": c.component_id,
+        "component_name": c.component_name,
+        "type": c.type,
+        "status": c.status,
+        "desired": c.desired,
+        "generation": c.generation,
+        "pid": c.pid,
+        "container_id": c.container_id,
+        # What it holds on this node: nothing once it ended or an update dropped it.
+        "reserves": c.status in ACTIVE_COMPONENT_STATES,
+        "requested": _resources(c.cpu_cores, c.memory_mb, c.gpus),
+        "updated_at": iso(c.updated_at),
+    }
+
+
+def detail_json(detail: NodeDetail) -> dict[str, Any]:
+    """One node as in the inventory, plus every component placed on it."""
+    return {**node_json(detail.view), "components": [component_json(c) for c in detail.components]}
