@@ -30,11 +30,6 @@ def page_of(query: ModelSelect, page: int, size: int, *order: Any) -> tuple[int,
     return query.count(), list(query.order_by(*order).paginate(page, size))
 
 
-def page_json(key: str, items: list[Any], total: int, page: int, page_size: int) -> dict[str, Any]:
-    """A list endpoint's answer: the items under ``key`` with ``total``, ``page`` and ``page_size``."""
-    return {key: items, "total": total, "page": page, "page_size": page_size}
-
-
 def status_counts(parent: Field, status: Field, keys: Sequence[Hashable]) -> dict[Any, dict[str, int]]:
     """For each parent key, how many child rows (``parent`` is their foreign key) are in each ``status``."""
     counts: dict[Any, dict[str, int]] = {key: {} for key in keys}

@@ -1,17 +1,8 @@
-"""Small conversions shared by the services' JSON output."""
+"""Times the agents report (unix seconds) as the database stores them."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-
-
-def iso(value: datetime | None) -> str | None:
-    """ISO-8601 UTC with a Z, or None."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def from_unix(ts: float | None) -> datetime | None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from manager_api.api.presenters.serialize import iso, page_json
 from manager_api.models import AuditLog
-from manager_api.services.paging import Page, page_json
-from manager_api.services.serialize import iso
+from manager_api.services.paging import Page
 
 
 def entry_json(row: AuditLog) -> dict[str, Any]:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from manager_api.api.presenters.serialize import iso
 from manager_api.models import Business, BusinessComponent, BusinessHistory
 from manager_api.services.businesses.reads import BusinessDetail, PlacedComponent
 from manager_api.services.paging import Page
-from manager_api.services.serialize import iso
 
 
 def _loads(text: str | None, default: Any) -> Any:

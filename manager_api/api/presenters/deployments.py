@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from manager_api.api.presenters.serialize import iso, page_json
 from manager_api.models import Deployment, DeploymentTask
 from manager_api.services.deployments.actions import DeploymentDetail
 from manager_api.services.deployments.state import instance_status
-from manager_api.services.paging import Page, page_json
-from manager_api.services.serialize import iso
+from manager_api.services.paging import Page
 
 
 def status_json(deployment: Deployment) -> dict[str, Any]:

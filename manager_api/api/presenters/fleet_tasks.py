@@ -6,10 +6,10 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from manager_api.api.presenters.serialize import iso, page_json
 from manager_api.models import FleetTask, TaskHost
 from manager_api.services.fleet_tasks.state import counts_of
-from manager_api.services.paging import Page, page_json
-from manager_api.services.serialize import iso
+from manager_api.services.paging import Page
 
 
 def progress(counts: Mapping[str, int]) -> dict[str, Any]:

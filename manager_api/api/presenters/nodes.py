@@ -6,12 +6,13 @@ import json
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from manager_api.api.presenters.serialize import iso
 from manager_api.models import BusinessComponent
 from manager_api.services.nodes import labels as node_labels
 from manager_api.services.nodes.inventory import NodeDetail, NodeView
 from manager_api.services.nodes.manual_list import NodeRows
 from manager_api.services.placement.candidates import ACTIVE_COMPONENT_STATES
-from manager_api.services.serialize import from_unix, iso
+from manager_api.services.serialize import from_unix
 from shared import heartbeat
 from shared.states import NodeStatus
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from manager_api.api.presenters.serialize import iso, page_json
 from manager_api.models import Schedule
-from manager_api.services.paging import Page, page_json
+from manager_api.services.paging import Page
 from manager_api.services.schedules.actions import ScheduleDetail
-from manager_api.services.serialize import iso
 
 
 def schedule_json(row: Schedule, recent_task_ids: list[str] | None = None) -> dict[str, Any]:

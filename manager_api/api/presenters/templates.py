@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from manager_api.api.presenters.serialize import iso, page_json
 from manager_api.models import Template
 from manager_api.services.deployments.templates import TemplatePage, counts, shown_groups
-from manager_api.services.paging import page_json
-from manager_api.services.serialize import iso
 
 
 def template_json(template: Template) -> dict[str, Any]:
