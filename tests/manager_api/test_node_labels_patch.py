@@ -85,3 +85,21 @@ def test_patch_bodies_and_ids(client: FlaskClient, node: None) -> None:
     assert answer(client.patch("/api/nodes/n1/labels", data="{bad"), 400)["error"].startswith("Invalid request format")
     assert patch(client, {"a": "b"}, 404, node_id="nope") == {"error": "Node not found"}
     assert patch(client, {"a": "b"}, 404, node_id="x" * 100) == {"error": "Node not found"}
+
+
+def test_the_node_list_takes_a_node_query_on_what_it_shows(client: FlaskClient, node: None) -> None:
+    join(client, "n2", "db-01", "10.0.1.9", facts={"labels": {"zone": "b"}, "cpu_count": 16})
+
+    def ids(q: str) -> list[str]:
+        return [n["id"] for n in answer(client.get("/api/nodes", query_string={"q": q}))["nodes"]]
+
+    assert ids("*") == ["n1", "n2"] == [n["id"] for n in answer(client.get("/api/nodes"))["nodes"]]
+    assert ids("labels.zone:a") == ["n1"]
+    assert ids("web-*") == ["n1"]
+    assert ids("ip:[10.0.0.0 TO 10.0.0.255]") == ["n1"]
+    assert ids("facts.cpu_count:>8 OR labels.tier:gold") == ["n1", "n2"]
+    assert ids("labels.rack:r7 AND NOT hostname:db-01") == ["n1"]
+    assert ids("status:offline") == ["n1", "n2"]
+    bad = client.get("/api/nodes", query_string={"q": "labels.zone:(a OR"})
+    assert bad.status_code == 400
+    assert bad.get_json()["error"].startswith("Invalid request format: q: ")

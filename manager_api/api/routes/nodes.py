@@ -3,7 +3,7 @@ forgetting a node."""
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from manager_api import extensions
@@ -15,6 +15,7 @@ from manager_api.api.schemas.manual import MAX_ID
 from manager_api.api.schemas.nodes import NodeLabelsPatchSchema, NodeLabelsSchema
 from manager_api.services.nodes import inventory as node_inventory
 from manager_api.services.nodes import manual_list as nodes
+from manager_api.services.nodes import query as node_query
 from manager_api.services.nodes import removal as node_removal
 
 bp = Blueprint("nodes", __name__)
@@ -36,10 +37,14 @@ def _known(node_id: str) -> str:
 
 @bp.get("/api/nodes")
 def inventory() -> ResponseReturnValue:
-    """Every node with facts, labels, capacity and what business components reserve on it."""
+    """Every node with facts, labels, capacity and what business components reserve on it; ``?q=`` keeps
+    those whose document, as this answer shows it, matches the node query (document 003 §5.1.2)."""
+    text = request.args.get("q")
+    wanted = None if text is None else node_query.parse(text)  # a malformed query: 400 before any read
     settings = extensions.settings()
     views = node_inventory.listing(extensions.redis(), settings.offline_after_intervals)
-    return jsonify({"nodes": presenters.inventory_json(views)})
+    shown = presenters.inventory_json(views)
+    return jsonify({"nodes": shown if wanted is None else [node for node in shown if wanted.matches(node)]})
 
 
 def _detail(node_id: str) -> ResponseReturnValue:
