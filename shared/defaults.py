@@ -65,3 +65,39 @@ COMPONENT_METRICS_RETENTION_HOURS = 24.0
 
 IMAGE_DOWNLOAD_TIMEOUT = 600.0
 """Seconds an agent may spend fetching one component image before the component reads failed."""
+
+APP_BACKOFF_SECONDS = 1.0
+"""First delay before an app instance that exited (or failed its checks) is started again (Marathon's)."""
+
+APP_BACKOFF_FACTOR = 1.15
+"""Each further restart in a row waits this many times longer (Marathon's)."""
+
+APP_MAX_BACKOFF_SECONDS = 300.0
+"""Longest delay between two restarts of an app instance (Marathon's maxLaunchDelaySeconds)."""
+
+APP_STABLE_SECONDS = 60.0
+"""An instance that ran (and passed its checks) this long starts its next restart from the first delay again."""
+
+APP_KILL_SIGNAL = 15
+"""Signal sent to an app instance's process group to stop it (document 003 §5.2.1 killSignal)."""
+
+APP_STOP_GRACE_SECONDS = 10.0
+"""Seconds between killSignal and SIGKILL when an app instance is stopped."""
+
+APP_PORT_RANGE = (20000, 32767)
+"""Where an agent picks the ports asked as 0: below Linux's default ephemeral range (32768-60999), so that
+no outgoing connection holds a port an instance is given; an agent narrows it away from its node's
+ip_local_port_range when that differs."""
+
+APP_LOG_FILE_BYTES = 10 * 1024 * 1024
+"""An instance's stdout (and, apart, stderr) file on its node is rotated past this size."""
+
+APP_LOG_FILES_KEPT = 3
+"""Rotated log files kept per stream of an instance (stdout.log.1 .. .3)."""
+
+APP_LOG_STREAM_MAXLEN = 10_000
+"""Approximate number of lines of an instance's log kept in Redis for GET .../logs (newest kept)."""
+
+APP_REPORT_INTERVAL = 5.0
+"""Seconds between two reports of a running instance when nothing changes (so the manager learns of copies
+it no longer wants, and a report lost in a Redis failover is made good)."""

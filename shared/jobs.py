@@ -24,7 +24,22 @@ DEPLOY_COMPONENT = "worker_agent.jobs.deploy_component"
 STOP_COMPONENT = "worker_agent.jobs.stop_component"
 """Stop and remove one business component; payload: StopComponentSchema."""
 
+RUN_INSTANCE = "worker_agent.jobs.run_instance"
+"""Start and keep running one app instance (restarted on exit and failing checks); payload: InstanceSpecSchema."""
+
+STOP_INSTANCE = "worker_agent.jobs.stop_instance"
+"""Stop one app instance for good and forget it; payload: StopInstanceSchema."""
+
 ALLOWED: frozenset[str] = frozenset(
-    {START_TASK, STOP_TASKS, RUN_COMMAND, CANCEL_COMMAND, DEPLOY_COMPONENT, STOP_COMPONENT}
+    {
+        START_TASK,
+        STOP_TASKS,
+        RUN_COMMAND,
+        CANCEL_COMMAND,
+        DEPLOY_COMPONENT,
+        STOP_COMPONENT,
+        RUN_INSTANCE,
+        STOP_INSTANCE,
+    }
 )
 """The only functions an agent executes."""

@@ -92,6 +92,12 @@ def node_of_ring(channel: str) -> str | None:
     return None
 
 
+def instance_log(node_id: str, instance_id: str) -> str:
+    """Stream of an app instance's stdout and stderr lines on its node (newest APP_LOG_STREAM_MAXLEN kept), read
+    by GET /api/apps/{name}/instances/{id}/logs."""
+    return f"{node_prefix(node_id)}log:{instance_id}"
+
+
 def task_output(task_id: str, node_id: str) -> str:
     """Stream of a fleet task's output lines from one node, read from the start by late followers (who read
     every node of the task together)."""

@@ -19,8 +19,8 @@ from redis import Redis
 from redis.client import Pipeline
 
 from . import job_signing, keys
-from .defaults import EVENTS_MAXLEN, OUTPUT_STREAM_TTL, PROTOCOL_VERSION
-from .messages import CommandReportSchema, ComponentReportSchema, TaskEventSchema
+from .defaults import APP_LOG_STREAM_MAXLEN, EVENTS_MAXLEN, OUTPUT_STREAM_TTL, PROTOCOL_VERSION
+from .messages import CommandReportSchema, ComponentReportSchema, InstanceReportSchema, TaskEventSchema
 
 KeyOf = Callable[[str], bytes]
 """The signing key of a node id (the manager derives it: manager_api.services.job_keys.node_key)."""
@@ -34,11 +34,14 @@ COMMAND = "command"
 """Kind of a fleet task report (CommandReportSchema)."""
 COMPONENT = "component"
 """Kind of a business component report (ComponentReportSchema)."""
+INSTANCE = "instance"
+"""Kind of an app instance report (InstanceReportSchema)."""
 
 SCHEMAS: dict[str, type[Schema]] = {
     EVENT: TaskEventSchema,
     COMMAND: CommandReportSchema,
     COMPONENT: ComponentReportSchema,
+    INSTANCE: InstanceReportSchema,
 }
 """The schema of each kind of report."""
 
@@ -92,6 +95,11 @@ def publish_component_report(redis: Redis, report: dict[str, Any], key: bytes | 
     return _append(redis, COMPONENT, report, key)
 
 
+def publish_instance_report(redis: Redis, report: dict[str, Any], key: bytes | None = None) -> str | None:
+    """Validate and append an app instance report of one node, signed with its ``key``; returns its stream id."""
+    return _append(redis, INSTANCE, report, key)
+
+
 def parse_report(fields: dict[Any, Any], node_id: str, key_of: KeyOf | None = None) -> tuple[str, dict[str, Any]]:
     """The kind and validated message of one entry of ``node_id``'s reports stream (raises ValueError, and
     marshmallow.ValidationError, on anything malformed); with ``key_of``, also check that the node signed it
@@ -138,4 +146,29 @@ def output_line_signed(task_id: str, node_id: str, values: dict[str, str], key_o
     text = _output_text(values.get("stream", ""), values.get("line", ""))
     return values.get("node_id") == node_id and job_signing.verify_message(
         key_of(node_id), values.get(SIG_FIELD), keys.task_output(task_id, node_id), text
+    )
+
+
+def append_instance_log(
+    redis: Redis, node_id: str, instance_id: str, stream: str, lines: list[str], key: bytes | None = None
+) -> None:
+    """Append an app instance's output lines (``stream`` stdout or stderr) to its log stream on its node (one
+    round trip; the newest APP_LOG_STREAM_MAXLEN kept), each line signed with the node's ``key``."""
+    if not lines:
+        return
+    log = keys.instance_log(node_id, instance_id)
+    pipe = redis.pipeline(transaction=False)
+    for line in lines:
+        entry = {"stream": stream, "line": line}
+        if key is not None:
+            entry[SIG_FIELD] = job_signing.sign_message(key, log, _output_text(stream, line))
+        pipe.xadd(log, entry, maxlen=APP_LOG_STREAM_MAXLEN, approximate=True)  # type: ignore[arg-type]
+    pipe.execute()
+
+
+def instance_log_line_signed(node_id: str, instance_id: str, values: dict[str, str], key_of: KeyOf) -> bool:
+    """Whether an entry (its fields as text) of an instance's log stream was signed by the node it runs on."""
+    text = _output_text(values.get("stream", ""), values.get("line", ""))
+    return job_signing.verify_message(
+        key_of(node_id), values.get(SIG_FIELD), keys.instance_log(node_id, instance_id), text
     )

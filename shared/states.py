@@ -139,3 +139,49 @@ class ComponentType(StrEnum):
 
     PROCESS = "process"  # a supervised process tree, like a deployment task
     DOCKER = "docker"  # a container through the Docker Engine API
+
+
+class AppInstanceState(StrEnum):
+    """Life of one instance (one supervised process) of an app (document 003 §5.2)."""
+
+    PENDING = "pending"  # placed by the manager, sent to its node's queue
+    STARTING = "starting"  # the agent fetches its uris, picks its ports and spawns it
+    RUNNING = "running"  # its process runs (its health is apart: AppHealth)
+    BACKOFF = "backoff"  # exited or killed after failing checks; started again once its backoff delay is over
+    STOPPING = "stopping"  # asked to stop: killSignal sent, SIGKILL after the grace
+    STOPPED = "stopped"  # stopped on request (scale down, update, app stopped or deleted); ends the instance
+    FAILED = "failed"  # cannot be started at all (the agent refused its spec); ends the instance
+    LOST = "lost"  # its node went offline; the manager replaces it (set by the manager only)
+
+    @property
+    def ended(self) -> bool:
+        return self in (AppInstanceState.STOPPED, AppInstanceState.FAILED)
+
+
+AGENT_REPORTED_INSTANCE_STATES = frozenset(
+    {
+        AppInstanceState.STARTING,
+        AppInstanceState.RUNNING,
+        AppInstanceState.BACKOFF,
+        AppInstanceState.STOPPING,
+        AppInstanceState.STOPPED,
+        AppInstanceState.FAILED,
+    }
+)
+"""The states an agent may put in an instance report."""
+
+
+class AppHealth(StrEnum):
+    """An app instance's health as its checks last found it (document 003 §5.2.1)."""
+
+    HEALTHY = "healthy"  # the last check passed (or the instance runs and has no checks)
+    UNHEALTHY = "unhealthy"  # the last check failed
+    UNKNOWN = "unknown"  # not checked yet (initial delay), or not running
+
+
+class HealthCheckProtocol(StrEnum):
+    """How an agent checks an app instance (document 003 §5.2.1 ``healthChecks[].protocol``)."""
+
+    HTTP = "HTTP"  # GET path on the port at portIndex; healthy on 200-399
+    TCP = "TCP"  # a connection to the port at portIndex is accepted
+    COMMAND = "COMMAND"  # the command (through /bin/sh -c, in the instance's environment) exits 0

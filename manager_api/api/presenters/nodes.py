@@ -8,19 +8,15 @@ from typing import Any, NamedTuple
 
 from manager_api.api.presenters.serialize import iso
 from manager_api.models import BusinessComponent
-from manager_api.services.nodes import labels as node_labels
+from manager_api.services.nodes import documents
 from manager_api.services.nodes.inventory import NodeDetail, NodeView
 from manager_api.services.nodes.manual_list import NodeRows
 from manager_api.services.placement.candidates import ACTIVE_COMPONENT_STATES
-from manager_api.services.serialize import from_unix
 from shared import heartbeat
 from shared.states import NodeStatus
 
 OFFLINE_RESOURCES = "cpu_usage_percent:0,memory_usage_percent:0"
 """What an offline node shows, as the manual's example does."""
-
-FACT_KEYS = ("cpu_count", "memory_total_mb", "gpu_count", "gpus", "os", "distro", "kernel", "arch", "addresses")
-"""The facts shown; the rest (boot time, python version, labels) is either noise or shown elsewhere."""
 
 
 def _iso_from_db(value: Any) -> str | None:
@@ -83,43 +79,9 @@ def manual_list_json(listing: NodeRows) -> list[dict[str, Any]]:
     return out
 
 
-def _resources(cpu: float, memory: int, gpus: int) -> dict[str, Any]:
-    return {"cpu_cores": round(cpu, 3), "memory_mb": memory, "gpus": gpus}
-
-
-def node_json(view: NodeView) -> dict[str, Any]:
-    """One node of the inventory: facts, labels, capacity, what is reserved and free."""
-    node_id, hostname, ip, facts_text, labels, api_labels, version, registered_at, last_seen = view.row
-    facts, beat, online = view.facts, view.beat, view.online
-    cpu, memory, gpus = view.capacity
-    cpu_held, memory_held, gpus_held = view.held
-    shown = {key: facts[key] for key in FACT_KEYS if key in facts}
-    shown.setdefault("gpu_count", gpus)
-    shown.setdefault("gpus", [])
-    shown.setdefault("addresses", [ip])
-    return {
-        "id": node_id,
-        "hostname": hostname,
-        "ip": ip,
-        "status": "online" if online else "offline",
-        "last_heartbeat": iso(from_unix(beat.ts)) if beat else iso(last_seen),
-        "cpu_usage_percent": round(beat.cpu_usage_percent, 1) if online and beat else 0.0,
-        "memory_usage_percent": round(beat.memory_usage_percent, 1) if online and beat else 0.0,
-        "labels": node_labels.loads(labels),
-        "agent_labels": node_labels.agent_labels_of(node_id, facts_text),
-        "api_labels": node_labels.loads(api_labels),
-        "facts": shown,
-        "capacity": _resources(cpu, memory, gpus),
-        "reserved": _resources(cpu_held, memory_held, gpus_held),
-        "free": _resources(max(cpu - cpu_held, 0.0), max(memory - memory_held, 0), max(gpus - gpus_held, 0)),
-        "version": version,
-        "registered_at": iso(registered_at),
-    }
-
-
 def inventory_json(views: list[NodeView]) -> list[dict[str, Any]]:
     """Every node of the inventory."""
-    return [node_json(view) for view in views]
+    return [documents.document(view) for view in views]
 
 
 def component_json(c: BusinessComponent) -> dict[str, Any]:
@@ -137,11 +99,11 @@ def component_json(c: BusinessComponent) -> dict[str, Any]:
         "container_id": c.container_id,
         # What it holds on this node: nothing once it ended or an update dropped it.
         "reserves": c.status in ACTIVE_COMPONENT_STATES,
-        "requested": _resources(c.cpu_cores, c.memory_mb, c.gpus),
+        "requested": documents.resources(c.cpu_cores, c.memory_mb, c.gpus),
         "updated_at": iso(c.updated_at),
     }
 
 
 def detail_json(detail: NodeDetail) -> dict[str, Any]:
     """One node as in the inventory, plus every component placed on it."""
-    return {**node_json(detail.view), "components": [component_json(c) for c in detail.components]}
+    return {**documents.document(detail.view), "components": [component_json(c) for c in detail.components]}

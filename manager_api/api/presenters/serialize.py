@@ -1,18 +1,13 @@
-"""Small conversions the presenters share: times as the public JSON writes them, a list endpoint's page."""
+"""Small conversions the presenters share: times as the public JSON writes them (services.serialize.iso), a list
+endpoint's page."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
+from manager_api.services.serialize import iso
 
-def iso(value: datetime | None) -> str | None:
-    """ISO-8601 UTC with a Z, or None."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+__all__ = ["iso", "page_json"]  # iso lives in services.serialize (node documents use it too)
 
 
 def page_json(key: str, items: list[Any], total: int, page: int, page_size: int) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from manager_api.api.presenters import nodes as presenters
 from manager_api.api.request_json import load
 from manager_api.api.schemas.manual import MAX_ID
 from manager_api.api.schemas.nodes import NodeLabelsPatchSchema, NodeLabelsSchema
+from manager_api.services.nodes import documents as node_documents
 from manager_api.services.nodes import inventory as node_inventory
 from manager_api.services.nodes import manual_list as nodes
 from manager_api.services.nodes import query as node_query
@@ -42,9 +43,7 @@ def inventory() -> ResponseReturnValue:
     text = request.args.get("q")
     wanted = None if text is None else node_query.parse(text)  # a malformed query: 400 before any read
     settings = extensions.settings()
-    views = node_inventory.listing(extensions.redis(), settings.offline_after_intervals)
-    shown = presenters.inventory_json(views)
-    return jsonify({"nodes": shown if wanted is None else [node for node in shown if wanted.matches(node)]})
+    return jsonify({"nodes": node_documents.matching(extensions.redis(), settings.offline_after_intervals, wanted)})
 
 
 def _detail(node_id: str) -> ResponseReturnValue:
