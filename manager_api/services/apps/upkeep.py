@@ -1,0 +1,104 @@
+"""The duties' side of apps: instances on nodes gone offline read lost; apps with work are reconciled; runs
+that went unanswered are sent again.
+
+Cheap at 10,000 nodes: each tick looks only at the apps not settled (short, over, rolling, lost instances
+waiting out unreachableSeconds); every RECHECK_SECONDS all running apps are looked at once more, with one read
+of the nodes shared by all of them, so a node that starts to match a query (a new node, changed labels or tags)
+gets the instances an app is short of, and an instance on a node that stopped matching moves.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from redis import Redis
+
+from manager_api import db
+from manager_api.models import App, AppInstance, Node, utcnow
+from manager_api.services import audit
+from manager_api.services.apps.reconcile import Fleet, reconcile
+from manager_api.services.apps.specs import run_payload, spec_of
+from manager_api.services.apps.state import DUTIES, ENDED, LOST, PENDING, RUN, RUNNING, Jobs
+from manager_api.services.nodes import snapshot
+from shared.states import NodeStatus
+
+logger = logging.getLogger(__name__)
+
+RECHECK_SECONDS = 10.0
+"""Seconds between two looks at every running app (new matching nodes, nodes that stopped matching)."""
+
+
+def mark_lost(redis: Redis, offline_after_intervals: int) -> int:
+    """Every wanted instance whose node is offline (persisted status, confirmed by its heartbeat) reads lost,
+    and its app has work; returns how many."""
+    rows = list(
+        AppInstance.select(AppInstance.id, AppInstance.node, AppInstance.app)
+        .join(Node)
+        .where(
+            AppInstance.desired == RUN,
+            AppInstance.state.not_in([LOST, *ENDED]),
+            Node.status == int(NodeStatus.OFFLINE),
+        )
+    )
+    if not rows:
+        return 0
+    live = snapshot.read(redis, {row.node_id for row in rows if row.node_id}, offline_after_intervals)
+    rows = [row for row in rows if row.node_id and not live.is_online(row.node_id)]
+    if not rows:
+        return 0
+    with db.write_transaction():
+        now = utcnow()
+        for row in rows:
+            changed = (
+                AppInstance.update(state=LOST, health="unknown", lost_at=now, updated_at=now)
+                .where(AppInstance.id == row.id, AppInstance.state != LOST, AppInstance.desired == RUN)
+                .execute()
+            )
+            if changed:
+                App.update(settled=False).where(App.name == row.app_id).execute()
+                audit.record(DUTIES, "app.instance.lost", row.app_id, {"instance": row.id, "node": row.node_id})
+                logger.warning("app %s instance %s: node %s offline, lost", row.app_id, row.id, row.node_id)
+    return len(rows)
+
+
+def reconcile_apps(redis: Redis, offline_after_intervals: int, everything: bool) -> Jobs:
+    """Reconcile the apps not settled (every running app too when ``everything``), one shared node read."""
+    query = App.select(App.name)
+    if not everything:
+        query = query.where(App.settled == False)  # noqa: E712 (peewee builds SQL from ==)
+    else:
+        query = query.where((App.settled == False) | (App.desired == RUNNING))  # noqa: E712
+    names = [row.name for row in query]
+    jobs = Jobs()
+    if not names:
+        return jobs
+    fleet = Fleet(redis, offline_after_intervals)
+    for name in names:
+        with db.write_transaction():
+            app = App.get_or_none(App.name == name)
+            if app is not None:
+                jobs.extend(reconcile(app, fleet, DUTIES))
+    return jobs
+
+
+def resend_overdue(resend_seconds: float) -> Jobs:
+    """RUN_INSTANCE again for instances still pending ``resend_seconds`` after it was sent (a job lost in a
+    Redis failover, or a node whose worker was busy): the same instance id, so an agent that has it ignores it."""
+    cutoff = utcnow() - timedelta(seconds=resend_seconds)
+    rows = list(
+        AppInstance.select().where(
+            AppInstance.desired == RUN, AppInstance.state == PENDING, AppInstance.sent_at < cutoff
+        )
+    )
+    jobs = Jobs()
+    if not rows:
+        return jobs
+    with db.write_transaction():
+        for row in rows:
+            app = App.get_or_none(App.name == row.app_id)
+            if app is None or row.node_id is None:
+                continue
+            AppInstance.update(sent_at=utcnow()).where(AppInstance.id == row.id).execute()
+            jobs.runs.append((row.node_id, run_payload(app.name, row.id, row.version, spec_of(app))))
+    return jobs
