@@ -8,8 +8,9 @@ commit. The rules, in order:
   and gets STOP_INSTANCE (its node takes it when it comes back), and a new one is placed elsewhere;
 - an instance on a node its app's ``nodeQuery`` no longer selects is moved (stopped, and placed again);
 - rolling (instances of an older version left): one new instance is started, and only once it runs and is
-  healthy (running, when the app has no checks) is one old instance stopped, and so on: never fewer than
-  ``instances`` - 1 ready while it rolls, never more than ``instances`` + 1 at all;
+  healthy (running, when the app has no checks) is one old instance stopped, and once its node confirmed the
+  stop the next new one starts: never fewer than ``instances`` ready while it rolls (``instances`` - 1 when an
+  old one is not ready), never more than ``instances`` + 1 at all;
 - too many: the extra are stopped, the lost first, then the not running or unhealthy, then the newest;
 - too few: the missing are placed by the placement engine (services.placement.engine, ranking BALANCE):
   spread over the nodes the query selects (a distinct_nodes demand, round after round, so a node takes a
@@ -101,7 +102,7 @@ def stop(row: AppInstance, spec: dict[str, Any] | None, reason: str, jobs: Jobs)
 
 def _scale_down_order(row: AppInstance, spec: dict[str, Any]) -> tuple[int, float]:
     # Lost first, then not serving, then the newest.
-    rank = 0 if row.state == LOST else (1 if not ready(row, spec) else 2)
+    rank = 0 if row.state == LOST else (1 if not ready(row, spec) or row.health == "unhealthy" else 2)
     return rank, -row.created_at.timestamp()
 
 
@@ -160,7 +161,7 @@ def reconcile(app: App, fleet: Fleet, actor: str, check_moves: bool = True) -> J
         elif len(rows) > count:
             worst = sorted(old, key=lambda row: _scale_down_order(row, spec))[0]
             stop(worst, spec, f"replaced by version {app.version}", jobs)
-        else:
+        elif not _stopping(app.name):  # the last old one stopped: its node's room (and ports) are free
             shortfall = place(app, spec, rows, 1, fleet, jobs)
     elif len(current) > count:
         for row in sorted(current, key=lambda row: _scale_down_order(row, spec))[: len(current) - count]:
@@ -170,6 +171,14 @@ def reconcile(app: App, fleet: Fleet, actor: str, check_moves: bool = True) -> J
     settled = not old and not waiting_lost and shortfall is None and len(current) <= count
     _settle(app, settled, shortfall)
     return jobs
+
+
+def _stopping(name: str) -> bool:
+    """Whether an instance of the app was told to stop and its node (online) has not confirmed it yet."""
+    query = AppInstance.select(AppInstance.id).where(
+        AppInstance.app == name, AppInstance.desired == STOP, AppInstance.state != LOST
+    )
+    return query.exists()
 
 
 def _settle(app: App, settled: bool, shortfall: dict[str, Any] | None) -> None:
@@ -216,7 +225,7 @@ def place(
             jobs.runs.append((placement.node_id, run_payload(app.name, instance_id, app.version, spec)))
             logger.info("app %s: instance %s placed on node %s", app.name, instance_id, placement.node_id)
         remaining -= len(result.placements)
-        if not result.placements:
+        if not result.placements and not held:  # every node was open to it: nothing more fits anywhere
             reasons = result.rejections.get(app.name, [])
             break
         level += 1
