@@ -7,6 +7,8 @@ from typing import Any
 
 import redis as redis_lib
 from flask.testing import FlaskClient
+from rq import Queue
+from rq.serializers import JSONSerializer
 
 from manager_api.services import job_keys
 from shared import jobs, keys, report_streams
@@ -47,10 +49,19 @@ def instance_jobs(redis_client: redis_lib.Redis, node_id: str) -> list[tuple[str
 
 
 def take(redis_client: redis_lib.Redis, node_id: str) -> list[tuple[str, dict[str, Any]]]:
-    """The instance jobs of a node's queue, which is then emptied (as an agent that took them)."""
-    found = instance_jobs(redis_client, node_id)
-    redis_client.delete(f"rq:queue:{keys.node_queue(node_id)}")
-    return found
+    """The instance jobs of a node's queue, popped one by one as an agent's worker does (reading the queue and
+    then deleting it would lose a job the duties enqueue in between)."""
+    out = []
+    queue = Queue(keys.node_queue(node_id), connection=redis_client, serializer=JSONSerializer)
+    while (raw := redis_client.lpop(queue.key)) is not None:
+        job = queue.fetch_job(raw.decode() if isinstance(raw, bytes) else str(raw))
+        if job is None:
+            continue
+        if job.func_name == jobs.RUN_INSTANCE:
+            out.append(("run", job.args[0]))
+        elif job.func_name == jobs.STOP_INSTANCE:
+            out.append(("stop", job.args[0]))
+    return out
 
 
 def report(

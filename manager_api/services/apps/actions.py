@@ -22,7 +22,7 @@ from manager_api.services.apps import reads
 from manager_api.services.apps.reconcile import Fleet, reconcile, stop
 from manager_api.services.apps.specs import process_part, spec_of
 from manager_api.services.apps.state import NOT_FOUND, RUN, RUNNING, STOPPED, Jobs, send
-from manager_api.services.errors import Conflict, NotFound
+from manager_api.services.errors import INVALID_REQUEST, Conflict, Invalid, NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,9 @@ def update(redis: Redis, name: str, spec: dict[str, Any], actor: str, settings: 
     def change(app: App) -> dict[str, Any] | None:
         old = spec_of(app)
         if spec["name"] != name:
-            raise Conflict(f"name {spec['name']!r} in the body is not the app's name {name!r}", {"field": "name"})
+            raise Invalid(
+                f"{INVALID_REQUEST}: name: {spec['name']!r} is not the app's name {name!r} (an app is not renamed)"
+            )
         if old == spec:
             return None
         new_version = process_part(old) != process_part(spec)

@@ -168,7 +168,9 @@ def reconcile(app: App, fleet: Fleet, actor: str, check_moves: bool = True) -> J
             stop(row, spec, "scaled down", jobs)
     elif len(current) < count:
         shortfall = place(app, spec, rows, count - len(current), fleet, jobs)
-    settled = not old and not waiting_lost and shortfall is None and len(current) <= count
+    # Short for want of room is settled too: no tick can change that, the duties' periodic look at every app
+    # (upkeep.RECHECK_SECONDS) places what a new or changed node makes room for.
+    settled = not old and not waiting_lost and len(current) <= count
     _settle(app, settled, shortfall)
     return jobs
 

@@ -78,7 +78,8 @@ def reconcile_apps(redis: Redis, offline_after_intervals: int, everything: bool)
         with db.write_transaction():
             app = App.get_or_none(App.name == name)
             if app is not None:
-                jobs.extend(reconcile(app, fleet, DUTIES))
+                # Whether nodes stopped matching is looked at on the periodic pass: it reads every node.
+                jobs.extend(reconcile(app, fleet, DUTIES, check_moves=everything))
     return jobs
 
 
