@@ -392,3 +392,25 @@ def test_logs_tail_and_follow(client: FlaskClient, redis_client: redis_lib.Redis
     text = live.decode() if isinstance(live, bytes) else live
     assert json.loads(text.split("data: ", 1)[1])["line"] == "live"
     response.close()
+
+
+def test_a_node_back_within_unreachable_seconds_keeps_its_instance(
+    client: FlaskClient, redis_client: redis_lib.Redis, duties: Duties
+) -> None:
+    add_node(client, redis_client, "n1", interval=0.5)
+    add_node(client, redis_client, "n2", interval=60.0)
+    got = create(
+        client, app_body(instances=1, nodeQuery="hostname:host-n1 OR hostname:host-n2", unreachableSeconds=600)
+    )
+    [instance] = got["instances"]
+    assert instance["node_id"] == "n1"
+    wait_until(lambda: show(client, "web")["instances"][0]["state"] == "lost", timeout=20, what="lost")
+    assert len(show(client, "web")["instances"]) == 1 and not show(client, "web")["settled"]  # not replaced yet
+    # Its agent was only away (or restarted): the same instance id and pid again, adopted back.
+    beat(redis_client, "n1", interval=60.0)
+    report(redis_client, "web", instance["id"], "n1", pid=4242)
+    wait_until(lambda: show(client, "web")["instances"][0]["state"] == "running", timeout=20, what="adopted")
+    shown = show(client, "web")
+    assert [(i["id"], i["pid"], i["desired"]) for i in shown["instances"]] == [(instance["id"], 4242, "run")]
+    assert "app.instance.adopt" in audit_actions("web") and "app.reschedule" not in audit_actions("web")
+    assert [k for k, _ in take(redis_client, "n2")] == []
