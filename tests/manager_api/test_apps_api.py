@@ -132,6 +132,9 @@ def test_two_per_node_only_when_fewer_nodes_match(
 ) -> None:
     got = create(client, app_body(instances=5, nodeQuery="labels.role:web"))
     assert Counter(i["node_id"] for i in got["instances"]) == {"n1": 3, "n2": 2}
+    # Scaling down keeps the spread: the extra go from the nodes holding the most.
+    got = answer(client.post("/api/apps/web/scale", json={"instances": 2}))
+    assert sorted(i["node_id"] for i in wanted(got)) == ["n1", "n2"]
     got = create(client, app_body("all", instances=3))
     assert sorted(i["node_id"] for i in got["instances"]) == NODES
 

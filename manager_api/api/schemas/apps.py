@@ -22,6 +22,7 @@ from manager_api.api.schemas.businesses import (
     _safe_id,
 )
 from manager_api.api.schemas.manual import _Strict
+from manager_api.services.errors import INVALID_REQUEST, Invalid
 from manager_api.services.nodes import query as node_query
 from shared.defaults import APP_BACKOFF_FACTOR, APP_BACKOFF_SECONDS, APP_KILL_SIGNAL, APP_MAX_BACKOFF_SECONDS
 from shared.messages import Text
@@ -60,8 +61,8 @@ def _uri(value: str) -> None:
 def _node_query(value: str) -> None:
     try:
         node_query.parse(value, parameter="nodeQuery")
-    except Exception as exc:  # services.errors.Invalid: its message names the parameter and the fault
-        raise ValidationError(getattr(exc, "message", str(exc))) from exc
+    except Invalid as exc:  # its message names the parameter, as the answer's prefix will
+        raise ValidationError(exc.message.removeprefix(f"{INVALID_REQUEST}: nodeQuery: ")) from exc
 
 
 class HealthCheckRequest(_Strict):

@@ -11,7 +11,8 @@ commit. The rules, in order:
   healthy (running, when the app has no checks) is one old instance stopped, and once its node confirmed the
   stop the next new one starts: never fewer than ``instances`` ready while it rolls (``instances`` - 1 when an
   old one is not ready), never more than ``instances`` + 1 at all;
-- too many: the extra are stopped, the lost first, then the not running or unhealthy, then the newest;
+- too many: the extra are stopped, the lost first, then the not running or unhealthy, then those on the
+  nodes holding the most instances of the app (so the spread is kept), then the newest;
 - too few: the missing are placed by the placement engine (services.placement.engine, ranking BALANCE):
   spread over the nodes the query selects (a distinct_nodes demand, round after round, so a node takes a
   second instance only once every selected node that fits holds one), fitting ``resAlloc``. What cannot be
@@ -100,10 +101,11 @@ def stop(row: AppInstance, spec: dict[str, Any] | None, reason: str, jobs: Jobs)
     jobs.stops.append((row.node_id, stop_payload(row.app_id, row.id, spec, reason)))
 
 
-def _scale_down_order(row: AppInstance, spec: dict[str, Any]) -> tuple[int, float]:
-    # Lost first, then not serving, then the newest.
+def _scale_down_order(row: AppInstance, spec: dict[str, Any], per_node: Counter[str | None]) -> tuple[int, int, float]:
+    # Lost first, then not serving (or unhealthy), then from the nodes holding the most (the spread is kept),
+    # then the newest.
     rank = 0 if row.state == LOST else (1 if not ready(row, spec) or row.health == "unhealthy" else 2)
-    return rank, -row.created_at.timestamp()
+    return rank, -per_node[row.node_id], -row.created_at.timestamp()
 
 
 def reconcile(app: App, fleet: Fleet, actor: str, check_moves: bool = True) -> Jobs:
@@ -159,13 +161,18 @@ def reconcile(app: App, fleet: Fleet, actor: str, check_moves: bool = True) -> J
         elif any(not ready(row, spec) for row in current):
             pass  # the new one must serve before the next old one stops
         elif len(rows) > count:
-            worst = sorted(old, key=lambda row: _scale_down_order(row, spec))[0]
+            per_node = Counter(row.node_id for row in rows)
+            worst = sorted(old, key=lambda row: _scale_down_order(row, spec, per_node))[0]
             stop(worst, spec, f"replaced by version {app.version}", jobs)
         elif not _stopping(app.name):  # the last old one stopped: its node's room (and ports) are free
             shortfall = place(app, spec, rows, 1, fleet, jobs)
     elif len(current) > count:
-        for row in sorted(current, key=lambda row: _scale_down_order(row, spec))[: len(current) - count]:
+        per_node = Counter(row.node_id for row in current)
+        for _ in range(len(current) - count):
+            row = sorted(current, key=lambda row: _scale_down_order(row, spec, per_node))[0]
             stop(row, spec, "scaled down", jobs)
+            current.remove(row)
+            per_node[row.node_id] -= 1
     elif len(current) < count:
         shortfall = place(app, spec, rows, count - len(current), fleet, jobs)
     # Short for want of room is settled too: no tick can change that, the duties' periodic look at every app
