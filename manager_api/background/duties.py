@@ -128,7 +128,8 @@ class Duties:
         self.instance_reports = instance_reports.report_kind(
             lambda: Fleet(self.redis, settings.offline_after_intervals)
         )
-        self._next_app_recheck = 0.0
+        self.app_recheck = app_upkeep.Recheck()
+        self._next_app_resend = 0.0
 
     # -- the agents' reports (services.report_batches: one transaction, acks after the commit) -----
     def _apply_task_events(self, batch: list[dict[str, Any]]) -> None:
@@ -159,11 +160,10 @@ class Duties:
         """Instances on offline nodes lost, apps with work reconciled (all of them now and then), runs resent."""
         offline_after = self.settings.offline_after_intervals
         app_upkeep.mark_lost(self.redis, offline_after)
-        everything = time.monotonic() >= self._next_app_recheck
-        if everything:
-            self._next_app_recheck = time.monotonic() + app_upkeep.RECHECK_SECONDS
+        everything = self.app_recheck.due(time.monotonic())
         self._send_app_jobs(app_upkeep.reconcile_apps(self.redis, offline_after, everything))
-        if everything:
+        if time.monotonic() >= self._next_app_resend:
+            self._next_app_resend = time.monotonic() + min(RESEND_CHECK_EVERY, self.settings.component_resend_seconds)
             self._send_app_jobs(app_upkeep.resend_overdue(self.settings.component_resend_seconds))
 
     def _send(self, jobs: Jobs) -> None:

@@ -417,3 +417,15 @@ def test_a_node_back_within_unreachable_seconds_keeps_its_instance(
     assert [(i["id"], i["pid"], i["desired"]) for i in shown["instances"]] == [(instance["id"], 4242, "run")]
     assert "app.instance.adopt" in audit_actions("web") and "app.reschedule" not in audit_actions("web")
     assert [k for k, _ in take(redis_client, "n2")] == []
+
+
+def test_every_app_is_looked_at_again_only_when_the_nodes_changed(
+    client: FlaskClient, redis_client: redis_lib.Redis, nodes: None
+) -> None:
+    recheck = app_upkeep.Recheck()
+    assert recheck.due(1000.0)
+    assert not recheck.due(1000.0 + app_upkeep.RECHECK_SECONDS / 2)  # too soon
+    assert not recheck.due(1000.0 + app_upkeep.RECHECK_SECONDS)  # nothing changed
+    answer(client.put("/api/nodes/n2/labels", json={"labels": {"zone": "blue"}}))
+    assert recheck.due(1000.0 + 2 * app_upkeep.RECHECK_SECONDS)  # a label changed
+    assert recheck.due(1000.0 + 3 * app_upkeep.RECHECK_SECONDS + app_upkeep.FORCED_RECHECK_SECONDS)

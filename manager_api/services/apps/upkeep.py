@@ -26,7 +26,38 @@ from shared.states import NodeStatus
 logger = logging.getLogger(__name__)
 
 RECHECK_SECONDS = 10.0
-"""Seconds between two looks at every running app (new matching nodes, nodes that stopped matching)."""
+"""Seconds between two looks at every running app (new matching nodes, nodes that stopped matching), when the
+nodes changed since the last look."""
+
+FORCED_RECHECK_SECONDS = 300.0
+"""Every running app is looked at this often even when no node row changed (live load, a missed change)."""
+
+
+class Recheck:
+    """When the duties look at every running app: every RECHECK_SECONDS when a node row changed (a join,
+    new facts or tags, labels, online/offline, forgotten), and every FORCED_RECHECK_SECONDS anyway.
+
+    Matching every app's query against every node's document costs apps x nodes; at 10,000 nodes that is
+    worth doing only when the nodes changed. The node rows are read whole (one query) and hashed, so a column
+    added to Node later (tags, networks) counts as a change too.
+    """
+
+    def __init__(self) -> None:
+        self._fingerprint: int | None = None
+        self._next = 0.0
+        self._forced = 0.0
+
+    def due(self, now: float) -> bool:
+        if now < self._next:
+            return False
+        self._next = now + RECHECK_SECONDS
+        # Every column but last_seen, which liveness rewrites about once a minute per node.
+        columns = [field for field in Node._meta.sorted_fields if field.name != "last_seen"]
+        fingerprint = hash(tuple(Node.select(*columns).order_by(Node.id).tuples()))
+        if fingerprint == self._fingerprint and now < self._forced:
+            return False
+        self._fingerprint, self._forced = fingerprint, now + FORCED_RECHECK_SECONDS
+        return True
 
 
 def mark_lost(redis: Redis, offline_after_intervals: int) -> int:
