@@ -129,6 +129,7 @@ def answer(client: redis.Redis, node_id: str, key: bytes, func_name: str, payloa
         )
     elif func_name in (jobs.RUN_INSTANCE, jobs.STOP_INSTANCE):
         running = func_name == jobs.RUN_INSTANCE
+        ports = [20000 + i if port == 0 else port for i, port in enumerate(payload.get("ports", []))]
         report_streams.publish_instance_report(
             client,
             {
@@ -140,7 +141,7 @@ def answer(client: redis.Redis, node_id: str, key: bytes, func_name: str, payloa
                 "health": "healthy" if running else "unknown",
                 "at": now,
                 "pid": 1 if running else None,
-                "ports": [20000 + i if p == 0 else p for i, p in enumerate(payload.get("ports", []))] if running else [],
+                "ports": ports if running else [],
                 "started_at": now if running else None,
             },
             key=key,
