@@ -44,7 +44,7 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
     now = utcnow()
     starting = data.get("start", True)
     # Read before taking the write lock: no Redis round trip while other writers wait.
-    fleet = _target_nodes(redis, offline_after_intervals, data["targets"]) if starting else None
+    fleet = _fleet(redis, offline_after_intervals, data["targets"]) if starting else None
     with db.write_transaction():
         task = FleetTask.create(
             task_id=task_id,
@@ -67,8 +67,15 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
     return task_id
 
 
-def _target_nodes(redis: Redis, offline_after_intervals: int, wanted: list[str]) -> targets.Fleet:
+def _fleet(redis: Redis, offline_after_intervals: int, wanted: list[str]) -> targets.Fleet:
     """The known nodes as targets see them, and what each ``query:`` target of ``wanted`` selects."""
+    return targets.Fleet(
+        _target_nodes(redis, offline_after_intervals),
+        targets.read_selections(redis, offline_after_intervals, wanted),
+    )
+
+
+def _target_nodes(redis: Redis, offline_after_intervals: int) -> list[Candidate]:
     # A forgotten node is not a target: a new node under its hostname must not be doubled by the old one.
     rows = list(Node.select(Node.id, Node.hostname, Node.ip, Node.labels).where(known()).tuples())
     live = snapshot.read(redis, [row[0] for row in rows], offline_after_intervals)
@@ -83,7 +90,7 @@ def _target_nodes(redis: Redis, offline_after_intervals: int, wanted: list[str])
                 ip=ip,
             )
         )
-    return targets.Fleet(out, targets.read_selections(redis, offline_after_intervals, wanted))
+    return out
 
 
 def start(redis: Redis, task_id: str, actor: str, offline_after_intervals: int) -> None:
@@ -92,7 +99,7 @@ def start(redis: Redis, task_id: str, actor: str, offline_after_intervals: int) 
         task = get(task_id)
         if task.status != FleetTaskStatus.PENDING.value:
             raise Conflict(f"Task {task_id} is {task.status}: only a pending task can be started")
-        fleet = _target_nodes(redis, offline_after_intervals, json.loads(task.targets))
+        fleet = _fleet(redis, offline_after_intervals, json.loads(task.targets))
         plans = _record_start(task, actor, fleet)
     _dispatch(redis, task, actor, plans)
 
