@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import requests
 
 from shared.paths import local_join_token_path
 from tests.support import wait_until
@@ -112,4 +113,20 @@ def test_the_agent_sends_its_node_document_and_tags_and_queries_find_it(
     assert found('disks.dirName:"/" AND agentAddress:http*') == [node_id]  # a path: escaped or quoted (Lucene)
     assert found(f"memory.total:>{psutil.virtual_memory().total}") == []
     assert found("tags:gpu") == []
+
+    # Tags set through the API outlive the agent's restart with other tags of its own.
+    assert requests.put(f"{manager.url}/api/nodes/{node_id}/tags", json={"tags": ["canary"]}, timeout=10).ok
     assert agent.terminate() == 0
+    monkeypatch.delenv("CORRAL_TAGS")
+    again = AgentProcess(tmp_path, "--manager-url", manager.url, "--data-dir", str(data_dir), "--tag", "edge")
+    agents.append(again)
+    wait_until(
+        lambda: manager.get(f"/api/nodes/{node_id}").json()["agent_tags"] == ["edge"],
+        timeout=30,
+        what="the restarted agent's tags",
+    )
+    node = manager.get(f"/api/nodes/{node_id}").json()
+    assert (node["tags"], node["api_tags"]) == (["canary"], ["canary"])
+    assert node["agentAddress"] == f"http://127.0.0.1:{again.port}"
+    assert found("tags:canary") == [node_id] and found("tags:edge") == []
+    assert again.terminate() == 0
