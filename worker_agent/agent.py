@@ -64,6 +64,8 @@ class AgentSettings:
     """With redis_url: the key jobs must be signed with; None runs unsigned jobs (logged as a warning)."""
     labels: dict[str, str] = field(default_factory=dict)
     """Sent with the join as facts["labels"]; fleet task targets may name them as key=value."""
+    tags: list[str] = field(default_factory=list)
+    """Sent with the join in the node document (facts["node"]["tags"]); node queries name them (tags:ssd)."""
     docker_host: str | None = None
     """Docker Engine API of docker components (unix:///..., tcp://...); None: DOCKER_HOST, else the default."""
     sftp_key: Path | None = None
@@ -208,7 +210,11 @@ class Agent:
             "interval": self.settings.interval,
             "protocol": PROTOCOL_VERSION,
             "version": agent_version(),
-            "facts": {**metrics.facts(self.settings.capacity), "labels": dict(self.settings.labels)},
+            "facts": {
+                **metrics.facts(self.settings.capacity),
+                "labels": dict(self.settings.labels),
+                "node": metrics.node_document(self.settings.hostname, self._agent_address(), self.settings.tags),
+            },
             "node_secret": self.node_secret,
         }
         answer = join(self.settings.manager_url, request, self.settings.token, self._stop)
@@ -222,6 +228,12 @@ class Agent:
                 keys.node_queue(self.node_id),
             )
         return answer
+
+    def _agent_address(self) -> str:
+        """The URL of this agent's status port at its advertised IP (document 003 §5.1.1 ``agentAddress``)."""
+        port = self.status_port.port if self.status_port is not None else AGENT_PORT
+        host = f"[{self.settings.ip}]" if ":" in self.settings.ip else self.settings.ip
+        return f"http://{host}:{port}"
 
     def _connect(self, redis_url: str) -> None:
         if self.redis is not None:
