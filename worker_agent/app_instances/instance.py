@@ -414,6 +414,8 @@ class Instance:
     # -- reports -----------------------------------------------------------------------------------------------
 
     def _on_change(self, old: RunState, new: RunState, reason: str) -> None:
+        if new is RunState.STOPPED:
+            return  # the end: _finish sends the last report
         self.changed()
 
     def changed(self) -> None:
