@@ -143,6 +143,7 @@ class Agent:
             "joined": self.joined,
             "tasks_running": self.supervisor.running_count(),
             "commands_running": self.commands.running_count(),
+            "app_instances_running": self.instances.running_count(),
         }
 
     def run(self) -> int:

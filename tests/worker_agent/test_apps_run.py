@@ -69,8 +69,10 @@ def test_args_reach_the_process_as_written(data_dir: Path, node_id: str, redis_c
     with running(make_instances(data_dir, node_id, redis_client)):
         jobs.run_instance(spec("q", "printf '%s|\\n'", args=['a "b" `no` \\x', "$INSTANCE_ID"]))
         wait_until(
-            lambda: 'a "b" `no` \\x|' in log_lines(redis_client, node_id, "q")
-            and "q|" in log_lines(redis_client, node_id, "q"),
+            lambda: (
+                'a "b" `no` \\x|' in log_lines(redis_client, node_id, "q")
+                and "q|" in log_lines(redis_client, node_id, "q")
+            ),
             what="the args printed",
         )
 

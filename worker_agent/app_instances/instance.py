@@ -150,7 +150,7 @@ class Instance:
             if self.states.state is RunState.STARTING:
                 # The agent stopped between spawn and record: what ran is running now, or ended.
                 self.states.state = RunState.RUNNING
-            self.limits = cgroups.setup(self.instance_id, rec.spec.get("res_alloc"))
+            self.limits = cgroups.setup(self.instance_id, rec.spec.get("res_alloc"), self.owner.cgroup_root)
             if rec.kill_at is not None:
                 self.grace = process_tree.GraceStop(
                     rec.pid, rec.kill_at, process_tree.group_leftovers(rec.pid, rec.create_time)
@@ -279,7 +279,7 @@ class Instance:
             return
         if downloaded:
             logger.info("node %s %s: downloaded %s", self.owner.node_id, rec.describe(), ", ".join(downloaded))
-        self.limits = cgroups.setup(self.instance_id, spec.get("res_alloc"))
+        self.limits = cgroups.setup(self.instance_id, spec.get("res_alloc"), self.owner.cgroup_root)
         rec.limits = self.limits.description if self.limits else None
         rec.oom_base = cgroups.oom_kills(self.limits)
         self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from shared.states import AppHealth, AppInstanceState
 
 from ..components.image_fetch import SftpSettings
 from ..components.outbox import Outbox
+from . import cgroups
 from .instance import Instance
 from .ports import PortAllocator
 from .records import InstanceRecord, state_file
@@ -53,6 +54,7 @@ class AppInstances:
         stable_seconds: float = APP_STABLE_SECONDS,
         log_file_bytes: int = APP_LOG_FILE_BYTES,
         log_files_kept: int = APP_LOG_FILES_KEPT,
+        cgroup_root: Path = cgroups.CGROUP_ROOT,
     ) -> None:
         self.data_dir = data_dir
         self.node_id = node_id
@@ -66,6 +68,7 @@ class AppInstances:
         self.stable_seconds = stable_seconds
         self.log_file_bytes = log_file_bytes
         self.log_files_kept = log_files_kept
+        self.cgroup_root = cgroup_root
         self.outbox = Outbox(node_id, publish)  # no acknowledgments: every instance is reported again and again
         self._state = state_file(data_dir)
         self._lock = threading.RLock()
@@ -173,11 +176,6 @@ class AppInstances:
         if wake is not None:
             wake.set()
         return {"instance_id": instance_id, "state": AppInstanceState.STOPPING}
-
-    def instances(self) -> dict[str, dict[str, Any]]:
-        """The current report of every instance held, by id (for status and tests)."""
-        with self._lock:
-            return {iid: i.report() | {"restart": None} for iid, i in self._instances.items()}
 
     # -- used by the instances ---------------------------------------------------------------------------------
 
