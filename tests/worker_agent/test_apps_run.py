@@ -40,10 +40,7 @@ def test_an_instance_runs_with_its_ports_and_environment(
         low, high = (int(p) for p in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
         assert all(20000 <= p <= 32767 and not low <= p <= high for p in (port0, port1))
         assert report["health"] == "healthy"  # no checks: healthy while it runs
-        with urllib.request.urlopen(
-            wait_until(lambda: _answers(f"http://127.0.0.1:{port0}/"), what="the server"), timeout=5
-        ) as answer:
-            assert answer.status == 200
+        assert wait_until(lambda: _answers(f"http://127.0.0.1:{port0}/"), what="the server") == 200
         expected = f"port0={port0} port={port0} ports={port0},{port1} host=127.0.0.1 app=web id=i1"
         wait_until(lambda: expected in log_lines(redis_client, node_id, "i1"), what="the env line in Redis")
         assert expected in (data_dir / "app-runs" / "i1" / "stdout.log").read_text()
@@ -52,10 +49,10 @@ def test_an_instance_runs_with_its_ports_and_environment(
         assert jobs.run_instance(spec("i1", "exit 1"))["already"] is True
 
 
-def _answers(url: str) -> str | None:
+def _answers(url: str) -> int | None:
     try:
-        with urllib.request.urlopen(url, timeout=2):
-            return url
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return int(answer.status)
     except OSError:
         return None
 

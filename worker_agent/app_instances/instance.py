@@ -25,7 +25,7 @@ from ..deployment_tasks.restarts import RestartPolicy, RunState, RunStates
 from . import cgroups, uris
 from .health import HealthChecks, run_check
 from .logs import InstanceLogs
-from .ports import NoFreePort
+from .ports import NoFreePort, binds
 from .records import InstanceRecord, default_working_dir, run_dir
 
 if TYPE_CHECKING:
@@ -261,9 +261,16 @@ class Instance:
         if not workdir.is_dir():
             self._fail(f"working_dir {str(workdir)!r} is not a directory on this node")
             return
-        if spec.get("ports") and not rec.ports:
+        wanted = list(spec.get("ports") or [])
+        # A restart keeps its ports, unless something else took one of those the agent picked meanwhile.
+        taken = [got for want, got in zip(wanted, rec.ports, strict=False) if want == 0 and not binds(got)]
+        if wanted and (not rec.ports or taken):
+            if taken:
+                logger.warning("node %s %s: ports %s taken meanwhile", self.owner.node_id, rec.describe(), taken)
+                self.owner.ports.release(self.instance_id)
+                rec.ports = []
             try:
-                rec.ports = self.owner.ports.assign(self.instance_id, list(spec["ports"]))
+                rec.ports = self.owner.ports.assign(self.instance_id, wanted)
             except NoFreePort as exc:
                 self._start_failed(str(exc), time.time())
                 return

@@ -4,8 +4,8 @@ Redis log stream (shared.report_streams.append_instance_log), batched, where the
 
 Rotation copies the file to ``.1`` (the older ones shifted up to APP_LOG_FILES_KEPT) and truncates it in place,
 as logrotate's copytruncate does: the process holds the file open in append mode, so it writes on at the start
-of the emptied file. A line written between the last read and the truncation can be lost from the files (never
-from what was read before).
+of the emptied file. The agent reads the file's unread tail and truncates it in two back-to-back calls, so only
+a write landing between exactly those two can be lost.
 """
 
 from __future__ import annotations
@@ -60,6 +60,9 @@ class LogFile:
                 data = f.read(READ_BYTES)
         except FileNotFoundError:
             return
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
         self.offset += len(data)
         text = self._partial + self._decoder.decode(data)
         *lines, self._partial = text.split("\n")
@@ -72,13 +75,27 @@ class LogFile:
         del self.pending[:-MAX_PENDING_LINES]
 
     def rotate_if_big(self, max_bytes: int = APP_LOG_FILE_BYTES, kept: int = APP_LOG_FILES_KEPT) -> bool:
-        """Once the file is past ``max_bytes`` and read to its end, copy it aside and empty it; True if it did."""
+        """Once the file is past ``max_bytes``, move its content to ``.1`` (older ones shifted) and empty it; True if
+        it did. The unread tail is read and the file truncated back to back, so what the process writes meanwhile
+        lands in the emptied file rather than being lost (bar a write between those two calls)."""
         try:
-            size = self.path.stat().st_size
+            if self.path.stat().st_size < max_bytes:
+                return False
         except FileNotFoundError:
             return False
-        if size < max_bytes or self.offset < size:
-            return False
+        copy = self.path.with_name(f".{self.path.name}.rotating")
+        shutil.copyfile(self.path, copy)  # the slow part, before the truncation
+        with open(self.path, "r+b") as f:
+            f.seek(self.offset)
+            tail = f.read()
+            f.truncate(0)
+        read_up_to = self.offset
+        self._feed(tail)
+        self.offset = 0
+        with open(copy, "r+b") as c:
+            c.truncate(read_up_to)
+            c.seek(read_up_to)
+            c.write(tail)
         for index in range(kept - 1, 0, -1):
             older = self.path.with_name(f"{self.path.name}.{index}")
             if older.exists():
@@ -87,10 +104,9 @@ class LogFile:
                 else:
                     older.replace(self.path.with_name(f"{self.path.name}.{index + 1}"))
         if kept > 1:
-            shutil.copyfile(self.path, self.path.with_name(f"{self.path.name}.1"))
-        with open(self.path, "r+b") as f:
-            f.truncate(0)
-        self.offset = 0
+            copy.replace(self.path.with_name(f"{self.path.name}.1"))
+        else:
+            copy.unlink()
         return True
 
 

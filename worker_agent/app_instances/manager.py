@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 POLL_SECONDS = 0.1
 """How often an instance's thread looks at its process, its checks and its log files."""
 
+CLOSE_SECONDS = 10.0
+"""Longest an agent's stop waits for the instances' threads (a health check may be running its timeout)."""
+
 FLUSH_SECONDS = 1.0
 """How often reports held back while Redis was unreachable are tried again."""
 
@@ -77,6 +80,7 @@ class AppInstances:
         self._wake: dict[str, threading.Event] = {}
         self._closing = threading.Event()
         self._monitoring = False
+        self._loaded = False  # records read: only then may they be written (or a close would wipe them)
         self._flusher: threading.Thread | None = None
 
     # -- life of the manager -----------------------------------------------------------------------------------
@@ -85,6 +89,7 @@ class AppInstances:
         """Adopt the instances a previous agent on this data dir left (their processes, ports, health)."""
         records = self._state.load()
         with self._lock:
+            self._loaded = True
             for instance_id, rec in records.items():
                 if rec.failed is not None:
                     continue
@@ -110,8 +115,9 @@ class AppInstances:
         self._closing.set()
         for event in list(self._wake.values()):
             event.set()
+        deadline = time.monotonic() + CLOSE_SECONDS
         for thread in list(self._threads.values()):
-            thread.join(timeout=30)
+            thread.join(timeout=max(0.1, deadline - time.monotonic()))
         if self._flusher is not None:
             self._flusher.join(timeout=5)
         with self._lock:
@@ -132,6 +138,8 @@ class AppInstances:
     def run(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Start one instance (InstanceSpecSchema, loaded); the same instance id again is a no-op."""
         instance_id = spec["instance_id"]
+        if not self._loaded:
+            self.recover()  # never write the records before reading those of the agent before
         with self._lock:
             held = self._instances.get(instance_id)
             if held is not None:
@@ -180,6 +188,8 @@ class AppInstances:
     # -- used by the instances ---------------------------------------------------------------------------------
 
     def save(self) -> None:
+        if not self._loaded:
+            return
         with self._lock:
             self._state.save({iid: i.rec for iid, i in self._instances.items()})
 

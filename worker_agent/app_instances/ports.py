@@ -8,6 +8,7 @@ stopping instance holds its ports until its process is gone), so two instances n
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
 from collections.abc import Iterable
@@ -64,7 +65,9 @@ class PortAllocator:
     def __init__(self, ports: list[int] | None = None) -> None:
         self.ports = ports if ports is not None else usable_ports(APP_PORT_RANGE, ephemeral_range())
         self._held: dict[int, str] = {}  # port -> instance id
-        self._next = 0  # round-robin: a port just freed is the last to come again
+        # Round-robin from a random place: a port just freed is the last to come again, and two agents on one
+        # host (tests, or a second agent on its own data dir) seldom race for the same port.
+        self._next = random.randrange(len(self.ports)) if self.ports else 0
         self._lock = threading.Lock()
 
     def hold(self, instance_id: str, ports: Iterable[int]) -> None:
