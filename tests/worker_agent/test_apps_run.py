@@ -158,6 +158,7 @@ def test_stop_sends_the_kill_signal_then_sigkill_after_the_grace(
         assert [r["state"] for r in reports(redis_client, "stubborn")][-2:] == ["stopping", "stopped"]
         assert not pid_alive(a["pid"]) and not pid_alive(b["pid"])
         assert not (data_dir / "apps.json").read_text().count('"stubborn"')  # forgotten
+        assert not (data_dir / "app-runs" / "stubborn").exists() and not (data_dir / "apps" / "stubborn").exists()
         # An unknown instance reads stopped.
         jobs.stop_instance({"app": "web", "instance_id": "ghost"})
         wait_until(lambda: state_is(redis_client, "ghost", "stopped"))
@@ -206,3 +207,16 @@ def test_log_lines_reach_the_stream_and_rotated_files(
     assert not (logs / "stdout.log.3").exists()  # three files kept: stdout.log and two older ones
     assert all((logs / name).stat().st_size <= 1024 + 200 for name in ("stdout.log.1", "stdout.log.2"))
     assert (logs / "stdout.log").stat().st_size <= 1024 + 200
+
+
+def test_the_backoff_starts_over_after_a_stable_run(
+    data_dir: Path, node_id: str, redis_client: redis_lib.Redis
+) -> None:
+    # Three quick crashes (0.2, 0.4, 0.8 s), then a run of 2 s (stable: 1.5 s), then a crash: 0.2 s again.
+    command = "n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count; [ $n -le 3 ] || sleep 2; exit 1"
+    with running(make_instances(data_dir, node_id, redis_client, stable_seconds=1.5)):
+        jobs.run_instance(spec("stable", command))
+        wait_until(lambda: (last(redis_client, "stable") or {}).get("restarts", 0) >= 4, timeout=30, what="4 restarts")
+    restarts = [r for r in reports(redis_client, "stable") if r["restart"]][:4]
+    delays = [round(r["next_start_at"] - r["restart"]["at"], 2) for r in restarts]
+    assert delays == [0.2, 0.4, 0.8, 0.2]

@@ -8,6 +8,7 @@ and wake it.
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import subprocess
 import sys
@@ -310,6 +311,7 @@ class Instance:
         self.checks = HealthChecks.fresh(checks, started)
         rec.check_failures = self.checks.failures()
         rec.health = AppHealth.UNKNOWN if checks else AppHealth.HEALTHY
+        rec.healthy_since = None if checks else started
         logger.info(
             "node %s %s: started pid %s, ports %s (%s)",
             self.owner.node_id,
@@ -370,6 +372,12 @@ class Instance:
             health = checks.health(rec.health)
             changed = health != rec.health
             rec.health = health
+            if health == AppHealth.HEALTHY and rec.healthy_since is None:
+                rec.healthy_since = at
+            elif health != AppHealth.HEALTHY and rec.healthy_since is not None:
+                if at - rec.healthy_since >= self.owner.stable_seconds:
+                    self.states.restarts = 0  # it ran healthy for a while: the backoff starts over
+                rec.healthy_since = None
             if checks.exhausted(index):
                 rec.killing = f"health check failed {failures} times in a row: {result.answer}"
                 logger.warning("node %s %s: %s; restarting", self.owner.node_id, rec.describe(), rec.killing)
@@ -394,6 +402,8 @@ class Instance:
             reason = "ended without an exit status"
         else:
             reason = f"exited with code {exit_code}"
+        if rec.killing is not None:
+            self.states.running_since = None  # running is not running well: only healthy time resets the backoff
         restart = {"at": now, "reason": reason, "exit_code": exit_code, "signal": sig, "oom": oom}
         rec.add_restart(restart)
         rec.reason = reason
@@ -404,6 +414,7 @@ class Instance:
         rec.killing = None
         rec.kill_at = None
         rec.health = AppHealth.UNKNOWN
+        rec.healthy_since = None
         self.grace = None
         self.checks = None
         self.just_restarted = restart
@@ -416,6 +427,11 @@ class Instance:
         self.finished = True
         self.logs.pump(self.owner.redis(), self.owner.key(), self.owner.log_file_bytes, self.owner.log_files_kept)
         cgroups.remove(self.limits)
+        # Its files go with it (the manager serves its logs from the Redis stream): a node that runs rolling
+        # updates for months must not keep every old instance's directories. A working_dir the spec named stays.
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        if not self.rec.spec.get("working_dir"):
+            shutil.rmtree(self.working_dir(), ignore_errors=True)
         self.owner.finished(self)
 
     # -- reports -----------------------------------------------------------------------------------------------

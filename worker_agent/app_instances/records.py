@@ -34,6 +34,7 @@ class InstanceRecord(RunRecord):
     retry_at: float | None = None  # BACKOFF: wall time of the next start
     running_since: float | None = None  # wall time
     health: str = AppHealth.UNKNOWN
+    healthy_since: float | None = None  # wall time its checks last turned healthy (its start, without checks)
     last_check: dict[str, Any] | None = None
     check_failures: list[int] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)  # InstanceRestartSchema, newest last
