@@ -72,7 +72,8 @@ class AppInstances:
         self.log_file_bytes = log_file_bytes
         self.log_files_kept = log_files_kept
         self.cgroup_root = cgroup_root
-        self.outbox = Outbox(node_id, publish, what="app instance reports")  # no acknowledgments: every instance is reported again and again
+        # No acknowledgments: every instance is reported again and again.
+        self.outbox = Outbox(node_id, publish, what="app instance reports")
         self._state = state_file(data_dir)
         self._lock = threading.RLock()
         self._instances: dict[str, Instance] = {}
