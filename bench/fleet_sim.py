@@ -3,7 +3,8 @@
 Every simulated node joins through the manager's real join endpoint, heartbeats through
 shared.heartbeat, takes jobs from its own RQ queue (JSON serializer, shared.keys.node_queue) and answers
 through shared.report_streams, exactly as worker_agent does; only the work itself is simulated (a fleet command
-`echo X` answers X, anything else answers nothing with exit code 0; deployment tasks report RUNNING).
+`echo X` answers X, anything else answers nothing with exit code 0; deployment tasks report RUNNING; app
+instances report running and healthy with their ports given from 20000 up, and stopped when stopped).
 
     python bench/fleet_sim.py --manager-url http://127.0.0.1:8080 --token-file var/join-token \
         --nodes 1000 --processes 2 --interval 5
@@ -123,6 +124,25 @@ def answer(client: redis.Redis, node_id: str, key: bytes, func_name: str, payloa
                 "at": now,
                 "pid": 1,
                 "started_at": now,
+            },
+            key=key,
+        )
+    elif func_name in (jobs.RUN_INSTANCE, jobs.STOP_INSTANCE):
+        running = func_name == jobs.RUN_INSTANCE
+        ports = [20000 + i if port == 0 else port for i, port in enumerate(payload.get("ports", []))]
+        report_streams.publish_instance_report(
+            client,
+            {
+                "app": payload["app"],
+                "instance_id": payload["instance_id"],
+                "node_id": node_id,
+                "version": payload.get("version", 1),
+                "state": "running" if running else "stopped",
+                "health": "healthy" if running else "unknown",
+                "at": now,
+                "pid": 1 if running else None,
+                "ports": ports if running else [],
+                "started_at": now if running else None,
             },
             key=key,
         )

@@ -354,6 +354,30 @@ def labels_table(node: Mapping[str, Any]) -> str:
     return table(("LABEL", "VALUE", "FROM"), rows)
 
 
+def tags_table(node: Mapping[str, Any]) -> str:
+    """A node's tags and where they come from: the API's, once set, replace the agent's."""
+    source = "agent" if node.get("api_tags") is None else "api"
+    return table(("TAG", "FROM"), [(tag, source) for tag in node.get("tags") or []])
+
+
+def node_documents_table(nodes: Sequence[Mapping[str, Any]]) -> str:
+    """`corral nodes -q QUERY`: the nodes of GET /api/nodes?q= in the columns of `corral nodes`, and their tags."""
+    rows = [
+        (
+            n.get("id"),
+            n.get("hostname"),
+            n.get("ip"),
+            n.get("status"),
+            f"cpu_usage_percent:{round(n.get('cpu_usage_percent') or 0)},"
+            f"memory_usage_percent:{round(n.get('memory_usage_percent') or 0)}",
+            n.get("last_heartbeat"),
+            ",".join(n.get("tags") or []) or EMPTY,
+        )
+        for n in nodes
+    ]
+    return table(("ID", "HOSTNAME", "IP", "STATUS", "RESOURCES", "LAST HEARTBEAT", "TAGS"), rows)
+
+
 UPDATE_KEYS = ("changed", "added", "removed", "unchanged")
 """The component lists of a business update's answer, in the order `corral business update` prints them."""
 

@@ -1,4 +1,5 @@
-"""``corral node`` (``corral nodes`` is ``corral node list``): nodes by id or hostname, their labels, forgetting one."""
+"""``corral node`` (``corral nodes`` is ``corral node list``): nodes by id or hostname, queries, their labels and
+tags, forgetting one."""
 
 from __future__ import annotations
 
@@ -76,11 +77,26 @@ def node() -> None:
 
 
 @node.command("list")
+@click.option(
+    "-q",
+    "--query",
+    metavar="QUERY",
+    help="Only the nodes this node query selects, e.g. 'tags:web AND os.cpus:>2' (the language of GET "
+    "/api/nodes?q= and of task targets query:...).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
 @click.pass_context
-def node_list(ctx: click.Context, as_json: bool) -> None:
-    """List the nodes with their status, resources and last heartbeat (also `corral nodes`)."""
-    echo_answer(client_of(ctx).get("/api/task/node"), as_json, lambda a: formatting.nodes_table(a.get("nodes", [])))
+def node_list(ctx: click.Context, query: str | None, as_json: bool) -> None:
+    """List the nodes with their status, resources and last heartbeat (also `corral nodes`).
+
+    With -q, the nodes a query selects, with their tags: `corral nodes -q 'tags:appserver AND os.cpus:>8'`.
+    """
+    client = client_of(ctx)
+    if query is None:
+        echo_answer(client.get("/api/task/node"), as_json, lambda a: formatting.nodes_table(a.get("nodes", [])))
+    else:
+        answer = client.get("/api/nodes", {"q": query})
+        echo_answer(answer, as_json, lambda a: formatting.node_documents_table(a.get("nodes", [])))
 
 
 nodes = alias_of(node_list, "nodes", "corral node list")
@@ -132,3 +148,25 @@ def node_label(ctx: click.Context, ref: str, labels: Sequence[str], replace: boo
     # PUT sets the API labels to exactly these; PATCH merges (null removes a key)
     answer = node_call(ctx, ref, "PUT" if replace else "PATCH", "/labels", {"labels": changes})
     echo_answer(answer, as_json, formatting.labels_table)
+
+
+@node.command("tags")
+@_node_arg
+@click.argument("tags", nargs=-1, metavar="TAG...")
+@click.option("--clear", is_flag=True, help="Set no tags at all (the agent's included).")
+@click.option("--agent", "from_agent", is_flag=True, help="Hand the tags back to the node's agent (its --tag).")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON (the node).")
+@click.pass_context
+def node_tags(ctx: click.Context, ref: str, tags: Sequence[str], clear: bool, from_agent: bool, as_json: bool) -> None:
+    """Set the tags of NODE to exactly TAG..., then print them.
+
+    Tags set here replace those the node's agent reports, across its restarts, until --agent hands them
+    back. Node queries select by them: `corral nodes -q tags:appserver`.
+    """
+    if sum((bool(tags), clear, from_agent)) != 1:
+        raise click.UsageError("give TAG..., or --clear, or --agent (one of them)")
+    if from_agent:
+        answer = node_call(ctx, ref, "DELETE", "/tags")
+    else:
+        answer = node_call(ctx, ref, "PUT", "/tags", {"tags": list(tags)})
+    echo_answer(answer, as_json, formatting.tags_table)

@@ -74,7 +74,7 @@ def schedule() -> None:
 @click.argument("name")
 @click.option("--command", "command", required=True, metavar="CMD", help="Shell command run on each target node.")
 @fleet_command_options(
-    on_help="Node ids, hostnames, IPs, key=value labels, or `all` (as `corral run --on`).",
+    on_help="Node ids, hostnames, IPs, key=value labels, `all`, or query:QUERY (as `corral run --on`).",
     timeout_help="Seconds before each firing's command is killed on a node.",
 )
 @click.option("--cron", metavar="'EXPR'", help="Standard crontab line, in UTC: '0 3 * * 1-5'.")

@@ -39,10 +39,18 @@ FINAL_STATUSES = frozenset({FleetTaskStatus.COMPLETED, FleetTaskStatus.FAILED, F
 """Task statuses that never change again."""
 
 
+QUERY_TARGET = "query:"
+"""A target that is a node query (`corral nodes -q`'s language), as the API spells it."""
+
+
 def parse_targets(values: Sequence[str]) -> list[str]:
-    """``--on a,b --on c`` as the API's target list; ``all`` becomes ``*``."""
+    """``--on a,b --on c`` as the API's target list; ``all`` becomes ``*``; ``--on 'query:...'`` is one target
+    whole (a node query, commas and all)."""
     targets: list[str] = []
     for value in values:
+        if value.strip().startswith(QUERY_TARGET):
+            targets.append(value.strip())
+            continue
         for item in value.split(","):
             item = item.strip()
             if item:
@@ -201,7 +209,8 @@ def print_results(task: Mapping[str, Any]) -> None:
 @click.command()
 @click.argument("command")
 @fleet_command_options(
-    on_help="Node ids, hostnames, IPs, key=value labels, or `all`.",
+    on_help="Node ids, hostnames, IPs, key=value labels, `all`, or query:QUERY (the nodes `corral nodes -q QUERY` "
+    "lists, e.g. 'query:tags:web AND os.cpus:>2').",
     timeout_help="Seconds before the command is killed on each node.",
 )
 @click.option("--name", help="Fleet task name [default: the command].")

@@ -49,6 +49,8 @@ class Node(BaseModel):
     # api_labels; fleet task targets "key=value" and business affinity match these.
     labels = TextField(default="{}")
     api_labels = TextField(default="{}")  # JSON {str: str}, set by PUT /api/nodes/{id}/labels; a join keeps them
+    # JSON [str], set by PUT /api/nodes/{id}/tags; null until then (the agent's tags apply). A join keeps them.
+    api_tags = TextField(null=True)
     interval = FloatField(default=5.0)
     version = CharField(max_length=64, default="")
     status = IntegerField(default=int(NodeStatus.OFFLINE))  # last persisted NodeStatus
@@ -442,5 +444,5 @@ ALL_MODELS = [
 ]
 """In creation order (foreign keys point backwards)."""
 
-ADDED_COLUMNS = [Node.labels, Node.api_labels, Node.secret_digest, Node.forgotten_at]
+ADDED_COLUMNS = [Node.labels, Node.api_labels, Node.secret_digest, Node.forgotten_at, Node.api_tags]
 """Columns added after their table first shipped; init_db adds them to older databases."""

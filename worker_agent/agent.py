@@ -22,6 +22,7 @@ from shared import keys, report_streams
 from shared.defaults import AGENT_PORT, HEARTBEAT_INTERVAL, MANAGER_URL, PROTOCOL_VERSION
 
 from . import jobs, metrics
+from .app_instances.manager import AppInstances
 from .components.image_fetch import SftpSettings
 from .components.manager import ComponentManager
 from .data_dir import DataDirLock, record_hostname, secure_data_dir
@@ -64,6 +65,8 @@ class AgentSettings:
     """With redis_url: the key jobs must be signed with; None runs unsigned jobs (logged as a warning)."""
     labels: dict[str, str] = field(default_factory=dict)
     """Sent with the join as facts["labels"]; fleet task targets may name them as key=value."""
+    tags: list[str] = field(default_factory=list)
+    """Sent with the join in the node document (facts["node"]["tags"]); node queries name them (tags:ssd)."""
     docker_host: str | None = None
     """Docker Engine API of docker components (unix:///..., tcp://...); None: DOCKER_HOST, else the default."""
     sftp_key: Path | None = None
@@ -108,6 +111,15 @@ class Agent:
             sftp=SftpSettings(settings.sftp_key, settings.sftp_known_hosts),
             redis=lambda: self.redis,
         )
+        self.instances = AppInstances(
+            self.data_dir,
+            self.node_id,
+            self._publish_instance,
+            redis=lambda: self.redis,
+            key=lambda: self.job_key,
+            host=settings.hostname,
+            sftp=SftpSettings(settings.sftp_key, settings.sftp_known_hosts),
+        )
         self.joined = False
         self.redis: Redis | None = None
         self._redis_url = ""
@@ -133,6 +145,7 @@ class Agent:
             "joined": self.joined,
             "tasks_running": self.supervisor.running_count(),
             "commands_running": self.commands.running_count(),
+            "app_instances_running": self.instances.running_count(),
         }
 
     def run(self) -> int:
@@ -156,6 +169,7 @@ class Agent:
             jobs.register(self.supervisor)
             jobs.register_commands(self.commands)
             jobs.register_components(self.components)
+            jobs.register_instances(self.instances)
             # Before joining: what a previous agent's commands left behind is killed at once.
             self.commands.recover()
             self.commands.start()
@@ -208,7 +222,11 @@ class Agent:
             "interval": self.settings.interval,
             "protocol": PROTOCOL_VERSION,
             "version": agent_version(),
-            "facts": {**metrics.facts(self.settings.capacity), "labels": dict(self.settings.labels)},
+            "facts": {
+                **metrics.facts(self.settings.capacity),
+                "labels": dict(self.settings.labels),
+                "node": metrics.node_document(self.settings.hostname, self._agent_address(), self.settings.tags),
+            },
             "node_secret": self.node_secret,
         }
         answer = join(self.settings.manager_url, request, self.settings.token, self._stop)
@@ -222,6 +240,12 @@ class Agent:
                 keys.node_queue(self.node_id),
             )
         return answer
+
+    def _agent_address(self) -> str:
+        """The URL of this agent's status port at its advertised IP (document 003 §5.1.1 ``agentAddress``)."""
+        port = self.status_port.port if self.status_port is not None else AGENT_PORT
+        host = f"[{self.settings.ip}]" if ":" in self.settings.ip else self.settings.ip
+        return f"http://{host}:{port}"
 
     def _connect(self, redis_url: str) -> None:
         if self.redis is not None:
@@ -243,6 +267,8 @@ class Agent:
                 self.supervisor.start_monitor()
                 self.components.recover()
                 self.components.start_monitor()
+                self.instances.recover()
+                self.instances.start_monitor()
                 self._recovered = True
             self._heartbeat = HeartbeatThread(
                 self.redis,
@@ -305,6 +331,11 @@ class Agent:
             raise ConnectionError("not connected to Redis yet")
         report_streams.publish_component_report(self.redis, report, key=self.job_key)
 
+    def _publish_instance(self, report: dict[str, Any]) -> None:
+        if self.redis is None:
+            raise ConnectionError("not connected to Redis yet")
+        report_streams.publish_instance_report(self.redis, report, key=self.job_key)
+
     def _install_signal_handlers(self, raising: bool) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
@@ -323,7 +354,9 @@ class Agent:
 
     def _shutdown(self) -> None:
         self._install_signal_handlers(raising=False)
-        logger.info("node %s: agent shutting down; task processes and components keep running", self.node_id)
+        logger.info(
+            "node %s: agent shutting down; task processes, components and app instances keep running", self.node_id
+        )
         self._stop.set()
         self.joined = False
         if self._heartbeat is not None:
@@ -331,9 +364,11 @@ class Agent:
         self.supervisor.close()
         self.commands.close()
         self.components.close()
+        self.instances.close()
         jobs.register(None)
         jobs.register_commands(None)
         jobs.register_components(None)
+        jobs.register_instances(None)
         if self.status_port is not None:
             self.status_port.stop()
         if self.redis is not None:

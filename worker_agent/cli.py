@@ -18,6 +18,7 @@ from shared.paths import local_join_token_path
 from .agent import Agent, AgentSettings
 from .data_dir import DataDirInUse, default_data_dir, default_root
 from .labels import LABELS_ENV, parse_labels
+from .tags import TAGS_ENV, parse_tags
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"a label of this node, repeatable (added to ${LABELS_ENV}, e.g. role=web,zone=a)",
     )
     parser.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help=f"a tag of this node, repeatable (added to ${TAGS_ENV}, e.g. appserver,ssd); node queries name them",
+    )
+    parser.add_argument(
         "--docker-host",
         default=os.environ.get(DOCKER_HOST_ENV),
         help=f"Docker Engine API for docker components (else ${DOCKER_HOST_ENV}, else $DOCKER_HOST, else the default)",
@@ -182,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.port is not None and not 0 <= args.port < 65536:
             raise ValueError(f"--port must be between 0 and 65535, got {args.port}")
         labels = parse_labels(args.label, os.environ.get(LABELS_ENV))
+        tags = parse_tags(args.tag, os.environ.get(TAGS_ENV))
         capacity = capacity_overrides(args.cpu_cores, args.memory_mb, args.gpus)
         settings = AgentSettings(
             data_dir=(args.data_dir or default_data_dir(args.hostname)).absolute(),
@@ -193,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             token=token_source(args.token, args.token_file, args.manager_url),
             redis_url=args.redis_url,
             labels=labels,
+            tags=tags,
             docker_host=args.docker_host or None,
             sftp_key=args.sftp_key,
             sftp_known_hosts=args.sftp_known_hosts,

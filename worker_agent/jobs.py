@@ -1,5 +1,6 @@
 """The job functions the manager enqueues by name (shared.jobs); they hand the work to the Supervisor
-(deployment tasks), the CommandRunner (fleet task commands) or the ComponentManager (business components).
+(deployment tasks), the CommandRunner (fleet task commands), the ComponentManager (business components) or
+AppInstances (app instances).
 
 They return at once: a start spawns and returns, a stop sends SIGTERM and leaves the SIGKILL to the
 supervisor's monitor thread, a command runs in the runner's threads, so a long command never delays the
@@ -14,13 +15,16 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from shared.messages import (
     CancelCommandSchema,
     ComponentSpecSchema,
+    InstanceSpecSchema,
     RunCommandSchema,
     StartTaskSchema,
     StopComponentSchema,
+    StopInstanceSchema,
     StopTasksSchema,
 )
 
 if TYPE_CHECKING:
+    from .app_instances.manager import AppInstances
     from .components.manager import ComponentManager
     from .deployment_tasks.supervisor import Supervisor
     from .fleet_commands.runner import CommandRunner
@@ -50,6 +54,7 @@ class _Registered(Generic[T]):
 _supervisor: _Registered[Supervisor] = _Registered("Supervisor")
 _commands: _Registered[CommandRunner] = _Registered("CommandRunner")
 _components: _Registered[ComponentManager] = _Registered("ComponentManager")
+_instances: _Registered[AppInstances] = _Registered("AppInstances")
 
 
 def register(supervisor: Supervisor | None) -> None:
@@ -137,3 +142,37 @@ def stop_component(payload: dict[str, Any]) -> dict[str, Any]:
         request["grace_seconds"],
     )
     return manager.stop(request)
+
+
+def register_instances(instances: AppInstances | None) -> None:
+    """Make ``instances`` the one the app instance job functions delegate to (None to forget it)."""
+    _instances.set(instances)
+
+
+def run_instance(payload: dict[str, Any]) -> dict[str, Any]:
+    """shared.jobs.RUN_INSTANCE: start one app instance and keep it running (a held instance id is a no-op)."""
+    spec = InstanceSpecSchema().load(payload)
+    instances = _instances.get()
+    logger.info(
+        "node %s app %s instance %s (version %s): run requested",
+        instances.node_id,
+        spec["app"],
+        spec["instance_id"],
+        spec["version"],
+    )
+    return instances.run(spec)
+
+
+def stop_instance(payload: dict[str, Any]) -> dict[str, Any]:
+    """shared.jobs.STOP_INSTANCE: stop one app instance for good (its kill signal, SIGKILL after the grace)."""
+    request = StopInstanceSchema().load(payload)
+    instances = _instances.get()
+    logger.info(
+        "node %s app %s instance %s: stop requested (signal %s, grace %.1fs)",
+        instances.node_id,
+        request["app"],
+        request["instance_id"],
+        request["kill_signal"],
+        request["grace_seconds"],
+    )
+    return instances.stop(request)

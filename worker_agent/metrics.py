@@ -114,3 +114,111 @@ def facts(overrides: Mapping[str, int | float] | None = None) -> dict[str, Any]:
             raise ValueError(f"{name} is not a capacity fact ({', '.join(CAPACITY_FACTS)})")
         detected[name] = value
     return detected
+
+
+MAX_NETWORKS = 64
+"""Most network addresses the node document lists (a host with hundreds of container veths lists the first)."""
+
+MAX_DISKS = 64
+"""Most mounted file systems the node document lists."""
+
+PSEUDO_FILESYSTEMS = frozenset(
+    {
+        "autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs", "devfs", "devpts", "devtmpfs",
+        "efivarfs", "fusectl", "hugetlbfs", "mqueue", "nsfs", "proc", "pstore", "ramfs", "rpc_pipefs",
+        "securityfs", "selinuxfs", "squashfs", "sysfs", "tmpfs", "tracefs",
+    }
+)  # fmt: skip
+"""File systems that hold no data of the node's own (kernel views, memory, read-only snap images)."""
+
+
+def _os_version() -> str:
+    """The distribution's version (``12`` for Debian 12), else the kernel's release."""
+    try:
+        release = platform.freedesktop_os_release()
+    except OSError:
+        release = {}
+    return release.get("VERSION_ID") or platform.release()
+
+
+def _interface_type(flags: str, hwaddr: str) -> str:
+    names = set(flags.split(","))
+    if "loopback" in names:
+        return "Loopback"
+    if "pointopoint" in names:
+        return "Point-to-Point"
+    return "Ethernet" if hwaddr else "Unknown"
+
+
+def networks() -> list[dict[str, Any]]:
+    """One entry per IP address of the node (document 003 §5.1.1 ``networks``), loopback included."""
+    stats = psutil.net_if_stats()
+    found: list[dict[str, Any]] = []
+    for name, snics in psutil.net_if_addrs().items():
+        hwaddr = next((s.address for s in snics if s.family == psutil.AF_LINK), "")
+        hwaddr = "" if hwaddr == "00:00:00:00:00:00" else hwaddr.upper()
+        stat = stats.get(name)
+        flags = getattr(stat, "flags", "") if stat else ""
+        for snic in snics:
+            if snic.family not in (socket.AF_INET, socket.AF_INET6):
+                continue
+            found.append(
+                {
+                    "address": snic.address.split("%", 1)[0],
+                    "name": name,
+                    "mtu": stat.mtu if stat else 0,
+                    "broadcast": snic.broadcast or "",
+                    "netmask": snic.netmask or "",
+                    "hwaddr": hwaddr,
+                    "type": _interface_type(flags, hwaddr),
+                }
+            )
+    return found[:MAX_NETWORKS]
+
+
+def disks() -> list[dict[str, Any]]:
+    """Each mounted file system holding data (document 003 §5.1.1 ``disks``), pseudo file systems skipped."""
+    found: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    # all=True: without it psutil drops "nodev" file systems, among them the overlay root of a container.
+    for part in psutil.disk_partitions(all=True):
+        if part.fstype in PSEUDO_FILESYSTEMS or part.mountpoint in seen or not os.path.isdir(part.mountpoint):
+            continue
+        try:
+            total = psutil.disk_usage(part.mountpoint).total
+        except OSError:
+            continue
+        if total <= 0:
+            continue
+        seen.add(part.mountpoint)
+        found.append(
+            {
+                "dirName": part.mountpoint,
+                "devName": part.device,
+                "sysTypeName": part.fstype,
+                "option": part.opts,
+                "total": total,
+            }
+        )
+    return found[:MAX_DISKS]
+
+
+def node_document(hostname: str, agent_address: str, tags: list[str]) -> dict[str, Any]:
+    """What document 003 §5.1.1 says a node reports about itself at start: host, os, memory, networks, disks,
+    tags. Detected figures, never the capacity the flags override (placement reads those from the facts)."""
+    memory = psutil.virtual_memory().total
+    return {
+        "hostname": hostname,
+        "agentAddress": agent_address,
+        "os": {
+            "name": platform.system(),
+            "version": _os_version(),
+            "cpus": psutil.cpu_count() or 1,
+            "architecture": platform.machine(),
+        },
+        # No swap: "ram" is the physical memory, as "total" is (the two are equal in the document's example).
+        "memory": {"total": memory, "ram": memory},
+        "networks": networks(),
+        "disks": disks(),
+        "tags": list(tags),
+    }

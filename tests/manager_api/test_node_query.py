@@ -89,3 +89,20 @@ def test_fuzzy_boost_regex_and_proximity_are_refused_by_name(text: str) -> None:
 def test_a_query_over_the_length_limit_is_invalid() -> None:
     with pytest.raises(Invalid, match="longer than"):
         query.parse("a OR " * 500 + "b")
+
+
+def test_paths_are_quoted_or_escaped_and_a_backslash_makes_a_character_literal() -> None:
+    document = {"disks": [{"dirName": "/"}, {"dirName": "/data/db"}], "tags": ["a*b", "axb"]}
+
+    def matches(text: str) -> bool:
+        return query.parse(text).matches(document)
+
+    assert matches('disks.dirName:"/"') and matches(r"disks.dirName:\/") and matches(r"disks.dirName:\/data*")
+    assert not matches(r"disks.dirName:\/nope*") and matches(r'disks.dirName:"\/data\/db"')
+    assert matches(r"tags:a\*b") and query.parse(r"tags:a\*b").matches({"tags": ["axb"]}) is False
+    assert query.parse(r"tags:a\**").matches({"tags": ["a*bc"]}) and not query.parse(r"tags:a\**").matches(
+        document | {"tags": ["abc"]}
+    )
+    for text in ("disks.dirName:/", "disks.dirName:/data/db"):
+        with pytest.raises(Invalid, match='quote a path, disks.dirName:"/var", or escape it'):
+            query.parse(text)

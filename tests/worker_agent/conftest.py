@@ -27,12 +27,17 @@ from worker_agent.deployment_tasks.supervisor import Supervisor
 from worker_agent.fleet_commands.runner import CommandRunner
 from worker_agent.worker import AgentWorker
 
-STATE_FILES = (("state.json", "tasks"), ("commands.json", "commands"), ("components.json", "components"))
+STATE_FILES = (
+    ("state.json", "tasks"),
+    ("commands.json", "commands"),
+    ("components.json", "components"),
+    ("apps.json", "instances"),
+)
 """The agent's state files in its data dir, with the section that holds their records."""
 
 
 def kill_recorded_processes(data_dir: Path) -> None:
-    """SIGKILL the process group of every task, command and component recorded in ``data_dir`` (tests must
+    """SIGKILL the process group of every task, command, component and app instance recorded in ``data_dir`` (tests must
     not leak)."""
     for name, section in STATE_FILES:
         try:

@@ -100,6 +100,7 @@ def test_the_agent_runs_tasks_that_outlive_it_and_adopts_them_after_a_restart(
         "joined": True,
         "tasks_running": 0,
         "commands_running": 0,
+        "app_instances_running": 0,
     }
     with pytest.raises(urllib.error.HTTPError) as not_found:
         agent.health("/anything-else")

@@ -35,8 +35,10 @@ class Outbox:
         node_id: str,
         publish: Callable[[dict[str, Any]], object],
         redis: Callable[[], Redis | None] | None = None,
+        what: str = "component reports",
     ) -> None:
         self.node_id = node_id
+        self.what = what  # what the log lines call the reports: "component reports", "app instance reports"
         self._redis = redis  # given, final reports wait for their acknowledgment
         self.unacknowledged = PendingAcks(node_id, acks.COMPONENT)
         self.retry_seconds = PUBLISH_RETRY_SECONDS
@@ -69,7 +71,7 @@ class Outbox:
                     self._publish(self._held[0])
                 except Exception as exc:
                     if not self._failing:
-                        logger.warning("node %s: component reports not published, will retry: %s", self.node_id, exc)
+                        logger.warning("node %s: %s not published, will retry: %s", self.node_id, self.what, exc)
                     self._failing = True
                     self._retry_after = time.monotonic() + self.retry_seconds
                     return
@@ -78,7 +80,7 @@ class Outbox:
                     self.unacknowledged.sent(acks.component_name(report), report)
             self._check_acknowledgments()
             if self._failing:
-                logger.info("node %s: publishing component reports again", self.node_id)
+                logger.info("node %s: publishing %s again", self.node_id, self.what)
                 self._failing = False
 
     def _check_acknowledgments(self) -> None:

@@ -1,5 +1,5 @@
-"""GET /api/task/node (manual §5.3.1), and the node inventory: GET /api/nodes, labels set through the API,
-forgetting a node."""
+"""GET /api/task/node (manual §5.3.1), and the node inventory: GET /api/nodes, labels and tags set through the
+API, forgetting a node."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from manager_api.api.errors import ApiError
 from manager_api.api.presenters import nodes as presenters
 from manager_api.api.request_json import load
 from manager_api.api.schemas.manual import MAX_ID
-from manager_api.api.schemas.nodes import NodeLabelsPatchSchema, NodeLabelsSchema
+from manager_api.api.schemas.nodes import NodeLabelsPatchSchema, NodeLabelsSchema, NodeTagsSchema
 from manager_api.services.nodes import documents as node_documents
 from manager_api.services.nodes import inventory as node_inventory
 from manager_api.services.nodes import manual_list as nodes
@@ -79,6 +79,22 @@ def patch_labels(node_id: str) -> ResponseReturnValue:
     """Merge into the API-set labels of a node (null removes a key); answers as PUT does."""
     data = load(NodeLabelsPatchSchema())
     node_inventory.patch_api_labels(_known(node_id), data["labels"], auth.actor())
+    return _detail(node_id)
+
+
+@bp.put("/api/nodes/<node_id>/tags")
+def set_tags(node_id: str) -> ResponseReturnValue:
+    """Set the tags of a node (document 003 §5.1.1); they win over its agent's, across its restarts, until
+    DELETE (or ``{"tags": null}``) hands them back. Answers the node as GET /api/nodes/{id} does."""
+    data = load(NodeTagsSchema())
+    node_inventory.set_api_tags(_known(node_id), data["tags"], auth.actor())
+    return _detail(node_id)
+
+
+@bp.delete("/api/nodes/<node_id>/tags")
+def clear_tags(node_id: str) -> ResponseReturnValue:
+    """Hand a node's tags back to its agent (those it sent at its last join); answers as PUT does."""
+    node_inventory.set_api_tags(_known(node_id), None, auth.actor())
     return _detail(node_id)
 
 

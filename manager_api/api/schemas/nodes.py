@@ -1,11 +1,14 @@
-"""Marshmallow schemas of the nodes API: PUT and PATCH /api/nodes/{id}/labels."""
+"""Marshmallow schemas of the nodes API: PUT and PATCH /api/nodes/{id}/labels, PUT /api/nodes/{id}/tags."""
 
 from __future__ import annotations
 
-from marshmallow import fields, validate
+from typing import Any
+
+from marshmallow import ValidationError, fields, post_load, validate, validates
 
 from manager_api.api.schemas.manual import TrimmedString, _Strict
 from manager_api.services.nodes.labels import LABEL_KEY, MAX_LABEL_TEXT, MAX_LABELS
+from shared.node_tags import MAX_TAGS, check_tags
 
 LABEL_KEY_RULE = "must be made of letters, digits, '_', '.', '-'"
 
@@ -39,3 +42,28 @@ class NodeLabelsPatchSchema(_Strict):
 
     # Room to drop every label and set as many new ones; the resulting set is bounded by the service.
     labels = _labels(allow_none=True, max_entries=2 * MAX_LABELS)
+
+
+class NodeTagsSchema(_Strict):
+    """Body of PUT /api/nodes/{id}/tags: the node's tags from now on, whatever its agent says ([] clears them;
+    null hands them back to the agent, as DELETE does)."""
+
+    tags = fields.List(
+        fields.String(),
+        required=True,
+        allow_none=True,
+        validate=validate.Length(max=MAX_TAGS, error="Must hold at most {max} tags."),
+    )
+
+    @validates("tags")
+    def _valid_tags(self, value: list[str] | None, **_kwargs: Any) -> None:
+        if value is not None:
+            try:
+                check_tags(value)
+            except ValueError as exc:
+                raise ValidationError(str(exc)) from None
+
+    @post_load
+    def _each_once(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
+        # Stripped and each once, in the order given: what the node shows and queries match.
+        return {"tags": None if data["tags"] is None else check_tags(data["tags"])}

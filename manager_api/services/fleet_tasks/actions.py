@@ -39,11 +39,12 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
 
     Started at once, it is recorded and started in one transaction: the path of every ``POST /api/tasks``.
     """
+    targets.queries(data["targets"])  # a malformed query target: 400 before anything is written
     task_id = str(uuid.uuid4())
     now = utcnow()
     starting = data.get("start", True)
     # Read before taking the write lock: no Redis round trip while other writers wait.
-    nodes = _target_nodes(redis, offline_after_intervals) if starting else []
+    fleet = _fleet(redis, offline_after_intervals, data["targets"]) if starting else None
     with db.write_transaction():
         task = FleetTask.create(
             task_id=task_id,
@@ -59,11 +60,19 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
             updated_at=now,
         )
         audit.record(actor, "task.create", task_id, {"name": data["name"], "targets": data["targets"]})
-        plans = _record_start(task, actor, nodes) if starting else []
+        plans = _record_start(task, actor, fleet) if fleet is not None else []
     logger.info("fleet task %s (%s) created by %s on %d targets", task_id, data["name"], actor, len(data["targets"]))
     if starting:
         _dispatch(redis, task, actor, plans)
     return task_id
+
+
+def _fleet(redis: Redis, offline_after_intervals: int, wanted: list[str]) -> targets.Fleet:
+    """The known nodes as targets see them, and what each ``query:`` target of ``wanted`` selects."""
+    return targets.Fleet(
+        _target_nodes(redis, offline_after_intervals),
+        targets.read_selections(redis, offline_after_intervals, wanted),
+    )
 
 
 def _target_nodes(redis: Redis, offline_after_intervals: int) -> list[Candidate]:
@@ -90,13 +99,14 @@ def start(redis: Redis, task_id: str, actor: str, offline_after_intervals: int) 
         task = get(task_id)
         if task.status != FleetTaskStatus.PENDING.value:
             raise Conflict(f"Task {task_id} is {task.status}: only a pending task can be started")
-        plans = _record_start(task, actor, _target_nodes(redis, offline_after_intervals))
+        fleet = _fleet(redis, offline_after_intervals, json.loads(task.targets))
+        plans = _record_start(task, actor, fleet)
     _dispatch(redis, task, actor, plans)
 
 
-def _record_start(task: FleetTask, actor: str, nodes: list[Candidate]) -> list[targets.HostPlan]:
+def _record_start(task: FleetTask, actor: str, fleet: targets.Fleet) -> list[targets.HostPlan]:
     """Record a pending task's hosts and its start (inside the caller's write transaction); returns the plans."""
-    plans = targets.resolve(json.loads(task.targets), nodes)
+    plans = targets.resolve(json.loads(task.targets), fleet.nodes, fleet.selections)
     now = utcnow()
     rows = [
         {

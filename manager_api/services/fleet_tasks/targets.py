@@ -1,15 +1,24 @@
-"""Which nodes a fleet task's targets name: a pure function of the targets and the known nodes."""
+"""Which nodes a fleet task's targets name: a pure function of the targets, the known nodes and what each
+``query:`` target selects (read_selections reads that, on the same node documents GET /api/nodes?q= matches)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+from redis import Redis
+
+from manager_api.services.errors import INVALID_REQUEST, Invalid
+from manager_api.services.nodes import documents
+from manager_api.services.nodes import query as node_query
 from manager_api.services.placement.filters import matches_host
 from manager_api.services.placement.model import Candidate
 
 EVERY_ONLINE_NODE = "*"
 """The target that names every node online at start."""
+
+QUERY_PREFIX = "query:"
+"""A target ``query:<node query>`` names every node the query (document 003 §5.1.2) selects, online or not."""
 
 NO_MATCH = "no node matches this target"
 NODE_OFFLINE = "node offline"
@@ -27,6 +36,41 @@ class HostPlan:
     error: str | None = None  # set: the host is dispatch_failed
 
 
+@dataclass(frozen=True)
+class Fleet:
+    """What a task's targets are resolved against: the known nodes, and the ids each query target selects."""
+
+    nodes: list[Candidate]
+    selections: dict[str, frozenset[str]]
+
+
+def queries(targets: Sequence[str]) -> dict[str, node_query.NodeQuery]:
+    """Each ``query:`` target (stripped) parsed; a malformed one is Invalid naming ``targets``.
+
+    Called when a task or a schedule is created, so that neither is ever stored with a query it cannot run.
+    """
+    parsed: dict[str, node_query.NodeQuery] = {}
+    for raw in targets:
+        target = raw.strip()
+        if target.startswith(QUERY_PREFIX) and target not in parsed:
+            try:
+                parsed[target] = node_query.parse(target[len(QUERY_PREFIX) :], parameter="targets")
+            except Invalid as exc:
+                # As schema errors are reported: the field named in "errors" too.
+                reason = exc.message.removeprefix(f"{INVALID_REQUEST}: targets: ")
+                raise Invalid(exc.message, {"errors": {"targets": [f"{target!r}: {reason}"]}}) from None
+    return parsed
+
+
+def read_selections(redis: Redis, offline_after_intervals: int, targets: Sequence[str]) -> dict[str, frozenset[str]]:
+    """The ids of the nodes each ``query:`` target of ``targets`` selects now (no read without one)."""
+    parsed = queries(targets)
+    if not parsed:
+        return {}
+    shown = documents.matching(redis, offline_after_intervals, None)
+    return {target: frozenset(doc["id"] for doc in shown if query.matches(doc)) for target, query in parsed.items()}
+
+
 def _matches(node: Candidate, target: str) -> bool:
     if "=" in target:
         key, _, value = target.partition("=")
@@ -34,12 +78,16 @@ def _matches(node: Candidate, target: str) -> bool:
     return node.node_id == target or matches_host(node, target)
 
 
-def resolve(targets: Sequence[str], nodes: Sequence[Candidate]) -> list[HostPlan]:
+def resolve(
+    targets: Sequence[str], nodes: Sequence[Candidate], selections: Mapping[str, Collection[str]] | None = None
+) -> list[HostPlan]:
     """One plan per matched node (in target order, each node once) and one per target that matched nothing.
 
-    Items are node ids, hostnames (any case), IPs, ``key=value`` labels, or ``*`` (every online node). A
-    matched offline node is planned as failed "node offline" so the user sees it instead of losing it.
+    Items are node ids, hostnames (any case), IPs, ``key=value`` labels, ``*`` (every online node), or
+    ``query:<node query>`` (the nodes whose ids ``selections`` holds for it, see read_selections). A matched
+    offline node is planned as failed "node offline" so the user sees it instead of losing it.
     """
+    selections = selections or {}
     plans: list[HostPlan] = []
     seen_nodes: set[str] = set()
     seen_targets: set[str] = set()
@@ -51,6 +99,10 @@ def resolve(targets: Sequence[str], nodes: Sequence[Candidate]) -> list[HostPlan
         if target == EVERY_ONLINE_NODE:
             matched = [n for n in nodes if n.online]
             missing = NO_ONLINE_NODE
+        elif target.startswith(QUERY_PREFIX):
+            selected = selections.get(target, ())
+            matched = [n for n in nodes if n.node_id in selected]
+            missing = NO_MATCH
         else:
             matched = [n for n in nodes if _matches(n, target)]
             missing = NO_MATCH

@@ -1,4 +1,5 @@
-"""GET /api/nodes and PUT/PATCH /api/nodes/{id}/labels: what each node is, offers, and holds for businesses.
+"""GET /api/nodes, PUT/PATCH /api/nodes/{id}/labels, PUT/DELETE /api/nodes/{id}/tags: what each node is, offers,
+and holds for businesses.
 
 The manual's GET /api/task/node stays in nodes/manual_list.py, untouched; this is the richer inventory the
 placement works from: facts, effective labels, capacity, reservations and the components placed.
@@ -20,6 +21,7 @@ from manager_api.services import audit
 from manager_api.services.errors import Conflict, NotFound
 from manager_api.services.nodes import labels as node_labels
 from manager_api.services.nodes import snapshot
+from manager_api.services.nodes import tags as node_tags
 from manager_api.services.nodes.presence import known
 from manager_api.services.placement.candidates import capacity_from_facts, reservations
 from shared import heartbeat
@@ -38,6 +40,7 @@ _FIELDS = (
     Node.version,
     Node.registered_at,
     Node.last_seen,
+    Node.api_tags,
 )
 
 
@@ -149,6 +152,19 @@ def patch_api_labels(node_id: str, patch: Mapping[str, str | None], actor: str) 
         return merged
 
     _change_api_labels(node_id, merge, actor, {"patch": dict(patch)})
+
+
+def set_api_tags(node_id: str, tags: list[str] | None, actor: str) -> None:
+    """Set the tags of a node through the API, which then win over its agent's at every join; None hands them
+    back to the agent (404 when unknown). Audited as node.tags."""
+    with db.write_transaction():
+        row = Node.select(Node.api_tags).where(Node.id == node_id, known()).tuples().first()
+        if row is None:
+            raise NotFound(NOT_FOUND)
+        previous = node_tags.loads(row[0])
+        Node.update(api_tags=node_tags.dumps(tags)).where(Node.id == node_id).execute()
+        audit.record(actor, "node.tags", node_id, {"api_tags": tags, "previous": previous})
+    logger.info("node %s: API tags set to %s by %s (None: the agent's)", node_id, tags, actor)
 
 
 def forget_secret(node_id: str, actor: str) -> None:

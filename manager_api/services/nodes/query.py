@@ -4,13 +4,16 @@ A bare word matches any value of the document (``appserver``, ``hostname*``, ``1
 follows a dotted path through objects and lists (``networks.address:10.0.0.5``, ``labels.zone:us-east``);
 ranges ``[a TO b]`` and ``{a TO b}`` and ``>8 >=8 <8 <=8`` compare addresses as addresses and numbers as
 numbers; ``AND``, ``OR``, ``NOT``, ``-``, ``+``, parentheses and quoted phrases combine them. Two terms side
-by side mean OR, as in Lucene and Elasticsearch. Text compares without regard to case.
+by side mean OR, as in Lucene and Elasticsearch. Text compares without regard to case. As in Lucene, a ``/``
+starts a regular expression (refused here), so a path is quoted or escaped: ``disks.dirName:"/"``,
+``disks.dirName:\\/data*``; a backslash makes any character literal (``\\*`` is a star, not a wildcard).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -23,6 +26,9 @@ from manager_api.services.errors import INVALID_REQUEST, Invalid
 
 MAX_QUERY_LENGTH = 2000
 """Longest query accepted, in characters."""
+
+PATH_HINT = ' (a "/" starts a regex: quote a path, disks.dirName:"/var", or escape it, disks.dirName:\\/var)'
+"""Said when a query breaks on a slash: most likely a path written as is."""
 
 _PARSING = threading.Lock()  # luqum's parser (PLY) keeps its state in one module-level object
 
@@ -53,11 +59,13 @@ def parse(text: str, parameter: str = "q") -> NodeQuery:
         with _PARSING:
             root = parser.parse(text)
     except ParseError as exc:
-        raise Invalid(f"{INVALID_REQUEST}: {parameter}: {exc}") from None
+        hint = PATH_HINT if "Illegal character '/" in str(exc) else ""
+        raise Invalid(f"{INVALID_REQUEST}: {parameter}: {exc}{hint}") from None
     for item in _walk(root):
         if isinstance(item, (tree.Fuzzy, tree.Proximity, tree.Boost, tree.Regex)):
+            hint = PATH_HINT if isinstance(item, tree.Regex) else ""
             raise Invalid(
-                f"{INVALID_REQUEST}: {parameter}: {item} is not supported (no fuzzy, proximity, boost or regex)"
+                f"{INVALID_REQUEST}: {parameter}: {item} is not supported (no fuzzy, proximity, boost or regex){hint}"
             )
     return NodeQuery(text, root)
 
@@ -81,16 +89,33 @@ def _holds(item: tree.Item, document: Mapping[str, Any], values: Values) -> bool
     if isinstance(item, (tree.OrOperation, tree.UnknownOperation)):
         return any(_holds(child, document, values) for child in item.children)
     candidates = list(_leaves(document)) if values is None else values
-    if isinstance(item, (tree.Word, tree.Phrase)):
-        pattern = item.value[1:-1] if isinstance(item, tree.Phrase) else item.value
-        if pattern == "*":
+    if isinstance(item, tree.Phrase):
+        return any(_equal(value, _unescaped(item.value[1:-1]), wildcards=False) for value in candidates)
+    if isinstance(item, tree.Word):
+        if item.value == "*":
             return values is None or bool(values)  # alone: every node; field:*: the field has a value
-        return any(_equal(value, pattern, wildcards=isinstance(item, tree.Word)) for value in candidates)
+        pattern, wildcards = _word_pattern(item.value)
+        return any(_equal(value, pattern, wildcards) for value in candidates)
     if isinstance(item, tree.Range):
         return any(_in_range(value, item) for value in candidates)
     if isinstance(item, (tree.From, tree.To)):
         return any(_beyond(value, item) for value in candidates)
     raise Invalid(f"{INVALID_REQUEST}: q: {item} is not supported")
+
+
+def _unescaped(text: str) -> str:
+    """``text`` with Lucene's backslash escapes resolved (``\\/`` is ``/``)."""
+    return re.sub(r"\\(.)", r"\1", text, flags=re.DOTALL)
+
+
+def _word_pattern(word: str) -> tuple[str, bool]:
+    """What a Word matches: an fnmatch pattern and True when it has a wildcard not escaped (an escaped character
+    stands for itself), else its text unescaped and False."""
+    parts = re.split(r"(\\.)", word, flags=re.DOTALL)  # odd items: an escape and its character
+    if not any("*" in part or "?" in part for part in parts[::2]):
+        return _unescaped(word), False
+    escaped = (f"[{part[1]}]" if part[1] in "*?[" else part[1] for part in parts[1::2])
+    return "".join(part + next(escaped, "") for part in parts[::2]), True
 
 
 def _resolve(value: Any, path: list[str]) -> Iterator[Any]:

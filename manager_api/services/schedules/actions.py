@@ -17,6 +17,7 @@ from manager_api.models import FleetTask, Schedule, utcnow
 from manager_api.services import audit
 from manager_api.services.errors import Conflict, NotFound
 from manager_api.services.fleet_tasks import actions as fleet_tasks
+from manager_api.services.fleet_tasks import targets as fleet_targets
 from manager_api.services.paging import Page, page_of
 from manager_api.services.schedules.triggers import naive, next_fire, trigger_of
 
@@ -60,6 +61,7 @@ def _taken(name: str) -> Conflict:
 
 def create(data: dict[str, Any], actor: str) -> Schedule:
     """Record a new schedule (validated by ScheduleSchema); a taken name is a 409."""
+    fleet_targets.queries(data["targets"])  # a malformed query target: 400 now, not a failure at every firing
     now = utcnow()
     try:
         with db.write_transaction():
