@@ -1,8 +1,9 @@
 """What placement works on: the one node model (Candidate), what is asked (Demand) and where it went.
 
 A deployment's task group, a business component and a fleet task's target all see a node as a Candidate;
-a deployment's group and a business component (and, later, an app's instances: a count with a spread rule)
-are each a Demand placed by engine.plan or task_groups.place through the same filters and rankings.
+a deployment's group, a business component and an app's instances (a count with a spread rule and the nodes
+its nodeQuery selects: services.apps.reconcile) are each a Demand placed by engine.plan or task_groups.place
+through the same filters and rankings.
 """
 
 from __future__ import annotations
