@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from . import formatting
+from .apps import app
 from .businesses import business
 from .client import ApiError
 from .config import CONFIG_ENV, TOKEN_ENV, URL_ENV, ConfigError
@@ -62,7 +63,8 @@ class CorralGroup(click.Group):
 @click.version_option(package_name="corral", prog_name="corral")
 @click.pass_context
 def cli(ctx: click.Context, url: str | None, token: str | None, config: Path | None, verbose: bool) -> None:
-    """Talk to a corral manager: nodes, templates, deployments, fleet tasks, schedules, businesses, the audit log."""
+    """Talk to a corral manager: nodes, templates, deployments, fleet tasks, schedules, businesses, apps, the audit
+    log."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(name)s: %(message)s")
     ctx.obj = {"url": url, "token": token, "config": config}
 
@@ -81,7 +83,7 @@ def audit(ctx: click.Context, page_size: int, page: int, as_json: bool) -> None:
     echo_page(answer, as_json, "entries", formatting.audit_table, ("entries", page, page_size), paged_later=True)
 
 
-for command in (nodes, node, template, deploy, status, deployment, stop, run, tasks, schedule, business):
+for command in (nodes, node, template, deploy, status, deployment, stop, run, tasks, schedule, business, app):
     cli.add_command(command)
 
 

@@ -1,9 +1,10 @@
 """Background duties, run once per manager (a thread of the launcher) under a Redis lock.
 
-(a) consume the agents' task events, fleet task reports and business component reports (each node's
-reports stream: stream_consumer) and apply them to the database; (b) every tick, persist which nodes went
-online/offline, end fleet task hosts past their deadline or on a node gone offline, fail business
-components on a node gone offline, and keep the schedule runner in line with the Schedule table; (c) every
+(a) consume the agents' task events, fleet task reports, business component reports and app instance reports
+(each node's reports stream: stream_consumer) and apply them to the database; (b) every tick, persist which
+nodes went online/offline, end fleet task hosts past their deadline or on a node gone offline, fail business
+components on a node gone offline, mark app instances there lost and keep apps at their count
+(services.apps.upkeep), and keep the schedule runner in line with the Schedule table; (c) every
 hour, prune ended fleet tasks past their retention, every minute component usage samples past theirs. The
 lock keeps two manager hosts on one Redis from both doing it: the schedules fire only in the lock holder,
 so each tick fires once whatever the number of workers or hosts.
@@ -27,6 +28,10 @@ from manager_api import db
 from manager_api.background.stream_consumer import StreamConsumer, StreamHandler
 from manager_api.config import Settings
 from manager_api.services import job_keys, report_batches
+from manager_api.services.apps import instance_reports
+from manager_api.services.apps import state as app_state
+from manager_api.services.apps import upkeep as app_upkeep
+from manager_api.services.apps.reconcile import Fleet
 from manager_api.services.businesses import actions as businesses
 from manager_api.services.businesses import component_reports
 from manager_api.services.businesses import upkeep as business_upkeep
@@ -113,12 +118,18 @@ class Duties:
                 StreamHandler(report_streams.EVENT, "task event", self._apply_task_events),
                 StreamHandler(report_streams.COMMAND, "fleet task report", self._apply_fleet_task_reports),
                 StreamHandler(report_streams.COMPONENT, "component report", self._apply_component_reports),
+                StreamHandler(report_streams.INSTANCE, "instance report", self._apply_instance_reports),
             ],
             node_presence.known_ids,
         )
         self.component_reports = component_reports.report_kind(
             settings.component_metrics_every_seconds, settings.component_stop_grace_seconds
         )
+        self.instance_reports = instance_reports.report_kind(
+            lambda: Fleet(self.redis, settings.offline_after_intervals)
+        )
+        self.app_recheck = app_upkeep.Recheck()
+        self._next_app_resend = 0.0
 
     # -- the agents' reports (services.report_batches: one transaction, acks after the commit) -----
     def _apply_task_events(self, batch: list[dict[str, Any]]) -> None:
@@ -132,6 +143,28 @@ class Duties:
 
     def _apply_component_reports(self, batch: list[dict[str, Any]]) -> None:
         self._send(report_batches.apply_and_acknowledge(self.redis, self.component_reports, batch))
+
+    def _apply_instance_reports(self, batch: list[dict[str, Any]]) -> None:
+        self._send_app_jobs(report_batches.apply_and_acknowledge(self.redis, self.instance_reports, batch))
+
+    def _send_app_jobs(self, jobs: app_state.Jobs) -> None:
+        """App instance jobs, after their commit; a run that Redis fails to take is sent again (resend_overdue)."""
+        if not jobs:
+            return
+        try:
+            app_state.send(self.redis, jobs)
+        except RedisError as exc:
+            logger.error("duties: %d run and %d stop instance jobs not sent: %s", len(jobs.runs), len(jobs.stops), exc)
+
+    def _apps_upkeep(self) -> None:
+        """Instances on offline nodes lost, apps with work reconciled (all of them now and then), runs resent."""
+        offline_after = self.settings.offline_after_intervals
+        app_upkeep.mark_lost(self.redis, offline_after)
+        everything = self.app_recheck.due(time.monotonic())
+        self._send_app_jobs(app_upkeep.reconcile_apps(self.redis, offline_after, everything))
+        if time.monotonic() >= self._next_app_resend:
+            self._next_app_resend = time.monotonic() + min(RESEND_CHECK_EVERY, self.settings.component_resend_seconds)
+            self._send_app_jobs(app_upkeep.resend_overdue(self.settings.component_resend_seconds))
 
     def _send(self, jobs: Jobs) -> None:
         """Component jobs, after their commit; when Redis fails now, the Resender sends them later."""
@@ -258,6 +291,7 @@ class Duties:
                 self.redis, self.settings.offline_after_intervals, self.settings.component_stop_grace_seconds
             )
         )
+        self._apps_upkeep()
         if time.monotonic() >= self._next_resend:
             self._next_resend = time.monotonic() + min(RESEND_CHECK_EVERY, self.settings.component_resend_seconds)
             self._send(self.resender.overdue(self.settings.component_stop_grace_seconds))

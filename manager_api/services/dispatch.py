@@ -17,9 +17,11 @@ from shared import defaults, heartbeat, job_signing, jobs, keys
 from shared.messages import (
     CancelCommandSchema,
     ComponentSpecSchema,
+    InstanceSpecSchema,
     RunCommandSchema,
     StartTaskSchema,
     StopComponentSchema,
+    StopInstanceSchema,
     StopTasksSchema,
     dump,
 )
@@ -140,6 +142,33 @@ def component_jobs(
             body["component_id"],
             body["generation"],
             "deploy" if function == jobs.DEPLOY_COMPONENT else "stop",
+            node_id,
+        )
+    return len(bodies)
+
+
+def instance_jobs(
+    redis: Redis, runs: Iterable[tuple[str, dict[str, Any]]], stops: Iterable[tuple[str, dict[str, Any]]]
+) -> int:
+    """Enqueue STOP_INSTANCE then RUN_INSTANCE jobs of apps, each (node id, payload), in one pipeline; returns
+    how many. Stops go first so an instance moved off a node frees its ports and reservation first."""
+    bodies = [(node_id, jobs.STOP_INSTANCE, dump(StopInstanceSchema, p)) for node_id, p in stops]
+    bodies += [(node_id, jobs.RUN_INSTANCE, dump(InstanceSpecSchema, p)) for node_id, p in runs]
+    if not bodies:
+        return 0
+    with redis.pipeline() as pipe:
+        for node_id, function, body in bodies:
+            verb = "run" if function == jobs.RUN_INSTANCE else "stop"
+            _enqueue(
+                redis, node_id, function, body, f"{verb} instance {body['instance_id']} of app {body['app']}", pipe
+            )
+        pipe.execute()
+    for node_id, function, body in bodies:
+        logger.info(
+            "app %s instance %s: %s sent to node %s",
+            body["app"],
+            body["instance_id"],
+            "run" if function == jobs.RUN_INSTANCE else "stop",
             node_id,
         )
     return len(bodies)

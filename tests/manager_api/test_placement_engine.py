@@ -25,6 +25,18 @@ def test_an_app_of_three_spread_instances_takes_two_nodes_and_says_why_not_the_t
     }  # fmt: skip
 
 
+def test_an_apps_node_query_is_a_filter_and_held_nodes_count_as_holding_an_instance() -> None:
+    nodes = [node("n1"), node("n2"), node("n3")]
+    demand = Demand("app", count=2, distinct_nodes=True, only_nodes=frozenset({"n1", "n2"}))
+    result = plan(nodes, [demand], held={"n1": ["app"]})
+    assert [p.node_id for p in result.placements] == ["n2"]
+    assert result.rejections == {
+        "app": ["host-n1: holds another instance of app", "host-n2: holds another instance of app",
+                "host-n3: does not match the app's nodeQuery"]
+    }  # fmt: skip
+    assert result.rejection_summary["app"]["query"] == 1
+
+
 def test_instances_without_a_spread_rule_share_the_emptiest_node_while_it_stays_emptiest() -> None:
     result = plan([node("n1"), node("n2", cpu_reserved=3.0)], [Demand("app", cpu_cores=1, count=2)])
     assert [p.node_id for p in result.placements] == ["n1", "n1"]

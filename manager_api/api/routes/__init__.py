@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from flask import Flask
 
-from manager_api.api.routes import agents, audit, businesses, deployments, health, nodes, schedules, tasks, templates
+from manager_api.api.routes import (
+    agents,
+    apps,
+    audit,
+    businesses,
+    deployments,
+    health,
+    nodes,
+    schedules,
+    tasks,
+    templates,
+)
 
 
 def register(app: Flask) -> None:
     """Register every blueprint on ``app``."""
-    for module in (health, nodes, templates, deployments, agents, audit, tasks, schedules, businesses):
+    for module in (health, nodes, templates, deployments, agents, audit, tasks, schedules, businesses, apps):
         app.register_blueprint(module.bp)

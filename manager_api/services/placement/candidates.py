@@ -16,7 +16,7 @@ from peewee import fn
 from redis import Redis
 
 from manager_api.db import database
-from manager_api.models import BusinessComponent, DeploymentTask, Node
+from manager_api.models import AppInstance, BusinessComponent, DeploymentTask, Node
 from manager_api.services.deployments.state import LIVE_STATES
 from manager_api.services.nodes import snapshot
 from manager_api.services.nodes.presence import known
@@ -81,7 +81,23 @@ def reservations(exclude_business_id: str | None = None) -> dict[str, tuple[floa
         query = query.where(BusinessComponent.business != exclude_business_id)
     # Raw cursor rows: peewee's row conversion costs more than the query at thousands of components.
     rows = database.execute(query.group_by(BusinessComponent.node)).fetchall()
-    return {node_id: (float(cpu or 0.0), int(memory or 0), int(gpus or 0)) for node_id, cpu, memory, gpus in rows}
+    held = {node_id: (float(cpu or 0.0), int(memory or 0), int(gpus or 0)) for node_id, cpu, memory, gpus in rows}
+    for node_id, (cpu, memory) in app_reservations().items():
+        have = held.get(node_id, NOTHING_HELD)
+        held[node_id] = (have[0] + cpu, have[1] + memory, have[2])
+    return held
+
+
+def app_reservations() -> dict[str, tuple[float, int]]:
+    """node id -> (cpu cores, memory MB) held by app instances (resAlloc) the manager still wants there or
+    that have not confirmed their stop: businesses and apps share their nodes' capacity."""
+    query = (
+        AppInstance.select(AppInstance.node, fn.SUM(AppInstance.cpus), fn.SUM(AppInstance.mem_mb))
+        .where(AppInstance.node.is_null(False), (AppInstance.cpus > 0) | (AppInstance.mem_mb > 0))
+        .group_by(AppInstance.node)
+    )
+    rows = database.execute(query).fetchall()
+    return {node_id: (float(cpu or 0.0), int(memory or 0)) for node_id, cpu, memory in rows}
 
 
 # Placement may run many times a second over thousands of nodes whose facts change only at a join and

@@ -11,7 +11,7 @@ no other instance of it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from manager_api.services.placement import filters, refusals
 from manager_api.services.placement.model import Candidate, Demand, Placement, Room
@@ -32,14 +32,24 @@ def choose(online: Sequence[Room], preferred: Room | None, demand: Demand, ranki
     return ranking.best(filters.narrow(online, demand), demand)
 
 
-def plan(nodes: Sequence[Candidate], demands: Sequence[Demand], ranking: Ranking = BALANCE) -> Plan:
+def plan(
+    nodes: Sequence[Candidate],
+    demands: Sequence[Demand],
+    ranking: Ranking = BALANCE,
+    held: Mapping[str, Iterable[str]] | None = None,
+) -> Plan:
     """Place every demand in order, counting earlier placements of the same plan; rejections say why.
 
     A demand that fits nowhere gets its refusal (the most telling node reasons and a count per kind over
     every node) and takes nothing, and the later demands are still planned, so one answer lists every
-    component that cannot be placed.
+    component that cannot be placed. ``held`` (node id -> demand ids) names the nodes that already hold an
+    instance of a distinct_nodes demand from before this plan (an app's running instances).
     """
     rooms = rooms_of(nodes)
+    if held:
+        for room in rooms:
+            if held_here := held.get(room.node.node_id):
+                room.holds = set(held_here)
     online = [room for room in rooms if room.node.online]
     by_id = {room.node.node_id: room for room in rooms}
     result = Plan()

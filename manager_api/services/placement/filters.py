@@ -19,9 +19,9 @@ REJECTION_KINDS = ("memory", "cpu", "gpu", "labels", "offline")
 has passed every other filter and is the nearest to fitting, an offline one tells the least. Every refusal
 summary counts each of these (tests and clients read the zeros too)."""
 
-RANK = ("memory", "cpu", "gpu", "distinct", "labels", "host", "offline")
+RANK = ("memory", "cpu", "gpu", "distinct", "labels", "query", "host", "offline")
 """Every kind of refusal, the most telling first: REJECTION_KINDS plus those only a host pin or a spread
-rule can give (counted in a summary only when they occur)."""
+rule can give, and "query" (an app's nodeQuery does not select the node): counted only when they occur."""
 
 
 def matches_host(node: Candidate, host: str) -> bool:
@@ -47,6 +47,9 @@ def narrow(rooms: Sequence[Room], demand: Demand) -> Sequence[Room]:
     if demand.host is not None:
         host = demand.host
         candidates = [r for r in candidates if matches_host(r.node, host)]
+    if demand.only_nodes is not None:
+        only = demand.only_nodes
+        candidates = [r for r in candidates if r.node.node_id in only]
     if demand.node_labels:
         candidates = [r for r in candidates if labels_match(r.node, demand.node_labels)]
     if demand.require_gpu or demand.gpu:
@@ -76,6 +79,8 @@ def refused_for(room: Room, demand: Demand) -> tuple[str, float] | None:
         return "offline", 0.0
     if demand.host is not None and not matches_host(node, demand.host):
         return "host", 0.0
+    if demand.only_nodes is not None and node.node_id not in demand.only_nodes:
+        return "query", 0.0
     if not labels_match(node, demand.node_labels):
         return "labels", 0.0
     if demand.require_gpu and node.gpus <= 0:
@@ -103,6 +108,8 @@ def reason(room: Room, demand: Demand, kind: str) -> str:
     node = room.node
     if kind in ("offline", "host"):
         return "offline" if kind == "offline" else f"not {demand.host}"
+    if kind == "query":
+        return "does not match the app's nodeQuery"
     if kind == "labels":
         for key, wanted in demand.node_labels.items():
             have = node.labels.get(key)

@@ -56,6 +56,7 @@ class Demand:
     tasks: int = 0  # tasks it adds to its node's load (ranking.LeastLoaded)
     count: int = 1  # instances to place
     distinct_nodes: bool = False  # spread: every instance on another node
+    only_nodes: frozenset[str] | None = None  # an app's nodeQuery: only these node ids (None: any)
 
 
 @dataclass(frozen=True)
