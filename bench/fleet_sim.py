@@ -52,6 +52,21 @@ def node_secret_for(hostname: str) -> str:
     return uuid.uuid5(uuid.NAMESPACE_DNS, hostname + ".corral-sim-secret").hex
 
 
+def node_document(hostname: str, i: int) -> dict[str, Any]:
+    """A document 003 §5.1.1 node document, varied by ``i`` so that node queries select part of the fleet: half
+    the nodes are tagged web (the others db), cpus run 1-8, one address each in 10.0.0.0/8."""
+    address = f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+    return {
+        "hostname": hostname,
+        "agentAddress": f"http://{address}:8081",
+        "os": {"name": "Linux", "version": "12", "cpus": 1 + i % 8, "architecture": "x86_64"},
+        "memory": {"total": (2 + i % 4) * 2**30, "ram": (2 + i % 4) * 2**30},
+        "networks": [{"address": address, "name": "eth0", "mtu": 1500, "type": "Ethernet"}],
+        "disks": [{"dirName": "/", "devName": "/dev/vda1", "sysTypeName": "ext4", "option": "rw", "total": 2**36}],
+        "tags": ["web" if i % 2 == 0 else "db", f"rack-{i % 10}"],
+    }
+
+
 def join_all(manager_url: str, token: str, hostnames: list[str], interval: float) -> dict[str, bytes]:
     """Join every simulated node; returns each node's job key."""
     session = requests.Session()
@@ -64,7 +79,7 @@ def join_all(manager_url: str, token: str, hostnames: list[str], interval: float
             "interval": interval,
             "protocol": PROTOCOL_VERSION,
             "version": "fleet-sim",
-            "facts": {"labels": {"sim": "yes", "rack": f"r{i % 10}"}},
+            "facts": {"labels": {"sim": "yes", "rack": f"r{i % 10}"}, "node": node_document(hostname, i)},
             "node_secret": node_secret_for(hostname),
         }
         answer = session.post(manager_url + api.JOIN_PATH, json=body, headers=api.bearer(token), timeout=30)
