@@ -395,6 +395,7 @@ class AppInstance(BaseModel):
     reason = TextField(null=True)
     last_check = TextField(null=True)  # JSON HealthResultSchema
     limits = TextField(null=True)
+    placed_because = TextField(default="")  # why it exists and why on its node (services/apps/reconcile.place)
     started_at = DateTimeField(null=True)
     lost_at = DateTimeField(null=True)
     sent_at = DateTimeField(default=utcnow)  # of its last RUN_INSTANCE (sent again while unanswered)

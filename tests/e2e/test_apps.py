@@ -198,6 +198,7 @@ def test_three_instances_spread_over_three_nodes_by_a_query_with_reachable_ports
     )
     rows = fleet.wait_running("spread", 3)
     assert len({row["node_id"] for row in rows}) == 3, rows  # one per node: spread
+    assert all(row["placed_because"].startswith("the app had 0 of its 3 instances; node ") for row in rows), rows
     for row in rows:
         (port,) = row["ports"]
         assert 20000 <= port < 32768, row  # below the kernel's ephemeral range
@@ -230,6 +231,8 @@ def test_placement_follows_a_tag_change(fleet: Fleet) -> None:
 
         (second,) = wait_until(moved, timeout=40, what=f"instance moved to node-b\n{fleet.logs()}")
         assert second["id"] != first["id"]
+        assert "node node-a stopped matching" in second["placed_because"], second
+        assert "node node-b matches nodeQuery 'tags:blue'" in second["placed_because"], second
         wait_until(lambda: not psutil.pid_exists(first["pid"]), timeout=20, what="the old copy stopped")
     finally:
         fleet.delete("follow")
@@ -415,6 +418,8 @@ def test_a_killed_agent_gets_its_instances_rescheduled_and_back_adds_none(fleet:
 
         now_rows = wait_until(replaced, timeout=40, what=f"instance replaced on another node\n{fleet.logs()}")
         assert len({r["node_id"] for r in now_rows}) == 2
+        (replacement,) = [r for r in now_rows if r["id"] != rows[1]["id"]]
+        assert f"replaces instance {stale['id']}, lost with its node {victim}" in replacement["placed_because"]
         assert psutil.pid_exists(stale["pid"])  # the stale copy still runs on the lost node
     finally:
         fleet.agents[victim] = fleet._agent(victim)

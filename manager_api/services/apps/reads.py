@@ -41,6 +41,7 @@ def instance_json(row: AppInstance, restarts: list[AppRestart]) -> dict[str, Any
         "reason": row.reason,
         "last_check": _json(row.last_check, None),
         "limits": row.limits,
+        "placed_because": row.placed_because,
         "started_at": iso(row.started_at),
         "lost_at": iso(row.lost_at),
         "reported_at": iso(row.reported_at),

@@ -125,12 +125,14 @@ def reconcile(app: App, fleet: Fleet, actor: str, check_moves: bool = True) -> J
         return jobs
     now = utcnow()
     waiting_lost = False
+    causes: list[str] = []  # why the next placements happen, oldest first: what each new instance replaces
     kept: list[AppInstance] = []
     for row in rows:
         if row.state == LOST:
             lost_for = (now - (row.lost_at or now)).total_seconds()
             if lost_for >= float(spec.get("unreachableSeconds") or 0.0):
                 stop(row, spec, "lost: replaced", jobs)
+                causes.append(f"replaces instance {row.id}, lost with its node {row.hostname or row.node_id}")
                 audit.record(
                     actor, "app.reschedule", app.name, {"instance": row.id, "node": row.node_id, "why": "lost"}
                 )
@@ -144,6 +146,7 @@ def reconcile(app: App, fleet: Fleet, actor: str, check_moves: bool = True) -> J
         for row in rows:
             if row.state != LOST and row.node_id not in selected:
                 stop(row, spec, "moved: its node no longer matches nodeQuery", jobs)
+                causes.append(f"replaces instance {row.id}: node {row.hostname or row.node_id} stopped matching")
                 audit.record(
                     actor, "app.reschedule", app.name, {"instance": row.id, "node": row.node_id, "why": "no match"}
                 )
@@ -165,7 +168,7 @@ def reconcile(app: App, fleet: Fleet, actor: str, check_moves: bool = True) -> J
             worst = sorted(old, key=lambda row: _scale_down_order(row, spec, per_node))[0]
             stop(worst, spec, f"replaced by version {app.version}", jobs)
         elif not _stopping(app.name):  # the last old one stopped: its node's room (and ports) are free
-            shortfall = place(app, spec, rows, 1, fleet, jobs)
+            shortfall = place(app, spec, rows, 1, fleet, jobs, [f"rolling update to version {app.version}"])
     elif len(current) > count:
         per_node = Counter(row.node_id for row in current)
         for _ in range(len(current) - count):
@@ -174,7 +177,8 @@ def reconcile(app: App, fleet: Fleet, actor: str, check_moves: bool = True) -> J
             current.remove(row)
             per_node[row.node_id] -= 1
     elif len(current) < count:
-        shortfall = place(app, spec, rows, count - len(current), fleet, jobs)
+        short = f"the app had {len(current)} of its {count} instances"
+        shortfall = place(app, spec, rows, count - len(current), fleet, jobs, causes, short)
     # Short for want of room is settled too: no tick can change that, the duties' periodic look at every app
     # (upkeep.RECHECK_SECONDS) places what a new or changed node makes room for.
     settled = not old and not waiting_lost and len(current) <= count
@@ -198,9 +202,21 @@ def _settle(app: App, settled: bool, shortfall: dict[str, Any] | None) -> None:
 
 
 def place(
-    app: App, spec: dict[str, Any], rows: Iterable[AppInstance], wanted: int, fleet: Fleet, jobs: Jobs
+    app: App,
+    spec: dict[str, Any],
+    rows: Iterable[AppInstance],
+    wanted: int,
+    fleet: Fleet,
+    jobs: Jobs,
+    causes: list[str],
+    short: str = "",
 ) -> dict[str, Any] | None:
-    """Place ``wanted`` new instances of the app's version; returns the shortfall (None when all were placed)."""
+    """Place ``wanted`` new instances of the app's version; returns the shortfall (None when all were placed).
+
+    Each new instance keeps why it exists and why on its node (``placed_because``): the first of ``causes``
+    not yet used (else ``short``), and the rule that chose the node, so the app says at every moment why each
+    instance is where it is."""
+    causes = list(causes)
     cpus, memory = resources(spec)
     counts = Counter(row.node_id for row in rows if row.node_id)
     demand = Demand(
@@ -217,7 +233,13 @@ def place(
         result = engine.plan(fleet.nodes(), [dataclasses.replace(demand, count=remaining)], held=held)
         for placement in result.placements:
             instance_id = new_instance_id(app.name)
+            cause = causes.pop(0) if causes else short
+            where = (
+                f"node {placement.hostname} matches nodeQuery {spec['nodeQuery']!r}, fits resAlloc and held "
+                f"{counts[placement.node_id]} of the app's instances (placement spreads them)"
+            )
             AppInstance.create(
+                placed_because=f"{cause}; {where}" if cause else where,
                 id=instance_id,
                 app=app.name,
                 version=app.version,
