@@ -214,3 +214,27 @@ def test_an_older_database_gains_the_api_tags_column(tmp_path: Path) -> None:
         assert Node.get_by_id("n1").api_tags is None
     finally:
         db.close()
+
+
+def test_a_query_asked_again_follows_every_change_of_tags_labels_facts_and_liveness(
+    client: FlaskClient, redis_client: redis_lib.Redis
+) -> None:
+    # Each process keeps the static part of every document and each node's answer to a recent query while the
+    # node's row is unchanged (services/nodes/documents.py): the same query, asked again, must still see changes.
+    join_fleet(client, redis_client)
+    assert found(client, "tags:blue") == []
+    put_tags(client, "w2", ["blue"])
+    assert found(client, "tags:blue") == ["w2"]
+    put_tags(client, "w2", None)
+    assert found(client, "tags:blue") == []
+    assert found(client, "labels.rack:r7") == []
+    answer(client.put("/api/nodes/w1/labels", json={"labels": {"rack": "r7"}}))
+    assert found(client, "labels.rack:r7") == ["w1"]
+    assert found(client, "os.cpus:>8") == ["d1"]
+    join_with(client, "w2", "web-2", "10.0.0.12", cpus=32, memory=4 * GIB, disks=["/"], tags=["web"])  # a rejoin
+    assert found(client, "os.cpus:>8") == ["w2", "d1"]
+    beat(redis_client, "w2")
+    assert found(client, "status:online") == ["w1", "w2"]
+    beat(redis_client, "d1")
+    assert found(client, "status:online") == ["w1", "w2", "d1"]
+    assert found(client, "*") == ["w1", "w2", "d1"]

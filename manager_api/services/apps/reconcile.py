@@ -53,7 +53,6 @@ class Fleet:
         self.redis = redis
         self.offline_after_intervals = offline_after_intervals
         self._nodes: list[Candidate] | None = None
-        self._documents: list[dict[str, Any]] | None = None
         self._matching: dict[str, frozenset[str]] = {}
 
     def nodes(self) -> list[Candidate]:
@@ -65,10 +64,10 @@ class Fleet:
         """The ids of the nodes (online or not) that ``query_text`` selects."""
         found = self._matching.get(query_text)
         if found is None:
-            if self._documents is None:
-                self._documents = documents.matching(self.redis, self.offline_after_intervals, None)
             query = node_query.parse(query_text, parameter="nodeQuery")
-            found = frozenset(doc["id"] for doc in self._documents if query.matches(doc))
+            # documents.matching keeps each node's answer to a query while the node's row is unchanged.
+            selected = documents.matching(self.redis, self.offline_after_intervals, query)
+            found = frozenset(doc["id"] for doc in selected)
             self._matching[query_text] = found
         return found
 

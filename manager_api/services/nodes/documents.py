@@ -8,7 +8,8 @@ its top level, the node document of §5.1.1 that the agent sent at its last join
 
 from __future__ import annotations
 
-from typing import Any
+from collections import OrderedDict
+from typing import Any, NamedTuple
 
 from redis import Redis
 
@@ -89,43 +90,121 @@ def resources(cpu: float, memory: int, gpus: int) -> dict[str, Any]:
     return {"cpu_cores": round(cpu, 3), "memory_mb": memory, "gpus": gpus}
 
 
-def document(view: NodeView) -> dict[str, Any]:
-    """One node of the inventory: facts, labels, capacity, what is reserved and free."""
-    node_id, hostname, ip, facts_text, labels, api_labels, version, registered_at, last_seen, api_tags_text = view.row
-    facts, beat, online = view.facts, view.beat, view.online
+DYNAMIC_FIELDS = frozenset(
+    {"status", "last_heartbeat", "cpu_usage_percent", "memory_usage_percent", "reserved", "free"}
+)
+"""The fields of a document that change without its node's row changing (heartbeats, liveness, placements)."""
+
+
+class _Static(NamedTuple):
+    """The parts of a node's document that only its row (and facts) decide, built once per row."""
+
+    row: tuple[Any, ...]
+    head: dict[str, Any]  # id, hostname, ip
+    middle: dict[str, Any]  # labels ... capacity
+    tail: dict[str, Any]  # version, registered_at, the §5.1.1 document, tags
+
+
+# Building a document costs most of a node query over 10,000 nodes, while a node's row changes only when it
+# joins or its labels or tags are set: each process keeps the static parts per node, rebuilt when the row
+# differs. Their dicts are shared between answers: callers must not change a document in place.
+_statics: dict[str, _Static] = {}
+
+
+def _static(view: NodeView) -> _Static:
+    row = view.row
+    cached = _statics.get(row[0])
+    if cached is not None and cached.row == row:
+        return cached
+    node_id, hostname, ip, facts_text, labels, api_labels, version, registered_at, last_seen, api_tags_text = row
+    facts = view.facts
     cpu, memory, gpus = view.capacity
-    cpu_held, memory_held, gpus_held = view.held
     shown = {key: facts[key] for key in FACT_KEYS if key in facts}
     shown.setdefault("gpu_count", gpus)
     shown.setdefault("gpus", [])
     shown.setdefault("addresses", [ip])
     agent_tags = node_tags.valid_agent_tags(node_id, facts.get("node"))
     api_tags = node_tags.loads(api_tags_text)
+    built = _Static(
+        row=row,
+        head={"id": node_id, "hostname": hostname, "ip": ip},
+        middle={
+            "labels": node_labels.loads(labels),
+            "agent_labels": node_labels.agent_labels_of(node_id, facts_text),
+            "api_labels": node_labels.loads(api_labels),
+            "facts": shown,
+            "capacity": resources(cpu, memory, gpus),
+        },
+        tail={
+            "version": version,
+            "registered_at": iso(registered_at),
+            **node_document(facts, ip),
+            "tags": node_tags.effective(agent_tags, api_tags),
+            "agent_tags": agent_tags,
+            "api_tags": api_tags,
+        },
+    )
+    _statics[node_id] = built
+    return built
+
+
+def document(view: NodeView) -> dict[str, Any]:
+    """One node of the inventory: facts, labels, capacity, what is reserved and free, the §5.1.1 document."""
+    return _document(view, _static(view))
+
+
+def _document(view: NodeView, static: _Static) -> dict[str, Any]:
+    beat, online = view.beat, view.online
+    last_seen = view.row[8]
+    cpu, memory, gpus = view.capacity
+    cpu_held, memory_held, gpus_held = view.held
     return {
-        "id": node_id,
-        "hostname": hostname,
-        "ip": ip,
+        **static.head,
         "status": "online" if online else "offline",
         "last_heartbeat": iso(from_unix(beat.ts)) if beat else iso(last_seen),
         "cpu_usage_percent": round(beat.cpu_usage_percent, 1) if online and beat else 0.0,
         "memory_usage_percent": round(beat.memory_usage_percent, 1) if online and beat else 0.0,
-        "labels": node_labels.loads(labels),
-        "agent_labels": node_labels.agent_labels_of(node_id, facts_text),
-        "api_labels": node_labels.loads(api_labels),
-        "facts": shown,
-        "capacity": resources(cpu, memory, gpus),
+        **static.middle,
         "reserved": resources(cpu_held, memory_held, gpus_held),
         "free": resources(max(cpu - cpu_held, 0.0), max(memory - memory_held, 0), max(gpus - gpus_held, 0)),
-        "version": version,
-        "registered_at": iso(registered_at),
-        **node_document(facts, ip),
-        "tags": node_tags.effective(agent_tags, api_tags),
-        "agent_tags": agent_tags,
-        "api_tags": api_tags,
+        **static.tail,
     }
+
+
+# A query that reads only static fields gives the same answer for a node as long as its static parts are the
+# same object: each process keeps those answers for the queries it saw last (operators and apps repeat theirs).
+_answers: OrderedDict[str, dict[str, tuple[_Static, bool]]] = OrderedDict()
+ANSWERS_KEPT = 16
+"""Queries whose answers per node a process keeps."""
 
 
 def matching(redis: Redis, offline_after_intervals: int, query: NodeQuery | None) -> list[dict[str, Any]]:
     """The document of every node (online or not) that ``query`` selects (every node for None)."""
-    shown = [document(view) for view in inventory.listing(redis, offline_after_intervals)]
-    return shown if query is None else [node for node in shown if query.matches(node)]
+    views = inventory.listing(redis, offline_after_intervals)
+    if len(_statics) > 2 * len(views) + 100:  # forgotten nodes: keep only those still listed
+        present = {view.row[0] for view in views}
+        for node_id in [node_id for node_id in _statics if node_id not in present]:
+            _statics.pop(node_id, None)
+    if query is None:
+        return [_document(view, _static(view)) for view in views]
+    fields = query.fields()
+    if fields is None or fields & DYNAMIC_FIELDS:
+        return [doc for doc in (_document(view, _static(view)) for view in views) if query.matches(doc)]
+    known = _answers.pop(query.text, None) or {}
+    _answers[query.text] = known  # the most recent last
+    while len(_answers) > ANSWERS_KEPT:
+        _answers.popitem(last=False)
+    selected = []
+    for view in views:
+        static = _static(view)
+        seen = known.get(static.head["id"])
+        if seen is not None and seen[0] is static:
+            if seen[1]:
+                selected.append(_document(view, static))
+            continue
+        doc = _document(view, static)
+        hit = query.matches(doc)
+        known[static.head["id"]] = (static, hit)
+        if hit:
+            selected.append(doc)
+    return selected

@@ -47,6 +47,26 @@ class NodeQuery:
         """Whether ``document`` (a node's JSON-like document) matches the query."""
         return _holds(self._root, document, None)
 
+    def fields(self) -> frozenset[str] | None:
+        """The top-level fields the query reads (``os`` for ``os.cpus:>2``); None when a bare term reads them all."""
+        named: set[str] = set()
+        bare = False
+
+        def walk(item: tree.Item, in_field: bool) -> None:
+            nonlocal bare
+            if isinstance(item, tree.SearchField):
+                named.add(item.name.split(".")[0])
+                in_field = True
+            elif not in_field and isinstance(item, (tree.Word, tree.Phrase, tree.Range, tree.From, tree.To)):
+                bare = True
+            for child in item.children:
+                walk(child, in_field)
+
+        if isinstance(self._root, tree.Word) and self._root.value == "*":
+            return frozenset()  # every node, whatever its fields
+        walk(self._root, False)
+        return None if bare else frozenset(named)
+
 
 def parse(text: str, parameter: str = "q") -> NodeQuery:
     """``text`` parsed, or Invalid naming ``parameter`` and where the query broke."""
