@@ -85,7 +85,14 @@ def kill_payloads() -> None:
 
 
 def bench_query(manager: Manager, session: requests.Session, label: str, runs: int = 200) -> None:
-    for query in ("tags:web AND os.cpus:>4", "networks.address:[10.0.10.0 TO 10.0.20.255]", "*"):
+    queries = (
+        "hostname:sim10k-0000*",  # a handful of nodes
+        "tags:rack-3 AND os.cpus:8",
+        "tags:web AND os.cpus:>4",
+        "networks.address:[10.0.10.0 TO 10.0.20.255]",
+        "*",
+    )
+    for query in queries:
         samples, found = [], 0
         for _ in range(runs):
             t0 = time.perf_counter()
