@@ -492,8 +492,10 @@ class Instance:
         if now >= self.next_report:
             self.next_report = now + self.owner.report_interval
             self._sync()
-            self.owner.save()
-            self.owner.send(self.report())
+            # The record changed only by its log offsets: saved with the others on the next flush, not one
+            # whole state file per instance per interval (what cost a fifth of a core at 100 instances).
+            self.owner.save_soon()
+            self.owner.send(self.report(), soon=self.just_restarted is not None)
 
     def let_go(self) -> None:
         """The agent closes: leave the process running for the next agent to adopt."""

@@ -49,6 +49,13 @@ class LogFile:
         self._partial = ""
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
+    def size(self) -> int | None:
+        """The file's size now (None when it is not there)."""
+        try:
+            return os.stat(self.path).st_size
+        except FileNotFoundError:
+            return None
+
     def read(self) -> None:
         """Read what was written since the last read into pending lines."""
         try:
@@ -136,7 +143,13 @@ class InstanceLogs:
     ) -> None:
         """Read new lines, append them to the Redis stream (held back while it is unreachable), rotate."""
         for log in self.files.values():
-            log.read()
+            # One stat per file and pump: most pumps of most instances find nothing new, and opening every
+            # file each time cost a tenth of a core at 100 instances.
+            size = log.size()
+            if size is None:
+                continue
+            if size != log.offset:
+                log.read()
             if log.pending and redis is not None:
                 try:
                     report_streams.append_instance_log(
@@ -145,7 +158,8 @@ class InstanceLogs:
                     log.pending.clear()
                 except RedisError as exc:
                     logger.debug("node %s instance %s: log lines held back: %s", self.node_id, self.instance_id, exc)
-            log.rotate_if_big(max_bytes, kept)
+            if size >= max_bytes:
+                log.rotate_if_big(max_bytes, kept)
 
 
 RedisOf = Callable[[], Redis | None]

@@ -28,8 +28,8 @@ from .records import InstanceRecord, state_file
 
 logger = logging.getLogger(__name__)
 
-POLL_SECONDS = 0.1
-"""How often an instance's thread looks at its process, its checks and its log files."""
+POLL_SECONDS = 0.25
+"""How often an instance's thread looks at its process, its checks and its log files (one stat each: cheap)."""
 
 CLOSE_SECONDS = 10.0
 """Longest an agent's stop waits for the instances' threads (a health check may be running its timeout)."""
@@ -81,6 +81,7 @@ class AppInstances:
         self._wake: dict[str, threading.Event] = {}
         self._closing = threading.Event()
         self._monitoring = False
+        self._dirty = False  # a record changed that the next flush saves (save_soon)
         self._loaded = False  # records read: only then may they be written (or a close would wipe them)
         self._flusher: threading.Thread | None = None
 
@@ -192,11 +193,19 @@ class AppInstances:
         if not self._loaded:
             return
         with self._lock:
+            self._dirty = False
             self._state.save({iid: i.rec for iid, i in self._instances.items()})
 
-    def send(self, report: dict[str, Any]) -> None:
+    def save_soon(self) -> None:
+        """Save on the next flush (within FLUSH_SECONDS): for changes a crash may lose (log read offsets)."""
+        self._dirty = True
+
+    def send(self, report: dict[str, Any], soon: bool = True) -> None:
+        """Publish ``report``: now, or with the others on the next flush (``soon`` False: periodic reports, which
+        say nothing new, go out together, one round trip a second rather than one per instance)."""
         self.outbox.add(report)
-        self.outbox.flush_soon()
+        if soon:
+            self.outbox.flush_soon()
 
     def finished(self, instance: Instance) -> None:
         """An instance is over: report it a last time, free its ports and forget it."""
@@ -236,4 +245,6 @@ class AppInstances:
 
     def _flush_loop(self) -> None:
         while not self._closing.wait(FLUSH_SECONDS):
+            if self._dirty:
+                self.save()
             self.outbox.flush()
