@@ -19,7 +19,7 @@ def instances_table(instances: Sequence[Mapping[str, Any]]) -> str:
     """One row per instance: where it runs, its state, health, pid, ports and restarts."""
     rows = []
     for i in instances:
-        ended = i.get("reason") if i.get("state") != "running" else None
+        ended = i.get("reason")  # how its last process ended, running again or not
         rows.append(
             (
                 i.get("id"),

@@ -305,8 +305,7 @@ class Instance:
         rec.pid = self.popen.pid
         rec.create_time = process_tree.create_time(self.popen.pid)
         rec.started_at = started
-        rec.exit_code = None
-        rec.signal = None
+        # exit_code, signal and reason stay: they tell how the last process ended (InstanceReportSchema).
         checks = list(spec.get("health_checks") or [])
         self.checks = HealthChecks.fresh(checks, started)
         rec.check_failures = self.checks.failures()
