@@ -185,6 +185,14 @@ class Instance:
             self._watch(now)
         return self.finished
 
+    def wait_seconds(self, now: float, poll: float) -> float:
+        """How long its thread may sleep before the next step: ``poll``, shorter when a restart falls due sooner
+        (a backoff of 0.2 s must not wait a whole poll)."""
+        retry_at = self.states.retry_at
+        if self.states.state is RunState.BACKOFF and retry_at is not None:
+            return max(0.0, min(poll, retry_at - now))
+        return poll
+
     def _stop_step(self, now: float) -> bool:
         stop = self.rec.stop or {}
         if self.states.state is RunState.RUNNING and self.rec.pid is not None:
@@ -494,7 +502,7 @@ class Instance:
             # The record changed only by its log offsets: saved with the others on the next flush, not one
             # whole state file per instance per interval (what cost a fifth of a core at 100 instances).
             self.owner.save_soon()
-            self.owner.send(self.report(), soon=self.just_restarted is not None)
+            self.owner.send(self.report(), soon=False)  # a restart was sent at once already (changed)
 
     def let_go(self) -> None:
         """The agent closes: leave the process running for the next agent to adopt."""

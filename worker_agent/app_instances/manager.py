@@ -237,7 +237,7 @@ class AppInstances:
                     instance.tick(now)
                 except Exception:
                     logger.exception("node %s %s: supervision step failed", self.node_id, instance.rec.describe())
-                wake.wait(self.poll_interval)
+                wake.wait(instance.wait_seconds(time.time(), self.poll_interval))
                 wake.clear()
         finally:
             with self._lock:
