@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
-from tests.engines import HttpFileServer
+from tests.engines import HttpFileServer, SshServer
 from tests.support import pid_alive, wait_until
 from worker_agent import jobs
 from worker_agent.app_instances import cgroups
+from worker_agent.components.image_fetch import SftpSettings
 
 from .apps_support import make_instances, reports, running, spec, state_is, stop
 
@@ -138,3 +139,34 @@ def test_limits_that_cannot_be_written_run_unenforced(
         report = wait_until(lambda: state_is(redis_client, "loose", "running"))
         assert report["limits"].startswith("not enforced: cgroup v1 not writable:")
         assert pid_alive(report["pid"])
+
+
+def test_sftp_uris_are_fetched_with_the_agents_key_and_fetched_again_only_when_newer(
+    data_dir: Path, node_id: str, redis_client: redis_lib.Redis, sshd_server: SshServer, tmp_path: Path
+) -> None:
+    served = tmp_path / "sftp-served"
+    served.mkdir()
+    (served / "app.sh").write_text("echo from sftp; exec sleep 300\n")
+    workdir = tmp_path / "work"
+    payload = {"uris": [sshd_server.sftp_url(served / "app.sh")], "working_dir": str(workdir)}
+    keys = SftpSettings(key_path=sshd_server.client_key_path, known_hosts_path=sshd_server.known_hosts_path)
+    with running(make_instances(data_dir, node_id, redis_client, sftp=keys)):
+        jobs.run_instance(spec("s1", "sh app.sh", **payload))
+        wait_until(lambda: state_is(redis_client, "s1", "running"), timeout=30, what="running from an sftp uri")
+        first = (workdir / "app.sh").stat()
+        assert (workdir / "app.sh").read_text() == "echo from sftp; exec sleep 300\n"
+        jobs.stop_instance(stop("s1", grace_seconds=1))
+        wait_until(lambda: state_is(redis_client, "s1", "stopped"))
+        # Unchanged on the server (same size and mtime): the copy is kept.
+        jobs.run_instance(spec("s2", "sh app.sh", **payload))
+        wait_until(lambda: state_is(redis_client, "s2", "running"), timeout=30)
+        assert (workdir / "app.sh").stat().st_ino == first.st_ino
+        jobs.stop_instance(stop("s2", grace_seconds=1))
+        wait_until(lambda: state_is(redis_client, "s2", "stopped"))
+        # Newer on the server: fetched again.
+        (served / "app.sh").write_text("echo v2 from sftp; exec sleep 300\n")
+        newer = first.st_mtime + 10
+        os.utime(served / "app.sh", (newer, newer))
+        jobs.run_instance(spec("s3", "sh app.sh", **payload))
+        wait_until(lambda: state_is(redis_client, "s3", "running"), timeout=30)
+        assert (workdir / "app.sh").read_text() == "echo v2 from sftp; exec sleep 300\n"
