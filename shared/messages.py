@@ -368,8 +368,10 @@ class InstanceReportSchema(_Wire):
     and every defaults.APP_REPORT_INTERVAL while the agent holds it (so the manager can stop copies it no
     longer wants: one rule, the manager decides)."""
 
-    app = fields.String(required=True)
-    instance_id = fields.String(required=True)
+    # Safe ids as in the spec: the manager answers a report of an instance it does not want with a stop naming
+    # them, so a malformed one is refused here rather than when that stop is built.
+    app = fields.String(required=True, validate=_safe_id)
+    instance_id = fields.String(required=True, validate=_safe_id)
     node_id = fields.String(required=True)
     version = fields.Integer(required=True)
     state = fields.String(required=True, validate=validate.OneOf(sorted(AGENT_REPORTED_INSTANCE_STATES)))

@@ -47,3 +47,17 @@ def test_parse_rejects_garbage() -> None:
         report_streams.parse_report({b"kind": b"event", b"body": b'{"task_id": 1}'}, "n")
     with pytest.raises(ValueError):
         report_streams.parse_report({b"kind": b"bogus", b"body": b"{}"}, "n")
+
+
+@pytest.mark.parametrize("field", ["app", "instance_id"])
+def test_an_instance_report_naming_an_unsafe_id_is_refused_before_it_reaches_redis(
+    redis_client: redis.Redis, field: str
+) -> None:
+    # The manager answers a report of an unwanted instance with a stop naming its app and id: they must be ids.
+    report = {"app": "web", "instance_id": "web-1", "node_id": "n1", "version": 1, "state": "running"}
+    report |= {"health": "healthy", "at": 1.0, field: "../etc"}
+    with pytest.raises(ValidationError):
+        report_streams.publish_instance_report(redis_client, report)
+    assert redis_client.xlen(keys.node_reports("n1")) == 0
+    report_streams.publish_instance_report(redis_client, report | {field: "ok-id"})
+    assert redis_client.xlen(keys.node_reports("n1")) == 1
