@@ -27,19 +27,20 @@ HOSTNAME_FILE = "hostname"
 HOSTS_DIR = "hosts"
 """Under the default root, the directories of agents that report another hostname than the machine's."""
 
-STATE_FILES = ("state.json", "commands.json", "components.json")
-"""The records of tasks, fleet commands and business components (state_file.StateFile)."""
+STATE_FILES = ("state.json", "commands.json", "components.json", "apps.json")
+"""The records of tasks, fleet commands, business components and app instances (state_file.StateFile)."""
 
 SECRET_FILES = (
     NODE_SECRET_FILE,
     *STATE_FILES,
     *(Path(name).with_suffix(".corrupt").name for name in STATE_FILES),  # a broken one, kept aside
 )
-"""Files of the data directory that hold secrets: the node secret; records with commands, component specs
-(their environment) and config contents. Owner only (0600)."""
+"""Files of the data directory that hold secrets: the node secret; records with commands, component and app
+instance specs (their environment) and config contents. Owner only (0600)."""
 
-SECRET_DIRS = ("tasks", "components", "command-reports")
-"""Subdirectories holding task output, config files and held command reports (with their output): 0700."""
+SECRET_DIRS = ("tasks", "components", "command-reports", "apps", "app-runs")
+"""Subdirectories holding task output, config files, held command reports (with their output), app instances'
+working directories (their fetched files) and their logs and exit statuses: 0700."""
 
 PLAIN_ENTRIES = (LOCK_FILE, HOSTNAME_FILE, NODE_ID_FILE, "images", HOSTS_DIR)
 """What else a data directory holds, no secret (the lock, names, downloaded images; in the default root, the

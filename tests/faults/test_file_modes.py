@@ -174,9 +174,11 @@ def test_secret_files_are_owner_only_and_fixed_at_restart(tmp_path: Path, stack:
     manager_dirs = [data, redis_dir]
     # The agent's: its data directory is corral's own; each file that holds a secret, and the config file.
     config_file = agent_dir / "components" / "modes-biz" / "app" / "files" / "etc" / "app" / "app.conf"
-    agent_files = [agent_dir / n for n in ("node-secret", "state.json", "commands.json", "components.json")]
+    agent_files = [
+        agent_dir / n for n in ("node-secret", "state.json", "commands.json", "components.json", "apps.json")
+    ]
     agent_files.append(config_file)
-    agent_dirs = [agent_dir, *(agent_dir / n for n in ("tasks", "components", "command-reports"))]
+    agent_dirs = [agent_dir, *(agent_dir / n for n in ("tasks", "components", "command-reports", "apps", "app-runs"))]
     assert modes(manager_files + agent_files) == {str(p): "0600" for p in manager_files + agent_files}
     assert modes(manager_dirs + agent_dirs) == {str(p): "0700" for p in manager_dirs + agent_dirs}
     assert SECRET in (agent_dir / "components.json").read_text() and SECRET in config_file.read_text()
