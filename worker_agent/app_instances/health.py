@@ -125,6 +125,10 @@ class HealthChecks:
     def due(self, now: float) -> list[int]:
         return [i for i, s in enumerate(self.states) if now >= s.next_at]
 
+    def next_at(self) -> float | None:
+        """When the next check falls due (None without checks)."""
+        return min((s.next_at for s in self.states), default=None)
+
     def record(self, index: int, result: CheckResult, now: float) -> int:
         """Take one result; returns the check's failures in a row."""
         state = self.states[index]

@@ -8,6 +8,7 @@ and wake it.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -23,7 +24,7 @@ from shared.states import AppHealth, AppInstanceState
 from .. import process_tree
 from ..components.image_fetch import FetchCancelled, FetchError
 from ..deployment_tasks.restarts import RestartPolicy, RunState, RunStates
-from . import cgroups, uris
+from . import cgroups, uris, wakeup
 from .health import HealthChecks, run_check
 from .logs import InstanceLogs
 from .ports import NoFreePort, binds
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
     from .manager import AppInstances
 
 logger = logging.getLogger(__name__)
+
+STOP_POLL_SECONDS = 0.1
+"""How often a process being stopped is looked at (its grace, then SIGKILL, are timed in these steps)."""
 
 LAUNCH_SCRIPT = (
     'f="$1"; c="$2"; shift 2; '
@@ -116,6 +120,7 @@ class Instance:
         self.just_restarted: dict[str, Any] | None = None  # sent with the next report
         self.next_report = 0.0
         self.finished = False
+        self._exit_fd: tuple[int, int] | None = None  # (pid, pidfd) of the process being watched
 
     # -- identity and environment ------------------------------------------------------------------------------
 
@@ -186,12 +191,46 @@ class Instance:
         return self.finished
 
     def wait_seconds(self, now: float, poll: float) -> float:
-        """How long its thread may sleep before the next step: ``poll``, shorter when a restart falls due sooner
-        (a backoff of 0.2 s must not wait a whole poll)."""
+        """How long its thread may sleep before the next step: ``poll``, shorter when a restart, a check or the
+        periodic report falls due sooner, or a stop is under way (its grace is counted in tenths)."""
+        wait = min(poll, self.next_report - now)
         retry_at = self.states.retry_at
         if self.states.state is RunState.BACKOFF and retry_at is not None:
-            return max(0.0, min(poll, retry_at - now))
-        return poll
+            wait = min(wait, retry_at - now)
+        if self.checks is not None and self.states.state is RunState.RUNNING:
+            due = self.checks.next_at()
+            if due is not None:
+                wait = min(wait, due - now)
+        if self.rec.stop is not None or self.rec.killing is not None:
+            wait = min(wait, STOP_POLL_SECONDS)
+        return max(0.0, wait)
+
+    def exit_fd(self) -> int | None:
+        """A pidfd of the running process, readable once it exits (None when nothing runs or none can be had)."""
+        if self.popen is not None:
+            pid: int | None = self.popen.pid
+        elif self.adopted is not None:
+            pid = self.adopted.pid
+        else:
+            pid = None
+        if self._exit_fd is not None and self._exit_fd[0] != pid:
+            self.close_exit_fd()
+        if pid is None:
+            return None
+        if self._exit_fd is None:
+            fd = wakeup.pidfd(pid)
+            if fd is None:
+                return None
+            self._exit_fd = (pid, fd)
+        return self._exit_fd[1]
+
+    def close_exit_fd(self) -> None:
+        if self._exit_fd is not None:
+            try:
+                os.close(self._exit_fd[1])
+            except OSError:
+                pass
+            self._exit_fd = None
 
     def _stop_step(self, now: float) -> bool:
         stop = self.rec.stop or {}

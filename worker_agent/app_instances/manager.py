@@ -25,11 +25,13 @@ from . import cgroups
 from .instance import Instance
 from .ports import PortAllocator
 from .records import InstanceRecord, state_file
+from .wakeup import Waker
 
 logger = logging.getLogger(__name__)
 
-POLL_SECONDS = 0.25
-"""How often an instance's thread looks at its process, its checks and its log files (one stat each: cheap)."""
+POLL_SECONDS = 1.0
+"""How often an instance's thread looks at its log files when nothing else wakes it: its process's exit
+(a pidfd), a check or a restart falling due, a stop, a new job (wakeup.py)."""
 
 CLOSE_SECONDS = 10.0
 """Longest an agent's stop waits for the instances' threads (a health check may be running its timeout)."""
@@ -78,7 +80,7 @@ class AppInstances:
         self._lock = threading.RLock()
         self._instances: dict[str, Instance] = {}
         self._threads: dict[str, threading.Thread] = {}
-        self._wake: dict[str, threading.Event] = {}
+        self._wake: dict[str, Waker] = {}
         self._closing = threading.Event()
         self._monitoring = False
         self._dirty = False  # a record changed that the next flush saves (save_soon)
@@ -115,8 +117,9 @@ class AppInstances:
     def close(self) -> None:
         """Stop supervising; every instance's process is left running for the next agent to adopt."""
         self._closing.set()
-        for event in list(self._wake.values()):
-            event.set()
+        with self._lock:
+            for wake in self._wake.values():
+                wake.set()
         deadline = time.monotonic() + CLOSE_SECONDS
         for thread in list(self._threads.values()):
             thread.join(timeout=max(0.1, deadline - time.monotonic()))
@@ -183,8 +186,8 @@ class AppInstances:
                 instance.rec.stop = dict(request)
                 self.save()
             wake = self._wake.get(instance_id)
-        if wake is not None:
-            wake.set()
+            if wake is not None:
+                wake.set()  # under the lock: its thread closes the pipe only after taking it out of _wake
         return {"instance_id": instance_id, "state": AppInstanceState.STOPPING}
 
     # -- used by the instances ---------------------------------------------------------------------------------
@@ -219,7 +222,7 @@ class AppInstances:
     # -- threads -----------------------------------------------------------------------------------------------
 
     def _spawn_thread(self, instance: Instance) -> None:
-        wake = threading.Event()
+        wake = Waker()
         self._wake[instance.instance_id] = wake
         thread = threading.Thread(
             target=self._supervise, args=(instance, wake), name=f"app-{instance.instance_id}", daemon=True
@@ -227,7 +230,7 @@ class AppInstances:
         self._threads[instance.instance_id] = thread
         thread.start()
 
-    def _supervise(self, instance: Instance, wake: threading.Event) -> None:
+    def _supervise(self, instance: Instance, wake: Waker) -> None:
         try:
             while not self._closing.is_set():
                 now = time.time()
@@ -237,11 +240,14 @@ class AppInstances:
                     instance.tick(now)
                 except Exception:
                     logger.exception("node %s %s: supervision step failed", self.node_id, instance.rec.describe())
-                wake.wait(instance.wait_seconds(time.time(), self.poll_interval))
-                wake.clear()
+                wake.wait(instance.wait_seconds(time.time(), self.poll_interval), instance.exit_fd())
         finally:
             with self._lock:
                 self._threads.pop(instance.instance_id, None)
+                if self._wake.get(instance.instance_id) is wake:
+                    self._wake.pop(instance.instance_id)
+            wake.close()
+            instance.close_exit_fd()
 
     def _flush_loop(self) -> None:
         while not self._closing.wait(FLUSH_SECONDS):
