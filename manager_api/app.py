@@ -8,6 +8,7 @@ from flask import Flask
 
 from manager_api import db, extensions
 from manager_api.api import auth, errors, request_json, routes
+from manager_api.api.json_provider import OrjsonProvider
 from manager_api.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -19,11 +20,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     if not settings.redis_url:
         raise RuntimeError("no Redis configured: set CORRAL_REDIS_URL or pass Settings(redis_url=...)")
     app = Flask(__name__)
+    app.json = OrjsonProvider(app)
     # First of the before-request hooks: a body over the limit is refused before anything looks at the request.
     request_json.init_app(app)
-    # Keep the manual's key order (ip, status, resources...) and show names as written.
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.json.ensure_ascii = False  # type: ignore[attr-defined]
     db.init_db(settings.db_path)
     extensions.init_app(app, extensions.AppState(settings, extensions.connect_redis(settings.redis_url)))
     errors.register(app)

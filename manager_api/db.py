@@ -81,6 +81,9 @@ def init_db(path_or_url: str, create_tables: bool = True) -> Database:
         with database.connection_context():
             database.create_tables(models.ALL_MODELS, safe=True)
             add_missing_columns(db, models.ADDED_COLUMNS)
+            from manager_api.services.nodes import revision
+
+            revision.install(db)
     logger.debug("database %s ready", path_or_url)
     return db
 

@@ -55,10 +55,22 @@ def _context(stream: str, kind: str) -> str:
     return f"{stream}\0{kind}"
 
 
+_schemas: dict[str, Schema] = {}
+
+
+def _schema(kind: str) -> Schema:
+    """One schema instance per kind (making one costs more than a small report's load): marshmallow's load
+    and dump keep no state in the instance, so threads share it."""
+    schema = _schemas.get(kind)
+    if schema is None:
+        schema = _schemas[kind] = SCHEMAS[kind]()
+    return schema
+
+
 def _append(redis: Redis, kind: str, message: dict[str, Any], key: bytes | None) -> str | None:
     """Validate and append one report to its node's stream, then ring; returns its stream id, None when
     ``redis`` is a pipeline (the caller executes it)."""
-    schema = SCHEMAS[kind]()
+    schema = _schema(kind)
     body = schema.dump(schema.load(message))
     text = json.dumps(body)
     stream = keys.node_reports(body["node_id"])
@@ -108,7 +120,7 @@ def parse_report(fields: dict[Any, Any], node_id: str, key_of: KeyOf | None = No
     if kind not in SCHEMAS:
         raise ValueError(f"unknown kind of report {kind!r}")
     text = _text(fields, "body")
-    result: dict[str, Any] = SCHEMAS[kind]().load(json.loads(text or "null") or {})
+    result: dict[str, Any] = _schema(kind).load(json.loads(text or "null") or {})
     if result["node_id"] != node_id:
         raise UnsignedMessage(f"speaks for node {result['node_id']} in the stream of node {node_id}: refused")
     stream = keys.node_reports(node_id)

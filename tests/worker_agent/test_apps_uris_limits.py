@@ -170,3 +170,38 @@ def test_sftp_uris_are_fetched_with_the_agents_key_and_fetched_again_only_when_n
         jobs.run_instance(spec("s3", "sh app.sh", **payload))
         wait_until(lambda: state_is(redis_client, "s3", "running"), timeout=30)
         assert (workdir / "app.sh").read_text() == "echo v2 from sftp; exec sleep 300\n"
+
+
+def test_cgroup_v2_limits_are_written_joined_and_an_oom_kill_read_from_memory_events(
+    data_dir: Path, node_id: str, redis_client: redis_lib.Redis, tmp_path: Path
+) -> None:
+    """The v2 (unified) layout on a tree laid out as the kernel's: this machine mounts cgroup v1 only, and its
+    memory and cpu controllers cannot be moved to a v2 mount while v1 holds them, so the kernel's part (the
+    limit itself, the kill) is played by the test: it writes memory.events and SIGKILLs the process."""
+    root = tmp_path / "unified"
+    root.mkdir()
+    (root / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    (root / "cgroup.subtree_control").write_text("")
+    assert cgroups.detect(root) == 2
+    with running(make_instances(data_dir, node_id, redis_client, cgroup_root=root)):
+        jobs.run_instance(spec("v2", "exec sleep 300", res_alloc={"mem_mb": 32, "cpus": 0.5}))
+        report = wait_until(lambda: state_is(redis_client, "v2", "running"))
+        assert report["limits"] == "enforced (cgroup v2: memory 32 MB, cpu 0.5)"
+        group = root / cgroups.GROUP_PARENT / "v2"
+        assert (root / "cgroup.subtree_control").read_text() == "+memory +cpu"
+        assert (root / cgroups.GROUP_PARENT / "cgroup.subtree_control").read_text() == "+memory +cpu"
+        assert (group / "memory.max").read_text() == str(32 * 1024 * 1024)
+        assert (group / "cpu.max").read_text() == "50000 100000"
+        # The process joined its group itself before it ran the command (the launch script).
+        assert int((group / "cgroup.procs").read_text()) == report["pid"]
+        (group / "memory.events").write_text("low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\n")
+        os.kill(report["pid"], 9)
+        restarted = wait_until(
+            lambda: next((r for r in reports(redis_client, "v2") if r["restart"]), None),
+            timeout=30,
+            what="the OOM kill read from memory.events",
+        )
+        assert restarted["restart"]["oom"] is True
+        assert restarted["restart"]["reason"] == "out of memory (cgroup limit 32 MB)"
+        jobs.stop_instance(stop("v2", grace_seconds=1))
+        wait_until(lambda: state_is(redis_client, "v2", "stopped"))

@@ -414,7 +414,10 @@ class Instance:
             at = time.time()
             failures = checks.record(index, result, at)
             rec.last_check = {"at": at, "ok": result.ok, "answer": result.answer, "consecutive_failures": failures}
-            rec.check_failures = checks.failures()
+            counted = checks.failures()
+            if counted != rec.check_failures:
+                self.owner.save_soon()  # an adopting agent goes on counting from there (a change of health saves too)
+            rec.check_failures = counted
             health = checks.health(rec.health)
             changed = health != rec.health
             rec.health = health
@@ -537,10 +540,13 @@ class Instance:
         self.logs.pump(self.owner.redis(), self.owner.key(), self.owner.log_file_bytes, self.owner.log_files_kept)
         if now >= self.next_report:
             self.next_report = now + self.owner.report_interval
+            logged = self.logs.offsets() != self.rec.log_offsets
             self._sync()
-            # The record changed only by its log offsets: saved with the others on the next flush, not one
-            # whole state file per instance per interval (what cost a fifth of a core at 100 instances).
-            self.owner.save_soon()
+            if logged:
+                # The record changed only by its log offsets: saved with the others on the next flush, not one
+                # whole state file per instance per interval (what cost a fifth of a core at 100 instances),
+                # and not at all for a quiet instance (a save a second was most of an idle agent's CPU).
+                self.owner.save_soon()
             self.owner.send(self.report(), soon=False)  # a restart was sent at once already (changed)
 
     def let_go(self) -> None:

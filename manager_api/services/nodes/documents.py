@@ -153,6 +153,20 @@ def document(view: NodeView) -> dict[str, Any]:
     return _document(view, _static(view))
 
 
+# Rendering a heartbeat's time was a sixth of a query answering thousands of nodes: each process keeps the
+# text of the last one per node (a node's heartbeat time changes once per interval, the queries more often).
+_beat_texts: dict[str, tuple[float, str | None]] = {}
+
+
+def _beat_text(node_id: str, ts: float) -> str | None:
+    kept = _beat_texts.get(node_id)
+    if kept is not None and kept[0] == ts:
+        return kept[1]
+    text = iso(from_unix(ts))
+    _beat_texts[node_id] = (ts, text)
+    return text
+
+
 def _document(view: NodeView, static: _Static) -> dict[str, Any]:
     beat, online = view.beat, view.online
     last_seen = view.row[8]
@@ -161,7 +175,7 @@ def _document(view: NodeView, static: _Static) -> dict[str, Any]:
     return {
         **static.head,
         "status": "online" if online else "offline",
-        "last_heartbeat": iso(from_unix(beat.ts)) if beat else iso(last_seen),
+        "last_heartbeat": _beat_text(view.row[0], beat.ts) if beat else iso(last_seen),
         "cpu_usage_percent": round(beat.cpu_usage_percent, 1) if online and beat else 0.0,
         "memory_usage_percent": round(beat.memory_usage_percent, 1) if online and beat else 0.0,
         **static.middle,
@@ -171,40 +185,53 @@ def _document(view: NodeView, static: _Static) -> dict[str, Any]:
     }
 
 
-# A query that reads only static fields gives the same answer for a node as long as its static parts are the
-# same object: each process keeps those answers for the queries it saw last (operators and apps repeat theirs).
-_answers: OrderedDict[str, dict[str, tuple[_Static, bool]]] = OrderedDict()
+def _static_document(static: _Static) -> dict[str, Any]:
+    """What a query that reads no dynamic field sees of a node: the static parts alone."""
+    return {**static.head, **static.middle, **static.tail}
+
+
+# A query that reads only static fields selects the same nodes for as long as the node rows are the same (the
+# node revision, revision.py): each process keeps, for the queries it saw last (operators and apps repeat
+# theirs), the ids of the rows selected under the rows it holds, and then reads the heartbeats of those alone.
+_answers: OrderedDict[str, tuple[int, frozenset[str]]] = OrderedDict()
 ANSWERS_KEPT = 16
-"""Queries whose answers per node a process keeps."""
+"""Queries whose answers a process keeps."""
+
+
+def _selected_ids(revision: int | None, rows: list[tuple[Any, ...]], query: NodeQuery) -> frozenset[str]:
+    known = _answers.pop(query.text, None)
+    if known is not None and known[0] == revision:
+        _answers[query.text] = known  # the most recent last
+        return known[1]
+    ids = frozenset(row[0] for row in rows if query.matches(_static_document(_static_of_row(row))))
+    if revision is None:
+        return ids
+    _answers[query.text] = (revision, ids)
+    while len(_answers) > ANSWERS_KEPT:
+        _answers.popitem(last=False)
+    return ids
+
+
+def _static_of_row(row: tuple[Any, ...]) -> _Static:
+    cached = _statics.get(row[0])
+    if cached is not None and cached.row == row:
+        return cached
+    facts, capacity = inventory.parsed_facts(row[0], row[3])
+    return _static(NodeView(row, facts, capacity, (0.0, 0, 0), None, False))
 
 
 def matching(redis: Redis, offline_after_intervals: int, query: NodeQuery | None) -> list[dict[str, Any]]:
-    """The document of every node (online or not) that ``query`` selects (every node for None)."""
-    views = inventory.listing(redis, offline_after_intervals)
-    if len(_statics) > 2 * len(views) + 100:  # forgotten nodes: keep only those still listed
-        present = {view.row[0] for view in views}
+    """The document of every node (online or not) that ``query`` selects (every node for None), in join order."""
+    revision, rows = inventory.current_rows()
+    if len(_statics) > 2 * len(rows) + 100:  # forgotten nodes: keep only those still listed
+        present = {row[0] for row in rows}
         for node_id in [node_id for node_id in _statics if node_id not in present]:
             _statics.pop(node_id, None)
-    if query is None:
+            _beat_texts.pop(node_id, None)
+    fields = None if query is None else query.fields()
+    if query is not None and fields is not None and not fields & DYNAMIC_FIELDS:
+        ids = _selected_ids(revision, rows, query)
+        views = inventory.views(redis, [row for row in rows if row[0] in ids], offline_after_intervals)
         return [_document(view, _static(view)) for view in views]
-    fields = query.fields()
-    if fields is None or fields & DYNAMIC_FIELDS:
-        return [doc for doc in (_document(view, _static(view)) for view in views) if query.matches(doc)]
-    known = _answers.pop(query.text, None) or {}
-    _answers[query.text] = known  # the most recent last
-    while len(_answers) > ANSWERS_KEPT:
-        _answers.popitem(last=False)
-    selected = []
-    for view in views:
-        static = _static(view)
-        seen = known.get(static.head["id"])
-        if seen is not None and seen[0] is static:
-            if seen[1]:
-                selected.append(_document(view, static))
-            continue
-        doc = _document(view, static)
-        hit = query.matches(doc)
-        known[static.head["id"]] = (static, hit)
-        if hit:
-            selected.append(doc)
-    return selected
+    docs = (_document(view, _static(view)) for view in inventory.views(redis, rows, offline_after_intervals))
+    return list(docs) if query is None else [doc for doc in docs if query.matches(doc)]

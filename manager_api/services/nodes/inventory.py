@@ -21,7 +21,7 @@ from manager_api.models import Business, BusinessComponent, Node
 from manager_api.services import audit
 from manager_api.services.errors import Conflict, NotFound
 from manager_api.services.nodes import labels as node_labels
-from manager_api.services.nodes import snapshot
+from manager_api.services.nodes import revision, snapshot
 from manager_api.services.nodes import tags as node_tags
 from manager_api.services.nodes.presence import known
 from manager_api.services.placement.candidates import capacity_from_facts, reservations
@@ -70,7 +70,7 @@ class NodeDetail:
 _parsed: dict[str, tuple[str, dict[str, Any], tuple[float, int, int]]] = {}
 
 
-def _facts(node_id: str, facts_text: str) -> tuple[dict[str, Any], tuple[float, int, int]]:
+def parsed_facts(node_id: str, facts_text: str) -> tuple[dict[str, Any], tuple[float, int, int]]:
     """The parsed facts of a node and the capacity they give (callers must not change them: they are shared)."""
     cached = _parsed.get(node_id)
     if cached is not None and cached[0] == facts_text:
@@ -88,7 +88,7 @@ def _facts(node_id: str, facts_text: str) -> tuple[dict[str, Any], tuple[float, 
 
 def _view(row: tuple[Any, ...], live: snapshot.Snapshot, held: Mapping[str, tuple[float, int, int]]) -> NodeView:
     node_id, facts_text = row[0], row[3]
-    facts, capacity = _facts(node_id, facts_text)
+    facts, capacity = parsed_facts(node_id, facts_text)
     return NodeView(
         row, facts, capacity, held.get(node_id, (0.0, 0, 0)), live.summary(node_id), live.is_online(node_id)
     )
@@ -116,17 +116,59 @@ def _rows(query: Any) -> list[tuple[Any, ...]]:
     return rows
 
 
-def listing(redis: Redis, offline_after_intervals: int) -> list[NodeView]:
-    """Every node, in join order, with facts, labels, capacity and what active components reserve."""
+# The rows change only with the node revision (revision.py): each process keeps the last rows it read with the
+# revision read just before them, and reads them again only once the revision moves. A change committed
+# between the two reads is seen at the next call, as the revision moved after the one kept.
+_rows_kept: tuple[int, list[tuple[Any, ...]]] | None = None
+
+
+def current_rows() -> tuple[int | None, list[tuple[Any, ...]]]:
+    """The node revision and every known node's row under it (_FIELDS, in join order; the revision None when
+    the engine keeps none). A row's last_seen may be older than the database's."""
+    global _rows_kept
+    now = revision.current()
+    kept = _rows_kept
+    if now is not None and kept is not None and kept[0] == now:
+        return kept
     rows = _rows(Node.select(*_FIELDS).where(known()).order_by(Node.registered_at, Node.id))
-    held = reservations()
-    live = snapshot.read(redis, [row[0] for row in rows], offline_after_intervals)
-    views = [_view(row, live, held) for row in rows]
+    _rows_kept = None if now is None else (now, rows)
     if len(_parsed) > 2 * len(rows) + 100:  # forgotten nodes: keep only those still listed
         present = {row[0] for row in rows}
         for node_id in [node_id for node_id in _parsed if node_id not in present]:
             _parsed.pop(node_id, None)
-    return views
+    return now, rows
+
+
+LAST_SEEN_BATCH = 500
+"""Nodes whose last_seen is read in one statement (SQLite allows a few hundred parameters at least)."""
+
+
+def _fresh_last_seen(rows: list[tuple[Any, ...]], live: snapshot.Snapshot) -> list[tuple[Any, ...]]:
+    """``rows`` with the database's last_seen for nodes without a heartbeat summary (the only ones whose
+    document shows it): kept rows leave it behind, as the duties' writes of it do not move the revision."""
+    stale = [row[0] for row in rows if live.summary(row[0]) is None]
+    if not stale:
+        return rows
+    seen: dict[str, Any] = {}
+    for start in range(0, len(stale), LAST_SEEN_BATCH):
+        batch = stale[start : start + LAST_SEEN_BATCH]
+        seen.update(Node.select(Node.id, Node.last_seen).where(Node.id.in_(batch)).tuples())
+    return [
+        row if row[0] not in seen else (*row[:_LAST_SEEN], _when(seen[row[0]]), *row[_LAST_SEEN + 1 :]) for row in rows
+    ]
+
+
+def views(redis: Redis, rows: list[tuple[Any, ...]], offline_after_intervals: int) -> list[NodeView]:
+    """``rows`` (from current_rows) with their facts, capacity, reservations, heartbeat and liveness: one Redis
+    read of those nodes' heartbeats, however many nodes the manager knows."""
+    held = reservations()
+    live = snapshot.read(redis, [row[0] for row in rows], offline_after_intervals)
+    return [_view(row, live, held) for row in _fresh_last_seen(rows, live)]
+
+
+def listing(redis: Redis, offline_after_intervals: int) -> list[NodeView]:
+    """Every node, in join order, with facts, labels, capacity and what active components reserve."""
+    return views(redis, current_rows()[1], offline_after_intervals)
 
 
 def _components_on(node_id: str) -> list[BusinessComponent]:
