@@ -9,12 +9,16 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 import redis as redis_lib
 
 from tests.support import free_port, pid_alive, wait_until
 from worker_agent import jobs
-from worker_agent.app_instances.instance import command_line, shell_word
+from worker_agent.app_instances.health import HealthChecks
+from worker_agent.app_instances.instance import TIMER_SLACK_SECONDS, Instance, command_line, shell_word
 from worker_agent.app_instances.ports import PortAllocator, usable_ports
+from worker_agent.app_instances.records import InstanceRecord
+from worker_agent.deployment_tasks.restarts import RunState
 
 from .apps_support import check, last, log_lines, make_instances, reports, running, spec, state_is, stop
 
@@ -223,3 +227,28 @@ def test_the_backoff_starts_over_after_a_stable_run(
     restarts = [r for r in reports(redis_client, "stable") if r["restart"]][:4]
     delays = [round(r["next_start_at"] - r["restart"]["at"], 2) for r in restarts]
     assert delays == [0.2, 0.4, 0.8, 0.2]
+
+
+def test_a_checked_instance_wakes_once_per_check_and_reports_ride_on_its_wakes(
+    data_dir: Path, node_id: str, redis_client: redis_lib.Redis
+) -> None:
+    """Each wake-up of 100 instance threads costs CPU: a look at the logs due just before a check waits for it,
+    and the periodic report waits for the next wake, however the two fall (instance.wait_seconds)."""
+    owner = make_instances(data_dir, node_id, redis_client, poll_interval=1.0, report_interval=5.0)
+    instance = Instance(InstanceRecord(spec=dict(spec("w1", "exec sleep 300"))), owner)
+    instance.states.state = RunState.RUNNING
+    now = 1000.0
+    instance.next_report = now + 0.2  # due before the poll: not a wake of its own
+    assert instance.wait_seconds(now, 1.0) == 1.0
+    instance.checks = HealthChecks.fresh([check("HTTP", interval_seconds=1.0)], now)
+    instance.checks.states[0].next_at = now + 1.0 + TIMER_SLACK_SECONDS / 2  # just after the poll: one wake
+    assert instance.wait_seconds(now, 1.0) == pytest.approx(1.0 + TIMER_SLACK_SECONDS / 2)
+    instance.checks.states[0].next_at = now + 1.5  # well after it: the logs are looked at first
+    assert instance.wait_seconds(now, 1.0) == 1.0
+    instance.checks.states[0].next_at = now + 0.3  # before it: the check
+    assert instance.wait_seconds(now, 1.0) == pytest.approx(0.3)
+    # A report interval shorter than the poll still gets its wakes.
+    fast = make_instances(data_dir, node_id, redis_client, poll_interval=1.0, report_interval=0.5)
+    quick = Instance(InstanceRecord(spec=dict(spec("w2", "exec sleep 300"))), fast)
+    quick.states.state = RunState.RUNNING
+    assert quick.wait_seconds(now, 1.0) == 0.5

@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 STOP_POLL_SECONDS = 0.1
 """How often a process being stopped is looked at (its grace, then SIGKILL, are timed in these steps)."""
 
+TIMER_SLACK_SECONDS = 0.1
+"""How much later than its poll an instance's thread may wake so that one wake-up serves a check as well."""
+
 LAUNCH_SCRIPT = (
     'f="$1"; c="$2"; shift 2; '
     'for p in "$@"; do echo $$ > "$p" || echo "corral: could not join cgroup $p" >&2; done; '
@@ -191,16 +194,20 @@ class Instance:
         return self.finished
 
     def wait_seconds(self, now: float, poll: float) -> float:
-        """How long its thread may sleep before the next step: ``poll``, shorter when a restart, a check or the
-        periodic report falls due sooner, or a stop is under way (its grace is counted in tenths)."""
-        wait = min(poll, self.next_report - now)
+        """How long its thread may sleep before the next step: ``poll``, shorter when a restart or a check falls
+        due sooner, or a stop is under way (its grace is counted in tenths).
+
+        Every wake-up of 100 threads costs: the periodic report goes out on the first wake after it is due (at
+        most ``poll`` late) rather than on one of its own, and a look at the logs due just before a check waits
+        for it (up to TIMER_SLACK_SECONDS), so a checked instance wakes once per check, not twice."""
+        wait = min(poll, self.owner.report_interval)
         retry_at = self.states.retry_at
         if self.states.state is RunState.BACKOFF and retry_at is not None:
             wait = min(wait, retry_at - now)
         if self.checks is not None and self.states.state is RunState.RUNNING:
             due = self.checks.next_at()
             if due is not None:
-                wait = min(wait, due - now)
+                wait = due - now if due - now <= wait + TIMER_SLACK_SECONDS else wait
         if self.rec.stop is not None or self.rec.killing is not None:
             wait = min(wait, STOP_POLL_SECONDS)
         return max(0.0, wait)

@@ -29,9 +29,11 @@ class Waker:
         """Sleep until woken, ``exit_fd`` (a pidfd) reads ready, or ``timeout`` seconds; then forget the wake."""
         fds = [self._read] if exit_fd is None else [self._read, exit_fd]
         try:
-            select.select(fds, [], [], max(0.0, timeout))
+            ready, _, _ = select.select(fds, [], [], max(0.0, timeout))
         except (OSError, ValueError):
-            pass  # exit_fd closed meanwhile: the step that follows sees why
+            ready = [self._read]  # exit_fd closed meanwhile: the step that follows sees why
+        if self._read not in ready:
+            return  # nothing to forget: a read of the empty pipe would only raise (and cost) BlockingIOError
         try:
             while os.read(self._read, 4096):
                 pass
