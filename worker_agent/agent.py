@@ -130,6 +130,8 @@ class Agent:
         self._stop = threading.Event()
         self._recovered = False
         self._generation = 0
+        self._taking_jobs = True
+        """Whether the last worker took jobs when it ended: its successor starts from there."""
 
     @classmethod
     def from_redis(cls, redis_url: str, data_dir: Path, **settings: Any) -> Agent:
@@ -287,19 +289,29 @@ class Agent:
                 name=name,
                 job_key=self.job_key,
                 reconnect_max_seconds=self.settings.interval,
+                taking_jobs=self._taking_jobs,
             )
             self._worker = worker
             # The node's summary says at once when its worker stops or starts taking jobs again.
             worker.on_taking_changed = lambda _taking: self._heartbeat.beat() if self._heartbeat else None
+            cause = "stopped"
             try:
                 worker.work(logging_level=None)
             except RedisError as exc:
                 logger.warning("node %s: worker lost Redis: %s", self.node_id, exc)
+                cause = "lost Redis"
             except Exception:
                 logger.exception("node %s: worker failed", self.node_id)
+                cause = "failed"
             # RQ leaves its own (cold shutdown) handlers behind; take the signals back.
             self._install_signal_handlers(raising=True)
-            return not (worker.shutdown_requested or self._stop.is_set())
+            unrequested = not (worker.shutdown_requested or self._stop.is_set())
+            if unrequested:
+                # RQ ends its loop on a Redis error outside its reconnect wait (marking a state, checking for
+                # suspension): the next worker takes over, and says when it takes jobs again.
+                worker.stopped(cause)
+            self._taking_jobs = worker.taking_jobs
+            return unrequested
         except RedisError as exc:
             logger.warning("node %s: Redis unavailable while starting the worker: %s", self.node_id, exc)
             return True

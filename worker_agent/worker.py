@@ -88,6 +88,7 @@ class AgentWorker(SimpleWorker):
         name: str | None = None,
         job_key: bytes | None = None,
         reconnect_max_seconds: float | None = None,
+        taking_jobs: bool = True,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("serializer", JSONSerializer)
@@ -103,8 +104,9 @@ class AgentWorker(SimpleWorker):
         )
         self.node_id = node_id
         self.shutdown_requested = False
-        self.taking_jobs = True
-        """False from a failed turn of the dequeue loop (Redis lost) until one succeeds: the node is not ready."""
+        self.taking_jobs = taking_jobs
+        """False from a failed turn of the dequeue loop (Redis lost) until one succeeds: the node is not ready.
+        A worker started after one that lost Redis starts False, and says when it takes jobs again."""
         self.on_taking_changed: Callable[[bool], object] = lambda taking: None
         if reconnect_max_seconds is not None:
             # RQ waits 1, 2, 4 ... 60 s between attempts to reach a lost Redis, while the agent's heartbeat
@@ -134,12 +136,26 @@ class AgentWorker(SimpleWorker):
             raise
         self._taking(True)
 
-    def _taking(self, taking: bool) -> None:
+    def _taking(self, taking: bool, cause: str = "lost Redis") -> None:
         if taking != self.taking_jobs:
             self.taking_jobs = taking
-            what = "takes jobs again" if taking else "lost Redis, not taking jobs"
+            what = "takes jobs again" if taking else f"{cause}, not taking jobs"
             logger.info("node %s: worker %s %s", self.node_id, self.name, what)
             self.on_taking_changed(taking)
+
+    def run_maintenance_tasks(self) -> None:
+        """RQ's maintenance, which it runs outside its reconnect loop too (as the worker starts, and between
+        jobs): a Redis lost right then ended the worker with "found an unhandled exception". Here it is a lost
+        Redis like any other: the dequeue loop that follows waits for Redis and runs the maintenance again."""
+        try:
+            super().run_maintenance_tasks()
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            logger.warning("node %s: worker %s: Redis lost during maintenance: %s", self.node_id, self.name, exc)
+            self._taking(False)
+
+    def stopped(self, cause: str) -> None:
+        """The work loop ended without a stop request (``cause``): the node takes no jobs until a worker does."""
+        self._taking(False, cause)
 
     def clean_group_registries(self) -> None:
         """Nothing: corral makes no RQ job groups, and the lock RQ takes for them (a key shared by every queue's
