@@ -20,7 +20,13 @@ from redis.client import Pipeline
 
 from . import job_signing, keys
 from .defaults import APP_LOG_STREAM_MAXLEN, EVENTS_MAXLEN, OUTPUT_STREAM_TTL, PROTOCOL_VERSION
-from .messages import CommandReportSchema, ComponentReportSchema, InstanceReportSchema, TaskEventSchema
+from .messages import (
+    CommandReportSchema,
+    ComponentReportSchema,
+    InstanceReportSchema,
+    TaskEventSchema,
+    schema_of,
+)
 
 KeyOf = Callable[[str], bytes]
 """The signing key of a node id (the manager derives it: manager_api.services.job_keys.node_key)."""
@@ -55,16 +61,8 @@ def _context(stream: str, kind: str) -> str:
     return f"{stream}\0{kind}"
 
 
-_schemas: dict[str, Schema] = {}
-
-
 def _schema(kind: str) -> Schema:
-    """One schema instance per kind (making one costs more than a small report's load): marshmallow's load
-    and dump keep no state in the instance, so threads share it."""
-    schema = _schemas.get(kind)
-    if schema is None:
-        schema = _schemas[kind] = SCHEMAS[kind]()
-    return schema
+    return schema_of(SCHEMAS[kind])
 
 
 def _append(redis: Redis, kind: str, message: dict[str, Any], key: bytes | None) -> str | None:

@@ -21,6 +21,7 @@ from shared.messages import (
     StopComponentSchema,
     StopInstanceSchema,
     StopTasksSchema,
+    schema_of,
 )
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def register(supervisor: Supervisor | None) -> None:
 
 def start_task(payload: dict[str, Any]) -> dict[str, Any]:
     """shared.jobs.START_TASK: start one task's command, once per task id."""
-    task = StartTaskSchema().load(payload)
+    task = schema_of(StartTaskSchema).load(payload)
     supervisor = _supervisor.get()
     logger.info(
         "node %s task %s: start requested (deployment %s)",
@@ -77,7 +78,7 @@ def start_task(payload: dict[str, Any]) -> dict[str, Any]:
 
 def stop_tasks(payload: dict[str, Any]) -> dict[str, Any]:
     """shared.jobs.STOP_TASKS: stop the process trees of some tasks."""
-    request = StopTasksSchema().load(payload)
+    request = schema_of(StopTasksSchema).load(payload)
     supervisor = _supervisor.get()
     logger.info(
         "node %s: stop requested for tasks %s (grace %.1fs)",
@@ -95,7 +96,7 @@ def register_commands(runner: CommandRunner | None) -> None:
 
 def run_command(payload: dict[str, Any]) -> dict[str, Any]:
     """shared.jobs.RUN_COMMAND: run one fleet task's command in the background, once per task id."""
-    request = RunCommandSchema().load(payload)
+    request = schema_of(RunCommandSchema).load(payload)
     runner = _commands.get()
     logger.info("node %s task %s: run command requested", runner.node_id, request["task_id"])
     return runner.run(request)
@@ -103,7 +104,7 @@ def run_command(payload: dict[str, Any]) -> dict[str, Any]:
 
 def cancel_command(payload: dict[str, Any]) -> dict[str, Any]:
     """shared.jobs.CANCEL_COMMAND: kill the process group of a fleet task's command."""
-    request = CancelCommandSchema().load(payload)
+    request = schema_of(CancelCommandSchema).load(payload)
     runner = _commands.get()
     logger.info("node %s task %s: cancel command requested", runner.node_id, request["task_id"])
     return runner.cancel(request["task_id"])
@@ -116,7 +117,7 @@ def register_components(manager: ComponentManager | None) -> None:
 
 def deploy_component(payload: dict[str, Any]) -> dict[str, Any]:
     """shared.jobs.DEPLOY_COMPONENT: start (or replace with a newer generation) one business component."""
-    spec = ComponentSpecSchema().load(payload)
+    spec = schema_of(ComponentSpecSchema).load(payload)
     manager = _components.get()
     logger.info(
         "node %s business %s component %s gen %s: deploy requested (%s)",
@@ -131,7 +132,7 @@ def deploy_component(payload: dict[str, Any]) -> dict[str, Any]:
 
 def stop_component(payload: dict[str, Any]) -> dict[str, Any]:
     """shared.jobs.STOP_COMPONENT: stop and remove one business component (generations up to the given one)."""
-    request = StopComponentSchema().load(payload)
+    request = schema_of(StopComponentSchema).load(payload)
     manager = _components.get()
     logger.info(
         "node %s business %s component %s: stop requested (gen <= %s, grace %.1fs)",
@@ -151,7 +152,7 @@ def register_instances(instances: AppInstances | None) -> None:
 
 def run_instance(payload: dict[str, Any]) -> dict[str, Any]:
     """shared.jobs.RUN_INSTANCE: start one app instance and keep it running (a held instance id is a no-op)."""
-    spec = InstanceSpecSchema().load(payload)
+    spec = schema_of(InstanceSpecSchema).load(payload)
     instances = _instances.get()
     logger.info(
         "node %s app %s instance %s (version %s): run requested",
@@ -165,7 +166,7 @@ def run_instance(payload: dict[str, Any]) -> dict[str, Any]:
 
 def stop_instance(payload: dict[str, Any]) -> dict[str, Any]:
     """shared.jobs.STOP_INSTANCE: stop one app instance for good (its kill signal, SIGKILL after the grace)."""
-    request = StopInstanceSchema().load(payload)
+    request = schema_of(StopInstanceSchema).load(payload)
     instances = _instances.get()
     logger.info(
         "node %s app %s instance %s: stop requested (signal %s, grace %.1fs)",

@@ -96,3 +96,8 @@ def state_is(redis: redis_lib.Redis, instance_id: str, state: str, **fields: Any
 def log_lines(redis: redis_lib.Redis, node_id: str, instance_id: str, stream: str = "stdout") -> list[str]:
     entries = redis.xrange(keys.instance_log(node_id, instance_id))
     return [f[b"line"].decode() for _id, f in entries if f[b"stream"].decode() == stream]
+
+
+def first_restart(redis: redis_lib.Redis, instance_id: str) -> dict[str, Any] | None:
+    """The first report of ``instance_id`` that tells of an automatic restart, or None yet."""
+    return next((r for r in reports(redis, instance_id) if r["restart"]), None)

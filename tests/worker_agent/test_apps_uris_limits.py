@@ -16,7 +16,7 @@ from worker_agent import jobs
 from worker_agent.app_instances import cgroups
 from worker_agent.components.image_fetch import SftpSettings
 
-from .apps_support import make_instances, reports, running, spec, state_is, stop
+from .apps_support import first_restart, make_instances, reports, running, spec, state_is, stop
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_a_memory_limit_kills_the_instance_and_reads_out_of_memory(
     with running(make_instances(data_dir, node_id, redis_client)):
         jobs.run_instance(spec("hog", hog, res_alloc={"mem_mb": 32, "cpus": 0.5}))
         report = wait_until(
-            lambda: next((r for r in reports(redis_client, "hog") if r["restart"]), None),
+            lambda: first_restart(redis_client, "hog"),
             timeout=30,
             what="the OOM kill",
         )
@@ -197,7 +197,7 @@ def test_cgroup_v2_limits_are_written_joined_and_an_oom_kill_read_from_memory_ev
         (group / "memory.events").write_text("low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\n")
         os.kill(report["pid"], 9)
         restarted = wait_until(
-            lambda: next((r for r in reports(redis_client, "v2") if r["restart"]), None),
+            lambda: first_restart(redis_client, "v2"),
             timeout=30,
             what="the OOM kill read from memory.events",
         )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from peewee import Database, SqliteDatabase
 
-from manager_api.db import database
+from manager_api.db import database, write_transaction
 from manager_api.models import Node, NodeRevision
 
 QUIET_COLUMNS = frozenset({"status", "last_seen"})
@@ -40,11 +40,13 @@ def _trigger_sql() -> dict[str, str]:
 
 def install(db: Database) -> None:
     """Create the revision row and (SQLite) the triggers that bump it, replacing those of an older version
-    (a column added to the node table is watched from the next start)."""
-    NodeRevision.insert(id=1, value=0).on_conflict_ignore().execute()
-    if not isinstance(db, SqliteDatabase):
-        return
-    with db.atomic():
+    (a column added to the node table is watched from the next start). In one write transaction: every
+    gunicorn worker installs them as it starts, and a plain transaction racing another's write would fail
+    with "database is locked" instead of waiting its turn."""
+    with write_transaction():
+        NodeRevision.insert(id=1, value=0).on_conflict_ignore().execute()
+        if not isinstance(db, SqliteDatabase):
+            return
         for name, when in _trigger_sql().items():
             db.execute_sql(f"DROP TRIGGER IF EXISTS {name}")
             db.execute_sql(f"CREATE TRIGGER {name} {when} BEGIN {_BUMP}; END")
