@@ -235,3 +235,13 @@ def matching(redis: Redis, offline_after_intervals: int, query: NodeQuery | None
         return [_document(view, _static(view)) for view in views]
     docs = (_document(view, _static(view)) for view in inventory.views(redis, rows, offline_after_intervals))
     return list(docs) if query is None else [doc for doc in docs if query.matches(doc)]
+
+
+def matching_ids(redis: Redis, offline_after_intervals: int, query: NodeQuery) -> frozenset[str]:
+    """The ids of the nodes (online or not) that ``query`` selects. A query of static fields alone reads no
+    heartbeat and builds no document: placement wants the ids, and reads the nodes' load its own way."""
+    fields = query.fields()
+    if fields is not None and not fields & DYNAMIC_FIELDS:
+        revision, rows = inventory.current_rows()
+        return _selected_ids(revision, rows, query)
+    return frozenset(doc["id"] for doc in matching(redis, offline_after_intervals, query))
