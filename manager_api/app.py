@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from manager_api import db, extensions
+from manager_api import console, db, extensions
 from manager_api.api import auth, errors, request_json, routes
 from manager_api.api.json_provider import OrjsonProvider
 from manager_api.config import Settings
@@ -30,5 +30,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(db.connect)
     app.teardown_appcontext(lambda _exc: db.close())
     routes.register(app)
+    console.register(app)
     logger.debug("manager app ready on database %s", settings.db_path)
     return app

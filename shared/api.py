@@ -8,6 +8,16 @@ JOIN_PATH = "/api/agent/join"
 HEALTH_PATH = "/healthz"
 """GET: liveness of the manager or of an agent's local endpoint; no token needed."""
 
+API_PREFIXES = ("/api/", "/deployments/")
+"""Path prefixes of the JSON API (the manual's deployments live outside /api): a bearer token, JSON errors.
+Every other path but HEALTH_PATH is the web console's (manager_api/console), which signs its users in
+with a session of its own."""
+
+
+def is_api_path(path: str) -> bool:
+    return path == HEALTH_PATH or path.startswith(API_PREFIXES)
+
+
 AUTH_HEADER = "Authorization"
 """Both tokens travel as ``Authorization: Bearer <token>``."""
 

@@ -107,3 +107,9 @@ def task_output(task_id: str, node_id: str) -> str:
 def task_changed_channel(task_id: str) -> str:
     """Pub/sub channel told each time the duties change a fleet task, so ?wait callers wake at once."""
     return f"{PREFIX}task:{task_id}:changed"
+
+
+def console_session(digest: str) -> str:
+    """Hash of one web console session (actor, csrf, created), by the SHA-256 of its cookie: whoever reads
+    Redis learns no cookie that would sign them in. Expires when the session does."""
+    return f"{PREFIX}console:session:{digest}"

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, current_app, jsonify
 from flask.typing import ResponseReturnValue
 from marshmallow import ValidationError
 from peewee import IntegrityError, OperationalError
@@ -89,6 +89,25 @@ def _logged(log: Callable[..., None], what: str, code: int, message: str) -> Cal
     return handler
 
 
+def http_error_json(exc: HTTPException) -> ResponseReturnValue:
+    """An HTTP-level failure (no such path, wrong method, a body too large) as the API's error JSON."""
+    status = exc.code or 500
+    if status == 400:
+        message = INVALID_REQUEST
+    elif status == 413:
+        message = f"Request body too large (limit {current_app.config.get('MAX_CONTENT_LENGTH')} bytes)"
+    else:
+        message = exc.name
+    response = exc.get_response()
+    body = jsonify({"error": message})
+    body.status_code = status
+    # Keep Allow on 405 and the like.
+    for header in ("Allow", "WWW-Authenticate"):
+        if header in response.headers:
+            body.headers[header] = response.headers[header]
+    return body
+
+
 def register(app: Flask) -> None:
     """Install the error handlers on ``app``."""
 
@@ -111,23 +130,7 @@ def register(app: Flask) -> None:
         RedisError, _logged(logger.error, "redis unavailable", 503, "Task queue unavailable, try again later")
     )
 
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> ResponseReturnValue:
-        status = exc.code or 500
-        if status == 400:
-            message = INVALID_REQUEST
-        elif status == 413:
-            message = f"Request body too large (limit {app.config.get('MAX_CONTENT_LENGTH')} bytes)"
-        else:
-            message = exc.name
-        response = exc.get_response()
-        body = jsonify({"error": message})
-        body.status_code = status
-        # Keep Allow on 405 and the like.
-        for header in ("Allow", "WWW-Authenticate"):
-            if header in response.headers:
-                body.headers[header] = response.headers[header]
-        return body
+    app.register_error_handler(HTTPException, http_error_json)
 
     # logger.exception: Flask calls handlers inside its except block, so the traceback is logged too
     _unexpected = _logged(logger.exception, "unhandled error", 500, "Internal server error")

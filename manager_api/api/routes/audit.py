@@ -1,4 +1,5 @@
-"""GET /api/audit?page=&page_size= (or ?limit=N, its older form): the newest audit entries first."""
+"""GET /api/audit?page=&page_size= (or ?limit=N, its older form)&actor=&action=&target=&since=&until=: the newest
+audit entries first, those filters keep."""
 
 from __future__ import annotations
 
@@ -16,5 +17,6 @@ bp = Blueprint("audit", __name__)
 def recent() -> ResponseReturnValue:
     """A page of entries, newest first."""
     args = AuditQuerySchema().load(request.args.to_dict())
-    page = audit.listing(args["page"], args["page_size"])
+    filters = {key: args.get(key) for key in audit.FILTERS}
+    page = audit.listing(args["page"], args["page_size"], **filters)
     return jsonify(presenters.listing_json(page, args["page"], args["page_size"]))

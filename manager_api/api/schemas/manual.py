@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any, ClassVar
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
@@ -138,6 +139,11 @@ class AuditQuerySchema(PageQuerySchema):
 
     PAGE_SIZE_DEFAULT = 100  # what it answered before it paged (its ``limit`` default)
     limit = older_page_size()
+    actor = Text(validate=validate.Length(max=255))  # entries whose actor contains it
+    action = Text(validate=validate.Length(max=255))
+    target = Text(validate=validate.Length(max=255))
+    since = fields.AwareDateTime(default_timezone=UTC)  # ISO 8601; without a zone, UTC
+    until = fields.AwareDateTime(default_timezone=UTC)
 
 
 class UpperString(Text):

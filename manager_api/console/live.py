@@ -1,0 +1,66 @@
+"""Live pages: Server-Sent Events that carry a fragment of HTML whenever it changes.
+
+Each stream holds a gunicorn thread, so a process serves at most STREAMS_PER_PROCESS at once (the others get a
+503 and their browser tries again), and a stream ends after STREAM_SECONDS: EventSource reconnects by itself
+(after RETRY_MS), which spreads long-lived pages over the workers and lets a restarted manager take them back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from flask import Response, stream_with_context
+
+STREAMS_PER_PROCESS = 4
+"""Live streams one manager process serves at once (of its 8 threads: the API keeps the rest)."""
+
+STREAM_SECONDS = 30.0
+"""How long one stream lasts before the browser opens the next."""
+
+RETRY_MS = 1000
+"""What the browser waits before it reconnects (the SSE ``retry`` field)."""
+
+_slots = threading.BoundedSemaphore(STREAMS_PER_PROCESS)
+
+
+def _event(name: str, html: str) -> str:
+    data = "".join(f"data: {line}\n" for line in html.splitlines() or [""])
+    return f"event: {name}\n{data}\n"
+
+
+def stream(name: str, render: Callable[[], str], every: float = 2.0) -> Response:
+    """An event stream of ``name`` events: ``render()``'s HTML at once, then again each time it changes
+    (looked at every ``every`` seconds), until STREAM_SECONDS are over."""
+    if not _slots.acquire(blocking=False):
+        response = Response("too many live pages open: retrying", status=503, mimetype="text/plain")
+        response.headers["Retry-After"] = "2"
+        return response
+
+    released = threading.Event()
+
+    def release() -> None:
+        # Closing the response (the stream ended, or the browser left) gives the slot back, once.
+        if not released.is_set():
+            released.set()
+            _slots.release()
+
+    def events() -> Iterator[str]:
+        yield f"retry: {RETRY_MS}\n\n"
+        last = None
+        ends = time.monotonic() + STREAM_SECONDS
+        while True:
+            html = render()
+            if html != last:
+                last = html
+                yield _event(name, html)
+            if time.monotonic() + every > ends:
+                return
+            time.sleep(every)
+
+    response = Response(stream_with_context(events()), mimetype="text/event-stream")
+    response.call_on_close(release)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Accel-Buffering"] = "no"  # a proxy in front must not hold the events back
+    return response

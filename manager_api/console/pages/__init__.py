@@ -1,0 +1,7 @@
+"""One module per resource of the console, each with its blueprint ``bp`` (registered under ``console``)."""
+
+from __future__ import annotations
+
+from manager_api.console.pages import audit, auth, nodes, overview
+
+ALL_PAGES = (auth, overview, nodes, audit)
