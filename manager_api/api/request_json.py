@@ -160,7 +160,12 @@ def _check_strings(value: Any) -> None:
 
 def json_object() -> dict[str, Any]:
     """The request body as a JSON object, or a 400 ApiError saying what is wrong with it (413 when too large)."""
-    text = _text(body())
+    return object_of(_text(body()))
+
+
+def object_of(text: str) -> dict[str, Any]:
+    """``text`` (a request body, or JSON typed into a console form) as a JSON object, held to the same depth and
+    well-formedness as a body; a 400 ApiError saying what is wrong otherwise."""
     _check_depth(text)
     try:
         value = json.loads(text, parse_constant=_refuse_constant)

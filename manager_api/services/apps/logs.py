@@ -77,22 +77,15 @@ def tail(redis: Redis, row: AppInstance, stream: str | None, count: int) -> list
 def follow(redis: Redis, row: AppInstance, stream: str | None, count: int, block_ms: int = BLOCK_MS) -> Iterator[str]:
     """The last ``count`` lines, then every new one as it comes, as SSE ``line`` events; ``end`` once the
     instance is gone (stopped and forgotten)."""
-    node_id, instance_id = row.node_id or "", row.id
-    log = keys.instance_log(node_id, instance_id)
+    instance_id = row.id
     lines = tail(redis, row, stream, count)
     for line in lines:
         yield sse("line", line, line["id"])
-    cursor = lines[-1]["id"] if lines else _last_id(redis, log)
+    cursor = start_cursor(redis, row, lines)
     last_sent = time.monotonic()
     while True:
-        reply = cast(list[Any], redis.xread({log: cursor}, count=BATCH, block=block_ms))
-        chunks = []
-        for _stream, entries in reply or []:
-            for entry_id, fields in entries:
-                cursor = _text(entry_id)
-                found = _line(node_id, instance_id, entry_id, fields, stream)
-                if found is not None:
-                    chunks.append(sse("line", found, found["id"]))
+        found_lines, cursor = newer(redis, row, stream, cursor, block_ms)
+        chunks = [sse("line", found, found["id"]) for found in found_lines]
         if chunks:
             last_sent = time.monotonic()
             yield "".join(chunks)
@@ -103,6 +96,29 @@ def follow(redis: Redis, row: AppInstance, stream: str | None, count: int, block
         if time.monotonic() - last_sent >= KEEPALIVE_EVERY:
             last_sent = time.monotonic()
             yield ": keepalive\n\n"
+
+
+def start_cursor(redis: Redis, row: AppInstance, lines: list[dict[str, str]]) -> str:
+    """Where to read new lines from after ``lines`` (a tail just read): after its last line, or after the
+    stream's newest entry when the tail was empty."""
+    return lines[-1]["id"] if lines else _last_id(redis, keys.instance_log(row.node_id or "", row.id))
+
+
+def newer(
+    redis: Redis, row: AppInstance, stream: str | None, cursor: str, block_ms: int = BLOCK_MS
+) -> tuple[list[dict[str, str]], str]:
+    """The lines after entry ``cursor`` (of ``stream`` only, when given; waiting up to ``block_ms`` for one),
+    oldest first, and the cursor to read on from (past lines skipped as unsigned or of the other stream too)."""
+    node_id = row.node_id or ""
+    reply = cast(list[Any], redis.xread({keys.instance_log(node_id, row.id): cursor}, count=BATCH, block=block_ms))
+    found: list[dict[str, str]] = []
+    for _stream, entries in reply or []:
+        for entry_id, fields in entries:
+            cursor = _text(entry_id)
+            line = _line(node_id, row.id, entry_id, fields, stream)
+            if line is not None:
+                found.append(line)
+    return found, cursor
 
 
 def _last_id(redis: Redis, log: str) -> str:
