@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 
 from flask import Response, stream_with_context
 
+from manager_api.http_server import DRAINING
+
 STREAMS_PER_PROCESS = 4
 """Live streams one manager process serves at once (of its 8 threads: the API keeps the rest)."""
 
@@ -55,9 +57,8 @@ def stream(name: str, render: Callable[[], str], every: float = 2.0) -> Response
             if html != last:
                 last = html
                 yield _event(name, html)
-            if time.monotonic() + every > ends:
-                return
-            time.sleep(every)
+            if time.monotonic() + every > ends or DRAINING.wait(every):
+                return  # over, or the worker is stopping: the browser reconnects to another (or the next) one
 
     response = Response(stream_with_context(events()), mimetype="text/event-stream")
     response.call_on_close(release)
