@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 from flask import Response, stream_with_context
 
-from manager_api.http_server import DRAINING
+from manager_api.stopping import STOPPING
 
 STREAMS_PER_PROCESS = 4
 """Live streams one manager process serves at once (of its 8 threads: the API keeps the rest)."""
@@ -57,7 +57,7 @@ def stream(name: str, render: Callable[[], str], every: float = 2.0) -> Response
             if html != last:
                 last = html
                 yield _event(name, html)
-            if time.monotonic() + every > ends or DRAINING.wait(every):
+            if time.monotonic() + every > ends or STOPPING.wait(every):
                 return  # over, or the worker is stopping: the browser reconnects to another (or the next) one
 
     response = Response(stream_with_context(events()), mimetype="text/event-stream")

@@ -28,8 +28,8 @@ from typing import Any
 from gunicorn.http.body import DEFAULT_MAX_CHUNK_SIZE_LINE
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from manager_api.http_server import DRAINING
 from manager_api.http_server.framing import RequestFraming, Verdict
+from manager_api.stopping import STOPPING
 from shared.defaults import MAX_BODY_BYTES
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class BufferingThreadWorker(ThreadWorker):
     """gthread whose main loop reads each request whole before a thread serves it (see the module docstring)."""
 
     def handle_exit(self, sig: int, frame: Any) -> None:
-        DRAINING.set()  # live streams end now, so the graceful stop does not wait for them
+        STOPPING.set()  # long answers (live streams, follows) end now: the graceful stop need not wait for them
         super().handle_exit(sig, frame)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
