@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from manager_api.console.pages import audit, auth, nodes, overview
+from manager_api.console.pages import audit, auth, businesses, manual, nodes, overview
 
-ALL_PAGES = (auth, overview, nodes, audit)
+ALL_PAGES = (auth, overview, nodes, businesses, manual, audit)
