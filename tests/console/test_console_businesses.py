@@ -175,12 +175,35 @@ def test_plan_deploy_see_running_and_stop_a_business(browser: WebDriver, console
 
     wait_for(browser, sampled, timeout=40, what="a usage sample in the charts' data")
     wait_for(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, ".chart .uplot canvas")) == 2, what="charts")
+    metrics = requests.get(f"{console.url}/api/businesses/{BUSINESS}/metrics", headers=console.api(), timeout=10)
+    assert set(metrics.json()["components"]) == {"web", "worker"} and metrics.json()["times"]
     legend = browser.find_element(By.ID, "chart-memory").text
     assert "web" in legend and "worker" in legend
     history = browser.find_element(By.ID, "history").text
     assert "deploying" in history and "console@127.0.0.1" in history
     browser.execute_script("document.getElementById('components-h').scrollIntoView()")
     screenshot(browser, "business")
+
+    # Update refuses bad JSON at its field; restart starts a new generation of each component.
+    _fill(browser, "spec", '{"business_name": "console shop", "components": [{"component_id": "web"}]}')
+    browser.find_element(By.ID, "update-button").click()
+    error = wait_for(browser, lambda b: b.find_elements(By.ID, "spec-error"))[0]  # type: ignore[index]
+    assert "components[0].type" in error.text
+    browser.find_element(By.ID, "restart-button").click()
+
+    def restarted(b: WebDriver) -> bool:
+        rows = b.find_elements(By.CSS_SELECTOR, "#components tbody tr[data-component]")
+        return len(rows) == 2 and all(
+            r.get_attribute("data-status") == "running"
+            and r.find_elements(By.TAG_NAME, "td")[4].text == "2"
+            and r.find_element(By.CSS_SELECTOR, ".pid").text.isdigit()
+            for r in rows
+        )
+
+    wait_for(browser, _live(restarted), timeout=40, what="both components running again, generation 2")
+    answer = requests.get(f"{console.url}/api/businesses/{BUSINESS}", headers=console.api(), timeout=10).json()
+    assert {c["generation"] for c in answer["components"]} == {2}
+    assert not {c["pid"] for c in answer["components"]} & pids
 
     # Stop (after a confirmation): the page follows by itself, the processes are gone.
     browser.find_element(By.ID, "stop-button").click()
@@ -195,6 +218,8 @@ def test_plan_deploy_see_running_and_stop_a_business(browser: WebDriver, console
     rows = browser.find_elements(By.CSS_SELECTOR, "#businesses tr[data-business]")
     assert [r.get_attribute("data-business") for r in rows] == [BUSINESS]
     browser.get(console.url + "/businesses?status=running")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#businesses tr[data-business]")
+    browser.get(console.url + "/businesses?name=nothing-like-it")
     assert not browser.find_elements(By.CSS_SELECTOR, "#businesses tr[data-business]")
     browser.get(console.url + "/businesses")
     screenshot(browser, "businesses")

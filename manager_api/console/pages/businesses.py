@@ -127,13 +127,13 @@ def deploy() -> ResponseReturnValue:
 
 def _detail(business_id: str, status: int = 200, **context: Any) -> ResponseReturnValue:
     business = business_json.detail_json(business_reads.detail(_known(business_id)))
-    usage = business_reads.usage_history(business_id)
-    charts = {
-        "times": usage.times,
-        "cpu": [{"label": cid, "values": values} for cid, values in usage.cpu.items()],
-        "memory": [{"label": cid, "values": values} for cid, values in usage.memory.items()],
+    usage = business_json.usage_json(business_id, business_reads.usage_history(business_id))
+    charts = {  # what charts.js draws: one line per component on each chart
+        "times": usage["times"],
+        "cpu": [{"label": cid, "values": c["cpu_percent"]} for cid, c in usage["components"].items()],
+        "memory": [{"label": cid, "values": c["memory_mb"]} for cid, c in usage["components"].items()],
     }
-    return render("business.html", status, business=business, charts=charts, samples=len(usage.times), **context)
+    return render("business.html", status, business=business, charts=charts, samples=len(usage["times"]), **context)
 
 
 @bp.get("/businesses/<business_id>")
@@ -144,7 +144,7 @@ def detail(business_id: str) -> ResponseReturnValue:
 @bp.get("/console/live/businesses/<business_id>")
 def stream(business_id: str) -> ResponseReturnValue:
     """The business's state and components, sent again whenever they change."""
-    business_id = _known(business_id)
+    business_id = businesses.get(_known(business_id)).business_id  # a 404 now, not a stream that breaks
 
     def fragment() -> str:
         business = business_json.detail_json(business_reads.detail(business_id))
