@@ -230,6 +230,7 @@ def test_create_deploy_and_stop_a_template_of_the_manual(browser: WebDriver, con
     browser.get(console.url + "/manual")
     sign_in(browser, console)
     wait_for(browser, lambda b: "/manual" in b.current_url and b.find_elements(By.ID, "spec"))
+    assert len(browser.find_elements(By.ID, "spec")) == 1  # one form, one field of that id
     browser.find_element(By.CSS_SELECTOR, "#new-template summary").click()  # the form opens on demand
 
     _fill(browser, "spec", '{"name": "x", "task_groups": [}')
