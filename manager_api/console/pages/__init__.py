@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from manager_api.console.pages import audit, auth, nodes, overview, schedules, tasks
+from manager_api.console.pages import audit, auth, businesses, manual, nodes, overview, schedules, tasks
 
-ALL_PAGES = (auth, overview, nodes, tasks, schedules, audit)
+ALL_PAGES = (auth, overview, nodes, businesses, manual, tasks, schedules, audit)
