@@ -44,6 +44,12 @@ def test_sign_in_see_the_nodes_edit_tags_and_query_by_them(browser: WebDriver, c
     field.send_keys("web canary")
     field.submit()
     wait_for(browser, lambda b: "canary" in b.find_element(By.ID, "tags-h").find_element(By.XPATH, "..").text)
+    # Its CPU and memory history drawn (uPlot draws on a canvas) from the samples the API answers too.
+    node_a_id = browser.find_element(By.CSS_SELECTOR, "dl.facts code").text
+    samples = requests.get(f"{console.url}/api/nodes/{node_a_id}/metrics", headers=console.api(), timeout=10).json()
+    assert samples["at"] and len(samples["cpu_percent"]) == len(samples["at"])
+    wait_for(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#chart-cpu canvas"), what="the CPU chart")
+    assert browser.find_elements(By.CSS_SELECTOR, "#chart-memory canvas")
     screenshot(browser, "node")
     node_a = console.node_id("node-a")
     answer = requests.get(f"{console.url}/api/nodes/{node_a}", headers=console.api(), timeout=10).json()

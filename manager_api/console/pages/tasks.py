@@ -5,12 +5,11 @@ The same services and presenters as /api/tasks."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from flask import Blueprint, Response, redirect, render_template, request, stream_with_context, url_for
+from flask import Blueprint, Response, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from marshmallow import ValidationError
 
@@ -37,13 +36,8 @@ PAGE_SIZE = 25
 FORM_FIELDS = ("name", "command", "targets", "timeout")
 """The run form's fields an error can be shown at (any other goes above the form)."""
 
-OUTPUT_STREAMS_PER_PROCESS = 2
-"""Task pages one manager process follows at once (besides live.py's streams: the API keeps the rest)."""
-
 STATE_EVERY = 1.0
 """Seconds between two looks at a running task's results while its output is followed."""
-
-_slots = threading.BoundedSemaphore(OUTPUT_STREAMS_PER_PROCESS)
 
 
 def _known_nodes() -> list[dict[str, Any]]:
@@ -180,12 +174,6 @@ def _parse(text: str) -> Iterator[tuple[str | None, str, dict[str, Any]]]:
             yield entry_id, event, json.loads(data) if data else {}
 
 
-def _event(name: str, html: str, entry_id: str | None = None) -> str:
-    head = f"id: {entry_id}\n" if entry_id else ""
-    data = "".join(f"data: {line}\n" for line in html.splitlines() or [""])
-    return f"{head}event: {name}\n{data}\n"
-
-
 def _output_events(task_id: str, after: str | None) -> Iterator[str]:
     """The task's output lines as HTML appended per node (``out-<node id>`` events), its results as ``state``
     (sent again when they change), and ``end`` once it is over and every line was sent."""
@@ -205,7 +193,7 @@ def _output_events(task_id: str, after: str | None) -> Iterator[str]:
                 elif event == "end":
                     over = True
             out = [
-                _event(f"out-{node}", render_template("console/_task_lines.html", lines=rows))
+                live.event(f"out-{node}", render_template("console/_task_lines.html", lines=rows))
                 for node, rows in by_node.items()
             ]
             if out:
@@ -216,9 +204,9 @@ def _output_events(task_id: str, after: str | None) -> Iterator[str]:
                 html = render_template("console/_task_state.html", task=_task(task_id), over=over)
                 if html != last_state:
                     last_state = html
-                    yield _event("state", html)
+                    yield live.event("state", html)
             if over:
-                yield _event("end", "")
+                yield live.event("end", "")
                 return
             if time.monotonic() >= ends:
                 return  # the browser reconnects with Last-Event-ID
@@ -229,23 +217,5 @@ def _output_events(task_id: str, after: str | None) -> Iterator[str]:
 @bp.get("/console/live/tasks/<task_id>")
 def follow(task_id: str) -> Response:
     _task(task_id)
-    if not _slots.acquire(blocking=False):
-        busy = Response("too many task pages followed: retrying", status=503, mimetype="text/plain")
-        busy.headers["Retry-After"] = "2"
-        return busy
-    released = threading.Event()
-
-    def release() -> None:
-        if not released.is_set():
-            released.set()
-            _slots.release()
-
     after = request.headers.get("Last-Event-ID", "").strip()
-    response = Response(
-        stream_with_context(_output_events(task_id, after if STREAM_ID.match(after) else None)),
-        mimetype="text/event-stream",
-    )
-    response.call_on_close(release)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Accel-Buffering"] = "no"
-    return response
+    return live.respond(lambda: _output_events(task_id, after if STREAM_ID.match(after) else None))
