@@ -138,7 +138,9 @@ def test_phone_width_and_the_keyboard(console: Console) -> None:
     phone = make_browser(390, 844)
     try:
         sign_in(phone, console)
-        for path in ("/", "/nodes", "/audit", f"/nodes/{console.node_id('node-a')}"):
+        pages = ["/", "/nodes", "/audit", f"/nodes/{console.node_id('node-a')}"]
+        pages += ["/tasks", "/schedules", "/businesses", "/businesses/new", "/manual"]
+        for path in pages:
             phone.get(console.url + path)
             wait_for(phone, lambda b: b.find_elements(By.TAG_NAME, "h1"))
             # Wide tables scroll inside their box; the page itself never scrolls sideways.
