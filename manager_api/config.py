@@ -30,6 +30,8 @@ class Settings:
     component_stop_grace_seconds: float = defaults.COMPONENT_STOP_GRACE_SECONDS  # unless a component says
     component_metrics_retention_hours: float = defaults.COMPONENT_METRICS_RETENTION_HOURS
     component_metrics_every_seconds: float = 10.0  # at most one usage sample stored per component this often
+    node_metrics_every_seconds: float = 60.0  # one CPU/memory sample per online node this often (0: none)
+    node_metrics_retention_hours: float = 24.0
     component_resend_seconds: float = 30.0  # a deploy or stop unanswered this long is sent again
     log_level: str = "INFO"
 

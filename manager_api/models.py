@@ -67,6 +67,23 @@ class Node(BaseModel):
         table_name = "node"
 
 
+class NodeMetric(BaseModel):
+    """A node's CPU and memory use, sampled from its heartbeat by the duties (services/nodes/metrics_history.py)
+    every node_metrics_every_seconds and kept node_metrics_retention_hours: what the console's node chart and
+    GET /api/nodes/{id}/metrics show."""
+
+    id = AutoField()
+    node = ForeignKeyField(Node, backref="metrics", on_delete="CASCADE")
+    node_id: str  # the key column peewee reads without a join
+    at = DateTimeField(index=True)
+    cpu_percent = FloatField()
+    memory_percent = FloatField()
+
+    class Meta:
+        table_name = "node_metrics"
+        indexes = ((("node", "at"), False),)
+
+
 class NodeRevision(BaseModel):
     """One row counting the changes to what a node's document is made of (the node table but for the duties'
     status and last_seen), bumped by database triggers (services/nodes/revision.py): readers keep the node rows
@@ -438,6 +455,7 @@ class AppRestart(BaseModel):
 
 ALL_MODELS = [
     Node,
+    NodeMetric,
     NodeRevision,
     ManagerKey,
     Template,

@@ -40,6 +40,7 @@ from manager_api.services.deployments import task_events
 from manager_api.services.fleet_tasks import reports as fleet_task_reports
 from manager_api.services.fleet_tasks import upkeep as fleet_task_upkeep
 from manager_api.services.nodes import liveness as node_liveness
+from manager_api.services.nodes import metrics_history as node_metrics
 from manager_api.services.nodes import presence as node_presence
 from manager_api.services.schedules.runner import ScheduleRunner
 from shared import heartbeat, keys, report_streams
@@ -104,6 +105,7 @@ class Duties:
         self._holding = False
         self._next_prune = 0.0
         self._next_metrics_prune = 0.0
+        self._next_node_sample = 0.0
         self._next_resend = 0.0
         self._redis_run_id = ""  # of the Redis the duties last saw: a new one means Redis restarted
         self.resender = business_upkeep.Resender(settings.component_resend_seconds)
@@ -295,9 +297,14 @@ class Duties:
         if time.monotonic() >= self._next_resend:
             self._next_resend = time.monotonic() + min(RESEND_CHECK_EVERY, self.settings.component_resend_seconds)
             self._send(self.resender.overdue(self.settings.component_stop_grace_seconds))
+        every = self.settings.node_metrics_every_seconds
+        if every > 0 and time.monotonic() >= self._next_node_sample:
+            self._next_node_sample = time.monotonic() + every
+            node_metrics.sample(self.redis, self.settings.offline_after_intervals)
         if time.monotonic() >= self._next_metrics_prune:
             self._next_metrics_prune = time.monotonic() + METRICS_PRUNE_EVERY
             business_upkeep.prune_metrics(self.settings.component_metrics_retention_hours)
+            node_metrics.prune(self.settings.node_metrics_retention_hours)
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + PRUNE_EVERY
             fleet_task_upkeep.prune(self.redis, self.settings.task_retention_days)

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 
 from flask import Response, stream_with_context
 
+from manager_api.stopping import STOPPING
+
 STREAMS_PER_PROCESS = 4
 """Live streams one manager process serves at once (of its 8 threads: the API keeps the rest)."""
 
@@ -25,19 +27,20 @@ RETRY_MS = 1000
 _slots = threading.BoundedSemaphore(STREAMS_PER_PROCESS)
 
 
-def _event(name: str, html: str) -> str:
+def event(name: str, html: str, entry_id: str | None = None) -> str:
+    """One SSE event carrying ``html`` (``entry_id``: what a reconnecting browser sends as Last-Event-ID)."""
+    head = f"id: {entry_id}\n" if entry_id else ""
     data = "".join(f"data: {line}\n" for line in html.splitlines() or [""])
-    return f"event: {name}\n{data}\n"
+    return f"{head}event: {name}\n{data}\n"
 
 
-def stream(name: str, render: Callable[[], str], every: float = 2.0) -> Response:
-    """An event stream of ``name`` events: ``render()``'s HTML at once, then again each time it changes
-    (looked at every ``every`` seconds), until STREAM_SECONDS are over."""
+def respond(events: Callable[[], Iterator[str]]) -> Response:
+    """An event stream of what ``events()`` yields, in one of this process's STREAMS_PER_PROCESS slots (a 503
+    the browser retries when none is free); the slot is given back when the response closes."""
     if not _slots.acquire(blocking=False):
         response = Response("too many live pages open: retrying", status=503, mimetype="text/plain")
         response.headers["Retry-After"] = "2"
         return response
-
     released = threading.Event()
 
     def release() -> None:
@@ -45,6 +48,17 @@ def stream(name: str, render: Callable[[], str], every: float = 2.0) -> Response
         if not released.is_set():
             released.set()
             _slots.release()
+
+    response = Response(stream_with_context(events()), mimetype="text/event-stream")
+    response.call_on_close(release)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Accel-Buffering"] = "no"  # a proxy in front must not hold the events back
+    return response
+
+
+def stream(name: str, render: Callable[[], str], every: float = 2.0) -> Response:
+    """An event stream of ``name`` events: ``render()``'s HTML at once, then again each time it changes
+    (looked at every ``every`` seconds), until STREAM_SECONDS are over or the manager stops."""
 
     def events() -> Iterator[str]:
         yield f"retry: {RETRY_MS}\n\n"
@@ -54,13 +68,8 @@ def stream(name: str, render: Callable[[], str], every: float = 2.0) -> Response
             html = render()
             if html != last:
                 last = html
-                yield _event(name, html)
-            if time.monotonic() + every > ends:
-                return
-            time.sleep(every)
+                yield event(name, html)
+            if time.monotonic() + every > ends or STOPPING.wait(every):
+                return  # over, or the worker is stopping: the browser reconnects to another (or the next) one
 
-    response = Response(stream_with_context(events()), mimetype="text/event-stream")
-    response.call_on_close(release)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Accel-Buffering"] = "no"  # a proxy in front must not hold the events back
-    return response
+    return respond(events)

@@ -29,6 +29,7 @@ from gunicorn.http.body import DEFAULT_MAX_CHUNK_SIZE_LINE
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from manager_api.http_server.framing import RequestFraming, Verdict
+from manager_api.stopping import STOPPING
 from shared.defaults import MAX_BODY_BYTES
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,10 @@ class BufferedConn(TConn):
 
 class BufferingThreadWorker(ThreadWorker):
     """gthread whose main loop reads each request whole before a thread serves it (see the module docstring)."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        STOPPING.set()  # long answers (live streams, follows) end now: the graceful stop need not wait for them
+        super().handle_exit(sig, frame)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -172,8 +177,12 @@ class BufferingThreadWorker(ThreadWorker):
 
     def _keepalive_after(self, conn: BufferedConn, keepalive: bool) -> bool:
         # A request that was not read whole (too large, malformed) leaves unknown bytes behind: close, never
-        # drain them in a thread.
-        return conn.whole_request and bool(super()._keepalive_after(conn, keepalive))
+        # drain them in a thread. One read whole is in memory, so a body the route did not read drains from
+        # there whatever its size (up to MAX_BODY_BYTES): gunicorn's own drain gives up past 64 KiB and closed
+        # the connection it had just answered "keep-alive" on, and the client's next request on it failed.
+        if not (keepalive and conn.whole_request):
+            return False
+        return bool(conn.parser.finish_body())
 
     def murder_pending(self) -> None:
         """gthread's expiry of connections waiting for data, plus the requests not read in time and lingering

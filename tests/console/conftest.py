@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -31,6 +32,7 @@ class Console:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.env = isolated_env(workdir)
+        self.env["CORRAL_NODE_METRICS_EVERY_SECONDS"] = "1"  # the node chart has points within seconds
         self.manager = Manager(workdir, self.env, ["--api-token", TOKEN])
         self.agents = {name: Agent(workdir, self.env, self.manager, name, INTERVAL) for name in ("node-a", "node-b")}
         self.agents["node-a"].args += ["--tag", "web"]
@@ -114,7 +116,9 @@ def sign_in(browser: WebDriver, console: Console, token: str = TOKEN) -> None:
 
 def wait_for(browser: WebDriver, condition, timeout: float = 20, what: str = "") -> object:  # type: ignore[no-untyped-def]
     """Poll ``condition(browser)`` until truthy (WebDriverWait: polling with a deadline, no fixed sleeps)."""
-    return WebDriverWait(browser, timeout, poll_frequency=0.1).until(condition, message=what)
+    # A live update may replace an element between finding and reading it: that is "not yet", not a failure.
+    waiting = WebDriverWait(browser, timeout, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,))
+    return waiting.until(condition, message=what)
 
 
 def screenshot(browser: WebDriver, name: str) -> None:

@@ -3,13 +3,15 @@ edited, the audit log, and what a wrong token or a bad query shows."""
 
 from __future__ import annotations
 
+import pytest
 import requests
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from .conftest import Console, console_errors, screenshot, sign_in, wait_for
+from .conftest import Console, console_errors, make_browser, screenshot, sign_in, wait_for
 
-pytestmark = __import__("pytest").mark.e2e
+pytestmark = pytest.mark.e2e
 
 
 def test_a_wrong_token_is_refused_with_a_clear_message(browser: WebDriver, console: Console) -> None:
@@ -42,6 +44,12 @@ def test_sign_in_see_the_nodes_edit_tags_and_query_by_them(browser: WebDriver, c
     field.send_keys("web canary")
     field.submit()
     wait_for(browser, lambda b: "canary" in b.find_element(By.ID, "tags-h").find_element(By.XPATH, "..").text)
+    # Its CPU and memory history drawn (uPlot draws on a canvas) from the samples the API answers too.
+    node_a_id = browser.find_element(By.CSS_SELECTOR, "dl.facts code").text
+    samples = requests.get(f"{console.url}/api/nodes/{node_a_id}/metrics", headers=console.api(), timeout=10).json()
+    assert samples["at"] and len(samples["cpu_percent"]) == len(samples["at"])
+    wait_for(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#chart-cpu canvas"), what="the CPU chart")
+    assert browser.find_elements(By.CSS_SELECTOR, "#chart-memory canvas")
     screenshot(browser, "node")
     node_a = console.node_id("node-a")
     answer = requests.get(f"{console.url}/api/nodes/{node_a}", headers=console.api(), timeout=10).json()
@@ -124,3 +132,31 @@ def test_a_form_without_its_csrf_token_is_refused(console: Console) -> None:
         assert refused.status_code == 403 and "expired or came from another site" in refused.text
         answer = requests.get(f"{console.url}/api/nodes/{node_a}", headers=console.api(), timeout=10).json()
         assert "evil" not in answer["tags"]
+
+
+def test_phone_width_and_the_keyboard(console: Console) -> None:
+    phone = make_browser(390, 844)
+    try:
+        sign_in(phone, console)
+        pages = ["/", "/nodes", "/audit", f"/nodes/{console.node_id('node-a')}"]
+        pages += ["/tasks", "/schedules", "/businesses", "/businesses/new", "/manual"]
+        for path in pages:
+            phone.get(console.url + path)
+            wait_for(phone, lambda b: b.find_elements(By.TAG_NAME, "h1"))
+            # Wide tables scroll inside their box; the page itself never scrolls sideways.
+            overflow = phone.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"{path} is {overflow}px wider than a phone"
+        phone.get(console.url + "/nodes")
+        screenshot(phone, "nodes-phone")
+        # The first Tab reaches "Skip to content", the next ones the navigation, then the query box.
+        body = phone.find_element(By.TAG_NAME, "body")
+        body.send_keys(Keys.TAB)
+        assert phone.switch_to.active_element.text == "Skip to content"
+        labels = phone.execute_script(
+            "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]"
+            ".filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.name)"
+        )
+        assert labels == [], f"controls without a label: {labels}"
+        assert console_errors(phone) == []
+    finally:
+        phone.quit()

@@ -21,6 +21,7 @@ from manager_api import db
 from manager_api.api.request_json import MAX_DEPTH, NOT_AN_OBJECT
 from manager_api.app import create_app
 from manager_api.config import Settings
+from shared.api import is_api_path
 from shared.defaults import MAX_BODY_BYTES
 from tests.e2e.harness import Manager, isolated_env
 from tests.support import wait_until
@@ -155,7 +156,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         for route in every_route(workdir):
             # A route that reads its body says so of one that is not JSON; the others do not look at it.
             answer = found.send(route, b"not json")
-            takes_body = answer.status_code == 400 and error_of(answer) == NOT_AN_OBJECT
+            # The web console's pages take forms, not JSON, and answer errors as pages (checked below).
+            takes_body = is_api_path(route.path) and answer.status_code == 400 and error_of(answer) == NOT_AN_OBJECT
             (found.body_routes if takes_body else found.other_routes).append(route)
         names = {str(route) for route in found.body_routes}
         assert KNOWN_BODY_ROUTES <= names, KNOWN_BODY_ROUTES - names
@@ -194,8 +196,11 @@ def test_every_route_that_takes_a_body_answers_a_hostile_one_400_naming_the_prob
     for route in stack.other_routes:
         answer = stack.send(route, hostile.body)
         assert answer.status_code < 500, (str(route), answer.status_code, answer.text[:300])
-        if answer.status_code >= 400:
+        if answer.status_code >= 400 and is_api_path(route.path):
             assert error_of(answer)
+        elif answer.status_code >= 400:  # a console page: its error page, never a stack trace
+            assert answer.headers["Content-Type"].startswith("text/html"), (str(route), answer.text[:300])
+            assert "Traceback" not in answer.text, str(route)
 
 
 def test_every_route_answers_413_to_a_body_over_the_limit_with_a_length_or_chunked(stack: Stack) -> None:
@@ -204,7 +209,10 @@ def test_every_route_answers_413_to_a_body_over_the_limit_with_a_length_or_chunk
         for framing, body in (("Content-Length", huge), ("chunked", chunked(huge))):
             answer = stack.send(route, body)
             assert answer.status_code == 413, (str(route), framing, answer.status_code, answer.text[:300])
-            assert error_of(answer) == TOO_LARGE
+            if is_api_path(route.path):
+                assert error_of(answer) == TOO_LARGE
+            else:  # a console page: its error page
+                assert answer.headers["Content-Type"].startswith("text/html") and "Traceback" not in answer.text
 
 
 def test_a_chunked_body_is_held_to_the_limit_to_the_byte(stack: Stack) -> None:
@@ -260,3 +268,14 @@ def test_the_manager_stays_healthy_and_its_memory_bounded(stack: Stack) -> None:
         print(f"\nworker {pid}: {before[pid] / MIB:.1f} MiB, {grown:+.1f} after one round, {regrown:+.1f} after 3 more")
         # One round may warm caches and the allocator up; more rounds must not add to it (nothing kept).
         assert grown < 32 and regrown < 8, (pid, grown, regrown)
+
+
+def test_a_large_body_a_route_does_not_read_leaves_the_kept_alive_connection_usable(stack: Stack) -> None:
+    """gunicorn drains an unread body of at most 64 KiB before the next request; past that it closed the
+    connection it had just answered "keep-alive" on, and the client's next request on it failed."""
+    for size in (200 * 1024, MAX_BODY_BYTES - 1024):
+        with requests.Session() as client:
+            for _ in range(5):
+                ignored = client.get(stack.manager.url + "/api/task/node", data=b"x" * size, timeout=30)
+                assert ignored.status_code == 200 and ignored.headers.get("Connection") != "close"
+                assert client.get(stack.manager.url + "/healthz", timeout=30).status_code == 200

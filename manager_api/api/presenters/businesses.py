@@ -11,7 +11,7 @@ from typing import Any
 
 from manager_api.api.presenters.serialize import iso
 from manager_api.models import Business, BusinessComponent, BusinessHistory
-from manager_api.services.businesses.reads import BusinessDetail, PlacedComponent
+from manager_api.services.businesses.reads import BusinessDetail, PlacedComponent, UsageSeries
 from manager_api.services.paging import Page
 
 
@@ -108,3 +108,16 @@ def listing_json(page: Page, page_number: int, page_size: int) -> dict[str, Any]
         for b in page.rows
     ]
     return {"businesses": items, "total": page.total, "page": page_number, "page_size": page_size}
+
+
+def usage_json(business_id: str, usage: UsageSeries) -> dict[str, Any]:
+    """A business's stored usage samples on one time axis (GET /api/businesses/{id}/metrics): ``times`` in
+    epoch seconds, per component its CPU percent and memory MB at each (null where it has no sample then)."""
+    return {
+        "business_id": business_id,
+        "times": usage.times,
+        "components": {
+            component_id: {"cpu_percent": usage.cpu[component_id], "memory_mb": usage.memory[component_id]}
+            for component_id in usage.cpu
+        },
+    }

@@ -1,4 +1,5 @@
-"""Businesses (document 001 §5): deploy (or plan only), list, show, components, stop, restart, update, delete."""
+"""Businesses (document 001 §5): deploy (or plan only), list, show, components, usage history, stop, restart,
+update, delete."""
 
 from __future__ import annotations
 
@@ -52,6 +53,13 @@ def detail(business_id: str) -> ResponseReturnValue:
 def components(business_id: str) -> ResponseReturnValue:
     """The components of a business (a JSON array, document 001 §5.7)."""
     return jsonify(business_json.components_json(business_reads.components(_known(business_id))))
+
+
+@bp.get("/api/businesses/<business_id>/metrics")
+def metrics(business_id: str) -> ResponseReturnValue:
+    """The components' stored usage samples (kept for the retention period), oldest first, on one time axis."""
+    business_id = _known(business_id)
+    return jsonify(business_json.usage_json(business_id, business_reads.usage_history(business_id)))
 
 
 @bp.put("/api/businesses/<business_id>")

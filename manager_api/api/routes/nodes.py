@@ -12,10 +12,16 @@ from manager_api.api.errors import ApiError
 from manager_api.api.presenters import nodes as presenters
 from manager_api.api.request_json import load
 from manager_api.api.schemas.manual import MAX_ID
-from manager_api.api.schemas.nodes import NodeLabelsPatchSchema, NodeLabelsSchema, NodeTagsSchema
+from manager_api.api.schemas.nodes import (
+    NodeLabelsPatchSchema,
+    NodeLabelsSchema,
+    NodeMetricsQuerySchema,
+    NodeTagsSchema,
+)
 from manager_api.services.nodes import documents as node_documents
 from manager_api.services.nodes import inventory as node_inventory
 from manager_api.services.nodes import manual_list as nodes
+from manager_api.services.nodes import metrics_history
 from manager_api.services.nodes import query as node_query
 from manager_api.services.nodes import removal as node_removal
 
@@ -102,3 +108,12 @@ def clear_tags(node_id: str) -> ResponseReturnValue:
 def forget(node_id: str) -> ResponseReturnValue:
     """Forget an offline node: out of lists and placement, its history kept; its agent may join again."""
     return jsonify(node_removal.forget(extensions.redis(), _known(node_id), auth.actor(), extensions.settings()))
+
+
+@bp.get("/api/nodes/<node_id>/metrics")
+def metrics(node_id: str) -> ResponseReturnValue:
+    """The node's CPU and memory use over the last ``hours`` (default 6, at most the retention): parallel
+    lists ``at`` (Unix seconds), ``cpu_percent``, ``memory_percent``, oldest first."""
+    node_inventory.require(_known(node_id))
+    args = NodeMetricsQuerySchema().load(request.args.to_dict())
+    return jsonify(metrics_history.series(node_id, args["hours"]))

@@ -67,3 +67,9 @@ class NodeTagsSchema(_Strict):
     def _each_once(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
         # Stripped and each once, in the order given: what the node shows and queries match.
         return {"tags": None if data["tags"] is None else check_tags(data["tags"])}
+
+
+class NodeMetricsQuerySchema(_Strict):
+    """Query string of GET /api/nodes/{id}/metrics."""
+
+    hours = fields.Float(load_default=6.0, validate=validate.Range(min=0, min_inclusive=False, max=24 * 31))

@@ -14,13 +14,16 @@ from manager_api.api.presenters import nodes as presenters
 from manager_api.api.schemas.nodes import NodeTagsSchema
 from manager_api.console.views import is_htmx, render
 from manager_api.services.errors import Invalid
-from manager_api.services.nodes import documents, inventory, workload
+from manager_api.services.nodes import documents, inventory, metrics_history, workload
 from manager_api.services.nodes import query as node_query
 
 bp = Blueprint("nodes", __name__)
 
 PAGE_SIZE = 100
 """Nodes shown per page of the table."""
+
+CHART_HOURS = 6.0
+"""The span of a node page's CPU and memory chart (GET /api/nodes/{id}/metrics?hours= answers any)."""
 
 
 def _page_number() -> int:
@@ -64,7 +67,14 @@ def _detail(
     if tags_text is None:
         tags_text = " ".join(node["tags"])
     running = workload.on_node(node_id)
-    return render("node.html", status, node=node, running=running, tag_error=tag_error, tags_text=tags_text)
+    history = metrics_history.series(node_id, CHART_HOURS)
+    charts = {  # charts.js's data block, as the business page draws its components'
+        "times": history["at"],
+        "cpu": [{"label": "CPU", "values": history["cpu_percent"]}],
+        "memory": [{"label": "memory", "values": history["memory_percent"]}],
+    }
+    context = {"running": running, "tag_error": tag_error, "tags_text": tags_text, "charts": charts}
+    return render("node.html", status, node=node, chart_hours=CHART_HOURS, **context)
 
 
 @bp.post("/nodes/<node_id>/tags")

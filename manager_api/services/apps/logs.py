@@ -15,6 +15,7 @@ from redis import Redis
 from manager_api.models import AppInstance
 from manager_api.services import job_keys
 from manager_api.services.fleet_tasks.output import sse
+from manager_api.stopping import STOPPING
 from shared import keys, report_streams
 from shared.defaults import APP_LOG_STREAM_MAXLEN
 
@@ -93,6 +94,8 @@ def follow(redis: Redis, row: AppInstance, stream: str | None, count: int, block
         if AppInstance.get_or_none(AppInstance.id == instance_id) is None:
             yield sse("end", {"instance_id": instance_id})
             return
+        if STOPPING.is_set():
+            return  # this manager stops: the client reconnects with Last-Event-ID and loses nothing
         if time.monotonic() - last_sent >= KEEPALIVE_EVERY:
             last_sent = time.monotonic()
             yield ": keepalive\n\n"

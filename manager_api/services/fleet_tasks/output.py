@@ -13,6 +13,7 @@ from redis import Redis
 from manager_api.models import FleetTask, TaskHost
 from manager_api.services import job_keys
 from manager_api.services.fleet_tasks import reads as fleet_task_reads
+from manager_api.stopping import STOPPING
 from shared import keys, report_streams
 
 logger = logging.getLogger(__name__)
@@ -174,6 +175,8 @@ def follow(
             logger.debug("output of fleet task %s ended (%s, %d lines sent)", task_id, state.status, state.sent)
             yield sse("end", {"task_id": task_id, "status": state.status})
             return
+        if STOPPING.is_set():
+            return  # this manager stops: the client reconnects with Last-Event-ID and loses nothing
         if time.monotonic() >= state.next_status:
             state.look_at_status()
             if state.over:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 from redis import ConnectionPool, Redis
 
@@ -74,3 +76,18 @@ def status_of(task_id: str) -> tuple[str, bool] | None:
     if found is None:
         return None
     return found[0], is_final(*found)
+
+
+def rerun_body(task_id: str) -> dict[str, Any]:
+    """What POST /api/tasks would take to run ``task_id`` again: its name, description, command, parameters,
+    targets, timeout and env (the targets resolved anew when it starts)."""
+    task = get(task_id)
+    return {
+        "name": task.name,
+        "description": task.description,
+        "command": task.command,
+        "parameters": task.parameters,
+        "targets": json.loads(task.targets),
+        "timeout": task.timeout,
+        "env": json.loads(task.env),
+    }

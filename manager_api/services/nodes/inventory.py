@@ -181,6 +181,12 @@ def _components_on(node_id: str) -> list[BusinessComponent]:
     return list(query)
 
 
+def require(node_id: str) -> None:
+    """NotFound unless ``node_id`` is a known node (joined, not forgotten)."""
+    if not Node.select(Node.id).where(Node.id == node_id, known()).exists():
+        raise NotFound(NOT_FOUND)
+
+
 def detail(redis: Redis, node_id: str, offline_after_intervals: int) -> NodeDetail:
     """One node as in the list and every component placed on it (404)."""
     row = Node.select(*_FIELDS).where(Node.id == node_id, known()).tuples().first()

@@ -1,0 +1,126 @@
+"""Schedules: fleet tasks fired by cron or every N seconds. The list with each one's next and last run (and
+the task it started last), a create form taking what POST /api/schedules takes, pause, resume and delete.
+The same services and presenters as /api/schedules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, redirect, request, url_for
+from flask.typing import ResponseReturnValue
+from marshmallow import ValidationError
+
+from manager_api.api import auth
+from manager_api.api.errors import first_error
+from manager_api.api.presenters import schedules as presenters
+from manager_api.api.schemas.manual import ScheduleSchema
+from manager_api.console.views import render
+from manager_api.services.errors import Conflict, Invalid
+from manager_api.services.schedules import actions as schedules
+
+bp = Blueprint("schedules", __name__)
+
+PAGE_SIZE = 100
+"""Schedules per page."""
+
+FORM_FIELDS = ("name", "command", "targets", "timeout", "cron", "interval")
+"""The create form's fields an error can be shown at (any other goes above the form)."""
+
+EMPTY_FORM = {
+    "name": "",
+    "command": "",
+    "targets": "",
+    "timeout": "",
+    "trigger": "interval",
+    "cron": "",
+    "interval": "",
+}
+
+
+def _page_number() -> int:
+    try:
+        return max(1, int(request.args.get("page", "1")))
+    except ValueError:
+        return 1
+
+
+def _listing(
+    status: int = 200, form: dict[str, str] | None = None, errors: dict[str, str] | None = None
+) -> ResponseReturnValue:
+    page = _page_number()
+    found = schedules.listing(page, PAGE_SIZE)
+    rows = presenters.listing_json(found, page, PAGE_SIZE)["schedules"]
+    pages = max(1, -(-found.total // PAGE_SIZE))
+    return render(
+        "schedules.html",
+        status,
+        schedules=rows,
+        total=found.total,
+        page=page,
+        pages=pages,
+        form=form or dict(EMPTY_FORM),
+        errors=errors or {},
+    )
+
+
+@bp.get("/schedules")
+def listing() -> ResponseReturnValue:
+    return _listing()
+
+
+def _number(text: str) -> int | str:
+    text = text.strip()
+    return int(text) if text.isdigit() else text  # not a number: the schema says so
+
+
+def _body(form: dict[str, str]) -> dict[str, Any]:
+    """The JSON body POST /api/schedules would take for the form: one target a line, cron or interval."""
+    body: dict[str, Any] = {
+        "name": form["name"],
+        "command": form["command"],
+        "targets": [line.strip() for line in form["targets"].splitlines() if line.strip()],
+    }
+    if form["timeout"].strip():
+        body["timeout"] = _number(form["timeout"])
+    if form["trigger"] == "cron":
+        body["cron"] = form["cron"]
+    elif form["interval"].strip():
+        body["interval"] = _number(form["interval"])
+    return body
+
+
+def _field_error(messages: Any) -> dict[str, str]:
+    path, message = first_error(messages)
+    field = path.split(".", 1)[0]
+    return {field if field in FORM_FIELDS else "form": message}
+
+
+@bp.post("/schedules")
+def create() -> ResponseReturnValue:
+    form = {key: request.form.get(key, default) for key, default in EMPTY_FORM.items()}
+    try:
+        schedules.create(ScheduleSchema().load(_body(form)), auth.actor())
+    except ValidationError as exc:
+        return _listing(400, form, _field_error(exc.messages))
+    except (Invalid, Conflict) as exc:
+        errors = _field_error(exc.extra["errors"]) if exc.extra.get("errors") else {"form": exc.message}
+        return _listing(400 if isinstance(exc, Invalid) else 409, form, errors)
+    return redirect(url_for("console.schedules.listing"))
+
+
+@bp.post("/schedules/<schedule_id>/pause")
+def pause(schedule_id: str) -> ResponseReturnValue:
+    schedules.set_paused(schedule_id, True, auth.actor())
+    return redirect(url_for("console.schedules.listing"))
+
+
+@bp.post("/schedules/<schedule_id>/resume")
+def resume(schedule_id: str) -> ResponseReturnValue:
+    schedules.set_paused(schedule_id, False, auth.actor())
+    return redirect(url_for("console.schedules.listing"))
+
+
+@bp.post("/schedules/<schedule_id>/delete")
+def delete(schedule_id: str) -> ResponseReturnValue:
+    schedules.delete(schedule_id, auth.actor())
+    return redirect(url_for("console.schedules.listing"))
