@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, redirect, render_template, request, stream_with_context, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup, escape
 
@@ -28,6 +28,7 @@ from manager_api.services.apps import logs as app_logs
 from manager_api.services.apps import reads as app_reads
 from manager_api.services.apps.state import NOT_FOUND
 from manager_api.services.errors import NotFound, ServiceError
+from manager_api.stopping import STOPPING
 from shared.config_paths import is_safe_id
 
 bp = Blueprint("apps", __name__)
@@ -224,17 +225,17 @@ def _instance_events(name: str) -> Iterator[str]:
         html = _instances_html(name)
         if html != last:
             last = html
-            yield live._event("instances", html)
+            yield live.event("instances", html)
         else:
             yield ": unchanged\n\n"
-        if time.monotonic() + INSTANCES_EVERY > ends:
-            return
-        time.sleep(INSTANCES_EVERY)
+        if time.monotonic() + INSTANCES_EVERY > ends or STOPPING.wait(INSTANCES_EVERY):
+            return  # over, or the worker is stopping: the browser reconnects to another (or the next) one
 
 
 @bp.get("/console/live/apps/<name>")
 def instances_stream(name: str) -> ResponseReturnValue:
-    return _held(_instance_events(_known(name)))
+    name = _known(name)
+    return live.respond(lambda: _instance_events(name))
 
 
 # --- an instance's log -----------------------------------------------------------------------------------------
@@ -249,11 +250,12 @@ def instance_log(name: str, instance_id: str) -> ResponseReturnValue:
 def _log_event(lines: list[dict[str, str]], cursor: str) -> str:
     """One ``line`` event: the lines as HTML to append to the <pre> (escaped; stderr marked), and the cursor as
     its id so that the browser's reconnect (Last-Event-ID) goes on where this stream ended."""
+    # A CR would end the SSE data line early: it is dropped (a <pre> shows none anyway).
+    shown = Markup('<span class="log-{0}">{1}</span>\n')
     html = "".join(
-        str(Markup('<span class="log-{0}">{1}</span>\n').format(line["stream"] or "stdout", escape(line["line"])))
-        for line in lines
+        str(shown.format(line["stream"] or "stdout", escape(line["line"].replace("\r", "")))) for line in lines
     )
-    data = "".join(f"data: {part}\n" for part in html.split("\n"))
+    data = "".join(f"data: {part}\n" for part in html.split("\n"))  # split on \n only: the <pre> keeps the rest
     return f"id: {cursor}\nevent: line\n{data}\n"
 
 
@@ -268,7 +270,7 @@ def _log_events(row: AppInstance, after: str | None) -> Iterator[str]:
         if lines:
             yield _log_event(lines, cursor)
     ends = time.monotonic() + live.STREAM_SECONDS
-    while time.monotonic() < ends:
+    while time.monotonic() < ends and not STOPPING.is_set():  # the browser comes back with Last-Event-ID
         lines, cursor = app_logs.newer(redis, row, None, cursor, LOG_BLOCK_MS)
         if lines:
             yield _log_event(lines, cursor)
@@ -287,28 +289,7 @@ def log_stream(name: str, instance_id: str) -> ResponseReturnValue:
     after = request.headers.get("Last-Event-ID") or None
     if after is not None and not _entry_id(after):
         after = None
-    return _held(_log_events(row, after))
-
-
-def _held(events: Iterator[str]) -> Response:
-    """``events`` as an event stream holding one of the slots every live stream shares (live.py): a 503 that
-    the browser retries when they are all taken, the slot given back when the stream ends or the page leaves."""
-    if not live._slots.acquire(blocking=False):
-        response = Response("too many live pages open: retrying", status=503, mimetype="text/plain")
-        response.headers["Retry-After"] = "2"
-        return response
-    released: list[bool] = []
-
-    def release() -> None:
-        if not released:
-            released.append(True)
-            live._slots.release()
-
-    response = Response(stream_with_context(events), mimetype="text/event-stream")
-    response.call_on_close(release)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Accel-Buffering"] = "no"
-    return response
+    return live.respond(lambda: _log_events(row, after))
 
 
 def _entry_id(text: str) -> bool:
