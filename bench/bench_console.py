@@ -62,6 +62,11 @@ def main() -> None:
                 "nodes, page 5 /nodes?page=5": "/nodes?page=5",
                 "a node /nodes/<id>": f"/nodes/{some}",
                 "audit log /audit": "/audit",
+                "apps /apps": "/apps",
+                "fleet tasks /tasks (the run form's node picker lists every node)": "/tasks",
+                "businesses /businesses": "/businesses",
+                "schedules /schedules": "/schedules",
+                "the manual /manual": "/manual",
             }
             session.get(manager.url + "/")  # the session cookie, once
             for label, path in pages.items():

@@ -21,6 +21,9 @@ STREAMS_PER_PROCESS = 4
 STREAM_SECONDS = 30.0
 """How long one stream lasts before the browser opens the next."""
 
+PULSE_SECONDS = 0.5
+"""How often a live stream writes, changed or not: how soon a page left is noticed (a write to it fails)."""
+
 RETRY_MS = 1000
 """What the browser waits before it reconnects (the SSE ``retry`` field)."""
 
@@ -63,13 +66,20 @@ def stream(name: str, render: Callable[[], str], every: float = 2.0) -> Response
     def events() -> Iterator[str]:
         yield f"retry: {RETRY_MS}\n\n"
         last = None
-        ends = time.monotonic() + STREAM_SECONDS
+        now = time.monotonic()
+        ends, look = now + STREAM_SECONDS, now
         while True:
-            html = render()
-            if html != last:
-                last = html
-                yield event(name, html)
-            if time.monotonic() + every > ends or STOPPING.wait(every):
+            if time.monotonic() >= look:
+                look = time.monotonic() + every
+                html = render()
+                if html != last:
+                    last = html
+                    yield event(name, html)
+                    continue
+            # A comment each pulse: a page that was left is noticed within a pulse or two (the write fails)
+            # and gives its slot back, rather than after STREAM_SECONDS with the slot held.
+            yield ":\n\n"
+            if time.monotonic() + PULSE_SECONDS > ends or STOPPING.wait(PULSE_SECONDS):
                 return  # over, or the worker is stopping: the browser reconnects to another (or the next) one
 
     return respond(events)

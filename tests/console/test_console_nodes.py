@@ -139,7 +139,7 @@ def test_phone_width_and_the_keyboard(console: Console) -> None:
     try:
         sign_in(phone, console)
         pages = ["/", "/nodes", "/audit", f"/nodes/{console.node_id('node-a')}"]
-        pages += ["/tasks", "/schedules", "/businesses", "/businesses/new", "/manual"]
+        pages += ["/apps", "/apps/_new", "/tasks", "/schedules", "/businesses", "/businesses/new", "/manual"]
         for path in pages:
             phone.get(console.url + path)
             wait_for(phone, lambda b: b.find_elements(By.TAG_NAME, "h1"))

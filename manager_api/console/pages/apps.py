@@ -213,29 +213,10 @@ def _instances_html(name: str) -> str:
     return render_template("console/_app_instances.html", app=app, gone=None)
 
 
-def _instance_events(name: str) -> Iterator[str]:
-    """live.stream's events (the fragment at once, then each time it changes), with a comment line on every
-    look that found no change: a page left (a form posted, a link followed) is then seen gone at the next
-    write and gives its slot back within seconds, where a silent stream would hold it for STREAM_SECONDS and
-    the app's page, reloaded by each action, would soon find every slot taken."""
-    yield f"retry: {live.RETRY_MS}\n\n"
-    last = None
-    ends = time.monotonic() + live.STREAM_SECONDS
-    while True:
-        html = _instances_html(name)
-        if html != last:
-            last = html
-            yield live.event("instances", html)
-        else:
-            yield ": unchanged\n\n"
-        if time.monotonic() + INSTANCES_EVERY > ends or STOPPING.wait(INSTANCES_EVERY):
-            return  # over, or the worker is stopping: the browser reconnects to another (or the next) one
-
-
 @bp.get("/console/live/apps/<name>")
 def instances_stream(name: str) -> ResponseReturnValue:
     name = _known(name)
-    return live.respond(lambda: _instance_events(name))
+    return live.stream("instances", lambda: _instances_html(name), every=INSTANCES_EVERY)
 
 
 # --- an instance's log -----------------------------------------------------------------------------------------
