@@ -4,16 +4,17 @@ and the error pages (an API failure shown in the page, never a stack trace)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Flask, g, render_template, request
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
-from marshmallow import ValidationError
+from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import HTTPException
 
-from manager_api.api.errors import STATUS_OF, http_error_json, validation_message
+from manager_api.api.errors import STATUS_OF, first_error, http_error_json, validation_message
 from manager_api.console import sessions
 from manager_api.services.errors import ServiceError
 from shared.api import is_api_path
@@ -41,6 +42,24 @@ def is_htmx() -> bool:
 def render(template: str, code: int = 200, **context: Any) -> tuple[str, int]:
     """A console template with ``context``, answered with status ``code``."""
     return render_template(f"console/{template}", **context), code
+
+
+def field_error(messages: Any, fields: Iterable[str]) -> dict[str, str]:
+    """A marshmallow error tree as {form field: message}, the field being the first part of the error's path
+    (``targets.3`` is shown at ``targets``); a path of no field of the form is shown above it ("form")."""
+    path, message = first_error(messages)
+    field = path.split(".", 1)[0]
+    return {field if field in fields else "form": message}
+
+
+def list_query(schema: Schema, raw: Mapping[str, str], page_size: int) -> tuple[dict[str, Any], str | None]:
+    """A list page's query string loaded with the API's own schema; when it is wrong, page 1 unfiltered and
+    what is wrong (shown above the table)."""
+    try:
+        return schema.load({**raw, "page_size": page_size}), None
+    except ValidationError as exc:
+        field, text = first_error(exc.messages)
+        return {"page": 1, "page_size": page_size}, f"{field}: {text}"
 
 
 def _when(value: Any) -> Markup:

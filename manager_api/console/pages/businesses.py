@@ -9,16 +9,15 @@ from typing import Any
 
 from flask import Blueprint, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from marshmallow import ValidationError
 
 from manager_api import extensions
 from manager_api.api import auth
-from manager_api.api.errors import INVALID_REQUEST, ApiError, first_error
+from manager_api.api.errors import INVALID_REQUEST, ApiError
 from manager_api.api.presenters import businesses as business_json
 from manager_api.api.schemas.businesses import BusinessListQuery, load_business
 from manager_api.api.schemas.manual import MAX_ID
 from manager_api.console import live
-from manager_api.console.views import render
+from manager_api.console.views import list_query, render
 from manager_api.services.businesses import actions as businesses
 from manager_api.services.businesses import reads as business_reads
 from manager_api.services.businesses import updates as business_updates
@@ -56,13 +55,7 @@ def _known(business_id: str) -> str:
 @bp.get("/businesses")
 def listing() -> ResponseReturnValue:
     raw = {k: v for k, v in request.args.items() if k in ("status", "name", "page") and v != ""}
-    error = None
-    try:
-        args = BusinessListQuery().load({**raw, "page_size": PAGE_SIZE})
-    except ValidationError as exc:
-        field, text = first_error(exc.messages)
-        error = f"{field}: {text}"
-        args = {"page": 1, "page_size": PAGE_SIZE}
+    args, error = list_query(BusinessListQuery(), raw, PAGE_SIZE)
     page = business_reads.listing(args["page"], args["page_size"], args.get("status"), args.get("name"))
     answer = business_json.listing_json(page, args["page"], args["page_size"])
     pages = max(1, -(-answer["total"] // PAGE_SIZE))

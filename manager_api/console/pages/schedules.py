@@ -11,10 +11,9 @@ from flask.typing import ResponseReturnValue
 from marshmallow import ValidationError
 
 from manager_api.api import auth
-from manager_api.api.errors import first_error
 from manager_api.api.presenters import schedules as presenters
 from manager_api.api.schemas.manual import ScheduleSchema
-from manager_api.console.views import render
+from manager_api.console.views import field_error, render
 from manager_api.services.errors import Conflict, Invalid
 from manager_api.services.schedules import actions as schedules
 
@@ -89,21 +88,15 @@ def _body(form: dict[str, str]) -> dict[str, Any]:
     return body
 
 
-def _field_error(messages: Any) -> dict[str, str]:
-    path, message = first_error(messages)
-    field = path.split(".", 1)[0]
-    return {field if field in FORM_FIELDS else "form": message}
-
-
 @bp.post("/schedules")
 def create() -> ResponseReturnValue:
     form = {key: request.form.get(key, default) for key, default in EMPTY_FORM.items()}
     try:
         schedules.create(ScheduleSchema().load(_body(form)), auth.actor())
     except ValidationError as exc:
-        return _listing(400, form, _field_error(exc.messages))
+        return _listing(400, form, field_error(exc.messages, FORM_FIELDS))
     except (Invalid, Conflict) as exc:
-        errors = _field_error(exc.extra["errors"]) if exc.extra.get("errors") else {"form": exc.message}
+        errors = field_error(exc.extra["errors"], FORM_FIELDS) if exc.extra.get("errors") else {"form": exc.message}
         return _listing(400 if isinstance(exc, Invalid) else 409, form, errors)
     return redirect(url_for("console.schedules.listing"))
 

@@ -15,12 +15,11 @@ from marshmallow import ValidationError
 
 from manager_api import extensions
 from manager_api.api import auth
-from manager_api.api.errors import first_error
 from manager_api.api.presenters import fleet_tasks as presenters
 from manager_api.api.routes.tasks import STREAM_ID
 from manager_api.api.schemas.manual import MAX_ID, FleetTaskSchema, TaskListQuerySchema
 from manager_api.console import live
-from manager_api.console.views import render
+from manager_api.console.views import field_error, list_query, render
 from manager_api.services.errors import Invalid, NotFound
 from manager_api.services.fleet_tasks import actions as fleet_tasks
 from manager_api.services.fleet_tasks import output as task_output
@@ -49,13 +48,7 @@ def _history_page(args: Mapping[str, str]) -> dict[str, Any]:
     """The history's context: a page of tasks filtered as GET /api/tasks filters them."""
     wanted = {key: args[key].strip() for key in ("status", "name", "page") if args.get(key, "").strip()}
     filters = {"status": wanted.get("status", ""), "name": wanted.get("name", "")}
-    error = None
-    try:
-        query = TaskListQuerySchema().load({**wanted, "page_size": PAGE_SIZE})
-    except ValidationError as exc:
-        field, message = first_error(exc.messages)
-        error = f"{field}: {message}"
-        query = {"page": 1, "page_size": PAGE_SIZE}
+    query, error = list_query(TaskListQuerySchema(), wanted, PAGE_SIZE)
     found = fleet_task_reads.listing(query["page"], PAGE_SIZE, query.get("status"), query.get("name"))
     page_json = presenters.listing_json(found, query["page"], PAGE_SIZE)
     pages = max(1, -(-found.total // PAGE_SIZE))
@@ -94,13 +87,6 @@ def _body(form: Mapping[str, Any]) -> dict[str, Any]:
     return body
 
 
-def _field_error(messages: Any) -> dict[str, str]:
-    """A marshmallow error tree as {form field: message}: ``targets.3`` is shown at ``targets``."""
-    path, message = first_error(messages)
-    field = path.split(".", 1)[0]
-    return {field if field in FORM_FIELDS else "form": message}
-
-
 @bp.post("/tasks")
 def run() -> ResponseReturnValue:
     form = {
@@ -115,9 +101,9 @@ def run() -> ResponseReturnValue:
         settings = extensions.settings()
         task_id = fleet_tasks.create(extensions.redis(), data, auth.actor(), settings.offline_after_intervals)
     except ValidationError as exc:
-        return _listing(400, form, _field_error(exc.messages))
+        return _listing(400, form, field_error(exc.messages, FORM_FIELDS))
     except Invalid as exc:
-        errors = _field_error(exc.extra["errors"]) if exc.extra.get("errors") else {"form": exc.message}
+        errors = field_error(exc.extra["errors"], FORM_FIELDS) if exc.extra.get("errors") else {"form": exc.message}
         return _listing(400, form, errors)
     return redirect(url_for("console.tasks.detail", task_id=task_id))
 
