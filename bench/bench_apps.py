@@ -30,7 +30,7 @@ from bench_tasks import simulated  # noqa: E402  (bench/bench_tasks.py)
 from common import machine, ms, pct  # noqa: E402  (bench/common.py)
 
 from tests.e2e.harness import Agent, Manager, isolated_env  # noqa: E402
-from tests.support import wait_until  # noqa: E402
+from tests.support import kill_marked, wait_until  # noqa: E402
 
 SERVER = Path(__file__).resolve().parents[1] / "tests" / "e2e" / "app_payloads" / "http_server.py"
 MARK = "corral-bench-app"
@@ -76,12 +76,7 @@ def running(session: requests.Session, manager: Manager, name: str, count: int) 
 
 
 def kill_payloads() -> None:
-    for proc in psutil.process_iter(["cmdline"]):
-        if MARK in (proc.info["cmdline"] or []):
-            try:
-                proc.kill()
-            except psutil.Error:
-                pass
+    kill_marked(MARK)
 
 
 def bench_query(manager: Manager, session: requests.Session, label: str, runs: int = 200) -> None:

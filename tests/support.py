@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import psutil
+
 T = TypeVar("T")
 
 
@@ -119,3 +121,21 @@ def pid_alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def marked_processes(mark: str) -> list[psutil.Process]:
+    """The live processes whose argv holds ``mark`` (a test's payloads carry one, so that the test finds and
+    kills its own processes and never another test's or the machine's)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        if mark in (proc.info["cmdline"] or []) and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(proc)
+    return found
+
+
+def kill_marked(mark: str) -> None:
+    for proc in marked_processes(mark):
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass

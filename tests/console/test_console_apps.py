@@ -20,7 +20,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
 
-from tests.support import wait_until
+from tests.support import kill_marked, marked_processes, wait_until
 
 from .conftest import Console, console_errors, screenshot, sign_in, wait_for
 
@@ -53,19 +53,11 @@ def app_body(name: str, script: str, *script_args: str, **extra: Any) -> dict[st
 
 def payloads() -> list[psutil.Process]:
     """This module's live payload processes."""
-    found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        if MARK in (proc.info["cmdline"] or []) and proc.info["status"] != psutil.STATUS_ZOMBIE:
-            found.append(proc)
-    return found
+    return marked_processes(MARK)
 
 
 def kill_payloads() -> None:
-    for proc in payloads():
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
+    kill_marked(MARK)
 
 
 @pytest.fixture

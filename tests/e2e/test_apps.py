@@ -21,7 +21,7 @@ import requests
 
 from tests.e2e.harness import Agent, Manager, isolated_env
 from tests.engines import HttpFileServer
-from tests.support import wait_until
+from tests.support import kill_marked, marked_processes, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -148,19 +148,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 def payloads() -> list[psutil.Process]:
     """This module's live payload processes."""
-    found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        if MARK in (proc.info["cmdline"] or []) and proc.info["status"] != psutil.STATUS_ZOMBIE:
-            found.append(proc)
-    return found
+    return marked_processes(MARK)
 
 
 def kill_payloads() -> None:
-    for proc in payloads():
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
+    kill_marked(MARK)
 
 
 def app_body(name: str, script: str, *script_args: str, **extra: Any) -> dict[str, Any]:
