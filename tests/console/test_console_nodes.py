@@ -146,17 +146,18 @@ def test_phone_width_and_the_keyboard(console: Console) -> None:
             # Wide tables scroll inside their box; the page itself never scrolls sideways.
             overflow = phone.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 0, f"{path} is {overflow}px wider than a phone"
+            unlabelled = phone.execute_script(
+                "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea, button')]"
+                ".filter(e => e.tagName === 'BUTTON' ? !e.textContent.trim() && !e.getAttribute('aria-label')"
+                " : !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.name || e.id)"
+            )
+            assert unlabelled == [], f"{path}: controls without a label: {unlabelled}"
         phone.get(console.url + "/nodes")
         screenshot(phone, "nodes-phone")
-        # The first Tab reaches "Skip to content", the next ones the navigation, then the query box.
+        # The first Tab reaches "Skip to content", which leads past the navigation to the page itself.
         body = phone.find_element(By.TAG_NAME, "body")
         body.send_keys(Keys.TAB)
         assert phone.switch_to.active_element.text == "Skip to content"
-        labels = phone.execute_script(
-            "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]"
-            ".filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.name)"
-        )
-        assert labels == [], f"controls without a label: {labels}"
         assert console_errors(phone) == []
     finally:
         phone.quit()
