@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Flask, g, render_template, request
+from flask import Blueprint, Flask, current_app, g, render_template, request
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 from marshmallow import Schema, ValidationError
@@ -87,7 +87,7 @@ def _mb(value: Any) -> str:
 
 def _context() -> dict[str, Any]:
     session = g.get("console_session")
-    endpoints = _known_endpoints()
+    endpoints = current_app.view_functions  # looked up, not copied: every fragment of a live page renders this
     return {
         "csrf_token": session.csrf if session is not None else "",
         "csrf_field": sessions.CSRF_FIELD,
@@ -96,12 +96,6 @@ def _context() -> dict[str, Any]:
         "nav": [(endpoint, label) for endpoint, label in NAV if endpoint in endpoints],
         "page_exists": endpoints.__contains__,
     }
-
-
-def _known_endpoints() -> set[str]:
-    from flask import current_app
-
-    return set(current_app.view_functions)
 
 
 def _problem(status: int, message: str) -> ResponseReturnValue:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -20,25 +21,16 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
 
+from tests.e2e.test_apps import HTTP_CHECK  # the apps e2e tests' fast HTTP check
 from tests.support import kill_marked, marked_processes, wait_until
 
 from .conftest import Console, console_errors, screenshot, sign_in, wait_for
 
 pytestmark = pytest.mark.e2e
 
-PAYLOADS = __import__("pathlib").Path(__file__).resolve().parents[1] / "e2e" / "app_payloads"
+PAYLOADS = Path(__file__).resolve().parents[1] / "e2e" / "app_payloads"
 MARK = "corral-console-app"  # in every payload's argv: what the teardown kills
 APPS = ("console-web", "console-ticker")
-
-HTTP_CHECK = {
-    "protocol": "HTTP",
-    "path": "/",
-    "portIndex": 0,
-    "initialDelaySeconds": 0,
-    "intervalSeconds": 0.5,
-    "timeoutSeconds": 2,
-    "maxConsecutiveFailures": 3,
-}
 
 
 def app_body(name: str, script: str, *script_args: str, **extra: Any) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, render_template
 from flask.typing import ResponseReturnValue
 
@@ -13,7 +15,7 @@ from manager_api.services import overview
 bp = Blueprint("overview", __name__)
 
 
-def _summary() -> dict:
+def _summary() -> dict[str, Any]:
     settings = extensions.settings()
     return overview.summary(extensions.redis(), settings.offline_after_intervals)
 
