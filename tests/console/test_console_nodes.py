@@ -94,9 +94,12 @@ def test_sign_in_see_the_nodes_edit_tags_and_query_by_them(browser: WebDriver, c
 
 def test_the_overview_updates_live_without_a_reload(browser: WebDriver, console: Console) -> None:
     sign_in(browser, console)
-    wait_for(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "[data-count=nodes-online]"))
-    online = browser.find_element(By.CSS_SELECTOR, "[data-count=nodes-online]")
-    assert online.text == "2"
+    # The count is swapped in live, so it is read again on every poll rather than held as an element.
+    wait_for(
+        browser,
+        lambda b: b.find_element(By.CSS_SELECTOR, "[data-count=nodes-online]").text == "2",
+        what="the overview showing both nodes online",
+    )
     marker = browser.execute_script("window.corralMarker = 1; return window.corralMarker")
     screenshot(browser, "overview")
     console.agents["node-b"].kill()  # offline after 3 intervals: the page must say so by itself
