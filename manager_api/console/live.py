@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from flask import Response, stream_with_context
 
@@ -59,22 +59,27 @@ def respond(events: Callable[[], Iterator[str]]) -> Response:
     return response
 
 
-def stream(name: str, render: Callable[[], str], every: float = 2.0) -> Response:
-    """An event stream of ``name`` events: ``render()``'s HTML at once, then again each time it changes
-    (looked at every ``every`` seconds), until STREAM_SECONDS are over or the manager stops."""
+def stream(fragments: Mapping[str, Callable[[], str]], every: float = 2.0) -> Response:
+    """An event stream of one event per fragment: its ``render()``'s HTML at once, then again each time it
+    changes (looked at every ``every`` seconds), until STREAM_SECONDS are over or the manager stops. The key of
+    ``fragments`` is the event's name, which the page's ``sse-swap`` attribute names."""
 
     def events() -> Iterator[str]:
         yield f"retry: {RETRY_MS}\n\n"
-        last = None
+        last: dict[str, str] = {}
         now = time.monotonic()
         ends, look = now + STREAM_SECONDS, now
         while True:
             if time.monotonic() >= look:
                 look = time.monotonic() + every
-                html = render()
-                if html != last:
-                    last = html
-                    yield event(name, html)
+                changed = []
+                for name, render in fragments.items():
+                    html = render()
+                    if html != last.get(name):
+                        last[name] = html
+                        changed.append(event(name, html))
+                if changed:
+                    yield "".join(changed)
                     continue
             # A comment each pulse: a page that was left is noticed within a pulse or two (the write fails)
             # and gives its slot back, rather than after STREAM_SECONDS with the slot held.

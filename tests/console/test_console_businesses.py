@@ -162,19 +162,20 @@ def test_plan_deploy_see_running_and_stop_a_business(browser: WebDriver, console
     )
     assert "/nodes/" in href
 
-    # Usage charts: drawn by uPlot from the page's JSON block once a sample is stored (one per 10 s at most).
+    # Usage charts: drawn by uPlot from the page's JSON block; samples (one per 10 s at most) arrive live, the
+    # charts drawn again with each, without a reload.
     browser.get(f"{console.url}/businesses/{BUSINESS}")
     wait_for(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, ".chart .uplot canvas")) == 2, what="charts")
+    marker = browser.execute_script("window.corralMarker = 3; return window.corralMarker")
 
-    def sampled(b: WebDriver) -> bool:
-        data = json.loads(b.find_element(By.ID, "usage-data").get_attribute("textContent") or "{}")
-        if data.get("times"):
-            return True
-        b.refresh()
-        return False
+    def samples(b: WebDriver) -> int:
+        data = json.loads(b.find_element(By.ID, "usage-data").get_attribute("data-charts") or "{}")
+        return len(data.get("times", []))
 
-    wait_for(browser, sampled, timeout=40, what="a usage sample in the charts' data")
+    first = _read(browser, lambda b: (samples(b),))[0]  # a tuple: 0 samples is an answer too
+    wait_for(browser, lambda b: samples(b) > first, timeout=40, what="a new usage sample, live in the charts' data")
     wait_for(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, ".chart .uplot canvas")) == 2, what="charts")
+    assert browser.execute_script("return window.corralMarker") == marker  # the same page: no reload
     metrics = requests.get(f"{console.url}/api/businesses/{BUSINESS}/metrics", headers=console.api(), timeout=10)
     assert set(metrics.json()["components"]) == {"web", "worker"} and metrics.json()["times"]
     legend = browser.find_element(By.ID, "chart-memory").text

@@ -216,7 +216,7 @@ def _instances_html(name: str) -> str:
 @bp.get("/console/live/apps/<name>")
 def instances_stream(name: str) -> ResponseReturnValue:
     name = _known(name)
-    return live.stream("instances", lambda: _instances_html(name), every=INSTANCES_EVERY)
+    return live.stream({"instances": lambda: _instances_html(name)}, every=INSTANCES_EVERY)
 
 
 # --- an instance's log -----------------------------------------------------------------------------------------

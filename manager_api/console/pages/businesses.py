@@ -118,15 +118,20 @@ def deploy() -> ResponseReturnValue:
     return redirect(url_for("console.businesses.detail", business_id=answer["business_id"]))
 
 
-def _detail(business_id: str, status: int = 200, **context: Any) -> ResponseReturnValue:
-    business = business_json.detail_json(business_reads.detail(_known(business_id)))
+def _usage(business_id: str) -> dict[str, Any]:
+    """The usage part's context: what charts.js draws, one line per component on each chart."""
     usage = business_json.usage_json(business_id, business_reads.usage_history(business_id))
-    charts = {  # what charts.js draws: one line per component on each chart
+    charts = {
         "times": usage["times"],
         "cpu": [{"label": cid, "values": c["cpu_percent"]} for cid, c in usage["components"].items()],
         "memory": [{"label": cid, "values": c["memory_mb"]} for cid, c in usage["components"].items()],
     }
-    return render("business.html", status, business=business, charts=charts, samples=len(usage["times"]), **context)
+    return {"charts": charts, "samples": len(usage["times"])}
+
+
+def _detail(business_id: str, status: int = 200, **context: Any) -> ResponseReturnValue:
+    business = business_json.detail_json(business_reads.detail(_known(business_id)))
+    return render("business.html", status, business=business, **_usage(business_id), **context)
 
 
 @bp.get("/businesses/<business_id>")
@@ -136,14 +141,17 @@ def detail(business_id: str) -> ResponseReturnValue:
 
 @bp.get("/console/live/businesses/<business_id>")
 def stream(business_id: str) -> ResponseReturnValue:
-    """The business's state and components, sent again whenever they change."""
+    """The business's state and components, and its usage charts' data, each sent again whenever it changes."""
     business_id = businesses.get(_known(business_id)).business_id  # a 404 now, not a stream that breaks
 
-    def fragment() -> str:
+    def components() -> str:
         business = business_json.detail_json(business_reads.detail(business_id))
         return render_template("console/_business_components.html", business=business)
 
-    return live.stream("business", fragment)
+    def usage() -> str:
+        return render_template("console/_business_usage.html", **_usage(business_id))
+
+    return live.stream({"business": components, "usage": usage})
 
 
 @bp.post("/businesses/<business_id>/update")

@@ -121,8 +121,7 @@ def stream(deployment_id: str) -> ResponseReturnValue:
     """The deployment's state and tasks, sent again whenever they change."""
     deployment_id = deployments.get(_known(deployment_id)).id  # a 404 now, not a stream that breaks
     return live.stream(
-        "deployment",
-        lambda: render_template("console/_deployment_tasks.html", deployment=_deployment(deployment_id)),
+        {"deployment": lambda: render_template("console/_deployment_tasks.html", deployment=_deployment(deployment_id))}
     )
 
 

@@ -27,4 +27,4 @@ def page() -> ResponseReturnValue:
 
 @bp.get("/console/live/overview")
 def stream() -> ResponseReturnValue:
-    return live.stream("overview", lambda: render_template("console/_overview.html", summary=_summary()))
+    return live.stream({"overview": lambda: render_template("console/_overview.html", summary=_summary())})

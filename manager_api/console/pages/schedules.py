@@ -1,18 +1,19 @@
-"""Schedules: fleet tasks fired by cron or every N seconds. The list with each one's next and last run (and
-the task it started last), a create form taking what POST /api/schedules takes, pause, resume and delete.
+"""Schedules: fleet tasks fired by cron or every N seconds. The list, kept live, with each one's next and last
+run (and the task it started last), a create form taking what POST /api/schedules takes, pause, resume and delete.
 The same services and presenters as /api/schedules."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, redirect, request, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from marshmallow import ValidationError
 
 from manager_api.api import auth
 from manager_api.api.presenters import schedules as presenters
 from manager_api.api.schemas.manual import ScheduleSchema
+from manager_api.console import live
 from manager_api.console.views import field_error, render
 from manager_api.services.errors import Conflict, Invalid
 from manager_api.services.schedules import actions as schedules
@@ -43,28 +44,30 @@ def _page_number() -> int:
         return 1
 
 
+def _table(page: int) -> dict[str, Any]:
+    """The table's context: a page of schedules with their next and last runs."""
+    found = schedules.listing(page, PAGE_SIZE)
+    rows = presenters.listing_json(found, page, PAGE_SIZE)["schedules"]
+    return {"schedules": rows, "total": found.total, "page": page, "pages": max(1, -(-found.total // PAGE_SIZE))}
+
+
 def _listing(
     status: int = 200, form: dict[str, str] | None = None, errors: dict[str, str] | None = None
 ) -> ResponseReturnValue:
-    page = _page_number()
-    found = schedules.listing(page, PAGE_SIZE)
-    rows = presenters.listing_json(found, page, PAGE_SIZE)["schedules"]
-    pages = max(1, -(-found.total // PAGE_SIZE))
-    return render(
-        "schedules.html",
-        status,
-        schedules=rows,
-        total=found.total,
-        page=page,
-        pages=pages,
-        form=form or dict(EMPTY_FORM),
-        errors=errors or {},
-    )
+    context = _table(_page_number())
+    return render("schedules.html", status, form=form or dict(EMPTY_FORM), errors=errors or {}, **context)
 
 
 @bp.get("/schedules")
 def listing() -> ResponseReturnValue:
     return _listing()
+
+
+@bp.get("/console/live/schedules")
+def stream() -> ResponseReturnValue:
+    """The table, sent again when a run happens, or when someone else creates, pauses or deletes a schedule."""
+    page = _page_number()
+    return live.stream({"schedules": lambda: render_template("console/_schedules_table.html", **_table(page))})
 
 
 def _number(text: str) -> int | str:

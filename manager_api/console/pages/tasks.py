@@ -1,6 +1,6 @@
-"""Fleet tasks (document 004): a run form (command, targets, a node picker, timeout), a task's page with its
-output appearing live per node and its results kept current, and the history with filters, cancel and re-run.
-The same services and presenters as /api/tasks."""
+"""Fleet tasks (document 004): a run form (command, targets, a node picker with a search box, timeout), a
+task's page with its output appearing live per node and its results kept current, and the history with filters,
+cancel and re-run. The same services and presenters as /api/tasks."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from manager_api.services.fleet_tasks import actions as fleet_tasks
 from manager_api.services.fleet_tasks import output as task_output
 from manager_api.services.fleet_tasks import reads as fleet_task_reads
 from manager_api.services.nodes import documents
+from manager_api.services.nodes import query as node_query
 from shared.states import FleetTaskStatus
 
 bp = Blueprint("tasks", __name__)
@@ -39,9 +40,34 @@ STATE_EVERY = 1.0
 """Seconds between two looks at a running task's results while its output is followed."""
 
 
-def _known_nodes() -> list[dict[str, Any]]:
-    """The node picker's choices: the nodes the nodes page shows (the same service)."""
-    return documents.matching(extensions.redis(), extensions.settings().offline_after_intervals, None)
+PICKER_SHOWN = 20
+"""Nodes the picker lists for a search (besides those picked): a fleet of thousands is narrowed, not scrolled."""
+
+
+def _picker(find: str, picked: list[str]) -> dict[str, Any]:
+    """The node picker's context: the nodes picked so far (kept checked whatever the search), then the first
+    PICKER_SHOWN others ``find`` matches, in the node query syntax of the nodes page and the targets box."""
+    error = None
+    try:
+        wanted = node_query.parse(find) if find else None
+    except Invalid as exc:
+        wanted, error = None, exc.message
+    offline_after = extensions.settings().offline_after_intervals
+    found = [] if error else documents.matching(extensions.redis(), offline_after, wanted)
+    chosen = set(picked)
+    if chosen:
+        everyone = found if wanted is None else documents.matching(extensions.redis(), offline_after, None)
+        kept = [node for node in everyone if node["id"] in chosen]
+    else:
+        kept = []
+    others = [node for node in found if node["id"] not in chosen]
+    return {
+        "find": find,
+        "find_error": error,
+        "picked": kept,
+        "choices": others[:PICKER_SHOWN],
+        "more": max(0, len(others) - PICKER_SHOWN),
+    }
 
 
 def _history_page(args: Mapping[str, str]) -> dict[str, Any]:
@@ -66,14 +92,22 @@ def _history_page(args: Mapping[str, str]) -> dict[str, Any]:
 def _listing(
     status: int = 200, form: dict[str, Any] | None = None, errors: dict[str, str] | None = None
 ) -> ResponseReturnValue:
-    form = form or {"name": "", "command": "", "targets": "", "timeout": "", "nodes": []}
+    form = form or {"name": "", "command": "", "targets": "", "timeout": "", "nodes": [], "find": ""}
     context = _history_page(request.args)
-    return render("tasks.html", status, form=form, errors=errors or {}, nodes=_known_nodes(), **context)
+    picker = _picker(form.get("find", "").strip(), form["nodes"])
+    return render("tasks.html", status, form=form, errors=errors or {}, picker=picker, **context)
 
 
 @bp.get("/tasks")
 def listing() -> ResponseReturnValue:
     return _listing()
+
+
+@bp.get("/tasks/node-picker")
+def node_picker() -> ResponseReturnValue:
+    """The picker's list for what was typed in its search box (htmx swaps it in; the picked nodes come along)."""
+    picker = _picker(request.args.get("find", "").strip()[: node_query.MAX_QUERY_LENGTH], request.args.getlist("node"))
+    return render("_node_picker.html", 400 if picker["find_error"] else 200, picker=picker)
 
 
 def _body(form: Mapping[str, Any]) -> dict[str, Any]:
@@ -95,6 +129,7 @@ def run() -> ResponseReturnValue:
         "targets": request.form.get("targets", ""),
         "timeout": request.form.get("timeout", ""),
         "nodes": request.form.getlist("node"),
+        "find": request.form.get("find", ""),
     }
     try:
         data = FleetTaskSchema().load(_body(form))
@@ -164,6 +199,11 @@ def _output_events(task_id: str, after: str | None) -> Iterator[str]:
     """The task's output lines as HTML appended per node (``out-<node id>`` events), its results as ``state``
     (sent again when they change), and ``end`` once it is over and every line was sent."""
     yield f"retry: {live.RETRY_MS}\n\n"
+    if after is None:
+        # From the first line: the page empties what it shows first. Only the browser's own reconnects send
+        # Last-Event-ID; after a refused or failed stream (a 503 while every slot is taken) htmx opens a new
+        # EventSource, which sends none, and the lines already shown would otherwise appear twice.
+        yield live.event("reset", "")
     ends = time.monotonic() + live.STREAM_SECONDS
     last_state: str | None = None
     next_state = 0.0

@@ -27,6 +27,22 @@
     }
   }, true);
 
+  // A search box inside a form (the run form's node picker) searches on Enter; it does not send the form.
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && event.target.matches && event.target.matches("input[data-no-submit]")) {
+      event.preventDefault();
+    }
+  });
+
+  // A live task stream that starts from the first line (a new connection, not a resumed one) says "reset"
+  // first: what the page shows of the output is emptied, so no line appears twice.
+  document.addEventListener("htmx:sseBeforeMessage", function (event) {
+    if (event.detail.type !== "reset") return;
+    var live = event.target.closest("[sse-connect]");
+    if (live) live.querySelectorAll("pre.output").forEach(function (pane) { pane.textContent = ""; });
+    event.preventDefault();
+  });
+
   document.addEventListener("DOMContentLoaded", function () { localTimes(document); });
   document.addEventListener("htmx:afterSwap", function (event) { localTimes(event.target); });
   document.addEventListener("htmx:sseMessage", function (event) { localTimes(event.target); });
