@@ -49,11 +49,13 @@ def test_the_reference_renders_every_operation_and_calls_the_api(browser: WebDri
     wait_for(browser, lambda b: block.find_elements(By.CSS_SELECTOR, ".try-out__btn"))[0].click()
     wait_for(browser, lambda b: block.find_elements(By.CSS_SELECTOR, "button.execute"))[0].click()
 
+    answered = ".live-responses-table tr.response"
+
     def status(b: WebDriver) -> str:
-        live = block.find_elements(By.CSS_SELECTOR, ".live-responses-table tr.response .response-col_status")
+        live = block.find_elements(By.CSS_SELECTOR, f"{answered} .response-col_status")
         return live[0].text.strip() if live else ""
 
     wait_for(browser, status, what="the call's answer")
     assert status(browser) == "200"
-    assert '"nodes"' in block.find_element(By.CSS_SELECTOR, ".live-responses-table tr.response .response-col_description").text
+    assert '"nodes"' in block.find_element(By.CSS_SELECTOR, f"{answered} .response-col_description").text
     assert not console_errors(browser)  # a CSP violation would be logged here
