@@ -14,8 +14,20 @@ Every other path but HEALTH_PATH is the web console's (manager_api/console), whi
 with a session of its own."""
 
 
+OPENAPI_PATH = "/api/openapi.json"
+"""GET: the OpenAPI 3.1 document of the API; no token needed (it describes the API, holds no data)."""
+
+DOCS_PATH = "/api/docs"
+"""GET: that document rendered for a browser (its files under DOCS_PATH/static/); no token needed."""
+
+
 def is_api_path(path: str) -> bool:
     return path == HEALTH_PATH or path.startswith(API_PREFIXES)
+
+
+def is_public_path(path: str) -> bool:
+    """An API path that answers without a token: liveness, and the API's own description."""
+    return path in (HEALTH_PATH, OPENAPI_PATH, DOCS_PATH) or path.startswith(f"{DOCS_PATH}/")
 
 
 AUTH_HEADER = "Authorization"

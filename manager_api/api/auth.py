@@ -10,7 +10,7 @@ from flask import Flask, g, request
 
 from manager_api import extensions
 from manager_api.api.errors import ApiError
-from shared.api import AUTH_HEADER, HEALTH_PATH, JOIN_PATH, is_api_path
+from shared.api import AUTH_HEADER, JOIN_PATH, is_api_path, is_public_path
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,9 @@ def _check() -> None:
     remote = request.remote_addr or "unknown"
     token = presented_token()
     g.actor = f"anonymous@{remote}"
-    if request.path == HEALTH_PATH or not is_api_path(request.path):
+    if is_public_path(request.path):
+        return  # liveness and the API's description (shared.api.is_public_path)
+    if not is_api_path(request.path):
         return  # the web console's pages sign their users in themselves (manager_api/console/guard.py)
     if request.path == JOIN_PATH:
         if not token_matches(token, read_join_token(settings.join_token_file)):

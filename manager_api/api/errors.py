@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask, current_app, jsonify
 from flask.typing import ResponseReturnValue
-from marshmallow import ValidationError
+from marshmallow import INCLUDE, Schema, ValidationError, fields
 from peewee import IntegrityError, OperationalError
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
@@ -26,7 +26,7 @@ from manager_api.services.errors import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["INVALID_REQUEST", "ApiError", "register"]
+__all__ = ["INVALID_REQUEST", "ApiError", "ErrorSchema", "register"]
 
 STATUS_OF: dict[type[ServiceError], int] = {
     Invalid: 400,
@@ -36,6 +36,20 @@ STATUS_OF: dict[type[ServiceError], int] = {
     Unavailable: 503,
 }
 """The HTTP status of each kind of service failure."""
+
+
+class ErrorSchema(Schema):
+    """The shape of every error answer, as the handlers below make it (for the OpenAPI document)."""
+
+    class Meta:
+        # Some errors add fields of their own (a deployment's id and state, a template's live deployments).
+        unknown = INCLUDE
+
+    error = fields.String(required=True, metadata={"description": "What is wrong, naming the field if one is."})
+    errors = fields.Dict(
+        keys=fields.String(),
+        metadata={"description": "Validation errors only: every message, by field (nested as the body is)."},
+    )
 
 
 class ApiError(Exception):

@@ -10,6 +10,7 @@ from manager_api.api.routes import (
     audit,
     businesses,
     deployments,
+    docs,
     health,
     nodes,
     schedules,
@@ -20,5 +21,5 @@ from manager_api.api.routes import (
 
 def register(app: Flask) -> None:
     """Register every blueprint on ``app``."""
-    for module in (health, nodes, templates, deployments, agents, audit, tasks, schedules, businesses, apps):
+    for module in (health, nodes, templates, deployments, agents, audit, tasks, schedules, businesses, apps, docs):
         app.register_blueprint(module.bp)

@@ -7,6 +7,7 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from manager_api.api.presenters import audit as presenters
+from manager_api.api.route_docs import documented
 from manager_api.api.schemas.manual import AuditQuerySchema
 from manager_api.services import audit
 
@@ -14,6 +15,7 @@ bp = Blueprint("audit", __name__)
 
 
 @bp.get("/api/audit")
+@documented(query=AuditQuerySchema)
 def recent() -> ResponseReturnValue:
     """A page of entries, newest first."""
     args = AuditQuerySchema().load(request.args.to_dict())

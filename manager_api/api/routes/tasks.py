@@ -12,6 +12,7 @@ from manager_api.api import auth
 from manager_api.api.errors import ApiError
 from manager_api.api.presenters import fleet_tasks as fleet_task_json
 from manager_api.api.request_json import load
+from manager_api.api.route_docs import SSE, documented
 from manager_api.api.schemas.manual import (
     MAX_ID,
     FleetTaskSchema,
@@ -48,6 +49,7 @@ def _answer(task_id: str, wait: float, status: int = 200) -> ResponseReturnValue
 
 
 @bp.post("/api/tasks")
+@documented(query=WaitQuerySchema, body=FleetTaskSchema, status=201)
 def create() -> ResponseReturnValue:
     """Create a task, start it unless ``start`` is false; ``?wait=N`` answers with the results."""
     wait = _wait_seconds()
@@ -58,6 +60,7 @@ def create() -> ResponseReturnValue:
 
 
 @bp.get("/api/tasks")
+@documented(query=TaskListQuerySchema)
 def listing() -> ResponseReturnValue:
     """A page of tasks, newest first, filtered by status and name (``size`` is page_size's older name)."""
     args = TaskListQuerySchema().load(request.args.to_dict())
@@ -66,6 +69,7 @@ def listing() -> ResponseReturnValue:
 
 
 @bp.get("/api/tasks/<task_id>")
+@documented(query=WaitQuerySchema)
 def detail(task_id: str) -> ResponseReturnValue:
     """A task with every host's result; ``?wait=N`` first waits for it to end."""
     wait = _wait_seconds()
@@ -74,6 +78,7 @@ def detail(task_id: str) -> ResponseReturnValue:
 
 
 @bp.post("/api/tasks/<task_id>/start")
+@documented(query=WaitQuerySchema, errors=(409,))
 def start_task(task_id: str) -> ResponseReturnValue:
     """Start a pending task (409 otherwise)."""
     wait = _wait_seconds()
@@ -83,6 +88,7 @@ def start_task(task_id: str) -> ResponseReturnValue:
 
 
 @bp.post("/api/tasks/<task_id>/cancel")
+@documented(errors=(409,))
 def cancel(task_id: str) -> ResponseReturnValue:
     """Cancel a task that has not ended (409 otherwise)."""
     fleet_tasks.cancel(extensions.redis(), _known(task_id), auth.actor())
@@ -90,6 +96,7 @@ def cancel(task_id: str) -> ResponseReturnValue:
 
 
 @bp.get("/api/tasks/<task_id>/output")
+@documented(query=TaskOutputQuerySchema, media=(SSE,))
 def output(task_id: str) -> Response:
     """Server-Sent Events: every output line from the first, live, then ``end`` once the task is over."""
     args = TaskOutputQuerySchema().load(request.args.to_dict())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import ValidationError, fields, post_load, validate, validates
+from marshmallow import EXCLUDE, ValidationError, fields, post_load, validate, validates
 
 from manager_api.api.schemas.manual import TrimmedString, _Strict
 from manager_api.services.nodes.labels import LABEL_KEY, MAX_LABEL_TEXT, MAX_LABELS
@@ -67,6 +67,15 @@ class NodeTagsSchema(_Strict):
     def _each_once(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
         # Stripped and each once, in the order given: what the node shows and queries match.
         return {"tags": None if data["tags"] is None else check_tags(data["tags"])}
+
+
+class NodeListQuerySchema(_Strict):
+    """Query string of GET /api/nodes: ``q``, a node query (document 003 §5.1.2), parsed by the service."""
+
+    class Meta:
+        unknown = EXCLUDE  # other parameters were ignored before this schema read the query string
+
+    q = fields.String(metadata={"description": "A node query (document 003 §5.1.2), e.g. `tags:web AND os.cpus:>4`"})
 
 
 class NodeMetricsQuerySchema(_Strict):
