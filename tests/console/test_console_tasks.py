@@ -24,26 +24,19 @@ def _task_id(browser: WebDriver) -> str:
     return browser.current_url.rstrip("/").rsplit("/", 1)[1]
 
 
-def _pick(browser: WebDriver, hostname: str, node_id: str) -> None:
-    """Find a node with the picker's search box and tick it."""
+def _pick(browser: WebDriver, query: str, node_id: str) -> None:
+    """Find a node with the picker's search box (``query`` matching it alone) and tick it."""
     search = browser.find_element(By.ID, "find")
     search.clear()
-    search.send_keys(hostname)
+    search.send_keys(query)
+
+    def found_alone(b: WebDriver) -> bool:
+        boxes = b.find_elements(By.CSS_SELECTOR, "#picker-nodes input[name=node]")
+        return [box.get_attribute("value") for box in boxes if not box.is_selected()] == [node_id]
+
+    wait_for(browser, found_alone, what=f"the picker finding {query}")
     box = f"#picker-nodes input[name=node][value='{node_id}']"
-    # The search is done when the list holds the node and no unticked node it does not match.
-    wait_for(
-        browser,
-        lambda b: (
-            b.find_elements(By.CSS_SELECTOR, box)
-            and all(
-                hostname in label.text
-                for label in b.find_elements(By.CSS_SELECTOR, "#picker-nodes label")
-                if not label.find_element(By.TAG_NAME, "input").is_selected()
-            )
-        ),
-        what=f"the picker finding {hostname}",
-    )
-    wait_for(browser, lambda b: b.find_element(By.CSS_SELECTOR, box).click() or True, what=f"ticking {hostname}")
+    wait_for(browser, lambda b: b.find_element(By.CSS_SELECTOR, box).click() or True, what=f"ticking {node_id}")
 
 
 def _run_form(browser: WebDriver, name: str, command: str, targets: str = "") -> None:
@@ -233,8 +226,10 @@ def test_a_schedule_created_paused_resumed_and_deleted(browser: WebDriver, conso
     browser.find_element(By.ID, "targets").send_keys("*")
     browser.find_element(By.ID, "interval").send_keys("3600")
     browser.find_element(By.CSS_SELECTOR, "#schedule-form button[type=submit]").click()
-    row = wait_for(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#schedules tr[data-schedule]"))
-    schedule_id = row[0].get_attribute("data-schedule")  # type: ignore[index]
+    first_row = "#schedules tr[data-schedule]"  # read in the poll: the live table may be swapped meanwhile
+    schedule_id = str(
+        wait_for(browser, lambda b: b.find_element(By.CSS_SELECTOR, first_row).get_attribute("data-schedule"))
+    )
     answer = requests.get(f"{console.url}/api/schedules/{schedule_id}", headers=console.api(), timeout=10).json()
     trigger = (answer["name"], answer["interval"], answer["cron"], answer["paused"])
     assert trigger == ("heartbeat-echo", 3600, None, False)
@@ -288,7 +283,12 @@ def test_a_schedule_created_paused_resumed_and_deleted(browser: WebDriver, conso
     requests.post(f"{url}/pause", headers=console.api(), timeout=10)
     browser.get(console.url + "/schedules")
     fired = requests.get(url, headers=console.api(), timeout=10).json()["last_task_id"]
-    last = browser.find_element(By.CSS_SELECTOR, f"#schedules tr[data-schedule='{made['id']}'] td.last a")
-    assert last.get_attribute("href").endswith(f"/tasks/{fired}")
+    link = f"#schedules tr[data-schedule='{made['id']}'] td.last a"
+    # The live table may be swapped between finding the link and reading it: read it again then.
+    wait_for(
+        browser,
+        lambda b: b.find_element(By.CSS_SELECTOR, link).get_attribute("href").endswith(f"/tasks/{fired}"),
+        what="the last run's link to its task",
+    )
     requests.delete(url, headers=console.api(), timeout=10)
     assert console_errors(browser) == []
