@@ -10,6 +10,7 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from types import FrameType
@@ -21,7 +22,7 @@ from redis.exceptions import RedisError
 from shared import keys, report_streams
 from shared.defaults import AGENT_PORT, HEARTBEAT_INTERVAL, MANAGER_URL, PROTOCOL_VERSION
 
-from . import jobs, metrics
+from . import jobs, metrics, scrape
 from .app_instances.manager import AppInstances
 from .components.image_fetch import SftpSettings
 from .components.manager import ComponentManager
@@ -127,6 +128,8 @@ class Agent:
         self._heartbeat: HeartbeatThread | None = None
         self._worker: AgentWorker | None = None
         self._heartbeat_failing = False
+        self.last_figures: dict[str, Any] | None = None
+        """The figures of the last heartbeat (None before the first): the status port's /metrics shows them."""
         self._stop = threading.Event()
         self._recovered = False
         self._generation = 0
@@ -194,14 +197,16 @@ class Agent:
 
     def _serve_status(self) -> StatusServer:
         """The health endpoint on --port; without one, on 8081 or, when that is taken, on any free port."""
+        registry = scrape.registry_of(self)
+        serve = partial(StatusServer, status=self.status, metrics=partial(scrape.render, registry))
         if self.settings.port is not None:
-            return StatusServer(self.settings.port, self.status).start()
+            return serve(self.settings.port).start()
         try:
-            return StatusServer(AGENT_PORT, self.status).start()
+            return serve(AGENT_PORT).start()
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
-        server = StatusServer(0, self.status).start()
+        server = serve(0).start()
         logger.warning(
             "node %s: health port %d is taken (another agent on this host?); serving health on 127.0.0.1:%d "
             "instead (--port chooses)",
@@ -331,6 +336,7 @@ class Agent:
         )
         worker = self._worker
         figures["taking_jobs"] = worker is None or worker.taking_jobs
+        self.last_figures = figures
         return figures
 
     def _publish(self, event: dict[str, Any]) -> None:

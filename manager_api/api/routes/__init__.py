@@ -11,6 +11,7 @@ from manager_api.api.routes import (
     businesses,
     deployments,
     health,
+    metrics,
     nodes,
     schedules,
     tasks,
@@ -20,5 +21,5 @@ from manager_api.api.routes import (
 
 def register(app: Flask) -> None:
     """Register every blueprint on ``app``."""
-    for module in (health, nodes, templates, deployments, agents, audit, tasks, schedules, businesses, apps):
+    for module in (health, metrics, nodes, templates, deployments, agents, audit, tasks, schedules, businesses, apps):
         app.register_blueprint(module.bp)
