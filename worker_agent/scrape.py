@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import psutil
-from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from .agent import Agent
 
 PREFIX = "corral_"
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+"""The content type of the text format version this prometheus_client writes."""
 
 HEARTBEAT_GAUGES = {
     "cpu_usage_percent": "CPU use of the node over the last heartbeat interval, in percent",

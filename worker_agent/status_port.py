@@ -10,22 +10,21 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST
-
 from shared import api
 
 logger = logging.getLogger(__name__)
 
 
 class StatusServer:
-    """Serves ``status()`` as JSON on ``GET /healthz`` and ``metrics()`` on ``GET /metrics`` from a daemon thread."""
+    """Serves ``status()`` as JSON on ``GET /healthz`` and ``metrics()`` (content type, body) on ``GET /metrics``
+    from a daemon thread."""
 
     def __init__(
         self,
         port: int,
         status: Callable[[], dict[str, Any]],
         host: str = "127.0.0.1",
-        metrics: Callable[[], bytes] | None = None,
+        metrics: Callable[[], tuple[str, bytes]] | None = None,
     ) -> None:
         handler = _handler_for(status, metrics)
         self._server = ThreadingHTTPServer((host, port), handler)
@@ -46,13 +45,13 @@ class StatusServer:
 
 
 def _handler_for(
-    status: Callable[[], dict[str, Any]], metrics: Callable[[], bytes] | None
+    status: Callable[[], dict[str, Any]], metrics: Callable[[], tuple[str, bytes]] | None
 ) -> type[BaseHTTPRequestHandler]:
     class StatusHandler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             path = self.path.split("?", 1)[0]
             if path == api.METRICS_PATH and metrics is not None:
-                self._send(200, CONTENT_TYPE_LATEST, metrics())
+                self._send(200, *metrics())
             elif path == api.HEALTH_PATH:
                 self._reply(200, {"status": "ok", **status()})
             else:
