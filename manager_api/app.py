@@ -10,6 +10,7 @@ from manager_api import console, db, extensions
 from manager_api.api import auth, errors, request_json, routes
 from manager_api.api.json_provider import OrjsonProvider
 from manager_api.config import Settings
+from manager_api.observability import requests as request_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +24,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json = OrjsonProvider(app)
     # First of the before-request hooks: a body over the limit is refused before anything looks at the request.
     request_json.init_app(app)
+    request_metrics.init_app(app)
     db.init_db(settings.db_path)
     extensions.init_app(app, extensions.AppState(settings, extensions.connect_redis(settings.redis_url)))
     errors.register(app)

@@ -8,6 +8,9 @@ JOIN_PATH = "/api/agent/join"
 HEALTH_PATH = "/healthz"
 """GET: liveness of the manager or of an agent's local endpoint; no token needed."""
 
+METRICS_PATH = "/metrics"
+"""GET: Prometheus metrics, of the manager (the API token when one is set) and of an agent's status port."""
+
 API_PREFIXES = ("/api/", "/deployments/")
 """Path prefixes of the JSON API (the manual's deployments live outside /api): a bearer token, JSON errors.
 Every other path but HEALTH_PATH is the web console's (manager_api/console), which signs its users in

@@ -10,6 +10,7 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from types import FrameType
@@ -127,6 +128,9 @@ class Agent:
         self._heartbeat: HeartbeatThread | None = None
         self._worker: AgentWorker | None = None
         self._heartbeat_failing = False
+        self._scrape: Any = None  # the /metrics registry, made at the first scrape (_metrics)
+        self.last_figures: dict[str, Any] | None = None
+        """The figures of the last heartbeat (None before the first): the status port's /metrics shows them."""
         self._stop = threading.Event()
         self._recovered = False
         self._generation = 0
@@ -194,14 +198,15 @@ class Agent:
 
     def _serve_status(self) -> StatusServer:
         """The health endpoint on --port; without one, on 8081 or, when that is taken, on any free port."""
+        serve = partial(StatusServer, status=self.status, metrics=self._metrics)
         if self.settings.port is not None:
-            return StatusServer(self.settings.port, self.status).start()
+            return serve(self.settings.port).start()
         try:
-            return StatusServer(AGENT_PORT, self.status).start()
+            return serve(AGENT_PORT).start()
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
-        server = StatusServer(0, self.status).start()
+        server = serve(0).start()
         logger.warning(
             "node %s: health port %d is taken (another agent on this host?); serving health on 127.0.0.1:%d "
             "instead (--port chooses)",
@@ -210,6 +215,15 @@ class Agent:
             server.port,
         )
         return server
+
+    def _metrics(self) -> tuple[str, bytes]:
+        """The status port's /metrics answer. prometheus_client is imported at the first scrape, not at start:
+        1.5 MB more per agent that nobody scrapes (issue 3 counts every idle agent's megabytes)."""
+        from . import scrape
+
+        if self._scrape is None:
+            self._scrape = scrape.registry_of(self)
+        return scrape.CONTENT_TYPE, scrape.render(self._scrape)
 
     def _join(self) -> dict[str, Any] | None:
         if self.settings.redis_url:
@@ -331,6 +345,7 @@ class Agent:
         )
         worker = self._worker
         figures["taking_jobs"] = worker is None or worker.taking_jobs
+        self.last_figures = figures
         return figures
 
     def _publish(self, event: dict[str, Any]) -> None:

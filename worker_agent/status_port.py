@@ -1,4 +1,5 @@
-"""The agent's status port: its own liveness, identity and running counts as JSON on GET /healthz (127.0.0.1)."""
+"""The agent's status port (127.0.0.1): its liveness, identity and running counts as JSON on GET /healthz, and
+Prometheus text on GET /metrics (worker_agent.scrape)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,17 @@ logger = logging.getLogger(__name__)
 
 
 class StatusServer:
-    """Serves ``status()`` as JSON on ``GET /healthz`` from a daemon thread."""
+    """Serves ``status()`` as JSON on ``GET /healthz`` and ``metrics()`` (content type, body) on ``GET /metrics``
+    from a daemon thread."""
 
-    def __init__(self, port: int, status: Callable[[], dict[str, Any]], host: str = "127.0.0.1") -> None:
-        handler = _handler_for(status)
+    def __init__(
+        self,
+        port: int,
+        status: Callable[[], dict[str, Any]],
+        host: str = "127.0.0.1",
+        metrics: Callable[[], tuple[str, bytes]] | None = None,
+    ) -> None:
+        handler = _handler_for(status, metrics)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="corral-status", daemon=True)
@@ -36,18 +44,25 @@ class StatusServer:
         self._server.server_close()
 
 
-def _handler_for(status: Callable[[], dict[str, Any]]) -> type[BaseHTTPRequestHandler]:
+def _handler_for(
+    status: Callable[[], dict[str, Any]], metrics: Callable[[], tuple[str, bytes]] | None
+) -> type[BaseHTTPRequestHandler]:
     class StatusHandler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            if self.path.split("?", 1)[0] != api.HEALTH_PATH:
+            path = self.path.split("?", 1)[0]
+            if path == api.METRICS_PATH and metrics is not None:
+                self._send(200, *metrics())
+            elif path == api.HEALTH_PATH:
+                self._reply(200, {"status": "ok", **status()})
+            else:
                 self._reply(404, {"error": "not found"})
-                return
-            self._reply(200, {"status": "ok", **status()})
 
         def _reply(self, code: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
+            self._send(code, "application/json", json.dumps(body).encode())
+
+        def _send(self, code: int, content_type: str, data: bytes) -> None:
             self.send_response(code)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

@@ -10,7 +10,7 @@ from flask import Flask, g, request
 
 from manager_api import extensions
 from manager_api.api.errors import ApiError
-from shared.api import AUTH_HEADER, JOIN_PATH, is_api_path, is_public_path
+from shared.api import AUTH_HEADER, JOIN_PATH, METRICS_PATH, is_api_path, is_public_path
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,9 @@ def _check() -> None:
     g.actor = f"anonymous@{remote}"
     if is_public_path(request.path):
         return  # liveness and the API's description (shared.api.is_public_path)
-    if not is_api_path(request.path):
+    if not (is_api_path(request.path) or request.path == METRICS_PATH):
         return  # the web console's pages sign their users in themselves (manager_api/console/guard.py)
+    # /metrics takes the API's token: a scraper holds it as Prometheus's bearer_token (README, Prometheus).
     if request.path == JOIN_PATH:
         if not token_matches(token, read_join_token(settings.join_token_file)):
             logger.warning("join from %s refused: %s join token", remote, "bad" if token else "no")

@@ -17,6 +17,7 @@ from pathlib import Path
 import manager_api
 from manager_api.config import Settings
 from manager_api.launcher.children import die_with_parent
+from manager_api.observability.processes import LAUNCHER_PID_VAR
 from shared.api import HEALTH_PATH
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,8 @@ def gunicorn_env(settings: Settings) -> dict[str, str]:
     env.update(settings.to_env())
     if "CORRAL_RUNTIME_DIR" in os.environ:
         env["CORRAL_RUNTIME_DIR"] = os.environ["CORRAL_RUNTIME_DIR"]
+    # The workers' /metrics reads this process's tree (observability.processes).
+    env[LAUNCHER_PID_VAR] = str(os.getpid())
     # Workers must import manager_api the way this process did, installed or from a checkout.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (SOURCE_ROOT, env.get("PYTHONPATH", "")) if p)
     return env
@@ -105,6 +108,9 @@ def gunicorn_command(fd: int, workers: int, log_level: str) -> list[str]:
         "--no-control-socket",
         "--log-level",
         log_level.lower(),
+        # Server hooks: child_exit tells prometheus_client's multiprocess mode a worker is gone.
+        "--config",
+        "python:manager_api.http_server.hooks",
         "manager_api.wsgi:app",
     ]
 

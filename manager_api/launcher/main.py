@@ -31,6 +31,7 @@ from manager_api.launcher.gunicorn import (
 )
 from manager_api.launcher.redis_server import PrivateRedis, RedisKeeper
 from manager_api.launcher.secret_files import ensure_join_token, publish_local_join_token
+from manager_api.observability import multiprocess
 from manager_api.services.nodes import presence as node_presence
 from manager_api.services.nodes import redis_users
 from shared import heartbeat
@@ -102,6 +103,8 @@ class Launcher:
         if not args.redis_url:
             self._lock_data_dir(data_dir)
         init_db(str(db_path))
+        # Before gunicorn and the duties: both write their samples there (observability.multiprocess).
+        multiprocess.prepare(data_dir, args.port)
         join_token_file = ensure_join_token(data_dir)
         redis_url = args.redis_url
         if not redis_url:

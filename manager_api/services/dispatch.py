@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from redis import Redis
@@ -12,6 +14,7 @@ from redis.client import Pipeline
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from manager_api.observability.instruments import dispatch_duration
 from manager_api.services import job_keys
 from shared import defaults, heartbeat, job_signing, jobs, keys
 from shared.messages import (
@@ -32,6 +35,16 @@ logger = logging.getLogger(__name__)
 def node_queue(redis: Redis, node_id: str) -> Queue:
     """The RQ queue that only ``node_id``'s agent consumes."""
     return Queue(keys.node_queue(node_id), connection=redis, serializer=JSONSerializer)
+
+
+@contextmanager
+def _timed(function: str) -> Iterator[None]:
+    """Observe how long the enqueueing inside takes, under the job's short name (``run_command``)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        dispatch_duration.labels(function.rpartition(".")[2]).observe(time.perf_counter() - started)
 
 
 def _enqueue(
@@ -58,13 +71,14 @@ def _enqueue(
 def start_task(redis: Redis, node_id: str, payload: dict[str, Any]) -> str:
     """Enqueue jobs.START_TASK for one task; returns the job id."""
     body = dump(StartTaskSchema, payload)
-    job_id = _enqueue(
-        redis,
-        node_id,
-        jobs.START_TASK,
-        body,
-        f"start task {body['task_id']} of deployment {body['deployment_id']}",
-    )
+    with _timed(jobs.START_TASK):
+        job_id = _enqueue(
+            redis,
+            node_id,
+            jobs.START_TASK,
+            body,
+            f"start task {body['task_id']} of deployment {body['deployment_id']}",
+        )
     logger.info(
         "task %s of deployment %s sent to node %s (job %s)", body["task_id"], body["deployment_id"], node_id, job_id
     )
@@ -74,7 +88,8 @@ def start_task(redis: Redis, node_id: str, payload: dict[str, Any]) -> str:
 def stop_tasks(redis: Redis, node_id: str, deployment_id: str, task_ids: list[str], grace_seconds: float) -> str:
     """Enqueue jobs.STOP_TASKS for some tasks of one deployment on one node; returns the job id."""
     body = dump(StopTasksSchema, {"task_ids": task_ids, "deployment_id": deployment_id, "grace_seconds": grace_seconds})
-    job_id = _enqueue(redis, node_id, jobs.STOP_TASKS, body, f"stop {len(task_ids)} tasks of {deployment_id}")
+    with _timed(jobs.STOP_TASKS):
+        job_id = _enqueue(redis, node_id, jobs.STOP_TASKS, body, f"stop {len(task_ids)} tasks of {deployment_id}")
     logger.info(
         "deployment %s: stop of tasks %s sent to node %s (job %s)", deployment_id, ",".join(task_ids), node_id, job_id
     )
@@ -88,7 +103,7 @@ def _enqueue_on_nodes(
     ids = list(node_ids)
     if not ids:
         return []
-    with redis.pipeline() as pipe:
+    with _timed(function), redis.pipeline() as pipe:
         job_ids = [_enqueue(redis, node_id, function, body, description, pipe) for node_id in ids]
         pipe.execute()
     return job_ids
@@ -129,7 +144,7 @@ def component_jobs(
     bodies += [(node_id, jobs.DEPLOY_COMPONENT, dump(ComponentSpecSchema, p)) for node_id, p in deploys]
     if not bodies:
         return 0
-    with redis.pipeline() as pipe:
+    with _timed("component_jobs"), redis.pipeline() as pipe:
         for node_id, function, body in bodies:
             verb = "deploy" if function == jobs.DEPLOY_COMPONENT else "stop"
             description = f"{verb} component {body['component_id']} gen {body['generation']} of {body['business_id']}"
@@ -156,7 +171,7 @@ def instance_jobs(
     bodies += [(node_id, jobs.RUN_INSTANCE, dump(InstanceSpecSchema, p)) for node_id, p in runs]
     if not bodies:
         return 0
-    with redis.pipeline() as pipe:
+    with _timed("instance_jobs"), redis.pipeline() as pipe:
         for node_id, function, body in bodies:
             verb = "run" if function == jobs.RUN_INSTANCE else "stop"
             _enqueue(

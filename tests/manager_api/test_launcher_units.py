@@ -20,6 +20,7 @@ from manager_api.launcher.gunicorn import (
     listen,
     probe_url,
 )
+from manager_api.observability.processes import LAUNCHER_PID_VAR
 from shared.api import HEALTH_PATH
 
 
@@ -53,6 +54,7 @@ def test_gunicorn_serves_the_launchers_socket_with_the_buffering_worker() -> Non
     assert command[command.index("--workers") + 1] == "3"
     assert command[command.index("--worker-class") + 1] == WORKER_CLASS
     assert command[command.index("--log-level") + 1] == "warning"
+    assert command[command.index("--config") + 1] == "python:manager_api.http_server.hooks"  # child_exit
     assert command[-1] == "manager_api.wsgi:app"
 
 
@@ -63,6 +65,8 @@ def test_gunicorn_env_holds_the_settings_and_imports_manager_api_from_where_the_
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")
     env = gunicorn_env(Settings(db_path="/data/db"))
     assert "CORRAL_STRAY" not in env
+    # Besides the settings, the launcher's pid: the workers' /metrics reads its process tree.
+    assert env.pop(LAUNCHER_PID_VAR) == str(os.getpid())
     assert {k: v for k, v in env.items() if k.startswith("CORRAL_")} == Settings(db_path="/data/db").to_env()
     root, rest = env["PYTHONPATH"].split(os.pathsep)
     assert (Path(root) / "manager_api" / "__init__.py").resolve() == Path(manager_api.__file__).resolve()

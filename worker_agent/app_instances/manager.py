@@ -138,6 +138,14 @@ class AppInstances:
         with self._lock:
             return sum(1 for i in self._instances.values() if i.wire_state() == AppInstanceState.RUNNING)
 
+    def census(self) -> list[tuple[str, str, str, int]]:
+        """(app, state, health, restarts) of every instance held (the status port's /metrics)."""
+        with self._lock:
+            return [
+                (str(i.rec.spec["app"]), str(i.wire_state()), str(i.rec.health), i.rec.restarts)
+                for i in self._instances.values()
+            ]
+
     # -- jobs --------------------------------------------------------------------------------------------------
 
     def run(self, spec: dict[str, Any]) -> dict[str, Any]:

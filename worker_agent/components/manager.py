@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -108,6 +109,11 @@ class ComponentManager(ComponentRecovery):
     def running_count(self) -> int:
         with self._lock:
             return sum(1 for rec in self._records.values() if rec.live)
+
+    def count_by_state(self) -> dict[str, int]:
+        """How many component generations the agent keeps a record of, by state (the status port's /metrics)."""
+        with self._lock:
+            return dict(Counter(rec.state for rec in self._records.values()))
 
     def nothing_to_watch(self) -> bool:
         """Whether no component is live and every report went out: the monitor may poll at its idle pace."""

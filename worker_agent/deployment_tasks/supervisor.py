@@ -13,6 +13,7 @@ import math
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,11 @@ class Supervisor:
         """How many tasks have a live process (running or being stopped)."""
         with self._lock:
             return sum(1 for rec in self._records.values() if rec.live)
+
+    def count_by_state(self) -> dict[str, int]:
+        """How many tasks the agent keeps a record of, by state (the status port's /metrics)."""
+        with self._lock:
+            return dict(Counter(rec.state for rec in self._records.values()))
 
     def task_dir(self, task_id: str) -> Path:
         """Where a task's logs and exit-code file live."""

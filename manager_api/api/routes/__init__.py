@@ -12,6 +12,7 @@ from manager_api.api.routes import (
     deployments,
     docs,
     health,
+    metrics,
     nodes,
     schedules,
     tasks,
@@ -21,5 +22,18 @@ from manager_api.api.routes import (
 
 def register(app: Flask) -> None:
     """Register every blueprint on ``app``."""
-    for module in (health, nodes, templates, deployments, agents, audit, tasks, schedules, businesses, apps, docs):
+    for module in (
+        health,
+        metrics,
+        nodes,
+        templates,
+        deployments,
+        agents,
+        audit,
+        tasks,
+        schedules,
+        businesses,
+        apps,
+        docs,
+    ):
         app.register_blueprint(module.bp)

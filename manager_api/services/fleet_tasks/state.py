@@ -9,6 +9,7 @@ from typing import Any
 from peewee import fn
 
 from manager_api.models import FleetTask, TaskHost, utcnow
+from manager_api.observability.instruments import fleet_task_duration
 from shared.states import FleetTaskStatus, HostRunStatus
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,8 @@ def store_derived(
     all_ended = counts["ended"] == counts["total"]
     if current == FleetTaskStatus.RUNNING and all_ended:
         new = FleetTaskStatus.COMPLETED if counts["succeeded"] == counts["total"] else FleetTaskStatus.FAILED
-    if new in FINAL_STATUSES and all_ended and finished_at is None:
+    ended_now = new in FINAL_STATUSES and all_ended and finished_at is None
+    if ended_now:
         finished_at = utcnow()
     FleetTask.update(
         status=new.value,
@@ -86,4 +88,17 @@ def store_derived(
     ).where(FleetTask.id == task_pk).execute()
     if new != current:
         logger.info("fleet task %s %s -> %s", task_id, current.value, new.value)
+    if ended_now:
+        _observe_duration(task_pk, new, finished_at, changes.get("started_at"))
     return new
+
+
+def _observe_duration(task_pk: int, status: FleetTaskStatus, finished_at: Any, started_at: Any) -> None:
+    """The task's run time into its histogram, once, as it ends (a task canceled before its start has none).
+
+    Observed inside the caller's transaction: one that rolls back afterwards counts a task that will end again,
+    a rare double count a histogram of durations can bear."""
+    if started_at is None:
+        started_at = FleetTask.select(FleetTask.started_at).where(FleetTask.id == task_pk).scalar()
+    if started_at is not None:
+        fleet_task_duration.labels(status.value).observe(max(0.0, (finished_at - started_at).total_seconds()))

@@ -1,0 +1,1 @@
+"""Prometheus metrics of the manager: instruments observed as things happen, collectors read at scrape time."""
