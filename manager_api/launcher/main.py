@@ -18,6 +18,7 @@ import redis
 from manager_api.background.duties import Duties
 from manager_api.config import Settings
 from manager_api.db import init_db
+from manager_api.launcher import backup
 from manager_api.launcher.arguments import (
     EXIT_USAGE,
     UsageError,
@@ -195,6 +196,9 @@ class Launcher:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``manager`` console script."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["backup"]:
+        return backup.main(argv[1:], parser)
     args = parse_args(parser, argv)
     if args.print_config:
         print(effective_config(parser, args), end="")
