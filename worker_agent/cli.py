@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from shared import cli_config
 from shared.defaults import AGENT_PORT, HEARTBEAT_INTERVAL, MANAGER_URL
 from shared.paths import local_join_token_path
 
@@ -26,6 +27,15 @@ TOKEN_ENV = "CORRAL_JOIN_TOKEN"
 DOCKER_HOST_ENV = "CORRAL_DOCKER_HOST"
 CAPACITY_ENV = {"cpu_count": "CORRAL_CPU_CORES", "memory_total_mb": "CORRAL_MEMORY_MB", "gpu_count": "CORRAL_GPUS"}
 """Environment variables that, like --cpu-cores, --memory-mb and --gpus, override detected capacity."""
+
+SECRET_FLAGS = ("token",)
+"""Flags --print-config shows as ***."""
+
+SECRET_URL_FLAGS = ("redis_url", "manager_url")
+"""Flags whose URL's password --print-config shows as ***."""
+
+ALTERNATIVES = (("token", "token_file"),)
+"""Flags that give one thing two ways: one on the command line sets aside the config file's other."""
 
 
 def manager_address(manager_url: str) -> tuple[str, int]:
@@ -111,6 +121,7 @@ def capacity_overrides(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agent", description="corral agent: runs the tasks of one node.")
+    cli_config.add_config_flags(parser)
     parser.add_argument("--manager-url", default=MANAGER_URL, help="manager address (default %(default)s)")
     parser.add_argument("--hostname", default=socket.gethostname(), help="hostname to report (default: this host's)")
     parser.add_argument(
@@ -174,7 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``agent`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = cli_config.parse_args(parser, argv, ALTERNATIVES)
+    if args.print_config:
+        print(cli_config.effective_config(parser, args, SECRET_FLAGS, SECRET_URL_FLAGS), end="")
+        return 0
     logging.basicConfig(
         level=args.log_level,
         stream=sys.stderr,

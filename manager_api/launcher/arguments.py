@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
 
-from shared import defaults
+from shared import cli_config, defaults
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,12 @@ def is_loopback(host: str) -> bool:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``manager`` command's flags."""
-    parser = argparse.ArgumentParser(prog="manager", description="corral manager: REST API, task dispatch, duties")
+    parser = argparse.ArgumentParser(
+        prog="manager",
+        description="corral manager: REST API, task dispatch, duties",
+        epilog="manager backup FILE: copy the database consistently while the manager runs (manager backup --help)",
+    )
+    cli_config.add_config_flags(parser)
     parser.add_argument("--port", type=int, default=defaults.MANAGER_PORT, help="HTTP port of the API (8080)")
     parser.add_argument("--host", default=defaults.MANAGER_HOST, help="address to bind (127.0.0.1)")
     parser.add_argument("--db-path", default=defaults.DB_PATH, help="SQLite database file (resource_monitor.db)")
@@ -77,6 +82,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (2)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
+
+
+SECRET_FLAGS = ("api_token",)
+"""Flags --print-config shows as ***."""
+
+SECRET_URL_FLAGS = ("redis_url", "agent_redis_url", "sftp_host")
+"""Flags whose URL's password --print-config shows as ***."""
+
+ALTERNATIVES = (("api_token", "api_token_file"),)
+"""Flags that give one thing two ways: one on the command line sets aside the config file's other."""
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The command line over the --config file (exits 2 on a bad file, as on a bad flag)."""
+    return cli_config.parse_args(parser, argv, ALTERNATIVES)
+
+
+def effective_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """What --print-config prints."""
+    return cli_config.effective_config(parser, args, SECRET_FLAGS, SECRET_URL_FLAGS)
 
 
 def resolve_api_token(args: argparse.Namespace) -> str | None:

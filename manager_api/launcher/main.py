@@ -18,7 +18,15 @@ import redis
 from manager_api.background.duties import Duties
 from manager_api.config import Settings
 from manager_api.db import init_db
-from manager_api.launcher.arguments import EXIT_USAGE, UsageError, build_parser, checked_api_token
+from manager_api.launcher import backup
+from manager_api.launcher.arguments import (
+    EXIT_USAGE,
+    UsageError,
+    build_parser,
+    checked_api_token,
+    effective_config,
+    parse_args,
+)
 from manager_api.launcher.file_modes import secure_data_files
 from manager_api.launcher.gunicorn import (
     StartError,
@@ -191,7 +199,13 @@ class Launcher:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``manager`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["backup"]:
+        return backup.main(argv[1:], parser)
+    args = parse_args(parser, argv)
+    if args.print_config:
+        print(effective_config(parser, args), end="")
+        return 0
     logging.basicConfig(
         level=args.log_level,
         stream=sys.stderr,
