@@ -20,12 +20,15 @@ MAX_CONFIG_FILES = 64
 MAX_CONFIG_FILE_BYTES = 256 * 1024
 """Largest content of one config file (the whole request is capped by MAX_BODY_BYTES anyway)."""
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+SAFE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""A business, component or app id, as the OpenAPI document states it (a JSON Schema, i.e. ECMA-262, pattern)."""
+_ID = re.compile(SAFE_ID_PATTERN)
 
 
 def is_safe_id(value: str) -> bool:
     """Whether ``value`` may name a business or component: it becomes a directory name on agents."""
-    return bool(_ID.match(value)) and value not in (".", "..")
+    # fullmatch: Python's `$` also matches before a final newline, so match() let "web\n" through.
+    return bool(_ID.fullmatch(value)) and value not in (".", "..")
 
 
 def config_relpath(path: str) -> PurePosixPath:

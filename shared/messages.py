@@ -32,6 +32,8 @@ from .states import (
     HealthCheckProtocol,
 )
 
+NO_NUL_PATTERN = r"^[^\x00]*$"
+"""A Text field's pattern in the OpenAPI document: any string without a NUL (ECMA-262 and Python alike)."""
 NUL_REFUSED = "contains a NUL byte"
 """What a field answers to a NUL byte (names, labels, hostnames, commands: see Text)."""
 
@@ -53,6 +55,10 @@ class Text(fields.String):
         super().__init__(**kwargs)
         # First, so that the NUL is what a field reports even when another rule fails on it too.
         self.validators.insert(0, no_nul)
+        # The OpenAPI document says so (apispec copies a field's metadata), unless a pattern of the field's
+        # own (a Regexp, or one in its metadata) already keeps the NUL out: JSON Schema has one pattern.
+        if "pattern" not in self.metadata and not any(isinstance(v, validate.Regexp) for v in self.validators):
+            self.metadata = {**self.metadata, "pattern": NO_NUL_PATTERN}
 
 
 class _Wire(Schema):

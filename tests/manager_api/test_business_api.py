@@ -40,6 +40,8 @@ BAD_BODIES: list[tuple[dict[str, Any], str]] = [
     (business(), "components: Must hold between 1 and 200 components."),
     (business(component("a"), component("a")), "components[1].component_id: component_id 'a' is already used"),
     (business(component("../a")), "components[0].component_id: '../a' must be 1-64 letters"),
+    # Python's `$` matches before a final newline: the id check let "web\n" (a directory name on agents) in.
+    (business(component("web\n")), "components[0].component_id: 'web\\n' must be 1-64 letters"),
     (business(component("a", type="vm")), "components[0].type: Must be one of"),
     (business(component("a", command="")), "components[0].command: a process component needs a command"),
     (business(component("a", type="docker")), "components[0].image_name: a docker component needs an image_name"),

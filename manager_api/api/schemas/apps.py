@@ -24,6 +24,7 @@ from manager_api.api.schemas.businesses import (
 from manager_api.api.schemas.manual import _Strict
 from manager_api.services.errors import INVALID_REQUEST, Invalid
 from manager_api.services.nodes import query as node_query
+from shared.config_paths import SAFE_ID_PATTERN
 from shared.defaults import APP_BACKOFF_FACTOR, APP_BACKOFF_SECONDS, APP_KILL_SIGNAL, APP_MAX_BACKOFF_SECONDS
 from shared.messages import Text
 from shared.states import HealthCheckProtocol
@@ -97,7 +98,7 @@ class ResAllocRequest(_Strict):
 class AppRequest(_Strict):
     """Body of POST /api/apps and PUT /api/apps/{name}."""
 
-    name = Text(required=True, validate=_safe_id)
+    name = Text(required=True, validate=_safe_id, metadata={"pattern": SAFE_ID_PATTERN})
     toProcess = Text(required=True, validate=validate.Length(min=1, max=MAX_COMMAND))
     workingDirectory = Text(allow_none=True, load_default=None, validate=validate.Length(min=1, max=1024))
     envs = fields.Dict(

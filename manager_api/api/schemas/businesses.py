@@ -14,7 +14,13 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 
 from manager_api.api.errors import INVALID_REQUEST, ApiError, stringify_keys
 from manager_api.api.schemas.manual import MAX_NAME, PageQuerySchema, TrimmedString, _Strict
-from shared.config_paths import MAX_CONFIG_FILE_BYTES, MAX_CONFIG_FILES, config_relpath, is_safe_id
+from shared.config_paths import (
+    MAX_CONFIG_FILE_BYTES,
+    MAX_CONFIG_FILES,
+    SAFE_ID_PATTERN,
+    config_relpath,
+    is_safe_id,
+)
 from shared.messages import Text
 from shared.states import BusinessState, ComponentType
 
@@ -94,7 +100,7 @@ class AffinityRequest(_Strict):
 class ComponentRequest(_Strict):
     """One component of a business (document 001 §3.1, plus what a process needs)."""
 
-    component_id = Text(required=True, validate=_safe_id)
+    component_id = Text(required=True, validate=_safe_id, metadata={"pattern": SAFE_ID_PATTERN})
     component_name = TrimmedString(validate=validate.Length(min=1, max=MAX_NAME))  # default: component_id
     type = Text(required=True, validate=validate.OneOf([t.value for t in ComponentType]))
     command = Text(load_default="", validate=validate.Length(max=MAX_COMMAND))
@@ -135,7 +141,7 @@ class ComponentRequest(_Strict):
 class BusinessRequest(_Strict):
     """Body of POST /api/businesses and PUT /api/businesses/{id} (document 001 §3.1)."""
 
-    business_id = Text(validate=_safe_id)
+    business_id = Text(validate=_safe_id, metadata={"pattern": SAFE_ID_PATTERN})
     business_name = TrimmedString(required=True, validate=validate.Length(min=1, max=MAX_NAME))
     components = fields.List(
         fields.Nested(ComponentRequest),

@@ -96,6 +96,10 @@ DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 1000
 """The most items a list endpoint answers at once."""
 
+MAX_PAGE = 1_000_000_000
+"""The highest page number: far past any list, and low enough that the row offset, (page - 1) x page_size, stays
+within SQLite's 64-bit integers (page=10**20 failed the query with a 500; Schemathesis found it)."""
+
 OLDER_NAME_OF = "older_name_of"
 """Field metadata marking an endpoint's older name of ``page_size``."""
 
@@ -117,7 +121,7 @@ class PageQuerySchema(_Strict):
     """
 
     PAGE_SIZE_DEFAULT: ClassVar[int] = DEFAULT_PAGE_SIZE
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE))
     page_size = _page_size()
 
     @post_load
