@@ -17,7 +17,7 @@ from tests.support import kill_marked, marked_processes, wait_until
 from .conftest import Console, console_errors, screenshot, sign_in, wait_for
 from .test_console_apps import app_body, confirm, rows_shown, type_definition
 from .test_console_businesses import _component, _fill
-from .test_console_tasks import _click_css, _pick, _run_form, _task_id, _text
+from .test_console_tasks import _click_css, _create_schedule, _pick, _run_form, _task_id, _text
 
 pytestmark = pytest.mark.e2e
 
@@ -62,15 +62,7 @@ def test_every_area_leaves_its_change_in_the_audit_log(browser: WebDriver, conso
 
     # Schedules: one created, then paused.
     browser.get(console.url + "/schedules")
-    browser.find_element(By.ID, "name").send_keys("journey-schedule")
-    browser.find_element(By.ID, "command").send_keys("true")
-    browser.find_element(By.ID, "targets").send_keys("*")
-    browser.find_element(By.ID, "interval").send_keys("3600")
-    browser.find_element(By.CSS_SELECTOR, "#schedule-form button[type=submit]").click()
-    first_row = "#schedules tr[data-schedule]"  # read in the poll: the live table may be swapped meanwhile
-    schedule_id = str(
-        wait_for(browser, lambda b: b.find_element(By.CSS_SELECTOR, first_row).get_attribute("data-schedule"))
-    )
+    schedule_id = _create_schedule(browser, "journey-schedule", "true")
     _click_css(browser, f"#schedules tr[data-schedule='{schedule_id}'] button[data-action=pause]")
     wait_for(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#schedules tr[data-paused=true]"))
 

@@ -196,6 +196,30 @@ def test_cancel_a_long_task(browser: WebDriver, console: Console) -> None:
     assert console_errors(browser) == []
 
 
+def _create_schedule(browser: WebDriver, name: str, command: str) -> str:
+    """Fill the schedules page's form (every node, hourly) and answer the id of the row it adds."""
+    browser.find_element(By.ID, "name").send_keys(name)
+    browser.find_element(By.ID, "command").send_keys(command)
+    browser.find_element(By.ID, "targets").send_keys("*")
+    browser.find_element(By.ID, "interval").send_keys("3600")
+    browser.find_element(By.CSS_SELECTOR, "#schedule-form button[type=submit]").click()
+    rows = "#schedules tr[data-schedule]"
+    # Read in the poll: the live table may be swapped between finding the row and reading it.
+    found = wait_for(
+        browser,
+        lambda b: next(
+            (
+                r.get_attribute("data-schedule")
+                for r in b.find_elements(By.CSS_SELECTOR, rows)
+                if r.find_element(By.CSS_SELECTOR, "td").text == name
+            ),
+            None,
+        ),
+        what=f"the schedule {name} listed",
+    )
+    return str(found)
+
+
 def _click_css(browser: WebDriver, selector: str) -> None:
     """Click a button of a live part of the page (found again if a live update replaced it meanwhile)."""
 
@@ -221,15 +245,7 @@ def test_a_schedule_created_paused_resumed_and_deleted(browser: WebDriver, conso
     browser.get(console.url + "/schedules")
     sign_in(browser, console)
     wait_for(browser, lambda b: b.find_elements(By.ID, "schedule-form"))
-    browser.find_element(By.ID, "name").send_keys("heartbeat-echo")
-    browser.find_element(By.ID, "command").send_keys("echo tick")
-    browser.find_element(By.ID, "targets").send_keys("*")
-    browser.find_element(By.ID, "interval").send_keys("3600")
-    browser.find_element(By.CSS_SELECTOR, "#schedule-form button[type=submit]").click()
-    first_row = "#schedules tr[data-schedule]"  # read in the poll: the live table may be swapped meanwhile
-    schedule_id = str(
-        wait_for(browser, lambda b: b.find_element(By.CSS_SELECTOR, first_row).get_attribute("data-schedule"))
-    )
+    schedule_id = _create_schedule(browser, "heartbeat-echo", "echo tick")
     answer = requests.get(f"{console.url}/api/schedules/{schedule_id}", headers=console.api(), timeout=10).json()
     trigger = (answer["name"], answer["interval"], answer["cron"], answer["paused"])
     assert trigger == ("heartbeat-echo", 3600, None, False)
