@@ -55,7 +55,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             lambda: admin.zrange(f"rq:finished:{queue}", 0, -1), timeout=30, what="a finished job in the queue"
         )
         admin.close()
-        yield Fleet(tmp, manager, env, str(nodes[0]["id"]), finished[0])
+        fleet = Fleet(tmp, manager, env, str(nodes[0]["id"]), finished[0])
+        yield fleet
+        fleet.admin.close()
     finally:
         if agent.alive():
             agent.terminate()
