@@ -14,6 +14,7 @@ from .businesses import business
 from .client import ApiError
 from .config import CONFIG_ENV, TOKEN_ENV, URL_ENV, ConfigError
 from .context import EXIT_API, client_of, echo_page, page_options
+from .dashboard import dashboard
 from .deployments import deploy, deployment, status, stop
 from .nodes import node, nodes
 from .schedules import schedule
@@ -83,7 +84,21 @@ def audit(ctx: click.Context, page_size: int, page: int, as_json: bool) -> None:
     echo_page(answer, as_json, "entries", formatting.audit_table, ("entries", page, page_size), paged_later=True)
 
 
-for command in (nodes, node, template, deploy, status, deployment, stop, run, tasks, schedule, business, app):
+for command in (
+    nodes,
+    node,
+    template,
+    deploy,
+    status,
+    deployment,
+    stop,
+    run,
+    tasks,
+    schedule,
+    business,
+    app,
+    dashboard,
+):
     cli.add_command(command)
 
 

@@ -91,6 +91,21 @@ def bind_addresses(host: str) -> list[str]:
     return ["127.0.0.1", host]
 
 
+def recorded_url(data_dir: str | Path) -> str:
+    """The URL of the private Redis of the manager whose data directory is ``data_dir``, from the port and
+    password it keeps there (raises OSError or ValueError when there are none: that manager never started one)."""
+    redis_dir = Path(data_dir) / DIR_NAME
+    password = (redis_dir / "password").read_text().strip()
+    port = int((redis_dir / "port").read_text().strip())
+    if not password:
+        raise ValueError(f"{redis_dir / 'password'} is empty")
+    return _url(password, port)
+
+
+def _url(password: str, port: int) -> str:
+    return f"redis://:{password}@127.0.0.1:{port}/0"
+
+
 def _password(path: Path) -> str:
     """The password kept in ``path``, made (URL-safe, 0600) the first time."""
     password = path.read_text().strip() if path.exists() else ""
@@ -122,7 +137,7 @@ class PrivateRedis:
     @property
     def url(self) -> str:
         """How the manager itself reaches it."""
-        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+        return _url(self.password, self.port)
 
     def _prepare(self) -> Path:
         self.dir.mkdir(parents=True, exist_ok=True)
