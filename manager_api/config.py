@@ -33,6 +33,9 @@ class Settings:
     node_metrics_every_seconds: float = 60.0  # one CPU/memory sample per online node this often (0: none)
     node_metrics_retention_hours: float = 24.0
     component_resend_seconds: float = 30.0  # a deploy or stop unanswered this long is sent again
+    alert_urls: str | None = None  # webhook URLs, space or comma separated (services.alerts)
+    alert_secret_file: str | None = None  # the HMAC secret's file: only the duties read it, no worker holds it
+    alert_max_attempts: int = 10  # deliveries of one alert to one URL before it is given up
     log_level: str = "INFO"
 
     @classmethod

@@ -212,5 +212,7 @@ def effective_config(
             value = HIDDEN
         elif isinstance(value, str) and action.dest in secret_urls:
             value = hide_url_password(value)
+        elif isinstance(value, list) and action.dest in secret_urls:
+            value = [hide_url_password(item) if isinstance(item, str) else item for item in value]
         out[key] = value
     return str(yaml.safe_dump(out, sort_keys=False, allow_unicode=True))

@@ -28,6 +28,7 @@ from manager_api import db
 from manager_api.background.stream_consumer import StreamConsumer, StreamHandler
 from manager_api.config import Settings
 from manager_api.services import job_keys, report_batches
+from manager_api.services.alerts import delivery as alert_delivery
 from manager_api.services.apps import instance_reports
 from manager_api.services.apps import state as app_state
 from manager_api.services.apps import upkeep as app_upkeep
@@ -132,6 +133,19 @@ class Duties:
         )
         self.app_recheck = app_upkeep.Recheck()
         self._next_app_resend = 0.0
+        self.alerts = self._alert_sender(settings)
+
+    def _alert_sender(self, settings: Settings) -> alert_delivery.Sender | None:
+        """The webhook sender, when URLs are configured: a thread of its own, so no POST ever delays a tick."""
+        urls = alert_delivery.parse_urls(settings.alert_urls)
+        if not urls:
+            return None
+        if not settings.alert_secret_file:
+            raise ValueError("alert URLs need a secret file (--alert-secret-file)")
+        with open(settings.alert_secret_file, "rb") as f:
+            secret = f.read().strip()
+        # Only while this manager holds the duties lock, as every other duty.
+        return alert_delivery.Sender(urls, secret, settings.alert_max_attempts, lambda: self._holding)
 
     # -- the agents' reports (services.report_batches: one transaction, acks after the commit) -----
     def _apply_task_events(self, batch: list[dict[str, Any]]) -> None:
@@ -187,10 +201,14 @@ class Duties:
         """Run the duties in a daemon thread."""
         self._thread = threading.Thread(target=self.run, name="corral-duties", daemon=True)
         self._thread.start()
+        if self.alerts is not None:
+            self.alerts.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the thread to finish and wait for it."""
         self._stop.set()
+        if self.alerts is not None:
+            self.alerts.stop(timeout)
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -308,4 +326,5 @@ class Duties:
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + PRUNE_EVERY
             fleet_task_upkeep.prune(self.redis, self.settings.task_retention_days)
+            alert_delivery.prune()
         self.schedules.sync()

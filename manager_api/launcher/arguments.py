@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
 
+from manager_api.services.alerts import delivery as alert_delivery
 from shared import cli_config, defaults
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--agent-redis-url", help="Redis URL handed to agents when it differs from --redis-url")
     parser.add_argument("--api-token", help="bearer token required on the API (also env CORRAL_API_TOKEN)")
     parser.add_argument("--api-token-file", help="file holding the API token")
+    parser.add_argument(
+        "--alert-url",
+        action="append",
+        metavar="URL",
+        help="webhook URL alerts are POSTed to; repeat for several (also env CORRAL_ALERT_URLS, space separated)",
+    )
+    parser.add_argument("--alert-secret-file", metavar="FILE", help="file holding the alerts' HMAC-SHA256 secret")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (2)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
@@ -87,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 SECRET_FLAGS = ("api_token",)
 """Flags --print-config shows as ***."""
 
-SECRET_URL_FLAGS = ("redis_url", "agent_redis_url", "sftp_host")
+SECRET_URL_FLAGS = ("redis_url", "agent_redis_url", "sftp_host", "alert_url")
 """Flags whose URL's password --print-config shows as ***."""
 
 ALTERNATIVES = (("api_token", "api_token_file"),)
@@ -114,6 +122,30 @@ def resolve_api_token(args: argparse.Namespace) -> str | None:
         except OSError as exc:
             raise UsageError(f"cannot read --api-token-file {args.api_token_file}: {exc}") from exc
     return os.environ.get("CORRAL_API_TOKEN", "").strip() or None
+
+
+def checked_alerts(args: argparse.Namespace) -> tuple[list[str], str | None]:
+    """The webhook URLs (--alert-url, else CORRAL_ALERT_URLS) and the secret file's absolute path (raises UsageError).
+
+    URLs need a secret: an unsigned alert could be forged by anyone who can reach the receiver.
+    """
+    urls = list(args.alert_url or []) or alert_delivery.parse_urls(os.environ.get("CORRAL_ALERT_URLS"))
+    for url in urls:
+        problem = alert_delivery.check_url(url)
+        if problem:
+            raise UsageError(f"--alert-url: {problem}")
+    if not urls:
+        return [], None
+    if not args.alert_secret_file:
+        raise UsageError("--alert-url needs --alert-secret-file (the secret alerts are signed with)")
+    path = Path(args.alert_secret_file).resolve()
+    try:
+        secret = path.read_bytes().strip()
+    except OSError as exc:
+        raise UsageError(f"cannot read --alert-secret-file {args.alert_secret_file}: {exc.strerror}") from exc
+    if not secret:
+        raise UsageError(f"--alert-secret-file {args.alert_secret_file} is empty")
+    return urls, str(path)
 
 
 def checked_api_token(args: argparse.Namespace) -> str | None:

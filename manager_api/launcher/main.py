@@ -23,6 +23,7 @@ from manager_api.launcher.arguments import (
     EXIT_USAGE,
     UsageError,
     build_parser,
+    checked_alerts,
     checked_api_token,
     effective_config,
     parse_args,
@@ -129,6 +130,7 @@ class Launcher:
 
     def _settings(self, db_path: Path, redis_url: str, join_token_file: Path) -> Settings:
         """The settings of gunicorn and the duties: the CORRAL_* variables, overridden by the flags."""
+        alert_urls, alert_secret_file = checked_alerts(self.args)
         # Tuning without a flag (deadline slack, retention, offline intervals...) comes from CORRAL_*
         # variables; everything the flags say wins over them.
         return dataclasses.replace(
@@ -141,6 +143,9 @@ class Launcher:
             join_token_file=str(join_token_file),
             sftp_host=self.args.sftp_host,
             log_level=self.args.log_level,
+            # The secret stays in its file: gunicorn workers get these settings too and never need it.
+            alert_urls=" ".join(alert_urls) or None,
+            alert_secret_file=alert_secret_file,
         )
 
     def _redis_restarted(self, client: redis.Redis) -> None:
@@ -213,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         api_token = checked_api_token(args)
+        checked_alerts(args)
     except UsageError as exc:
         parser.print_usage(sys.stderr)
         print(f"manager: error: {exc}", file=sys.stderr)

@@ -3,6 +3,7 @@ restart, update, node loss, usage history, and a manager restart that loses noth
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -16,7 +17,7 @@ from manager_api import db
 from manager_api.app import create_app
 from manager_api.background.duties import Duties
 from manager_api.config import Settings
-from manager_api.models import AuditLog, BusinessComponent, ComponentMetric, utcnow
+from manager_api.models import Alert, AuditLog, BusinessComponent, ComponentMetric, utcnow
 from manager_api.services.businesses import upkeep as business_upkeep
 from shared import keys
 from tests.support import wait_until
@@ -150,6 +151,10 @@ def test_no_rollback_when_not_asked(
     got = detail(client, business_id)
     assert got["message"] == "component b failed: image not found" and comp(got, "a")["status"] == "running"
     assert take_jobs(redis_client, "n1") == []
+    # One business.failed alert recorded with the change, for the duties' sender (tests/e2e/test_alerts.py).
+    (alert,) = Alert.select().where(Alert.event == "business.failed")
+    body = json.loads(alert.body)
+    assert (body["business_id"], body["reason"], body["id"]) == (business_id, got["message"], alert.event_id)
 
 
 def test_stop(client: FlaskClient, redis_client: redis_lib.Redis, nodes: None, duties: Duties) -> None:

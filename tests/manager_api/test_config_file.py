@@ -89,7 +89,7 @@ def test_a_flag_wins_over_the_file(tmp_path: Path, managers: list[Proc]) -> None
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("prot: 8080\n", "unknown key 'prot' (manager has no --prot; known keys: agent-redis-url, api-token,"),
+        ("prot: 8080\n", "unknown key 'prot' (manager has no --prot; known keys: agent-redis-url, alert-secret-file,"),
         ("port: eighty\n", "key 'port' must be an integer, got 'eighty'"),
         ("port: true\n", "key 'port' must be an integer, got True"),
         ("workers: 2.5\n", "key 'workers' must be an integer, got 2.5"),

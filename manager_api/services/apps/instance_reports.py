@@ -19,6 +19,7 @@ from typing import Any
 
 from manager_api.models import App, AppInstance, AppRestart, utcnow
 from manager_api.services import audit
+from manager_api.services.alerts import events as alerts
 from manager_api.services.apps.reconcile import reconcile
 from manager_api.services.apps.specs import spec_of
 from manager_api.services.apps.state import DUTIES, ENDED, LOST, RUN, Jobs, stop_payload
@@ -153,5 +154,15 @@ def _record_restart(row: AppInstance, report: Report) -> bool:
         "app.instance.restart",
         row.app_id,
         {"instance": row.id, "node": row.node_id, "reason": restart["reason"]},
+    )
+    alerts.raise_alert(
+        alerts.APP_INSTANCE_RESTARTED,
+        app=row.app_id,
+        instance=row.id,
+        node_id=row.node_id,
+        reason=restart["reason"],
+        exit_code=restart.get("exit_code"),
+        signal=restart.get("signal"),
+        oom=bool(restart.get("oom")),
     )
     return True

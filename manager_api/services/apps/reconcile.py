@@ -33,6 +33,7 @@ from redis import Redis
 
 from manager_api.models import App, AppInstance, utcnow
 from manager_api.services import audit
+from manager_api.services.alerts import events as alerts
 from manager_api.services.apps.specs import new_instance_id, resources, run_payload, spec_of
 from manager_api.services.apps.state import LOST, RUN, STOP, STOPPED, Jobs, stop_payload
 from manager_api.services.nodes import documents
@@ -200,6 +201,8 @@ def _settle(app: App, settled: bool, shortfall: dict[str, Any] | None) -> None:
     text = json.dumps(shortfall) if shortfall else ""
     if app.settled != settled or app.shortfall != text:
         App.update(settled=settled, shortfall=text).where(App.name == app.name).execute()
+        if text and not app.shortfall:  # becoming short; not again while it stays short
+            alerts.raise_alert(alerts.APP_SHORT, app=app.name, **(shortfall or {}))
         app.settled, app.shortfall = settled, text
 
 

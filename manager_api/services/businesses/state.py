@@ -15,6 +15,7 @@ from typing import Any
 
 from manager_api.models import Business, BusinessComponent, BusinessHistory, utcnow
 from manager_api.services import audit
+from manager_api.services.alerts import events as alerts
 from shared.states import BusinessState, ComponentState
 
 logger = logging.getLogger(__name__)
@@ -142,6 +143,8 @@ def set_status(business: Business, new: BusinessState | str, actor: str, reason:
         return
     record_history(business.business_id, new_value, from_status=old, reason=reason, actor=actor)
     audit.record(actor, f"business.{new_value}", business.business_id, {"from": old, "reason": reason})
+    if new_value == BusinessState.FAILED.value:
+        alerts.raise_alert(alerts.BUSINESS_FAILED, business_id=business.business_id, reason=reason, by=actor)
     log = logger.warning if new_value == BusinessState.FAILED.value else logger.info
     log("business %s: %s -> %s%s (by %s)", business.business_id, old, new_value, f": {reason}" if reason else "", actor)
 

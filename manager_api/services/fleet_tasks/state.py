@@ -10,6 +10,7 @@ from peewee import fn
 
 from manager_api.models import FleetTask, TaskHost, utcnow
 from manager_api.observability.instruments import fleet_task_duration
+from manager_api.services.alerts import events as alerts
 from shared.states import FleetTaskStatus, HostRunStatus
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,16 @@ def store_derived(
         logger.info("fleet task %s %s -> %s", task_id, current.value, new.value)
     if ended_now:
         _observe_duration(task_pk, new, finished_at, changes.get("started_at"))
+        if new == FleetTaskStatus.FAILED:  # once: a task ends once (finished_at was None until now)
+            name = FleetTask.select(FleetTask.name).where(FleetTask.id == task_pk).scalar()
+            alerts.raise_alert(
+                alerts.TASK_FAILED,
+                task_id=task_id,
+                name=name,
+                hosts=counts["total"],
+                failed_hosts=counts["failed"],
+                succeeded_hosts=counts["succeeded"],
+            )
     return new
 
 

@@ -16,6 +16,7 @@ from redis import Redis
 from manager_api import db
 from manager_api.models import Node
 from manager_api.services import audit
+from manager_api.services.alerts import events as alerts
 from manager_api.services.nodes import snapshot
 from manager_api.services.nodes.presence import known
 from manager_api.services.serialize import from_unix
@@ -67,6 +68,9 @@ def refresh_statuses(redis: Redis, offline_after_intervals: int) -> list[tuple[s
         for node_id, hostname, new_status in flips:
             word = "online" if new_status == NodeStatus.ONLINE else "offline"
             audit.record("duties", f"node.{word}", node_id, {"hostname": hostname})
+            # On the flip only: a node that stays offline is not raised again at every tick.
+            event = alerts.NODE_ONLINE if new_status == NodeStatus.ONLINE else alerts.NODE_OFFLINE
+            alerts.raise_alert(event, node_id=node_id, hostname=hostname)
     for node_id, hostname, new_status in flips:
         word = "online" if new_status == NodeStatus.ONLINE else "offline"
         logger.info("node %s (%s) %s", node_id, hostname, word)

@@ -1,0 +1,1 @@
+"""Webhook alerts: events recorded with the change that raises them (events), POSTed by the duties (delivery)."""

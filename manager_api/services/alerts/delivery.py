@@ -1,0 +1,223 @@
+"""The alerts' sender: a thread of the duties that POSTs due Alert rows to every webhook URL, signed.
+
+Delivery never blocks the duties or the API: raising only writes a row (events), and this thread alone waits
+on the network, with a short timeout. An attempt that any URL does not answer with a 2xx is tried again
+after 1, 2, 4 ... seconds (at most BACKOFF_CAP), for ``max_attempts`` in all, then given up. A URL that
+answered 2xx is never sent that alert again (Alert.acked), and a retry sends the very same body and delivery
+id, so a receiver can drop what it has seen. Between a 2xx and its commit a crash can send one alert twice:
+delivery is at least once, the delivery id tells the copies apart. Every alert sent or given up has its
+audit entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from manager_api import db
+from manager_api.models import Alert, utcnow
+from manager_api.services import audit
+
+logger = logging.getLogger(__name__)
+
+ACTOR = "duties"
+"""Who the audit log says sent or gave up an alert (the duties' actor, as for node transitions)."""
+
+SIGNATURE_HEADER = "X-Corral-Signature"
+"""``sha256=<hex HMAC-SHA256 of the raw body under the shared secret>``, as GitHub signs its webhooks."""
+EVENT_HEADER = "X-Corral-Event"
+DELIVERY_HEADER = "X-Corral-Delivery"
+"""The alert's id: the same at every attempt."""
+
+TIMEOUT_SECONDS = 5.0
+"""How long one POST may take (connect and answer) before it counts as failed."""
+
+BACKOFF_CAP = 300.0
+"""The longest wait between two attempts (seconds)."""
+
+POLL_SECONDS = 0.5
+"""How often the sender looks for due alerts."""
+
+BATCH = 20
+"""Alerts taken per look: a backlog is worked through without holding the sender on one query."""
+
+RETENTION = timedelta(days=7)
+"""Alerts are deleted this long after they were raised (their audit entries stay): by then each was sent or
+given up, or no URL was configured to send it to."""
+
+_SPLIT = re.compile(r"[\s,]+")
+
+
+def parse_urls(text: str | None) -> list[str]:
+    """The URLs of CORRAL_ALERT_URLS (space or comma separated)."""
+    return [url for url in _SPLIT.split(text or "") if url]
+
+
+def check_url(url: str) -> str | None:
+    """Why ``url`` cannot be a webhook URL, or None."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"alert URL {shown(url)!r} must be http:// or https:// with a host"
+    return None
+
+
+def shown(url: str) -> str:
+    """``url`` as logs and the audit log show it: scheme, host and port only (paths of webhooks hold tokens)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+def sign(secret: bytes, body: bytes) -> str:
+    """The X-Corral-Signature value of ``body``."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def backoff(attempts: int) -> float:
+    """Seconds to wait after the ``attempts``-th failed attempt: 1, 2, 4 ... up to BACKOFF_CAP."""
+    return float(min(BACKOFF_CAP, 2 ** max(0, attempts - 1)))
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    # A redirect is an answer that is not 2xx: following it would turn the POST into a GET elsewhere.
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> str | None:
+    """POST ``body``; None on a 2xx, else what went wrong (never the URL's path or the secret)."""
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with _opener.open(request, timeout=TIMEOUT_SECONDS) as answer:
+            status = answer.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (OSError, ValueError) as exc:  # refused, timed out, DNS, TLS
+        return type(exc).__name__ + (f": {exc.reason}" if isinstance(exc, urllib.error.URLError) else "")
+    return None if 200 <= status < 300 else f"HTTP {status}"
+
+
+class Sender:
+    """Delivers due alerts to ``urls`` every POLL_SECONDS while ``may_send()`` (the duties hold their lock)."""
+
+    def __init__(
+        self, urls: Sequence[str], secret: bytes, max_attempts: int, may_send: Callable[[], bool] = lambda: True
+    ) -> None:
+        self.urls = list(urls)
+        self.secret = secret
+        self.max_attempts = max(1, max_attempts)
+        self.may_send = may_send
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="corral-alerts", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self) -> None:
+        logger.info("alerts: sending to %s", ", ".join(shown(url) for url in self.urls))
+        try:
+            while not self._stop.wait(POLL_SECONDS):
+                try:
+                    db.connect()
+                    if self.may_send():
+                        while self.deliver_due() == BATCH and not self._stop.is_set():
+                            pass
+                except Exception:
+                    logger.exception("alerts: unexpected error; going on")
+                    db.close()
+        finally:
+            db.close()
+
+    def deliver_due(self) -> int:
+        """One attempt at every due alert (at most BATCH); returns how many were tried."""
+        due = list(
+            Alert.select()
+            .where((Alert.state == "pending") & (Alert.next_at <= utcnow()))
+            .order_by(Alert.next_at, Alert.id)
+            .limit(BATCH)
+        )
+        for alert in due:
+            self._attempt(alert)
+        return len(due)
+
+    def _attempt(self, alert: Alert) -> None:
+        body = alert.body.encode()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "corral-alerts",
+            EVENT_HEADER: alert.event,
+            DELIVERY_HEADER: alert.event_id,
+            SIGNATURE_HEADER: sign(self.secret, body),
+        }
+        acked: list[str] = json.loads(alert.acked)
+        attempt = alert.attempts + 1
+        sent_now: list[str] = []
+        errors: dict[str, str] = {}
+        for url in self.urls:
+            if url in acked:
+                continue
+            error = post(url, body, headers)
+            if error is None:
+                sent_now.append(url)
+            else:
+                errors[shown(url)] = error
+        done = not errors
+        given_up = not done and attempt >= self.max_attempts
+        state = "sent" if done else "given_up" if given_up else "pending"
+        with db.write_transaction():
+            Alert.update(
+                attempts=attempt,
+                acked=json.dumps(acked + sent_now),
+                state=state,
+                next_at=utcnow() + timedelta(seconds=backoff(attempt)),
+                last_error="; ".join(f"{url}: {error}" for url, error in errors.items()),
+            ).where(Alert.id == alert.id).execute()
+            for url in sent_now:
+                audit.record(
+                    ACTOR, "alert.sent", alert.event_id, {"event": alert.event, "url": shown(url), "attempt": attempt}
+                )
+            if given_up:
+                audit.record(
+                    ACTOR,
+                    "alert.given_up",
+                    alert.event_id,
+                    {"event": alert.event, "attempts": attempt, "errors": errors},
+                )
+        for url in sent_now:
+            logger.info("alert %s (%s) sent to %s, attempt %d", alert.event_id, alert.event, shown(url), attempt)
+        if given_up:
+            logger.error("alert %s (%s) given up after %d attempts: %s", alert.event_id, alert.event, attempt, errors)
+        elif errors:
+            logger.warning(
+                "alert %s (%s) attempt %d failed, again in %.0f s: %s",
+                alert.event_id,
+                alert.event,
+                attempt,
+                backoff(attempt),
+                errors,
+            )
+
+
+def prune() -> int:
+    """Delete alerts raised more than RETENTION ago (their audit entries stay); returns how many."""
+    with db.write_transaction():
+        return int(Alert.delete().where(Alert.created_at < utcnow() - RETENTION).execute())
