@@ -29,6 +29,7 @@ from manager_api.background.stream_consumer import StreamConsumer, StreamHandler
 from manager_api.config import Settings
 from manager_api.services import job_keys, report_batches
 from manager_api.services.alerts import delivery as alert_delivery
+from manager_api.services.alerts import events as alert_events
 from manager_api.services.apps import instance_reports
 from manager_api.services.apps import state as app_state
 from manager_api.services.apps import upkeep as app_upkeep
@@ -138,6 +139,7 @@ class Duties:
     def _alert_sender(self, settings: Settings) -> alert_delivery.Sender | None:
         """The webhook sender, when URLs are configured: a thread of its own, so no POST ever delays a tick."""
         urls = alert_delivery.parse_urls(settings.alert_urls)
+        alert_events.configure(urls)  # the duties raise most alerts: recorded only when they will be sent
         if not urls:
             return None
         if not settings.alert_secret_file:

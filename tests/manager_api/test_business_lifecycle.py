@@ -18,6 +18,7 @@ from manager_api.app import create_app
 from manager_api.background.duties import Duties
 from manager_api.config import Settings
 from manager_api.models import Alert, AuditLog, BusinessComponent, ComponentMetric, utcnow
+from manager_api.services.alerts import events as alert_events
 from manager_api.services.businesses import upkeep as business_upkeep
 from shared import keys
 from tests.support import wait_until
@@ -137,11 +138,15 @@ def test_failure_fails_the_business_and_rolls_back(
     wait_until(lambda: consumed(redis_client, marker), what="stops applied")
     got = detail(client, business_id)
     assert got["status"] == "failed" and [c["status"] for c in got["components"]] == ["stopped", "failed", "stopped"]
+    # A manager without webhook URLs records no alert (they would all be sent, late, once URLs are set).
+    assert Alert.select().count() == 0
 
 
 def test_no_rollback_when_not_asked(
-    client: FlaskClient, redis_client: redis_lib.Redis, nodes: None, duties: Duties
+    client: FlaskClient, redis_client: redis_lib.Redis, nodes: None, duties: Duties, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Alerts recorded, as by a manager given --alert-url (the duties here have none, so nothing sends them).
+    monkeypatch.setattr(alert_events, "_enabled", True)
     body = business(component("a", **on("n1")), component("b", **on("n2")), rollback_on_failure=False)
     business_id = deploy(client, body)["business_id"]
     take_jobs(redis_client, "n1"), take_jobs(redis_client, "n2")

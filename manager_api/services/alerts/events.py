@@ -34,10 +34,23 @@ BUSINESS_FAILED = "business.failed"
 ALL = (TASK_FAILED, NODE_OFFLINE, NODE_ONLINE, APP_INSTANCE_RESTARTED, APP_SHORT, BUSINESS_FAILED)
 
 
-def raise_alert(event: str, **details: Any) -> str:
-    """Record ``event`` with ``details`` for delivery (call inside the change's transaction); returns its id."""
+_enabled = True
+
+
+def configure(urls: list[str]) -> None:
+    """Record alerts in this process only when webhook URLs are configured. Without URLs nothing is written: rows
+    kept while alerts are off would otherwise all be sent, days late, the day URLs are set."""
+    global _enabled
+    _enabled = bool(urls)
+
+
+def raise_alert(event: str, **details: Any) -> str | None:
+    """Record ``event`` with ``details`` for delivery (call inside the change's transaction); returns its id, or
+    None when this manager has no webhook URL."""
     if event not in ALL:
         raise ValueError(f"unknown alert event {event!r}")
+    if not _enabled:
+        return None
     event_id = uuid.uuid4().hex
     now = utcnow()
     body = {**details, "event": event, "at": now.replace(tzinfo=UTC).isoformat(), "id": event_id}
