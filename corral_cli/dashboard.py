@@ -21,7 +21,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import click
 import redis
 
-from manager_api.launcher.children import die_with_parent
+from shared import private_redis
+from shared.child_processes import die_with_parent
 
 from .context import EXIT_API
 
@@ -60,10 +61,8 @@ def manager_redis_url(redis_url: str | None, data_dir: Path | None) -> str:
             f"give --data-dir (the manager's data directory, where its database is) or --redis-url "
             f"[env {REDIS_URL_ENV}]"
         )
-    from manager_api.launcher.redis_server import recorded_url
-
     try:
-        return recorded_url(data_dir)
+        return private_redis.recorded_url(data_dir)
     except (OSError, ValueError) as exc:
         raise click.UsageError(f"no private Redis recorded under --data-dir {data_dir}: {exc}") from exc
 

@@ -13,8 +13,8 @@ import logging
 import os
 from pathlib import Path
 
-from manager_api.launcher.redis_server import DIR_NAME as REDIS_DIR_NAME
 from shared.file_modes import PRIVATE_FILE, is_open, make_private, make_private_dir, mode_text
+from shared.private_redis import DIR_NAME as REDIS_DIR_NAME
 
 logger = logging.getLogger(__name__)
 

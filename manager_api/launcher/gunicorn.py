@@ -16,9 +16,9 @@ from pathlib import Path
 
 import manager_api
 from manager_api.config import Settings
-from manager_api.launcher.children import die_with_parent
 from manager_api.observability.processes import LAUNCHER_PID_VAR
 from shared.api import HEALTH_PATH
+from shared.child_processes import die_with_parent
 
 logger = logging.getLogger(__name__)
 

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import redis
 
-from manager_api.launcher.children import die_with_parent
 from manager_api.launcher.secret_files import write_private
+from shared.child_processes import die_with_parent
+from shared.private_redis import DIR_NAME, PASSWORD_FILE, PORT_FILE
+from shared.private_redis import url as private_url
 
 logger = logging.getLogger(__name__)
 
-DIR_NAME = "corral-redis"
-"""Directory under the data dir holding the AOF, the password and the port."""
 
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 30.0
@@ -91,21 +91,6 @@ def bind_addresses(host: str) -> list[str]:
     return ["127.0.0.1", host]
 
 
-def recorded_url(data_dir: str | Path) -> str:
-    """The URL of the private Redis of the manager whose data directory is ``data_dir``, from the port and
-    password it keeps there (raises OSError or ValueError when there are none: that manager never started one)."""
-    redis_dir = Path(data_dir) / DIR_NAME
-    password = (redis_dir / "password").read_text().strip()
-    port = int((redis_dir / "port").read_text().strip())
-    if not password:
-        raise ValueError(f"{redis_dir / 'password'} is empty")
-    return _url(password, port)
-
-
-def _url(password: str, port: int) -> str:
-    return f"redis://:{password}@127.0.0.1:{port}/0"
-
-
 def _password(path: Path) -> str:
     """The password kept in ``path``, made (URL-safe, 0600) the first time."""
     password = path.read_text().strip() if path.exists() else ""
@@ -137,13 +122,13 @@ class PrivateRedis:
     @property
     def url(self) -> str:
         """How the manager itself reaches it."""
-        return _url(self.password, self.port)
+        return private_url(self.password, self.port)
 
     def _prepare(self) -> Path:
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
-        self.password = _password(self.dir / "password")
-        port_file = self.dir / "port"
+        self.password = _password(self.dir / PASSWORD_FILE)
+        port_file = self.dir / PORT_FILE
         if not self.port:  # a restart keeps its port: gunicorn workers, duties and agents hold its URL
             try:
                 port = int(port_file.read_text().strip())

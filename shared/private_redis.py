@@ -1,0 +1,28 @@
+"""Where a manager keeps its private Redis's port and password (under its data directory), read by the manager
+that starts it and by `corral dashboard`, which finds that Redis from the data directory alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DIR_NAME = "corral-redis"
+"""Directory under the data dir holding the AOF, the password and the port."""
+
+PASSWORD_FILE = "password"
+PORT_FILE = "port"
+
+
+def url(password: str, port: int) -> str:
+    """The URL of a private Redis on this host."""
+    return f"redis://:{password}@127.0.0.1:{port}/0"
+
+
+def recorded_url(data_dir: str | Path) -> str:
+    """The URL of the private Redis of the manager whose data directory is ``data_dir``, from the port and
+    password it keeps there (raises OSError or ValueError when there are none: that manager never started one)."""
+    redis_dir = Path(data_dir) / DIR_NAME
+    password = (redis_dir / PASSWORD_FILE).read_text().strip()
+    port = int((redis_dir / PORT_FILE).read_text().strip())
+    if not password:
+        raise ValueError(f"{redis_dir / PASSWORD_FILE} is empty")
+    return url(password, port)
