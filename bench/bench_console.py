@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,10 +22,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_tasks import simulated  # noqa: E402  (bench/bench_tasks.py)
+from bench_tasks import simulated_fleet  # noqa: E402  (bench/bench_tasks.py)
 from common import machine, ms, pct  # noqa: E402  (bench/common.py)
-
-from tests.e2e.harness import Manager, isolated_env  # noqa: E402
 
 
 def timed(session: requests.Session, url: str, runs: int) -> tuple[list[float], int]:
@@ -47,39 +44,29 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     args = parser.parse_args()
     print(machine(), f"load average {' '.join(f'{x:.2f}' for x in psutil.getloadavg())}")
-    with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
-        workdir = Path(tmp)
-        manager = Manager(workdir, isolated_env(workdir), ["--workers", "2"])
-        manager.start()
-        session = requests.Session()
-        try:
-            sim = simulated(manager, workdir, session, args.nodes, "simc")
-            some = session.get(manager.url + "/api/nodes?q=hostname:simc-00042").json()["nodes"][0]["id"]
-            pages = {
-                "overview /": "/",
-                f"nodes /nodes (first 100 of {args.nodes})": "/nodes",
-                "nodes, a query /nodes?q=tags:web AND os.cpus:>4": "/nodes?q=tags:web%20AND%20os.cpus:%3E4",
-                "nodes, page 5 /nodes?page=5": "/nodes?page=5",
-                "a node /nodes/<id>": f"/nodes/{some}",
-                "audit log /audit": "/audit",
-                "apps /apps": "/apps",
-                "fleet tasks /tasks (the run form's node picker shows 20)": "/tasks",
-                "the node picker's search /tasks/node-picker?find=simc-001*": "/tasks/node-picker?find=simc-001*",
-                "businesses /businesses": "/businesses",
-                "schedules /schedules": "/schedules",
-                "the manual /manual": "/manual",
-            }
-            session.get(manager.url + "/")  # the session cookie, once
-            for label, path in pages.items():
-                samples, size = timed(session, manager.url + path, args.runs)
-                print(
-                    f"{label}: p50 {ms(statistics.median(samples))}, p99 {ms(pct(samples, 0.99))} "
-                    f"({args.runs} GETs, {size / 1024:.0f} KB of HTML)"
-                )
-            sim.terminate()
-            sim.wait(30)
-        finally:
-            manager.terminate()
+    with simulated_fleet(args.nodes, "simc") as (manager, session):
+        some = session.get(manager.url + "/api/nodes?q=hostname:simc-00042").json()["nodes"][0]["id"]
+        pages = {
+            "overview /": "/",
+            f"nodes /nodes (first 100 of {args.nodes})": "/nodes",
+            "nodes, a query /nodes?q=tags:web AND os.cpus:>4": "/nodes?q=tags:web%20AND%20os.cpus:%3E4",
+            "nodes, page 5 /nodes?page=5": "/nodes?page=5",
+            "a node /nodes/<id>": f"/nodes/{some}",
+            "audit log /audit": "/audit",
+            "apps /apps": "/apps",
+            "fleet tasks /tasks (the run form's node picker shows 20)": "/tasks",
+            "the node picker's search /tasks/node-picker?find=simc-001*": "/tasks/node-picker?find=simc-001*",
+            "businesses /businesses": "/businesses",
+            "schedules /schedules": "/schedules",
+            "the manual /manual": "/manual",
+        }
+        session.get(manager.url + "/")  # the session cookie, once
+        for label, path in pages.items():
+            samples, size = timed(session, manager.url + path, args.runs)
+            print(
+                f"{label}: p50 {ms(statistics.median(samples))}, p99 {ms(pct(samples, 0.99))} "
+                f"({args.runs} GETs, {size / 1024:.0f} KB of HTML)"
+            )
 
 
 if __name__ == "__main__":

@@ -12,19 +12,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import psutil
-import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_tasks import simulated  # noqa: E402  (bench/bench_tasks.py)
+from bench_tasks import simulated_fleet  # noqa: E402  (bench/bench_tasks.py)
 from common import machine, ms, pct  # noqa: E402  (bench/common.py)
-
-from tests.e2e.harness import Manager, isolated_env  # noqa: E402
 
 
 def main() -> None:
@@ -33,30 +29,20 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
     print(machine(), f"load average {' '.join(f'{x:.2f}' for x in psutil.getloadavg())}")
-    with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
-        workdir = Path(tmp)
-        manager = Manager(workdir, isolated_env(workdir), ["--workers", "2"])
-        manager.start()
-        session = requests.Session()
-        try:
-            sim = simulated(manager, workdir, session, args.nodes, "simm")
-            samples = []
-            body = ""
-            for _ in range(args.runs):
-                started = time.perf_counter()
-                answer = session.get(manager.url + "/metrics", timeout=60)
-                samples.append(time.perf_counter() - started)
-                answer.raise_for_status()
-                body = answer.text
-            series = sum(1 for line in body.splitlines() if line and not line.startswith("#"))
-            print(
-                f"/metrics at {args.nodes} nodes: p50 {ms(statistics.median(samples))}, p99 {ms(pct(samples, 0.99))} "
-                f"({args.runs} GETs, {len(body) / 1024:.0f} KB, {series} series)"
-            )
-            sim.terminate()
-            sim.wait(30)
-        finally:
-            manager.terminate()
+    with simulated_fleet(args.nodes, "simm") as (manager, session):
+        samples = []
+        body = ""
+        for _ in range(args.runs):
+            started = time.perf_counter()
+            answer = session.get(manager.url + "/metrics", timeout=60)
+            samples.append(time.perf_counter() - started)
+            answer.raise_for_status()
+            body = answer.text
+        series = sum(1 for line in body.splitlines() if line and not line.startswith("#"))
+        print(
+            f"/metrics at {args.nodes} nodes: p50 {ms(statistics.median(samples))}, p99 {ms(pct(samples, 0.99))} "
+            f"({args.runs} GETs, {len(body) / 1024:.0f} KB, {series} series)"
+        )
 
 
 if __name__ == "__main__":

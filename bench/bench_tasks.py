@@ -15,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -183,6 +185,26 @@ def simulated(manager: Manager, workdir: Path, session: requests.Session, nodes:
         what=f"{nodes} simulated nodes",
     )
     return sim
+
+
+@contextmanager
+def simulated_fleet(nodes: int, prefix: str) -> Iterator[tuple[Manager, requests.Session]]:
+    """A real manager (2 workers) in a scratch directory with ``nodes`` simulated nodes joined and heartbeating;
+    both stopped on the way out, whatever the bench did."""
+    with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
+        workdir = Path(tmp)
+        manager = Manager(workdir, isolated_env(workdir), ["--workers", "2"])
+        manager.start()
+        session = requests.Session()
+        sim = None
+        try:
+            sim = simulated(manager, workdir, session, nodes, prefix)
+            yield manager, session
+        finally:
+            if sim is not None:
+                sim.terminate()
+                sim.wait(30)
+            manager.terminate()
 
 
 def main() -> None:
