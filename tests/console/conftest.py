@@ -13,6 +13,7 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.e2e.harness import Agent, Manager, isolated_env
@@ -111,7 +112,12 @@ def sign_in(browser: WebDriver, console: Console, token: str = TOKEN) -> None:
     if "/signin" not in browser.current_url:
         browser.get(console.url + "/signin")
     browser.find_element(By.ID, "token").send_keys(token)
-    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    submit = browser.find_element(By.CSS_SELECTOR, "form button[type=submit]")
+    submit.click()
+    # The click does not always wait for the answer's page: until the form is gone, the next find_element
+    # would search the sign-in page that is still there (a wrong token's error was once looked for too early).
+    answered = WebDriverWait(browser, 20, poll_frequency=0.05)
+    answered.until(staleness_of(submit), message="the sign-in form was not answered")
 
 
 def wait_for(browser: WebDriver, condition, timeout: float = 20, what: str = "") -> object:  # type: ignore[no-untyped-def]
