@@ -1,4 +1,4 @@
-"""The database handle: one Peewee proxy, SQLite with WAL by default, a URL could select another engine."""
+"""The database handle: one Peewee proxy, SQLite with WAL by default, PostgreSQL for a ``postgresql://`` URL."""
 
 from __future__ import annotations
 
@@ -61,12 +61,46 @@ class WriteTimeout(OperationalError):
     """No turn to write came within WRITE_TURN_SECONDS: the database is overloaded, not the request wrong."""
 
 
-def make_database(path_or_url: str) -> Database:
-    """A SQLite database for a file path, or any engine playhouse.db_url knows for a URL."""
-    if "://" in path_or_url:
-        from playhouse.db_url import connect
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+"""URL schemes of a PostgreSQL database (``--db-url postgresql://user@host/db``)."""
 
-        return connect(path_or_url)
+PG_POOL_CONNECTIONS = 32
+"""Most connections one process keeps to PostgreSQL: a gunicorn worker's threads plus a few (the duties)."""
+
+PG_POOL_WAIT_SECONDS = 10
+"""How long a thread waits for a pooled connection when all are taken (then an error, not a hang)."""
+
+PG_STALE_SECONDS = 300
+"""A pooled connection idle this long is closed instead of reused (a server may drop it meanwhile)."""
+
+PG_WRITE_LOCK = 0x636F7272616C
+"""The advisory lock key every write transaction takes on PostgreSQL ("corral" in ASCII)."""
+
+
+def is_url(path_or_url: str) -> bool:
+    """Whether the manager's database is given as a URL rather than a SQLite file path."""
+    return "://" in path_or_url
+
+
+def is_postgres(path_or_url: str) -> bool:
+    return path_or_url.split("://", 1)[0].lower() in POSTGRES_SCHEMES and is_url(path_or_url)
+
+
+def make_database(path_or_url: str) -> Database:
+    """A SQLite database for a file path; PostgreSQL (pooled) for a postgresql:// URL."""
+    if is_postgres(path_or_url):
+        from playhouse.db_url import parse
+        from playhouse.pool import PooledPostgresqlDatabase
+
+        # A pool per process: a new PostgreSQL connection forks a server process (several ms), and the API
+        # closes its connection after every request. TCP keepalives let a manager notice a server gone away.
+        params = parse(path_or_url, unquote_password=True, unquote_user=True)
+        params.setdefault("keepalives_idle", 30)
+        return PooledPostgresqlDatabase(
+            max_connections=PG_POOL_CONNECTIONS, stale_timeout=PG_STALE_SECONDS, timeout=PG_POOL_WAIT_SECONDS, **params
+        )
+    if is_url(path_or_url):
+        raise ValueError(f"unsupported database URL scheme: {path_or_url.split('://', 1)[0]} (use postgresql://)")
     # Every thread (gunicorn gthread, the duties) gets its own connection: peewee's thread_safe default.
     return SqliteDatabase(path_or_url, pragmas=SQLITE_PRAGMAS, timeout=BUSY_TIMEOUT_SECONDS)
 
@@ -166,10 +200,18 @@ def write_transaction() -> Iterator[None]:
     on the writer lock file, tried at naps of 1 ms at most), all within WRITE_TURN_SECONDS. Inside a write
     transaction of the same thread this is a savepoint: the thread has the turn already.
 
-    Other engines (PostgreSQL) lock rows, not the database: a plain transaction, no turns.
+    PostgreSQL: one transaction-level advisory lock taken first, so that write transactions still run one at a
+    time, across processes and manager hosts. The services were written for SQLite's single writer (a
+    read-modify-write sees no other writer between its read and its write); under PostgreSQL's READ COMMITTED
+    without this lock two of them could interleave and lose an update. Reads never wait for it.
     """
-    if not isinstance(database.obj, SqliteDatabase) or database.transaction_depth() > 0:
+    if database.transaction_depth() > 0:
         with database.atomic():
+            yield
+        return
+    if not isinstance(database.obj, SqliteDatabase):
+        with database.atomic():
+            database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (PG_WRITE_LOCK,))
             yield
         return
     started = time.monotonic()

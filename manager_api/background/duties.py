@@ -49,8 +49,9 @@ from shared import heartbeat, keys, report_streams
 
 logger = logging.getLogger(__name__)
 
-LOCK_TTL_MS = 10_000
-"""The lock expires this long after its holder stops renewing it (renewed every tick)."""
+LOCK_TTL_MS = 5_000
+"""The lock expires this long after its holder stops renewing it (renewed at every pass of the loop, at least once
+a second): how long a killed holder leaves the duties undone before another manager host takes them over."""
 
 PRUNE_EVERY = 3600.0
 """Seconds between two prunes of ended fleet tasks past their retention."""
@@ -236,11 +237,16 @@ class Duties:
                     if not self._hold_lock():
                         self._stop.wait(self.tick)
                         continue
-                    if time.monotonic() >= next_check:
-                        next_check = time.monotonic() + self.tick
+                    started = time.monotonic()
+                    if started >= next_check:
+                        next_check = started + self.tick
                         self._every_tick()
                     block = max(10, int(min(self.block_ms, (next_check - time.monotonic()) * 1000)))
                     self.streams.consume(block)
+                    took = time.monotonic() - started
+                    if took > LOCK_TTL_MS / 2000:
+                        # The lock is renewed once per pass: a pass this slow lets another host take the duties.
+                        logger.warning("duties: one pass took %.1f s (the lock lasts %d s)", took, LOCK_TTL_MS // 1000)
                     if outage:
                         logger.info("duties: redis reachable again (consumer %s)", self.consumer)
                         outage, backoff = False, 0.5

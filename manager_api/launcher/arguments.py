@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
 
+from manager_api import db
 from manager_api.services.alerts import delivery as alert_delivery
 from shared import cli_config, defaults
 
@@ -75,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=defaults.MANAGER_PORT, help="HTTP port of the API (8080)")
     parser.add_argument("--host", default=defaults.MANAGER_HOST, help="address to bind (127.0.0.1)")
     parser.add_argument("--db-path", default=defaults.DB_PATH, help="SQLite database file (resource_monitor.db)")
+    parser.add_argument(
+        "--db-url",
+        help="PostgreSQL database instead of SQLite: postgresql://user[:password]@host[:port]/db "
+        "(the data directory, for the join token and metrics, stays that of --db-path)",
+    )
     parser.add_argument("--sftp-host", help=f"SFTP server for file distribution: {SFTP_FORMAT}")
     parser.add_argument("--redis-url", help="external Redis; default: start a private redis-server")
     parser.add_argument("--agent-redis-url", help="Redis URL handed to agents when it differs from --redis-url")
@@ -95,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 SECRET_FLAGS = ("api_token",)
 """Flags --print-config shows as ***."""
 
-SECRET_URL_FLAGS = ("redis_url", "agent_redis_url", "sftp_host", "alert_url")
+SECRET_URL_FLAGS = ("redis_url", "agent_redis_url", "sftp_host", "alert_url", "db_url")
 """Flags whose URL's password --print-config shows as ***."""
 
 ALTERNATIVES = (("api_token", "api_token_file"),)
@@ -154,6 +160,8 @@ def checked_api_token(args: argparse.Namespace) -> str | None:
         raise UsageError("--port must be between 1 and 65535")
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    if args.db_url and not db.is_postgres(args.db_url):
+        raise UsageError("--db-url must be a PostgreSQL URL: postgresql://user[:password]@host[:port]/database")
     if args.sftp_host:
         logger.info("sftp host %s", redact_sftp(parse_sftp(args.sftp_host)))
     api_token = resolve_api_token(args)

@@ -117,9 +117,11 @@ def main(argv: list[str], manager_parser: argparse.ArgumentParser) -> int:
     if db_path is None and args.config is not None:
         try:
             # Checked as the manager checks it: a file the manager would refuse is refused here too.
-            db_path = cli_config.read_config_file(manager_parser, args.config).get("db_path")
+            config = cli_config.read_config_file(manager_parser, args.config)
         except cli_config.ConfigFileError as exc:
             parser.error(str(exc))
+        # A manager on PostgreSQL (db-url) keeps nothing in the SQLite file: refuse rather than copy an empty one.
+        db_path = config.get("db_url") or config.get("db_path")
     db_path = db_path or defaults.DB_PATH
     try:
         result = backup(db_path, args.file)

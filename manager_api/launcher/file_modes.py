@@ -30,8 +30,9 @@ there (appendonlydir/, 0755 and 0644 by its own rule, remade at every rewrite) i
 corral-redis/ itself, 0700."""
 
 
-def secure_data_files(data_dir: Path, db_path: Path) -> None:
-    """Make the data directory if missing (0700) and every secret file in it owner-only, logging each fixed.
+def secure_data_files(data_dir: Path, db_path: Path | None) -> None:
+    """Make the data directory if missing (0700) and every secret file in it owner-only, logging each fixed
+    (``db_path`` None: the database is not a file here, PostgreSQL's).
 
     Call it before init_db: the empty 0600 file it creates for a new database is one SQLite fills, and
     SQLite gives -wal and -shm the database file's mode, so no byte of the database is ever readable by
@@ -47,9 +48,10 @@ def secure_data_files(data_dir: Path, db_path: Path) -> None:
             data_dir,
             mode_text(mode),
         )
-    _create_private(db_path)
-    for path in (db_path, *(db_path.with_name(db_path.name + suffix) for suffix in DB_COMPANIONS)):
-        make_private(path)
+    if db_path is not None:
+        _create_private(db_path)
+        for path in (db_path, *(db_path.with_name(db_path.name + suffix) for suffix in DB_COMPANIONS)):
+            make_private(path)
     make_private(data_dir / JOIN_TOKEN_FILE)
     redis_dir = data_dir / REDIS_DIR_NAME
     make_private(redis_dir)  # corral's own: PrivateRedis makes it 0700 too, without a word

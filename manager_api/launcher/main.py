@@ -39,11 +39,11 @@ from manager_api.launcher.gunicorn import (
     wait_until_serving,
 )
 from manager_api.launcher.redis_server import PrivateRedis, RedisKeeper
-from manager_api.launcher.secret_files import ensure_join_token, publish_local_join_token
+from manager_api.launcher.secret_files import adopt_shared_join_token, ensure_join_token, publish_local_join_token
 from manager_api.observability import multiprocess
 from manager_api.services.nodes import presence as node_presence
 from manager_api.services.nodes import redis_users
-from shared import heartbeat
+from shared import cli_config, heartbeat
 from shared.dir_lock import DirectoryInUse, DirLock
 
 logger = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class Launcher:
                 logger.info(
                     "manager listening on http://%s (database %s, %d workers, api token %s)",
                     bind_address(self.args.host, self.args.port),
-                    settings.db_path,
+                    cli_config.hide_url_password(settings.db_path),
                     self.args.workers,
                     "on" if self.api_token else "off",
                 )
@@ -104,38 +104,41 @@ class Launcher:
         args = self.args
         db_path = Path(args.db_path).resolve()
         data_dir = db_path.parent
+        # With --db-url the database is PostgreSQL's; the data directory (join token, metrics) stays --db-path's.
+        database = args.db_url or str(db_path)
         # The order matters: take the port, then the data directory, and only then start anything
         # (Redis, gunicorn), publish the join token, and once gunicorn answers, announce and run duties.
         self.listener = listen(args.host, args.port)
         # Made 0700 when corral makes it; the database file 0600 before SQLite opens it (file_modes).
-        secure_data_files(data_dir, db_path)
+        secure_data_files(data_dir, None if args.db_url else db_path)
         if not args.redis_url:
             self._lock_data_dir(data_dir)
-        init_db(str(db_path))
+        init_db(database)
         # Before gunicorn and the duties: both write their samples there (observability.multiprocess).
         multiprocess.prepare(data_dir, args.port)
         join_token_file = ensure_join_token(data_dir)
+        adopt_shared_join_token(join_token_file)
         redis_url = args.redis_url
         if not redis_url:
             # Every (re)start makes the node users again: ACL SETUSER keeps nothing on disk.
             self.redis = PrivateRedis(data_dir, args.host, on_start=redis_users.restore_all)
             self.redis.start()
             redis_url = self.redis.url
-        self.settings = self._settings(db_path, redis_url, join_token_file)
+        self.settings = self._settings(database, redis_url, join_token_file)
         # The port is this manager's now: no live manager's token can be replaced. Published before
         # gunicorn answers, so a manager that answers /healthz always has its token where agents look.
         publish_local_join_token(join_token_file, args.port)
         self.gunicorn = start_gunicorn(self.listener, self.settings, args.workers)
         return self.settings
 
-    def _settings(self, db_path: Path, redis_url: str, join_token_file: Path) -> Settings:
+    def _settings(self, database: str, redis_url: str, join_token_file: Path) -> Settings:
         """The settings of gunicorn and the duties: the CORRAL_* variables, overridden by the flags."""
         alert_urls, alert_secret_file = checked_alerts(self.args)
         # Tuning without a flag (deadline slack, retention, offline intervals...) comes from CORRAL_*
         # variables; everything the flags say wins over them.
         return dataclasses.replace(
             Settings.from_env(),
-            db_path=str(db_path),
+            db_path=database,
             redis_url=redis_url,
             agent_redis_url=self.args.agent_redis_url,
             private_redis=self.redis is not None,

@@ -7,6 +7,7 @@ import os
 import secrets
 from pathlib import Path
 
+from manager_api.services import job_keys
 from shared.file_modes import PRIVATE_FILE
 from shared.paths import local_join_token_path
 
@@ -40,6 +41,17 @@ def ensure_join_token(data_dir: Path) -> Path:
         write_private(token_file, secrets.token_urlsafe(32) + "\n")
         logger.info("join token created in %s", token_file)
     return token_file
+
+
+def adopt_shared_join_token(token_file: Path) -> None:
+    """Make the join token file hold the database's join token: manager hosts sharing one database (PostgreSQL)
+    must accept the same token. The first manager on a database stores its own there; a later host replaces
+    the one it made with it, before any agent could hold the local one."""
+    local = token_file.read_text().strip()
+    shared = job_keys.shared_join_token(local)
+    if shared != local:
+        write_private(token_file, shared + "\n")
+        logger.info("join token in %s replaced by the one of the database (shared by every manager host)", token_file)
 
 
 def publish_local_join_token(token_file: Path, port: int) -> Path:

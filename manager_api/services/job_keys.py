@@ -14,6 +14,8 @@ from shared import job_signing
 
 MASTER_KEY_NAME = "job-signing"
 
+JOIN_TOKEN_NAME = "join-token"
+
 _masters: dict[str, bytes] = {}  # database name -> master key
 
 
@@ -33,6 +35,14 @@ def master_key() -> bytes:
             row = ManagerKey.get_by_id(MASTER_KEY_NAME)
     key = _masters[name] = bytes.fromhex(row.value)
     return key
+
+
+def shared_join_token(proposed: str) -> str:
+    """The join token of every manager host on this database: the first one proposed is kept and answered to
+    all (an agent joins through whichever host it reaches, with the one token it was given)."""
+    with db.write_transaction():
+        ManagerKey.insert(name=JOIN_TOKEN_NAME, value=proposed).on_conflict_ignore().execute()
+        return str(ManagerKey.get_by_id(JOIN_TOKEN_NAME).value)
 
 
 def node_key(node_id: str) -> bytes:

@@ -16,6 +16,7 @@ import requests
 from shared import api, heartbeat
 from shared.defaults import PROTOCOL_VERSION
 from shared.paths import local_join_token_path
+from tests import postgres_support
 from tests.support import free_port, wait_until
 
 BIN = Path(sys.executable).parent
@@ -65,6 +66,12 @@ class Manager(Proc):
         self.db_path = workdir / "data" / "resource_monitor.db"
         self.url = f"http://127.0.0.1:{self.port}"
         args = [str(BIN / "manager"), "--port", str(self.port), "--db-path", str(self.db_path), *(extra or [])]
+        if postgres_support.on_postgres() and "--db-url" not in args:
+            # The PostgreSQL pass: the same data directory always finds the same database (restarts).
+            self.db_url: str | None = postgres_support.database_for(str(self.db_path.parent))
+            args += ["--db-url", self.db_url]
+        else:
+            self.db_url = None
         super().__init__(args, workdir / "manager.log", env)
 
     def start(self) -> None:

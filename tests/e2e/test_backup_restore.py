@@ -61,6 +61,7 @@ def run_task(manager: Manager, command: str) -> dict[str, object]:
     return dict(answer.json())
 
 
+@pytest.mark.sqlite_only  # SQLite's backup API; a PostgreSQL database is backed up with pg_dump
 def test_backup_under_writes_then_restore_keeps_everything_acknowledged_before_it(tmp_path: Path) -> None:
     env = isolated_env(tmp_path)
     manager = Manager(tmp_path, env)

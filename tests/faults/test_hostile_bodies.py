@@ -9,6 +9,7 @@ map, so a route added later is covered without touching this file.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,11 @@ KNOWN_BODY_ROUTES = {
 """A floor for the url-map walk (it must find at least these), not the list it tests."""
 
 
+LIVE_SLOTS_FREED_WITHIN = 10.0
+"""Seconds a live page's 503 (no free stream slot) may last: the server frees a closed stream's slot at its next
+write (every half second)."""
+
+
 @dataclass
 class Stack:
     manager: Manager
@@ -126,9 +132,19 @@ class Stack:
     other_routes: list[Route]
 
     def send(self, route: Route, body: bytes | Iterable[bytes]) -> requests.Response:
-        answer = requests.request(
-            route.method, self.manager.url + route.path, data=body, headers=self.headers, timeout=60, stream=True
-        )
+        deadline = time.monotonic() + LIVE_SLOTS_FREED_WITHIN
+        while True:
+            answer = requests.request(
+                route.method, self.manager.url + route.path, data=body, headers=self.headers, timeout=60, stream=True
+            )
+            # A live page refused for want of a free stream slot (503 with Retry-After, by design: the browser
+            # tries again) while the server has yet to notice that the streams this test closed are gone (at
+            # its next pulse): retry as the browser would, within a deadline.
+            refused = answer.status_code == 503 and "Retry-After" in answer.headers
+            if not (refused and route.path.startswith("/console/live/") and time.monotonic() < deadline):
+                break
+            answer.close()
+            time.sleep(0.2)
         if answer.headers.get("Content-Type", "").startswith("text/event-stream"):
             # A console live page: its answer goes on for half a minute; the status and headers are what counts.
             answer.close()

@@ -21,15 +21,43 @@ from manager_api.services import job_keys
 from shared import heartbeat, keys, report_streams
 from shared.api import JOIN_PATH, bearer
 from shared.defaults import PROTOCOL_VERSION
+from tests import postgres_support
 
 JOIN_TOKEN = "join-secret-for-tests"
 
 
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str | None]:
+    """With CORRAL_TEST_DB=postgresql: one database migrated once, that each test's database is copied from
+    (CREATE DATABASE ... TEMPLATE takes milliseconds; migrating every test's database would take far longer)."""
+    if not postgres_support.on_postgres():
+        yield None
+        return
+    url = postgres_support.create_database()
+    db.init_db(url)
+    db.database.obj.close_all()  # a template must have no connection open
+    yield postgres_support.database_name(url)
+    postgres_support.drop_database(url)
+
+
 @pytest.fixture
-def settings(tmp_path: Path, redis_url: str) -> Settings:
+def database_url(tmp_path: Path, postgres_template: str | None) -> Iterator[str]:
+    """The test's own empty manager database: a SQLite file, or a PostgreSQL database (CORRAL_TEST_DB)."""
+    if postgres_template is None:
+        yield str(tmp_path / "corral.db")
+        return
+    url = postgres_support.create_database(template=postgres_template)
+    yield url
+    if db.database.obj is not None and hasattr(db.database.obj, "close_all"):
+        db.database.obj.close_all()  # this thread's pooled connections; DROP ... FORCE ends the others'
+    postgres_support.drop_database(url)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_url: str, database_url: str) -> Settings:
     token_file = tmp_path / "join-token"
     token_file.write_text(JOIN_TOKEN + "\n")
-    return Settings(db_path=str(tmp_path / "corral.db"), redis_url=redis_url, join_token_file=str(token_file))
+    return Settings(db_path=database_url, redis_url=redis_url, join_token_file=str(token_file))
 
 
 @pytest.fixture

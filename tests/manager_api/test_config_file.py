@@ -128,21 +128,31 @@ def test_print_config_shows_the_effective_settings_with_secrets_hidden(tmp_path:
         **{
             "redis-url": "redis://:redis-password@10.0.0.5:6379/0",
             "sftp-host": "sftp://deploy:sftp-password@files:22/images/",
+            "db-url": "postgresql://corral:db-password@db.example:5432/corral",
         },
     )
     result = run_manager("--config", str(config), "--workers", "4", "--print-config")
     assert result.returncode == 0, result.stderr
-    for secret in ("very-secret-token", "redis-password", "sftp-password"):
+    for secret in ("very-secret-token", "redis-password", "sftp-password", "db-password"):
         assert secret not in result.stdout
     shown = yaml.safe_load(result.stdout)
     assert shown["port"] == 9090 and shown["workers"] == 4 and shown["host"] == "127.0.0.1"
     assert shown["api-token"] == "***"
     assert shown["redis-url"] == "redis://:***@10.0.0.5:6379/0"
     assert shown["sftp-host"] == "sftp://deploy:***@files:22/images/"
+    assert shown["db-url"] == "postgresql://corral:***@db.example:5432/corral"
     assert shown["agent-redis-url"] is None and shown["log-level"] == "INFO"
     # What it prints is itself a config file the manager reads (secrets aside).
     shown.pop("api-token")
     shown.pop("redis-url")
     shown.pop("sftp-host")
+    shown.pop("db-url")
     again = run_manager("--config", str(write_config(tmp_path / "again.yaml", **shown)), "--print-config")
     assert again.returncode == 0 and yaml.safe_load(again.stdout)["workers"] == 4, again.stderr
+
+
+@pytest.mark.parametrize("url", ["mysql://root@db/corral", "sqlite:///tmp/x.db", "db.example/corral"])
+def test_a_db_url_that_is_not_postgresql_exits_2(url: str) -> None:
+    result = run_manager("--db-url", url, "--port", "1")
+    assert result.returncode == 2
+    assert "--db-url must be a PostgreSQL URL" in result.stderr

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 from redis import Redis
 
+from manager_api.db import database
 from manager_api.services.nodes import inventory
 from manager_api.services.nodes import labels as node_labels
 from manager_api.services.nodes import tags as node_tags
@@ -193,20 +194,22 @@ def _static_document(static: _Static) -> dict[str, Any]:
 # A query that reads only static fields selects the same nodes for as long as the node rows are the same (the
 # node revision, revision.py): each process keeps, for the queries it saw last (operators and apps repeat
 # theirs), the ids of the rows selected under the rows it holds, and then reads the heartbeats of those alone.
-_answers: OrderedDict[str, tuple[int, frozenset[str]]] = OrderedDict()
+# Keyed by the database's name with the query: every database's revision counts from 0.
+_answers: OrderedDict[tuple[str, str], tuple[int, frozenset[str]]] = OrderedDict()
 ANSWERS_KEPT = 16
 """Queries whose answers a process keeps."""
 
 
 def _selected_ids(revision: int | None, rows: list[tuple[Any, ...]], query: NodeQuery) -> frozenset[str]:
-    known = _answers.pop(query.text, None)
+    key = (str(database.obj.database), query.text)
+    known = _answers.pop(key, None)
     if known is not None and known[0] == revision:
-        _answers[query.text] = known  # the most recent last
+        _answers[key] = known  # the most recent last
         return known[1]
     ids = frozenset(row[0] for row in rows if query.matches(_static_document(_static_of_row(row))))
     if revision is None:
         return ids
-    _answers[query.text] = (revision, ids)
+    _answers[key] = (revision, ids)
     while len(_answers) > ANSWERS_KEPT:
         _answers.popitem(last=False)
     return ids

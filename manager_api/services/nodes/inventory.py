@@ -118,8 +118,9 @@ def _rows(query: Any) -> list[tuple[Any, ...]]:
 
 # The rows change only with the node revision (revision.py): each process keeps the last rows it read with the
 # revision read just before them, and reads them again only once the revision moves. A change committed
-# between the two reads is seen at the next call, as the revision moved after the one kept.
-_rows_kept: tuple[int, list[tuple[Any, ...]]] | None = None
+# between the two reads is seen at the next call, as the revision moved after the one kept. Kept with the
+# database's name too: every database's revision counts from 0 (a process given another one, as tests are).
+_rows_kept: tuple[str, tuple[int, list[tuple[Any, ...]]]] | None = None
 
 
 def current_rows() -> tuple[int | None, list[tuple[Any, ...]]]:
@@ -127,11 +128,12 @@ def current_rows() -> tuple[int | None, list[tuple[Any, ...]]]:
     the engine keeps none). A row's last_seen may be older than the database's."""
     global _rows_kept
     now = revision.current()
+    name = str(db.database.obj.database)
     kept = _rows_kept
-    if now is not None and kept is not None and kept[0] == now:
-        return kept
+    if now is not None and kept is not None and kept[0] == name and kept[1][0] == now:
+        return kept[1]
     rows = _rows(Node.select(*_FIELDS).where(known()).order_by(Node.registered_at, Node.id))
-    _rows_kept = None if now is None else (now, rows)
+    _rows_kept = None if now is None else (name, (now, rows))
     if len(_parsed) > 2 * len(rows) + 100:  # forgotten nodes: keep only those still listed
         present = {row[0] for row in rows}
         for node_id in [node_id for node_id in _parsed if node_id not in present]:
