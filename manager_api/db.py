@@ -9,7 +9,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from peewee import Database, DatabaseProxy, OperationalError, SqliteDatabase
 
@@ -106,33 +105,21 @@ def make_database(path_or_url: str) -> Database:
 
 
 def init_db(path_or_url: str, create_tables: bool = True) -> Database:
-    """Point the proxy at ``path_or_url`` and create missing tables (safe when they exist)."""
-    from manager_api import models
-
+    """Point the proxy at ``path_or_url`` and bring its schema up to date (manager_api.migrations)."""
     db = make_database(path_or_url)
     database.initialize(db)
     if create_tables:
-        with database.connection_context():
-            database.create_tables(models.ALL_MODELS, safe=True)
-            add_missing_columns(db, models.ADDED_COLUMNS)
-            from manager_api.services.nodes import revision
+        from manager_api import migrations
+        from manager_api.services.nodes import revision
 
+        # Not opened here: upgrade() opens the connection in a write turn (see there), then it is closed.
+        try:
+            migrations.upgrade(db)
             revision.install(db)
+        finally:
+            database.close()
     logger.debug("database %s ready", path_or_url)
     return db
-
-
-def add_missing_columns(db: Database, added: Any) -> None:
-    """Add columns that newer versions put on existing tables (a database made before them lacks them)."""
-    from playhouse.migrate import SchemaMigrator, migrate
-
-    for field in added:
-        table = field.model._meta.table_name
-        present = {column.name for column in db.get_columns(table)}
-        if field.column_name in present:
-            continue
-        migrate(SchemaMigrator.from_database(db).add_column(table, field.column_name, field))
-        logger.info("database: column %s.%s added", table, field.column_name)
 
 
 _write_turn = threading.Lock()

@@ -494,6 +494,3 @@ ALL_MODELS = [
     Alert,
 ]
 """In creation order (foreign keys point backwards)."""
-
-ADDED_COLUMNS = [Node.labels, Node.api_labels, Node.secret_digest, Node.forgotten_at, Node.api_tags]
-"""Columns added after their table first shipped; init_db adds them to older databases."""

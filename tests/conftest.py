@@ -11,7 +11,8 @@ from tests import postgres_support
 from tests.support import RedisServer
 
 # podman, the busybox image tar, an HTTP file server and sshd: started only by the tests that ask for them.
-pytest_plugins = ["tests.engine_fixtures"]
+# postgres_url: a PostgreSQL database of the test's own.
+pytest_plugins = ["tests.engine_fixtures", "tests.postgres_support"]
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
@@ -103,3 +105,20 @@ def drop_created() -> None:
     while _created:
         _key, url = _created.popitem()
         drop_database(url)
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A new empty database of one test's own (whatever CORRAL_TEST_DB says); yields its URL, drops it after."""
+    url = create_database()
+    try:
+        yield url
+    finally:
+        drop_database(url)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """The URL of a PostgreSQL database of this test's own (postgres_database)."""
+    with postgres_database() as url:
+        yield url

@@ -18,7 +18,7 @@ import redis
 from manager_api.background.duties import Duties
 from manager_api.config import Settings
 from manager_api.db import init_db
-from manager_api.launcher import backup
+from manager_api.launcher import backup, migrate
 from manager_api.launcher.arguments import (
     EXIT_USAGE,
     UsageError,
@@ -210,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["backup"]:
         return backup.main(argv[1:], parser)
+    if argv[:1] == ["migrate"]:
+        return migrate.main(argv[1:], parser)
     args = parse_args(parser, argv)
     if args.print_config:
         print(effective_config(parser, args), end="")

@@ -19,7 +19,6 @@ import requests
 
 from shared import keys
 from shared.paths import local_join_token_path
-from tests import postgres_support
 from tests.e2e.harness import Agent, Manager, isolated_env
 from tests.support import RedisServer, wait_until
 
@@ -35,13 +34,6 @@ def shared_redis() -> Iterator[RedisServer]:
     server = RedisServer(password="two-managers-secret").start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def shared_database() -> Iterator[str]:
-    url = postgres_support.create_database()
-    yield url
-    postgres_support.drop_database(url)
 
 
 def _holder(client: redis.Redis) -> str:
@@ -68,12 +60,12 @@ def _run(manager: Manager, command: str) -> dict[str, Any]:
 
 
 def test_two_managers_share_the_fleet_and_hand_over_the_duties(
-    tmp_path: Path, shared_redis: RedisServer, shared_database: str
+    tmp_path: Path, shared_redis: RedisServer, postgres_url: str
 ) -> None:
     env = isolated_env(tmp_path)
     for host in ("host-a", "host-b"):
         (tmp_path / host).mkdir()
-    shared = ["--redis-url", shared_redis.url, "--db-url", shared_database]
+    shared = ["--redis-url", shared_redis.url, "--db-url", postgres_url]
     first = Manager(tmp_path / "host-a", env, shared)
     second = Manager(tmp_path / "host-b", env, shared)
     agents: list[Agent] = []

@@ -195,6 +195,7 @@ def test_an_older_database_gains_the_forgotten_at_column(tmp_path: Path, redis_u
     path = str(tmp_path / "old.db")
     db.init_db(path)
     db.database.execute_sql("ALTER TABLE node DROP COLUMN forgotten_at")
+    db.database.execute_sql("DROP TABLE schema_migrations")  # made before the migration history
     db.database.execute_sql("DROP TABLE business_tombstones")
     db.database.execute_sql(
         "INSERT INTO node (id, hostname, ip, facts, labels, api_labels, interval, version, status, "
