@@ -11,8 +11,7 @@ from tests import postgres_support
 from tests.support import RedisServer
 
 # podman, the busybox image tar, an HTTP file server and sshd: started only by the tests that ask for them.
-# postgres_url: a PostgreSQL database of the test's own.
-pytest_plugins = ["tests.engine_fixtures", "tests.postgres_support"]
+pytest_plugins = ["tests.engine_fixtures"]
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +55,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if len(kept) < len(items):
         config.hook.pytest_deselected(items=[item for item in items if item not in kept])
         items[:] = kept
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """The URL of a PostgreSQL database of this test's own, whatever CORRAL_TEST_DB says (dropped after)."""
+    with postgres_support.postgres_database() as url:
+        yield url

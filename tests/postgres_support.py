@@ -115,10 +115,3 @@ def postgres_database() -> Iterator[str]:
         yield url
     finally:
         drop_database(url)
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """The URL of a PostgreSQL database of this test's own (postgres_database)."""
-    with postgres_database() as url:
-        yield url

@@ -269,3 +269,23 @@ def test_app_restart_and_app_short(setup: Setup) -> None:
     stays(lambda: len(setup.receiver.of("app.short", app="alert-short")) == 1, 3.0, "app.short raised twice")
     for name in ("alert-crash", "alert-short"):
         assert requests.delete(f"{setup.manager.url}/api/apps/{name}", timeout=10).status_code in (200, 202, 204)
+
+
+def test_a_failed_business_is_posted(setup: Setup) -> None:
+    wait_until(lambda: online(setup.manager), timeout=30, what="the agent online")
+    component = {
+        "component_id": "broken",
+        "component_name": "broken",
+        "type": "process",
+        "command": "exit 7",
+        "resource_requirements": {"cpu_cores": 0.1, "memory_mb": 16, "gpu": False},
+    }
+    answer = setup.manager.post("/api/businesses", {"business_name": "alert-shop", "components": [component]})
+    assert answer.status_code == 201, answer.text
+    business_id = answer.json()["business_id"]
+    (alert,) = wait_until(
+        lambda: setup.receiver.of("business.failed", business_id=business_id), timeout=30, what="business.failed"
+    )
+    assert valid_signature(alert) and alert.body["reason"], alert.body
+    assert setup.manager.get(f"/api/businesses/{business_id}").json()["status"] == "failed"
+    assert requests.delete(f"{setup.manager.url}/api/businesses/{business_id}", timeout=10).status_code < 300
