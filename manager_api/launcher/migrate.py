@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--db-path", help=f"the manager's database, a file or a URL (else --config's db-path, else {defaults.DB_PATH})"
     )
-    parser.add_argument("--config", metavar="FILE", help="the manager's config file: its db-path is used")
+    parser.add_argument("--db-url", help="the manager's PostgreSQL database (postgresql://...), as `manager --db-url`")
+    parser.add_argument("--config", metavar="FILE", help="the manager's config file: its db-url, else db-path")
     return parser
 
 
@@ -97,16 +98,17 @@ def _apply(database: Database, shown: str) -> None:
 
 
 def main(argv: list[str], manager_parser: argparse.ArgumentParser) -> int:
-    """``manager migrate [--status] [--db-path PATH | --config config.yaml]``; the exit code."""
+    """``manager migrate [--status] [--db-url URL | --db-path PATH | --config config.yaml]``; the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    db_path = args.db_path
+    db_path = args.db_url or args.db_path
     if db_path is None and args.config is not None:
         try:
             # Checked as the manager checks it: a file the manager would refuse is refused here too.
-            db_path = cli_config.read_config_file(manager_parser, args.config).get("db_path")
+            config = cli_config.read_config_file(manager_parser, args.config)
         except cli_config.ConfigFileError as exc:
             parser.error(str(exc))
+        db_path = config.get("db_url") or config.get("db_path")
     db_path = str(db_path or defaults.DB_PATH)
     try:
         database = _open(db_path)

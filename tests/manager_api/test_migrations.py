@@ -209,15 +209,16 @@ def manager_migrate(*args: str) -> subprocess.CompletedProcess[str]:
 def test_manager_migrate_reports_applies_then_reports_again(target: str) -> None:
     if "://" not in target:
         Path(target).touch(mode=0o600)  # manager migrate opens a database, it does not create one
-    pending = manager_migrate("--status", "--db-path", target)
+    flag = "--db-url" if "://" in target else "--db-path"  # as the manager is given its database
+    pending = manager_migrate("--status", flag, target)
     assert (pending.returncode, pending.stderr) == (0, "")
     assert pending.stdout.splitlines() == [f"pending  {name}" for name in migration_names()]
-    applied = manager_migrate("--db-path", target)
+    applied = manager_migrate(flag, target)
     assert (applied.returncode, applied.stderr) == (0, "")
     assert applied.stdout.splitlines() == [f"applied {name}" for name in migration_names()]
-    again = manager_migrate("--db-path", target)
+    again = manager_migrate(flag, target)
     assert (again.returncode, again.stdout.endswith("up to date, nothing to apply\n")) == (0, True)
-    status = manager_migrate("--status", "--db-path", target)
+    status = manager_migrate("--status", flag, target)
     assert [line.split()[:2] for line in status.stdout.splitlines()] == [
         ["applied", name] for name in migration_names()
     ]
