@@ -121,10 +121,10 @@ def _dict_sizes(_converter: Any, field: fields.Field, ret: dict[str, Any], **_kw
 
 def _answer_schema(doc: RouteDoc) -> Any:
     if doc.answer == LOOSE_OBJECT:
-        return {"type": "object", "description": "No schema of its own yet: a JSON object."}
+        return {"type": "object", "description": "No schema of its own: a JSON object."}
     if doc.answer == LOOSE_ARRAY:
-        return {"type": "array", "items": {"type": "object"}, "description": "No schema of its own yet."}
-    return doc.answer
+        return {"type": "array", "items": {"type": "object"}, "description": "No schema of its own."}
+    return {"type": "array", "items": doc.answer} if doc.many else doc.answer
 
 
 def _responses(doc: RouteDoc, has_path_parameters: bool) -> dict[str, Any]:

@@ -19,9 +19,9 @@ SSE = "text/event-stream"
 Loose = Literal["object", "array"]
 
 LOOSE_OBJECT: Loose = "object"
-"""An answer with no schema of its own yet (a presenter's dict): documented as any JSON object."""
+"""An answer with no schema of its own: documented as any JSON object (only the OpenAPI document itself)."""
 LOOSE_ARRAY: Loose = "array"
-"""An answer that is a JSON array of objects with no schema of its own yet."""
+"""An answer that is a JSON array of objects with no schema of its own."""
 
 Auth = Literal["api", "join", "none"]
 """Which bearer token a route asks for: the API token (when one is set), the join token, or none."""
@@ -39,6 +39,9 @@ class RouteDoc:
     body: type[Schema] | None = None
     query: type[Schema] | None = None
     answer: type[Schema] | Loose = LOOSE_OBJECT
+    """The schema of the answer's JSON (schemas/answers/), which tests validate real answers against."""
+    many: bool = False
+    """The answer is a JSON array of ``answer`` objects (GET /api/businesses/{id}/components)."""
     status: int = 200
     extra_status: tuple[int, ...] = ()
     """Other success statuses (POST /api/businesses answers 200 to a dry run, 201 otherwise)."""
@@ -56,6 +59,7 @@ def documented(
     body: type[Schema] | None = None,
     query: type[Schema] | None = None,
     answer: type[Schema] | Loose = LOOSE_OBJECT,
+    many: bool = False,
     status: int = 200,
     extra_status: tuple[int, ...] = (),
     errors: tuple[int, ...] = (),
@@ -64,7 +68,7 @@ def documented(
     store: bool = True,
 ) -> Callable[[F], F]:
     """Attach a RouteDoc to a view; the view itself is returned unchanged (Flask registers the same function)."""
-    doc = RouteDoc(body, query, answer, status, extra_status, errors, media, auth, store)
+    doc = RouteDoc(body, query, answer, many, status, extra_status, errors, media, auth, store)
 
     def attach(view: F) -> F:
         setattr(view, ROUTE_DOC, doc)

@@ -10,6 +10,7 @@ from manager_api.api import auth
 from manager_api.api.presenters import apps as app_json
 from manager_api.api.request_json import json_object
 from manager_api.api.route_docs import JSON, SSE, documented
+from manager_api.api.schemas.answers import apps as answers
 from manager_api.api.schemas.apps import AppRequest, LogsQuery, ScaleRequest, load, load_app
 from manager_api.api.schemas.manual import PageQuerySchema
 from manager_api.services.apps import actions as apps
@@ -29,7 +30,7 @@ def _known(name: str) -> str:
 
 
 @bp.post("/api/apps")
-@documented(body=AppRequest, status=201, errors=(409,))
+@documented(body=AppRequest, answer=answers.AppAnswer, status=201, errors=(409,))
 def create() -> ResponseReturnValue:
     """Create an app and place its instances; 201 with the app as GET shows it."""
     spec = load_app(json_object())
@@ -37,7 +38,7 @@ def create() -> ResponseReturnValue:
 
 
 @bp.get("/api/apps")
-@documented(query=PageQuerySchema)
+@documented(query=PageQuerySchema, answer=answers.AppPageAnswer)
 def listing() -> ResponseReturnValue:
     """A page of apps by name."""
     args = load(PageQuerySchema(), request.args.to_dict())
@@ -46,14 +47,14 @@ def listing() -> ResponseReturnValue:
 
 
 @bp.get("/api/apps/<name>")
-@documented()
+@documented(answer=answers.AppAnswer)
 def detail(name: str) -> ResponseReturnValue:
     """The definition, its deployment progress, why it is short if it is, and every instance."""
     return jsonify(app_reads.detail(_known(name)))
 
 
 @bp.put("/api/apps/<name>")
-@documented(body=AppRequest, errors=(409,))
+@documented(body=AppRequest, answer=answers.AppAnswer, errors=(409,))
 def update(name: str) -> ResponseReturnValue:
     """A new definition; instances are replaced one at a time when what runs changed, none when nothing did."""
     name = _known(name)
@@ -62,7 +63,7 @@ def update(name: str) -> ResponseReturnValue:
 
 
 @bp.post("/api/apps/<name>/scale")
-@documented(body=ScaleRequest, errors=(409,))
+@documented(body=ScaleRequest, answer=answers.AppAnswer, errors=(409,))
 def scale(name: str) -> ResponseReturnValue:
     """``{"instances": N}``."""
     name = _known(name)
@@ -71,35 +72,35 @@ def scale(name: str) -> ResponseReturnValue:
 
 
 @bp.post("/api/apps/<name>/restart")
-@documented(errors=(409,))
+@documented(answer=answers.AppAnswer, errors=(409,))
 def restart(name: str) -> ResponseReturnValue:
     """Replace every instance, one at a time."""
     return jsonify(apps.restart(extensions.redis(), _known(name), auth.actor(), extensions.settings()))
 
 
 @bp.post("/api/apps/<name>/stop")
-@documented(errors=(409,))
+@documented(answer=answers.AppAnswer, errors=(409,))
 def stop(name: str) -> ResponseReturnValue:
     """Stop every instance; the definition is kept."""
     return jsonify(apps.stop_app(extensions.redis(), _known(name), auth.actor(), extensions.settings()))
 
 
 @bp.post("/api/apps/<name>/start")
-@documented(errors=(409,))
+@documented(answer=answers.AppAnswer, errors=(409,))
 def start(name: str) -> ResponseReturnValue:
     """Run the app's instances again."""
     return jsonify(apps.start_app(extensions.redis(), _known(name), auth.actor(), extensions.settings()))
 
 
 @bp.delete("/api/apps/<name>")
-@documented(errors=(409,))
+@documented(answer=answers.AppDeletedAnswer, errors=(409,))
 def delete(name: str) -> ResponseReturnValue:
     """Delete the app; its instances are stopped."""
     return jsonify(apps.delete(extensions.redis(), _known(name), auth.actor()))
 
 
 @bp.get("/api/apps/<name>/instances/<instance_id>/logs")
-@documented(query=LogsQuery, media=(JSON, SSE))
+@documented(query=LogsQuery, answer=answers.AppLogsAnswer, media=(JSON, SSE))
 def logs(name: str, instance_id: str) -> ResponseReturnValue:
     """The last ``tail`` lines (``stream`` stdout or stderr, both by default); ``follow=1``: then live, as SSE."""
     args = load(LogsQuery(), request.args.to_dict())

@@ -8,6 +8,7 @@ from flask.typing import ResponseReturnValue
 
 from manager_api.api.presenters import audit as presenters
 from manager_api.api.route_docs import documented
+from manager_api.api.schemas.answers.audit import AuditPageAnswer
 from manager_api.api.schemas.manual import AuditQuerySchema
 from manager_api.services import audit
 
@@ -15,7 +16,7 @@ bp = Blueprint("audit", __name__)
 
 
 @bp.get("/api/audit")
-@documented(query=AuditQuerySchema)
+@documented(query=AuditQuerySchema, answer=AuditPageAnswer)
 def recent() -> ResponseReturnValue:
     """A page of entries, newest first."""
     args = AuditQuerySchema().load(request.args.to_dict())

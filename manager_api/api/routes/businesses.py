@@ -10,7 +10,8 @@ from manager_api import extensions
 from manager_api.api import auth
 from manager_api.api.presenters import businesses as business_json
 from manager_api.api.request_json import json_object
-from manager_api.api.route_docs import LOOSE_ARRAY, documented
+from manager_api.api.route_docs import documented
+from manager_api.api.schemas.answers import businesses as answers
 from manager_api.api.schemas.businesses import (
     BusinessListQuery,
     BusinessRequest,
@@ -34,7 +35,14 @@ def _known(business_id: str) -> str:
 
 
 @bp.post("/api/businesses")
-@documented(query=DeployQuery, body=BusinessRequest, status=201, extra_status=(200,), errors=(409,))
+@documented(
+    query=DeployQuery,
+    body=BusinessRequest,
+    answer=answers.BusinessOutcomeAnswer,
+    status=201,
+    extra_status=(200,),
+    errors=(409,),
+)
 def deploy() -> ResponseReturnValue:
     """Deploy a business; ``?dry_run=true`` answers where each component would go and writes nothing."""
     dry_run = load_query(DeployQuery(), request.args.to_dict())["dry_run"]
@@ -44,7 +52,7 @@ def deploy() -> ResponseReturnValue:
 
 
 @bp.get("/api/businesses")
-@documented(query=BusinessListQuery)
+@documented(query=BusinessListQuery, answer=answers.BusinessPageAnswer)
 def listing() -> ResponseReturnValue:
     """A page of businesses, newest first, filtered by status and name."""
     args = load_query(BusinessListQuery(), request.args.to_dict())
@@ -53,21 +61,21 @@ def listing() -> ResponseReturnValue:
 
 
 @bp.get("/api/businesses/<business_id>")
-@documented()
+@documented(answer=answers.BusinessAnswer)
 def detail(business_id: str) -> ResponseReturnValue:
     """A business with its components, where they run, what they use, and its recent transitions."""
     return jsonify(business_json.detail_json(business_reads.detail(_known(business_id))))
 
 
 @bp.get("/api/businesses/<business_id>/components")
-@documented(answer=LOOSE_ARRAY)
+@documented(answer=answers.ComponentAnswer, many=True)
 def components(business_id: str) -> ResponseReturnValue:
     """The components of a business (a JSON array, document 001 §5.7)."""
     return jsonify(business_json.components_json(business_reads.components(_known(business_id))))
 
 
 @bp.get("/api/businesses/<business_id>/metrics")
-@documented()
+@documented(answer=answers.BusinessUsageAnswer)
 def metrics(business_id: str) -> ResponseReturnValue:
     """The components' stored usage samples (kept for the retention period), oldest first, on one time axis."""
     business_id = _known(business_id)
@@ -75,7 +83,7 @@ def metrics(business_id: str) -> ResponseReturnValue:
 
 
 @bp.put("/api/businesses/<business_id>")
-@documented(body=BusinessRequest, errors=(409,))
+@documented(body=BusinessRequest, answer=answers.BusinessOutcomeAnswer, errors=(409,))
 def update(business_id: str) -> ResponseReturnValue:
     """Update a business to a new version of its request: only what differs is touched."""
     business_id = _known(business_id)
@@ -84,21 +92,21 @@ def update(business_id: str) -> ResponseReturnValue:
 
 
 @bp.post("/api/businesses/<business_id>/stop")
-@documented(errors=(409,))
+@documented(answer=answers.BusinessOutcomeAnswer, errors=(409,))
 def stop(business_id: str) -> ResponseReturnValue:
     """Stop every component of a business."""
     return jsonify(businesses.stop(extensions.redis(), _known(business_id), auth.actor(), extensions.settings()))
 
 
 @bp.post("/api/businesses/<business_id>/restart")
-@documented(errors=(409,))
+@documented(answer=answers.BusinessOutcomeAnswer, errors=(409,))
 def restart(business_id: str) -> ResponseReturnValue:
     """A new generation of every component, on its node while it still fits there."""
     return jsonify(businesses.restart(extensions.redis(), _known(business_id), auth.actor(), extensions.settings()))
 
 
 @bp.delete("/api/businesses/<business_id>")
-@documented(errors=(409,))
+@documented(answer=answers.BusinessOutcomeAnswer, errors=(409,))
 def delete(business_id: str) -> ResponseReturnValue:
     """Delete a stopped business (or a failed one with nothing left running), its components and history."""
     return jsonify(businesses.delete(_known(business_id), auth.actor()))

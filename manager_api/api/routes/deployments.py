@@ -11,6 +11,8 @@ from manager_api.api.errors import ApiError
 from manager_api.api.presenters import deployments as presenters
 from manager_api.api.request_json import load
 from manager_api.api.route_docs import documented
+from manager_api.api.schemas.answers import deployments as answers
+from manager_api.api.schemas.answers.common import IdAnswer
 from manager_api.api.schemas.manual import MAX_ID, DeploymentListQuerySchema, IdSchema, NameSchema
 from manager_api.services.deployments import actions as deployments
 
@@ -18,7 +20,7 @@ bp = Blueprint("deployments", __name__)
 
 
 @bp.post("/api/task/task_group/deploy")
-@documented(body=NameSchema, errors=(404, 409))
+@documented(body=NameSchema, answer=IdAnswer, errors=(404, 409))
 def deploy() -> ResponseReturnValue:
     """Deploy a new instance of a template."""
     data = load(NameSchema())
@@ -28,7 +30,7 @@ def deploy() -> ResponseReturnValue:
 
 
 @bp.post("/api/task/task_group/query")
-@documented(body=IdSchema, errors=(404,))
+@documented(body=IdSchema, answer=answers.DeploymentStatusAnswer, errors=(404,))
 def query() -> ResponseReturnValue:
     """Status of a deployment: 0 running, 1 stopped or failed."""
     data = load(IdSchema())
@@ -36,7 +38,7 @@ def query() -> ResponseReturnValue:
 
 
 @bp.post("/api/task/task_group/stop")
-@documented(body=IdSchema, errors=(404, 409))
+@documented(body=IdSchema, answer=IdAnswer, errors=(404, 409))
 def stop() -> ResponseReturnValue:
     """Stop a deployment's deployment tasks."""
     data = load(IdSchema())
@@ -52,7 +54,7 @@ def _known(deployment_id: str) -> str:
 
 
 @bp.get("/api/deployments")
-@documented(query=DeploymentListQuerySchema)
+@documented(query=DeploymentListQuerySchema, answer=answers.DeploymentPageAnswer)
 def listing() -> ResponseReturnValue:
     """A page of deployments, newest first, filtered by state and template name."""
     args = DeploymentListQuerySchema().load(request.args.to_dict())
@@ -62,7 +64,7 @@ def listing() -> ResponseReturnValue:
 
 @bp.get("/deployments/<deployment_id>")
 @bp.get("/api/deployments/<deployment_id>")
-@documented()
+@documented(answer=answers.DeploymentAnswer)
 def detail(deployment_id: str) -> ResponseReturnValue:
     """A deployment with its deployment tasks."""
     return jsonify(presenters.detail_json(deployments.detail(_known(deployment_id))))
@@ -70,7 +72,7 @@ def detail(deployment_id: str) -> ResponseReturnValue:
 
 @bp.delete("/deployments/<deployment_id>")
 @bp.delete("/api/deployments/<deployment_id>")
-@documented(errors=(409,))
+@documented(answer=answers.DeploymentDeletedAnswer, errors=(409,))
 def delete(deployment_id: str) -> ResponseReturnValue:
     """Delete an ended deployment and its deployment tasks' records."""
     deployments.delete(_known(deployment_id), auth.actor())

@@ -12,6 +12,7 @@ from manager_api.api.errors import ApiError
 from manager_api.api.presenters import nodes as presenters
 from manager_api.api.request_json import load
 from manager_api.api.route_docs import documented
+from manager_api.api.schemas.answers import nodes as answers
 from manager_api.api.schemas.manual import MAX_ID
 from manager_api.api.schemas.nodes import (
     NodeLabelsPatchSchema,
@@ -31,7 +32,7 @@ bp = Blueprint("nodes", __name__)
 
 
 @bp.get("/api/task/node")
-@documented()
+@documented(answer=answers.ManualNodeListAnswer)
 def list_nodes() -> ResponseReturnValue:
     """Every node with status and resources."""
     settings = extensions.settings()
@@ -46,7 +47,7 @@ def _known(node_id: str) -> str:
 
 
 @bp.get("/api/nodes")
-@documented(query=NodeListQuerySchema)
+@documented(query=NodeListQuerySchema, answer=answers.NodeInventoryAnswer)
 def inventory() -> ResponseReturnValue:
     """Every node with facts, labels, capacity and what business components reserve on it; ``?q=`` keeps
     those whose document, as this answer shows it, matches the node query (document 003 §5.1.2)."""
@@ -64,14 +65,14 @@ def _detail(node_id: str) -> ResponseReturnValue:
 
 
 @bp.get("/api/nodes/<node_id>")
-@documented()
+@documented(answer=answers.NodeDetailAnswer)
 def detail(node_id: str) -> ResponseReturnValue:
     """One node, with the components placed on it."""
     return _detail(_known(node_id))
 
 
 @bp.post("/api/nodes/<node_id>/forget-secret")
-@documented()
+@documented(answer=answers.SecretForgottenAnswer)
 def forget_secret(node_id: str) -> ResponseReturnValue:
     """Let the next join under this node id set a new node secret (an agent that lost its secret)."""
     node_inventory.forget_secret(_known(node_id), auth.actor())
@@ -79,7 +80,7 @@ def forget_secret(node_id: str) -> ResponseReturnValue:
 
 
 @bp.put("/api/nodes/<node_id>/labels")
-@documented(body=NodeLabelsSchema, errors=(409,))
+@documented(body=NodeLabelsSchema, answer=answers.NodeDetailAnswer, errors=(409,))
 def set_labels(node_id: str) -> ResponseReturnValue:
     """Replace the API-set labels of a node; answers the node as GET /api/nodes/{id} does."""
     data = load(NodeLabelsSchema())
@@ -88,7 +89,7 @@ def set_labels(node_id: str) -> ResponseReturnValue:
 
 
 @bp.patch("/api/nodes/<node_id>/labels")
-@documented(body=NodeLabelsPatchSchema, errors=(409,))
+@documented(body=NodeLabelsPatchSchema, answer=answers.NodeDetailAnswer, errors=(409,))
 def patch_labels(node_id: str) -> ResponseReturnValue:
     """Merge into the API-set labels of a node (null removes a key); answers as PUT does."""
     data = load(NodeLabelsPatchSchema())
@@ -97,7 +98,7 @@ def patch_labels(node_id: str) -> ResponseReturnValue:
 
 
 @bp.put("/api/nodes/<node_id>/tags")
-@documented(body=NodeTagsSchema)
+@documented(body=NodeTagsSchema, answer=answers.NodeDetailAnswer)
 def set_tags(node_id: str) -> ResponseReturnValue:
     """Set the tags of a node (document 003 §5.1.1); they win over its agent's, across its restarts, until
     DELETE (or ``{"tags": null}``) hands them back. Answers the node as GET /api/nodes/{id} does."""
@@ -107,7 +108,7 @@ def set_tags(node_id: str) -> ResponseReturnValue:
 
 
 @bp.delete("/api/nodes/<node_id>/tags")
-@documented()
+@documented(answer=answers.NodeDetailAnswer)
 def clear_tags(node_id: str) -> ResponseReturnValue:
     """Hand a node's tags back to its agent (those it sent at its last join); answers as PUT does."""
     node_inventory.set_api_tags(_known(node_id), None, auth.actor())
@@ -115,14 +116,14 @@ def clear_tags(node_id: str) -> ResponseReturnValue:
 
 
 @bp.delete("/api/nodes/<node_id>")
-@documented(errors=(409,))
+@documented(answer=answers.NodeForgottenAnswer, errors=(409,))
 def forget(node_id: str) -> ResponseReturnValue:
     """Forget an offline node: out of lists and placement, its history kept; its agent may join again."""
     return jsonify(node_removal.forget(extensions.redis(), _known(node_id), auth.actor(), extensions.settings()))
 
 
 @bp.get("/api/nodes/<node_id>/metrics")
-@documented(query=NodeMetricsQuerySchema)
+@documented(query=NodeMetricsQuerySchema, answer=answers.NodeMetricsAnswer)
 def metrics(node_id: str) -> ResponseReturnValue:
     """The node's CPU and memory use over the last ``hours`` (default 6, at most the retention): parallel
     lists ``at`` (Unix seconds), ``cpu_percent``, ``memory_percent``, oldest first."""

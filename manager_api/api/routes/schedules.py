@@ -9,6 +9,7 @@ from manager_api.api import auth
 from manager_api.api.presenters import schedules as presenters
 from manager_api.api.request_json import load
 from manager_api.api.route_docs import documented
+from manager_api.api.schemas.answers import schedules as answers
 from manager_api.api.schemas.manual import ScheduleListQuerySchema, ScheduleSchema
 from manager_api.services.schedules import actions as schedules
 
@@ -16,7 +17,7 @@ bp = Blueprint("schedules", __name__)
 
 
 @bp.post("/api/schedules")
-@documented(body=ScheduleSchema, status=201, errors=(409,))
+@documented(body=ScheduleSchema, answer=answers.ScheduleAnswer, status=201, errors=(409,))
 def create() -> ResponseReturnValue:
     """Create a schedule; the cron runner (in the duties) picks it up within a tick."""
     data = load(ScheduleSchema())
@@ -24,7 +25,7 @@ def create() -> ResponseReturnValue:
 
 
 @bp.get("/api/schedules")
-@documented(query=ScheduleListQuerySchema)
+@documented(query=ScheduleListQuerySchema, answer=answers.SchedulePageAnswer)
 def listing() -> ResponseReturnValue:
     """A page of schedules, oldest first; 1000 by default, as it answered every schedule before it paged."""
     args = ScheduleListQuerySchema().load(request.args.to_dict())
@@ -33,28 +34,28 @@ def listing() -> ResponseReturnValue:
 
 
 @bp.get("/api/schedules/<schedule_id>")
-@documented()
+@documented(answer=answers.ScheduleDetailAnswer)
 def detail(schedule_id: str) -> ResponseReturnValue:
     """A schedule with the ids of the fleet tasks it fired last."""
     return jsonify(presenters.detail_json(schedules.detail(schedule_id)))
 
 
 @bp.post("/api/schedules/<schedule_id>/pause")
-@documented()
+@documented(answer=answers.ScheduleAnswer)
 def pause(schedule_id: str) -> ResponseReturnValue:
     """Stop firing until resumed (takes effect at once)."""
     return jsonify(presenters.schedule_json(schedules.set_paused(schedule_id, True, auth.actor())))
 
 
 @bp.post("/api/schedules/<schedule_id>/resume")
-@documented()
+@documented(answer=answers.ScheduleAnswer)
 def resume(schedule_id: str) -> ResponseReturnValue:
     """Fire again from the next tick on."""
     return jsonify(presenters.schedule_json(schedules.set_paused(schedule_id, False, auth.actor())))
 
 
 @bp.delete("/api/schedules/<schedule_id>")
-@documented()
+@documented(answer=answers.ScheduleDeletedAnswer)
 def delete(schedule_id: str) -> ResponseReturnValue:
     """Delete a schedule; the fleet tasks it fired stay."""
     schedules.delete(schedule_id, auth.actor())

@@ -13,6 +13,7 @@ from manager_api.api.errors import ApiError
 from manager_api.api.presenters import fleet_tasks as fleet_task_json
 from manager_api.api.request_json import load
 from manager_api.api.route_docs import SSE, documented
+from manager_api.api.schemas.answers import fleet_tasks as answers
 from manager_api.api.schemas.manual import (
     MAX_ID,
     FleetTaskSchema,
@@ -49,7 +50,7 @@ def _answer(task_id: str, wait: float, status: int = 200) -> ResponseReturnValue
 
 
 @bp.post("/api/tasks")
-@documented(query=WaitQuerySchema, body=FleetTaskSchema, status=201)
+@documented(query=WaitQuerySchema, body=FleetTaskSchema, answer=answers.FleetTaskAnswer, status=201)
 def create() -> ResponseReturnValue:
     """Create a task, start it unless ``start`` is false; ``?wait=N`` answers with the results."""
     wait = _wait_seconds()
@@ -60,7 +61,7 @@ def create() -> ResponseReturnValue:
 
 
 @bp.get("/api/tasks")
-@documented(query=TaskListQuerySchema)
+@documented(query=TaskListQuerySchema, answer=answers.FleetTaskPageAnswer)
 def listing() -> ResponseReturnValue:
     """A page of tasks, newest first, filtered by status and name (``size`` is page_size's older name)."""
     args = TaskListQuerySchema().load(request.args.to_dict())
@@ -69,7 +70,7 @@ def listing() -> ResponseReturnValue:
 
 
 @bp.get("/api/tasks/<task_id>")
-@documented(query=WaitQuerySchema)
+@documented(query=WaitQuerySchema, answer=answers.FleetTaskAnswer)
 def detail(task_id: str) -> ResponseReturnValue:
     """A task with every host's result; ``?wait=N`` first waits for it to end."""
     wait = _wait_seconds()
@@ -78,7 +79,7 @@ def detail(task_id: str) -> ResponseReturnValue:
 
 
 @bp.post("/api/tasks/<task_id>/start")
-@documented(query=WaitQuerySchema, errors=(409,))
+@documented(query=WaitQuerySchema, answer=answers.FleetTaskAnswer, errors=(409,))
 def start_task(task_id: str) -> ResponseReturnValue:
     """Start a pending task (409 otherwise)."""
     wait = _wait_seconds()
@@ -88,7 +89,7 @@ def start_task(task_id: str) -> ResponseReturnValue:
 
 
 @bp.post("/api/tasks/<task_id>/cancel")
-@documented(errors=(409,))
+@documented(answer=answers.FleetTaskAnswer, errors=(409,))
 def cancel(task_id: str) -> ResponseReturnValue:
     """Cancel a task that has not ended (409 otherwise)."""
     fleet_tasks.cancel(extensions.redis(), _known(task_id), auth.actor())

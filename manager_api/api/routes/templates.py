@@ -10,6 +10,8 @@ from manager_api.api.errors import ApiError
 from manager_api.api.presenters import templates as presenters
 from manager_api.api.request_json import load
 from manager_api.api.route_docs import documented
+from manager_api.api.schemas.answers import templates as answers
+from manager_api.api.schemas.answers.common import SuccessAnswer
 from manager_api.api.schemas.manual import MAX_NAME, NameSchema, TemplateListQuerySchema, TemplateSchema
 from manager_api.services.deployments import templates
 
@@ -17,7 +19,7 @@ bp = Blueprint("templates", __name__)
 
 
 @bp.post("/api/task/task_group")
-@documented(body=TemplateSchema, errors=(409,))
+@documented(body=TemplateSchema, answer=SuccessAnswer, errors=(409,))
 def create_template() -> ResponseReturnValue:
     """Store a business template."""
     data = load(TemplateSchema())
@@ -26,7 +28,7 @@ def create_template() -> ResponseReturnValue:
 
 
 @bp.post("/api/task/query")
-@documented(body=NameSchema, errors=(404,))
+@documented(body=NameSchema, answer=answers.TemplateAnswer, errors=(404,))
 def query_template() -> ResponseReturnValue:
     """Show a business template."""
     data = load(NameSchema())
@@ -41,7 +43,7 @@ def _known(name: str) -> str:
 
 
 @bp.get("/api/templates")
-@documented(query=TemplateListQuerySchema)
+@documented(query=TemplateListQuerySchema, answer=answers.TemplatePageAnswer)
 def listing() -> ResponseReturnValue:
     """A page of templates by name, filtered by a part of their name."""
     args = TemplateListQuerySchema().load(request.args.to_dict())
@@ -50,14 +52,14 @@ def listing() -> ResponseReturnValue:
 
 
 @bp.get("/api/templates/<path:name>")
-@documented()
+@documented(answer=answers.TemplateAnswer)
 def show(name: str) -> ResponseReturnValue:
     """A template as POST /api/task/query shows it."""
     return jsonify(presenters.template_json(templates.get(_known(name))))
 
 
 @bp.delete("/api/templates/<path:name>")
-@documented(errors=(409,))
+@documented(answer=answers.TemplateDeletedAnswer, errors=(409,))
 def delete(name: str) -> ResponseReturnValue:
     """Delete a template that no deployment uses."""
     templates.delete(_known(name), auth.actor())

@@ -1,0 +1,48 @@
+"""Answers of the schedules API (presenters.schedules)."""
+
+from __future__ import annotations
+
+from manager_api.api.schemas.answers.common import (
+    Answer,
+    PageAnswer,
+    boolean,
+    integer,
+    many,
+    strings,
+    text,
+    time,
+)
+
+
+class ScheduleAnswer(Answer):
+    """A schedule; its environment's names only (values may be secrets)."""
+
+    id = text()
+    name = text()
+    description = text()
+    command = text()
+    targets = strings()
+    timeout = integer()
+    env_keys = strings()
+    cron = text(nullable=True, metadata={"description": "A crontab line (UTC); null when interval is set."})
+    interval = integer(nullable=True, metadata={"description": "Seconds; null when cron is set."})
+    paused = boolean()
+    next_run_at = time(nullable=True)
+    last_run_at = time(nullable=True)
+    last_task_id = text(nullable=True)
+    created_by = text()
+    created_at = time()
+    updated_at = time()
+
+
+class ScheduleDetailAnswer(ScheduleAnswer):
+    recent_task_ids = strings(metadata={"description": "The fleet tasks it fired last, newest first."})
+
+
+class SchedulePageAnswer(PageAnswer):
+    schedules = many(ScheduleAnswer)
+
+
+class ScheduleDeletedAnswer(Answer):
+    id = text()
+    deleted = boolean()
