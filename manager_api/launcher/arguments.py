@@ -118,6 +118,16 @@ def effective_config(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     return cli_config.effective_config(parser, args, SECRET_FLAGS, SECRET_URL_FLAGS)
 
 
+def configured_database(manager_parser: argparse.ArgumentParser, parser: argparse.ArgumentParser, path: str) -> str:
+    """The database a manager's config file names: its db-url, else its db-path, else the default. A file the
+    manager would refuse is refused here too (``parser`` exits 2 naming the problem)."""
+    try:
+        config = cli_config.read_config_file(manager_parser, path)
+    except cli_config.ConfigFileError as exc:
+        parser.error(str(exc))
+    return str(config.get("db_url") or config.get("db_path") or defaults.DB_PATH)
+
+
 def resolve_api_token(args: argparse.Namespace) -> str | None:
     """--api-token, else --api-token-file, else CORRAL_API_TOKEN."""
     if args.api_token:

@@ -24,6 +24,7 @@ from pathlib import Path
 from shared import cli_config, defaults
 from shared.file_modes import PRIVATE_FILE
 
+from .arguments import configured_database
 from .file_modes import DB_COMPANIONS
 
 BUSY_TIMEOUT_MS = 30_000
@@ -47,7 +48,8 @@ class BackupResult:
 def _sqlite_file(db_path: str) -> Path:
     """``--db-path`` as an existing SQLite file; raises BackupError otherwise."""
     if "://" in db_path:
-        raise BackupError(f"{db_path} is a database URL: back up such a database with its own tools (pg_dump)")
+        shown = cli_config.hide_url_password(db_path)
+        raise BackupError(f"{shown} is a database URL: back up such a database with its own tools (pg_dump)")
     path = Path(db_path).resolve()
     if not path.is_file():
         raise BackupError(f"no database at {path} (give the manager's --db-path)")
@@ -115,13 +117,8 @@ def main(argv: list[str], manager_parser: argparse.ArgumentParser) -> int:
     args = parser.parse_args(argv)
     db_path = args.db_path
     if db_path is None and args.config is not None:
-        try:
-            # Checked as the manager checks it: a file the manager would refuse is refused here too.
-            config = cli_config.read_config_file(manager_parser, args.config)
-        except cli_config.ConfigFileError as exc:
-            parser.error(str(exc))
-        # A manager on PostgreSQL (db-url) keeps nothing in the SQLite file: refuse rather than copy an empty one.
-        db_path = config.get("db_url") or config.get("db_path")
+        # A manager on PostgreSQL (db-url) keeps nothing in the SQLite file: its URL is refused, not an empty copy made.
+        db_path = configured_database(manager_parser, parser, args.config)
     db_path = db_path or defaults.DB_PATH
     try:
         result = backup(db_path, args.file)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from peewee import Database, PeeweeException
 from playhouse.migrations import MigrationError
 
 from manager_api import db as db_module
 from manager_api import migrations
+from manager_api.launcher.arguments import configured_database
 from shared import cli_config, defaults
 
 
@@ -41,13 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _shown(path_or_url: str) -> str:
     """The database as it may be printed: a URL without its password."""
-    if "://" not in path_or_url:
-        return str(Path(path_or_url).resolve())
-    parts = urlsplit(path_or_url)
-    if parts.password is None:
-        return path_or_url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    if db_module.is_url(path_or_url):
+        return cli_config.hide_url_password(path_or_url)
+    return str(Path(path_or_url).resolve())
 
 
 def _one_line(exc: BaseException) -> str:
@@ -57,7 +53,7 @@ def _one_line(exc: BaseException) -> str:
 
 def _open(path_or_url: str) -> Database:
     """The database connected, and the models' proxy pointed at it (the upgrade writes through it)."""
-    if "://" not in path_or_url:
+    if not db_module.is_url(path_or_url):
         path = Path(path_or_url).resolve()
         if not path.is_file():
             raise MigrateError(f"no database at {path} (give the manager's --db-path)")
@@ -103,12 +99,7 @@ def main(argv: list[str], manager_parser: argparse.ArgumentParser) -> int:
     args = parser.parse_args(argv)
     db_path = args.db_url or args.db_path
     if db_path is None and args.config is not None:
-        try:
-            # Checked as the manager checks it: a file the manager would refuse is refused here too.
-            config = cli_config.read_config_file(manager_parser, args.config)
-        except cli_config.ConfigFileError as exc:
-            parser.error(str(exc))
-        db_path = config.get("db_url") or config.get("db_path")
+        db_path = configured_database(manager_parser, parser, args.config)
     db_path = str(db_path or defaults.DB_PATH)
     try:
         database = _open(db_path)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from peewee import Database, PostgresqlDatabase, SqliteDatabase
+from peewee import Database, SqliteDatabase
 from playhouse.migrations import Migration, MigrationError, Runner
 
 from manager_api.db import database, write_transaction
@@ -30,9 +30,6 @@ DIRECTORY = Path(__file__).parent
 HISTORY_TABLE = "schema_migrations"
 """The runner's table of applied migration names."""
 
-PG_LOCK_KEY = 0x636F7272616C6D  # "corralm" in ASCII: m for migrations
-"""The PostgreSQL advisory lock an upgrade holds for its transaction: one upgrade at a time per database. Its own
-key, not one another lock of corral's may use: this one is held while the schema changes, and only then."""
 
 # The runner logs "up: NAME" as it starts a file, even one whose transaction then rolls back; upgrade() logs
 # each once, after the commit that applied it.
@@ -49,8 +46,8 @@ def upgrade(db: Database) -> list[str]:
 
     Every process may call it at once: each waits for the others' upgrade to commit, then applies what is
     still pending, so a migration runs exactly once. SQLite: in write_transaction (the writers' turn across
-    processes, then BEGIN IMMEDIATE), foreign keys off meanwhile. PostgreSQL: one transaction that first takes
-    the advisory lock PG_LOCK_KEY. Each file runs in a savepoint of it.
+    processes, then BEGIN IMMEDIATE), foreign keys off meanwhile. PostgreSQL: one write_transaction, whose
+    advisory lock makes every other writer, upgrades included, wait for it. Each file runs in a savepoint of it.
     """
     if database.obj is not db:
         raise RuntimeError("upgrade() runs on the database the proxy points at (db.init_db's)")
@@ -58,8 +55,6 @@ def upgrade(db: Database) -> list[str]:
         applied = _upgrade_sqlite(db)
     else:
         with write_transaction():
-            if isinstance(db, PostgresqlDatabase):
-                db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (PG_LOCK_KEY,))
             applied = runner(db).up()
     for name in applied:
         logger.info("database: migration %s applied", name)

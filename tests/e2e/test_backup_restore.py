@@ -149,6 +149,11 @@ def test_backup_refusals_write_nothing(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     url = backup("--db-path", "postgresql://corral@db/corral", "copy.db")
     assert url.returncode == 1 and "pg_dump" in url.stderr
+    on_postgres = tmp_path / "postgres.yaml"  # a manager on PostgreSQL: its URL refused, its password not shown
+    on_postgres.write_text("db-url: postgresql://corral:db-secret@db/corral\n")
+    url = backup("--config", str(on_postgres), "copy.db")
+    assert url.returncode == 1 and "pg_dump" in url.stderr and "db-secret" not in url.stderr
+    on_postgres.unlink()
     db = tmp_path / "resource_monitor.db"
     with sqlite3.connect(db) as connection:
         connection.execute("CREATE TABLE t (x)")
