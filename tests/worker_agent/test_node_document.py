@@ -89,7 +89,12 @@ def test_the_agent_sends_its_node_document_and_tags_and_queries_find_it(
     wait_until(agent.joined, timeout=30, what="the agent to join")
     node_id = (data_dir / "node-id").read_text().strip()
 
-    node = manager.get(f"/api/nodes/{node_id}").json()
+    # Joined is not yet online: the first heartbeat may land a moment after the node id is written (CI saw it).
+    node = wait_until(
+        lambda: (doc := manager.get(f"/api/nodes/{node_id}").json())["status"] == "online" and doc,
+        timeout=30,
+        what="the node online",
+    )
     assert node["tags"] == node["agent_tags"] == ["appserver", "ssd", "hpc"] and node["api_tags"] is None
     assert node["agentAddress"] == f"http://127.0.0.1:{agent.port}"  # the status port at the advertised IP
     assert node["os"] == {
