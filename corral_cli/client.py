@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -11,6 +12,7 @@ from collections.abc import Mapping
 from http.client import HTTPResponse
 from typing import Any
 
+from shared import tls
 from shared.api import bearer
 
 from .config import Settings
@@ -52,6 +54,12 @@ class Client:
 
     def __init__(self, settings: Settings) -> None:
         self.url = settings.url
+        self._context: ssl.SSLContext | None = None
+        if self.url.startswith("https://"):
+            try:
+                self._context = tls.client_context(settings.ca_bundle)
+            except OSError as exc:
+                raise ApiError(0, f"cannot use CA bundle {settings.ca_bundle}: {exc.strerror or exc}") from None
         self._headers = {"Accept": "application/json", "User-Agent": "corral-cli"}
         if settings.token:
             self._headers.update(bearer(settings.token))
@@ -79,11 +87,13 @@ class Client:
         headers.update(extra_headers or {})
         request = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
-            return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - the URL is checked http(s)
+            return urllib.request.urlopen(request, timeout=timeout, context=self._context)  # noqa: S310 - the URL is checked http(s)
         except urllib.error.HTTPError as exc:
             with exc:
                 raise _error(exc.code, exc.read(), str(exc.reason)) from None
         except urllib.error.URLError as exc:
+            if tls.is_verify_failure(exc):
+                raise ApiError(0, tls.verify_failure_message(self.url)) from None
             raise ApiError(0, f"cannot reach the manager at {self.url}: {exc.reason}") from None
         except (TimeoutError, ConnectionError) as exc:
             raise ApiError(0, f"cannot reach the manager at {self.url}: {exc}") from None

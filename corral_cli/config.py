@@ -31,6 +31,8 @@ class Settings:
 
     url: str
     token: str | None
+    ca_bundle: str | None = None
+    """PEM CA bundle an https:// manager's certificate is verified against; None: the system's CAs."""
 
     def __repr__(self) -> str:
         return f"Settings(url={self.url!r}, token={'set' if self.token else None})"
@@ -54,19 +56,22 @@ def load_config_file(path: Path) -> dict[str, Any]:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
-    for key in ("url", "token"):
+    for key in ("url", "token", "ca-bundle"):
         if key in data and not isinstance(data[key], str):
             raise ConfigError(f"{path}: {key} must be a string")
     return data
 
 
-def resolve(url: str | None, token: str | None, config_path: Path | None = None) -> Settings:
+def resolve(
+    url: str | None, token: str | None, config_path: Path | None = None, ca_bundle: str | None = None
+) -> Settings:
     """Settings from the flags (click already folded the environment in), else the file, else defaults."""
     file_values: dict[str, Any] = {}
-    if not url or not token:
+    if not url or not token or not ca_bundle:
         file_values = load_config_file(config_path or default_config_path())
     final_url = (url or file_values.get("url") or DEFAULT_URL).strip().rstrip("/")
     if not final_url.startswith(("http://", "https://")):
         raise ConfigError(f"manager URL must start with http:// or https://, got {final_url!r}")
     final_token = (token or file_values.get("token") or "").strip() or None
-    return Settings(url=final_url, token=final_token)
+    final_ca = (ca_bundle or file_values.get("ca-bundle") or "").strip() or None
+    return Settings(url=final_url, token=final_token, ca_bundle=final_ca)

@@ -43,7 +43,7 @@ def client_of(ctx: click.Context) -> Client:
     """The API client for this invocation, built once from the root group's options."""
     obj = ctx.find_root().obj
     if "client" not in obj:
-        obj["client"] = Client(resolve(obj["url"], obj["token"], obj["config"]))
+        obj["client"] = Client(resolve(obj["url"], obj["token"], obj["config"], obj.get("ca_bundle")))
     client: Client = obj["client"]
     return client
 

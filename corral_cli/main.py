@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from shared.tls import CA_BUNDLE_ENV
+
 from . import formatting
 from .apps import app
 from .businesses import business
@@ -60,14 +62,23 @@ class CorralGroup(click.Group):
     type=click.Path(dir_okay=False, path_type=Path),
     help=f"Config file [env {CONFIG_ENV}; default ~/.config/corral/config.toml].",
 )
+@click.option(
+    "--ca-bundle",
+    "ca_bundle",
+    envvar=CA_BUNDLE_ENV,
+    metavar="FILE",
+    help=f"PEM CA bundle verifying an https:// manager [env {CA_BUNDLE_ENV}; config `ca-bundle`; default system CAs].",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log each API call on stderr.")
 @click.version_option(package_name="corral", prog_name="corral")
 @click.pass_context
-def cli(ctx: click.Context, url: str | None, token: str | None, config: Path | None, verbose: bool) -> None:
+def cli(  # noqa: PLR0913 - one parameter per root option
+    ctx: click.Context, url: str | None, token: str | None, config: Path | None, ca_bundle: str | None, verbose: bool
+) -> None:
     """Talk to a corral manager: nodes, templates, deployments, fleet tasks, schedules, businesses, apps, the audit
     log."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(name)s: %(message)s")
-    ctx.obj = {"url": url, "token": token, "config": config}
+    ctx.obj = {"url": url, "token": token, "config": config, "ca_bundle": ca_bundle}
 
 
 @cli.command()

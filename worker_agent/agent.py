@@ -19,7 +19,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from shared import keys, report_streams
+from shared import keys, report_streams, tls
 from shared.defaults import AGENT_PORT, HEARTBEAT_INTERVAL, MANAGER_URL, PROTOCOL_VERSION
 
 from . import jobs, metrics
@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 REDIS_SOCKET_TIMEOUT = 5.0
 """Seconds a heartbeat or event write may hang on Redis before it counts as failed."""
+REDIS_TIMEOUTS = {"socket_timeout": REDIS_SOCKET_TIMEOUT, "socket_connect_timeout": REDIS_SOCKET_TIMEOUT}
 
 
 class ShutdownRequested(BaseException):
@@ -76,6 +77,7 @@ class AgentSettings:
     """known_hosts checked for sftp:// image URLs (unknown hosts are refused)."""
     capacity: dict[str, int | float] = field(default_factory=dict)
     """Overrides of detected facts (cpu_count, memory_total_mb, gpu_count) that placement places by."""
+    ca_bundle: str | None = None  # verifies the manager (https://) and Redis (rediss://); None: the system's CAs
 
 
 def agent_version() -> str:
@@ -245,7 +247,8 @@ class Agent:
             },
             "node_secret": self.node_secret,
         }
-        answer = join(self.settings.manager_url, request, self.settings.token, self._stop)
+        ca = tls.client_context(self.settings.ca_bundle)
+        answer = join(self.settings.manager_url, request, self.settings.token, self._stop, context=ca)
         if answer is not None:
             self.job_key = bytes.fromhex(answer["job_key"])
         if answer is not None and answer["queue"] != keys.node_queue(self.node_id):
@@ -267,15 +270,13 @@ class Agent:
         if self.redis is not None:
             self.redis.close()
         self._redis_url = redis_url
-        self.redis = Redis.from_url(
-            redis_url, socket_timeout=REDIS_SOCKET_TIMEOUT, socket_connect_timeout=REDIS_SOCKET_TIMEOUT
-        )
+        self.redis = tls.redis_from_url(redis_url, self.settings.ca_bundle, **REDIS_TIMEOUTS)
 
     def _serve(self) -> bool:
         """Run the worker on the node queue; True when it stopped for another reason than a stop request."""
         assert self.redis is not None
         # RQ raises its socket timeout above its blocking dequeue: the worker gets a connection of its own.
-        worker_redis = Redis.from_url(self._redis_url)
+        worker_redis = tls.redis_from_url(self._redis_url, self.settings.ca_bundle)
         try:
             requeue_orphaned_jobs(worker_redis, self.node_id)
             if not self._recovered:

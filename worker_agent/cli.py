@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from shared import cli_config
+from shared import cli_config, tls
 from shared.defaults import AGENT_PORT, HEARTBEAT_INTERVAL, MANAGER_URL
 from shared.paths import local_join_token_path
 
@@ -178,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument(
+        "--ca-bundle",
+        type=Path,
+        help=f"PEM CA bundle the manager's https:// and Redis' rediss:// certificates are verified against "
+        f"(else ${tls.CA_BUNDLE_ENV}, else the system's CAs)",
+    )
+    parser.add_argument(
         "--redis-url", help="development and tests: skip joining the manager and work this Redis directly"
     )
     return parser
@@ -207,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         labels = parse_labels(args.label, os.environ.get(LABELS_ENV))
         tags = parse_tags(args.tag, os.environ.get(TAGS_ENV))
         capacity = capacity_overrides(args.cpu_cores, args.memory_mb, args.gpus)
+        ca_bundle = tls.ca_bundle(args.ca_bundle)
+        tls.client_context(ca_bundle)  # a missing or unreadable bundle stops the agent now, not at each join
         settings = AgentSettings(
             data_dir=(args.data_dir or default_data_dir(args.hostname)).absolute(),
             hostname=args.hostname,
@@ -222,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             sftp_key=args.sftp_key,
             sftp_known_hosts=args.sftp_known_hosts,
             capacity=capacity,
+            ca_bundle=ca_bundle,
         )
         agent = Agent(settings)
     except DataDirInUse as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import threading
 import urllib.error
 import urllib.request
@@ -12,7 +13,7 @@ from typing import Any
 
 from marshmallow import ValidationError
 
-from shared import api
+from shared import api, tls
 from shared.defaults import PROTOCOL_VERSION
 from shared.messages import JoinRequestSchema, JoinResponseSchema, dump
 
@@ -42,6 +43,7 @@ def join(
     token: Callable[[], str | None],
     stop: threading.Event,
     max_delay: float = MAX_RETRY_SECONDS,
+    context: ssl.SSLContext | None = None,
 ) -> dict[str, Any] | None:
     """Join until the manager accepts; returns its JoinResponseSchema answer, or None once ``stop`` is set.
 
@@ -54,7 +56,7 @@ def join(
     while not stop.is_set():
         attempt += 1
         try:
-            answer = join_once(manager_url, body, token())
+            answer = join_once(manager_url, body, token(), context)
         except JoinFailed as exc:
             wait = max_delay if exc.slow else delay
             log = logger.error if exc.slow else logger.warning
@@ -76,7 +78,9 @@ def join(
     return None
 
 
-def join_once(manager_url: str, body: Mapping[str, Any], token: str | None) -> dict[str, Any]:
+def join_once(
+    manager_url: str, body: Mapping[str, Any], token: str | None, context: ssl.SSLContext | None = None
+) -> dict[str, Any]:
     """One POST to the join endpoint; raises JoinFailed.
 
     Sent even without a token, so that the failure says what is really wrong: a manager unreachable at that
@@ -89,7 +93,7 @@ def join_once(manager_url: str, body: Mapping[str, Any], token: str | None) -> d
         method="POST",
     )
     try:
-        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT, context=context) as response:
             raw = response.read()
     except urllib.error.HTTPError as exc:
         with exc:  # holds the connection open until closed
@@ -104,6 +108,9 @@ def join_once(manager_url: str, body: Mapping[str, Any], token: str | None) -> d
             raise JoinFailed(f"join token rejected by the manager ({detail})", slow=True) from exc
         raise JoinFailed(f"manager answered {exc.code}: {detail}", slow=400 <= exc.code < 500) from exc
     except (urllib.error.URLError, OSError) as exc:
+        if tls.is_verify_failure(exc):
+            # Retried slowly like a rejected token: a certificate does not become trusted by itself.
+            raise JoinFailed(tls.verify_failure_message(manager_url), slow=True) from None
         reason = getattr(exc, "reason", exc)
         raise JoinFailed(f"manager unreachable at {manager_url}: {reason}") from exc
     try:

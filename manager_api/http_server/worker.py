@@ -9,7 +9,9 @@ REQUEST_READ_TIMEOUT is answered 408 and closed. Kept-alive connections wait in 
 their next request is read the same way. The connections of each worker, these included, are capped by gunicorn's
 ``worker_connections``; past it the worker stops accepting until some close.
 
-Plain HTTP/1.x only: the manager speaks no TLS and no HTTP/2 itself (a proxy in front does, README).
+With gunicorn's certfile/keyfile (the manager's --tls-cert/--tls-key) each connection is wrapped at accept without
+its handshake, and the main loop drives the handshake non-blocking under the same REQUEST_READ_TIMEOUT as the
+request: a client that connects and never finishes its handshake holds no thread either. HTTP/1.x only (no HTTP/2).
 Use it with ``gunicorn --worker-class manager_api.http_server.worker.BufferingThreadWorker``.
 """
 
@@ -19,12 +21,15 @@ import errno
 import logging
 import selectors
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from gunicorn import http as gunicorn_http
+from gunicorn import sock as gunicorn_sock
 from gunicorn.http.body import DEFAULT_MAX_CHUNK_SIZE_LINE
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
@@ -65,9 +70,17 @@ class BufferedConn(TConn):
         """The request read by the main loop, for the parser to read before the socket."""
         self.whole_request = False
         """Whether the request handed to the thread was read whole (else the connection closes after it)."""
+        self.handshaking = isinstance(sock, ssl.SSLSocket)
+        """Whether the TLS handshake, driven by the main loop, is still to finish."""
 
     def init(self) -> None:
         """Make the parser (first request only) and give it the bytes read; runs in the thread, on every request."""
+        if self.cfg.is_ssl and not self.initialized:  # type: ignore[has-type]  # gthread is untyped
+            # The socket is wrapped and shaken hands already (main loop): gthread's init would wrap it again.
+            self.initialized = True
+            self.sock.setblocking(True)
+            if self.parser is None:  # type: ignore[has-type]
+                self.parser = gunicorn_http.get_parser(self.cfg, self.sock, self.client)
         super().init()
         self.parser.unreader.unread(self.request_bytes)
         self.request_bytes = b""
@@ -93,11 +106,14 @@ class BufferingThreadWorker(ThreadWorker):
         self.reading: dict[BufferedConn, bool] = {}
         self.lingering: dict[socket.socket, tuple[float, list[int]]] = {}
         self.stop_deadline: float | None = None
+        self.tls: ssl.SSLContext | None = None
 
     def init_process(self) -> None:
-        if self.cfg.is_ssl or self.cfg.http2_cleartext != "off":
-            # Reading ahead would take TLS records or an HTTP/2 preface from under gunicorn.
-            raise RuntimeError("BufferingThreadWorker serves plain HTTP/1.x only (no TLS, no HTTP/2 cleartext)")
+        if self.cfg.http2_cleartext != "off" or "h2" in (self.cfg.http_protocols or []):
+            # Reading ahead would take an HTTP/2 preface from under gunicorn.
+            raise RuntimeError("BufferingThreadWorker serves HTTP/1.x only (no HTTP/2)")
+        if self.cfg.is_ssl:
+            self.tls = gunicorn_sock.ssl_context(self.cfg)  # once per worker: loading the key per connection is slow
         super().init_process()
 
     def accept(self, listener: socket.socket) -> None:
@@ -108,6 +124,12 @@ class BufferingThreadWorker(ThreadWorker):
             if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                 raise
             return
+        if self.tls is not None:
+            try:
+                client_sock = self.tls.wrap_socket(client_sock, server_side=True, do_handshake_on_connect=False)
+            except OSError:  # gone already
+                client_sock.close()
+                return
         self.nr_conns += 1
         conn = BufferedConn(self.cfg, client_sock, client_addr, listener.getsockname(), self.linger)
         self.enqueue_req(conn)
@@ -125,21 +147,56 @@ class BufferingThreadWorker(ThreadWorker):
         )
         conn.read_deadline = time.monotonic() + REQUEST_READ_TIMEOUT
         self.reading[conn] = False
+        if conn.handshaking:
+            self.handshake(conn)
+            return
         # A kept-alive connection is here because it is readable, and a short request usually comes in one
         # segment: read now, and register with the poller only what is not complete.
         if self.advance(conn, leftover or self.receive(conn.sock)):
-            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_request_bytes, conn))
+            self.watch(conn, selectors.EVENT_READ, partial(self.on_request_bytes, conn))
+
+    def handshake(self, conn: BufferedConn, _sock: socket.socket | None = None) -> None:
+        """One step of the TLS handshake of ``conn``; once done, its request is read as a plain one's. A handshake
+        that does not finish is closed by murder_pending at the request's deadline, like a stalled request."""
+        assert isinstance(conn.sock, ssl.SSLSocket)
+        try:
+            conn.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            return self.watch(conn, selectors.EVENT_READ, partial(self.handshake, conn))
+        except ssl.SSLWantWriteError:
+            return self.watch(conn, selectors.EVENT_WRITE, partial(self.handshake, conn))
+        except OSError as exc:  # plain HTTP on the TLS port, a client refusing our certificate, a reset
+            logger.debug("TLS handshake with %s failed: %s", conn.client, exc)
+            self.stop_reading(conn)
+            self.nr_conns -= 1
+            conn.close()
+            return None
+        conn.handshaking = False
+        if self.advance(conn, self.receive(conn.sock)):
+            self.watch(conn, selectors.EVENT_READ, partial(self.on_request_bytes, conn))
+        return None
+
+    def watch(self, conn: BufferedConn, events: int, callback: Callable[[socket.socket], None]) -> None:
+        """Have the poller call ``callback`` on ``events`` of a connection being read (registered or not yet)."""
+        if self.reading[conn]:
+            self.poller.modify(conn.sock, events, callback)
+        else:
+            self.poller.register(conn.sock, events, callback)
             self.reading[conn] = True
 
     @staticmethod
     def receive(sock: socket.socket) -> bytes | None:
         """What the client sent, b"" when it is gone, None when it has sent nothing new."""
         try:
-            return sock.recv(READ_SIZE)
-        except (BlockingIOError, InterruptedError):
+            data = sock.recv(READ_SIZE)
+            # TLS: bytes decrypted already wait in the SSL object, where the poller cannot see them.
+            while isinstance(sock, ssl.SSLSocket) and data and sock.pending():
+                data += sock.recv(READ_SIZE)
+            return data
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return None
         except OSError:
-            return b""  # reset: as gone
+            return b""  # reset (or a TLS error): as gone
 
     def on_request_bytes(self, conn: BufferedConn, _sock: socket.socket) -> None:
         self.advance(conn, self.receive(conn.sock))

@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--alert-secret-file", metavar="FILE", help="file holding the alerts' HMAC-SHA256 secret")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (2)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    from manager_api.launcher.tls import add_tls_flags  # noqa: PLC0415 - tls imports UsageError from here
+
+    add_tls_flags(parser)
     return parser
 
 

@@ -6,6 +6,7 @@ import errno
 import logging
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -64,12 +65,12 @@ def listen(host: str, port: int) -> socket.socket:
         raise StartError(f"cannot listen on {bind_address(host, port)}: {reason}{hint}") from exc
 
 
-def probe_url(sock: socket.socket) -> str:
+def probe_url(sock: socket.socket, tls: bool = False) -> str:
     """The health URL of the API served on ``sock`` (a wildcard address is probed on loopback)."""
     host, port = sock.getsockname()[:2]
     if host in ("0.0.0.0", "::"):
         host = "127.0.0.1" if host == "0.0.0.0" else "::1"
-    return f"http://{bind_address(host, port)}{HEALTH_PATH}"
+    return f"{'https' if tls else 'http'}://{bind_address(host, port)}{HEALTH_PATH}"
 
 
 def gunicorn_env(settings: Settings) -> dict[str, str]:
@@ -85,8 +86,9 @@ def gunicorn_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def gunicorn_command(fd: int, workers: int, log_level: str) -> list[str]:
-    """The gunicorn command line serving the listening socket ``fd``."""
+def gunicorn_command(fd: int, workers: int, log_level: str, tls: tuple[str, str] | None = None) -> list[str]:
+    """The gunicorn command line serving the listening socket ``fd`` (over TLS with ``tls``' cert and key)."""
+    tls_flags = ["--certfile", tls[0], "--keyfile", tls[1]] if tls else []
     return [
         sys.executable,
         "-m",
@@ -111,15 +113,18 @@ def gunicorn_command(fd: int, workers: int, log_level: str) -> list[str]:
         # Server hooks: child_exit tells prometheus_client's multiprocess mode a worker is gone.
         "--config",
         "python:manager_api.http_server.hooks",
+        *tls_flags,
         "manager_api.wsgi:app",
     ]
 
 
-def start_gunicorn(listener: socket.socket, settings: Settings, workers: int) -> subprocess.Popen[bytes]:
+def start_gunicorn(
+    listener: socket.socket, settings: Settings, workers: int, tls: tuple[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """gunicorn serving ``listener`` in a session of its own, stopped by the kernel if the launcher dies."""
     fd = listener.fileno()
     process = subprocess.Popen(
-        gunicorn_command(fd, workers, settings.log_level),
+        gunicorn_command(fd, workers, settings.log_level, tls),
         env=gunicorn_env(settings),
         stdin=subprocess.DEVNULL,
         start_new_session=True,
@@ -130,7 +135,9 @@ def start_gunicorn(listener: socket.socket, settings: Settings, workers: int) ->
     return process
 
 
-def wait_until_serving(process: subprocess.Popen[bytes], url: str, stopping: Callable[[], bool]) -> bool:
+def wait_until_serving(
+    process: subprocess.Popen[bytes], url: str, stopping: Callable[[], bool], context: ssl.SSLContext | None = None
+) -> bool:
     """Whether gunicorn answers ``url``; False if it died, ``stopping()`` turned true or time ran out."""
     deadline = time.monotonic() + READY_TIMEOUT
     while not stopping():
@@ -138,7 +145,7 @@ def wait_until_serving(process: subprocess.Popen[bytes], url: str, stopping: Cal
             logger.error("gunicorn (pid %d) died with code %s while starting", process.pid, process.returncode)
             return False
         try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
+            with urllib.request.urlopen(url, timeout=2, context=context) as answer:
                 if answer.status == 200:
                     return True
         except (urllib.error.URLError, OSError):

@@ -40,6 +40,7 @@ from manager_api.launcher.gunicorn import (
 )
 from manager_api.launcher.redis_server import PrivateRedis, RedisKeeper
 from manager_api.launcher.secret_files import adopt_shared_join_token, ensure_join_token, publish_local_join_token
+from manager_api.launcher.tls import checked_tls, probe_context
 from manager_api.observability import multiprocess
 from manager_api.services.nodes import presence as node_presence
 from manager_api.services.nodes import redis_users
@@ -55,8 +56,10 @@ EXIT_FAILURE = 1
 class Launcher:
     """Starts the pieces in order, watches them, and stops them in reverse order."""
 
-    def __init__(self, args: argparse.Namespace, api_token: str | None) -> None:
+    def __init__(self, args: argparse.Namespace, api_token: str | None, tls: tuple[str, str] | None = None) -> None:
         self.args = args
+        self.tls = tls
+        """(cert, key) when the API is served over HTTPS (--tls-cert/--tls-key)."""
         self.api_token = api_token
         self.redis: PrivateRedis | None = None
         self.gunicorn: subprocess.Popen[bytes] | None = None
@@ -83,7 +86,8 @@ class Launcher:
                 self.duties = Duties(settings)
                 self.duties.start()
                 logger.info(
-                    "manager listening on http://%s (database %s, %d workers, api token %s)",
+                    "manager listening on %s://%s (database %s, %d workers, api token %s)",
+                    "https" if self.tls else "http",
                     bind_address(self.args.host, self.args.port),
                     cli_config.hide_url_password(settings.db_path),
                     self.args.workers,
@@ -128,7 +132,7 @@ class Launcher:
         # The port is this manager's now: no live manager's token can be replaced. Published before
         # gunicorn answers, so a manager that answers /healthz always has its token where agents look.
         publish_local_join_token(join_token_file, args.port)
-        self.gunicorn = start_gunicorn(self.listener, self.settings, args.workers)
+        self.gunicorn = start_gunicorn(self.listener, self.settings, args.workers, self.tls)
         return self.settings
 
     def _settings(self, database: str, redis_url: str, join_token_file: Path) -> Settings:
@@ -170,7 +174,9 @@ class Launcher:
     def _wait_until_serving(self) -> bool:
         """Whether gunicorn answers on the listener; False if it died, a stop was asked for or time ran out."""
         assert self.listener is not None and self.gunicorn is not None
-        return wait_until_serving(self.gunicorn, probe_url(self.listener), lambda: self.stop_requested)
+        url = probe_url(self.listener, tls=self.tls is not None)
+        context = probe_context() if self.tls else None
+        return wait_until_serving(self.gunicorn, url, lambda: self.stop_requested, context)
 
     def _watch(self) -> int:
         """Poll the pieces until a stop is asked for (0) or one of them cannot go on (EXIT_FAILURE)."""
@@ -224,11 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         api_token = checked_api_token(args)
         checked_alerts(args)
+        tls = checked_tls(args)
     except UsageError as exc:
         parser.print_usage(sys.stderr)
         print(f"manager: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    return Launcher(args, api_token).run()
+    return Launcher(args, api_token, tls).run()
 
 
 if __name__ == "__main__":
