@@ -117,7 +117,7 @@ class TlsManager(Manager):
 
     def get(self, path: str, **kw: Any) -> requests.Response:
         # verify= given per call: a session's would lose to REQUESTS_CA_BUNDLE from the environment.
-        return requests.get(self.url + path, timeout=10, verify=str(self.tls.ca), **kw)
+        return requests.get(self.url + path, **{"timeout": 10, "verify": str(self.tls.ca), **kw})
 
     def post(self, path: str, body: Any = None, **kw: Any) -> requests.Response:
-        return requests.post(self.url + path, json=body, timeout=10, verify=str(self.tls.ca), **kw)
+        return requests.post(self.url + path, json=body, **{"timeout": 10, "verify": str(self.tls.ca), **kw})
