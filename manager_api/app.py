@@ -29,7 +29,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     request_metrics.init_app(app)
     db.init_db(settings.db_path)
     alert_events.configure(alert_delivery.parse_urls(settings.alert_urls))
-    extensions.init_app(app, extensions.AppState(settings, extensions.connect_redis(settings.redis_url)))
+    extensions.init_app(
+        app, extensions.AppState(settings, extensions.connect_redis(settings.redis_url, settings.redis_ca_bundle))
+    )
     errors.register(app)
     auth.init_app(app)
     app.before_request(db.connect)

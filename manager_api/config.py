@@ -20,6 +20,7 @@ class Settings:
     redis_url: str | None = None
     agent_redis_url: str | None = None
     private_redis: bool = False  # redis_url is the manager's own redis-server: derive the agents' URL
+    redis_ca_bundle: str | None = None  # PEM CA bundle a rediss:// redis_url is verified against (None: system's)
     api_token: str | None = None
     join_token_file: str | None = None
     sftp_host: str | None = None

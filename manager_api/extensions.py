@@ -8,6 +8,7 @@ from flask import Flask, current_app
 from redis import Redis
 
 from manager_api.config import Settings
+from shared import tls
 
 EXTENSION_KEY = "corral"
 
@@ -41,6 +42,7 @@ def redis() -> Redis:
     return state().redis
 
 
-def connect_redis(url: str) -> Redis:
-    """A Redis client with timeouts, so a dead Redis fails a request instead of hanging it."""
-    return Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3, health_check_interval=30)
+def connect_redis(url: str, ca_bundle: str | None = None) -> Redis:
+    """A Redis client with timeouts, so a dead Redis fails a request instead of hanging it; a rediss:// one
+    verifies the server against ``ca_bundle``."""
+    return tls.redis_from_url(url, ca_bundle, socket_timeout=5, socket_connect_timeout=3, health_check_interval=30)

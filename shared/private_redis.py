@@ -12,9 +12,9 @@ PASSWORD_FILE = "password"
 PORT_FILE = "port"
 
 
-def url(password: str, port: int) -> str:
-    """The URL of a private Redis on this host."""
-    return f"redis://:{password}@127.0.0.1:{port}/0"
+def url(password: str, port: int, tls: bool = False) -> str:
+    """The URL of a private Redis on this host (rediss:// when it is TLS-only)."""
+    return f"{'rediss' if tls else 'redis'}://:{password}@127.0.0.1:{port}/0"
 
 
 def recorded_url(data_dir: str | Path) -> str:

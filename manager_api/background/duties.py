@@ -45,7 +45,7 @@ from manager_api.services.nodes import liveness as node_liveness
 from manager_api.services.nodes import metrics_history as node_metrics
 from manager_api.services.nodes import presence as node_presence
 from manager_api.services.schedules.runner import ScheduleRunner
-from shared import heartbeat, keys, report_streams
+from shared import heartbeat, keys, report_streams, tls
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +95,11 @@ class Duties:
         if redis is None and not settings.redis_url:
             raise ValueError("Duties need a Redis")
         # Socket timeout well above the XREADGROUP block time, or every idle read would time out.
-        self.redis = redis or Redis.from_url(
-            settings.redis_url or "", socket_timeout=block_ms / 1000 + 5, socket_connect_timeout=3
+        self.redis = redis or tls.redis_from_url(
+            settings.redis_url or "",
+            settings.redis_ca_bundle,
+            socket_timeout=block_ms / 1000 + 5,
+            socket_connect_timeout=3,
         )
         self.settings = settings
         self.tick = tick

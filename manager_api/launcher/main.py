@@ -40,7 +40,7 @@ from manager_api.launcher.gunicorn import (
 )
 from manager_api.launcher.redis_server import PrivateRedis, RedisKeeper
 from manager_api.launcher.secret_files import adopt_shared_join_token, ensure_join_token, publish_local_join_token
-from manager_api.launcher.tls import checked_tls, probe_context
+from manager_api.launcher.tls import checked_tls, probe_context, redis_ca
 from manager_api.observability import multiprocess
 from manager_api.services.nodes import presence as node_presence
 from manager_api.services.nodes import redis_users
@@ -125,7 +125,9 @@ class Launcher:
         redis_url = args.redis_url
         if not redis_url:
             # Every (re)start makes the node users again: ACL SETUSER keeps nothing on disk.
-            self.redis = PrivateRedis(data_dir, args.host, on_start=redis_users.restore_all)
+            # With --tls-cert the private Redis is TLS-only, with the API's certificate (agents get rediss://).
+            redis_tls = (*self.tls, redis_ca(args, self.tls) or self.tls[0]) if self.tls else None
+            self.redis = PrivateRedis(data_dir, args.host, on_start=redis_users.restore_all, tls=redis_tls)
             self.redis.start()
             redis_url = self.redis.url
         self.settings = self._settings(database, redis_url, join_token_file)
@@ -146,6 +148,7 @@ class Launcher:
             redis_url=redis_url,
             agent_redis_url=self.args.agent_redis_url,
             private_redis=self.redis is not None,
+            redis_ca_bundle=redis_ca(self.args, self.tls),
             api_token=self.api_token,
             join_token_file=str(join_token_file),
             sftp_host=self.args.sftp_host,
@@ -231,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         api_token = checked_api_token(args)
         checked_alerts(args)
         tls = checked_tls(args)
+        redis_ca(args, tls)
     except UsageError as exc:
         parser.print_usage(sys.stderr)
         print(f"manager: error: {exc}", file=sys.stderr)

@@ -108,8 +108,11 @@ class PrivateRedis:
         data_dir: str | Path,
         host: str = "127.0.0.1",
         on_start: Callable[[redis.Redis], object] | None = None,
+        tls: tuple[str, str, str] | None = None,
     ) -> None:
         self.dir = Path(data_dir) / DIR_NAME
+        self.tls = tls
+        """(cert, key, CA) files: TLS-only, its TCP port a tls-port (the manager's --tls-cert/--tls-key)."""
         self.host = host
         self.on_start = on_start
         """Called with a client of each start before its port opens (after ``prepare``): the node users are
@@ -122,7 +125,7 @@ class PrivateRedis:
     @property
     def url(self) -> str:
         """How the manager itself reaches it."""
-        return private_url(self.password, self.port)
+        return private_url(self.password, self.port, tls=self.tls is not None)
 
     def _prepare(self) -> Path:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -156,6 +159,7 @@ class PrivateRedis:
                     'save ""',
                     f"requirepass {self.password}",
                     "maxclients 20000",
+                    *self._tls_lines(),
                     'logfile "redis.log"',
                     "loglevel notice",
                     "",
@@ -163,6 +167,20 @@ class PrivateRedis:
             ),
         )
         return conf
+
+    def _tls_lines(self) -> list[str]:
+        """TLS-only: ``tls-port`` opens in start() as ``port`` would, and the plain ``port`` stays 0. Clients
+        are not asked for certificates (they log in with their password, as over plain TCP)."""
+        if self.tls is None:
+            return []
+        cert, key, ca = self.tls
+        return [
+            "tls-port 0",
+            f'tls-cert-file "{cert}"',
+            f'tls-key-file "{key}"',
+            f'tls-ca-cert-file "{ca}"',
+            "tls-auth-clients no",
+        ]
 
     def _socket_path(self) -> Path:
         # A unix socket path may hold 107 bytes: a deep data dir gets a private directory in /tmp instead.
@@ -196,8 +214,9 @@ class PrivateRedis:
         try:
             while True:
                 if self.proc.poll() is not None:
+                    hint = f" ({binary} may lack TLS: install redis-server 6+ built with TLS)" if self.tls else ""
                     raise RuntimeError(
-                        f"redis-server exited with code {self.proc.returncode}; see {self.dir / 'redis.log'}"
+                        f"redis-server exited with code {self.proc.returncode}; see {self.dir / 'redis.log'}{hint}"
                     )
                 try:
                     if client.ping():
@@ -213,7 +232,7 @@ class PrivateRedis:
             prepare(client)
             if self.on_start is not None:
                 self.on_start(client)
-            client.config_set("port", self.port)
+            client.config_set("tls-port" if self.tls else "port", self.port)
         except (redis.RedisError, OSError) as exc:
             self.stop()
             raise RuntimeError(f"redis-server could not be prepared or open port {self.port}: {exc}") from exc

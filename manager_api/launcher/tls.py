@@ -15,6 +15,12 @@ def add_tls_flags(parser: argparse.ArgumentParser) -> None:
         "--tls-cert", metavar="FILE", help="serve HTTPS with this PEM certificate chain (with --tls-key)"
     )
     parser.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
+    parser.add_argument(
+        "--tls-ca",
+        metavar="FILE",
+        help="PEM CA bundle verifying Redis over TLS (a rediss:// --redis-url; the private Redis, which is TLS-only "
+        "with --tls-cert); default: the system's CAs, and --tls-cert's own file for the private Redis",
+    )
 
 
 def checked_tls(args: argparse.Namespace) -> tuple[str, str] | None:
@@ -34,6 +40,19 @@ def checked_tls(args: argparse.Namespace) -> tuple[str, str] | None:
         what = exc.strerror or getattr(exc, "reason", None) or str(exc)
         raise UsageError(f"cannot use --tls-cert {cert} / --tls-key {key}: {what}") from None
     return cert_path, key_path
+
+
+def redis_ca(args: argparse.Namespace, tls: tuple[str, str] | None) -> str | None:
+    """The CA bundle the manager verifies its Redis with: --tls-ca, else (for its private TLS Redis) --tls-cert's
+    file, which verifies a self-signed certificate or a chain that ends in its root (raises UsageError)."""
+    if args.tls_ca:
+        path = Path(args.tls_ca).resolve()
+        try:
+            ssl.create_default_context(cafile=str(path))
+        except OSError as exc:
+            raise UsageError(f"cannot use --tls-ca {args.tls_ca}: {exc.strerror or exc}") from None
+        return str(path)
+    return tls[0] if tls and not args.redis_url else None
 
 
 def probe_context() -> ssl.SSLContext:

@@ -7,8 +7,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import redis as redis_lib
 import requests
 
+from shared import api, keys
+from shared.defaults import PROTOCOL_VERSION
 from tests.e2e.harness import BIN, Agent, isolated_env
 from tests.support import free_port, wait_until
 from tests.tls_support import TlsFiles, TlsManager, tls_files
@@ -129,3 +132,57 @@ def test_manager_refuses_half_or_unreadable_tls_flags_before_starting(
     assert run.returncode == 2
     assert "cannot use --tls-cert" in run.stderr and "Traceback" not in run.stderr, run.stderr
     assert not (tmp_path / "db.sqlite").exists(), "nothing starts before the flags are checked"
+
+
+def test_private_redis_is_tls_only_and_agents_work_it_over_rediss(tmp_path: Path, tls_files: TlsFiles) -> None:
+    env = isolated_env(tmp_path)
+    manager = TlsManager(tmp_path, env, tls_files, ["--tls-ca", str(tls_files.ca)])
+    manager.start()
+    try:
+        plain_url = manager.redis_url()
+        plain = redis_lib.Redis.from_url(plain_url, socket_timeout=5, socket_connect_timeout=5)
+        with pytest.raises(redis_lib.exceptions.ConnectionError):
+            plain.ping()  # the port speaks TLS only
+        plain.close()
+        secure_url = plain_url.replace("redis://", "rediss://", 1)
+        unverified = redis_lib.Redis.from_url(secure_url, ssl_ca_certs=str(tls_files.other_ca), socket_timeout=5)
+        with pytest.raises(redis_lib.exceptions.ConnectionError, match="certificate verify failed"):
+            unverified.ping()
+        verified = redis_lib.Redis.from_url(secure_url, ssl_ca_certs=str(tls_files.ca), socket_timeout=5)
+        assert verified.ping()
+        verified.close()
+
+        agent = agent_with(tmp_path, env, manager, "rediss-1", "--ca-bundle", str(tls_files.ca))
+        try:
+            wait_until(lambda: online(manager, "rediss-1"), timeout=30, what=f"agent online\n{agent.output()}")
+            ran = manager.post(
+                "/api/tasks?wait=20", {"name": "t", "command": "echo via-rediss", "targets": ["rediss-1"]}
+            )
+            assert ran.status_code in (200, 201) and ran.json()["status"] == "completed", ran.text
+        finally:
+            assert agent.terminate() == 0
+        # The agent got a rediss:// URL as its node's own Redis user (services/nodes/redis_users.py), verified
+        # with its --ca-bundle: what the join hands out.
+        token = (manager.db_path.parent / "join-token").read_text().strip()
+        joined = manager.post(
+            api.JOIN_PATH,
+            {
+                "node_id": "n-tls",
+                "hostname": "n-tls",
+                "ip": "127.0.0.1",
+                "interval": 5,
+                "protocol": PROTOCOL_VERSION,
+                "node_secret": "secret-of-n-tls-in-this-test",
+            },
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert joined.status_code == 200, joined.text
+        node_url = joined.json()["redis_url"]
+        assert node_url.startswith("rediss://") and "default" not in node_url
+        as_node = redis_lib.Redis.from_url(node_url, ssl_ca_certs=str(tls_files.ca), socket_timeout=5)
+        as_node.set(keys.node_prefix("n-tls") + "probe", "1")
+        with pytest.raises(redis_lib.exceptions.NoPermissionError):
+            as_node.config_get("requirepass")
+        as_node.close()
+    finally:
+        assert manager.terminate() == 0
