@@ -103,7 +103,8 @@ class TlsManager(Manager):
     """The harness's manager serving HTTPS with ``tls``' certificate; its own calls verify it with the test CA."""
 
     def __init__(self, workdir: Path, env: dict[str, str], tls: TlsFiles, extra: list[str] | None = None) -> None:
-        super().__init__(workdir, env, ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key), *(extra or [])])
+        flags = ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key), "--tls-ca", str(tls.ca)]
+        super().__init__(workdir, env, [*flags, *(extra or [])])
         self.tls = tls
         self.url = f"https://127.0.0.1:{self.port}"
 

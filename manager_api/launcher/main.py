@@ -126,7 +126,8 @@ class Launcher:
         if not redis_url:
             # Every (re)start makes the node users again: ACL SETUSER keeps nothing on disk.
             # With --tls-cert the private Redis is TLS-only, with the API's certificate (agents get rediss://).
-            redis_tls = (*self.tls, redis_ca(args, self.tls) or self.tls[0]) if self.tls else None
+            ca = redis_ca(args, self.tls)
+            redis_tls = (*self.tls, ca) if self.tls and ca else None
             self.redis = PrivateRedis(data_dir, args.host, on_start=redis_users.restore_all, tls=redis_tls)
             self.redis.start()
             redis_url = self.redis.url

@@ -18,8 +18,8 @@ def add_tls_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tls-ca",
         metavar="FILE",
-        help="PEM CA bundle verifying Redis over TLS (a rediss:// --redis-url; the private Redis, which is TLS-only "
-        "with --tls-cert); default: the system's CAs, and --tls-cert's own file for the private Redis",
+        help="PEM CA bundle that signed --tls-cert: verifies Redis over TLS (the private Redis, TLS-only with "
+        "--tls-cert, which needs it; a rediss:// --redis-url, else the system's CAs)",
     )
 
 
@@ -43,8 +43,13 @@ def checked_tls(args: argparse.Namespace) -> tuple[str, str] | None:
 
 
 def redis_ca(args: argparse.Namespace, tls: tuple[str, str] | None) -> str | None:
-    """The CA bundle the manager verifies its Redis with: --tls-ca, else (for its private TLS Redis) --tls-cert's
-    file, which verifies a self-signed certificate or a chain that ends in its root (raises UsageError)."""
+    """The CA bundle the manager verifies its Redis with (--tls-ca), required for its private Redis, TLS-only with
+    --tls-cert: a certificate signed by a CA cannot verify itself (raises UsageError)."""
+    if tls and not args.redis_url and not args.tls_ca:
+        raise UsageError(
+            "--tls-cert makes the private Redis TLS-only: give --tls-ca, the CA bundle that signed --tls-cert "
+            "(the certificate itself when self-signed), for the manager to verify it"
+        )
     if args.tls_ca:
         path = Path(args.tls_ca).resolve()
         try:
@@ -52,7 +57,7 @@ def redis_ca(args: argparse.Namespace, tls: tuple[str, str] | None) -> str | Non
         except OSError as exc:
             raise UsageError(f"cannot use --tls-ca {args.tls_ca}: {exc.strerror or exc}") from None
         return str(path)
-    return tls[0] if tls and not args.redis_url else None
+    return None
 
 
 def probe_context() -> ssl.SSLContext:

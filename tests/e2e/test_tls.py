@@ -131,12 +131,16 @@ def test_manager_refuses_half_or_unreadable_tls_flags_before_starting(
     )
     assert run.returncode == 2
     assert "cannot use --tls-cert" in run.stderr and "Traceback" not in run.stderr, run.stderr
+    # Both, but no CA for the manager to verify its TLS-only private Redis with.
+    both = ["--tls-cert", str(tls_files.cert), "--tls-key", str(tls_files.key)]
+    run = subprocess.run([*manager, *both], capture_output=True, text=True, timeout=30, env=env)
+    assert run.returncode == 2 and "give --tls-ca" in run.stderr, run.stderr
     assert not (tmp_path / "db.sqlite").exists(), "nothing starts before the flags are checked"
 
 
 def test_private_redis_is_tls_only_and_agents_work_it_over_rediss(tmp_path: Path, tls_files: TlsFiles) -> None:
     env = isolated_env(tmp_path)
-    manager = TlsManager(tmp_path, env, tls_files, ["--tls-ca", str(tls_files.ca)])
+    manager = TlsManager(tmp_path, env, tls_files)
     manager.start()
     try:
         plain_url = manager.redis_url()
