@@ -1,0 +1,172 @@
+"""Rate and size limits (issue 15), on a real manager: gunicorn with 2 workers, its own redis-server, real HTTP.
+
+Each test sets the limits by the manager's flags, small enough that a Python client exceeds them at once."""
+
+from __future__ import annotations
+
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from shared import api
+from shared.defaults import JOIN_MAX_BODY_BYTES, PROTOCOL_VERSION
+from tests.e2e.harness import Agent, Manager, isolated_env
+from tests.support import wait_until
+
+pytestmark = pytest.mark.e2e
+
+TOKEN_A = {"Authorization": "Bearer token-of-a-flooding-script"}
+TOKEN_B = {"Authorization": "Bearer token-of-a-well-behaved-one"}
+
+
+def fresh_get(manager: Manager, path: str, headers: dict[str, str]) -> requests.Response:
+    """A GET on a connection of its own (Connection: close), so that successive calls land on either worker."""
+    return requests.get(manager.url + path, headers={**headers, "Connection": "close"}, timeout=10)
+
+
+def started(tmp_path: Path, *flags: str) -> Manager:
+    manager = Manager(tmp_path, isolated_env(tmp_path), ["--workers", "2", *flags])
+    manager.start()
+    return manager
+
+
+def test_a_flooding_token_gets_429_while_another_token_and_healthz_go_on(tmp_path: Path) -> None:
+    manager = started(tmp_path, "--rate-limit", "20/second")
+    try:
+        stop = threading.Event()
+        good: list[int] = []
+
+        def well_behaved() -> None:  # a few calls a second, as an operator's script makes
+            while not stop.wait(0.05):
+                good.append(manager.get("/api/templates", headers=TOKEN_B).status_code)
+                good.append(manager.get("/healthz", headers=TOKEN_A).status_code)
+
+        other = threading.Thread(target=well_behaved)
+        other.start()
+        with requests.Session() as session, ThreadPoolExecutor(4) as pool:
+            flood = list(
+                pool.map(lambda _: session.get(manager.url + "/api/templates", headers=TOKEN_A, timeout=10), range(400))
+            )
+        stop.set()
+        other.join(10)
+        refused = [answer for answer in flood if answer.status_code == 429]
+        assert refused and {a.status_code for a in flood} == {200, 429}
+        first = refused[0]
+        assert int(first.headers["Retry-After"]) >= 1
+        assert first.headers["X-RateLimit-Limit"] == "20" and first.headers["X-RateLimit-Remaining"] == "0"
+        assert re.fullmatch(
+            r"rate limit exceeded: 20 per 1 second for this token; retry after \d+ s", first.json()["error"]
+        )
+        assert good and set(good) == {200}, good
+        # The flooding token is not a secret kept in the log: its hash prefix is, once a minute per worker.
+        assert "token-of-a-flooding-script" not in manager.output()
+        assert "over its rate limit (20 per 1 second)" in manager.output()
+    finally:
+        assert manager.terminate() == 0
+
+
+def test_the_count_is_shared_by_both_workers_and_resets_after_its_window(tmp_path: Path) -> None:
+    manager = started(tmp_path, "--rate-limit", "10/5 seconds")
+    try:
+        answers = [fresh_get(manager, "/api/templates", TOKEN_A) for _ in range(40)]
+        accepted = [a for a in answers if a.status_code == 200]
+        # One count for the manager: per worker it would take up to 20 (10 in each).
+        assert len(accepted) <= 10 and len(accepted) >= 1
+        assert {a.status_code for a in answers} == {200, 429}
+        # Both workers refused the token (each logs its first refusal once, with its pid).
+        pids = set(re.findall(r"\[(\d+)\] manager_api\.api\.rate_limits: token:", manager.output()))
+        assert len(pids) == 2, manager.output()[-2000:]
+        retry_after = int(answers[-1].headers["Retry-After"])
+        assert 1 <= retry_after <= 5
+        wait_until(
+            lambda: fresh_get(manager, "/api/templates", TOKEN_A).status_code == 200,
+            timeout=retry_after + 3,
+            interval=0.5,
+            what="the window to pass",
+        )
+    finally:
+        assert manager.terminate() == 0
+
+
+def test_rate_limit_off(tmp_path: Path) -> None:
+    manager = started(tmp_path, "--rate-limit", "off", "--join-rate-limit", "off")
+    try:
+        with requests.Session() as session, ThreadPoolExecutor(4) as pool:
+            answers = list(
+                pool.map(lambda _: session.get(manager.url + "/api/templates", headers=TOKEN_A, timeout=10), range(600))
+            )
+        assert {a.status_code for a in answers} == {200}
+        assert "X-RateLimit-Limit" not in answers[0].headers
+    finally:
+        assert manager.terminate() == 0
+
+
+def join_token(manager: Manager) -> dict[str, str]:
+    return api.bearer((manager.db_path.parent / "join-token").read_text().strip())
+
+
+def test_a_join_flood_from_one_address_is_paced_and_a_real_agent_still_joins(tmp_path: Path) -> None:
+    manager = started(tmp_path, "--join-rate-limit", "5/second")
+    try:
+        headers = join_token(manager)
+        answers = [manager.post(api.JOIN_PATH, {}, headers=headers) for _ in range(30)]
+        assert {a.status_code for a in answers} == {400, 429}  # counted before its body is looked at
+        refused = next(a for a in answers if a.status_code == 429)
+        assert re.fullmatch(
+            r"rate limit exceeded: 5 per 1 second for this address; retry after \d+ s", refused.json()["error"]
+        )
+        # The API's own limit is apart: the flood did not spend it.
+        assert manager.get("/api/templates").status_code == 200
+        stop = threading.Event()
+
+        def flood() -> None:  # keeps the address over its limit while the agent joins
+            while not stop.is_set():
+                manager.post(api.JOIN_PATH, {}, headers=headers)
+
+        flooder = threading.Thread(target=flood)
+        flooder.start()
+        agent = Agent(tmp_path, isolated_env(tmp_path), manager, "paced", 0.5)
+        try:
+            agent.start()
+            wait_until(
+                lambda: [n for n in manager.get("/api/nodes").json()["nodes"] if n["hostname"] == "paced"],
+                timeout=60,
+                what="the paced agent joined",
+            )
+            stop.set()
+            flooder.join(10)
+            log = agent.output()
+            assert log.count("manager paces joins") == 1, log[-3000:]  # logged once, not per try
+            assert "retrying after it (with jitter)" in log
+        finally:
+            stop.set()
+            assert agent.terminate() == 0
+    finally:
+        assert manager.terminate() == 0
+
+
+def test_body_caps_the_join_small_and_every_route_by_max_body_bytes(tmp_path: Path) -> None:
+    manager = started(tmp_path, "--max-body-bytes", "100000")
+    try:
+        body = {
+            "node_id": "a" * 32,
+            "hostname": "big",
+            "ip": "127.0.0.1",
+            "interval": 5.0,
+            "protocol": PROTOCOL_VERSION,
+            "node_secret": "b" * 32,
+            "facts": {"pad": "x" * JOIN_MAX_BODY_BYTES},
+        }
+        too_big = manager.post(api.JOIN_PATH, body, headers=join_token(manager))
+        assert too_big.status_code == 413
+        assert too_big.json() == {"error": f"Request body too large (limit {JOIN_MAX_BODY_BYTES} bytes)"}
+        # As large a body elsewhere is read and judged (no template of that name), one over the flag is not.
+        assert manager.post("/api/task/query", {"name": "x" * 70_000}).status_code == 400
+        over = manager.post("/api/task/query", {"name": "x" * 100_001})
+        assert over.status_code == 413 and over.json()["error"] == "Request body too large (limit 100000 bytes)"
+    finally:
+        assert manager.terminate() == 0
