@@ -132,8 +132,9 @@ def init_app(app: Flask, settings: Settings) -> Limiter | None:
         swallow_errors=True,
     )
     limiter.request_filter(_not_counted)
-    # flask-limiter logs every refused request at INFO: one client in a loop would flood the log.
-    logging.getLogger("flask-limiter").setLevel(logging.WARNING)
+    # flask-limiter logs every refused request at INFO: one client in a loop would flood the log (_log_once logs
+    # instead). Its other lines stay: storage unreachable, storage recovered.
+    limiter.logger.addFilter(_drop_breach_lines)
     app.register_error_handler(RateLimitExceeded, _too_many(limiter))
     return limiter
 
@@ -166,6 +167,10 @@ def _set_retry_after(response: Response) -> Response:
         # flask-limiter writes its own, which rounds down to 0 within the window's last second.
         response.headers["Retry-After"] = str(retry_after)
     return response
+
+
+def _drop_breach_lines(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("ratelimit ")
 
 
 def _log_once(key: str, item: RateLimitItem) -> None:

@@ -5,17 +5,19 @@ Each test sets the limits by the manager's flags, small enough that a Python cli
 from __future__ import annotations
 
 import re
+import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import redis as redis_lib
 import requests
 
 from shared import api
 from shared.defaults import JOIN_MAX_BODY_BYTES, PROTOCOL_VERSION
-from tests.e2e.harness import Agent, Manager, isolated_env
-from tests.support import wait_until
+from tests.e2e.harness import BIN, Agent, Manager, isolated_env
+from tests.support import RedisServer, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -168,5 +170,58 @@ def test_body_caps_the_join_small_and_every_route_by_max_body_bytes(tmp_path: Pa
         assert manager.post("/api/task/query", {"name": "x" * 70_000}).status_code == 400
         over = manager.post("/api/task/query", {"name": "x" * 100_001})
         assert over.status_code == 413 and over.json()["error"] == "Request body too large (limit 100000 bytes)"
+    finally:
+        assert manager.terminate() == 0
+
+
+def test_with_redis_down_the_limits_fall_back_to_each_worker_and_come_back(tmp_path: Path) -> None:
+    # The manager's Redis given by URL with a password, as an operator's: the counts go there.
+    server = RedisServer(password="limits-pw").start()
+    manager = started(tmp_path, "--redis-url", server.url, "--rate-limit", "20/second")
+    try:
+        assert 429 in {fresh_get(manager, "/api/templates", TOKEN_A).status_code for _ in range(30)}
+        counted = redis_lib.Redis.from_url(server.url).keys("*corral:ratelimit*")
+        assert counted, "no counts in the manager's Redis"
+        server.stop()
+        # No 500 and no wait: a well-behaved token goes on; the flood is still refused, counted by each worker.
+        assert fresh_get(manager, "/api/templates", TOKEN_B).status_code == 200
+        down = [fresh_get(manager, "/api/templates", TOKEN_A).status_code for _ in range(60)]
+        assert set(down) == {200, 429}, down
+        assert fresh_get(manager, "/api/templates", TOKEN_B).status_code == 200
+        # One warning per worker, not one per request.
+        assert 1 <= manager.output().count("Rate limit storage unreachable") <= 2
+        again = RedisServer(password="limits-pw")
+        again.port = server.port
+        server = again.start()
+        wait_until(
+            lambda: (
+                fresh_get(manager, "/api/templates", TOKEN_B) and "Rate limit storage recovered" in manager.output()
+            ),
+            timeout=40,
+            interval=0.2,
+            what="the limiter back on Redis",
+        )
+    finally:
+        assert manager.terminate() == 0
+        server.stop()
+
+
+def test_the_cli_says_plainly_that_it_was_rate_limited(tmp_path: Path) -> None:
+    manager = started(tmp_path, "--rate-limit", "2/minute")
+    try:
+        env = isolated_env(tmp_path) | {"CORRAL_URL": manager.url, "CORRAL_API_TOKEN": "cli-token"}
+        runs = [
+            subprocess.run([str(BIN / "corral"), "nodes"], env=env, capture_output=True, text=True, timeout=30)
+            for _ in range(3)
+        ]
+        assert [run.returncode for run in runs[:2]] == [0, 0], runs
+        refused = runs[2]
+        assert refused.returncode != 0 and refused.stdout == ""
+        assert re.search(
+            r"the manager refused the call: rate limit exceeded: 2 per 1 minute for this token; retry after \d+ s "
+            r"\(too many calls: wait and try again\) \(HTTP 429\)",
+            refused.stderr,
+        ), refused.stderr
+        assert "cli-token" not in refused.stderr
     finally:
         assert manager.terminate() == 0
