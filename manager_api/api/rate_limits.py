@@ -140,7 +140,7 @@ def init_app(app: Flask, settings: Settings) -> Limiter | None:
 
 
 def _describe(item: RateLimitItem) -> str:
-    unit = item.GRANULARITY.name
+    unit = item.GRANULARITY.name + ("s" if item.multiples > 1 else "")
     return f"{item.amount} per {item.multiples} {unit}"
 
 
