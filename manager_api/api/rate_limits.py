@@ -8,8 +8,8 @@ host share one count per client. Two limits:
 - the agent join: ``--join-rate-limit`` per client address (the join token is the whole fleet's, so counting
   per token would make every agent wait for every other).
 
-``/healthz``, the API's description (/api/openapi.json is counted, its browser files are not) and the web
-console's pages and files are never counted. A long call (``?wait=``, a live stream) is one request, counted
+``/healthz``, the API's description (/api/openapi.json, /api/docs and its files: what answers without a token)
+and the web console's pages and files are never counted. A long call (``?wait=``, a live stream) is one request, counted
 once when it starts. A request over a limit is answered 429 ``{"error": "rate limit exceeded: ..."}`` with
 ``Retry-After`` (whole seconds, at least 1) and ``X-RateLimit-Limit``/``-Remaining``/``-Reset`` (GitHub's
 names; Reset is a Unix time); answers under a limit carry the X-RateLimit headers too.
@@ -29,6 +29,7 @@ import hashlib
 import logging
 import math
 import time
+from collections.abc import Callable
 
 from flask import Flask, Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -37,7 +38,7 @@ from limits import RateLimitItem, parse_many
 
 from manager_api.api.auth import presented_token
 from manager_api.config import Settings
-from shared.api import DOCS_PATH, HEALTH_PATH, JOIN_PATH, METRICS_PATH, is_api_path
+from shared.api import JOIN_PATH, METRICS_PATH, is_api_path, is_public_path
 
 logger = logging.getLogger(__name__)
 
@@ -85,8 +86,8 @@ def address_key() -> str:
 
 def _not_counted() -> bool:
     path = request.path
-    if path == HEALTH_PATH or path.startswith(f"{DOCS_PATH}/"):
-        return True  # liveness and the API docs' browser files
+    if is_public_path(path):
+        return True  # liveness and the API's description (its document, page and browser files): no token
     return not (is_api_path(path) or path == METRICS_PATH)  # the web console's pages and files
 
 
@@ -122,7 +123,7 @@ def init_app(app: Flask, settings: Settings) -> Limiter | None:
     limiter = Limiter(
         rate_key,
         app=app,
-        application_limits=limits,  # type: ignore[arg-type]
+        application_limits=limits,  # type: ignore[arg-type]  # a list is invariant: it wants the union's list
         strategy=STRATEGY,
         storage_uri=settings.redis_url,
         # Short timeouts: a Redis that hangs must not hold a request long before the in-memory fallback.
@@ -144,7 +145,7 @@ def _describe(item: RateLimitItem) -> str:
     return f"{item.amount} per {item.multiples} {unit}"
 
 
-def _too_many(limiter: Limiter):  # type: ignore[no-untyped-def]
+def _too_many(limiter: Limiter) -> Callable[[RateLimitExceeded], ResponseReturnValue]:
     def handler(exc: RateLimitExceeded) -> ResponseReturnValue:
         item = exc.limit.limit
         current = limiter.current_limit
