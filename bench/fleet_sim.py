@@ -38,6 +38,7 @@ from rq.serializers import JSONSerializer
 
 from shared import api, heartbeat, job_signing, jobs, keys, report_streams
 from shared.defaults import PROTOCOL_VERSION
+from worker_agent.join import paced_wait
 
 logger = logging.getLogger("fleet_sim")
 
@@ -83,6 +84,9 @@ def join_all(manager_url: str, token: str, hostnames: list[str], interval: float
             "node_secret": node_secret_for(hostname),
         }
         answer = session.post(manager_url + api.JOIN_PATH, json=body, headers=api.bearer(token), timeout=30)
+        while answer.status_code == 429:  # paced by --join-rate-limit (every simulated node shares one address)
+            time.sleep(paced_wait(float(answer.headers.get("Retry-After", "1"))))
+            answer = session.post(manager_url + api.JOIN_PATH, json=body, headers=api.bearer(token), timeout=30)
         answer.raise_for_status()
         job_keys[body["node_id"]] = bytes.fromhex(answer.json()["job_key"])
     return job_keys

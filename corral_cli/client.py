@@ -45,7 +45,11 @@ def _error(status: int, body: bytes, reason: str) -> ApiError:
     except ValueError:
         data = None
     if isinstance(data, dict) and isinstance(data.get("error"), str):
-        return ApiError(status, data["error"], data)
+        message = data["error"]
+        if status == 429:
+            # The manager's own words say the limit and the wait; say whose limit it is and what to do.
+            message = f"the manager refused the call: {message} (too many calls: wait and try again)"
+        return ApiError(status, message, data)
     return ApiError(status, reason or f"HTTP {status}")
 
 

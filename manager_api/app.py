@@ -7,7 +7,7 @@ import logging
 from flask import Flask
 
 from manager_api import console, db, extensions
-from manager_api.api import auth, errors, request_json, routes
+from manager_api.api import auth, errors, rate_limits, request_json, routes
 from manager_api.api.json_provider import OrjsonProvider
 from manager_api.config import Settings
 from manager_api.observability import requests as request_metrics
@@ -25,7 +25,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.json = OrjsonProvider(app)
     # First of the before-request hooks: a body over the limit is refused before anything looks at the request.
-    request_json.init_app(app)
+    request_json.init_app(app, settings.max_body_bytes)
     request_metrics.init_app(app)
     db.init_db(settings.db_path)
     alert_events.configure(alert_delivery.parse_urls(settings.alert_urls))
@@ -38,5 +38,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.teardown_appcontext(lambda _exc: db.close())
     routes.register(app)
     console.register(app)
+    rate_limits.init_app(app, settings)  # after auth: counts requests it let through
     logger.debug("manager app ready on database %s", settings.db_path)
     return app

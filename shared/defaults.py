@@ -31,7 +31,16 @@ STOP_GRACE_SECONDS = 5.0
 """Seconds between SIGTERM and SIGKILL when a task's process group is stopped."""
 
 MAX_BODY_BYTES = 1024 * 1024
-"""Largest request body the API accepts; larger ones get 413."""
+"""Largest request body the API accepts by default (manager --max-body-bytes); larger ones get 413."""
+
+JOIN_MAX_BODY_BYTES = 64 * 1024
+"""Largest body of an agent's join (a real one is under 2 KiB): the one route a join token alone reaches."""
+
+RATE_LIMIT = "500/second"
+"""Requests each bearer token (else each client address) may make on the API (manager --rate-limit)."""
+
+JOIN_RATE_LIMIT = "100/second"
+"""Joins each client address may make (manager --join-rate-limit): paces a fleet behind one NAT, refuses none."""
 
 EVENTS_MAXLEN = 100_000
 """Approximate cap of the agent event stream; the manager consumes it long before."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import ssl
 import threading
 import urllib.error
@@ -30,11 +31,27 @@ REQUEST_TIMEOUT = 10.0
 
 
 class JoinFailed(Exception):
-    """One join attempt failed; ``slow`` asks for the longest pause before the next one."""
+    """One join attempt failed; ``slow`` asks for the longest pause before the next one, ``retry_after`` (a 429's
+    Retry-After, seconds) for that pause."""
 
-    def __init__(self, message: str, slow: bool = False) -> None:
+    def __init__(self, message: str, slow: bool = False, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.slow = slow
+        self.retry_after = retry_after
+
+
+def paced_wait(retry_after: float) -> float:
+    """The pause after a 429: its Retry-After plus up to as much again at random, so that the thousands of agents
+    a manager restart sends back at once do not all come back in the same second."""
+    return retry_after + random.uniform(0, retry_after)
+
+
+def retry_after_of(exc: urllib.error.HTTPError) -> float:
+    """A 429's Retry-After in seconds (at least 1; an HTTP date or nonsense counts as 1)."""
+    try:
+        return max(1.0, float(exc.headers.get("Retry-After", "1")))
+    except ValueError:
+        return 1.0
 
 
 def join(
@@ -53,11 +70,20 @@ def join(
     node_id = body["node_id"]
     delay = FIRST_RETRY_SECONDS
     attempt = 0
+    paced = 0  # 429s answered so far: the first is logged, the others are not (the manager paces, all is well)
     while not stop.is_set():
         attempt += 1
         try:
             answer = join_once(manager_url, body, token(), context)
         except JoinFailed as exc:
+            if exc.retry_after is not None:
+                paced += 1
+                wait = paced_wait(exc.retry_after)
+                if paced == 1:
+                    logger.warning("node %s: %s; retrying after it (with jitter) until joined", node_id, exc)
+                if stop.wait(wait):
+                    break
+                continue
             wait = max_delay if exc.slow else delay
             log = logger.error if exc.slow else logger.warning
             log("node %s: join attempt %d failed: %s; retrying in %.1fs", node_id, attempt, exc, wait)
@@ -106,6 +132,8 @@ def join_once(
             ) from exc
         if exc.code == 401:
             raise JoinFailed(f"join token rejected by the manager ({detail})", slow=True) from exc
+        if exc.code == 429:
+            raise JoinFailed(f"manager paces joins ({detail})", retry_after=retry_after_of(exc)) from exc
         raise JoinFailed(f"manager answered {exc.code}: {detail}", slow=400 <= exc.code < 500) from exc
     except (urllib.error.URLError, OSError) as exc:
         if tls.is_verify_failure(exc):

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import Flask, current_app, jsonify
+from flask import Flask, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from marshmallow import INCLUDE, Schema, ValidationError, fields
 from peewee import IntegrityError, OperationalError
@@ -109,7 +109,9 @@ def http_error_json(exc: HTTPException) -> ResponseReturnValue:
     if status == 400:
         message = INVALID_REQUEST
     elif status == 413:
-        message = f"Request body too large (limit {current_app.config.get('MAX_CONTENT_LENGTH')} bytes)"
+        # The request's own limit (manager_api.body_limits: the join's is smaller), else the app's.
+        limit = request.max_content_length if request else current_app.config.get("MAX_CONTENT_LENGTH")
+        message = f"Request body too large (limit {limit} bytes)"
     else:
         message = exc.name
     response = exc.get_response()

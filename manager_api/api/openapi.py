@@ -49,7 +49,8 @@ ERROR_TEXT = {
     403: "Not permitted",
     404: "No such resource",
     409: "Conflicts with the current state (named in the error)",
-    413: f"Request body over {MAX_BODY_BYTES} bytes",
+    413: f"Request body over {MAX_BODY_BYTES} bytes by default (manager --max-body-bytes), 64 KiB on the join",
+    429: "Over a rate limit (per token, the join per address): wait Retry-After seconds (api/rate_limits.py)",
     503: "Redis or the database is unavailable: try again later",
 }
 
@@ -96,7 +97,7 @@ def common_errors(doc: RouteDoc, has_path_parameters: bool) -> set[int]:
     if doc.body is not None or doc.query is not None:
         errors.add(400)
     if doc.auth != "none":
-        errors.add(401)
+        errors.update({401, 429})  # what takes a token is counted (api/rate_limits.py); the public paths are not
     if has_path_parameters:
         errors.add(404)
     if doc.store:

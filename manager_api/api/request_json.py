@@ -3,8 +3,8 @@ must work), held to a size, a nesting depth and well-formed text before any sche
 
 What a hostile body gets, never a 500:
 
-- over MAX_BODY_BYTES: 413, on every route (those that take no body too, instead of acting), whether it comes
-  with a Content-Length or chunked;
+- over the route's limit (manager_api.body_limits: --max-body-bytes, the join 64 KiB): 413, on every route (those
+  that take no body too, instead of acting), whether it comes with a Content-Length or chunked;
 - nested deeper than MAX_DEPTH: 400, from a scan of the text before it is decoded, so a 100,000-deep body is
   never built and no recursion (the decoder's, a schema's, the error handler's) ever meets it;
 - not UTF-8 (nor the UTF-16/32 that JSON allows), or holding NaN or Infinity (not JSON): 400;
@@ -21,11 +21,12 @@ import re
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 from marshmallow import Schema
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from manager_api.api.errors import INVALID_REQUEST, ApiError
+from manager_api.body_limits import body_limit
 from shared.defaults import MAX_BODY_BYTES
 
 MAX_DEPTH = 64
@@ -43,30 +44,37 @@ _BODY = "corral_body"
 """Where the body read for this request is kept (flask.g), so that it is read once."""
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, max_body_bytes: int = MAX_BODY_BYTES) -> None:
     """Cap request bodies on ``app``, on every route: a body route reads at most the limit, any other answers 413
     to a body over it instead of acting."""
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     app.before_request(_refuse_oversized)
+
+
+def _limit() -> int:
+    """The current request's body limit (Flask's per-request max_content_length, set by _refuse_oversized)."""
+    return request.max_content_length or MAX_BODY_BYTES
 
 
 def _refuse_oversized() -> None:
     # A route that takes no body never reads it, so without this it would act on a request carrying 1 GiB.
+    request.max_content_length = body_limit(request.path, current_app.config["MAX_CONTENT_LENGTH"])
     length = request.content_length
-    if length is not None and length > MAX_BODY_BYTES:
+    if length is not None and length > _limit():
         raise RequestEntityTooLarge()
     if length is None:
         body()  # chunked: reading it (up to the limit, plus one byte) is the only way to know its size
 
 
 def body() -> bytes:
-    """The request body as sent; 413 when it is over MAX_BODY_BYTES, whatever the framing."""
+    """The request body as sent; 413 when it is over the route's limit, whatever the framing."""
     cached: bytes | None = g.get(_BODY)
     if cached is not None:
         return cached
     environ = request.environ
     length = request.content_length
-    if length is not None and length > MAX_BODY_BYTES:
+    limit = _limit()
+    if length is not None and length > limit:
         raise RequestEntityTooLarge()
     if length is None and not environ.get("wsgi.input_terminated"):
         # Without a length, only a server that ends the stream itself (gunicorn does) may be read to its end.
@@ -74,8 +82,8 @@ def body() -> bytes:
     else:
         # Read past the limit by one byte, rather than through werkzeug's max_content_length stream: that one
         # stops at the limit and returns what it has, so an oversized chunked body would be read cut short.
-        data = environ["wsgi.input"].read(MAX_BODY_BYTES + 1 if length is None else length)
-        if len(data) > MAX_BODY_BYTES:
+        data = environ["wsgi.input"].read(limit + 1 if length is None else length)
+        if len(data) > limit:
             raise RequestEntityTooLarge()
     setattr(g, _BODY, data)
     return data

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Callable
 
 
 class Verdict(enum.Enum):
@@ -35,8 +36,16 @@ _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 class RequestFraming:
     """The framing of one request, read incrementally: every byte is scanned about once however it trickles in."""
 
-    def __init__(self, body_limit: int, head_limit: int, chunk_line_limit: int) -> None:
+    def __init__(
+        self,
+        body_limit: int,
+        head_limit: int,
+        chunk_line_limit: int,
+        limit_of_target: Callable[[bytes], int] | None = None,
+    ) -> None:
         self.body_limit = body_limit
+        """Largest body; once the request line is read, what ``limit_of_target`` says for its target."""
+        self.limit_of_target = limit_of_target
         self.head_limit = head_limit
         self.chunk_line_limit = chunk_line_limit
         self.buffer = bytearray()
@@ -83,6 +92,9 @@ class RequestFraming:
             if colon:
                 fields.setdefault(name.strip().lower(), []).append(value.strip())
         http11 = lines[0].rstrip().endswith(b"HTTP/1.1")
+        request_line = lines[0].split()
+        if self.limit_of_target is not None and len(request_line) > 1:
+            self.body_limit = self.limit_of_target(request_line[1])  # the join takes a smaller body
         lengths = fields.get(b"content-length", [])
         codings = b",".join(fields.get(b"transfer-encoding", []))
         if codings:

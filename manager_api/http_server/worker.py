@@ -33,9 +33,10 @@ from gunicorn import sock as gunicorn_sock
 from gunicorn.http.body import DEFAULT_MAX_CHUNK_SIZE_LINE
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+from manager_api.body_limits import target_limit
+from manager_api.config import Settings
 from manager_api.http_server.framing import RequestFraming, Verdict
 from manager_api.stopping import STOPPING
-from shared.defaults import MAX_BODY_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,9 @@ class BufferingThreadWorker(ThreadWorker):
         self.lingering: dict[socket.socket, tuple[float, list[int]]] = {}
         self.stop_deadline: float | None = None
         self.tls: ssl.SSLContext | None = None
+        # The launcher hands its settings to the workers as CORRAL_* variables (manager --max-body-bytes).
+        self.max_body_bytes = Settings.from_env().max_body_bytes
+        self.limit_of_target = partial(target_limit, max_body_bytes=self.max_body_bytes)
 
     def init_process(self) -> None:
         if self.cfg.http2_cleartext != "off" or "h2" in (self.cfg.http_protocols or []):
@@ -140,10 +144,11 @@ class BufferingThreadWorker(ThreadWorker):
         conn.sock.setblocking(False)
         leftover = conn.parser.unreader.take_buffered() if conn.parser is not None else b""
         conn.framing = RequestFraming(
-            MAX_BODY_BYTES,
+            self.max_body_bytes,
             # gunicorn's own bound on a head, so that anything past it is refused by its parser, not cut here.
             self.cfg.limit_request_line + self.cfg.limit_request_fields * (self.cfg.limit_request_field_size + 2) + 4,
             self.cfg.limit_request_field_size or DEFAULT_MAX_CHUNK_SIZE_LINE,
+            self.limit_of_target,
         )
         conn.read_deadline = time.monotonic() + REQUEST_READ_TIMEOUT
         self.reading[conn] = False
@@ -235,7 +240,7 @@ class BufferingThreadWorker(ThreadWorker):
     def _keepalive_after(self, conn: BufferedConn, keepalive: bool) -> bool:
         # A request that was not read whole (too large, malformed) leaves unknown bytes behind: close, never
         # drain them in a thread. One read whole is in memory, so a body the route did not read drains from
-        # there whatever its size (up to MAX_BODY_BYTES): gunicorn's own drain gives up past 64 KiB and closed
+        # there whatever its size (up to --max-body-bytes): gunicorn's own drain gives up past 64 KiB and closed
         # the connection it had just answered "keep-alive" on, and the client's next request on it failed.
         if not (keepalive and conn.whole_request):
             return False

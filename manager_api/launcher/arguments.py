@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
 
 from manager_api import db
+from manager_api.api import rate_limits
 from manager_api.services.alerts import delivery as alert_delivery
 from shared import cli_config, defaults
 
@@ -94,11 +95,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--alert-secret-file", metavar="FILE", help="file holding the alerts' HMAC-SHA256 secret")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (2)")
+    add_limit_flags(parser)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     from manager_api.launcher.tls import add_tls_flags  # noqa: PLC0415 - tls imports UsageError from here
 
     add_tls_flags(parser)
     return parser
+
+
+def add_limit_flags(parser: argparse.ArgumentParser) -> None:
+    """Rate and size limits (manager_api/api/rate_limits.py, manager_api/body_limits.py). Unset, each comes from
+    its CORRAL_* variable, else its default."""
+    parser.add_argument(
+        "--rate-limit",
+        metavar="RATE",
+        help=f"requests per bearer token (else per client address) on the API, e.g. 200/second, or off "
+        f"({defaults.RATE_LIMIT})",
+    )
+    parser.add_argument(
+        "--join-rate-limit",
+        metavar="RATE",
+        help=f"agent joins per client address, or off ({defaults.JOIN_RATE_LIMIT})",
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        metavar="BYTES",
+        help=f"largest request body; the join takes at most {defaults.JOIN_MAX_BODY_BYTES} ({defaults.MAX_BODY_BYTES})",
+    )
+
+
+def limit_settings(args: argparse.Namespace) -> dict[str, object]:
+    """The Settings fields the limit flags given set (raises UsageError on a bad value)."""
+    out: dict[str, object] = {}
+    for name in ("rate_limit", "join_rate_limit"):
+        value = getattr(args, name)
+        # A CORRAL_* value is checked here too: a bad one would stop every gunicorn worker at its start.
+        checked = value if value is not None else os.environ.get(f"CORRAL_{name.upper()}")
+        problem = rate_limits.check_limit(str(checked), "--" + name.replace("_", "-")) if checked else None
+        if problem:
+            raise UsageError(problem)
+        if value is not None:
+            out[name] = str(value)
+    if args.max_body_bytes is not None:
+        if args.max_body_bytes < 1024:
+            raise UsageError("--max-body-bytes must be at least 1024")
+        out["max_body_bytes"] = args.max_body_bytes
+    return out
 
 
 SECRET_FLAGS = ("api_token",)
@@ -177,6 +220,7 @@ def checked_api_token(args: argparse.Namespace) -> str | None:
         raise UsageError("--db-url must be a PostgreSQL URL: postgresql://user[:password]@host[:port]/database")
     if args.sftp_host:
         logger.info("sftp host %s", redact_sftp(parse_sftp(args.sftp_host)))
+    limit_settings(args)
     api_token = resolve_api_token(args)
     if not is_loopback(args.host) and not api_token:
         raise UsageError(

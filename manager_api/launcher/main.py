@@ -26,6 +26,7 @@ from manager_api.launcher.arguments import (
     checked_alerts,
     checked_api_token,
     effective_config,
+    limit_settings,
     parse_args,
 )
 from manager_api.launcher.file_modes import secure_data_files
@@ -157,6 +158,7 @@ class Launcher:
             # The secret stays in its file: gunicorn workers get these settings too and never need it.
             alert_urls=" ".join(alert_urls) or None,
             alert_secret_file=alert_secret_file,
+            **limit_settings(self.args),  # type: ignore[arg-type]
         )
 
     def _redis_restarted(self, client: redis.Redis) -> None:

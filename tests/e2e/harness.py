@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from shared.defaults import PROTOCOL_VERSION
 from shared.paths import local_join_token_path
 from tests import postgres_support
 from tests.support import free_port, wait_until
+from worker_agent.join import paced_wait
 
 BIN = Path(sys.executable).parent
 
@@ -130,6 +132,16 @@ def isolated_env(workdir: Path) -> dict[str, str]:
     return env
 
 
+def post_paced(session: requests.Session, url: str, body: Any, headers: dict[str, str]) -> requests.Response:
+    """POST as an agent joins: a 429 (the manager's --join-rate-limit, per address, and every simulated node
+    here shares 127.0.0.1) is retried after its Retry-After with the agent's jitter."""
+    while True:
+        answer = session.post(url, json=body, headers=headers, timeout=10)
+        if answer.status_code != 429:
+            return answer
+        time.sleep(paced_wait(float(answer.headers.get("Retry-After", "1"))))  # the pause the manager asks for
+
+
 def join_simulated_nodes(
     manager: Manager, env: dict[str, str], count: int, facts: dict[str, object] | None = None
 ) -> tuple[redis.Redis, dict[str, bytes]]:
@@ -151,7 +163,7 @@ def join_simulated_nodes(
             "facts": dict(facts or {}),
             "node_secret": uuid.uuid4().hex,
         }
-        answer = session.post(manager.url + api.JOIN_PATH, json=body, headers=api.bearer(token), timeout=10)
+        answer = post_paced(session, manager.url + api.JOIN_PATH, body, api.bearer(token))
         answer.raise_for_status()
         keys[node_id] = bytes.fromhex(answer.json()["job_key"])
         figures = {

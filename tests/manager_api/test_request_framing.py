@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
+from manager_api.body_limits import target_limit
 from manager_api.http_server.framing import PARSER_READ_AHEAD, RequestFraming, Verdict
+from shared.defaults import JOIN_MAX_BODY_BYTES
 
 LIMIT = 100
 
@@ -93,3 +97,21 @@ def test_a_client_waiting_for_100_continue_is_recognised(head: bytes, wants: boo
     reader = framing()
     reader.feed(head)
     assert reader.wants_continue is wants
+
+
+def test_the_join_is_held_to_its_own_smaller_limit_before_its_body_is_read() -> None:
+    def reader() -> RequestFraming:
+        return RequestFraming(1024 * 1024, 1000, 20, partial(target_limit, max_body_bytes=1024 * 1024))
+
+    over = JOIN_MAX_BODY_BYTES + 1
+    # The head alone decides: a Content-Length over the join's cap is answered (413) without reading the body.
+    for target in (b"/api/agent/join", b"/api/agent/join?x=1"):
+        assert reader().feed(b"POST " + target + b" HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % over) is Verdict.HAND_OVER
+    assert reader().feed(b"POST /api/tasks HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % over) is Verdict.WAIT
+    # Chunked: once the bytes past the cap (and the parser's read-ahead) are there.
+    join = reader()
+    head = b"POST /api/agent/join HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunk = b"%x\r\n" % (over + PARSER_READ_AHEAD) + b" " * (over + PARSER_READ_AHEAD)
+    assert join.feed(head + chunk) is Verdict.HAND_OVER
+    other = reader()
+    assert other.feed(head.replace(b"/api/agent/join", b"/api/tasks") + chunk) is Verdict.WAIT

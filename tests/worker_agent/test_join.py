@@ -16,7 +16,7 @@ from tests.support import free_port, wait_until
 from tests.worker_agent.conftest import ManagerProcess
 from worker_agent import cli
 from worker_agent.identity import load_or_create_node_id
-from worker_agent.join import join
+from worker_agent.join import join, paced_wait
 
 
 def join_request(node_id: str) -> dict:
@@ -142,3 +142,10 @@ def test_the_advertised_ip_is_the_route_to_the_manager() -> None:
     assert cli.is_loopback("localhost") and cli.is_loopback("::1") and not cli.is_loopback("10.0.0.1")
     with pytest.raises(ValueError):
         cli.manager_address("ftp://example.org")
+
+
+def test_a_429_is_waited_out_for_its_retry_after_plus_jitter() -> None:
+    waits = [paced_wait(2.0) for _ in range(200)]
+    # Never sooner than the manager asked, never more than twice that, and spread (not all agents in one second).
+    assert all(2.0 <= wait <= 4.0 for wait in waits)
+    assert max(waits) - min(waits) > 1.0
