@@ -188,5 +188,8 @@ def test_private_redis_is_tls_only_and_agents_work_it_over_rediss(tmp_path: Path
         with pytest.raises(redis_lib.exceptions.NoPermissionError):
             as_node.config_get("requirepass")
         as_node.close()
+        # Every Redis client of the manager verified the TLS-only Redis, the rate limiter's storage included
+        # (it would fall back to counting in memory, with this warning, had it failed to connect).
+        assert "Rate limit storage unreachable" not in manager.output()
     finally:
         assert manager.terminate() == 0
