@@ -37,6 +37,7 @@ class Settings:
     alert_secret_file: str | None = None  # the HMAC secret's file: only the duties read it, no worker holds it
     alert_max_attempts: int = 10  # deliveries of one alert to one URL before it is given up
     log_level: str = "INFO"
+    secrets_key_file: str | None = None  # services.secret_store; else secrets.key beside the database/join token
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
