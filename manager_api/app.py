@@ -11,6 +11,7 @@ from manager_api.api import auth, errors, rate_limits, request_json, routes
 from manager_api.api.json_provider import OrjsonProvider
 from manager_api.config import Settings
 from manager_api.observability import requests as request_metrics
+from manager_api.services import secret_store
 from manager_api.services.alerts import delivery as alert_delivery
 from manager_api.services.alerts import events as alert_events
 
@@ -29,6 +30,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     request_metrics.init_app(app)
     db.init_db(settings.db_path)
     alert_events.configure(alert_delivery.parse_urls(settings.alert_urls))
+    secret_store.configure(secret_store.key_file_of(settings))
     extensions.init_app(
         app, extensions.AppState(settings, extensions.connect_redis(settings.redis_url, settings.redis_ca_bundle))
     )

@@ -42,6 +42,7 @@ class Settings:
     join_rate_limit: str = defaults.JOIN_RATE_LIMIT
     max_body_bytes: int = defaults.MAX_BODY_BYTES
     log_level: str = "INFO"
+    secrets_key_file: str | None = None  # services.secret_store; else secrets.key beside the database/join token
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -187,6 +187,7 @@ class FleetTask(BaseModel):
     timeout = IntegerField()  # seconds per node
     targets = TextField(default="[]")  # JSON list, as posted; resolved to hosts at start
     env = TextField(default="{}")  # JSON {str: str}
+    secret_env = TextField(default="")  # services.secret_store: a Fernet token of JSON {str: str}, or ""
     status = CharField(max_length=16, default=FleetTaskStatus.PENDING.value, index=True)
     total_hosts = IntegerField(default=0)
     completed_hosts = IntegerField(default=0)  # hosts that ended, whatever the outcome
@@ -243,6 +244,7 @@ class Schedule(BaseModel):
     targets = TextField(default="[]")  # JSON list, resolved at each firing
     timeout = IntegerField()
     env = TextField(default="{}")  # JSON {str: str}
+    secret_env = TextField(default="")  # services.secret_store: a Fernet token of JSON {str: str}, or ""
     cron = CharField(max_length=255, null=True)  # a crontab line (UTC), or null with interval set
     interval = IntegerField(null=True)  # seconds, or null with cron set
     paused = BooleanField(default=False)

@@ -150,6 +150,8 @@ class RunCommandSchema(_Wire):
     command = fields.String(required=True, validate=validate.Length(min=1))
     timeout = fields.Float(required=True, validate=validate.Range(min=0.1, max=TASK_TIMEOUT_MAX))
     env = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+    secret_env = fields.String(load_default=None, allow_none=True)
+    """shared.secret_env.seal of the task's secret env for this node, bound to "task:<task_id>"; None for none."""
     deadline = fields.Float(load_default=None, allow_none=True)
     """Redis time (unix seconds) the command must have ended by: the agent never starts it later (it reports
     it expired) and kills it then. The manager gives up on the host only after it plus a slack, so a command

@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="webhook URL alerts are POSTed to; repeat for several (also env CORRAL_ALERT_URLS, space separated)",
     )
     parser.add_argument("--alert-secret-file", metavar="FILE", help="file holding the alerts' HMAC-SHA256 secret")
+    # Secret env (services.secret_store): kept apart from the database, so a dump alone reveals no secret.
+    parser.add_argument(
+        "--secrets-key-file", metavar="FILE", help="key file of secret env (secrets.key in the data directory)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (2)")
     add_limit_flags(parser)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

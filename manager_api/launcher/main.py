@@ -18,7 +18,7 @@ import redis
 from manager_api.background.duties import Duties
 from manager_api.config import Settings
 from manager_api.db import init_db
-from manager_api.launcher import backup, migrate
+from manager_api.launcher import backup, migrate, secrets_cmd
 from manager_api.launcher.arguments import (
     EXIT_USAGE,
     UsageError,
@@ -43,6 +43,7 @@ from manager_api.launcher.redis_server import PrivateRedis, RedisKeeper
 from manager_api.launcher.secret_files import adopt_shared_join_token, ensure_join_token, publish_local_join_token
 from manager_api.launcher.tls import checked_tls, probe_context, redis_ca
 from manager_api.observability import multiprocess
+from manager_api.services import secret_store
 from manager_api.services.nodes import presence as node_presence
 from manager_api.services.nodes import redis_users
 from shared import cli_config, heartbeat
@@ -159,6 +160,12 @@ class Launcher:
             alert_urls=" ".join(alert_urls) or None,
             alert_secret_file=alert_secret_file,
             **limit_settings(self.args),  # type: ignore[arg-type]
+            # Resolved here once: every gunicorn worker and the duties read the same file.
+            secrets_key_file=str(
+                Path(self.args.secrets_key_file).resolve()
+                if self.args.secrets_key_file
+                else Path(join_token_file).resolve().parent / secret_store.KEY_FILE_NAME
+            ),
         )
 
     def _redis_restarted(self, client: redis.Redis) -> None:
@@ -224,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         return backup.main(argv[1:], parser)
     if argv[:1] == ["migrate"]:
         return migrate.main(argv[1:], parser)
+    if argv[:1] == ["secrets"]:
+        return secrets_cmd.main(argv[1:], parser)
     args = parse_args(parser, argv)
     if args.print_config:
         print(effective_config(parser, args), end="")

@@ -16,7 +16,7 @@ from rq.serializers import JSONSerializer
 
 from manager_api.observability.instruments import dispatch_duration
 from manager_api.services import job_keys
-from shared import defaults, heartbeat, job_signing, jobs, keys
+from shared import defaults, heartbeat, job_signing, jobs, keys, secret_env
 from shared.messages import (
     CancelCommandSchema,
     ComponentSpecSchema,
@@ -109,6 +109,29 @@ def _enqueue_on_nodes(
     return job_ids
 
 
+def _enqueue_sealed(
+    redis: Redis, node_ids: Iterable[str], body: dict[str, Any], secret: dict[str, str], context: str, description: str
+) -> list[str]:
+    """RUN_COMMAND on many nodes in one pipeline, each body with ``secret`` sealed for its node."""
+    ids = list(node_ids)
+    if not ids:
+        return []
+    with _timed(jobs.RUN_COMMAND), redis.pipeline() as pipe:
+        job_ids = [
+            _enqueue(
+                redis,
+                node_id,
+                jobs.RUN_COMMAND,
+                {**body, "secret_env": secret_env.seal(job_keys.node_key(node_id), context, secret)},
+                description,
+                pipe,
+            )
+            for node_id in ids
+        ]
+        pipe.execute()
+    return job_ids
+
+
 def run_command(
     redis: Redis, node_ids: Iterable[str], payload: dict[str, Any], seconds_left: float | None = None
 ) -> list[str]:
@@ -120,9 +143,17 @@ def run_command(
     deadline plus DEADLINE_SLACK_SECONDS).
     """
     left = float(payload["timeout"]) if seconds_left is None else seconds_left
-    payload = {**payload, "deadline": heartbeat.redis_now(redis) + left}
+    # Only a sealed form goes on the wire (added per node below); a task without secrets sends no such field.
+    secret = payload.get("secret_env") or {}
+    payload = {**{k: v for k, v in payload.items() if k != "secret_env"}, "deadline": heartbeat.redis_now(redis) + left}
     body = dump(RunCommandSchema, payload)
-    job_ids = _enqueue_on_nodes(redis, node_ids, jobs.RUN_COMMAND, body, f"run fleet task {body['task_id']}")
+    body.pop("secret_env", None)  # dump fills in its load_default (None): the wire of a task without secrets stays
+    description = f"run fleet task {body['task_id']}"
+    if secret:
+        # One body per node: the secrets sealed with that node's key, so Redis holds no plaintext.
+        job_ids = _enqueue_sealed(redis, node_ids, body, secret, f"task:{body['task_id']}", description)
+    else:
+        job_ids = _enqueue_on_nodes(redis, node_ids, jobs.RUN_COMMAND, body, description)
     logger.info("fleet task %s sent to %d nodes", body["task_id"], len(job_ids))
     return job_ids
 

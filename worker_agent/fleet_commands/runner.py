@@ -22,7 +22,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from shared import heartbeat
+from shared import heartbeat, secret_env
 from shared.states import HostRunStatus
 
 from .. import process_tree
@@ -65,6 +65,7 @@ class CommandRunner(CommandRecovery):
         self.data_dir = Path(data_dir).absolute()  # children run elsewhere and are handed paths under it
         self.node_id = node_id
         self._redis = redis
+        self._job_key = job_key
         self._state_file = StateFile(self.data_dir / "commands.json", CommandRecord, section="commands")
         self._publisher = CommandPublisher(
             node_id, redis, self.data_dir / "command-reports", self._published, job_key, self._acknowledged
@@ -121,10 +122,12 @@ class CommandRunner(CommandRecovery):
                 self._publisher.add(self._report(rec))
                 self._wake()
                 return {"task_id": task_id, "status": rec.status, "pid": None, "started": False}
-            env = {**(request.get("env") or {}), "CORRAL_TASK_ID": task_id, NODE_ENV: self.node_id}
             try:
+                # Opened only now, into the child's environment: never logged, never in commands.json.
+                secrets = secret_env.open_sealed(self._job_key(), f"task:{task_id}", request.get("secret_env"))
+                env = {**(request.get("env") or {}), **secrets, "CORRAL_TASK_ID": task_id, NODE_ENV: self.node_id}
                 popen = process_tree.spawn_piped(rec.command, _work_dir(), env)
-            except OSError as exc:
+            except (OSError, secret_env.SecretEnvError) as exc:
                 logger.warning("node %s task %s: command could not start: %s", self.node_id, task_id, exc)
                 self._end(rec, HostRunStatus.FAILED, error_message=f"could not start: {exc}")
                 self._publisher.add(self._report(rec))

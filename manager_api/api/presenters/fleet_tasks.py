@@ -8,6 +8,7 @@ from typing import Any
 
 from manager_api.api.presenters.serialize import iso, page_json
 from manager_api.models import FleetTask, TaskHost
+from manager_api.services import secret_store
 from manager_api.services.fleet_tasks.state import counts_of
 from manager_api.services.paging import Page
 
@@ -63,6 +64,7 @@ def task_json(
         "parameters": task.parameters,
         "timeout": task.timeout,
         "targets": json.loads(task.targets),
+        "secretEnv": secret_store.names_of(task.secret_env),  # names only, never a value
         "status": task.status,
         "total_hosts": task.total_hosts,
         "completed_hosts": task.completed_hosts,

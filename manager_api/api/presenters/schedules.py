@@ -7,6 +7,7 @@ from typing import Any
 
 from manager_api.api.presenters.serialize import iso, page_json
 from manager_api.models import Schedule
+from manager_api.services import secret_store
 from manager_api.services.paging import Page
 from manager_api.services.schedules.actions import ScheduleDetail
 
@@ -21,6 +22,7 @@ def schedule_json(row: Schedule, recent_task_ids: list[str] | None = None) -> di
         "targets": json.loads(row.targets),
         "timeout": row.timeout,
         "env_keys": sorted(json.loads(row.env)),  # values may be secrets: never echoed, as for tasks
+        "secretEnv": secret_store.names_of(row.secret_env),  # names only, never a value
         "cron": row.cron,
         "interval": row.interval,
         "paused": row.paused,

@@ -202,7 +202,21 @@ class _CommandOnTargets(_Strict):
         load_default=dict,
         validate=validate.Length(max=MAX_ENV),
     )
+    # Encrypted at rest, sent to each node sealed for it, answered as names only (services.secret_store).
+    secret_env = fields.Dict(
+        data_key="secretEnv",
+        keys=Text(validate=_bounded(MAX_NAME)),
+        values=Text(validate=validate.Length(max=MAX_TEXT)),
+        load_default=dict,
+        validate=validate.Length(max=MAX_ENV),
+    )
     description = Text(load_default="", validate=validate.Length(max=MAX_TEXT))
+
+    @validates_schema
+    def _secret_names_apart(self, data: dict[str, Any], **kwargs: Any) -> None:
+        clash = sorted(set(data.get("env") or {}) & set(data.get("secret_env") or {}))
+        if clash:
+            raise ValidationError(f"names both in env and secretEnv: {', '.join(clash)}", "secretEnv")
 
 
 class FleetTaskSchema(_CommandOnTargets):

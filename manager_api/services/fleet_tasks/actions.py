@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 
 from manager_api import db
 from manager_api.models import FleetTask, Node, TaskHost, utcnow
-from manager_api.services import audit, dispatch
+from manager_api.services import audit, dispatch, secret_store
 from manager_api.services.errors import Conflict
 from manager_api.services.fleet_tasks import targets
 from manager_api.services.fleet_tasks.reads import get
@@ -55,6 +55,7 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
             timeout=data["timeout"],
             targets=json.dumps(data["targets"], ensure_ascii=False),
             env=json.dumps(data.get("env") or {}, ensure_ascii=False),
+            secret_env=secret_store.encrypt_env(data.get("secret_env")),
             created_by=data.get("created_by") or actor,
             created_at=now,
             updated_at=now,
@@ -157,8 +158,15 @@ def _dispatch(redis: Redis, task: FleetTask, actor: str, plans: list[targets.Hos
 
 
 def run_payload(task: FleetTask) -> dict[str, Any]:
-    """What RUN_COMMAND carries for ``task`` (dispatch.run_command adds the deadline)."""
-    return {"task_id": task.task_id, "command": task.command, "timeout": task.timeout, "env": json.loads(task.env)}
+    """What RUN_COMMAND carries for ``task`` (dispatch.run_command adds the deadline, and seals ``secret_env``
+    for each node: the plaintext here never leaves this process)."""
+    return {
+        "task_id": task.task_id,
+        "command": task.command,
+        "timeout": task.timeout,
+        "env": json.loads(task.env),
+        "secret_env": secret_store.decrypt_env(task.secret_env),
+    }
 
 
 def cancel(redis: Redis, task_id: str, actor: str) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from redis import ConnectionPool, Redis
 
 from manager_api.models import FleetTask, TaskHost
+from manager_api.services import secret_store
 from manager_api.services.errors import NotFound
 from manager_api.services.fleet_tasks.state import is_final
 from manager_api.services.paging import Page, matching, page_of, status_counts
@@ -90,4 +91,6 @@ def rerun_body(task_id: str) -> dict[str, Any]:
         "targets": json.loads(task.targets),
         "timeout": task.timeout,
         "env": json.loads(task.env),
+        # Internal only (the console's rerun loads it back through FleetTaskSchema): never an API answer.
+        "secretEnv": secret_store.decrypt_env(task.secret_env),
     }

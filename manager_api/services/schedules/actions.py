@@ -14,7 +14,7 @@ from redis import Redis
 
 from manager_api import db
 from manager_api.models import FleetTask, Schedule, utcnow
-from manager_api.services import audit
+from manager_api.services import audit, secret_store
 from manager_api.services.errors import Conflict, NotFound
 from manager_api.services.fleet_tasks import actions as fleet_tasks
 from manager_api.services.fleet_tasks import targets as fleet_targets
@@ -75,6 +75,7 @@ def create(data: dict[str, Any], actor: str) -> Schedule:
                 targets=json.dumps(data["targets"], ensure_ascii=False),
                 timeout=data["timeout"],
                 env=json.dumps(data.get("env") or {}, ensure_ascii=False),
+                secret_env=secret_store.encrypt_env(data.get("secret_env")),
                 cron=data.get("cron"),
                 interval=data.get("interval"),
                 created_by=actor,
@@ -176,6 +177,7 @@ def fire(redis: Redis, schedule_id: str, version: int, offline_after_intervals: 
         "targets": json.loads(row.targets),
         "timeout": row.timeout,
         "env": json.loads(row.env),
+        "secret_env": secret_store.decrypt_env(row.secret_env),  # re-encrypted into the task's own row
         "created_by": actor,
         "start": True,
     }

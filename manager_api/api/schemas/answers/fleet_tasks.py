@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from marshmallow import fields
+
 from manager_api.api.schemas.answers.common import (
     Answer,
     PageAnswer,
@@ -58,6 +60,11 @@ class FleetTaskSummaryAnswer(Answer):
     parameters = text()
     timeout = integer(metadata={"description": "Seconds per node."})
     targets = strings(metadata={"description": "As posted; resolved to hosts at start."})
+    secretEnv = fields.Dict(  # noqa: N815 - the API's spelling
+        keys=fields.String(),
+        values=fields.String(),
+        metadata={"description": 'Names of the secret env, each with "(secret)": a value is never answered.'},
+    )
     status = one_of(FleetTaskStatus)
     total_hosts = integer()
     completed_hosts = integer(metadata={"description": "Hosts that ended, whatever the outcome."})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from marshmallow import fields
+
 from manager_api.api.schemas.answers.common import (
     Answer,
     PageAnswer,
@@ -24,6 +26,11 @@ class ScheduleAnswer(Answer):
     targets = strings()
     timeout = integer()
     env_keys = strings()
+    secretEnv = fields.Dict(  # noqa: N815 - the API's spelling
+        keys=fields.String(),
+        values=fields.String(),
+        metadata={"description": 'Names of the secret env, each with "(secret)": a value is never answered.'},
+    )
     cron = text(nullable=True, metadata={"description": "A crontab line (UTC); null when interval is set."})
     interval = integer(nullable=True, metadata={"description": "Seconds; null when cron is set."})
     paused = boolean()
