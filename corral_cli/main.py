@@ -20,6 +20,7 @@ from .nodes import node, nodes
 from .schedules import schedule
 from .tasks import run, tasks
 from .templates import template
+from .tokens import token
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ for command in (
     business,
     app,
     dashboard,
+    token,
 ):
     cli.add_command(command)
 
