@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from redis import Redis
 
 from manager_api.services.errors import NotPermitted
-from manager_api.services.nodes import documents
 from manager_api.services.nodes import query as node_query
 from manager_api.services.placement.model import Candidate
 
@@ -91,6 +90,9 @@ def allowed_nodes(redis: Redis, offline_after_intervals: int) -> frozenset[str] 
     identity = current()
     if identity is None or identity.role == ADMIN or identity.node_query is None:
         return None
+    # Imported here: placement.candidates imports this module, and the node documents import placement's.
+    from manager_api.services.nodes import documents
+
     parsed = node_query.parse(identity.node_query, parameter="nodeQuery")
     return documents.matching_ids(redis, offline_after_intervals, parsed)
 
