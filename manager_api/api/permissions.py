@@ -91,7 +91,9 @@ ADMIN_READS = frozenset({"tokens.listing", "tokens.detail"})
 
 
 def required_role(endpoint: str, method: str) -> str | None:
-    """The least role ``endpoint`` needs for ``method``; None when the table has no entry (refused: 403)."""
+    """The least role ``endpoint`` needs for ``method``; None when the table has no entry (then only an admin)."""
+    if method == "OPTIONS":
+        return VIEWER  # Flask answers it with the allowed methods, whatever the route does
     if method in READS and endpoint in READ_ENDPOINTS:
         return ADMIN if endpoint in ADMIN_READS else VIEWER
     return POLICY.get((endpoint, method))
