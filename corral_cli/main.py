@@ -22,6 +22,7 @@ from .nodes import node, nodes
 from .schedules import schedule
 from .tasks import run, tasks
 from .templates import template
+from .tokens import token
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ for command in (
     business,
     app,
     dashboard,
+    token,
 ):
     cli.add_command(command)
 

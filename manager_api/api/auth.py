@@ -1,4 +1,5 @@
-"""Bearer tokens: the API token for users (when set), the join token for agents."""
+"""Bearer tokens: the bootstrap --api-token (admin) and named tokens with a role (services/tokens.py) for users,
+the join token for agents; then the role each route needs (api/permissions.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,15 @@ from pathlib import Path
 from flask import Flask, g, request
 
 from manager_api import extensions
+from manager_api.api import permissions
 from manager_api.api.errors import ApiError
+from manager_api.services import access, tokens
 from shared.api import AUTH_HEADER, JOIN_PATH, METRICS_PATH, is_api_path, is_public_path
 
 logger = logging.getLogger(__name__)
+
+BOOTSTRAP = access.Identity("token", access.ADMIN)
+"""The one token of --api-token: an admin, as it always was (its audit actor stays "token@addr")."""
 
 
 def presented_token() -> str | None:
@@ -47,6 +53,8 @@ def _check() -> None:
     remote = request.remote_addr or "unknown"
     token = presented_token()
     g.actor = f"anonymous@{remote}"
+    g.identity = None
+    access.use(None)
     if is_public_path(request.path):
         return  # liveness and the API's description (shared.api.is_public_path)
     if not (is_api_path(request.path) or request.path == METRICS_PATH):
@@ -58,11 +66,38 @@ def _check() -> None:
             raise ApiError(401, "Invalid join token")
         g.actor = f"agent@{remote}"
         return
-    if settings.api_token is None:
-        return
-    if not token_matches(token, settings.api_token):
+    identity = _identify(token, settings.api_token)
+    if identity is None:
+        return  # no --api-token and no named token: open, as before issue 15 (README, Security)
+    g.identity = identity
+    access.use(identity)
+    g.actor = f"token@{remote}" if identity.token_id is None else f"token:{identity.name}@{remote}"
+    _authorize(identity)
+
+
+def _identify(token: str | None, api_token: str | None) -> access.Identity | None:
+    """Who presents ``token``: a named token's identity, the bootstrap admin, or None on an open API."""
+    if token is not None and tokens.is_named(token):
+        try:
+            return tokens.authenticate(token)  # on an open API too, so that its scope applies
+        except tokens.Refused as exc:
+            raise ApiError(401, str(exc)) from None
+    if api_token is None:
+        return None  # an open API ignores other tokens, as it always did
+    if not token_matches(token, api_token):
         raise ApiError(401, "Missing or invalid API token")
-    g.actor = f"token@{remote}"
+    return BOOTSTRAP
+
+
+def _authorize(identity: access.Identity) -> None:
+    """403 unless the identity's role reaches what permissions.POLICY asks of this endpoint and method."""
+    if request.endpoint is None:
+        return  # no such route: the 404 or 405 follows
+    needed = permissions.required_role(request.endpoint, request.method) or access.ADMIN
+    if not identity.has(needed):
+        raise ApiError(
+            403, f"Token {identity.name!r} has role {identity.role}: {request.method} {request.path} needs {needed}"
+        )
 
 
 def init_app(app: Flask) -> None:

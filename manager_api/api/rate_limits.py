@@ -74,8 +74,10 @@ def check_limit(value: str, flag: str) -> str | None:
 def rate_key() -> str:
     """Who an API request is counted against: its bearer token (a prefix of its SHA-256, never the token), else
     its address. Requests refused by auth are not counted: the limiter runs after it."""
-    # With named tokens (g.identity), return "token:" + the token's id here instead.
-    token = presented_token()
+    identity = g.get("identity")
+    if identity is not None and identity.token_id:
+        return "token:" + identity.token_id  # a named token (services/tokens.py): its public id
+    token = presented_token()  # the bootstrap --api-token, or any bearer on an open API
     if token:
         return "token:" + hashlib.sha256(token.encode()).hexdigest()[:16]
     return address_key()

@@ -30,6 +30,7 @@ NAV = (
     ("console.tasks.listing", "Tasks"),
     ("console.schedules.listing", "Schedules"),
     ("console.audit.listing", "Audit"),
+    ("console.tokens.listing", "Tokens"),
 )
 """The navigation bar: (endpoint, label); a page of a section not yet built is left out."""
 

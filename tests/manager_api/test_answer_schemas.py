@@ -232,3 +232,13 @@ def test_every_json_answer_but_the_document_has_a_schema(app: Flask) -> None:
     }
     assert loose == {"docs.openapi"}, f"answers without a schema: {sorted(loose)}"
     assert app.url_map.bind("localhost").match(OPENAPI_PATH)[0] == "docs.openapi"
+
+
+def test_tokens(app: Flask, client: FlaskClient) -> None:
+    call = Checker(app, client)
+    created = call("POST", "/api/tokens", 201, json={"name": "ops", "role": "operator", "nodeQuery": "tags:web"})
+    call("POST", "/api/tokens", 201, json={"name": "ci", "role": "viewer", "expiresIn": "30d"})
+    call("GET", "/api/tokens")
+    call("GET", f"/api/tokens/{created['id']}")
+    assert call("DELETE", f"/api/tokens/{created['id']}")["state"] == "revoked"
+    assert call.checked == {"tokens.create", "tokens.listing", "tokens.detail", "tokens.revoke"}

@@ -17,6 +17,7 @@ from manager_api.api.routes import (
     schedules,
     tasks,
     templates,
+    tokens,
 )
 
 
@@ -34,6 +35,7 @@ def register(app: Flask) -> None:
         schedules,
         businesses,
         apps,
+        tokens,
         docs,
     ):
         app.register_blueprint(module.bp)

@@ -96,7 +96,8 @@ def start(name: str) -> ResponseReturnValue:
 @documented(answer=answers.AppDeletedAnswer, errors=(409,))
 def delete(name: str) -> ResponseReturnValue:
     """Delete the app; its instances are stopped."""
-    return jsonify(apps.delete(extensions.redis(), _known(name), auth.actor()))
+    settings = extensions.settings()
+    return jsonify(apps.delete(extensions.redis(), _known(name), auth.actor(), settings.offline_after_intervals))
 
 
 @bp.get("/api/apps/<name>/instances/<instance_id>/logs")

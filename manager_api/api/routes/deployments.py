@@ -43,7 +43,9 @@ def stop() -> ResponseReturnValue:
     """Stop a deployment's deployment tasks."""
     data = load(IdSchema())
     settings = extensions.settings()
-    deployments.stop(extensions.redis(), data["id"], auth.actor(), settings.stop_grace_seconds)
+    deployments.stop(
+        extensions.redis(), data["id"], auth.actor(), settings.stop_grace_seconds, settings.offline_after_intervals
+    )
     return jsonify({"id": data["id"]})
 
 

@@ -21,6 +21,7 @@ from manager_api.api.schemas.nodes import (
     NodeMetricsQuerySchema,
     NodeTagsSchema,
 )
+from manager_api.services import access
 from manager_api.services.nodes import documents as node_documents
 from manager_api.services.nodes import inventory as node_inventory
 from manager_api.services.nodes import manual_list as nodes
@@ -79,12 +80,19 @@ def forget_secret(node_id: str) -> ResponseReturnValue:
     return jsonify({"node_id": node_id, "message": "secret forgotten: the next join under this id sets a new one"})
 
 
+def _reachable(node_id: str) -> str:
+    """The node's id once the current token may touch it (403 outside an operator's node query)."""
+    settings = extensions.settings()
+    access.check_nodes(extensions.redis(), settings.offline_after_intervals, [node_id], "its labels or tags")
+    return node_id
+
+
 @bp.put("/api/nodes/<node_id>/labels")
 @documented(body=NodeLabelsSchema, answer=answers.NodeDetailAnswer, errors=(409,))
 def set_labels(node_id: str) -> ResponseReturnValue:
     """Replace the API-set labels of a node; answers the node as GET /api/nodes/{id} does."""
     data = load(NodeLabelsSchema())
-    node_inventory.set_api_labels(_known(node_id), data["labels"], auth.actor())
+    node_inventory.set_api_labels(_reachable(_known(node_id)), data["labels"], auth.actor())
     return _detail(node_id)
 
 
@@ -93,7 +101,7 @@ def set_labels(node_id: str) -> ResponseReturnValue:
 def patch_labels(node_id: str) -> ResponseReturnValue:
     """Merge into the API-set labels of a node (null removes a key); answers as PUT does."""
     data = load(NodeLabelsPatchSchema())
-    node_inventory.patch_api_labels(_known(node_id), data["labels"], auth.actor())
+    node_inventory.patch_api_labels(_reachable(_known(node_id)), data["labels"], auth.actor())
     return _detail(node_id)
 
 
@@ -103,7 +111,7 @@ def set_tags(node_id: str) -> ResponseReturnValue:
     """Set the tags of a node (document 003 §5.1.1); they win over its agent's, across its restarts, until
     DELETE (or ``{"tags": null}``) hands them back. Answers the node as GET /api/nodes/{id} does."""
     data = load(NodeTagsSchema())
-    node_inventory.set_api_tags(_known(node_id), data["tags"], auth.actor())
+    node_inventory.set_api_tags(_reachable(_known(node_id)), data["tags"], auth.actor())
     return _detail(node_id)
 
 
@@ -111,7 +119,7 @@ def set_tags(node_id: str) -> ResponseReturnValue:
 @documented(answer=answers.NodeDetailAnswer)
 def clear_tags(node_id: str) -> ResponseReturnValue:
     """Hand a node's tags back to its agent (those it sent at its last join); answers as PUT does."""
-    node_inventory.set_api_tags(_known(node_id), None, auth.actor())
+    node_inventory.set_api_tags(_reachable(_known(node_id)), None, auth.actor())
     return _detail(node_id)
 
 

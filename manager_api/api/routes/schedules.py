@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
+from redis import Redis
 
+from manager_api import extensions
 from manager_api.api import auth
 from manager_api.api.presenters import schedules as presenters
 from manager_api.api.request_json import load
@@ -16,12 +18,19 @@ from manager_api.services.schedules import actions as schedules
 bp = Blueprint("schedules", __name__)
 
 
+def _reach() -> tuple[Redis, int]:
+    """What the services check an operator's node scope with."""
+    return extensions.redis(), extensions.settings().offline_after_intervals
+
+
 @bp.post("/api/schedules")
 @documented(body=ScheduleSchema, answer=answers.ScheduleAnswer, status=201, errors=(409,))
 def create() -> ResponseReturnValue:
     """Create a schedule; the cron runner (in the duties) picks it up within a tick."""
     data = load(ScheduleSchema())
-    return jsonify(presenters.schedule_json(schedules.create(data, auth.actor()))), 201
+    settings = extensions.settings()
+    created = schedules.create(data, auth.actor(), extensions.redis(), settings.offline_after_intervals)
+    return jsonify(presenters.schedule_json(created)), 201
 
 
 @bp.get("/api/schedules")
@@ -44,19 +53,19 @@ def detail(schedule_id: str) -> ResponseReturnValue:
 @documented(answer=answers.ScheduleAnswer)
 def pause(schedule_id: str) -> ResponseReturnValue:
     """Stop firing until resumed (takes effect at once)."""
-    return jsonify(presenters.schedule_json(schedules.set_paused(schedule_id, True, auth.actor())))
+    return jsonify(presenters.schedule_json(schedules.set_paused(schedule_id, True, auth.actor(), *_reach())))
 
 
 @bp.post("/api/schedules/<schedule_id>/resume")
 @documented(answer=answers.ScheduleAnswer)
 def resume(schedule_id: str) -> ResponseReturnValue:
     """Fire again from the next tick on."""
-    return jsonify(presenters.schedule_json(schedules.set_paused(schedule_id, False, auth.actor())))
+    return jsonify(presenters.schedule_json(schedules.set_paused(schedule_id, False, auth.actor(), *_reach())))
 
 
 @bp.delete("/api/schedules/<schedule_id>")
 @documented(answer=answers.ScheduleDeletedAnswer)
 def delete(schedule_id: str) -> ResponseReturnValue:
     """Delete a schedule; the fleet tasks it fired stay."""
-    schedules.delete(schedule_id, auth.actor())
+    schedules.delete(schedule_id, auth.actor(), *_reach())
     return jsonify({"id": schedule_id, "deleted": True})

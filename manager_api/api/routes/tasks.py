@@ -92,7 +92,8 @@ def start_task(task_id: str) -> ResponseReturnValue:
 @documented(answer=answers.FleetTaskAnswer, errors=(409,))
 def cancel(task_id: str) -> ResponseReturnValue:
     """Cancel a task that has not ended (409 otherwise)."""
-    fleet_tasks.cancel(extensions.redis(), _known(task_id), auth.actor())
+    settings = extensions.settings()
+    fleet_tasks.cancel(extensions.redis(), _known(task_id), auth.actor(), settings.offline_after_intervals)
     return jsonify(fleet_task_json.task_json(*fleet_task_reads.detail(task_id)))
 
 

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from manager_api.console.pages import apps, audit, auth, businesses, manual, nodes, overview, schedules, tasks
+from manager_api.console.pages import apps, audit, auth, businesses, manual, nodes, overview, schedules, tasks, tokens
 
-ALL_PAGES = (auth, overview, nodes, apps, businesses, manual, tasks, schedules, audit)
+ALL_PAGES = (auth, overview, nodes, apps, businesses, manual, tasks, schedules, audit, tokens)

@@ -17,12 +17,13 @@ from redis.exceptions import RedisError
 from manager_api import db
 from manager_api.config import Settings
 from manager_api.models import App, AppInstance, utcnow
-from manager_api.services import audit
+from manager_api.services import access, audit
 from manager_api.services.apps import reads
 from manager_api.services.apps.reconcile import Fleet, reconcile, stop
 from manager_api.services.apps.specs import process_part, spec_of
 from manager_api.services.apps.state import NOT_FOUND, RUN, RUNNING, STOPPED, Jobs, send
 from manager_api.services.errors import INVALID_REQUEST, Conflict, Invalid, NotFound
+from shared import defaults
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ def _changed(
     audit), reconcile it there, send the jobs after the commit; answer the app as GET shows it."""
     with db.write_transaction():
         app = _app(name)
+        _check_scope(redis, settings.offline_after_intervals, app)
         detail = change(app)
         if detail is not None:
             app.updated_at = utcnow()
@@ -60,8 +62,27 @@ def _changed(
     return reads.detail(name)
 
 
+def _scoped(spec: dict[str, Any]) -> dict[str, Any]:
+    """The definition as an operator token may store it: its process and health checks in the allowlist, its
+    nodeQuery ANDed with the token's (stored so: the duties' later placements keep to the token's nodes)."""
+    access.check_process(spec["toProcess"], spec.get("args") or (), spec.get("envs"))
+    for check in spec.get("healthChecks") or ():
+        if (check.get("command") or "").strip():
+            access.check_command(check["command"])
+    return {**spec, "nodeQuery": access.scoped_node_query(spec["nodeQuery"])}
+
+
+def _check_scope(redis: Redis, offline_after_intervals: int, app: App) -> None:
+    """NotPermitted when the current operator token may not touch ``app``: placed beyond its nodes, or with
+    instances on nodes outside them."""
+    access.check_app_query(app.name, spec_of(app)["nodeQuery"])
+    nodes = AppInstance.select(AppInstance.node).where(AppInstance.app == app.name, AppInstance.desired == RUN)
+    access.check_nodes(redis, offline_after_intervals, [row.node_id for row in nodes], f"app {app.name}")
+
+
 def create(redis: Redis, spec: dict[str, Any], actor: str, settings: Settings) -> dict[str, Any]:
     """A new app, its instances placed at once; 409 when the name is taken."""
+    spec = _scoped(spec)
     name = spec["name"]
     with db.write_transaction():
         if App.get_or_none(App.name == name) is not None:
@@ -75,6 +96,8 @@ def create(redis: Redis, spec: dict[str, Any], actor: str, settings: Settings) -
 
 def update(redis: Redis, name: str, spec: dict[str, Any], actor: str, settings: Settings) -> dict[str, Any]:
     """A new definition: a new version (rolled out one instance at a time) only when what runs changed."""
+
+    spec = _scoped(spec)
 
     def change(app: App) -> dict[str, Any] | None:
         old = spec_of(app)
@@ -143,12 +166,15 @@ def start_app(redis: Redis, name: str, actor: str, settings: Settings) -> dict[s
     return _changed(redis, settings, name, actor, change, "app.start")
 
 
-def delete(redis: Redis, name: str, actor: str) -> dict[str, Any]:
+def delete(
+    redis: Redis, name: str, actor: str, offline_after_intervals: int = defaults.OFFLINE_AFTER_INTERVALS
+) -> dict[str, Any]:
     """The app and its rows go; every instance still wanted gets STOP_INSTANCE (reports of any other copy
     are answered with STOP_INSTANCE too: the manager does not know the instance)."""
     jobs = Jobs()
     with db.write_transaction():
         app = _app(name)
+        _check_scope(redis, offline_after_intervals, app)
         spec = spec_of(app)
         rows = list(AppInstance.select().where(AppInstance.app == name, AppInstance.desired == RUN))
         for row in rows:

@@ -19,6 +19,7 @@ from manager_api import db
 from manager_api.config import Settings
 from manager_api.models import Business, BusinessComponent, BusinessHistory, BusinessTombstone, ComponentMetric, utcnow
 from manager_api.services import audit, dispatch
+from manager_api.services.businesses.scope import check_components, check_reach
 from manager_api.services.businesses.specs import (
     RUNTIME_RESET,
     components_of,
@@ -176,6 +177,7 @@ def deploy(redis: Redis, data: dict[str, Any], actor: str, settings: Settings, d
     """Validate (done), plan, record and send a new business; a dry run only answers the plan."""
     business_id = data.get("business_id") or uuid.uuid4().hex
     data = {**data, "business_id": business_id}
+    check_components(data["components"])
     grace = settings.component_stop_grace_seconds
     with db.write_transaction():
         # In the write lock: two deploys at once each see what the other reserved.
@@ -263,6 +265,7 @@ def stop(redis: Redis, business_id: str, actor: str, settings: Settings) -> dict
     jobs = Jobs()
     with db.write_transaction():
         business = get(business_id)
+        check_reach(redis, settings, business_id)
         if business.status == BusinessState.STOPPED.value:
             return {"status": "success", "message": "already stopped", "business_id": business_id}
         rows = list(BusinessComponent.select().where(BusinessComponent.business == business_id))
@@ -304,6 +307,7 @@ def restart(redis: Redis, business_id: str, actor: str, settings: Settings) -> d
     jobs = Jobs()
     with db.write_transaction():
         business = get(business_id)
+        check_reach(redis, settings, business_id)
         specs = components_of(business.spec)
         rows = [
             row

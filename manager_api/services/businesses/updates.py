@@ -29,6 +29,7 @@ from manager_api.services.businesses.actions import (
     send_rollout,
     start_generation,
 )
+from manager_api.services.businesses.scope import check_components, check_reach
 from manager_api.services.businesses.specs import components_of, demand, differs, row_fields, spec_json
 from manager_api.services.businesses.state import (
     ENDED,
@@ -122,8 +123,10 @@ def update(redis: Redis, business_id: str, data: dict[str, Any], actor: str, set
     data = {**data, "business_id": business_id}
     grace = settings.component_stop_grace_seconds
     jobs = Jobs()
+    check_components(data["components"])
     with db.write_transaction():
         business = get(business_id)
+        check_reach(redis, settings, business_id)
         if business.status == BusinessState.STOPPING.value:
             raise error(
                 Conflict, f"Business {business_id} is stopping: update it once it has stopped", business_id=business_id

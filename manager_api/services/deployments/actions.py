@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 
 from manager_api import db
 from manager_api.models import Deployment, DeploymentTask, Node, utcnow
-from manager_api.services import audit, dispatch
+from manager_api.services import access, audit, dispatch
 from manager_api.services.deployments import templates
 from manager_api.services.deployments.host_pins import task_pin
 from manager_api.services.deployments.state import LIVE_STATES, deployment_state
@@ -21,6 +21,7 @@ from manager_api.services.errors import Conflict, NotFound, Unavailable
 from manager_api.services.paging import Page, page_of, status_counts
 from manager_api.services.placement import candidates
 from manager_api.services.placement.task_groups import GroupRequest, PlacementError, TaskRequest, place
+from shared import defaults
 from shared.states import ENDED_TASK_STATES, DeploymentState, TaskState
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,9 @@ def deploy(redis: Redis, name: str, actor: str, offline_after_intervals: int) ->
         )
         for gi, group in enumerate(spec)
     ]
+    for group in spec:
+        for task in group["tasks"]:
+            access.check_command(task_pin(task["config"])[1])
     deployment_id = str(uuid.uuid4())
     with db.write_transaction():
         # Inside the write lock, so two concurrent deploys see each other's tasks in the load.
@@ -57,6 +61,8 @@ def deploy(redis: Redis, name: str, actor: str, offline_after_intervals: int) ->
         except PlacementError as exc:
             logger.warning("deploy of template %s refused: %s", name, exc)
             raise Conflict(f"Cannot deploy '{name}': {exc}") from exc
+        # node_loads left out the nodes beyond an operator's query; checked again here, where it matters.
+        access.check_nodes(redis, offline_after_intervals, placement.values(), f"template {name}")
         now = utcnow()
         Deployment.create(
             id=deployment_id,
@@ -142,7 +148,13 @@ def recompute(deployment_id: str) -> DeploymentState:
     return new
 
 
-def stop(redis: Redis, deployment_id: str, actor: str, grace_seconds: float) -> None:
+def stop(
+    redis: Redis,
+    deployment_id: str,
+    actor: str,
+    grace_seconds: float,
+    offline_after_intervals: int = defaults.OFFLINE_AFTER_INTERVALS,
+) -> None:
     """Mark the deployment and its live tasks STOPPING and send one STOP_TASKS per node."""
     with db.write_transaction():
         deployment = get(deployment_id)
@@ -153,6 +165,7 @@ def stop(redis: Redis, deployment_id: str, actor: str, grace_seconds: float) -> 
             .where(DeploymentTask.deployment == deployment_id)
             .where(DeploymentTask.state.not_in([s.value for s in ENDED_TASK_STATES]))
         )
+        access.check_nodes(redis, offline_after_intervals, [t.node_id for t in live], f"deployment {deployment_id}")
         if not live:
             # Everything has ended by itself (COMPLETED/FAILED): nothing to stop, keep what it reads.
             return

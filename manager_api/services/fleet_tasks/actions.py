@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 
 from manager_api import db
 from manager_api.models import FleetTask, Node, TaskHost, utcnow
-from manager_api.services import audit, dispatch, secret_store
+from manager_api.services import access, audit, dispatch, secret_store
 from manager_api.services.errors import Conflict
 from manager_api.services.fleet_tasks import targets
 from manager_api.services.fleet_tasks.reads import get
@@ -26,6 +26,7 @@ from manager_api.services.fleet_tasks.state import (
 from manager_api.services.nodes import snapshot
 from manager_api.services.nodes.presence import known
 from manager_api.services.placement.model import Candidate
+from shared import defaults
 from shared.states import FleetTaskStatus, HostRunStatus
 
 logger = logging.getLogger(__name__)
@@ -40,11 +41,14 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
     Started at once, it is recorded and started in one transaction: the path of every ``POST /api/tasks``.
     """
     targets.queries(data["targets"])  # a malformed query target: 400 before anything is written
+    access.check_command(data["command"], {**(data.get("env") or {}), **(data.get("secret_env") or {})})
     task_id = str(uuid.uuid4())
     now = utcnow()
     starting = data.get("start", True)
     # Read before taking the write lock: no Redis round trip while other writers wait.
     fleet = _fleet(redis, offline_after_intervals, data["targets"]) if starting else None
+    if fleet is not None:
+        _check_scope(redis, offline_after_intervals, data["targets"], fleet)
     with db.write_transaction():
         task = FleetTask.create(
             task_id=task_id,
@@ -76,6 +80,19 @@ def _fleet(redis: Redis, offline_after_intervals: int, wanted: list[str]) -> tar
     )
 
 
+def check_scope(redis: Redis, offline_after_intervals: int, wanted: list[str]) -> None:
+    """NotPermitted when ``wanted`` targets now reach a node outside the current token's node query, or nothing
+    when the token has none (a schedule's targets, checked at its creation)."""
+    if access.allowed_nodes(redis, offline_after_intervals) is not None:
+        _check_scope(redis, offline_after_intervals, wanted, _fleet(redis, offline_after_intervals, wanted))
+
+
+def _check_scope(redis: Redis, offline_after_intervals: int, wanted: list[str], fleet: targets.Fleet) -> None:
+    """NotPermitted naming the nodes the targets reach beyond the current token's node query (issue 15)."""
+    reached = [plan.node_id for plan in targets.resolve(wanted, fleet.nodes, fleet.selections)]
+    access.check_nodes(redis, offline_after_intervals, reached, "the task's targets")
+
+
 def _target_nodes(redis: Redis, offline_after_intervals: int) -> list[Candidate]:
     # A forgotten node is not a target: a new node under its hostname must not be doubled by the old one.
     rows = list(Node.select(Node.id, Node.hostname, Node.ip, Node.labels).where(known()).tuples())
@@ -100,7 +117,9 @@ def start(redis: Redis, task_id: str, actor: str, offline_after_intervals: int) 
         task = get(task_id)
         if task.status != FleetTaskStatus.PENDING.value:
             raise Conflict(f"Task {task_id} is {task.status}: only a pending task can be started")
+        access.check_command(task.command, {**json.loads(task.env), **secret_store.names_of(task.secret_env)})
         fleet = _fleet(redis, offline_after_intervals, json.loads(task.targets))
+        _check_scope(redis, offline_after_intervals, json.loads(task.targets), fleet)
         plans = _record_start(task, actor, fleet)
     _dispatch(redis, task, actor, plans)
 
@@ -169,7 +188,9 @@ def run_payload(task: FleetTask) -> dict[str, Any]:
     }
 
 
-def cancel(redis: Redis, task_id: str, actor: str) -> None:
+def cancel(
+    redis: Redis, task_id: str, actor: str, offline_after_intervals: int = defaults.OFFLINE_AFTER_INTERVALS
+) -> None:
     """Cancel a task: pending hosts end at once, running ones get CANCEL_COMMAND (409 when already final)."""
     with db.write_transaction():
         task = get(task_id)
@@ -180,6 +201,7 @@ def cancel(redis: Redis, task_id: str, actor: str) -> None:
             .where(TaskHost.task == task.id, TaskHost.status.in_(OPEN_HOST_STATUSES))
             .tuples()
         )
+        access.check_nodes(redis, offline_after_intervals, [node for node, _ in open_hosts], f"task {task_id}")
         now = utcnow()
         TaskHost.update(
             status=HostRunStatus.CANCELED.value,

@@ -17,6 +17,7 @@ from redis import Redis
 
 from manager_api.db import database
 from manager_api.models import AppInstance, BusinessComponent, DeploymentTask, Node
+from manager_api.services import access
 from manager_api.services.deployments.state import LIVE_STATES
 from manager_api.services.nodes import snapshot
 from manager_api.services.nodes.presence import known
@@ -169,7 +170,7 @@ def load_nodes(redis: Redis, offline_after_intervals: int, exclude_business_id: 
         for node_id in list(built):
             if node_id not in present:
                 built.pop(node_id, None)
-    return out
+    return access.within_scope(redis, offline_after_intervals, out)
 
 
 def _build(
@@ -225,4 +226,4 @@ def node_loads(redis: Redis, offline_after_intervals: int) -> list[Candidate]:
                 active_tasks=counts.get(node_id, 0),
             )
         )
-    return loads
+    return access.within_scope(redis, offline_after_intervals, loads)

@@ -14,12 +14,13 @@ from redis import Redis
 
 from manager_api import db
 from manager_api.models import FleetTask, Schedule, utcnow
-from manager_api.services import audit, secret_store
+from manager_api.services import access, audit, secret_store
 from manager_api.services.errors import Conflict, NotFound
 from manager_api.services.fleet_tasks import actions as fleet_tasks
 from manager_api.services.fleet_tasks import targets as fleet_targets
 from manager_api.services.paging import Page, page_of
 from manager_api.services.schedules.triggers import naive, next_fire, trigger_of
+from shared import defaults
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +60,21 @@ def _taken(name: str) -> Conflict:
     return Conflict(f"Schedule name '{name}' is taken", {"errors": {"name": [message]}})
 
 
-def create(data: dict[str, Any], actor: str) -> Schedule:
-    """Record a new schedule (validated by ScheduleSchema); a taken name is a 409."""
+def create(
+    data: dict[str, Any],
+    actor: str,
+    redis: Redis | None = None,
+    offline_after_intervals: int = defaults.OFFLINE_AFTER_INTERVALS,
+) -> Schedule:
+    """Record a new schedule (validated by ScheduleSchema); a taken name is a 409.
+
+    An operator token's scope is checked now (``redis`` given: the API), against the nodes its targets reach
+    today; the firings run as the schedule, so a node that later matches them is not checked again (README).
+    """
     fleet_targets.queries(data["targets"])  # a malformed query target: 400 now, not a failure at every firing
+    access.check_command(data["command"], {**(data.get("env") or {}), **(data.get("secret_env") or {})})
+    if redis is not None:
+        fleet_tasks.check_scope(redis, offline_after_intervals, data["targets"])
     now = utcnow()
     try:
         with db.write_transaction():
@@ -114,10 +127,25 @@ def detail(schedule_id: str) -> ScheduleDetail:
     return ScheduleDetail(row, [task_id for (task_id,) in recent])
 
 
-def set_paused(schedule_id: str, paused: bool, actor: str) -> Schedule:
+def check_reach(row: Schedule, redis: Redis | None, offline_after_intervals: int) -> None:
+    """NotPermitted when an operator token may not touch this schedule: its command beyond the allowlist, or its
+    targets reaching beyond the token's nodes now (a schedule an admin made for the whole fleet, say)."""
+    access.check_command(row.command, {**json.loads(row.env), **secret_store.names_of(row.secret_env)})
+    if redis is not None:
+        fleet_tasks.check_scope(redis, offline_after_intervals, json.loads(row.targets))
+
+
+def set_paused(
+    schedule_id: str,
+    paused: bool,
+    actor: str,
+    redis: Redis | None = None,
+    offline_after_intervals: int = defaults.OFFLINE_AFTER_INTERVALS,
+) -> Schedule:
     """Pause or resume a schedule; doing it twice changes nothing the second time."""
     with db.write_transaction():
         row = get(schedule_id)
+        check_reach(row, redis, offline_after_intervals)
         if row.paused != paused:
             now = utcnow()
             row.paused = paused
@@ -130,10 +158,16 @@ def set_paused(schedule_id: str, paused: bool, actor: str) -> Schedule:
     return row
 
 
-def delete(schedule_id: str, actor: str) -> None:
+def delete(
+    schedule_id: str,
+    actor: str,
+    redis: Redis | None = None,
+    offline_after_intervals: int = defaults.OFFLINE_AFTER_INTERVALS,
+) -> None:
     """Delete a schedule; the tasks it fired stay."""
     with db.write_transaction():
         row = get(schedule_id)
+        check_reach(row, redis, offline_after_intervals)
         row.delete_instance()
         audit.record(actor, "schedule.delete", row.id, {"name": row.name})
     logger.info("schedule %s (%s) deleted by %s", row.id, row.name, actor)
