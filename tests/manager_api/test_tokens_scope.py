@@ -75,7 +75,14 @@ def test_a_command_outside_the_allowlist_is_refused_naming_it(client: FlaskClien
         assert "not in its allowlist" in post(client, "/api/tasks", task(["n1"], sneaky), operator, 403)["error"]
     env = post(client, "/api/tasks", task(["n1"], env={"LD_PRELOAD": "/tmp/x.so"}), operator, 403)
     assert "may not set env" in env["error"]
-    assert FleetTask.select().count() == 0
+    # A secret env would change what the command runs just the same; the refusal names it, never its value.
+    secret = post(client, "/api/tasks", task(["n1"], secretEnv={"LD_PRELOAD": "/tmp/s3cret.so"}), operator, 403)
+    assert "may not set env" in secret["error"] and "LD_PRELOAD" in secret["error"]
+    assert "s3cret" not in secret["error"]
+    schedule = {"name": "s", "command": "echo hi", "targets": ["n1"], "cron": "* * * * *"}
+    refused = post(client, "/api/schedules", {**schedule, "secretEnv": {"TOKEN": "s3cret"}}, operator, 403)
+    assert "may not set env" in refused["error"] and "s3cret" not in refused["error"]
+    assert FleetTask.select().count() == 0 and Schedule.select().count() == 0
     post(client, "/api/tasks", task(["n1"], "systemctl status nginx"), operator, 201)
 
 
