@@ -35,18 +35,22 @@ class Session:
     id: str
     actor: str
     csrf: str
+    token_id: str = ""
+    """The named API token signed in with (services/tokens.py), looked up on every page; "" for the manager's
+    own API token (an admin) and for the open console."""
 
 
 def _key(session_id: str) -> str:
     return keys.console_session(hashlib.sha256(session_id.encode()).hexdigest())
 
 
-def open_session(redis: Redis, actor: str) -> Session:
-    """A new session for ``actor``."""
-    session = Session(secrets.token_urlsafe(32), actor, secrets.token_urlsafe(32))
+def open_session(redis: Redis, actor: str, token_id: str = "") -> Session:
+    """A new session for ``actor`` (signed in with the named token ``token_id``, if any)."""
+    session = Session(secrets.token_urlsafe(32), actor, secrets.token_urlsafe(32), token_id)
     key = _key(session.id)
     with redis.pipeline() as pipe:
-        pipe.hset(key, mapping={"actor": actor, "csrf": session.csrf, "created": f"{time.time():.3f}"})
+        mapping = {"actor": actor, "csrf": session.csrf, "token_id": token_id, "created": f"{time.time():.3f}"}
+        pipe.hset(key, mapping=mapping)
         pipe.expire(key, SESSION_IDLE_SECONDS)
         pipe.execute()
     return session
@@ -58,12 +62,12 @@ def find(redis: Redis, session_id: str | None) -> Session | None:
         return None
     key = _key(session_id)
     with redis.pipeline() as pipe:
-        pipe.hmget(key, ["actor", "csrf"])
+        pipe.hmget(key, ["actor", "csrf", "token_id"])
         pipe.expire(key, SESSION_IDLE_SECONDS)
-        (actor, csrf), _ = pipe.execute()
+        (actor, csrf, token_id), _ = pipe.execute()
     if actor is None or csrf is None:
         return None
-    return Session(session_id, actor.decode(), csrf.decode())
+    return Session(session_id, actor.decode(), csrf.decode(), (token_id or b"").decode())
 
 
 def close(redis: Redis, session_id: str) -> None:

@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from manager_api.api.errors import STATUS_OF, first_error, http_error_json, validation_message
 from manager_api.console import sessions
+from manager_api.services import access
 from manager_api.services.errors import ServiceError
 from shared.api import is_api_path
 
@@ -94,9 +95,15 @@ def _context() -> dict[str, Any]:
         "csrf_field": sessions.CSRF_FIELD,
         "signed_in": session is not None,
         "actor": session.actor if session is not None else None,
-        "nav": [(endpoint, label) for endpoint, label in NAV if endpoint in endpoints],
+        "nav": [(endpoint, label) for endpoint, label in NAV if endpoint in endpoints and _may_open(endpoint)],
         "page_exists": endpoints.__contains__,
     }
+
+
+def _may_open(endpoint: str) -> bool:
+    """Whether the signed-in user's role opens a section (a named token's; the API token's is an admin)."""
+    identity = g.get("identity")
+    return identity is None or not endpoint.startswith("console.tokens.") or identity.has(access.ADMIN)
 
 
 def _problem(status: int, message: str) -> ResponseReturnValue:

@@ -128,6 +128,19 @@ def authenticate(text: str) -> Identity:
     expected = row.secret_hash if row is not None else digest("")
     if not hmac.compare_digest(digest(secret), expected) or row is None:
         raise Refused("Invalid API token")
+    return _live_identity(row)
+
+
+def identity_of(token_id: str) -> Identity:
+    """The identity of the token ``token_id`` as it is now (a console session signed in with it asks on every
+    page, so a revoked or expired token ends the session at once); Refused saying why it is no good."""
+    row = ApiToken.get_or_none(ApiToken.id == token_id)
+    if row is None:
+        raise Refused(f"API token {token_id} no longer exists")
+    return _live_identity(row)
+
+
+def _live_identity(row: ApiToken) -> Identity:
     now = utcnow()
     if row.revoked_at is not None:
         raise Refused(f"API token {row.id} ({row.name}) was revoked")
@@ -148,4 +161,4 @@ def _touch(token_id: str, now: datetime) -> None:
         ApiToken.update(last_used_at=now).where(ApiToken.id == token_id).execute()
 
 
-__all__ = ["ADMIN", "Created", "Refused", "authenticate", "create", "expiry", "get", "listing", "revoke"]
+__all__ = ["ADMIN", "Created", "Refused", "authenticate", "create", "expiry", "get", "identity_of", "listing", "revoke"]

@@ -1,4 +1,4 @@
-"""Sign-in with the API token, sign-out."""
+"""Sign-in with the manager's API token (an admin) or a named token (its role and scope), sign-out."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from manager_api import extensions
 from manager_api.api.auth import token_matches
 from manager_api.console import guard, sessions
 from manager_api.console.views import render
-from manager_api.services import audit
+from manager_api.services import audit, tokens
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +37,22 @@ def signin() -> ResponseReturnValue:
     cookie = request.cookies.get(SIGNIN_COOKIE, "")
     if not cookie or not hmac.compare_digest(cookie.encode(), request.form.get(sessions.CSRF_FIELD, "").encode()):
         return _form(target, "This form expired: try again.", 403)
-    if not token_matches(request.form.get("token", "").strip(), extensions.settings().api_token):
+    presented = request.form.get("token", "").strip()
+    token_id = ""
+    if tokens.is_named(presented):
+        try:
+            identity = tokens.authenticate(presented)
+        except tokens.Refused as exc:
+            logger.warning("console: sign-in from %s refused: %s", request.remote_addr, exc)
+            return _form(target, f"{exc}.", 401)
+        token_id = identity.token_id or ""
+        actor = guard.actor_of(request.remote_addr, identity.name)
+    elif token_matches(presented, extensions.settings().api_token):
+        actor = guard.actor_of(request.remote_addr)
+    else:
         logger.warning("console: sign-in from %s refused: wrong token", request.remote_addr)
-        return _form(target, "That token is not the manager's API token.", 401)
-    actor = guard.actor_of(request.remote_addr)
-    session = sessions.open_session(extensions.redis(), actor)
+        return _form(target, "That token is neither the manager's API token nor a valid named token.", 401)
+    session = sessions.open_session(extensions.redis(), actor, token_id)
     g.console_new_session = session
     audit.record(actor, "console.signin", actor)
     response = redirect(target)

@@ -1,5 +1,5 @@
 """API tokens (issue 15): the list, a create form whose answer shows the new token's secret once, and revoke.
-The console signs in with the bootstrap token (an admin), so its user may manage tokens; the same services and
+Admins only (console/guard.py); the same services and
 presenters as /api/tokens."""
 
 from __future__ import annotations
