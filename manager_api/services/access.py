@@ -2,12 +2,14 @@
 
 The API's auth (api/auth.py) sets the identity before every request; services read it here and check an
 operator's scope where they resolve nodes and commands, so a route that forgets cannot widen it. Outside a
-request (the duties, the schedule runner) there is no identity: the manager acts on what was allowed when the
-schedule or app was created. The identity lives in a ContextVar, not flask.g: services do not import Flask.
+request there is no identity, except that a schedule's firings run under the scope its creator's token had
+(scope_of_current, identity_of_scope) and an app keeps its intersected query. The identity lives in a
+ContextVar, not flask.g: services do not import Flask.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from contextvars import ContextVar
@@ -62,6 +64,26 @@ def use(identity: Identity | None) -> None:
 
 def current() -> Identity | None:
     return _current.get()
+
+
+def scope_of_current() -> str:
+    """The current token's scope as JSON, kept with what acts later on its behalf (a schedule's firings); ""
+    when it has none (an admin, the bootstrap token, an open API)."""
+    identity = current()
+    if identity is None or not identity.scoped:
+        return ""
+    fields = {"name": identity.name, "role": identity.role, "token_id": identity.token_id}
+    commands = None if identity.commands is None else list(identity.commands)
+    return json.dumps({**fields, "node_query": identity.node_query, "commands": commands})
+
+
+def identity_of_scope(stored: str) -> Identity | None:
+    """The identity ``scope_of_current`` kept (None for ""): its scope as it was when it was kept."""
+    if not stored:
+        return None
+    data = json.loads(stored)
+    commands = None if data["commands"] is None else tuple(data["commands"])
+    return Identity(data["name"], data["role"], data["token_id"], data["node_query"], commands)
 
 
 def pattern_matches(pattern: str, command: str) -> bool:

@@ -3,14 +3,17 @@ a schedule, a deployment, an app or a business may reach, and its allowlist the 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 import redis as redis_lib
 from flask.testing import FlaskClient
 
-from manager_api.models import App, Business, DeploymentTask, FleetTask, Schedule
+from manager_api.models import App, AuditLog, Business, DeploymentTask, FleetTask, Schedule
+from manager_api.services import access
 from manager_api.services.access import pattern_matches
+from manager_api.services.schedules import actions as schedules
 from shared.api import bearer
 
 from . import app_helpers, business_helpers
@@ -109,6 +112,33 @@ def test_schedules_are_checked_at_creation_and_an_admins_schedule_is_out_of_reac
     for verb in ("pause", "resume"):
         assert post(client, f"/api/schedules/{fleet_wide['id']}/{verb}", None, operator, 403)["nodes"] == ["n2"]
     assert client.delete(f"/api/schedules/{fleet_wide['id']}", headers=operator).status_code == 403
+
+
+def test_a_schedules_firings_keep_to_its_creators_scope(
+    client: FlaskClient, redis_client: redis_lib.Redis, operator: dict[str, str]
+) -> None:
+    """A node that comes to match an operator's schedule later but lies outside the token's node query is never
+    reached: each firing is checked again against the scope kept with the schedule."""
+    body = {**task(["host-n3"]), "name": "later", "interval": 60}
+    later = post(client, "/api/schedules", body, operator, 201)  # no host-n3 yet: it reaches nothing today
+    mine = post(client, "/api/schedules", {**body, "name": "mine", "targets": ["n1"]}, operator, 201)
+    business_helpers.add_node(client, redis_client, "n3", labels={"zone": "b"})  # host-n3 appears, in zone b
+
+    row = Schedule.get_by_id(later["id"])
+    assert schedules.fire(redis_client, row.id, row.version, 3) is None
+    assert FleetTask.select().count() == 0 and queued(redis_client, "n3") == []
+    refused = AuditLog.get(AuditLog.action == "schedule.fire_refused")
+    assert refused.target == later["id"] and "n3" in json.loads(refused.detail)["reason"]
+    assert access.current() is None  # the runner's thread goes back to no identity
+
+    row = Schedule.get_by_id(mine["id"])
+    task_id = schedules.fire(redis_client, row.id, row.version, 3)
+    assert task_id is not None
+    assert [h["host_id"] for h in answer(client.get(f"/api/tasks/{task_id}"))["hosts"]] == ["n1"]
+    # An admin's schedule carries no scope: it reaches every node its targets do.
+    fleet_wide = answer(client.post("/api/schedules", json={**body, "name": "admins", "targets": ["*"]}), 201)
+    row = Schedule.get_by_id(fleet_wide["id"])
+    assert row.scope == "" and schedules.fire(redis_client, row.id, row.version, 3) is not None
 
 
 def test_a_deployment_is_placed_on_the_operators_nodes_and_its_commands_checked(

@@ -15,7 +15,7 @@ from redis import Redis
 from manager_api import db
 from manager_api.models import FleetTask, Schedule, utcnow
 from manager_api.services import access, audit, secret_store
-from manager_api.services.errors import Conflict, NotFound
+from manager_api.services.errors import Conflict, NotFound, NotPermitted
 from manager_api.services.fleet_tasks import actions as fleet_tasks
 from manager_api.services.fleet_tasks import targets as fleet_targets
 from manager_api.services.paging import Page, page_of
@@ -69,7 +69,8 @@ def create(
     """Record a new schedule (validated by ScheduleSchema); a taken name is a 409.
 
     An operator token's scope is checked now (``redis`` given: the API), against the nodes its targets reach
-    today; the firings run as the schedule, so a node that later matches them is not checked again (README).
+    today, and kept with the schedule: every firing is checked against it again (fire), so a node that comes to
+    match the targets later but lies outside the token's node query is never reached (README).
     """
     fleet_targets.queries(data["targets"])  # a malformed query target: 400 now, not a failure at every firing
     access.check_command(data["command"], {**(data.get("env") or {}), **(data.get("secret_env") or {})})
@@ -89,6 +90,7 @@ def create(
                 timeout=data["timeout"],
                 env=json.dumps(data.get("env") or {}, ensure_ascii=False),
                 secret_env=secret_store.encrypt_env(data.get("secret_env")),
+                scope=access.scope_of_current(),
                 cron=data.get("cron"),
                 interval=data.get("interval"),
                 created_by=actor,
@@ -215,7 +217,18 @@ def fire(redis: Redis, schedule_id: str, version: int, offline_after_intervals: 
         "created_by": actor,
         "start": True,
     }
-    task_id = fleet_tasks.create(redis, data, actor, offline_after_intervals)
+    # The firing runs under the scope its creator's token had (none for an admin's schedule): the same checks
+    # as the API's, now, against the nodes the targets reach today.
+    access.use(access.identity_of_scope(row.scope))
+    try:
+        task_id = fleet_tasks.create(redis, data, actor, offline_after_intervals)
+    except NotPermitted as exc:
+        logger.warning("schedule %s (%s): firing refused: %s", schedule_id, row.name, exc.message)
+        with db.write_transaction():
+            audit.record(actor, "schedule.fire_refused", schedule_id, {"name": row.name, "reason": exc.message})
+        return None
+    finally:
+        access.use(None)
     with db.write_transaction():
         Schedule.update(last_task_id=task_id).where(Schedule.id == schedule_id).execute()
     logger.info("schedule %s (%s) fired fleet task %s", schedule_id, row.name, task_id)
