@@ -22,7 +22,7 @@ import redis
 
 from manager_api.launcher.secret_files import write_private
 from shared.child_processes import die_with_parent
-from shared.private_redis import DIR_NAME, PASSWORD_FILE, PORT_FILE
+from shared.private_redis import CONF_FILE, DIR_NAME, PASSWORD_FILE, PORT_FILE
 from shared.private_redis import url as private_url
 
 logger = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ class PrivateRedis:
             self.port = port
         port_file.write_text(f"{self.port}\n")
         # The password goes in a 0600 file, not on the command line where ps would show it.
-        conf = self.dir / "redis.conf"
+        conf = self.dir / CONF_FILE
         write_private(
             conf,
             "\n".join(

@@ -10,7 +10,7 @@ import pytest
 import redis as redis_lib
 import requests
 
-from shared import api, keys
+from shared import api, keys, private_redis
 from shared.defaults import PROTOCOL_VERSION
 from tests.e2e.harness import BIN, Agent, isolated_env
 from tests.support import free_port, wait_until
@@ -191,5 +191,11 @@ def test_private_redis_is_tls_only_and_agents_work_it_over_rediss(tmp_path: Path
         # Every Redis client of the manager verified the TLS-only Redis, the rate limiter's storage included
         # (it would fall back to counting in memory, with this warning, had it failed to connect).
         assert "Rate limit storage unreachable" not in manager.output()
+        # corral dashboard --data-dir finds it as it is: rediss://, verified with the manager's CA.
+        recorded = private_redis.recorded_url(manager.db_path.parent)
+        assert recorded.startswith("rediss://") and "ssl_ca_certs=" in recorded
+        from_dir = redis_lib.Redis.from_url(recorded, socket_timeout=5)
+        assert from_dir.ping()
+        from_dir.close()
     finally:
         assert manager.terminate() == 0
