@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from manager_api import db
+from manager_api import db, migrations
 from manager_api.app import create_app
 from manager_api.background.duties import Duties
 from manager_api.config import Settings
@@ -24,6 +24,16 @@ from shared.defaults import PROTOCOL_VERSION
 from tests import postgres_support
 
 JOIN_TOKEN = "join-secret-for-tests"
+
+
+def forget_migration_history() -> None:
+    """Make the open database look made by a corral older than the migration history: every migration after
+    0001 reverted (an old corral had none of what they add), then the history table dropped."""
+    runner = migrations.runner(db.database)
+    later = sorted(m.name for m in runner.status() if m.applied and m.name != "0001_initial")
+    if later:
+        runner.down(later[0])  # back through the oldest: every newer one too
+    db.database.execute_sql("DROP TABLE schema_migrations")
 
 
 @pytest.fixture(scope="session")

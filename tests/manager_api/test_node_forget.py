@@ -20,7 +20,7 @@ from shared.defaults import PROTOCOL_VERSION
 from tests.support import free_port
 
 from .business_helpers import add_node, business, comp, component, deploy, detail
-from .conftest import JOIN_TOKEN, answer, beat, join, template_body
+from .conftest import JOIN_TOKEN, answer, beat, forget_migration_history, join, template_body
 from .tasks_helpers import create, host, output, queued
 
 FORGOTTEN = {"id": "n1", "hostname": "host-n1", "status": "success", "message": "forgotten"}
@@ -195,7 +195,7 @@ def test_an_older_database_gains_the_forgotten_at_column(tmp_path: Path, redis_u
     path = str(tmp_path / "old.db")
     db.init_db(path)
     db.database.execute_sql("ALTER TABLE node DROP COLUMN forgotten_at")
-    db.database.execute_sql("DROP TABLE schema_migrations")  # made before the migration history
+    forget_migration_history()  # made before the migration history
     db.database.execute_sql("DROP TABLE business_tombstones")
     db.database.execute_sql(
         "INSERT INTO node (id, hostname, ip, facts, labels, api_labels, interval, version, status, "

@@ -18,7 +18,7 @@ from manager_api.models import Node, utcnow
 from manager_api.services.nodes import inventory, revision
 from shared.states import NodeStatus
 
-from .conftest import answer, beat, join
+from .conftest import answer, beat, forget_migration_history, join
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,7 +100,7 @@ def test_an_older_database_gains_the_revision_and_its_triggers(tmp_path: Path) -
         for name in ("insert", "update", "delete"):
             db.database.execute_sql(f"DROP TRIGGER node_revision_{name}")
         db.database.execute_sql("DROP TABLE node_revision")
-        db.database.execute_sql("DROP TABLE schema_migrations")  # made before the migration history
+        forget_migration_history()  # made before the migration history
         db.close()
         db.init_db(path)
         before = revision.current()

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from manager_api import db
 from manager_api.models import AuditLog, Node
 
-from .conftest import answer, beat, join
+from .conftest import answer, beat, forget_migration_history, join
 
 GIB = 1024**3
 
@@ -203,7 +203,7 @@ def test_an_older_database_gains_the_api_tags_column(tmp_path: Path) -> None:
     path = str(tmp_path / "old.db")
     db.init_db(path)
     db.database.execute_sql("ALTER TABLE node DROP COLUMN api_tags")
-    db.database.execute_sql("DROP TABLE schema_migrations")  # made before the migration history
+    forget_migration_history()  # made before the migration history
     db.database.execute_sql(
         "INSERT INTO node (id, hostname, ip, facts, labels, api_labels, interval, version, status, "
         "registered_at) VALUES ('n1', 'h', '1.2.3.4', '{}', '{}', '{}', 5, '', 1, '2026-01-01 00:00:00')"

@@ -14,7 +14,7 @@ from manager_api.api.presenters import nodes as node_presenters
 from manager_api.models import AuditLog, Business, BusinessComponent, Node
 from manager_api.services.nodes import manual_list as manual_nodes
 
-from .conftest import answer, beat, join
+from .conftest import answer, beat, forget_migration_history, join
 from .tasks_helpers import create, host
 
 FACTS = {
@@ -186,7 +186,7 @@ def test_an_older_database_gains_the_api_labels_column(tmp_path: Path, redis_url
     path = str(tmp_path / "old.db")
     db.init_db(path)
     db.database.execute_sql("ALTER TABLE node DROP COLUMN api_labels")
-    db.database.execute_sql("DROP TABLE schema_migrations")  # made before the migration history
+    forget_migration_history()  # made before the migration history
     db.database.execute_sql(
         "INSERT INTO node (id, hostname, ip, facts, labels, interval, version, status, "
         "registered_at) VALUES ('n1', 'h', '1.2.3.4', '{}', '{\"a\": \"b\"}', 5, '', 1, "
