@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from manager_api import db
 from manager_api.config import Settings
 from manager_api.models import App, AppInstance, utcnow
-from manager_api.services import audit
+from manager_api.services import audit, secret_store
 from manager_api.services.apps import reads
 from manager_api.services.apps.reconcile import Fleet, reconcile, stop
 from manager_api.services.apps.specs import process_part, spec_of
@@ -63,10 +63,14 @@ def _changed(
 def create(redis: Redis, spec: dict[str, Any], actor: str, settings: Settings) -> dict[str, Any]:
     """A new app, its instances placed at once; 409 when the name is taken."""
     name = spec["name"]
+    spec = dict(spec)
+    secret = secret_store.encrypt_env(spec.pop("secretEnvs", None))  # apart from spec: only the token is stored
     with db.write_transaction():
         if App.get_or_none(App.name == name) is not None:
             raise Conflict(f"App {name} already exists", {"name": name})
-        app = App.create(name=name, spec=json.dumps(spec), version=1, desired=RUNNING, created_by=actor)
+        app = App.create(
+            name=name, spec=json.dumps(spec), secret_envs=secret, version=1, desired=RUNNING, created_by=actor
+        )
         jobs = reconcile(app, Fleet(redis, settings.offline_after_intervals), actor)
         audit.record(actor, "app.create", name, {"instances": spec["instances"], "placed": len(jobs.runs)})
     _send(redis, jobs)
@@ -74,7 +78,10 @@ def create(redis: Redis, spec: dict[str, Any], actor: str, settings: Settings) -
 
 
 def update(redis: Redis, name: str, spec: dict[str, Any], actor: str, settings: Settings) -> dict[str, Any]:
-    """A new definition: a new version (rolled out one instance at a time) only when what runs changed."""
+    """A new definition: a new version (rolled out one instance at a time) only when what runs changed.
+    ``secretEnvs`` left out (None) keeps the stored ones; given, a different set is a change like envs."""
+    spec = dict(spec)
+    secret = spec.pop("secretEnvs", None)
 
     def change(app: App) -> dict[str, Any] | None:
         old = spec_of(app)
@@ -82,13 +89,18 @@ def update(redis: Redis, name: str, spec: dict[str, Any], actor: str, settings: 
             raise Invalid(
                 f"{INVALID_REQUEST}: name: {spec['name']!r} is not the app's name {name!r} (an app is not renamed)"
             )
-        if old == spec:
+        # Compared in plain inside this process only; the audit names the field, never a value.
+        secret_changed = secret is not None and secret != secret_store.decrypt_env(app.secret_envs)
+        if old == spec and not secret_changed:
             return None
-        new_version = process_part(old) != process_part(spec)
+        new_version = secret_changed or process_part(old) != process_part(spec)
         if new_version:
             app.version += 1
         app.spec = json.dumps(spec)
+        if secret_changed:
+            app.secret_envs = secret_store.encrypt_env(secret)
         changed = sorted(key for key in set(old) | set(spec) if old.get(key) != spec.get(key))
+        changed += ["secretEnvs"] if secret_changed else []
         return {"changed": changed, "version": app.version, "rolling": new_version}
 
     return _changed(redis, settings, name, actor, change, "app.update")

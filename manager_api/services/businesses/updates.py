@@ -29,7 +29,14 @@ from manager_api.services.businesses.actions import (
     send_rollout,
     start_generation,
 )
-from manager_api.services.businesses.specs import components_of, demand, differs, row_fields, spec_json
+from manager_api.services.businesses.specs import (
+    components_of,
+    demand,
+    differs,
+    row_fields,
+    secret_changes,
+    spec_json,
+)
 from manager_api.services.businesses.state import (
     ENDED,
     REMOVED,
@@ -100,7 +107,12 @@ def _diff(
         row = rows.get(cid)
         if row is None or row.desired == REMOVED:
             diff.added.append(spec)
-        elif cid in old_specs and not differs(old_specs[cid], spec) and _running_as_wanted(row):
+        elif (
+            cid in old_specs
+            and not differs(old_specs[cid], spec)
+            and not secret_changes(row.secret_environment_variables, spec)
+            and _running_as_wanted(row)
+        ):
             diff.kept.append(row)
         else:
             diff.replaced.append((row, spec))
