@@ -54,7 +54,6 @@ def run_payload(
     """The RUN_INSTANCE payload (shared.messages.InstanceSpecSchema) of one instance. ``secret_env`` is the
     plain ``secret`` here: dispatch.instance_jobs seals it for the instance's node before it leaves."""
     return {
-        "secret_env": dict(secret or {}),
         "app": app,
         "instance_id": instance_id,
         "version": version,
@@ -84,4 +83,6 @@ def run_payload(
         "backoff_seconds": spec["backoffSeconds"],
         "backoff_factor": spec["backoffFactor"],
         "max_backoff_seconds": spec["maxLaunchDelaySeconds"],
+        # Only when there is one: without it the payload is already the wire's (messages.InstanceSpecSchema).
+        **({"secret_env": dict(secret)} if secret else {}),
     }

@@ -143,9 +143,10 @@ def deploy_payload(
         "image_name": spec.get("image_name"),
         "resource_requirements": requirements(spec),
         "environment_variables": dict(spec.get("environment_variables") or {}),
-        "secret_env": secret_store.decrypt_env(secret),
         "config_files": [{"path": f["path"], "content": f["content"]} for f in spec.get("config_files") or []],
         "stop_grace_seconds": grace_default if grace is None else float(grace),
+        # Only when there is one: without it the payload is already the wire's (messages.ComponentSpecSchema).
+        **({"secret_env": plain} if (plain := secret_store.decrypt_env(secret)) else {}),
     }
 
 
