@@ -46,6 +46,8 @@ def app_text(app: Mapping[str, Any]) -> str:
         f"{counts.get('running', 0)}/{counts.get('planned', 0)} running, {counts.get('healthy', 0)} healthy",
         f"query {app.get('definition', {}).get('nodeQuery')}  command {app.get('definition', {}).get('toProcess')}",
     ]
+    if app.get("secretEnvs"):
+        lines.append(f"secret env {', '.join(app['secretEnvs'])}")  # the names only: the API answers no value
     deployment = app.get("deployment") or {}
     if deployment.get("in_progress"):
         lines.append(

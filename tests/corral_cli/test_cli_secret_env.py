@@ -69,6 +69,8 @@ def test_schedule_create_sends_its_secret_env(stack: Stack) -> None:
     )
     schedule = json.loads(result.stdout)
     assert schedule["secretEnv"] == {"API_KEY": "(secret)"} and SECRET not in result.stdout
+    shown = ok(stack.corral("schedule", "show", "cli-secret")).stdout
+    assert "secret env API_KEY" in shown and SECRET not in shown
     requests.delete(f"{stack.manager.url}/api/schedules/{schedule['id']}", timeout=10)
 
 
@@ -83,6 +85,8 @@ def test_app_create_and_update_send_secret_envs(stack: Stack, tmp_path: Path) ->
         )
         assert json.loads(created.stdout)["secretEnvs"] == {"DB_PASSWORD": "(secret)"}
         wait_until(lambda: out.exists() and out.read_text() == SECRET[::-1] + "\n", timeout=30, what="the secret")
+        shown = ok(stack.corral("app", "show", "cli-secret")).stdout
+        assert "secret env DB_PASSWORD" in shown and SECRET not in shown
         # An update without --secret-env keeps it (version 1 still); with a new value, a new version gets it.
         kept = json.loads(ok(stack.corral("app", "update", str(file), "--json")).stdout)
         assert kept["version"] == 1 and kept["secretEnvs"] == {"DB_PASSWORD": "(secret)"}
