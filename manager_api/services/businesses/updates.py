@@ -30,6 +30,7 @@ from manager_api.services.businesses.actions import (
     start_generation,
 )
 from manager_api.services.businesses.specs import (
+    SECRET,
     components_of,
     demand,
     differs,
@@ -237,7 +238,9 @@ def _add(
     """A component new to the request, on ``node_id``."""
     business_id, cid = business.business_id, spec["component_id"]
     if stale is not None:
-        # Dropped by an earlier update and not yet gone: take its row over with a newer generation.
+        # Dropped by an earlier update and not yet gone: take its row over with a newer generation (a new
+        # component: the dropped one's secret env is not inherited).
+        spec = {**spec, SECRET: spec.get(SECRET) or {}}
         args = (business, stale, spec, node_id, jobs)
         next_generation(*args, actor=actor, reason="update: added", grace=grace, stop_grace=grace, new_spec=True)
         return
