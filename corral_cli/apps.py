@@ -12,6 +12,7 @@ import click
 from . import formatting
 from .businesses import read_body
 from .context import client_of, echo_answer, echo_json, page_options, segment
+from .secret_options import secret_env_option
 from .sse import parse_sse
 
 
@@ -45,6 +46,8 @@ def app_text(app: Mapping[str, Any]) -> str:
         f"{counts.get('running', 0)}/{counts.get('planned', 0)} running, {counts.get('healthy', 0)} healthy",
         f"query {app.get('definition', {}).get('nodeQuery')}  command {app.get('definition', {}).get('toProcess')}",
     ]
+    if app.get("secretEnvs"):
+        lines.append(f"secret env {', '.join(app['secretEnvs'])}")  # the names only: the API answers no value
     deployment = app.get("deployment") or {}
     if deployment.get("in_progress"):
         lines.append(
@@ -65,13 +68,21 @@ def app() -> None:
     """Run long-running apps: N supervised instances kept on the nodes a query selects."""
 
 
+def _with_secrets(body: dict[str, Any], secret_env: Mapping[str, str]) -> dict[str, Any]:
+    """``body`` with the ``--secret-env`` values added to its secretEnvs (an option wins over the file)."""
+    if not secret_env:
+        return body
+    return {**body, "secretEnvs": {**(body.get("secretEnvs") or {}), **secret_env}}
+
+
 @app.command("create")
 @click.argument("file", type=click.File("rb"))
+@secret_env_option
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
 @click.pass_context
-def create(ctx: click.Context, file: Any, as_json: bool) -> None:
+def create(ctx: click.Context, file: Any, secret_env: dict[str, str], as_json: bool) -> None:
     """Create the app described in JSON FILE (`-` reads stdin) and place its instances."""
-    echo_answer(client_of(ctx).post("/api/apps", read_body(file)), as_json, app_text)
+    echo_answer(client_of(ctx).post("/api/apps", _with_secrets(read_body(file), secret_env)), as_json, app_text)
 
 
 @app.command("list")
@@ -113,11 +124,15 @@ def show(ctx: click.Context, name: str, as_json: bool) -> None:
 
 @app.command("update")
 @click.argument("file", type=click.File("rb"))
+@secret_env_option
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
 @click.pass_context
-def update(ctx: click.Context, file: Any, as_json: bool) -> None:
-    """Change the app named in JSON FILE: its instances are replaced one at a time when what runs changed."""
-    body = read_body(file)
+def update(ctx: click.Context, file: Any, secret_env: dict[str, str], as_json: bool) -> None:
+    """Change the app named in JSON FILE: its instances are replaced one at a time when what runs changed.
+
+    Without secretEnvs in FILE nor --secret-env, the app keeps its secret env; with either, it gets exactly
+    those."""
+    body = _with_secrets(read_body(file), secret_env)
     if not isinstance(body.get("name"), str):
         raise click.UsageError(f"{file.name} has no name")
     echo_answer(client_of(ctx).put(f"/api/apps/{segment(body['name'])}", body), as_json, app_text)

@@ -314,7 +314,9 @@ def schedule_summary(schedule: Mapping[str, Any]) -> str:
         f"when {schedule_when(schedule)} (UTC)  paused {yes_no(schedule.get('paused'))}",
         f"command {schedule.get('command')}",
         f"targets {', '.join(map(str, schedule.get('targets') or [])) or EMPTY}  timeout {schedule.get('timeout')} s"
-        f"  env {', '.join(schedule.get('env_keys') or []) or EMPTY}",
+        f"  env {', '.join(schedule.get('env_keys') or []) or EMPTY}"
+        # The names only: the API never answers a value.
+        + (f"  secret env {', '.join(schedule['secretEnv'])}" if schedule.get("secretEnv") else ""),
         f"next run {cell(schedule.get('next_run_at'))}  last run {cell(schedule.get('last_run_at'))}"
         f"  last task {cell(schedule.get('last_task_id'))}",
         f"created {cell(schedule.get('created_at'))} by {cell(schedule.get('created_by'))}",

@@ -91,6 +91,7 @@ def create(
     every: int | None,
     timeout: int,
     env: dict[str, str],
+    secret_env: dict[str, str],
     description: str,
     as_json: bool,
 ) -> None:
@@ -98,7 +99,7 @@ def create(
     if (cron is None) == (every is None):
         raise click.UsageError("give either --cron 'EXPR' or --every SECONDS")
     trigger = {"cron": cron} if cron is not None else {"interval": every}
-    body = fleet_body(name, command, on, timeout, env, description=description, **trigger)
+    body = fleet_body(name, command, on, timeout, env, secret_env, description=description, **trigger)
     echo_answer(client_of(ctx).post("/api/schedules", body), as_json, formatting.schedule_summary)
 
 

@@ -19,6 +19,7 @@ from . import formatting
 from .client import REQUEST_TIMEOUT, ApiError, Client
 from .context import EXIT_FAILED, EXIT_INTERRUPTED, client_of, echo_json, echo_page, page_options
 from .progress import ProgressLine
+from .secret_options import secret_env_option
 from .sse import parse_sse
 
 logger = logging.getLogger(__name__)
@@ -75,7 +76,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fleet_command_options(on_help: str, timeout_help: str) -> Callable[[F], F]:
-    """``--on``, ``--timeout`` and ``--env``: where and how a fleet command runs (`run`, `schedule create`)."""
+    """``--on``, ``--timeout``, ``--env`` and ``--secret-env``: where and how a fleet command runs (`run`,
+    `schedule create`)."""
 
     def decorate(command: F) -> F:
         for option in reversed(
@@ -91,6 +93,7 @@ def fleet_command_options(on_help: str, timeout_help: str) -> Callable[[F], F]:
                 click.option(
                     "--env", "env", multiple=True, callback=parse_env, metavar="KEY=VALUE", help="Environment (repeat)."
                 ),
+                secret_env_option,
             )
         ):
             command = option(command)
@@ -100,12 +103,21 @@ def fleet_command_options(on_help: str, timeout_help: str) -> Callable[[F], F]:
 
 
 def fleet_body(
-    name: str, command: str, on: Sequence[str], timeout: int, env: Mapping[str, str], **more: Any
+    name: str,
+    command: str,
+    on: Sequence[str],
+    timeout: int,
+    env: Mapping[str, str],
+    secret_env: Mapping[str, str] | None = None,
+    **more: Any,
 ) -> dict[str, Any]:
-    """The request body of a fleet command (`run`, `schedule create`): ``more`` after the timeout, ``env`` if any."""
+    """The request body of a fleet command (`run`, `schedule create`): ``more`` after the timeout, ``env`` and
+    ``secretEnv`` if any."""
     body: dict[str, Any] = {"name": name, "command": command, "targets": parse_targets(on), "timeout": timeout, **more}
     if env:
         body["env"] = env
+    if secret_env:
+        body["secretEnv"] = dict(secret_env)
     return body
 
 
@@ -223,6 +235,7 @@ def run(
     on: Sequence[str],
     timeout: int,
     env: dict[str, str],
+    secret_env: dict[str, str],
     name: str | None,
     no_follow: bool,
     as_json: bool,
@@ -235,7 +248,7 @@ def run(
     if not command.strip():
         raise click.BadParameter("must not be empty", param_hint="COMMAND")
     client = client_of(ctx)
-    body = fleet_body((name or command.strip())[:255], command, on, timeout, env)
+    body = fleet_body((name or command.strip())[:255], command, on, timeout, env, secret_env)
     progress = ProgressLine()
     if no_follow:
         wait = min(timeout + DEADLINE_SLACK_SECONDS, MAX_WAIT)

@@ -298,6 +298,7 @@ class BusinessComponent(BaseModel):
     working_dir = TextField(null=True)
     resource_requirements = TextField(default="{}")  # JSON, as requested
     environment_variables = TextField(default="{}")  # JSON
+    secret_environment_variables = TextField(default="")  # services.secret_store token, or ""
     config_files = TextField(default="[]")  # JSON list of {path, content}
     affinity = TextField(default="{}")  # JSON {require_gpu, node_labels}
     cpu_cores = FloatField(default=0.0)  # reserved on its node; placement sums these
@@ -388,6 +389,7 @@ class App(BaseModel):
 
     name = CharField(primary_key=True, max_length=64)
     spec = TextField()  # JSON of the accepted definition (camelCase, every default filled)
+    secret_envs = TextField(default="")  # services.secret_store: the secretEnvs (never in spec), or ""
     version = IntegerField(default=1)
     desired = CharField(max_length=16, default="running")  # "running" or "stopped" (no instances, kept)
     settled = BooleanField(default=False, index=True)

@@ -255,6 +255,9 @@ class ComponentSpecSchema(_Wire):
         ResourceRequirementsSchema, load_default=lambda: {"cpu_cores": 0.0, "memory_mb": 0, "gpu": False}
     )
     environment_variables = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+    secret_env = fields.String(load_default=None, allow_none=True)
+    """shared.secret_env.seal of secret_environment_variables for this node, bound to
+    secret_env.component_context; None for none. Kept sealed in components.json, opened at each start."""
     config_files = fields.List(
         fields.Nested(ConfigFileSchema), load_default=list, validate=validate.Length(max=MAX_CONFIG_FILES)
     )
@@ -330,6 +333,9 @@ class InstanceSpecSchema(_Wire):
     args = fields.List(fields.String(), load_default=list)
     working_dir = fields.String(allow_none=True, load_default=None)  # None: a directory of the agent's own
     env = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+    secret_env = fields.String(load_default=None, allow_none=True)
+    """shared.secret_env.seal of the app's secretEnvs for this node, bound to secret_env.instance_context; None
+    for none. The agent keeps it sealed (apps.json) and opens it at each start of the process."""
     ports = fields.List(fields.Integer(validate=validate.Range(min=0, max=65535)), load_default=list)  # 0: agent picks
     kill_signal = fields.Integer(load_default=APP_KILL_SIGNAL, validate=validate.Range(min=1, max=64))
     stop_grace_seconds = fields.Float(load_default=APP_STOP_GRACE_SECONDS, validate=validate.Range(min=0, max=3600))

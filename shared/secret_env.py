@@ -21,6 +21,16 @@ _LABEL = b"corral secret env v1"
 _NONCE_BYTES = 12
 
 
+def instance_context(app: str, instance_id: str) -> str:
+    """What a RUN_INSTANCE's secret env is bound to: its app and instance (both sides know them)."""
+    return f"app:{app}:{instance_id}"
+
+
+def component_context(business_id: str, component_id: str, generation: int) -> str:
+    """What a DEPLOY_COMPONENT's secret env is bound to: its business, component and generation."""
+    return f"component:{business_id}:{component_id}:{generation}"
+
+
 class SecretEnvError(Exception):
     """A sealed env that does not open with this node's key and context (another node's, altered, moved)."""
 

@@ -113,6 +113,7 @@ class Agent:
             docker_host=settings.docker_host,
             sftp=SftpSettings(settings.sftp_key, settings.sftp_known_hosts),
             redis=lambda: self.redis,
+            key=lambda: self.job_key,
         )
         self.instances = AppInstances(
             self.data_dir,

@@ -166,13 +166,37 @@ def cancel_command(redis: Redis, node_ids: Iterable[str], task_id: str) -> list[
     return job_ids
 
 
+def sealed_for(node_id: str, payload: dict[str, Any], context: str) -> dict[str, Any]:
+    """``payload`` with its plain ``secret_env`` replaced by its sealed form for ``node_id`` (shared.secret_env),
+    or left out when there is none: Redis and the agent's records only ever hold the sealed form."""
+    secret = payload.get("secret_env") or {}
+    body = {key: value for key, value in payload.items() if key != "secret_env"}
+    if secret:
+        body["secret_env"] = secret_env.seal(job_keys.node_key(node_id), context, secret)
+    return body
+
+
+def _sealed_component(node_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    # Bound to the component's generation: the agent opens it with the same words (components.manager).
+    context = secret_env.component_context(payload["business_id"], payload["component_id"], payload["generation"])
+    return sealed_for(node_id, payload, context)
+
+
+def _sealed_instance(node_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    # Bound to the app and the instance: the agent opens it with the same words (app_instances.instance).
+    return sealed_for(node_id, payload, secret_env.instance_context(payload["app"], payload["instance_id"]))
+
+
 def component_jobs(
     redis: Redis, deploys: Iterable[tuple[str, dict[str, Any]]], stops: Iterable[tuple[str, dict[str, Any]]]
 ) -> int:
     """Enqueue STOP_COMPONENT then DEPLOY_COMPONENT jobs, each (node id, payload), in one pipeline; returns
     how many. Stops go first so a component moved off a node frees it before anything new lands there."""
     bodies = [(node_id, jobs.STOP_COMPONENT, dump(StopComponentSchema, p)) for node_id, p in stops]
-    bodies += [(node_id, jobs.DEPLOY_COMPONENT, dump(ComponentSpecSchema, p)) for node_id, p in deploys]
+    bodies += [
+        (node_id, jobs.DEPLOY_COMPONENT, dump(ComponentSpecSchema, _sealed_component(node_id, p)))
+        for node_id, p in deploys
+    ]
     if not bodies:
         return 0
     with _timed("component_jobs"), redis.pipeline() as pipe:
@@ -199,7 +223,9 @@ def instance_jobs(
     """Enqueue STOP_INSTANCE then RUN_INSTANCE jobs of apps, each (node id, payload), in one pipeline; returns
     how many. Stops go first so an instance moved off a node frees its ports and reservation first."""
     bodies = [(node_id, jobs.STOP_INSTANCE, dump(StopInstanceSchema, p)) for node_id, p in stops]
-    bodies += [(node_id, jobs.RUN_INSTANCE, dump(InstanceSpecSchema, p)) for node_id, p in runs]
+    bodies += [
+        (node_id, jobs.RUN_INSTANCE, dump(InstanceSpecSchema, _sealed_instance(node_id, p))) for node_id, p in runs
+    ]
     if not bodies:
         return 0
     with _timed("instance_jobs"), redis.pipeline() as pipe:

@@ -12,14 +12,20 @@ import os
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from peewee import Field, Model
 
 from manager_api import db
-from manager_api.models import FleetTask, Schedule
+from manager_api.models import App, BusinessComponent, FleetTask, Schedule
 from manager_api.services import audit
 from manager_api.services.secret_store import SecretKeyError, read_keys
 
-TABLES = (FleetTask, Schedule)
-"""The models whose ``secret_env`` column holds Fernet tokens."""
+COLUMNS: tuple[tuple[type[Model], Field], ...] = (
+    (FleetTask, FleetTask.secret_env),
+    (Schedule, Schedule.secret_env),
+    (App, App.secret_envs),
+    (BusinessComponent, BusinessComponent.secret_environment_variables),
+)
+"""Every column holding Fernet tokens of services.secret_store, with its model."""
 
 
 def write_keys(key_file: Path, keys: list[bytes]) -> None:
@@ -40,8 +46,9 @@ def rotate(key_file: Path, actor: str) -> int:
     cipher = MultiFernet([Fernet(key) for key in keys])
     count = 0
     with db.write_transaction():
-        for model in TABLES:
-            rows = list(model.select(model.id, model.secret_env).where(model.secret_env != "").tuples())
+        for model, column in COLUMNS:
+            key = model._meta.primary_key
+            rows = list(model.select(key, column).where(column != "").tuples())
             for row_id, token in rows:
                 try:
                     fresh = cipher.rotate(token.encode()).decode()
@@ -49,7 +56,7 @@ def rotate(key_file: Path, actor: str) -> int:
                     raise SecretKeyError(
                         f"a secret of {model._meta.table_name} does not decrypt with {key_file}"
                     ) from None
-                model.update(secret_env=fresh).where(model.id == row_id).execute()
+                model.update({column: fresh}).where(key == row_id).execute()
                 count += 1
         audit.record(actor, "secrets.rotate_key", str(key_file), {"rows": count})
     write_keys(key_file, keys[:1])

@@ -176,6 +176,11 @@ def test_an_operators_app_keeps_to_its_nodes_and_an_admins_app_is_out_of_reach(
     )
     assert App.get_by_id("web").spec.count(SCOPE) == 1
     assert "allowlist" in post(client, "/api/apps", app_helpers.app_body("x", toProcess="sh"), operator, 403)["error"]
+    secret = app_helpers.app_body("s", toProcess="echo", args=["x"], secretEnvs={"LD_PRELOAD": "/tmp/s3cret.so"})
+    refused = post(client, "/api/apps", secret, operator, 403)["error"]
+    assert "may not set env" in refused and "s3cret" not in refused
+    put = client.put("/api/apps/web", json={**body, "secretEnvs": {"LD_PRELOAD": "/tmp/s3cret.so"}}, headers=operator)
+    assert put.status_code == 403 and "may not set env" in put.get_json()["error"]
     answer(client.post("/api/apps", json=app_helpers.app_body("admins", toProcess="echo", args=["x"])), 201)
     for verb in ("restart", "stop"):
         assert "reaches beyond" in post(client, f"/api/apps/admins/{verb}", None, operator, 403)["error"]
@@ -196,6 +201,11 @@ def test_a_business_is_placed_only_on_the_operators_nodes(client: FlaskClient, o
     )
     taken = post(client, "/api/businesses", business_helpers.business(beyond, business_name="x"), operator, 409)
     assert "n2" not in str(taken.get("plan", ""))
+    secret = business_helpers.component(
+        "s", command="echo", args=["s"], secret_environment_variables={"LD_PRELOAD": "/tmp/s3cret.so"}
+    )
+    refused = post(client, "/api/businesses", business_helpers.business(secret, business_name="s"), operator, 403)
+    assert "may not set env" in refused["error"] and "s3cret" not in refused["error"]
     assert Business.select().count() == 1
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from shared import secret_env
 from shared.states import AppHealth, AppInstanceState
 
 from .. import process_tree
@@ -135,10 +136,12 @@ class Instance:
         given = self.rec.spec.get("working_dir")
         return Path(given) if given else default_working_dir(self.owner.data_dir, self.instance_id)
 
-    def environment(self) -> dict[str, str]:
-        """The spec's env, then what the agent sets: PORT0..n, PORT, PORTS, HOST, APP_NAME, INSTANCE_ID."""
+    def environment(self, secrets: dict[str, str] | None = None) -> dict[str, str]:
+        """The spec's env and ``secrets``, then what the agent sets: PORT0..n, PORT, PORTS, HOST, APP_NAME,
+        INSTANCE_ID."""
         spec = self.rec.spec
         env = {str(k): str(v) for k, v in (spec.get("env") or {}).items()}
+        env.update(secrets or {})
         for index, port in enumerate(self.rec.ports):
             env[f"PORT{index}"] = str(port)
         if self.rec.ports:
@@ -350,9 +353,14 @@ class Instance:
         procs = [str(p) for p in (self.limits.procs_files if self.limits and self.limits.enforced else [])]
         argv = ["/bin/sh", "-c", LAUNCH_SCRIPT, "corral-app", str(exit_file), command_line(spec), *procs]
         try:
+            # Opened at each start, straight into the child's environment: apps.json keeps the sealed form only.
+            # After an agent restart the key is there (instances are adopted after the join); a start without
+            # it (no manager) fails into the backoff and is tried again.
+            context = secret_env.instance_context(spec["app"], self.instance_id)
+            secrets = secret_env.open_sealed(self.owner.key(), context, spec.get("secret_env"))
             with open(self.logs.path("stdout"), "ab") as out, open(self.logs.path("stderr"), "ab") as err:
-                self.popen = process_tree.popen_in_session(argv, workdir, self.environment(), out, err)
-        except OSError as exc:
+                self.popen = process_tree.popen_in_session(argv, workdir, self.environment(secrets), out, err)
+        except (OSError, secret_env.SecretEnvError) as exc:
             self._start_failed(f"could not start: {exc}", time.time())
             return
         started = time.time()

@@ -21,6 +21,7 @@ from typing import Any
 
 from redis import Redis
 
+from shared import secret_env
 from shared.states import ComponentState
 
 from ..drivers.base import Driver, StartError
@@ -69,7 +70,9 @@ class ComponentManager(ComponentRecovery):
         keep_ended_seconds: float = KEEP_ENDED_SECONDS,
         redis: Callable[[], Redis | None] | None = None,
         drivers: DriverRegistry | None = None,
+        key: Callable[[], bytes | None] = lambda: None,
     ) -> None:
+        self._key = key  # the node's job key (from the join): opens the sealed secret env of a deploy
         self.data_dir = Path(data_dir).absolute()  # children run elsewhere and are handed paths under it
         self.components_dir = self.data_dir / "components"
         self.node_id = node_id
@@ -212,8 +215,12 @@ class ComponentManager(ComponentRecovery):
             files = write_config_files(
                 files_dir(self.components_dir, rec), rec.spec.get("config_files") or [], config_file_mode(rec.type)
             )
+            # Opened only now, into the start's environment: components.json keeps the sealed form. A docker
+            # component's container holds it from its create on (docker inspect shows it on the node).
+            context = secret_env.component_context(rec.business_id, rec.component_id, rec.generation)
             env = {
                 **(rec.spec.get("environment_variables") or {}),
+                **secret_env.open_sealed(self._key(), context, rec.spec.get("secret_env")),
                 "CORRAL_BUSINESS_ID": rec.business_id,
                 "CORRAL_COMPONENT_ID": rec.component_id,
             }
@@ -228,6 +235,8 @@ class ComponentManager(ComponentRecovery):
             logger.info("%s: deploy given up: %s", rec.describe(), reason)
         except ConfigFileError as exc:
             self._fail(rec, f"config files refused: {exc}")
+        except secret_env.SecretEnvError as exc:
+            self._fail(rec, str(exc))
         except StartError as exc:
             self._fail(rec, str(exc), exit_code=exc.exit_code)
         except Exception as exc:

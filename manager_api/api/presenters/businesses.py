@@ -11,6 +11,7 @@ from typing import Any
 
 from manager_api.api.presenters.serialize import iso
 from manager_api.models import Business, BusinessComponent, BusinessHistory
+from manager_api.services import secret_store
 from manager_api.services.businesses.reads import BusinessDetail, PlacedComponent, UsageSeries
 from manager_api.services.paging import Page
 
@@ -46,6 +47,7 @@ def component_json(row: BusinessComponent, hostname: str | None) -> dict[str, An
         "image_url": row.image_url,
         "command": row.command,
         "environment_keys": sorted(_loads(row.environment_variables, {})),
+        "secret_environment_variables": secret_store.names_of(row.secret_environment_variables),  # names only
         "config_paths": [f.get("path") for f in _loads(row.config_files, []) if isinstance(f, dict)],
         "started_at": iso(row.started_at),
         "updated_at": iso(row.updated_at),

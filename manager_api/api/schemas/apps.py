@@ -107,6 +107,15 @@ class AppRequest(_Strict):
         load_default=dict,
         validate=validate.Length(max=MAX_ENV),
     )
+    # Encrypted at rest, sealed for each instance's node, answered as names only (services.secret_store). None
+    # when left out: a PUT without it keeps the stored ones.
+    secretEnvs = fields.Dict(
+        keys=Text(validate=_env_name),
+        values=Text(validate=validate.Length(max=MAX_ENV_VALUE)),
+        allow_none=True,
+        load_default=None,
+        validate=validate.Length(max=MAX_ENV),
+    )
     args = fields.List(
         Text(validate=validate.Length(max=MAX_COMMAND)), load_default=list, validate=validate.Length(max=MAX_ARGS)
     )
@@ -131,6 +140,12 @@ class AppRequest(_Strict):
     maxLaunchDelaySeconds = fields.Float(
         load_default=APP_MAX_BACKOFF_SECONDS, validate=validate.Range(min=0, max=86400)
     )
+
+    @validates_schema
+    def _secret_names_apart(self, data: dict[str, Any], **kwargs: Any) -> None:
+        clash = sorted(set(data.get("envs") or {}) & set(data.get("secretEnvs") or {}))
+        if clash:
+            raise ValidationError(f"names both in envs and secretEnvs: {', '.join(clash)}", "secretEnvs")
 
     @validates_schema
     def _ports_of_checks(self, data: dict[str, Any], **kwargs: Any) -> None:

@@ -69,6 +69,10 @@ def _env_name(value: str) -> None:
         raise ValidationError(f"environment variable name {value!r} must be letters, digits, '_', '.', '-'")
 
 
+SECRET_FIELD = "secret_environment_variables"
+"""A component's secret env (services.businesses.specs.SECRET)."""
+
+
 class ResourceRequirementsRequest(_Strict):
     """What a component reserves on its node."""
 
@@ -115,11 +119,27 @@ class ComponentRequest(_Strict):
         load_default=dict,
         validate=validate.Length(max=MAX_ENV),
     )
+    # Encrypted at rest, sealed for the component's node, answered as names only (services.secret_store).
+    # None when left out: an update without it keeps the stored ones.
+    secret_environment_variables = fields.Dict(
+        keys=Text(validate=_env_name),
+        values=Text(validate=validate.Length(max=MAX_ENV_VALUE)),
+        allow_none=True,
+        load_default=None,
+        validate=validate.Length(max=MAX_ENV),
+    )
     config_files = fields.List(
         fields.Nested(ConfigFileRequest), load_default=list, validate=validate.Length(max=MAX_CONFIG_FILES)
     )
     affinity = fields.Nested(AffinityRequest, load_default=lambda: {})
     stop_grace_seconds = fields.Float(allow_none=True, load_default=None, validate=validate.Range(min=0, max=3600))
+
+    @validates_schema
+    def _secret_names_apart(self, data: dict[str, Any], **kwargs: Any) -> None:
+        clash = sorted(set(data.get("environment_variables") or {}) & set(data.get(SECRET_FIELD) or {}))
+        if clash:
+            names = ", ".join(clash)
+            raise ValidationError(f"names both in environment_variables and {SECRET_FIELD}: {names}", SECRET_FIELD)
 
     @validates_schema
     def _what_runs(self, data: dict[str, Any], **kwargs: Any) -> None:

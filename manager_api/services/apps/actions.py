@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from manager_api import db
 from manager_api.config import Settings
 from manager_api.models import App, AppInstance, utcnow
-from manager_api.services import access, audit
+from manager_api.services import access, audit, secret_store
 from manager_api.services.apps import reads
 from manager_api.services.apps.reconcile import Fleet, reconcile, stop
 from manager_api.services.apps.specs import process_part, spec_of
@@ -62,10 +62,12 @@ def _changed(
     return reads.detail(name)
 
 
-def _scoped(spec: dict[str, Any]) -> dict[str, Any]:
-    """The definition as an operator token may store it: its process and health checks in the allowlist, its
-    nodeQuery ANDed with the token's (stored so: the duties' later placements keep to the token's nodes)."""
-    access.check_process(spec["toProcess"], spec.get("args") or (), spec.get("envs"))
+def _scoped(spec: dict[str, Any], secret_envs: dict[str, str] | None) -> dict[str, Any]:
+    """The definition as an operator token may store it: its process and health checks in the allowlist (and so
+    no env, secret or not), its nodeQuery ANDed with the token's (stored so: the duties' later placements keep to
+    the token's nodes)."""
+    env = {**(spec.get("envs") or {}), **(secret_envs or {})}
+    access.check_process(spec["toProcess"], spec.get("args") or (), env)
     for check in spec.get("healthChecks") or ():
         if (check.get("command") or "").strip():
             access.check_command(check["command"])
@@ -82,12 +84,15 @@ def _check_scope(redis: Redis, offline_after_intervals: int, app: App) -> None:
 
 def create(redis: Redis, spec: dict[str, Any], actor: str, settings: Settings) -> dict[str, Any]:
     """A new app, its instances placed at once; 409 when the name is taken."""
-    spec = _scoped(spec)
+    spec = _scoped(spec, spec.get("secretEnvs"))
     name = spec["name"]
+    secret = secret_store.encrypt_env(spec.pop("secretEnvs", None))  # apart from spec: only the token is stored
     with db.write_transaction():
         if App.get_or_none(App.name == name) is not None:
             raise Conflict(f"App {name} already exists", {"name": name})
-        app = App.create(name=name, spec=json.dumps(spec), version=1, desired=RUNNING, created_by=actor)
+        app = App.create(
+            name=name, spec=json.dumps(spec), secret_envs=secret, version=1, desired=RUNNING, created_by=actor
+        )
         jobs = reconcile(app, Fleet(redis, settings.offline_after_intervals), actor)
         audit.record(actor, "app.create", name, {"instances": spec["instances"], "placed": len(jobs.runs)})
     _send(redis, jobs)
@@ -95,9 +100,11 @@ def create(redis: Redis, spec: dict[str, Any], actor: str, settings: Settings) -
 
 
 def update(redis: Redis, name: str, spec: dict[str, Any], actor: str, settings: Settings) -> dict[str, Any]:
-    """A new definition: a new version (rolled out one instance at a time) only when what runs changed."""
-
-    spec = _scoped(spec)
+    """A new definition: a new version (rolled out one instance at a time) only when what runs changed.
+    ``secretEnvs`` left out (None) keeps the stored ones; given, a different set is a change like envs."""
+    spec = dict(spec)
+    secret = spec.pop("secretEnvs", None)
+    spec = _scoped(spec, secret)
 
     def change(app: App) -> dict[str, Any] | None:
         old = spec_of(app)
@@ -105,13 +112,18 @@ def update(redis: Redis, name: str, spec: dict[str, Any], actor: str, settings: 
             raise Invalid(
                 f"{INVALID_REQUEST}: name: {spec['name']!r} is not the app's name {name!r} (an app is not renamed)"
             )
-        if old == spec:
+        # Compared in plain inside this process only; the audit names the field, never a value.
+        secret_changed = secret is not None and secret != secret_store.decrypt_env(app.secret_envs)
+        if old == spec and not secret_changed:
             return None
-        new_version = process_part(old) != process_part(spec)
+        new_version = secret_changed or process_part(old) != process_part(spec)
         if new_version:
             app.version += 1
         app.spec = json.dumps(spec)
+        if secret_changed:
+            app.secret_envs = secret_store.encrypt_env(secret)
         changed = sorted(key for key in set(old) | set(spec) if old.get(key) != spec.get(key))
+        changed += ["secretEnvs"] if secret_changed else []
         return {"changed": changed, "version": app.version, "rolling": new_version}
 
     return _changed(redis, settings, name, actor, change, "app.update")

@@ -7,7 +7,7 @@ from typing import Any
 
 from manager_api.models import App, AppInstance, AppRestart
 from manager_api.services.apps.reconcile import ready
-from manager_api.services.apps.specs import spec_of
+from manager_api.services.apps.specs import secret_names, spec_of
 from manager_api.services.apps.state import LOST, NOT_FOUND, RUN, STOPPED
 from manager_api.services.errors import NotFound
 from manager_api.services.paging import Page, page_of
@@ -65,6 +65,7 @@ def _summary(app: App, rows: list[AppInstance]) -> dict[str, Any]:
         "status": app.desired,
         "version": app.version,
         "definition": spec,
+        "secretEnvs": secret_names(app),
         "counts": {
             "planned": count,
             "placed": len(wanted),

@@ -34,7 +34,7 @@ from redis import Redis
 from manager_api.models import App, AppInstance, utcnow
 from manager_api.services import audit
 from manager_api.services.alerts import events as alerts
-from manager_api.services.apps.specs import new_instance_id, resources, run_payload, spec_of
+from manager_api.services.apps.specs import new_instance_id, resources, run_payload, secret_of, spec_of
 from manager_api.services.apps.state import LOST, RUN, STOP, STOPPED, Jobs, stop_payload
 from manager_api.services.nodes import documents
 from manager_api.services.nodes import query as node_query
@@ -231,6 +231,7 @@ def place(
         distinct_nodes=True,
         only_nodes=fleet.matching(spec["nodeQuery"]),
     )
+    secret = secret_of(app)  # decrypted once for every instance placed here
     remaining, level = wanted, 1
     reasons: list[str] = []
     created: list[dict[str, Any]] = []
@@ -261,7 +262,7 @@ def place(
             )
             fleet.take(placement.node_id, cpus, memory)
             counts[placement.node_id] += 1
-            jobs.runs.append((placement.node_id, run_payload(app.name, instance_id, app.version, spec)))
+            jobs.runs.append((placement.node_id, run_payload(app.name, instance_id, app.version, spec, secret)))
             logger.info("app %s: instance %s placed on node %s", app.name, instance_id, placement.node_id)
         remaining -= len(result.placements)
         if not result.placements and not held:  # every node was open to it: nothing more fits anywhere

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from manager_api.models import App
+from manager_api.services import secret_store
 from shared.config_paths import is_safe_id
 
 ORCHESTRATION = ("nodeQuery", "instances", "unreachableSeconds")
@@ -17,6 +18,17 @@ def spec_of(app: App) -> dict[str, Any]:
     """The stored definition of ``app``."""
     spec: dict[str, Any] = json.loads(app.spec)
     return spec
+
+
+def secret_of(app: App) -> dict[str, str]:
+    """The app's secretEnvs in plain (for a RUN_INSTANCE payload: dispatch seals it for the node)."""
+    return secret_store.decrypt_env(app.secret_envs)
+
+
+def secret_names(app: App) -> dict[str, str]:
+    """What answers show of the app's secretEnvs: each name with "(secret)", never a value. Beside the
+    definition, not in it: a definition read and PUT back as is keeps the stored values."""
+    return secret_store.names_of(app.secret_envs)
 
 
 def process_part(spec: dict[str, Any]) -> dict[str, Any]:
@@ -36,8 +48,11 @@ def resources(spec: dict[str, Any]) -> tuple[float, int]:
     return float(alloc.get("cpus") or 0.0), int(alloc.get("memMb") or 0)
 
 
-def run_payload(app: str, instance_id: str, version: int, spec: dict[str, Any]) -> dict[str, Any]:
-    """The RUN_INSTANCE payload (shared.messages.InstanceSpecSchema) of one instance."""
+def run_payload(
+    app: str, instance_id: str, version: int, spec: dict[str, Any], secret: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The RUN_INSTANCE payload (shared.messages.InstanceSpecSchema) of one instance. ``secret_env`` is the
+    plain ``secret`` here: dispatch.instance_jobs seals it for the instance's node before it leaves."""
     return {
         "app": app,
         "instance_id": instance_id,
@@ -68,4 +83,6 @@ def run_payload(app: str, instance_id: str, version: int, spec: dict[str, Any]) 
         "backoff_seconds": spec["backoffSeconds"],
         "backoff_factor": spec["backoffFactor"],
         "max_backoff_seconds": spec["maxLaunchDelaySeconds"],
+        # Only when there is one: without it the payload is already the wire's (messages.InstanceSpecSchema).
+        **({"secret_env": dict(secret)} if secret else {}),
     }

@@ -18,7 +18,7 @@ from manager_api import db
 from manager_api.models import App, AppInstance, Node, utcnow
 from manager_api.services import audit
 from manager_api.services.apps.reconcile import Fleet, reconcile
-from manager_api.services.apps.specs import run_payload, spec_of
+from manager_api.services.apps.specs import run_payload, secret_of, spec_of
 from manager_api.services.apps.state import DUTIES, ENDED, LOST, PENDING, RUN, RUNNING, Jobs
 from manager_api.services.nodes import snapshot
 from shared.states import NodeStatus
@@ -132,5 +132,5 @@ def resend_overdue(resend_seconds: float) -> Jobs:
             if app is None or row.node_id is None:
                 continue
             AppInstance.update(sent_at=utcnow()).where(AppInstance.id == row.id).execute()
-            jobs.runs.append((row.node_id, run_payload(app.name, row.id, row.version, spec_of(app))))
+            jobs.runs.append((row.node_id, run_payload(app.name, row.id, row.version, spec_of(app), secret_of(app))))
     return jobs

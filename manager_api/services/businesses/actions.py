@@ -130,7 +130,11 @@ def start_generation(
         reason=reason,
         actor=actor,
     )
-    return node_id, deploy_payload(business_id, spec, generation, grace)
+    # The row (written just before) holds the secret env: the stored spec has none.
+    row = BusinessComponent.get(
+        BusinessComponent.business == business_id, BusinessComponent.component_id == spec["component_id"]
+    )
+    return node_id, deploy_payload(business_id, spec, generation, grace, row.secret_environment_variables)
 
 
 def next_generation(

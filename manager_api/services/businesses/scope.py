@@ -21,9 +21,11 @@ def check_components(components: Sequence[Mapping[str, Any]]) -> None:
     for component in components:
         access.check_no_image(component["type"], f"component {component['component_id']}")
         if (component.get("command") or "").strip():
-            access.check_process(
-                component["command"], component.get("args") or (), component.get("environment_variables")
-            )
+            env = {
+                **(component.get("environment_variables") or {}),
+                **(component.get("secret_environment_variables") or {}),
+            }
+            access.check_process(component["command"], component.get("args") or (), env)
 
 
 def check_reach(redis: Redis, settings: Settings, business_id: str) -> None:

@@ -7,7 +7,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from manager_api.services import secret_store
 from manager_api.services.placement.model import Demand
+
+SECRET = "secret_environment_variables"
+"""A component's secret env: only in its row, encrypted (never in Business.spec, never in an answer)."""
 
 SPEC_KEYS = (
     "component_name",
@@ -58,6 +62,12 @@ def normalized(spec: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def secret_changes(row_secret: str, new: Mapping[str, Any]) -> bool:
+    """Whether ``new`` gives a secret env other than the stored one (left out, None, keeps the stored one)."""
+    given = new.get(SECRET)
+    return given is not None and dict(given) != secret_store.decrypt_env(row_secret)
+
+
 def differs(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     """Whether an update changes anything of the component (then it is replaced)."""
     return _dumps(normalized(old)) != _dumps(normalized(new))
@@ -95,6 +105,8 @@ def row_fields(spec: Mapping[str, Any]) -> dict[str, Any]:
         "cpu_cores": req["cpu_cores"],
         "memory_mb": req["memory_mb"],
         "gpus": 1 if req["gpu"] else 0,
+        # Left out (None): the stored secret env stays (a new row starts with none).
+        **({} if spec.get(SECRET) is None else {SECRET: secret_store.encrypt_env(spec[SECRET])}),
     }
 
 
@@ -112,8 +124,11 @@ RUNTIME_RESET = {
 """What a new generation of a component starts without."""
 
 
-def deploy_payload(business_id: str, spec: Mapping[str, Any], generation: int, grace_default: float) -> dict[str, Any]:
-    """The jobs.DEPLOY_COMPONENT body (messages.ComponentSpecSchema) of one generation."""
+def deploy_payload(
+    business_id: str, spec: Mapping[str, Any], generation: int, grace_default: float, secret: str = ""
+) -> dict[str, Any]:
+    """The jobs.DEPLOY_COMPONENT body (messages.ComponentSpecSchema) of one generation; ``secret`` is the row's
+    stored secret env, in plain here: dispatch.component_jobs seals it for the node before it leaves."""
     grace = spec.get("stop_grace_seconds")
     return {
         "business_id": business_id,
@@ -130,12 +145,15 @@ def deploy_payload(business_id: str, spec: Mapping[str, Any], generation: int, g
         "environment_variables": dict(spec.get("environment_variables") or {}),
         "config_files": [{"path": f["path"], "content": f["content"]} for f in spec.get("config_files") or []],
         "stop_grace_seconds": grace_default if grace is None else float(grace),
+        # Only when there is one: without it the payload is already the wire's (messages.ComponentSpecSchema).
+        **({"secret_env": plain} if (plain := secret_store.decrypt_env(secret)) else {}),
     }
 
 
 def spec_json(data: Mapping[str, Any]) -> str:
-    """The accepted request as stored in Business.spec."""
-    return json.dumps(data, ensure_ascii=False)
+    """The accepted request as stored in Business.spec: without any secret env (each row keeps its own)."""
+    components = [{k: v for k, v in c.items() if k != SECRET} for c in data.get("components") or []]
+    return json.dumps({**data, "components": components} if "components" in data else data, ensure_ascii=False)
 
 
 def components_of(spec_text: str) -> dict[str, dict[str, Any]]:

@@ -30,7 +30,15 @@ from manager_api.services.businesses.actions import (
     start_generation,
 )
 from manager_api.services.businesses.scope import check_components, check_reach
-from manager_api.services.businesses.specs import components_of, demand, differs, row_fields, spec_json
+from manager_api.services.businesses.specs import (
+    SECRET,
+    components_of,
+    demand,
+    differs,
+    row_fields,
+    secret_changes,
+    spec_json,
+)
 from manager_api.services.businesses.state import (
     ENDED,
     REMOVED,
@@ -101,7 +109,12 @@ def _diff(
         row = rows.get(cid)
         if row is None or row.desired == REMOVED:
             diff.added.append(spec)
-        elif cid in old_specs and not differs(old_specs[cid], spec) and _running_as_wanted(row):
+        elif (
+            cid in old_specs
+            and not differs(old_specs[cid], spec)
+            and not secret_changes(row.secret_environment_variables, spec)
+            and _running_as_wanted(row)
+        ):
             diff.kept.append(row)
         else:
             diff.replaced.append((row, spec))
@@ -228,7 +241,9 @@ def _add(
     """A component new to the request, on ``node_id``."""
     business_id, cid = business.business_id, spec["component_id"]
     if stale is not None:
-        # Dropped by an earlier update and not yet gone: take its row over with a newer generation.
+        # Dropped by an earlier update and not yet gone: take its row over with a newer generation (a new
+        # component: the dropped one's secret env is not inherited).
+        spec = {**spec, SECRET: spec.get(SECRET) or {}}
         args = (business, stale, spec, node_id, jobs)
         next_generation(*args, actor=actor, reason="update: added", grace=grace, stop_grace=grace, new_spec=True)
         return

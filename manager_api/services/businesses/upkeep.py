@@ -135,7 +135,14 @@ class Resender:
                 spec = components_of(row.business.spec).get(row.component_id)
                 if spec is None:
                     continue  # an update replaced the spec meanwhile: it sent its own jobs
-                jobs.deploys.append((row.node_id, deploy_payload(row.business_id, spec, row.generation, grace_default)))
+                jobs.deploys.append(
+                    (
+                        row.node_id,
+                        deploy_payload(
+                            row.business_id, spec, row.generation, grace_default, row.secret_environment_variables
+                        ),
+                    )
+                )
             else:
                 jobs.stops.append(
                     (row.node_id, stop_payload(row, grace_of(row.business, row.component_id, grace_default)))

@@ -101,6 +101,11 @@ class AppSummaryAnswer(Answer):
     status = one_of([RUNNING, STOPPED])
     version = integer()
     definition = any_object(metadata={"description": "The definition as accepted, every default filled."})
+    secretEnvs = fields.Dict(  # noqa: N815 - the API's spelling
+        keys=fields.String(),
+        values=fields.String(),
+        metadata={"description": 'Names of the secret env, each with "(secret)": a value is never answered.'},
+    )
     counts = nested(AppCountsAnswer)
     deployment = nested(AppRolloutAnswer)
     settled = boolean()

@@ -55,6 +55,11 @@ class ComponentAnswer(Answer):
     image_url = text(nullable=True)
     command = text()
     environment_keys = strings()
+    secret_environment_variables = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        metadata={"description": 'Names of the secret env, each with "(secret)": a value is never answered.'},
+    )
     config_paths = strings()
     started_at = time(nullable=True)
     updated_at = time()
