@@ -19,7 +19,7 @@ def test_a_wrong_token_is_refused_with_a_clear_message(browser: WebDriver, conso
     assert "/signin" in browser.current_url  # no session: sent to the sign-in form, and back after it
     sign_in(browser, console, token="not-the-token")
     error = browser.find_element(By.ID, "signin-error")
-    assert "not the manager's API token" in error.text
+    assert "neither the manager's API token nor a valid named token" in error.text
     screenshot(browser, "signin")
     cookies = {c["name"] for c in browser.get_cookies()}
     assert "corral_console" not in cookies
