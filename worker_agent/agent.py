@@ -6,12 +6,8 @@ import errno
 import logging
 import os
 import signal
-import socket
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
-from importlib import metadata
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -20,7 +16,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from shared import keys, report_streams, tls
-from shared.defaults import AGENT_PORT, HEARTBEAT_INTERVAL, MANAGER_URL, PROTOCOL_VERSION
+from shared.defaults import AGENT_PORT, PROTOCOL_VERSION
 
 from . import jobs, metrics
 from .app_instances.manager import AppInstances
@@ -32,6 +28,7 @@ from .fleet_commands.runner import CommandRunner
 from .heartbeat import HeartbeatThread
 from .identity import load_or_create_node_id, load_or_create_node_secret
 from .join import MAX_RETRY_SECONDS, join
+from .settings import AgentSettings, agent_version
 from .status_port import StatusServer
 from .worker import AgentWorker, requeue_orphaned_jobs
 
@@ -47,45 +44,6 @@ class ShutdownRequested(BaseException):
 
     A BaseException, so that no ``except Exception`` on the way (urllib, redis-py) swallows it.
     """
-
-
-@dataclass
-class AgentSettings:
-    """Everything an Agent needs to run; cli.py builds it from the command line."""
-
-    data_dir: Path
-    hostname: str = field(default_factory=socket.gethostname)
-    ip: str = "127.0.0.1"
-    interval: float = HEARTBEAT_INTERVAL
-    port: int | None = None
-    """Health port on 127.0.0.1; None: the manual's 8081, or any free port (logged) when another agent has it."""
-    manager_url: str = MANAGER_URL
-    token: Callable[[], str | None] = lambda: None
-    redis_url: str | None = None
-    """When set, the agent skips joining and works this Redis directly (tests, development)."""
-    job_key: bytes | None = None
-    """With redis_url: the key jobs must be signed with; None runs unsigned jobs (logged as a warning)."""
-    labels: dict[str, str] = field(default_factory=dict)
-    """Sent with the join as facts["labels"]; fleet task targets may name them as key=value."""
-    tags: list[str] = field(default_factory=list)
-    """Sent with the join in the node document (facts["node"]["tags"]); node queries name them (tags:ssd)."""
-    docker_host: str | None = None
-    """Docker Engine API of docker components (unix:///..., tcp://...); None: DOCKER_HOST, else the default."""
-    sftp_key: Path | None = None
-    """Client key for sftp:// image URLs."""
-    sftp_known_hosts: Path | None = None
-    """known_hosts checked for sftp:// image URLs (unknown hosts are refused)."""
-    capacity: dict[str, int | float] = field(default_factory=dict)
-    """Overrides of detected facts (cpu_count, memory_total_mb, gpu_count) that placement places by."""
-    ca_bundle: str | None = None  # verifies the manager (https://) and Redis (rediss://); None: the system's CAs
-
-
-def agent_version() -> str:
-    """The installed corral version, sent with the join."""
-    try:
-        return metadata.version("corral")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 class Agent:
@@ -280,14 +238,7 @@ class Agent:
         worker_redis = tls.redis_from_url(self._redis_url, self.settings.ca_bundle)
         try:
             requeue_orphaned_jobs(worker_redis, self.node_id)
-            if not self._recovered:
-                self.supervisor.recover()
-                self.supervisor.start_monitor()
-                self.components.recover()
-                self.components.start_monitor()
-                self.instances.recover()
-                self.instances.start_monitor()
-                self._recovered = True
+            self._recover_once()
             self._heartbeat = HeartbeatThread(
                 self.redis,
                 self.node_id,
@@ -340,6 +291,17 @@ class Agent:
                 self._heartbeat_failing = self._heartbeat.failing
                 self._heartbeat = None
             worker_redis.close()
+
+    def _recover_once(self) -> None:
+        """At the first connection only: take back the tasks, components and instances a previous agent left."""
+        if not self._recovered:
+            self.supervisor.recover()
+            self.supervisor.start_monitor()
+            self.components.recover()
+            self.components.start_monitor()
+            self.instances.recover()
+            self.instances.start_monitor()
+            self._recovered = True
 
     def _figures(self) -> dict[str, Any]:
         figures = metrics.collect(

@@ -16,9 +16,10 @@ from shared import cli_config, tls
 from shared.defaults import AGENT_PORT, HEARTBEAT_INTERVAL, MANAGER_URL
 from shared.paths import local_join_token_path
 
-from .agent import Agent, AgentSettings
+from .agent import Agent
 from .data_dir import DataDirInUse, default_data_dir, default_root
 from .labels import LABELS_ENV, parse_labels
+from .settings import AgentSettings
 from .tags import TAGS_ENV, parse_tags
 
 logger = logging.getLogger(__name__)

@@ -1,5 +1,7 @@
 """One app instance under supervision: its start (working dir, uris, ports, cgroups, spawn), the watch of its
 process and health checks, its restarts with backoff (deployment_tasks.restarts), its stop, and its reports.
+Here is what happens when; the how is beside it: launch.py (what a start runs), process.py (what is known of
+its process, and how it is made to end), backoff.py (what a restart leaves in the record), reports.py.
 
 Everything here runs in the instance's own thread (AppInstances starts it); other threads only set ``rec.stop``
 and wake it.
@@ -8,31 +10,29 @@ and wake it.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psutil
-
 from shared import secret_env
-from shared.states import AppHealth, AppInstanceState
+from shared.states import AppHealth
 
 from .. import process_tree
 from ..components.image_fetch import FetchCancelled, FetchError
-from ..deployment_tasks.restarts import RestartPolicy, RunState, RunStates
-from . import cgroups, uris, wakeup
+from ..deployment_tasks.restarts import RunState
+from . import backoff, cgroups, launch, reports, uris
 from .health import HealthChecks, run_check
+from .launch import command_line, shell_word
 from .logs import InstanceLogs
 from .ports import NoFreePort, binds
+from .process import InstanceProcess
 from .records import InstanceRecord, default_working_dir, run_dir
 
 if TYPE_CHECKING:
     from .manager import AppInstances
+
+__all__ = ["TIMER_SLACK_SECONDS", "Instance", "command_line", "shell_word"]  # launch's two: re-exported
 
 logger = logging.getLogger(__name__)
 
@@ -42,56 +42,6 @@ STOP_POLL_SECONDS = 0.1
 TIMER_SLACK_SECONDS = 0.1
 """How much later than its poll an instance's thread may wake so that one wake-up serves a check as well."""
 
-LAUNCH_SCRIPT = (
-    'f="$1"; c="$2"; shift 2; '
-    'for p in "$@"; do echo $$ > "$p" || echo "corral: could not join cgroup $p" >&2; done; '
-    '/bin/sh -c "$c"; rc=$?; echo "$rc" > "$f.tmp" && mv -f "$f.tmp" "$f"; exit "$rc"'
-)
-"""Joins the instance's cgroups (``$3...``: their cgroup.procs files), runs the command line (``$2``) and leaves
-its exit status in the file ``$1``, agent or not. The command line travels as an argument, never interpolated."""
-
-WIRE_STATES = {
-    RunState.STOPPED: AppInstanceState.STOPPED,
-    RunState.STARTING: AppInstanceState.STARTING,
-    RunState.RUNNING: AppInstanceState.RUNNING,
-    RunState.BACKOFF: AppInstanceState.BACKOFF,
-    RunState.STOPPING: AppInstanceState.STOPPING,
-    RunState.EXITED: AppInstanceState.BACKOFF,  # never: an instance is always started again
-    RunState.FATAL: AppInstanceState.BACKOFF,
-}
-"""The state an instance report shows for each run state of its process."""
-
-
-def shell_word(arg: str) -> str:
-    """``arg`` in double quotes for /bin/sh: ``\\``, ``"`` and backquotes escaped, ``$`` left alone, so ``$PORT0``
-    (and any ``$VAR`` of the instance's environment) still expands in args. Not shlex.quote: its single quotes
-    would keep ``$PORT0`` from expanding."""
-    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`") + '"'
-
-
-def command_line(spec: dict[str, Any]) -> str:
-    """What the instance runs through ``/bin/sh -c``: ``command`` as written, then each arg as a shell_word."""
-    return " ".join([spec["command"], *(shell_word(a) for a in spec.get("args") or [])])
-
-
-def decode_end(code: int | None) -> tuple[int | None, int | None]:
-    """(exit code, signal) of a launch script's status: negative for the script itself killed by a signal,
-    128+n for the command killed by signal n (as the shell reports it)."""
-    if code is None:
-        return None, None
-    if code < 0:
-        return None, -code
-    if 128 < code <= 128 + 64:
-        return None, code - 128
-    return code, None
-
-
-def _signal(number: int) -> signal.Signals:
-    try:
-        return signal.Signals(number)
-    except ValueError:
-        return number  # type: ignore[return-value]  # a real-time signal: os.killpg takes its number
-
 
 class Instance:
     """The supervision of one instance by its record; ``step`` advances it, ``report`` says where it is."""
@@ -99,32 +49,15 @@ class Instance:
     def __init__(self, rec: InstanceRecord, owner: AppInstances) -> None:
         self.rec = rec
         self.owner = owner
-        spec = rec.spec
-        policy = RestartPolicy(
-            retries=sys.maxsize,
-            backoff_seconds=float(spec["backoff_seconds"]),
-            backoff_factor=float(spec["backoff_factor"]),
-            max_backoff_seconds=float(spec["max_backoff_seconds"]),
-            restart_on_success=True,  # a service: any end is a failure to recover from
-            stable_seconds=owner.stable_seconds,
-        )
-        self.states = RunStates(f"node {owner.node_id} {rec.describe()}", policy, self._on_change)
-        self.states.state = RunState(rec.run_state)
-        self.states.restarts = rec.backoff_restarts
-        self.states.retry_at = rec.retry_at
-        self.states.running_since = rec.running_since
+        self.states = backoff.run_states(rec, owner.node_id, owner.stable_seconds, self._on_change)
         self.run_dir = run_dir(owner.data_dir, rec.instance_id)
         self.logs = InstanceLogs(self.run_dir, owner.node_id, rec.instance_id, rec.log_offsets)
-        self.popen: subprocess.Popen[bytes] | None = None
-        self.adopted: psutil.Process | None = None
-        self.grace: process_tree.GraceStop | None = None
+        self.proc = InstanceProcess(self.run_dir)
         self.checks: HealthChecks | None = None
         self.limits: cgroups.Limits | None = None
-        self.end_code: int | None = None
         self.just_restarted: dict[str, Any] | None = None  # sent with the next report
         self.next_report = 0.0
         self.finished = False
-        self._exit_fd: tuple[int, int] | None = None  # (pid, pidfd) of the process being watched
 
     # -- identity and environment ------------------------------------------------------------------------------
 
@@ -137,20 +70,8 @@ class Instance:
         return Path(given) if given else default_working_dir(self.owner.data_dir, self.instance_id)
 
     def environment(self, secrets: dict[str, str] | None = None) -> dict[str, str]:
-        """The spec's env and ``secrets``, then what the agent sets: PORT0..n, PORT, PORTS, HOST, APP_NAME,
-        INSTANCE_ID."""
-        spec = self.rec.spec
-        env = {str(k): str(v) for k, v in (spec.get("env") or {}).items()}
-        env.update(secrets or {})
-        for index, port in enumerate(self.rec.ports):
-            env[f"PORT{index}"] = str(port)
-        if self.rec.ports:
-            env["PORT"] = str(self.rec.ports[0])
-            env["PORTS"] = ",".join(str(p) for p in self.rec.ports)
-        env["HOST"] = self.owner.host
-        env["APP_NAME"] = spec["app"]
-        env["INSTANCE_ID"] = self.instance_id
-        return env
+        """What its process (and its command checks) get: launch.environment."""
+        return launch.environment(self.rec.spec, self.rec.ports, self.owner.host, self.instance_id, secrets)
 
     # -- adoption ----------------------------------------------------------------------------------------------
 
@@ -158,13 +79,13 @@ class Instance:
         """After an agent restart: find the recorded process again (same pid, same start time)."""
         rec = self.rec
         if rec.pid is not None and self.states.state in (RunState.STARTING, RunState.RUNNING, RunState.STOPPING):
-            self.adopted = process_tree.find_process(rec.pid, rec.create_time)
+            self.proc.adopted = process_tree.find_process(rec.pid, rec.create_time)
             if self.states.state is RunState.STARTING:
                 # The agent stopped between spawn and record: what ran is running now, or ended.
                 self.states.state = RunState.RUNNING
             self.limits = cgroups.setup(self.instance_id, rec.spec.get("res_alloc"), self.owner.cgroup_root)
             if rec.kill_at is not None:
-                self.grace = process_tree.GraceStop(
+                self.proc.grace = process_tree.GraceStop(
                     rec.pid, rec.kill_at, process_tree.group_leftovers(rec.pid, rec.create_time)
                 )
             if self.states.state is RunState.RUNNING and rec.started_at is not None:
@@ -175,7 +96,7 @@ class Instance:
                 "node %s %s: %s pid %s",
                 self.owner.node_id,
                 rec.describe(),
-                "adopted" if self.adopted is not None else "process gone while the agent was away,",
+                "adopted" if self.proc.adopted is not None else "process gone while the agent was away,",
                 rec.pid,
             )
         elif self.states.state in (RunState.STARTING, RunState.RUNNING):
@@ -217,40 +138,20 @@ class Instance:
 
     def exit_fd(self) -> int | None:
         """A pidfd of the running process, readable once it exits (None when nothing runs or none can be had)."""
-        if self.popen is not None:
-            pid: int | None = self.popen.pid
-        elif self.adopted is not None:
-            pid = self.adopted.pid
-        else:
-            pid = None
-        if self._exit_fd is not None and self._exit_fd[0] != pid:
-            self.close_exit_fd()
-        if pid is None:
-            return None
-        if self._exit_fd is None:
-            fd = wakeup.pidfd(pid)
-            if fd is None:
-                return None
-            self._exit_fd = (pid, fd)
-        return self._exit_fd[1]
+        return self.proc.exit_fd()
 
     def close_exit_fd(self) -> None:
-        if self._exit_fd is not None:
-            try:
-                os.close(self._exit_fd[1])
-            except OSError:
-                pass
-            self._exit_fd = None
+        self.proc.close_exit_fd()
 
     def _stop_step(self, now: float) -> bool:
         stop = self.rec.stop or {}
         if self.states.state is RunState.RUNNING and self.rec.pid is not None:
-            if self.grace is None:
+            if self.proc.grace is None:
                 self._send(int(stop["kill_signal"]), float(stop["grace_seconds"]), now)
             else:
                 # A kill for a failed check was under way: the stop's grace wins if shorter.
-                self.grace.kill_at = min(self.grace.kill_at, now + float(stop["grace_seconds"]))
-            self.rec.kill_at = self.grace.kill_at if self.grace else None
+                self.proc.grace.kill_at = min(self.proc.grace.kill_at, now + float(stop["grace_seconds"]))
+            self.rec.kill_at = self.proc.grace.kill_at if self.proc.grace else None
             self.states.stopping()
         elif self.states.state in (RunState.BACKOFF, RunState.STARTING, RunState.RUNNING):
             self.states.stopping()
@@ -265,44 +166,12 @@ class Instance:
     def _send(self, sig: int, grace_seconds: float, now: float) -> None:
         """Signal the process group and its tree with ``sig``; SIGKILL follows at ``kill_at`` (_gone)."""
         assert self.rec.pid is not None
-        pid = self.rec.pid
-        self.grace = process_tree.GraceStop.prepare(
-            pid, grace_seconds, now, process_tree.group_leftovers(pid, self.rec.create_time)
-        )
-        process_tree.signal_tree(self.grace.targets, pid, _signal(sig))
-        self.rec.kill_at = self.grace.kill_at
+        self.rec.kill_at = self.proc.send(self.rec.pid, self.rec.create_time, sig, grace_seconds, now)
         self.owner.save()
 
     def _gone(self, now: float) -> bool:
         """Whether nothing is left of the process tree being stopped (SIGKILL to what is, once the grace is over)."""
-        ended, code = self._exit_status()
-        if ended:
-            self.end_code = code
-        grace = self.grace
-        if grace is None:
-            return ended
-        if ended and not grace.remaining():
-            return True
-        if grace.given_up(now):
-            logger.warning("node %s %s: processes survived SIGKILL", self.owner.node_id, self.rec.describe())
-            return True
-        if grace.escalate(now):
-            logger.warning("node %s %s: grace over, SIGKILL", self.owner.node_id, self.rec.describe())
-        return False
-
-    def _exit_status(self) -> tuple[bool, int | None]:
-        if self.popen is not None:
-            code = self.popen.poll()
-            if code is None:
-                return False, None
-            self.popen = None
-            return True, code
-        if self.adopted is not None and process_tree.is_alive(self.adopted):
-            return False, None
-        self.adopted = None
-        if self.rec.pid is None:
-            return True, None
-        return True, process_tree.read_exit_code(self.run_dir)
+        return self.proc.gone(now, self.rec.pid, f"node {self.owner.node_id} {self.rec.describe()}")
 
     # -- start -------------------------------------------------------------------------------------------------
 
@@ -311,61 +180,25 @@ class Instance:
         spec = rec.spec
         self.states.starting()
         workdir = self.working_dir()
-        try:
-            workdir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            self._fail(f"working_dir {str(workdir)!r}: {exc}")
+        if not self._workdir_ready(workdir) or not self._ports_ready() or not self._fetched(workdir):
             return
-        if not workdir.is_dir():
-            self._fail(f"working_dir {str(workdir)!r} is not a directory on this node")
-            return
-        wanted = list(spec.get("ports") or [])
-        # A restart keeps its ports, unless something else took one of those the agent picked meanwhile.
-        taken = [got for want, got in zip(wanted, rec.ports, strict=False) if want == 0 and not binds(got)]
-        if wanted and (not rec.ports or taken):
-            if taken:
-                logger.warning("node %s %s: ports %s taken meanwhile", self.owner.node_id, rec.describe(), taken)
-                self.owner.ports.release(self.instance_id)
-                rec.ports = []
-            try:
-                rec.ports = self.owner.ports.assign(self.instance_id, wanted)
-            except NoFreePort as exc:
-                self._start_failed(str(exc), time.time())
-                return
-            self.owner.save()
-        try:
-            downloaded = uris.fetch_all(
-                list(spec.get("uris") or []), workdir, self.owner.sftp, cancelled=self._cancelled
-            )
-        except FetchCancelled:
-            return  # the stop (or the agent's close) takes it from here
-        except FetchError as exc:
-            self._start_failed(str(exc), time.time())
-            return
-        if downloaded:
-            logger.info("node %s %s: downloaded %s", self.owner.node_id, rec.describe(), ", ".join(downloaded))
         self.limits = cgroups.setup(self.instance_id, spec.get("res_alloc"), self.owner.cgroup_root)
         rec.limits = self.limits.description if self.limits else None
         rec.oom_base = cgroups.oom_kills(self.limits)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        exit_file = self.run_dir / process_tree.EXIT_CODE_FILE
-        exit_file.unlink(missing_ok=True)
-        procs = [str(p) for p in (self.limits.procs_files if self.limits and self.limits.enforced else [])]
-        argv = ["/bin/sh", "-c", LAUNCH_SCRIPT, "corral-app", str(exit_file), command_line(spec), *procs]
+        argv = launch.launch_argv(spec, self.run_dir, self.limits)
         try:
             # Opened at each start, straight into the child's environment: apps.json keeps the sealed form only.
             # After an agent restart the key is there (instances are adopted after the join); a start without
             # it (no manager) fails into the backoff and is tried again.
             context = secret_env.instance_context(spec["app"], self.instance_id)
             secrets = secret_env.open_sealed(self.owner.key(), context, spec.get("secret_env"))
-            with open(self.logs.path("stdout"), "ab") as out, open(self.logs.path("stderr"), "ab") as err:
-                self.popen = process_tree.popen_in_session(argv, workdir, self.environment(secrets), out, err)
+            self.proc.popen = launch.spawn(argv, workdir, self.environment(secrets), self.logs)
         except (OSError, secret_env.SecretEnvError) as exc:
             self._start_failed(f"could not start: {exc}", time.time())
             return
         started = time.time()
-        rec.pid = self.popen.pid
-        rec.create_time = process_tree.create_time(self.popen.pid)
+        rec.pid = self.proc.popen.pid
+        rec.create_time = process_tree.create_time(self.proc.popen.pid)
         rec.started_at = started
         # exit_code, signal and reason stay: they tell how the last process ended (InstanceReportSchema).
         checks = list(spec.get("health_checks") or [])
@@ -383,15 +216,57 @@ class Instance:
         )
         self.states.running(started)
 
+    def _workdir_ready(self, workdir: Path) -> bool:
+        """Its working dir made; False (the instance failed: no restart helps) when it cannot be."""
+        try:
+            workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._fail(f"working_dir {str(workdir)!r}: {exc}")
+            return False
+        if not workdir.is_dir():
+            self._fail(f"working_dir {str(workdir)!r} is not a directory on this node")
+            return False
+        return True
+
+    def _ports_ready(self) -> bool:
+        """Its ports assigned; False (a failed start, backing off) when none are free."""
+        rec = self.rec
+        wanted = list(rec.spec.get("ports") or [])
+        # A restart keeps its ports, unless something else took one of those the agent picked meanwhile.
+        taken = [got for want, got in zip(wanted, rec.ports, strict=False) if want == 0 and not binds(got)]
+        if wanted and (not rec.ports or taken):
+            if taken:
+                logger.warning("node %s %s: ports %s taken meanwhile", self.owner.node_id, rec.describe(), taken)
+                self.owner.ports.release(self.instance_id)
+                rec.ports = []
+            try:
+                rec.ports = self.owner.ports.assign(self.instance_id, wanted)
+            except NoFreePort as exc:
+                self._start_failed(str(exc), time.time())
+                return False
+            self.owner.save()
+        return True
+
+    def _fetched(self, workdir: Path) -> bool:
+        """Its uris downloaded into ``workdir``; False when a download failed (backing off) or was cancelled."""
+        try:
+            downloaded = uris.fetch_all(
+                list(self.rec.spec.get("uris") or []), workdir, self.owner.sftp, cancelled=self._cancelled
+            )
+        except FetchCancelled:
+            return False  # the stop (or the agent's close) takes it from here
+        except FetchError as exc:
+            self._start_failed(str(exc), time.time())
+            return False
+        if downloaded:
+            logger.info("node %s %s: downloaded %s", self.owner.node_id, self.rec.describe(), ", ".join(downloaded))
+        return True
+
     def _cancelled(self) -> bool:
         return self.rec.stop is not None or self.owner.closing()
 
     def _start_failed(self, reason: str, now: float) -> None:
-        why = f"start failed: {reason}"
-        restart = {"at": now, "reason": why, "exit_code": None, "signal": None, "oom": False}
-        self.rec.reason = why
-        self.rec.add_restart(restart)
-        self.just_restarted = restart
+        why, self.just_restarted = backoff.start_failed(self.rec, reason, now)
         self.states.spawn_failed(why, now)
 
     def _fail(self, reason: str) -> None:
@@ -407,9 +282,9 @@ class Instance:
         rec = self.rec
         if rec.killing is not None:
             if self._gone(now):
-                self._ended(self.end_code, now)
+                self._ended(self.proc.end_code, now)
             return
-        ended, code = self._exit_status()
+        ended, code = self.proc.exit_status(rec.pid)
         if ended:
             if rec.pid is not None:
                 # What the command left behind in its group goes too: its ports must be free for the restart.
@@ -453,35 +328,12 @@ class Instance:
 
     def _ended(self, code: int | None, now: float) -> None:
         """The process is gone (by itself, or killed for a failed check): record why, back off, start again."""
-        rec = self.rec
-        exit_code, sig = decode_end(code)
-        oom = cgroups.oom_kills(self.limits) > rec.oom_base
-        if rec.killing is not None:
-            reason = rec.killing
-        elif oom:
-            reason = f"out of memory (cgroup limit {(rec.spec.get('res_alloc') or {}).get('mem_mb')} MB)"
-        elif sig is not None:
-            reason = f"killed by signal {sig}"
-        elif exit_code is None:
-            reason = "ended without an exit status"
-        else:
-            reason = f"exited with code {exit_code}"
-        if rec.killing is not None:
+        if self.rec.killing is not None:
             self.states.running_since = None  # running is not running well: only healthy time resets the backoff
-        restart = {"at": now, "reason": reason, "exit_code": exit_code, "signal": sig, "oom": oom}
-        rec.add_restart(restart)
-        rec.reason = reason
-        rec.exit_code = exit_code
-        rec.signal = sig
-        rec.pid = None
-        rec.create_time = None
-        rec.killing = None
-        rec.kill_at = None
-        rec.health = AppHealth.UNKNOWN
-        rec.healthy_since = None
-        self.grace = None
+        oom = cgroups.oom_kills(self.limits) > self.rec.oom_base
+        self.just_restarted = backoff.ended(self.rec, code, oom, now)
+        self.proc.grace = None
         self.checks = None
-        self.just_restarted = restart
         self.states.exited(code, now)
 
     # -- the end -----------------------------------------------------------------------------------------------
@@ -512,43 +364,16 @@ class Instance:
         self.owner.send(self.report())
 
     def _sync(self) -> None:
-        rec = self.rec
-        rec.run_state = str(self.states.state)
-        rec.backoff_restarts = self.states.restarts
-        rec.retry_at = self.states.retry_at
-        rec.running_since = self.states.running_since
-        rec.log_offsets = self.logs.offsets()
+        backoff.keep_states(self.rec, self.states)
+        self.rec.log_offsets = self.logs.offsets()
 
     def wire_state(self) -> str:
-        if self.rec.failed is not None:
-            return AppInstanceState.FAILED
-        return str(WIRE_STATES[self.states.state])
+        return reports.wire_state(self.rec, self.states.state)
 
     def report(self) -> dict[str, Any]:
         """The instance's InstanceReportSchema report now (with the restart that just happened, once)."""
-        rec = self.rec
-        running = self.states.state is RunState.RUNNING
         restart, self.just_restarted = self.just_restarted, None
-        return {
-            "app": rec.spec["app"],
-            "instance_id": self.instance_id,
-            "node_id": self.owner.node_id,
-            "version": rec.spec["version"],
-            "state": self.wire_state(),
-            "health": rec.health if running else AppHealth.UNKNOWN,
-            "at": time.time(),
-            "pid": rec.pid if running or self.states.state is RunState.STOPPING else None,
-            "ports": list(rec.ports),
-            "started_at": rec.started_at,
-            "restarts": rec.restarts,
-            "restart": restart,
-            "next_start_at": rec.retry_at if self.states.state is RunState.BACKOFF else None,
-            "exit_code": rec.exit_code,
-            "signal": rec.signal,
-            "reason": rec.reason,
-            "last_check": rec.last_check,
-            "limits": rec.limits,
-        }
+        return reports.instance_report(self.rec, self.states.state, self.owner.node_id, restart)
 
     def tick(self, now: float) -> None:
         """Between steps: ship new log lines, and the periodic report when due."""
@@ -567,6 +392,6 @@ class Instance:
     def let_go(self) -> None:
         """The agent closes: leave the process running for the next agent to adopt."""
         self._sync()
-        if self.popen is not None:
-            process_tree.leave_running([self.popen])
-            self.popen = None
+        if self.proc.popen is not None:
+            process_tree.leave_running([self.proc.popen])
+            self.proc.popen = None

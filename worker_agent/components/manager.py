@@ -5,7 +5,7 @@ always follows the deploy it answers; different components work in parallel, so 
 never holds anything else back. Each component runs on the driver of its type (drivers/, picked from a
 registry), through one interface. Every state change goes through ``_change_state``, which logs it,
 queues its report and saves the record; reports that could not be published wait in the outbox. What
-happens after an agent restart is in recovery.py.
+happens after an agent restart is in recovery.py, the monitor thread's watching in watching.py.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from redis import Redis
 from shared import secret_env
 from shared.states import ComponentState
 
-from ..drivers.base import Driver, StartError
+from ..drivers.base import StartError
 from ..drivers.registry import DriverRegistry, agent_drivers
 from ..poll_thread import PollThread
 from ..state_file import change_record, prune_records
@@ -36,6 +36,7 @@ from .records import IN_FLIGHT_STATES, ComponentRecord, component_state_file, fi
 from .recovery import ComponentRecovery
 from .serial_work import SerialWork
 from .stop_retries import StopRetries
+from .watching import ComponentWatching
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class Cancelled(Exception):
     """The deploy being worked on was stopped or replaced meanwhile."""
 
 
-class ComponentManager(ComponentRecovery):
+class ComponentManager(ComponentRecovery, ComponentWatching):
     """Owns the business components of one node and their records in ``<data dir>/components.json``."""
 
     def __init__(
@@ -297,80 +298,6 @@ class ComponentManager(ComponentRecovery):
                     due.append((rec, grace))
         for rec, grace in due:
             self._work.submit(rec.ident, partial(self._stop_one, rec, grace))
-
-    # -- watching (monitor thread) -----------------------------------------------------------------
-
-    def start_monitor(self) -> None:
-        """Start the one thread that watches every component."""
-        self._monitor.start()
-
-    def close(self) -> None:
-        """Stop watching and working; components are left running (they outlive the agent)."""
-        self._monitor.close()
-        for driver in self.drivers.made():
-            driver.close()
-
-    def poll(self) -> None:
-        """One round: settle components that exited, report usage every interval, publish held reports."""
-        now = time.monotonic()
-        with self._lock:
-            running = [r for r in self._records.values() if r.state == S.RUNNING and not r.stop_requested]
-        for rec in self._maybe_ended(running, now):
-            self._check_running(rec)
-        if now - self._last_usage >= self.usage_interval:
-            self._last_usage = now
-            self._report_usage([r for r in running if r.state == S.RUNNING])
-        if self._stop_retries:
-            self._retry_due_stops(now)
-        self.outbox.flush()
-        if now - self._last_prune > 60:
-            self.prune()
-
-    def _maybe_ended(self, running: list[ComponentRecord], now: float) -> list[ComponentRecord]:
-        """Those of ``running`` that their driver, when its check interval has passed, says may have ended."""
-        by_driver: dict[int, tuple[Driver, list[ComponentRecord]]] = {}
-        for rec in running:
-            driver = self.drivers.for_record(rec)
-            by_driver.setdefault(id(driver), (driver, []))[1].append(rec)
-        suspects = []
-        for key, (driver, recs) in by_driver.items():
-            if now - self._last_check.get(key, 0.0) >= driver.check_interval:
-                self._last_check[key] = now
-                suspects.extend(driver.watch(recs))
-        return suspects
-
-    def _check_running(self, rec: ComponentRecord) -> None:
-        try:
-            ended = self.drivers.for_record(rec).inspect(rec)
-        except Exception as exc:
-            logger.warning("%s: could not check it: %s", rec.describe(), exc)
-            return
-        if ended is None:
-            return
-        with self._lock:
-            if rec.state == S.RUNNING and not rec.stop_requested:
-                self._change_state(
-                    rec, S.FAILED, exit_code=ended.code, error_message=ended.message, ended_at=time.time()
-                )
-
-    def _report_usage(self, running: list[ComponentRecord]) -> None:
-        for rec in running:
-            try:
-                usage = self.drivers.for_record(rec).stats(rec)
-            except Exception as exc:
-                logger.warning("%s: no usage figures: %s", rec.describe(), exc)
-                continue
-            if usage is None or rec.state != S.RUNNING:
-                continue
-            report = rec.report(self.node_id)
-            report["resource_usage"] = usage
-            try:
-                self._publish(report)
-            except Exception as exc:
-                logger.debug("%s: usage report not published: %s", rec.describe(), exc)
-                return  # usage is a sample: the next interval sends a fresh one
-        for driver in self.drivers.made():
-            driver.tidy()
 
     # -- state changes and reports -----------------------------------------------------------------
 

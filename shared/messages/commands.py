@@ -1,0 +1,61 @@
+"""Fleet tasks (document 004): the RUN_COMMAND and CANCEL_COMMAND payloads, each node's report, and the lines
+of live output."""
+
+from __future__ import annotations
+
+from marshmallow import fields, validate
+
+from ..defaults import TASK_TIMEOUT_MAX
+from ..states import AGENT_REPORTED_HOST_STATUSES
+from .base import WireSchema
+
+
+class RunCommandSchema(WireSchema):
+    """Payload of jobs.RUN_COMMAND."""
+
+    task_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    command = fields.String(required=True, validate=validate.Length(min=1))
+    timeout = fields.Float(required=True, validate=validate.Range(min=0.1, max=TASK_TIMEOUT_MAX))
+    env = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+    secret_env = fields.String(load_default=None, allow_none=True)
+    """shared.secret_env.seal of the task's secret env for this node, bound to "task:<task_id>"; None for none."""
+    deadline = fields.Float(load_default=None, allow_none=True)
+    """Redis time (unix seconds) the command must have ended by: the agent never starts it later (it reports
+    it expired) and kills it then. The manager gives up on the host only after it plus a slack, so a command
+    never runs after its task reads final. None from managers that predate it."""
+
+
+class CancelCommandSchema(WireSchema):
+    """Payload of jobs.CANCEL_COMMAND."""
+
+    task_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+
+
+class CommandReportSchema(WireSchema):
+    """One node's report on a fleet task, appended by its agent to its keys.node_reports (kind "command").
+
+    A ``running`` report comes when the command starts; one final report (succeeded, failed, timed_out,
+    canceled) carries the captured output, each capped at defaults.OUTPUT_CAP_BYTES.
+    """
+
+    task_id = fields.String(required=True)
+    node_id = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(sorted(AGENT_REPORTED_HOST_STATUSES)))
+    at = fields.Float(required=True)  # unix time on the agent
+    pid = fields.Integer(allow_none=True, load_default=None)
+    exit_code = fields.Integer(allow_none=True, load_default=None)
+    stdout = fields.String(load_default="")
+    stderr = fields.String(load_default="")
+    stdout_truncated = fields.Boolean(load_default=False)
+    stderr_truncated = fields.Boolean(load_default=False)
+    started_at = fields.Float(allow_none=True, load_default=None)
+    finished_at = fields.Float(allow_none=True, load_default=None)
+    error_message = fields.String(allow_none=True, load_default=None)
+
+
+class OutputLineSchema(WireSchema):
+    """One entry of keys.task_output(task_id, node_id): a line (or a chunk of a very long line) of one node."""
+
+    node_id = fields.String(required=True)
+    stream = fields.String(required=True, validate=validate.OneOf(["stdout", "stderr"]))
+    line = fields.String(required=True)
