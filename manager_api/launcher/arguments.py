@@ -178,6 +178,17 @@ def configured_database(manager_parser: argparse.ArgumentParser, parser: argpars
     return str(config.get("db_url") or config.get("db_path") or defaults.DB_PATH)
 
 
+def chosen_database(
+    args: argparse.Namespace, manager_parser: argparse.ArgumentParser, parser: argparse.ArgumentParser
+) -> str:
+    """The database a manager subcommand (migrate, secrets) works on: its --db-url, else its --db-path, else the
+    one its --config names, else the default."""
+    chosen = args.db_url or args.db_path
+    if chosen is None and args.config is not None:
+        chosen = configured_database(manager_parser, parser, args.config)
+    return str(chosen or defaults.DB_PATH)
+
+
 def resolve_api_token(args: argparse.Namespace) -> str | None:
     """--api-token, else --api-token-file, else CORRAL_API_TOKEN."""
     if args.api_token:

@@ -16,7 +16,7 @@ from playhouse.migrations import MigrationError
 
 from manager_api import db as db_module
 from manager_api import migrations
-from manager_api.launcher.arguments import configured_database
+from manager_api.launcher.arguments import chosen_database
 from shared import cli_config, defaults
 
 
@@ -97,10 +97,7 @@ def main(argv: list[str], manager_parser: argparse.ArgumentParser) -> int:
     """``manager migrate [--status] [--db-url URL | --db-path PATH | --config config.yaml]``; the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    db_path = args.db_url or args.db_path
-    if db_path is None and args.config is not None:
-        db_path = configured_database(manager_parser, parser, args.config)
-    db_path = str(db_path or defaults.DB_PATH)
+    db_path = chosen_database(args, manager_parser, parser)
     try:
         database = _open(db_path)
         try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from manager_api.config import Settings
 from manager_api.launcher import migrate
-from manager_api.launcher.arguments import configured_database
+from manager_api.launcher.arguments import chosen_database
 from manager_api.services import secret_rotation, secret_store
 from shared import defaults
 
@@ -32,10 +32,7 @@ def main(argv: list[str], manager_parser: argparse.ArgumentParser) -> int:
     """``manager secrets rotate-key [...]``; the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    database = args.db_url or args.db_path
-    if database is None and args.config is not None:
-        database = configured_database(manager_parser, parser, args.config)
-    database = str(database or defaults.DB_PATH)
+    database = chosen_database(args, manager_parser, parser)
     key_file = (
         Path(args.secrets_key_file)
         if args.secrets_key_file
