@@ -28,6 +28,7 @@ def token_summary(token: Mapping[str, Any]) -> str:
         f"created:    {formatting.cell(token.get('createdAt'))} by {formatting.cell(token.get('createdBy'))}",
         f"expires:    {formatting.cell(token.get('expiresAt') or 'never')}",
         f"last used:  {formatting.cell(token.get('lastUsedAt') or 'never')}",
+        f"rate limit: {formatting.cell(token.get('rateLimit') or 'the manager default')}",
     ]
     if token.get("revokedAt"):
         lines.append(f"revoked:    {formatting.cell(token['revokedAt'])}")
@@ -70,6 +71,7 @@ def token() -> None:
     help="Operator: only commands matching this glob (repeat for more); * never matches ; & | $ ` < > ( ).",
 )
 @click.option("--expires", metavar="DURATION", help="Lifetime: 30d, 12h, 90m or 45s (default: never).")
+@click.option("--rate-limit", metavar="RATE", help="Its own API rate, e.g. 50/second (default: the manager's).")
 @_json
 @click.pass_context
 def create(
@@ -79,6 +81,7 @@ def create(
     node_query: str | None,
     commands: tuple[str, ...],
     expires: str | None,
+    rate_limit: str | None,
     as_json: bool,
 ) -> None:
     """Create token NAME and print its secret, once."""
@@ -89,6 +92,8 @@ def create(
         body["commands"] = list(commands)
     if expires is not None:
         body["expiresIn"] = expires
+    if rate_limit is not None:
+        body["rateLimit"] = rate_limit
     echo_answer(client_of(ctx).post("/api/tokens", body), as_json, token_summary)
 
 

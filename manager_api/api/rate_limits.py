@@ -94,6 +94,17 @@ def _not_counted() -> bool:
     return not (is_api_path(path) or path == METRICS_PATH)  # the web console's pages and files
 
 
+def _api_rate(default: str) -> Callable[[], str]:
+    """The API rate of the request: its named token's own (``rateLimit``, issue 15), else ``--rate-limit``'s."""
+
+    def rate() -> str:
+        identity = g.get("identity")
+        own = identity.rate_limit if identity is not None else None
+        return own or default
+
+    return rate
+
+
 def _is_join() -> bool:
     return request.path == JOIN_PATH
 
@@ -106,7 +117,9 @@ def _limits(settings: Settings) -> list[ApplicationLimit]:
     limits = []
     if settings.rate_limit.strip().lower() != OFF:
         limits.append(
-            ApplicationLimit(settings.rate_limit, key_function=rate_key, scope=API_SCOPE, exempt_when=_is_join)
+            ApplicationLimit(
+                _api_rate(settings.rate_limit), key_function=rate_key, scope=API_SCOPE, exempt_when=_is_join
+            )
         )
     if settings.join_rate_limit.strip().lower() != OFF:
         limits.append(

@@ -16,6 +16,7 @@ def up(migrator, db):
         expires_at = DateTimeField(null=True)
         revoked_at = DateTimeField(null=True)
         last_used_at = DateTimeField(null=True)
+        rate_limit = CharField(max_length=64, null=True)
 
         class Meta:
             database = db

@@ -25,6 +25,7 @@ class ApiToken(BaseModel):
     expires_at = DateTimeField(null=True)
     revoked_at = DateTimeField(null=True)
     last_used_at = DateTimeField(null=True)
+    rate_limit = CharField(max_length=64, null=True)  # its own API rate (limits' syntax); null: --rate-limit's
 
     class Meta:
         table_name = "api_tokens"

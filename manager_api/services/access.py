@@ -44,6 +44,8 @@ class Identity:
     token_id: str | None = None
     node_query: str | None = None
     commands: tuple[str, ...] | None = None
+    rate_limit: str | None = None
+    """Its own API rate (api/rate_limits.py); None: the manager's --rate-limit."""
 
     def has(self, role: str) -> bool:
         """Whether this identity's role includes ``role``."""

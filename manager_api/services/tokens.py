@@ -68,6 +68,7 @@ def create(data: dict[str, Any], actor: str) -> Created:
         raise Invalid("Invalid request format: nodeQuery, commands: only an operator token is scoped")
     if query is not None:
         node_query.parse(query, parameter="nodeQuery")  # 400 naming nodeQuery before anything is stored
+    rate = data.get("rateLimit")  # checked by TokenSchema: a rate in limits' syntax
     token_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
     try:
         with db.write_transaction():
@@ -81,8 +82,9 @@ def create(data: dict[str, Any], actor: str) -> Created:
                 created_at=utcnow(),
                 created_by=actor,
                 expires_at=data.get("expiresAt"),
+                rate_limit=rate,
             )
-            detail = {"name": row.name, "role": role, "nodeQuery": query, "commands": commands}
+            detail = {"name": row.name, "role": role, "nodeQuery": query, "commands": commands, "rateLimit": rate}
             audit.record(actor, "token.create", token_id, detail)
     except IntegrityError:
         raise Conflict(f"A token named {data['name']!r} exists already") from None
@@ -148,7 +150,7 @@ def _live_identity(row: ApiToken) -> Identity:
         raise Refused(f"API token {row.id} ({row.name}) expired at {row.expires_at.isoformat()}Z")
     _touch(row.id, now)
     commands = None if row.commands is None else tuple(json.loads(row.commands))
-    return Identity(row.name, row.role, row.id, row.node_query, commands)
+    return Identity(row.name, row.role, row.id, row.node_query, commands, row.rate_limit)
 
 
 def _touch(token_id: str, now: datetime) -> None:

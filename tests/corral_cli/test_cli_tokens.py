@@ -34,11 +34,14 @@ def test_token_verbs(stack: Stack) -> None:
                 "echo *",
                 "--command",
                 "uptime",
+                "--rate-limit",
+                "50/second",
                 "--json",
             )
         ).stdout
     )
     assert (scoped["nodeQuery"], scoped["commands"]) == ("hostname:x", ["echo *", "uptime"])
+    assert scoped["rateLimit"] == "50/second"
 
     listed = ok(stack.corral("token", "list")).stdout.splitlines()
     assert listed[0].split() == ["ID", "NAME", "ROLE", "STATE", "NODE", "QUERY", "EXPIRES"]
@@ -46,6 +49,7 @@ def test_token_verbs(stack: Stack) -> None:
     assert secret not in "".join(listed)
     shown = ok(stack.corral("token", "show", token_id)).stdout
     assert "token:" not in shown and "cli-viewer" in shown
+    assert "rate limit: the manager default" in shown
 
     # The viewer token reads, and may not create tokens: the manager's 403 names what it lacks.
     assert ok(stack.corral("nodes", CORRAL_API_TOKEN=secret)).returncode == 0

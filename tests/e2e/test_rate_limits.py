@@ -84,6 +84,25 @@ def refusing_workers(manager: Manager) -> set[str]:
     return set(re.findall(r"\[(\d+)\] manager_api\.api\.rate_limits: token:", manager.output()))
 
 
+def test_a_named_token_with_a_rate_of_its_own_is_held_to_it(tmp_path: Path) -> None:
+    """A token's ``rateLimit`` replaces the manager's --rate-limit for it alone; the others keep the default."""
+    manager = started(tmp_path, "--rate-limit", "500/second", "--api-token", "the-admin")
+    admin = api.bearer("the-admin")
+    try:
+        made = manager.post("/api/tokens", {"name": "slow", "role": "viewer", "rateLimit": "3/minute"}, headers=admin)
+        assert made.status_code == 201 and made.json()["rateLimit"] == "3/minute", made.text
+        slow = api.bearer(made.json()["token"])
+        answers = [fresh_get(manager, "/api/templates", slow) for _ in range(5)]
+        assert [a.status_code for a in answers] == [200, 200, 200, 429, 429]
+        assert answers[3].headers["X-RateLimit-Limit"] == "3"
+        assert answers[3].json()["error"].startswith("rate limit exceeded: 3 per 1 minute for this token")
+        # Another token (the admin's) is counted apart, against the manager's 500/second.
+        assert [fresh_get(manager, "/api/templates", admin).status_code for _ in range(10)] == [200] * 10
+        assert fresh_get(manager, "/api/templates", admin).headers["X-RateLimit-Limit"] == "500"
+    finally:
+        assert manager.terminate() == 0
+
+
 def test_the_count_is_shared_by_both_workers(tmp_path: Path) -> None:
     manager = started(tmp_path, "--rate-limit", "10/minute")
     try:

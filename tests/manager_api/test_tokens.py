@@ -91,6 +91,9 @@ def test_bad_bodies_are_400s_naming_the_field_and_a_taken_name_is_409(admin: Fla
     assert "nodeQuery" in make_token(admin, "x", "operator", 400, nodeQuery="os.cpus:[1 TO")["error"]
     assert "only an operator" in make_token(admin, "x", "viewer", 400, commands=["ls"])["error"]
     assert "name" in make_token(admin, "bad name!", "viewer", 400)["error"]
+    for rate in ("fast", "off", "0/second", ""):
+        assert "rateLimit" in make_token(admin, "x", "viewer", 400, rateLimit=rate)["error"], rate
+    assert make_token(admin, "ci", "operator", rateLimit="50/second")["rateLimit"] == "50/second"
     make_token(admin, "x", "viewer")
     assert "exists" in make_token(admin, "x", "admin", 409)["error"]
 

@@ -31,6 +31,7 @@ def token_json(token: ApiToken) -> dict[str, Any]:
         "expiresAt": iso(token.expires_at),
         "revokedAt": iso(token.revoked_at),
         "lastUsedAt": iso(token.last_used_at),
+        "rateLimit": token.rate_limit,
     }
 
 

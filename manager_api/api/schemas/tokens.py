@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from limits import parse_many
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
 from manager_api.api.schemas.manual import PageQuerySchema, TrimmedString
@@ -26,6 +27,16 @@ class Duration(fields.Field):
         return timedelta(seconds=int(match.group(1)) * UNIT_SECONDS[match.group(2)])
 
 
+def _a_rate(value: str) -> None:
+    """A rate in the syntax of --rate-limit (the limits package's), not ``off``: a token cannot escape the limit."""
+    try:
+        items = parse_many(value)
+    except ValueError:
+        items = []
+    if not items or any(item.amount < 1 for item in items):
+        raise ValidationError("a rate such as 200/second or 1000 per minute")
+
+
 class TokenSchema(Schema):
     """Body of POST /api/tokens."""
 
@@ -42,6 +53,7 @@ class TokenSchema(Schema):
         validate=validate.Length(min=1, max=MAX_PATTERNS),
     )
     expiresIn = Duration(load_default=None, allow_none=True)
+    rateLimit = TrimmedString(load_default=None, allow_none=True, validate=[validate.Length(min=1, max=64), _a_rate])
     expiresAt = fields.AwareDateTime(load_default=None, allow_none=True, default_timezone=UTC)
 
     @post_load

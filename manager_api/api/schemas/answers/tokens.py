@@ -20,6 +20,7 @@ class TokenAnswer(Answer):
     expiresAt = time(nullable=True)
     revokedAt = time(nullable=True)
     lastUsedAt = time(nullable=True, metadata={"description": "Updated at most once a minute."})
+    rateLimit = text(nullable=True, metadata={"description": "Its own API rate (200/second...); null: the manager's."})
 
 
 class TokenCreatedAnswer(TokenAnswer):
