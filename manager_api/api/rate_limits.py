@@ -58,15 +58,19 @@ _RETRY_AFTER = "corral_retry_after"
 _last_logged: dict[str, float] = {}
 
 
+def parsed_rate(value: str) -> list[RateLimitItem]:
+    """The rates of ``value`` in limits' syntax (``200/second``, ``10 per minute``); [] when it is none."""
+    try:
+        return list(parse_many(value))
+    except ValueError:
+        return []
+
+
 def check_limit(value: str, flag: str) -> str | None:
     """What is wrong with a --rate-limit value (``200/second``, ``10 per minute``, ``off``), or None."""
     if value.strip().lower() == OFF:
         return None
-    try:
-        items = parse_many(value)
-    except ValueError:
-        items = []
-    if not items:
+    if not parsed_rate(value):
         return f"{flag}: '{value}' is not a rate (say 200/second, 1000 per minute, or off)"
     return None
 

@@ -6,9 +6,9 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from limits import parse_many
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
+from manager_api.api.rate_limits import parsed_rate
 from manager_api.api.schemas.manual import PageQuerySchema, TrimmedString
 from manager_api.services.access import ROLES
 
@@ -29,10 +29,7 @@ class Duration(fields.Field):
 
 def _a_rate(value: str) -> None:
     """A rate in the syntax of --rate-limit (the limits package's), not ``off``: a token cannot escape the limit."""
-    try:
-        items = parse_many(value)
-    except ValueError:
-        items = []
+    items = parsed_rate(value)
     if not items or any(item.amount < 1 for item in items):
         raise ValidationError("a rate such as 200/second or 1000 per minute")
 
