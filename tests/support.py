@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -11,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psutil
 
@@ -139,3 +140,20 @@ def kill_marked(mark: str) -> None:
             proc.kill()
         except psutil.Error:
             pass
+
+
+def command_records(data_dir: Path) -> dict[str, dict[str, Any]]:
+    """An agent's fleet command records as its journal (``commands.jsonl``) holds them: each task id's last line
+    (a line torn by a crash is skipped, as the agent does)."""
+    try:
+        raw = (data_dir / "commands.jsonl").read_text()
+    except FileNotFoundError:
+        return {}
+    records: dict[str, dict[str, Any]] = {}
+    for line in raw.splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        records[rec["task_id"]] = rec
+    return records

@@ -27,12 +27,17 @@ HOSTNAME_FILE = "hostname"
 HOSTS_DIR = "hosts"
 """Under the default root, the directories of agents that report another hostname than the machine's."""
 
-STATE_FILES = ("state.json", "commands.json", "components.json", "apps.json")
-"""The records of tasks, fleet commands, business components and app instances (state_file.StateFile)."""
+STATE_FILES = ("state.json", "commands.jsonl", "components.json", "apps.json")
+"""The records of tasks, fleet commands, business components and app instances (state_file.StateFile, and the
+commands' RecordJournal)."""
+
+LEGACY_FILES = ("commands.json",)
+"""Where an older agent kept the commands' records: read once by the next agent and then removed."""
 
 SECRET_FILES = (
     NODE_SECRET_FILE,
     *STATE_FILES,
+    *LEGACY_FILES,
     *(Path(name).with_suffix(".corrupt").name for name in STATE_FILES),  # a broken one, kept aside
 )
 """Files of the data directory that hold secrets: the node secret; records with commands, component and app

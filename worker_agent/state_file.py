@@ -1,4 +1,5 @@
-"""The agent's state files (deployment tasks, fleet commands, business components): JSON, rewritten atomically."""
+"""The agent's state files: JSON rewritten atomically (deployment tasks, business components, app instances), or a
+journal of JSON lines appended (fleet commands)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import json
 import logging
 import os
 import stat
-from collections.abc import Callable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, cast
@@ -143,3 +146,128 @@ def atomic_write(path: Path, data: bytes, mode: int = PRIVATE_FILE) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+JOURNAL_SYNC_SECONDS = 1.0
+"""At most this long between a record's append and its fsync (RecordJournal.sync), as Redis's appendfsync everysec."""
+
+JOURNAL_SLACK_LINES = 1000
+"""Lines a journal may hold beyond twice its live records before it is rewritten whole (compact)."""
+
+
+class RecordJournal(Generic[R]):
+    """Records kept as a journal: one JSON line per saved state of one record, appended, the last line of a key
+    winning; rewritten whole (compact) when the lines of older states outnumber the live records.
+
+    Why not a StateFile: a fleet command is saved as it starts and again as it is reported, and a node keeps a
+    day of them. Rewriting every record with two fsyncs at each save cost the agent more than running `echo hi`
+    and grew with the day's commands. An append is one write(2): it reaches the kernel at once, so an agent that
+    dies loses nothing; the file is fsynced by sync(), at most JOURNAL_SYNC_SECONDS later, so a machine that
+    crashes loses at most that much, and the commands died with it. A line torn by a crash mid-write is skipped
+    as the journal is read back.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        record_type: type[R],
+        key: Callable[[R], str],
+        legacy: StateFile[R] | None = None,
+        mode: int = PRIVATE_FILE,
+    ) -> None:
+        self.path = path
+        self.record_type = record_type
+        self.key = key
+        self.legacy = legacy
+        """The StateFile an older agent kept these records in: read once when there is no journal yet, then removed."""
+        self.mode = mode
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._lines = 0
+        self._live = 0
+        self._unsynced = False
+        self._last_sync = time.monotonic()
+
+    def load(self) -> dict[str, R]:
+        """All records by key, from the journal (or, the first time, from the legacy StateFile, moved over)."""
+        records: dict[str, R] = {}
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            if self.legacy is not None and self.legacy.path.exists():
+                records = self.legacy.load()
+                self.compact(records)
+                self.legacy.path.unlink(missing_ok=True)
+            return records
+        lines = 0
+        for line in raw.splitlines():
+            try:
+                rec = self.record_type.from_dict(json.loads(line))
+            except (ValueError, TypeError, AttributeError):
+                logger.warning("journal %s: an unreadable line skipped (torn by a crash?)", self.path)
+                continue
+            records[self.key(rec)] = rec
+            lines += 1
+        self._lines, self._live = lines, len(records)
+        if raw and not raw.endswith(b"\n"):
+            self.compact(records)  # a torn last line: the next append must not run on from it
+        return records
+
+    def append(self, records: Iterable[R], live: int) -> None:
+        """Append the current state of ``records``; ``live``: how many records the journal holds now (for compact)."""
+        data = b"".join(_line(rec) for rec in records)
+        if not data:
+            return
+        with self._lock:
+            if self._fd is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, self.mode)
+            os.write(self._fd, data)
+            self._lines += data.count(b"\n")
+            self._live = live
+            self._unsynced = True
+
+    @property
+    def unsynced(self) -> bool:
+        """Whether something appended waits for its fsync (sync)."""
+        return self._unsynced
+
+    def needs_compacting(self) -> bool:
+        """Whether the older states outnumber the live records enough to rewrite the journal (compact)."""
+        return self._lines > 2 * self._live + JOURNAL_SLACK_LINES
+
+    def compact(self, records: Mapping[str, R]) -> None:
+        """Rewrite the journal with one line per record of ``records`` (atomic_write): what pruning calls too."""
+        data = b"".join(_line(rec) for rec in records.values())
+        with self._lock:
+            self._close()
+            atomic_write(self.path, data, self.mode)
+            self._lines = self._live = len(records)
+            self._unsynced = False
+            self._last_sync = time.monotonic()
+
+    def sync(self, force: bool = False) -> None:
+        """fsync what was appended, if JOURNAL_SYNC_SECONDS have passed since the last (or ``force``)."""
+        with self._lock:
+            if self._fd is None or not self._unsynced:
+                return
+            if not force and time.monotonic() - self._last_sync < JOURNAL_SYNC_SECONDS:
+                return
+            os.fsync(self._fd)
+            self._unsynced = False
+            self._last_sync = time.monotonic()
+
+    def close(self) -> None:
+        """fsync and close the journal (reopened by the next append)."""
+        self.sync(force=True)
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _line(rec: Any) -> bytes:
+    return (json.dumps(_fields_of(rec), sort_keys=True, separators=(",", ":"), default=_nested) + "\n").encode()

@@ -4,7 +4,6 @@ watcher that notes every moment a node read offline."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
@@ -20,7 +19,7 @@ import requests
 
 from tests.e2e.harness import Agent, Manager, isolated_env
 from tests.storm import REQUEST_TIMEOUT, Tally, writer
-from tests.support import pid_alive, wait_until
+from tests.support import command_records, pid_alive, wait_until
 
 FINAL_TASK = ("completed", "failed", "canceled")
 """Fleet task statuses that never change again."""
@@ -104,17 +103,10 @@ def host_running(manager: Manager, task_id: str) -> bool:
 
 
 def persisted_command(agent: Agent, task_id: str) -> bool:
-    """Whether the agent's own record of its commands (commands.json) holds ``task_id`` with its pid: from
-    then on a restarted agent knows the command (worker_agent/fleet_commands/runner.py saves it right after the
-    spawn)."""
-    try:
-        text = (agent.data_dir / "commands.json").read_text()
-    except FileNotFoundError:
-        return False
-    try:
-        rec = json.loads(text).get("commands", {}).get(task_id)
-    except ValueError:
-        return False
+    """Whether the agent's own record of its commands (its journal, commands.jsonl) holds ``task_id`` with its pid:
+    from then on a restarted agent knows the command (worker_agent/fleet_commands/runner.py saves it right after
+    the spawn)."""
+    rec = command_records(agent.data_dir).get(task_id)
     return bool(rec and rec.get("pid"))
 
 

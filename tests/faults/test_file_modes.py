@@ -175,7 +175,7 @@ def test_secret_files_are_owner_only_and_fixed_at_restart(tmp_path: Path, stack:
     # The agent's: its data directory is corral's own; each file that holds a secret, and the config file.
     config_file = agent_dir / "components" / "modes-biz" / "app" / "files" / "etc" / "app" / "app.conf"
     agent_files = [
-        agent_dir / n for n in ("node-secret", "state.json", "commands.json", "components.json", "apps.json")
+        agent_dir / n for n in ("node-secret", "state.json", "commands.jsonl", "components.json", "apps.json")
     ]
     agent_files.append(config_file)
     agent_dirs = [agent_dir, *(agent_dir / n for n in ("tasks", "components", "command-reports", "apps", "app-runs"))]

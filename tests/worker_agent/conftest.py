@@ -21,7 +21,7 @@ from rq.serializers import JSONSerializer
 
 from shared import job_signing, keys, report_streams
 from tests.e2e.harness import Manager, isolated_env
-from tests.support import wait_until
+from tests.support import command_records, wait_until
 from worker_agent import jobs, process_tree
 from worker_agent.deployment_tasks.supervisor import Supervisor
 from worker_agent.fleet_commands.runner import CommandRunner
@@ -29,21 +29,23 @@ from worker_agent.worker import AgentWorker
 
 STATE_FILES = (
     ("state.json", "tasks"),
-    ("commands.json", "commands"),
     ("components.json", "components"),
     ("apps.json", "instances"),
 )
-"""The agent's state files in its data dir, with the section that holds their records."""
+"""The agent's state files in its data dir, with the section that holds their records (the commands' are a
+journal: tests.support.command_records)."""
 
 
 def kill_recorded_processes(data_dir: Path) -> None:
     """SIGKILL the process group of every task, command, component and app instance recorded in ``data_dir`` (tests must
     not leak)."""
+    every = [command_records(data_dir).values()]
     for name, section in STATE_FILES:
         try:
-            records = json.loads((data_dir / name).read_text())[section].values()
+            every.append(json.loads((data_dir / name).read_text())[section].values())
         except FileNotFoundError:
             continue
+    for records in every:
         for rec in records:
             if rec.get("pid"):
                 try:

@@ -22,7 +22,7 @@ from shared import heartbeat, job_signing, keys
 from shared import jobs as job_names
 from shared.defaults import OFFLINE_AFTER_INTERVALS
 from shared.paths import local_join_token_path
-from tests.support import RedisServer, free_port, pid_alive, wait_until
+from tests.support import RedisServer, command_records, free_port, pid_alive, wait_until
 from tests.worker_agent.conftest import (
     ManagerProcess,
     final_report,
@@ -155,7 +155,7 @@ def test_a_command_running_when_the_agent_restarts_is_killed_and_reported_failed
     wait_until(lambda: agent.health()["commands_running"] == 1, what="the command to run")
     # The record is saved just after the spawn (commands.py): wait for it rather than read it at once.
     pid = wait_until(
-        lambda: json.loads((data_dir / "commands.json").read_text())["commands"]["c-agent"]["pid"],
+        lambda: command_records(data_dir).get("c-agent", {}).get("pid"),
         what="the command's record with its pid",
     )
     wait_until(lambda: len(process_tree.group_members(pid)) == 3, what="the shell and both sleeps")

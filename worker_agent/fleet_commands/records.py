@@ -1,4 +1,4 @@
-"""What the agent remembers about each fleet command (kept in ``commands.json``), and holds of each running one."""
+"""What the agent remembers of each fleet command (its journal: ``commands.jsonl``), and holds of each running one."""
 
 from __future__ import annotations
 

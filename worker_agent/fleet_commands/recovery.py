@@ -34,7 +34,7 @@ class CommandRecovery:
     _wake: Callable[[], None]
     _end: Callable[..., None]
     _report: Callable[..., dict[str, Any]]
-    _save: Callable[[], None]
+    save_all: Callable[[], None]
 
     def recover(self) -> None:
         """At agent start: kill what commands of a previous agent left, report them failed, requeue the held
@@ -63,7 +63,7 @@ class CommandRecovery:
                     # Sent maybe, never acknowledged: again, without its output unless it was held on disk.
                     self._publisher.add(self._report(rec))
             self._settle_unrecorded()
-            self._save()
+            self.save_all()
         self._wake()
 
     def _settle_unrecorded(self) -> None:

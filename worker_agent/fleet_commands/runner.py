@@ -4,14 +4,13 @@ A CommandRunner has two threads: the OutputReader, which reads every pipe (one s
 deadlines and kills, and the publisher, which every FLUSH_SECONDS appends the new output lines and publishes
 the reports in order; only the publisher talks to Redis, so an unreachable Redis never delays a kill.
 A report that cannot be published (Redis down) is held and retried, and a final report is sent again until the
-manager acknowledges it (report_acks: Redis may lose what it took); the record of each command is kept in
-``<data dir>/commands.json`` so a redelivered RUN_COMMAND stays a no-op and a restarted agent can kill what
-a command left behind.
+manager acknowledges it (report_acks: Redis may lose what it took); the record of each command is kept in the
+journal ``<data dir>/commands.jsonl`` so a redelivered RUN_COMMAND stays a no-op and a restarted agent can kill
+what a command left behind.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import signal
 import threading
@@ -27,7 +26,7 @@ from shared.states import HostRunStatus
 
 from .. import process_tree
 from ..poll_thread import PollThread
-from ..state_file import StateFile, prune_records
+from ..state_file import JOURNAL_SYNC_SECONDS, RecordJournal, StateFile, prune_records
 from .output import OutputReader
 from .publish import CommandPublisher, KeySource, RedisSource
 from .records import CommandRecord, RunningCommand
@@ -54,6 +53,12 @@ KEEP_ENDED_SECONDS = 24 * 3600.0
 """How long an ended command's record is kept so that a redelivered RUN_COMMAND stays a no-op."""
 
 
+JOURNAL_FILE = "commands.jsonl"
+"""The journal of the command records in the data directory (state_file.RecordJournal)."""
+
+LEGACY_STATE_FILE = "commands.json"
+"""Where agents before the journal kept them (one JSON document rewritten at each save): read once, then removed."""
+
 EXPIRED_ERROR = "expired: it reached this node after its deadline, not run"
 """A RUN_COMMAND taken off the queue after its deadline (a backlog, a worker that reconnected late)."""
 
@@ -66,18 +71,16 @@ class CommandRunner(CommandRecovery):
         self.node_id = node_id
         self._redis = redis
         self._job_key = job_key
-        self._state_file = StateFile(self.data_dir / "commands.json", CommandRecord, section="commands")
+        legacy = StateFile(self.data_dir / LEGACY_STATE_FILE, CommandRecord, section="commands")
+        self._journal = RecordJournal(self.data_dir / JOURNAL_FILE, CommandRecord, _task_id_of, legacy)
         self._publisher = CommandPublisher(
             node_id, redis, self.data_dir / "command-reports", self._published, job_key, self._acknowledged
         )
         self._lock = threading.RLock()
-        self._save_lock = threading.Lock()
-        self._save_seq = 0
-        self._saved_seq = 0
-        self._records: dict[str, CommandRecord] = self._state_file.load()
+        self._records: dict[str, CommandRecord] = self._journal.load()
         self._running: dict[str, RunningCommand] = {}
         self._last_prune = 0.0
-        self._published_since_save = False
+        self._marked: set[str] = set()  # task ids of records marked reported or acked since the last save
         self._publisher_thread = PollThread(
             "corral-commands",
             self.poll,
@@ -123,7 +126,7 @@ class CommandRunner(CommandRecovery):
                 self._wake()
                 return {"task_id": task_id, "status": rec.status, "pid": None, "started": False}
             try:
-                # Opened only now, into the child's environment: never logged, never in commands.json.
+                # Opened only now, into the child's environment: never logged, never in the journal.
                 secrets = secret_env.open_sealed(self._job_key(), f"task:{task_id}", request.get("secret_env"))
                 env = {**(request.get("env") or {}), **secrets, "CORRAL_TASK_ID": task_id, NODE_ENV: self.node_id}
                 popen = process_tree.spawn_piped(rec.command, _work_dir(), env)
@@ -149,11 +152,11 @@ class CommandRunner(CommandRecovery):
                 "node %s task %s: command running, pid %s, timeout %gs", self.node_id, task_id, rec.pid, rec.timeout
             )
         self._wake()
-        # Saved once, with the pid, while the command already runs (the write is the slow part of a start):
-        # a restarted agent finds the pid to kill, a redelivered RUN_COMMAND finds the task id. An agent that
-        # dies before the write leaves a command nobody recorded: its successor finds it by its environment
-        # (recover, _settle_unrecorded), so it never runs twice.
-        self._save()
+        # Saved once, with the pid, while the command already runs: a restarted agent finds the pid to kill,
+        # a redelivered RUN_COMMAND finds the task id. An agent that dies before the write leaves a command
+        # nobody recorded: its successor finds it by its environment (recover, _settle_unrecorded), so it never
+        # runs twice.
+        self._save(task_id)
         return {"task_id": task_id, "status": rec.status, "pid": rec.pid, "started": True}
 
     def _time_left(self, deadline: float | None) -> float | None:
@@ -215,7 +218,8 @@ class CommandRunner(CommandRecovery):
                     self._publisher.hold(run.final)
             self._running.clear()
         self._publisher.hold_all()
-        self._save()  # the ends settled since the last save
+        self._save_marked()  # the ends settled since the last save
+        self._journal.close()
 
     # -- the publisher thread ----------------------------------------------------------------------
 
@@ -227,6 +231,8 @@ class CommandRunner(CommandRecovery):
         held = self._publisher.hold_left()
         if held:  # a running report becomes due before the next tick
             timeout = min(timeout, held)
+        if self._journal.unsynced:
+            timeout = min(timeout, JOURNAL_SYNC_SECONDS)
         return timeout
 
     def watch(self) -> float | None:
@@ -258,11 +264,13 @@ class CommandRunner(CommandRecovery):
             self._publisher.publish()
         if self._publisher.ready():
             self._publisher.check_acknowledgments()
-        if self._published_since_save:
-            self._published_since_save = False
-            self._save()
+        self._save_marked()
+        self._journal.sync()
         if time.time() - self._last_prune > 600:
             self._prune()
+        elif self._journal.needs_compacting():
+            with self._lock:
+                self._journal.compact(self._records)
 
     def _check(self, run: RunningCommand, now: float) -> None:
         rec = run.record
@@ -327,7 +335,7 @@ class CommandRunner(CommandRecovery):
             rec = self._records.get(task_id)
             if rec is not None:
                 setattr(rec, flag, True)
-                self._published_since_save = True
+                self._marked.add(task_id)
 
     def _end(self, rec: CommandRecord, status: HostRunStatus, save: bool = True, **changes: Any) -> None:
         """The one way a command reaches a final status: update, log, save."""
@@ -346,7 +354,7 @@ class CommandRunner(CommandRecovery):
             f", {rec.error_message}" if rec.error_message else "",
         )
         if save:
-            self._save()
+            self._save(rec.task_id)
 
     def _report(self, rec: CommandRecord, run: RunningCommand | None = None) -> dict[str, Any]:
         report = rec.report(self.node_id)
@@ -367,18 +375,29 @@ class CommandRunner(CommandRecovery):
                 "command",
                 self.node_id,
             ):
-                self._save()
+                self._journal.compact(self._records)
 
-    def _save(self) -> None:
-        """Write every record; the file write happens outside the main lock when the caller does not hold it."""
+    def _save(self, *task_ids: str) -> None:
+        """Append the records of ``task_ids`` to the journal as they are now (under the lock: a later state of a
+        record is never written before an earlier one)."""
         with self._lock:
-            self._save_seq += 1
-            seq = self._save_seq
-            snapshot = {tid: dataclasses.replace(rec) for tid, rec in self._records.items()}
-        with self._save_lock:
-            if seq > self._saved_seq:  # a newer snapshot may have been written meanwhile
-                self._state_file.save(snapshot)
-                self._saved_seq = seq
+            self._marked.difference_update(task_ids)
+            recs = [self._records[tid] for tid in task_ids if tid in self._records]
+            self._journal.append(recs, len(self._records))
+
+    def _save_marked(self) -> None:
+        with self._lock:
+            self._save(*self._marked)
+
+    def save_all(self) -> None:
+        """Rewrite the journal with every record (after recovery changed many)."""
+        with self._lock:
+            self._marked.clear()
+            self._journal.compact(self._records)
+
+
+def _task_id_of(rec: CommandRecord) -> str:
+    return rec.task_id
 
 
 def _work_dir() -> Path:
