@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     errors.register(app)
     auth.init_app(app)
     app.before_request(db.connect)
-    app.teardown_appcontext(lambda _exc: db.close())
+    app.teardown_appcontext(lambda _exc: db.release())
     routes.register(app)
     console.register(app)
     rate_limits.init_app(app, settings)  # after auth: counts requests it let through

@@ -286,6 +286,35 @@ def redis_now(redis: Redis) -> float:
     return sec + usec / 1_000_000
 
 
+CLOCK_REFRESH_SECONDS = 10.0
+"""How long a RedisClock trusts the offset it measured before it asks Redis's TIME again."""
+
+
+class RedisClock:
+    """Redis's clock without a round trip each time: this host's clock plus the offset to Redis's, measured with
+    TIME at most every CLOCK_REFRESH_SECONDS.
+
+    Deadlines travel on Redis's clock because hosts' clocks may disagree; stamping each job with a TIME round trip
+    cost a real-time call two of them (the manager's dispatch, the agent's check). A host clock stepped between two
+    measures is off until the next one, seconds at most: deadlines are whole task timeouts.
+    """
+
+    def __init__(self, refresh_seconds: float = CLOCK_REFRESH_SECONDS) -> None:
+        self.refresh_seconds = refresh_seconds
+        self._offset = 0.0
+        self._measured: float | None = None  # monotonic time of the last measure
+
+    def now(self, redis: Redis) -> float:
+        """Redis's clock now, in unix seconds (measured anew when the offset is older than refresh_seconds)."""
+        measured = self._measured
+        if measured is None or time.monotonic() - measured > self.refresh_seconds:
+            before = time.time()
+            remote = redis_now(redis)
+            self._offset = remote - (before + time.time()) / 2
+            self._measured = time.monotonic()
+        return time.time() + self._offset
+
+
 def read(redis: Redis, node_ids: Iterable[str]) -> tuple[float, dict[str, dict[str, str]]]:
     """Redis's time and the last heartbeat of each node (an empty dict for a node never heard from)."""
     ids = list(node_ids)

@@ -31,6 +31,9 @@ from shared.messages import (
 
 logger = logging.getLogger(__name__)
 
+_clock = heartbeat.RedisClock()
+"""Redis's clock for the jobs' deadlines (one process, one Redis: one offset)."""
+
 
 def node_queue(redis: Redis, node_id: str) -> Queue:
     """The RQ queue that only ``node_id``'s agent consumes."""
@@ -145,7 +148,7 @@ def run_command(
     left = float(payload["timeout"]) if seconds_left is None else seconds_left
     # Only a sealed form goes on the wire (added per node below); a task without secrets sends no such field.
     secret = payload.get("secret_env") or {}
-    payload = {**{k: v for k, v in payload.items() if k != "secret_env"}, "deadline": heartbeat.redis_now(redis) + left}
+    payload = {**{k: v for k, v in payload.items() if k != "secret_env"}, "deadline": _clock.now(redis) + left}
     body = dump(RunCommandSchema, payload)
     body.pop("secret_env", None)  # dump fills in its load_default (None): the wire of a task without secrets stays
     description = f"run fleet task {body['task_id']}"

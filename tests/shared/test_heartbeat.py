@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import redis
 
 from shared import heartbeat, keys
+from tests import support
 
 
 def test_write_then_read_round_trips_figures_and_stamps_redis_time(redis_client: redis.Redis) -> None:
@@ -133,3 +135,15 @@ def test_a_summary_says_whether_the_worker_takes_jobs_and_the_node_signs_it(redi
     heartbeat.write(redis_client, "n1", {"interval": 5}, key)
     summary = heartbeat.parse_summary(redis_client.get(keys.node_summary("n1")), "n1", lambda _node: key)
     assert summary is not None and summary.taking_jobs
+
+
+def test_redis_clock_reads_redis_time_once_per_refresh(redis_client: redis.Redis) -> None:
+    clock = heartbeat.RedisClock(refresh_seconds=60)
+    assert abs(clock.now(redis_client) - heartbeat.redis_now(redis_client)) < 0.05
+    # Within the refresh no round trip: a Redis nobody listens on is never asked.
+    gone = redis.Redis(port=support.free_port(), socket_connect_timeout=0.2)
+    assert abs(clock.now(gone) - heartbeat.redis_now(redis_client)) < 0.05
+    stale = heartbeat.RedisClock(refresh_seconds=0)
+    stale.now(redis_client)
+    with pytest.raises(redis.ConnectionError):
+        stale.now(gone)

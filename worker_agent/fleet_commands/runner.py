@@ -71,6 +71,7 @@ class CommandRunner(CommandRecovery):
         self.node_id = node_id
         self._redis = redis
         self._job_key = job_key
+        self._clock = heartbeat.RedisClock()
         legacy = StateFile(self.data_dir / LEGACY_STATE_FILE, CommandRecord, section="commands")
         self._journal = RecordJournal(self.data_dir / JOURNAL_FILE, CommandRecord, _task_id_of, legacy)
         self._publisher = CommandPublisher(
@@ -162,14 +163,14 @@ class CommandRunner(CommandRecovery):
     def _time_left(self, deadline: float | None) -> float | None:
         """Seconds until ``deadline`` (Redis's clock, as the manager set it), or None without one.
 
-        Redis's own TIME, not this host's clock: a skewed agent clock must neither run an expired command nor
-        refuse a live one. Without Redis (it is reachable, the job just came from it) this host's clock.
+        Redis's clock (heartbeat.RedisClock), not this host's: a skewed agent clock must neither run an expired
+        command nor refuse a live one. Without Redis (it is reachable, the job just came from it) this host's clock.
         """
         if deadline is None:
             return None
         redis = self._redis()
         try:
-            now = heartbeat.redis_now(redis) if redis is not None else time.time()
+            now = self._clock.now(redis) if redis is not None else time.time()
         except RedisError:
             now = time.time()
         return float(deadline) - now
