@@ -6,14 +6,14 @@ import json
 import time
 from typing import Any
 
-from redis import ConnectionPool, Redis
+from redis import Redis
 
 from manager_api.models import FleetTask, TaskHost
 from manager_api.services import secret_store
 from manager_api.services.errors import NotFound
+from manager_api.services.fleet_tasks import changes
 from manager_api.services.fleet_tasks.state import is_final
 from manager_api.services.paging import Page, matching, page_of, status_counts
-from shared import keys
 
 NOT_FOUND = "Task not found"
 WAIT_POLL_SECONDS = 0.25
@@ -44,18 +44,16 @@ def listing(page: int, page_size: int, status: str | None, name: str | None) -> 
 def wait(redis: Redis, task_id: str, seconds: float) -> None:
     """Return once the task is over, or after ``seconds``.
 
-    Woken through keys.task_changed_channel when the duties apply a report; the database is read again at
-    least every WAIT_POLL_SECONDS too, for changes that come from elsewhere (deadlines, cancel).
+    Woken by this process's subscriber to the tasks' changes (changes.py) when the duties apply a report; the
+    database is read again at least every WAIT_POLL_SECONDS too, for changes that come from elsewhere (deadlines,
+    cancel) or that a lost subscription missed.
     """
     deadline = time.monotonic() + seconds
-    # A pool of its own: redis-py closes a pub/sub connection after use, and taking it from the app's pool
-    # would leave the next request to reconnect to Redis before it can dispatch anything.
-    shared_pool = redis.connection_pool
-    pool = ConnectionPool(connection_class=shared_pool.connection_class, **shared_pool.connection_kwargs)
-    pubsub = Redis(connection_pool=pool).pubsub(ignore_subscribe_messages=True)
-    try:
-        pubsub.subscribe(keys.task_changed_channel(task_id))  # before the first read: no change slips by
+    watcher = changes.of_process(redis)
+    with watcher.watching(task_id) as changed:
+        watcher.wait_subscribed(min(1.0, seconds))  # before the first read: no change slips by
         while True:
+            changed.clear()  # before the read: a change after it sets it again
             row = FleetTask.select(FleetTask.status, FleetTask.finished_at).where(FleetTask.task_id == task_id)
             found = row.tuples().first()
             if found is None or is_final(*found):
@@ -63,10 +61,7 @@ def wait(redis: Redis, task_id: str, seconds: float) -> None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            pubsub.get_message(timeout=min(WAIT_POLL_SECONDS, remaining))
-    finally:
-        pubsub.close()
-        pool.disconnect()
+            changed.wait(min(WAIT_POLL_SECONDS, remaining))
 
 
 def status_of(task_id: str) -> tuple[str, bool] | None:

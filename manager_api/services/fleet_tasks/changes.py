@@ -1,0 +1,147 @@
+"""Wake-ups of the ``?wait`` callers of fleet tasks: one subscriber per process for every task's changes.
+
+The duties publish on keys.task_changed_channel(task_id) after each commit that changed a task. A subscription of
+its own per waiting request cost a connection, its AUTH and a SUBSCRIBE on every real-time call, on the path of
+its answer; one thread per process subscribed to every task's channel (a pattern) costs none of that, and hands
+each change to the requests waiting for that task. A change missed while Redis is away wakes every waiter (they
+read the database again), and waiters read it now and then anyway (reads.wait).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from redis import ConnectionPool, Redis
+from redis.exceptions import RedisError
+
+from shared import keys
+
+logger = logging.getLogger(__name__)
+
+PATTERN = keys.task_changed_channel("*")
+"""Every fleet task's channel."""
+
+RECONNECT_SECONDS = 1.0
+"""Pause before the subscriber tries Redis again after losing it."""
+
+IDLE_SECONDS = 60.0
+"""With nobody waiting this long, the subscriber ends (the next wait starts one again)."""
+
+
+def task_of(channel: str) -> str | None:
+    """The task id a task's channel names, None for any other channel."""
+    head, tail = PATTERN.split("*")
+    if channel.startswith(head) and channel.endswith(tail) and len(channel) > len(head) + len(tail):
+        return channel[len(head) : len(channel) - len(tail)]
+    return None
+
+
+class TaskChanges:
+    """The subscriber of one process: waiting requests register an Event per task; the thread sets it."""
+
+    def __init__(self, redis: Redis) -> None:
+        # A pool of its own: the subscription holds its connection for good.
+        shared = redis.connection_pool
+        self._redis = Redis(
+            connection_pool=ConnectionPool(connection_class=shared.connection_class, **shared.connection_kwargs)
+        )
+        self._lock = threading.Lock()
+        self._waiting: dict[str, set[threading.Event]] = {}
+        self._subscribed = threading.Event()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="corral-task-changes", daemon=True)
+        self._thread.start()
+
+    @contextmanager
+    def watching(self, task_id: str) -> Iterator[threading.Event]:
+        """An Event set whenever ``task_id`` changes while the caller waits (it clears it before each wait)."""
+        event = threading.Event()
+        with self._lock:
+            self._waiting.setdefault(task_id, set()).add(event)
+        try:
+            yield event
+        finally:
+            with self._lock:
+                events = self._waiting.get(task_id)
+                if events is not None:
+                    events.discard(event)
+                    if not events:
+                        del self._waiting[task_id]
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Whether the subscription is up (waiting up to ``timeout`` for it): until then a change may be missed."""
+        return self._subscribed.wait(timeout)
+
+    def _wake(self, task_id: str | None) -> None:
+        """Set the events of ``task_id``'s waiters, or of every waiter (None)."""
+        with self._lock:
+            if task_id is None:
+                events = [event for waiting in self._waiting.values() for event in waiting]
+            else:
+                events = list(self._waiting.get(task_id, ()))
+        for event in events:
+            event.set()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the subscriber ended (idle): of_process then starts another."""
+        return self._closed
+
+    def _run(self) -> None:
+        stop = threading.Event()  # never set: a pause that no signal cuts short
+        idle_since = time.monotonic()
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.psubscribe(PATTERN)
+                pubsub.get_message(timeout=1.0)  # the confirmation: subscribed from here on
+                self._wake(None)  # whatever changed before this subscription: read again
+                self._subscribed.set()
+                while True:
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is not None and message.get("type") == "pmessage":
+                        channel = message["channel"]
+                        self._wake(task_of(channel.decode() if isinstance(channel, bytes) else str(channel)))
+                    with self._lock:
+                        if self._waiting:
+                            idle_since = time.monotonic()
+                        elif time.monotonic() - idle_since > IDLE_SECONDS:
+                            self._closed = True
+                            return
+            except RedisError as exc:
+                logger.warning(
+                    "fleet task changes: Redis lost, subscribing again in %.0f s: %s", RECONNECT_SECONDS, exc
+                )
+            except Exception:
+                logger.exception("fleet task changes: subscriber failed; subscribing again")
+            finally:
+                self._subscribed.clear()
+                try:
+                    pubsub.close()
+                except RedisError:
+                    pass
+            self._wake(None)
+            stop.wait(RECONNECT_SECONDS)
+
+
+_instances: dict[tuple[int, str], TaskChanges] = {}
+_instances_lock = threading.Lock()
+
+
+def of_process(redis: Redis) -> TaskChanges:
+    """The subscriber of this process for ``redis``'s server, started at its first use (after a fork too: threads
+    do not cross one) and again after it ended idle."""
+    kwargs = redis.connection_pool.connection_kwargs
+    key = (os.getpid(), repr(sorted((k, v) for k, v in kwargs.items() if k in ("host", "port", "path", "db"))))
+    with _instances_lock:
+        changes = _instances.get(key)
+        if changes is None or changes.closed:
+            for old in [k for k in _instances if k[0] != os.getpid()]:
+                del _instances[old]  # a parent's, before a fork
+            changes = _instances[key] = TaskChanges(redis)
+        return changes
