@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -80,3 +81,23 @@ def test_tell_queues_before_the_acks_on_the_same_pipeline(app: Flask, redis_clie
         redis_client, kind([]), [report("n1", "a")], lambda pipe, settled: told.append(settled)
     )
     assert told == [1] and redis_client.smembers(keys.node_acked("n1")) == {b"command:a"}
+
+
+def test_store_many_stores_a_batch_at_once_and_one_it_cannot_store_goes_again_report_by_report(
+    app: Flask, redis_client: redis_lib.Redis
+) -> None:
+    settled: list[list[str]] = []
+    calls: list[int] = []
+
+    def store_many(reports: list[Report]) -> list[tuple[Report, str]]:
+        calls.append(len(reports))
+        return [(one, store(one)) for one in reports]
+
+    batched = dataclasses.replace(kind(settled), store_many=store_many)
+    assert report_batches.apply_and_acknowledge(redis_client, batched, [report("n1", "a"), report("n1", "b")]) == 2
+    assert calls == [2] and settled == [["a", "b"]]
+    # "bad" fails store_many after rows were written: its savepoint undoes them, and one by one only "bad" is dropped.
+    batch = [report("n1", "c"), report("n1", "bad"), report("n1", "d")]
+    assert report_batches.apply_and_acknowledge(redis_client, batched, batch) == 2
+    assert calls == [2, 3] and settled[-1] == ["c", "d"]
+    assert targets() == ["a", "b", "a,b", "c", "d", "c,d"]
