@@ -24,6 +24,24 @@ from shared.jobs import ALLOWED
 logger = logging.getLogger(__name__)
 
 
+RQ_PER_JOB_FUNCTIONS = frozenset({"dequeue_job_and_maintain_ttl", "handle_job_success", "perform_job", "execute_job"})
+"""RQ's worker methods whose INFO lines are about one job (taken, done, its result kept)."""
+
+
+class RqPerJobLines(logging.Filter):
+    """Drops RQ's INFO lines about each job unless the agent logs at DEBUG: the job functions log the same
+    events with the node and task ids, and on the path of every job two more lines cost about as much as running
+    the job function (a real-time `echo hi`). The worker's own events (started, listening, lost Redis) stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or record.funcName not in RQ_PER_JOB_FUNCTIONS:
+            return True
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+_rq_per_job_lines = RqPerJobLines()
+
+
 class ForbiddenJobError(Exception):
     """A job named a function that agents do not run."""
 
@@ -103,6 +121,7 @@ class AgentWorker(SimpleWorker):
             **kwargs,
         )
         self.node_id = node_id
+        self.log.addFilter(_rq_per_job_lines)  # once: a logger keeps one of each filter
         self.shutdown_requested = False
         self.taking_jobs = taking_jobs
         """False from a failed turn of the dequeue loop (Redis lost) until one succeeds: the node is not ready.

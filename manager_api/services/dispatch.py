@@ -157,7 +157,7 @@ def run_command(
         job_ids = _enqueue_sealed(redis, node_ids, body, secret, f"task:{body['task_id']}", description)
     else:
         job_ids = _enqueue_on_nodes(redis, node_ids, jobs.RUN_COMMAND, body, description)
-    logger.info("fleet task %s sent to %d nodes", body["task_id"], len(job_ids))
+    logger.debug("fleet task %s sent to %d nodes", body["task_id"], len(job_ids))  # the start's line counts them
     return job_ids
 
 

@@ -31,9 +31,6 @@ from shared.states import FleetTaskStatus, HostRunStatus
 
 logger = logging.getLogger(__name__)
 
-INSERT_CHUNK = 500
-"""Host rows per INSERT, well under SQLite's bound-variable limit."""
-
 
 def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_intervals: int) -> str:
     """Record a new task (and start it unless ``start`` is false); returns its task_id.
@@ -66,9 +63,12 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
         )
         audit.record(actor, "task.create", task_id, {"name": data["name"], "targets": data["targets"]})
         plans = _record_start(task, actor, fleet) if fleet is not None else []
-    logger.info("fleet task %s (%s) created by %s on %d targets", task_id, data["name"], actor, len(data["targets"]))
     if starting:
-        _dispatch(redis, task, actor, plans)
+        _dispatch(redis, task, actor, plans)  # its line says the task was started (one line a real-time call)
+    else:
+        logger.info(
+            "fleet task %s (%s) created by %s on %d targets", task_id, data["name"], actor, len(data["targets"])
+        )
     return task_id
 
 
@@ -142,8 +142,7 @@ def _record_start(task: FleetTask, actor: str, fleet: targets.Fleet) -> list[tar
         }
         for plan in plans
     ]
-    for i in range(0, len(rows), INSERT_CHUNK):
-        TaskHost.insert_many(rows[i : i + INSERT_CHUNK]).execute()
+    db.insert_rows(TaskHost, rows)
     by_status: dict[str, int] = {}
     for row in rows:
         by_status[row["status"]] = by_status.get(row["status"], 0) + 1
@@ -161,7 +160,9 @@ def _dispatch(redis: Redis, task: FleetTask, actor: str, plans: list[targets.Hos
     task_id = task.task_id
     runnable = [plan.node_id for plan in plans if plan.error is None and plan.node_id]
     failed = len(plans) - len(runnable)
-    logger.info("fleet task %s started by %s: %d hosts, %d dispatch failed", task_id, actor, len(plans), failed)
+    logger.info(
+        "fleet task %s (%s) started by %s: %d hosts, %d dispatch failed", task_id, task.name, actor, len(plans), failed
+    )
     try:
         dispatch.run_command(redis, runnable, run_payload(task))
     except RedisError as exc:

@@ -11,13 +11,16 @@ from redis import Redis
 from manager_api import db
 from manager_api.models import FleetTask, Node, TaskHost, utcnow
 from manager_api.services import dispatch
-from manager_api.services.fleet_tasks.actions import INSERT_CHUNK, run_payload
+from manager_api.services.fleet_tasks.actions import run_payload
 from manager_api.services.fleet_tasks.state import FINAL_STATUSES, OPEN_HOST_STATUSES, recompute
 from shared import keys
 from shared.defaults import DEADLINE_SLACK_SECONDS
 from shared.states import FleetTaskStatus, HostRunStatus, NodeStatus
 
 logger = logging.getLogger(__name__)
+
+PRUNE_CHUNK = 500
+"""Tasks pruned per round of statements, their ids well under SQLite's bound-variable limit."""
 
 NODE_WENT_OFFLINE = "node went offline"
 NO_ANSWER = "no answer from node"
@@ -136,8 +139,8 @@ def prune(redis: Redis, retention_days: int) -> int:
         .where(FleetTask.finished_at < cutoff, FleetTask.status.in_([s.value for s in FINAL_STATUSES]))
         .tuples()
     )
-    for i in range(0, len(old), INSERT_CHUNK):
-        chunk = old[i : i + INSERT_CHUNK]
+    for i in range(0, len(old), PRUNE_CHUNK):
+        chunk = old[i : i + PRUNE_CHUNK]
         pks = [pk for pk, _ in chunk]
         task_ids = dict(chunk)
         # Each host wrote its own output stream: read who, before the hosts go.
