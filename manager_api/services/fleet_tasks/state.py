@@ -45,8 +45,8 @@ def is_final(status: str, finished_at: Any) -> bool:
 
 def recompute(task_pk: int) -> FleetTaskStatus:
     """Store a task's counters and status derived from its hosts (call inside a write transaction)."""
-    task_id, status, finished_at = (
-        FleetTask.select(FleetTask.task_id, FleetTask.status, FleetTask.finished_at)
+    task_id, status, finished_at, started_at = (
+        FleetTask.select(FleetTask.task_id, FleetTask.status, FleetTask.finished_at, FleetTask.started_at)
         .where(FleetTask.id == task_pk)
         .tuples()
         .get()
@@ -59,7 +59,7 @@ def recompute(task_pk: int) -> FleetTaskStatus:
             .tuples()
         )
     )
-    return store_derived(task_pk, task_id, FleetTaskStatus(status), finished_at, counts)
+    return store_derived(task_pk, task_id, FleetTaskStatus(status), finished_at, counts, started=started_at)
 
 
 def store_derived(
@@ -68,9 +68,11 @@ def store_derived(
     current: FleetTaskStatus,
     finished_at: Any,
     counts: dict[str, int],
+    started: Any = None,
     **changes: Any,
 ) -> FleetTaskStatus:
-    """Store the counters, and the status and finished_at they imply, with ``changes``; returns the status."""
+    """Store the counters, and the status and finished_at they imply, with ``changes``; returns the status.
+    ``started``: the task's started_at when the caller read it (else it is read if the task ends now)."""
     new = current
     all_ended = counts["ended"] == counts["total"]
     if current == FleetTaskStatus.RUNNING and all_ended:
@@ -90,7 +92,7 @@ def store_derived(
     if new != current:
         logger.info("fleet task %s %s -> %s", task_id, current.value, new.value)
     if ended_now:
-        _observe_duration(task_pk, new, finished_at, changes.get("started_at"))
+        _observe_duration(task_pk, new, finished_at, changes.get("started_at") or started)
         if new == FleetTaskStatus.FAILED:  # once: a task ends once (finished_at was None until now)
             name = FleetTask.select(FleetTask.name).where(FleetTask.id == task_pk).scalar()
             alerts.raise_alert(
