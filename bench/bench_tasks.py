@@ -1,9 +1,10 @@
 """Fleet task figures (issue 3): `echo hi` on 1, 10 and 50 real agents and on simulated fleets, agent
 footprint, and the manager's idle cost with 10,000 heartbeating simulated agents.
 
-Usage: .venv/bin/python bench/bench_tasks.py [--runs 100] [--skip-10k] [--one-agent] [--repeat N]
+Usage: .venv/bin/python bench/bench_tasks.py [--runs 100] [--skip-10k] [--one-agent] [--repeat N] [--fleet N]
 --one-agent measures only `echo hi` on 1 real agent; --repeat runs that measure N times (fresh manager and
-agent each time) and prints the median of the p50s, for a machine shared with other work.
+agent each time) and prints the median of the p50s, for a machine shared with other work. --fleet N measures only
+`echo hi` on N simulated agents (bench/fleet_sim.py) until every result is stored.
 Every figure is measured with a warm HTTP client against a real `manager` on this machine.
 """
 
@@ -132,6 +133,24 @@ def real_agents(manager: Manager, env: dict[str, str], workdir: Path, session: r
     import_floor()
 
 
+def simulated_echo(session: requests.Session, manager: Manager, count: int, targets: list[str], runs: int = 5) -> float:
+    """`echo hi` on ``count`` simulated agents (``targets`` selects them) until every result is stored: prints
+    the median of ``runs`` (and each), returns it."""
+    times = []
+    for _ in range(runs):
+        elapsed, task = run_task(session, manager, targets, wait=300)
+        if len(task["hosts"]) != count:
+            raise RuntimeError(f"{len(task['hosts'])} hosts answered, {count} expected")
+        times.append(elapsed)
+    median = statistics.median(times)
+    each = ", ".join(f"{t:.2f}" for t in times)
+    print(
+        f"echo hi on {count:,} simulated agents, until every result is stored (median of {runs}): "
+        f"{ms(median)} ({each} s)"
+    )
+    return median
+
+
 FLOOR_IMPORTS = "redis, rq, psutil, marshmallow"
 
 
@@ -214,10 +233,17 @@ def main() -> None:
     parser.add_argument("--one-agent", action="store_true", help="only `echo hi` on 1 real agent")
     parser.add_argument("--repeat", type=int, default=1, help="with --one-agent: measure N times")
     parser.add_argument("--floor", action="store_true", help="only the PSS floor of the agent's libraries")
+    parser.add_argument("--fleet", type=int, help="only `echo hi` on this many simulated agents (a fresh manager)")
     args = parser.parse_args()
     print(machine(), f"load average {' '.join(f'{x:.2f}' for x in psutil.getloadavg())}")
     if args.floor:
         import_floor()
+        return
+    if args.fleet:
+        with simulated_fleet(args.fleet, f"sim{args.fleet}") as (manager, session):
+            run_task(session, manager, ["sim=yes"], wait=300)  # warm up
+            simulated_echo(session, manager, args.fleet, ["sim=yes"])
+        print(f"load average now {psutil.getloadavg()[0]:.2f}")
         return
     if args.one_agent:
         p50s = []
@@ -245,11 +271,7 @@ def main() -> None:
             real_agents(manager, env, workdir, session, args.runs)
 
             sim = simulated(manager, workdir, session, 1000, "sim1k")
-            times = [run_task(session, manager, ["sim=yes"])[0] for _ in range(5)]
-            print(
-                f"echo hi on 1,000 simulated agents, until every result is stored (median of 5): "
-                f"{ms(statistics.median(times))}"
-            )
+            simulated_echo(session, manager, 1000, ["sim=yes"])
             sim.terminate()
             sim.wait(30)
 
@@ -274,6 +296,8 @@ def main() -> None:
                     f"{pss_mb(own):.0f} MB PSS; redis {r_cpu:.1f}% of a core, {pss_mb(redis_pids):.0f} MB PSS; "
                     f"GET /api/task/node p50 {ms(pct(lat, 0.5))}, p99 {ms(pct(lat, 0.99))}"
                 )
+                # The 1,000 of before are offline now: the query picks the 10,000 by their hostnames.
+                simulated_echo(session, manager, 10000, ["query:hostname:sim10k-*"])
                 sim.terminate()
                 sim.wait(60)
         finally:
