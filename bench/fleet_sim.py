@@ -32,8 +32,10 @@ from typing import Any
 
 import redis
 import requests
+from redis.client import Pipeline
 from rq import Queue
 from rq.exceptions import DequeueTimeout
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from shared import api, heartbeat, job_signing, jobs, keys, report_streams
@@ -117,21 +119,26 @@ def heartbeat_loop(
 
 
 def answer(client: redis.Redis, node_id: str, key: bytes, func_name: str, payload: dict[str, Any]) -> None:
-    """Carry out one job the way an agent reports it (signed with the node's ``key``)."""
+    """Carry out one job the way an agent reports it (signed with the node's ``key``); with a pipeline as
+    ``client``, the reports are queued on it (the caller executes it)."""
     now = time.time()
     if func_name == jobs.RUN_COMMAND:
         command = payload["command"]
         out = command[5:] + "\n" if command.startswith("echo ") else ""
         base = {"task_id": payload["task_id"], "node_id": node_id, "started_at": now}
-        report_streams.publish_command_report(client, base | {"status": "running", "at": now, "pid": 1}, key=key)
+        # As an agent sends a short command's reports: running, output, final in one transaction.
+        pipe = client if isinstance(client, Pipeline) else client.pipeline(transaction=True)
+        report_streams.publish_command_report(pipe, base | {"status": "running", "at": now, "pid": 1}, key=key)
         if out:
-            report_streams.append_output(client, payload["task_id"], node_id, "stdout", [out.rstrip("\n")], key=key)
+            report_streams.append_output(pipe, payload["task_id"], node_id, "stdout", [out.rstrip("\n")], key=key)
         report_streams.publish_command_report(
-            client,
+            pipe,
             base
             | {"status": "succeeded", "at": time.time(), "exit_code": 0, "stdout": out, "finished_at": time.time()},
             key=key,
         )
+        if pipe is not client:
+            pipe.execute()
     elif func_name == jobs.START_TASK:
         report_streams.publish(
             client,
@@ -182,9 +189,16 @@ def answer(client: redis.Redis, node_id: str, key: bytes, func_name: str, payloa
 
 
 def consume_loop(client: redis.Redis, hostnames: list[str], job_keys: dict[str, bytes], stop: threading.Event) -> None:
-    """Take jobs from every simulated node's own queue (one BLPOP over all of them); like an agent, run only
-    allowed functions signed with the node's key."""
+    """Take jobs from every simulated node's own queue; like an agent, run only allowed functions signed with the
+    node's key.
+
+    One BLPOP over all the queues waits for the first job; then every queue is popped in one pipeline, again
+    until none holds a job, and the jobs of a round are answered in one pipeline. A BLPOP per job over a few
+    thousand keys cost Redis more than the manager's work for a fleet task, where real agents each wait on one
+    queue of their own.
+    """
     queues = [Queue(keys.node_queue(node_id_for(h)), connection=client, serializer=JSONSerializer) for h in hostnames]
+    by_key = {queue.key: queue for queue in queues}
     prefix = len(Queue.redis_queue_namespace_prefix) + len("corral.node.")
     while not stop.is_set():
         try:
@@ -197,19 +211,41 @@ def consume_loop(client: redis.Redis, hostnames: list[str], job_keys: dict[str, 
             continue
         if result is None:
             continue
-        job, queue = result
-        node_id = queue.key[prefix:]
-        signature = job.meta.get(job_signing.META_FIELD)
-        signed = job_signing.verify(
-            job_keys[node_id], signature, job.func_name, job.args, job.kwargs, job.id, job.origin
-        )
-        if job.func_name in jobs.ALLOWED and signed:
-            answer(client, node_id, job_keys[node_id], job.func_name, job.args[0])
-        else:
-            logger.warning("node %s: job %s (%s) refused: not allowed or not signed", node_id, job.id, job.func_name)
-        # A plain DEL: the job was popped off its queue and no worker registered it anywhere, so RQ's
-        # job.delete() (registries, dependents: several round trips) has nothing more to clean.
-        client.delete(job.key)
+        taken = [result]
+        while taken:
+            with client.pipeline(transaction=False) as pipe:
+                for job, queue in taken:
+                    handle(pipe, job, queue.key[prefix:], job_keys)
+                pipe.execute()
+            taken = drain(client, by_key)
+
+
+def drain(client: redis.Redis, by_key: dict[str, Queue]) -> list[tuple[Job, Queue]]:
+    """One job off every queue that has one, in one pipeline (and their jobs fetched in another)."""
+    with client.pipeline(transaction=False) as pipe:
+        for key in by_key:
+            pipe.lpop(key)
+        popped = [(key, job_id) for key, job_id in zip(by_key, pipe.execute(), strict=True) if job_id]
+    if not popped:
+        return []
+    fetched = Job.fetch_many([job_id.decode() for _, job_id in popped], connection=client, serializer=JSONSerializer)
+    return [(job, by_key[key]) for (key, _), job in zip(popped, fetched, strict=True) if job is not None]
+
+
+def handle(pipe: Pipeline, job: Job, node_id: str, job_keys: dict[str, bytes]) -> None:
+    """Answer one job on ``pipe`` if it is allowed and signed for its node, then delete it."""
+    signature = job.meta.get(job_signing.META_FIELD)
+    signed = job_signing.verify(job_keys[node_id], signature, job.func_name, job.args, job.kwargs, job.id, job.origin)
+    if job.func_name in jobs.ALLOWED and signed:
+        try:
+            answer(pipe, node_id, job_keys[node_id], job.func_name, job.args[0])
+        except Exception:  # noqa: BLE001 - one bad job must not cost the others of the round their answers
+            logger.exception("node %s: job %s (%s) could not be answered", node_id, job.id, job.func_name)
+    else:
+        logger.warning("node %s: job %s (%s) refused: not allowed or not signed", node_id, job.id, job.func_name)
+    # A plain DEL: the job was popped off its queue and no worker registered it anywhere, so RQ's
+    # job.delete() (registries, dependents: several round trips) has nothing more to clean.
+    pipe.delete(job.key)
 
 
 def run_slice(

@@ -136,19 +136,21 @@ def _output_text(stream: str, line: str) -> str:
 def append_output(
     redis: Redis, task_id: str, node_id: str, stream: str, lines: list[str], key: bytes | None = None
 ) -> None:
-    """Append output lines of one node to its live output stream of the task (one round trip) and renew its
-    TTL; each line signed with the node's ``key``."""
+    """Append output lines of one node to its live output stream of the task (one round trip, or queued on
+    ``redis`` when it is a pipeline: the caller executes it) and renew its TTL; each line signed with the node's
+    ``key``."""
     if not lines:
         return
     output = keys.task_output(task_id, node_id)
-    pipe = redis.pipeline(transaction=False)
+    pipe = redis if isinstance(redis, Pipeline) else redis.pipeline(transaction=False)
     for line in lines:
         entry = {"node_id": node_id, "stream": stream, "line": line}
         if key is not None:
             entry[SIG_FIELD] = job_signing.sign_message(key, output, _output_text(stream, line))
         pipe.xadd(output, entry)  # type: ignore[arg-type]
     pipe.expire(output, OUTPUT_STREAM_TTL)
-    pipe.execute()
+    if pipe is not redis:
+        pipe.execute()
 
 
 def output_line_signed(task_id: str, node_id: str, values: dict[str, str], key_of: KeyOf) -> bool:
