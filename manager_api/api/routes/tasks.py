@@ -44,8 +44,9 @@ def _known(task_id: str) -> str:
 
 
 def _answer(task_id: str, wait: float, status: int = 200) -> ResponseReturnValue:
-    task = fleet_task_reads.wait(extensions.redis(), task_id, wait) if wait > 0 else None
-    return jsonify(fleet_task_json.task_json(*fleet_task_reads.detail(task_id, task))), status
+    if wait > 0:
+        fleet_task_reads.wait(extensions.redis(), task_id, wait)
+    return jsonify(fleet_task_json.task_json(*fleet_task_reads.detail(task_id))), status
 
 
 @bp.post("/api/tasks")

@@ -28,10 +28,9 @@ def get(task_id: str) -> FleetTask:
     return task
 
 
-def detail(task_id: str, task: FleetTask | None = None) -> tuple[FleetTask, list[TaskHost]]:
-    """The task (``task`` when the caller just read it) and every host of it, in the order they were recorded."""
-    if task is None:
-        task = get(task_id)
+def detail(task_id: str) -> tuple[FleetTask, list[TaskHost]]:
+    """The task and every host of it, in the order they were recorded."""
+    task = get(task_id)
     return task, list(TaskHost.select().where(TaskHost.task == task.id).order_by(TaskHost.id))
 
 
@@ -42,8 +41,8 @@ def listing(page: int, page_size: int, status: str | None, name: str | None) -> 
     return Page(total, tasks, status_counts(TaskHost.task, TaskHost.status, [t.id for t in tasks]))
 
 
-def wait(redis: Redis, task_id: str, seconds: float) -> FleetTask | None:
-    """Return once the task is over, or after ``seconds``: the task as last read (None if it is gone).
+def wait(redis: Redis, task_id: str, seconds: float) -> None:
+    """Return once the task is over, or after ``seconds``.
 
     Woken by this process's subscriber to the tasks' changes (changes.py) when the duties apply a report; the
     database is read again at least every WAIT_POLL_SECONDS too, for changes that come from elsewhere (deadlines,
@@ -55,12 +54,13 @@ def wait(redis: Redis, task_id: str, seconds: float) -> FleetTask | None:
         watcher.wait_subscribed(min(1.0, seconds))  # before the first read: no change slips by
         while True:
             changed.clear()  # before the read: a change after it sets it again
-            task = FleetTask.get_or_none(FleetTask.task_id == task_id)
-            if task is None or is_final(task.status, task.finished_at):
-                return task
+            row = FleetTask.select(FleetTask.status, FleetTask.finished_at).where(FleetTask.task_id == task_id)
+            found = row.tuples().first()
+            if found is None or is_final(*found):
+                return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return task
+                return
             changed.wait(min(WAIT_POLL_SECONDS, remaining))
 
 
