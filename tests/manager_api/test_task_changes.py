@@ -6,6 +6,7 @@ import redis
 
 from manager_api.services.fleet_tasks import changes
 from shared import keys
+from tests.support import RedisServer, wait_until
 
 
 def test_a_channel_names_its_task() -> None:
@@ -24,3 +25,25 @@ def test_a_change_wakes_the_waiters_of_that_task_only(redis_client: redis.Redis)
         redis_client.publish(keys.task_changed_channel("t-1"), "1")
         assert mine.wait(5)
         assert not other.is_set()
+
+
+def test_waiters_are_woken_when_redis_is_lost_and_again_once_it_is_back() -> None:
+    server = RedisServer().start()
+    back = RedisServer()
+    back.port = server.port  # the same Redis, restarted
+    try:
+        client = redis.Redis.from_url(server.url)
+        watcher = changes.of_process(client)
+        with watcher.watching("t-1") as changed:
+            assert watcher.wait_subscribed(5)
+            changed.clear()
+            server.stop()
+            assert changed.wait(10)  # lost: read the database again, a change may have gone by
+            back.start()
+            wait_until(lambda: watcher.wait_subscribed(0.1), timeout=15, what="the subscriber back on Redis")
+            changed.clear()
+            client.publish(keys.task_changed_channel("t-1"), "1")
+            assert changed.wait(5)
+    finally:
+        server.stop()
+        back.stop()

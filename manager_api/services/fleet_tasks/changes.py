@@ -54,6 +54,7 @@ class TaskChanges:
         self._waiting: dict[str, set[threading.Event]] = {}
         self._subscribed = threading.Event()
         self._closed = False
+        self._idle_since = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="corral-task-changes", daemon=True)
         self._thread.start()
 
@@ -94,29 +95,29 @@ class TaskChanges:
 
     def _run(self) -> None:
         stop = threading.Event()  # never set: a pause that no signal cuts short
-        idle_since = time.monotonic()
-        while True:
+        self._idle_since = time.monotonic()
+        lost = False
+        while not self._idle_too_long():
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 pubsub.psubscribe(PATTERN)
                 pubsub.get_message(timeout=1.0)  # the confirmation: subscribed from here on
                 self._wake(None)  # whatever changed before this subscription: read again
                 self._subscribed.set()
-                while True:
+                if lost:
+                    logger.info("fleet task changes: subscribed again")
+                    lost = False
+                while not self._idle_too_long():
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None and message.get("type") == "pmessage":
                         channel = message["channel"]
                         self._wake(task_of(channel.decode() if isinstance(channel, bytes) else str(channel)))
-                    with self._lock:
-                        if self._waiting:
-                            idle_since = time.monotonic()
-                        elif time.monotonic() - idle_since > IDLE_SECONDS:
-                            self._closed = True
-                            return
             except RedisError as exc:
-                logger.warning(
-                    "fleet task changes: Redis lost, subscribing again in %.0f s: %s", RECONNECT_SECONDS, exc
-                )
+                if not lost:  # once per outage
+                    logger.warning(
+                        "fleet task changes: Redis lost, subscribing again every %.0f s: %s", RECONNECT_SECONDS, exc
+                    )
+                lost = True
             except Exception:
                 logger.exception("fleet task changes: subscriber failed; subscribing again")
             finally:
@@ -127,6 +128,15 @@ class TaskChanges:
                     pass
             self._wake(None)
             stop.wait(RECONNECT_SECONDS)
+
+    def _idle_too_long(self) -> bool:
+        """Whether nobody waited for IDLE_SECONDS; then the subscriber is closed (of_process starts another)."""
+        with self._lock:
+            if self._waiting:
+                self._idle_since = time.monotonic()
+            elif time.monotonic() - self._idle_since > IDLE_SECONDS:
+                self._closed = True
+        return self._closed
 
 
 _instances: dict[tuple[int, str], TaskChanges] = {}
