@@ -24,6 +24,7 @@ from manager_api.api.schemas.manual import (
 from manager_api.services.fleet_tasks import actions as fleet_tasks
 from manager_api.services.fleet_tasks import output as task_output
 from manager_api.services.fleet_tasks import reads as fleet_task_reads
+from shared.messages import schema_of
 
 bp = Blueprint("tasks", __name__)
 
@@ -33,7 +34,7 @@ STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 
 def _wait_seconds() -> float:
     """``?wait=N`` (0..300), read before anything is done so a bad value changes nothing."""
-    seconds: float = WaitQuerySchema().load(request.args.to_dict())["wait"]
+    seconds: float = schema_of(WaitQuerySchema).load(request.args.to_dict())["wait"]
     return seconds
 
 
@@ -54,7 +55,7 @@ def _answer(task_id: str, wait: float, status: int = 200) -> ResponseReturnValue
 def create() -> ResponseReturnValue:
     """Create a task, start it unless ``start`` is false; ``?wait=N`` answers with the results."""
     wait = _wait_seconds()
-    data = load(FleetTaskSchema())
+    data = load(schema_of(FleetTaskSchema))
     settings = extensions.settings()
     task_id = fleet_tasks.create(extensions.redis(), data, auth.actor(), settings.offline_after_intervals)
     return _answer(task_id, wait, 201)
@@ -64,7 +65,7 @@ def create() -> ResponseReturnValue:
 @documented(query=TaskListQuerySchema, answer=answers.FleetTaskPageAnswer)
 def listing() -> ResponseReturnValue:
     """A page of tasks, newest first, filtered by status and name (``size`` is page_size's older name)."""
-    args = TaskListQuerySchema().load(request.args.to_dict())
+    args = schema_of(TaskListQuerySchema).load(request.args.to_dict())
     page = fleet_task_reads.listing(args["page"], args["page_size"], args.get("status"), args.get("name"))
     return jsonify(fleet_task_json.listing_json(page, args["page"], args["page_size"]))
 
@@ -101,7 +102,7 @@ def cancel(task_id: str) -> ResponseReturnValue:
 @documented(query=TaskOutputQuerySchema, media=(SSE,))
 def output(task_id: str) -> Response:
     """Server-Sent Events: every output line from the first, live, then ``end`` once the task is over."""
-    args = TaskOutputQuerySchema().load(request.args.to_dict())
+    args = schema_of(TaskOutputQuerySchema).load(request.args.to_dict())
     fleet_task_reads.get(_known(task_id))
     after = request.headers.get("Last-Event-ID", "").strip()
     sse_text = task_output.follow(
