@@ -24,7 +24,9 @@ from shared.jobs import ALLOWED
 logger = logging.getLogger(__name__)
 
 
-RQ_PER_JOB_FUNCTIONS = frozenset({"dequeue_job_and_maintain_ttl", "handle_job_success", "perform_job", "execute_job"})
+RQ_PER_JOB_FUNCTIONS = frozenset(
+    {"dequeue_job_and_maintain_ttl", "handle_job_success", "_finalize_success", "perform_job", "execute_job"}
+)
 """RQ's worker methods whose INFO lines are about one job (taken, done, its result kept)."""
 
 
