@@ -76,6 +76,21 @@ def test_unknown_and_offline_targets_are_dispatch_failed_rows(
     assert len(queued(redis_client, "n1")) == 1 and queued(redis_client, "n3") == []
 
 
+def test_targets_that_only_name_nodes_find_them_by_id_ip_and_hostname_in_any_case(
+    client: FlaskClient, redis_client: redis_lib.Redis, fleet: None
+) -> None:
+    # Names alone: only the nodes of those names are read (actions._target_nodes), with the same answer.
+    task = create(client, targets=["WEB-01", "10.0.0.2", "n3", "ghost"])
+    assert [(h["host_id"], h["target"], h["status"]) for h in task["hosts"]] == [
+        ("n1", "WEB-01", "pending"),
+        ("n2", "10.0.0.2", "pending"),
+        ("n3", "n3", "dispatch_failed"),
+        (None, "ghost", "dispatch_failed"),
+    ]
+    assert host(task, "n3")["error_message"] == "node offline"
+    assert len(queued(redis_client, "n1")) == 1 and len(queued(redis_client, "n2")) == 1
+
+
 def test_a_task_whose_every_target_fails_is_failed_at_once(client: FlaskClient, fleet: None) -> None:
     task = create(client, targets=["ghost", "db-01"])
     assert task["status"] == "failed" and task["finished_at"] is not None

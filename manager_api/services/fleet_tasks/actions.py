@@ -7,6 +7,7 @@ import logging
 import uuid
 from typing import Any
 
+from peewee import fn
 from redis import Redis
 from redis.exceptions import RedisError
 
@@ -75,7 +76,7 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
 def _fleet(redis: Redis, offline_after_intervals: int, wanted: list[str]) -> targets.Fleet:
     """The known nodes as targets see them, and what each ``query:`` target of ``wanted`` selects."""
     return targets.Fleet(
-        _target_nodes(redis, offline_after_intervals),
+        _target_nodes(redis, offline_after_intervals, wanted),
         targets.read_selections(redis, offline_after_intervals, wanted),
     )
 
@@ -93,9 +94,16 @@ def _check_scope(redis: Redis, offline_after_intervals: int, wanted: list[str], 
     access.check_nodes(redis, offline_after_intervals, reached, "the task's targets")
 
 
-def _target_nodes(redis: Redis, offline_after_intervals: int) -> list[Candidate]:
+def _target_nodes(redis: Redis, offline_after_intervals: int, wanted: list[str]) -> list[Candidate]:
+    """The known nodes ``wanted`` may name: when it only names nodes (id, hostname, IP), those alone; a task on one
+    node of a fleet of 10,000 then reads one node row and one liveness, not 10,000 of each."""
     # A forgotten node is not a target: a new node under its hostname must not be doubled by the old one.
-    rows = list(Node.select(Node.id, Node.hostname, Node.ip, Node.labels).where(known()).tuples())
+    query = Node.select(Node.id, Node.hostname, Node.ip, Node.labels).where(known())
+    named = targets.names_only(wanted)
+    if named is not None:
+        lowered = [name.lower() for name in named]
+        query = query.where(Node.id.in_(named) | Node.ip.in_(named) | fn.LOWER(Node.hostname).in_(lowered))
+    rows = list(query.tuples())
     live = snapshot.read(redis, [row[0] for row in rows], offline_after_intervals)
     out = []
     for node_id, hostname, ip, labels in rows:

@@ -71,6 +71,21 @@ def read_selections(redis: Redis, offline_after_intervals: int, targets: Sequenc
     return {target: frozenset(doc["id"] for doc in shown if query.matches(doc)) for target, query in parsed.items()}
 
 
+NAMED_AT_MOST = 1000
+"""Targets that only name nodes (id, hostname, IP) are looked up by name up to this many (else every node is read)."""
+
+
+def names_only(targets: Sequence[str]) -> list[str] | None:
+    """The targets, stripped, when each one names nodes by id, hostname or IP alone (no ``*``, label or query),
+    so that only the nodes of those names need reading; None otherwise."""
+    named = [raw.strip() for raw in targets]
+    if len(named) > NAMED_AT_MOST:
+        return None
+    if any(t == EVERY_ONLINE_NODE or "=" in t or t.startswith(QUERY_PREFIX) for t in named):
+        return None
+    return named
+
+
 def _matches(node: Candidate, target: str) -> bool:
     if "=" in target:
         key, _, value = target.partition("=")
