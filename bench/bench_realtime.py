@@ -10,7 +10,8 @@ Stages, each from one recorded instant to the next (one machine, one clock):
   spawn            job started_at -> the host's started_at (job checked, its body read, fork and exec)
   run              host started_at -> host finished_at (the command runs, its pipes end, its exit is read)
   report+apply     host finished_at -> host updated_at (report published, rung, read by the duties, stored)
-  answer           host updated_at -> client has the answer (task settled, commit, the ?wait woken, answer)
+  settle           host updated_at -> task finished_at (the task's counters and status derived from its hosts)
+  answer           task finished_at -> client has the answer (commit, the ?wait woken, the task read and sent)
 SQLite only (it reads the manager's database file afterwards).
 """
 
@@ -42,7 +43,7 @@ from tests import postgres_support  # noqa: E402
 from tests.e2e.harness import Agent, Manager, isolated_env  # noqa: E402
 from tests.support import wait_until  # noqa: E402
 
-STAGES = ("request in", "record+enqueue", "pick-up", "spawn", "run", "report+apply", "answer")
+STAGES = ("request in", "record+enqueue", "pick-up", "spawn", "run", "report+apply", "settle", "answer")
 
 
 def _unix(value: str | datetime | None) -> float:
@@ -71,7 +72,9 @@ def stages(manager: Manager, runs: list[tuple[str, float, float]]) -> dict[str, 
     out: dict[str, list[float]] = {name: [] for name in STAGES}
     jobs: dict[str, Job] = {}
     for task_id, sent, answered in runs:
-        created, pk = db.execute("SELECT created_at, id FROM fleet_tasks WHERE task_id = ?", (task_id,)).fetchone()
+        created, pk, settled = db.execute(
+            "SELECT created_at, id, finished_at FROM fleet_tasks WHERE task_id = ?", (task_id,)
+        ).fetchone()
         node_id, started, finished, updated = db.execute(
             "SELECT node_id, started_at, finished_at, updated_at FROM task_hosts WHERE task_id = ?", (pk,)
         ).fetchone()
@@ -86,6 +89,7 @@ def stages(manager: Manager, runs: list[tuple[str, float, float]]) -> dict[str, 
             _unix(started),
             _unix(finished),
             _unix(updated),
+            _unix(settled),
             answered,
         ]
         for name, begin, end in zip(STAGES, instants, instants[1:], strict=False):
