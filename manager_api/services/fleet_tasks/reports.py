@@ -108,23 +108,10 @@ def store_many(reports: list[Report]) -> list[tuple[Report, int | None]]:
                 report.get("exit_code"),
             )
         out.append((report, host.task_id))
-    _update_rows(updates)
+    db.update_rows(TaskHost, updates)
     for task_id, count in succeeded.items():
         logger.info("fleet task %s: %d more hosts succeeded", task_id, count)
     return out
-
-
-def _update_rows(updates: list[tuple[int, dict[Any, Any]]]) -> None:
-    """UPDATE each (host id, changes): rows that change the same columns in one executemany of one statement."""
-    by_columns: dict[tuple[Any, ...], list[tuple[int, dict[Any, Any]]]] = {}
-    for host_id, changes in updates:
-        by_columns.setdefault(tuple(sorted(changes, key=lambda field: field.name)), []).append((host_id, changes))
-    param = db.database.param
-    for fields, rows in by_columns.items():
-        assignments = ", ".join(f'"{field.column_name}" = {param}' for field in fields)
-        sql = f'UPDATE "{TaskHost._meta.table_name}" SET {assignments} WHERE "id" = {param}'
-        params = [[*(field.db_value(changes[field]) for field in fields), host_id] for host_id, changes in rows]
-        db.database.cursor().executemany(sql, params)
 
 
 def _changes(host: TaskHost, current: HostRunStatus, new: HostRunStatus, report: Report) -> dict[Any, Any]:

@@ -1,4 +1,4 @@
-"""db.insert_rows on the real database (SQLite, and PostgreSQL in its pass): the same rows as the ORM writes."""
+"""db.insert_rows and db.update_rows on the real database (SQLite; PostgreSQL in its pass): what the ORM would write."""
 
 from __future__ import annotations
 
@@ -47,3 +47,26 @@ def test_rows_are_written_with_their_defaults_over_several_statements(app: Flask
             "offline",
             now,
         )
+
+
+def test_update_rows_sets_each_rows_own_fields(app: Flask) -> None:
+    with app.app_context():
+        db.connect()
+        task = FleetTask.create(task_id=str(uuid.uuid4()), name="t", command="true", timeout=5)
+        with db.write_transaction():
+            db.insert_rows(TaskHost, [{"task": task.id, "target": f"h-{i}"} for i in range(3)])
+        first, second, third = [h.id for h in TaskHost.select().where(TaskHost.task == task.id).order_by(TaskHost.id)]
+        now = utcnow()
+        with db.write_transaction():
+            db.update_rows(
+                TaskHost,
+                [
+                    (first, {TaskHost.status: "succeeded", TaskHost.exit_code: 0, TaskHost.finished_at: now}),
+                    (second, {TaskHost.status: "failed", TaskHost.exit_code: 2, TaskHost.finished_at: now}),
+                    (third, {TaskHost.pid: 42, TaskHost.stdout_truncated: True}),
+                ],
+            )
+        rows = {h.id: h for h in TaskHost.select().where(TaskHost.task == task.id)}
+        assert (rows[first].status, rows[first].exit_code, rows[first].finished_at) == ("succeeded", 0, now)
+        assert (rows[second].status, rows[second].exit_code) == ("failed", 2)
+        assert (rows[third].status, rows[third].pid, rows[third].stdout_truncated) == ("pending", 42, True)
