@@ -1,15 +1,19 @@
 """Fleet task figures (issue 3): `echo hi` on 1, 10 and 50 real agents and on simulated fleets, agent
 footprint, and the manager's idle cost with 10,000 heartbeating simulated agents.
 
-Usage: .venv/bin/python bench/bench_tasks.py [--runs 100] [--skip-10k] [--one-agent] [--repeat N]
+Usage: .venv/bin/python bench/bench_tasks.py [--runs 100] [--skip-10k] [--one-agent] [--start-50] [--repeat N]
 --one-agent measures only `echo hi` on 1 real agent; --repeat runs that measure N times (fresh manager and
 agent each time) and prints the median of the p50s, for a machine shared with other work.
+--start-50 measures only the start of 50 real agents at once on a fresh manager (N times with --repeat):
+exec -> all 50 answered a task, and the CPU each agent burnt until then (what 50 starts cost on 2 cores);
+--source DIR runs that manager and those agents from another checkout (e.g. `git archive` of the commit before).
 Every figure is measured with a warm HTTP client against a real `manager` on this machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import statistics
 import subprocess
 import sys
@@ -135,6 +139,74 @@ def real_agents(manager: Manager, env: dict[str, str], workdir: Path, session: r
 FLOOR_IMPORTS = "redis, rq, psutil, marshmallow"
 
 
+def stop_all(agents: list[Agent]) -> None:
+    """SIGTERM every agent at once, then wait for each; one that does not stop in 30 s is killed."""
+    for agent in agents:
+        if agent.alive():
+            agent.popen.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+    for agent in agents:
+        try:
+            agent.popen.wait(30)  # type: ignore[union-attr]
+        except subprocess.TimeoutExpired:
+            agent.kill()
+
+
+def start_50(runs: int, source: Path | None) -> None:
+    """50 real agents started at once on a fresh manager -> all 50 answered `echo hi`, ``runs`` times.
+
+    The agents keep their compiled bytecode, as an installed agent does (pip compiles it at install): in a
+    scratch cache, filled by one import before the clock starts. ``source`` runs the manager and the agents from
+    another checkout (PYTHONPATH), to measure the code before a change in the same sitting."""
+    walls = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
+            workdir = Path(tmp)
+            env = isolated_env(workdir)
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
+            if source is not None:
+                env["PYTHONPATH"] = str(source)
+            subprocess.run([sys.executable, "-c", "import worker_agent.cli"], env=env, cwd=workdir, check=True)
+            walls.append(start_50_once(workdir, env))
+    if runs > 1:
+        print(f"median of {runs}: {statistics.median(walls):.2f} s")
+
+
+def start_50_once(workdir: Path, env: dict[str, str]) -> float:
+    """One start of 50 agents; prints the wall time, each agent's CPU seconds until then (median, max: its
+    start-up, its join and one job) and the manager's; returns the wall time."""
+    manager = Manager(workdir, env, ["--workers", "2"])
+    manager.start()
+    session = requests.Session()
+    agents: list[Agent] = []
+    try:
+        names = [f"real-{i:03d}" for i in range(50)]
+        manager_pids = tree_pids(manager.pid)
+        manager_cpu = cpu_seconds(manager_pids)
+        load = psutil.getloadavg()[0]
+        started = time.perf_counter()
+        for name in names:
+            agent = Agent(workdir, env, manager, name, 5.0)
+            agent.start()
+            agents.append(agent)
+        wait_until(lambda: online_count(session, manager, "real-") == 50, timeout=120, what="50 agents online")
+        run_task(session, manager, names)
+        wall = time.perf_counter() - started
+        per_agent = sorted(cpu_seconds([a.pid]) for a in agents)
+        manager_cpu = cpu_seconds(manager_pids) - manager_cpu
+        paced = sum(1 for a in agents if "paces joins" in a.output())
+        print(
+            f"50 real agents: started -> all 50 answered a task in {wall:.2f} s; CPU per agent until then "
+            f"median {statistics.median(per_agent):.3f} s, max {per_agent[-1]:.3f} s (all 50: {sum(per_agent):.1f} s); "
+            f"manager {manager_cpu:.1f} s; {paced} agents paced (429); load average before {load:.2f}",
+            flush=True,
+        )
+        return wall
+    finally:
+        stop_all(agents)
+        manager.terminate()
+
+
 def import_floor(count: int = 50) -> None:
     """PSS of bare interpreters that only import the libraries an agent cannot do without: the floor under
     the agent's own figure, measured the same way (sum of PSS over 50 processes)."""
@@ -214,10 +286,15 @@ def main() -> None:
     parser.add_argument("--one-agent", action="store_true", help="only `echo hi` on 1 real agent")
     parser.add_argument("--repeat", type=int, default=1, help="with --one-agent: measure N times")
     parser.add_argument("--floor", action="store_true", help="only the PSS floor of the agent's libraries")
+    parser.add_argument("--start-50", action="store_true", help="only: 50 real agents started -> all answered a task")
+    parser.add_argument("--source", type=Path, help="with --start-50: run manager and agents from this checkout")
     args = parser.parse_args()
     print(machine(), f"load average {' '.join(f'{x:.2f}' for x in psutil.getloadavg())}")
     if args.floor:
         import_floor()
+        return
+    if args.start_50:
+        start_50(args.repeat, args.source)
         return
     if args.one_agent:
         p50s = []
