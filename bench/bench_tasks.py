@@ -6,7 +6,8 @@ Usage: .venv/bin/python bench/bench_tasks.py [--runs 100] [--skip-10k] [--one-ag
 agent each time) and prints the median of the p50s, for a machine shared with other work.
 --start-50 measures only the start of 50 real agents at once on a fresh manager (N times with --repeat):
 exec -> all 50 answered a task, and the CPU each agent burnt until then (what 50 starts cost on 2 cores);
---source DIR runs that manager and those agents from another checkout (e.g. `git archive` of the commit before).
+--source DIR runs that manager and those agents from another checkout (e.g. `git archive` of the commit before);
+--idle then measures the 50 idle agents' PSS and CPU as the full run does.
 Every figure is measured with a warm HTTP client against a real `manager` on this machine.
 """
 
@@ -151,7 +152,7 @@ def stop_all(agents: list[Agent]) -> None:
             agent.kill()
 
 
-def start_50(runs: int, source: Path | None) -> None:
+def start_50(runs: int, source: Path | None, idle: bool = False) -> None:
     """50 real agents started at once on a fresh manager -> all 50 answered `echo hi`, ``runs`` times.
 
     The agents keep their compiled bytecode, as an installed agent does (pip compiles it at install): in a
@@ -167,12 +168,12 @@ def start_50(runs: int, source: Path | None) -> None:
             if source is not None:
                 env["PYTHONPATH"] = str(source)
             subprocess.run([sys.executable, "-c", "import worker_agent.cli"], env=env, cwd=workdir, check=True)
-            walls.append(start_50_once(workdir, env))
+            walls.append(start_50_once(workdir, env, idle))
     if runs > 1:
         print(f"median of {runs}: {statistics.median(walls):.2f} s")
 
 
-def start_50_once(workdir: Path, env: dict[str, str]) -> float:
+def start_50_once(workdir: Path, env: dict[str, str], idle: bool = False) -> float:
     """One start of 50 agents; prints the wall time, each agent's CPU seconds until the node list showed it
     online (its start-up and join: what the start costs, however long the machine's other work makes the run)
     and until the task answered, the manager's CPU and the agents' PSS; returns the wall time."""
@@ -216,6 +217,16 @@ def start_50_once(workdir: Path, env: dict[str, str]) -> float:
             f"load average before {load:.2f}",
             flush=True,
         )
+        if idle:
+            time.sleep(10)  # let start-up work settle, as the full run does
+            pids = [p for a in agents for p in tree_pids(a.pid)]
+            before, window = cpu_seconds(pids), 30.0
+            time.sleep(window)
+            print(
+                f"  then idle: PSS {pss_mb(pids) / 50:.1f} MB each, CPU "
+                f"{(cpu_seconds(pids) - before) / window / 50 * 100:.3f}% of a core each (interval 5 s)",
+                flush=True,
+            )
         return wall
     finally:
         stop_all(agents)
@@ -303,13 +314,14 @@ def main() -> None:
     parser.add_argument("--floor", action="store_true", help="only the PSS floor of the agent's libraries")
     parser.add_argument("--start-50", action="store_true", help="only: 50 real agents started -> all answered a task")
     parser.add_argument("--source", type=Path, help="with --start-50: run manager and agents from this checkout")
+    parser.add_argument("--idle", action="store_true", help="with --start-50: then the idle agents' PSS and CPU")
     args = parser.parse_args()
     print(machine(), f"load average {' '.join(f'{x:.2f}' for x in psutil.getloadavg())}")
     if args.floor:
         import_floor()
         return
     if args.start_50:
-        start_50(args.repeat, args.source)
+        start_50(args.repeat, args.source, args.idle)
         return
     if args.one_agent:
         p50s = []
