@@ -1,16 +1,22 @@
 """Fleet task figures (issue 3): `echo hi` on 1, 10 and 50 real agents and on simulated fleets, agent
 footprint, and the manager's idle cost with 10,000 heartbeating simulated agents.
 
-Usage: .venv/bin/python bench/bench_tasks.py [--runs 100] [--skip-10k] [--one-agent] [--repeat N] [--fleet N]
+Usage: .venv/bin/python bench/bench_tasks.py [--runs 100] [--skip-10k] [--one-agent] [--start-50] [--repeat N]
+    [--fleet N]
 --one-agent measures only `echo hi` on 1 real agent; --repeat runs that measure N times (fresh manager and
-agent each time) and prints the median of the p50s, for a machine shared with other work. --fleet N measures only
-`echo hi` on N simulated agents (bench/fleet_sim.py) until every result is stored.
+agent each time) and prints the median of the p50s, for a machine shared with other work.
+--start-50 measures only the start of 50 real agents at once on a fresh manager (N times with --repeat):
+exec -> all 50 answered a task, and the CPU each agent burnt until then (what 50 starts cost on 2 cores);
+--source DIR runs that manager and those agents from another checkout (e.g. `git archive` of the commit before);
+--idle then measures the 50 idle agents' PSS and CPU as the full run does.
+--fleet N measures only `echo hi` on N simulated agents (bench/fleet_sim.py) until every result is stored.
 Every figure is measured with a warm HTTP client against a real `manager` on this machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import statistics
 import subprocess
 import sys
@@ -154,6 +160,99 @@ def simulated_echo(session: requests.Session, manager: Manager, count: int, targ
 FLOOR_IMPORTS = "redis, rq, psutil, marshmallow"
 
 
+def stop_all(agents: list[Agent]) -> None:
+    """SIGTERM every agent at once, then wait for each; one that does not stop in 30 s is killed."""
+    for agent in agents:
+        if agent.alive():
+            agent.popen.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+    for agent in agents:
+        try:
+            agent.popen.wait(30)  # type: ignore[union-attr]
+        except subprocess.TimeoutExpired:
+            agent.kill()
+
+
+def start_50(runs: int, source: Path | None, idle: bool = False) -> None:
+    """50 real agents started at once on a fresh manager -> all 50 answered `echo hi`, ``runs`` times.
+
+    The agents keep their compiled bytecode, as an installed agent does (pip compiles it at install): in a
+    scratch cache, filled by one import before the clock starts. ``source`` runs the manager and the agents from
+    another checkout (PYTHONPATH), to measure the code before a change in the same sitting."""
+    walls = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
+            workdir = Path(tmp)
+            env = isolated_env(workdir)
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
+            if source is not None:
+                env["PYTHONPATH"] = str(source)
+            subprocess.run([sys.executable, "-c", "import worker_agent.cli"], env=env, cwd=workdir, check=True)
+            walls.append(start_50_once(workdir, env, idle))
+    if runs > 1:
+        print(f"median of {runs}: {statistics.median(walls):.2f} s")
+
+
+def start_50_once(workdir: Path, env: dict[str, str], idle: bool = False) -> float:
+    """One start of 50 agents; prints the wall time, each agent's CPU seconds until the node list showed it
+    online (its start-up and join: what the start costs, however long the machine's other work makes the run)
+    and until the task answered, the manager's CPU and the agents' PSS; returns the wall time."""
+    manager = Manager(workdir, env, ["--workers", "2"])
+    manager.start()
+    session = requests.Session()
+    agents: list[Agent] = []
+    try:
+        names = [f"real-{i:03d}" for i in range(50)]
+        manager_pids = tree_pids(manager.pid)
+        manager_cpu = cpu_seconds(manager_pids)
+        load = psutil.getloadavg()[0]
+        started = time.perf_counter()
+        for name in names:
+            agent = Agent(workdir, env, manager, name, 5.0)
+            agent.start()
+            agents.append(agent)
+        by_name = {a.hostname: a for a in agents}
+        ready_cpu: dict[str, float] = {}  # each agent's CPU when the node list first shows it online
+
+        def all_online() -> bool:
+            for node in session.get(manager.url + "/api/task/node").json()["nodes"]:
+                name = node["hostname"]
+                if name in by_name and node["status"] == 0 and name not in ready_cpu:
+                    ready_cpu[name] = cpu_seconds([by_name[name].pid])
+            return len(ready_cpu) == 50
+
+        wait_until(all_online, timeout=120, what="50 agents online")
+        run_task(session, manager, names)
+        wall = time.perf_counter() - started
+        per_agent = sorted(cpu_seconds([a.pid]) for a in agents)
+        to_online = sorted(ready_cpu.values())
+        manager_cpu = cpu_seconds(manager_pids) - manager_cpu
+        paced = sum(1 for a in agents if "paces joins" in a.output())
+        pss = pss_mb([p for a in agents for p in tree_pids(a.pid)]) / 50
+        print(
+            f"50 real agents: started -> all 50 answered a task in {wall:.2f} s; CPU per agent until online "
+            f"median {statistics.median(to_online):.3f} s, max {to_online[-1]:.3f} s (all 50: {sum(to_online):.1f} s), "
+            f"until the task answered median {statistics.median(per_agent):.3f} s (all 50: {sum(per_agent):.1f} s); "
+            f"manager {manager_cpu:.1f} s; {paced} agents paced (429); PSS {pss:.1f} MB per agent; "
+            f"load average before {load:.2f}",
+            flush=True,
+        )
+        if idle:
+            time.sleep(10)  # let start-up work settle, as the full run does
+            pids = [p for a in agents for p in tree_pids(a.pid)]
+            before, window = cpu_seconds(pids), 30.0
+            time.sleep(window)
+            print(
+                f"  then idle: PSS {pss_mb(pids) / 50:.1f} MB each, CPU "
+                f"{(cpu_seconds(pids) - before) / window / 50 * 100:.3f}% of a core each (interval 5 s)",
+                flush=True,
+            )
+        return wall
+    finally:
+        stop_all(agents)
+        manager.terminate()
+
+
 def import_floor(count: int = 50) -> None:
     """PSS of bare interpreters that only import the libraries an agent cannot do without: the floor under
     the agent's own figure, measured the same way (sum of PSS over 50 processes)."""
@@ -234,6 +333,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="with --one-agent: measure N times")
     parser.add_argument("--floor", action="store_true", help="only the PSS floor of the agent's libraries")
     parser.add_argument("--fleet", type=int, help="only `echo hi` on this many simulated agents (a fresh manager)")
+    parser.add_argument("--start-50", action="store_true", help="only: 50 real agents started -> all answered a task")
+    parser.add_argument("--source", type=Path, help="with --start-50: run manager and agents from this checkout")
+    parser.add_argument("--idle", action="store_true", help="with --start-50: then the idle agents' PSS and CPU")
     args = parser.parse_args()
     print(machine(), f"load average {' '.join(f'{x:.2f}' for x in psutil.getloadavg())}")
     if args.floor:
@@ -244,6 +346,9 @@ def main() -> None:
             run_task(session, manager, ["sim=yes"], wait=300)  # warm up
             simulated_echo(session, manager, args.fleet, ["sim=yes"])
         print(f"load average now {psutil.getloadavg()[0]:.2f}")
+        return
+    if args.start_50:
+        start_50(args.repeat, args.source, args.idle)
         return
     if args.one_agent:
         p50s = []

@@ -295,15 +295,41 @@ def _with_descendants(roots: list[psutil.Process]) -> list[psutil.Process]:
 def by_environment(marker: str, value: str, key: str) -> dict[str, list[psutil.Process]]:
     """Live processes whose environment has ``marker`` = ``value``, grouped by their ``key`` variable.
 
-    Reads every process's environment (/proc/<pid>/environ): a few milliseconds per hundred processes, for
-    the agent's start only.
+    Reads every process's environment, at the agent's start only. On Linux the raw /proc/<pid>/environ of
+    each is searched for ``marker=value`` first, and only those that hold it are read through psutil: psutil
+    on every process costs 6 ms of CPU per hundred processes, and fifty agents starting at once on one host
+    each scan the others.
     """
     found: dict[str, list[psutil.Process]] = {}
-    for proc in psutil.process_iter(["environ"], ad_value=None):
-        environ = proc.info.get("environ") or {}
+    for proc in _candidates(os.fsencode(f"{marker}={value}")):
+        try:
+            environ = proc.environ()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
         if environ.get(marker) == value and environ.get(key) and is_alive(proc):
             found.setdefault(environ[key], []).append(proc)
     return found
+
+
+def _candidates(needle: bytes) -> Iterable[psutil.Process]:
+    """Processes whose environment may hold ``needle``: on Linux those whose raw environ contains it, else all."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        names = []
+    if not psutil.LINUX or not names:
+        yield from psutil.process_iter()
+        return
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                if needle not in f.read():
+                    continue
+            yield psutil.Process(int(name))
+        except (OSError, psutil.Error):
+            continue  # gone, or not ours to read (psutil.process_iter skips those too)
 
 
 def session_of(proc: psutil.Process) -> int | None:
