@@ -243,6 +243,27 @@ def table(size: int, runs: int, ansible_runs: int, blocks: list[Block]) -> str:
     return "\n".join(lines)
 
 
+def summary(results: dict[int, list[Block]]) -> str:
+    """One row per N, the README's shape: each tool's p50 / p99 and the ratio Salt/corral."""
+
+    def cell(blocks: list[Block], prefix: str) -> str:
+        block = next((b for b in blocks if b.label.startswith(prefix)), None)
+        return f"{ms(block.p50)} / {ms(block.p99)}" if block is not None else ""
+
+    lines = [
+        f"| N | Salt, warm LocalClient | corral, POST /api/tasks?wait=60 | {ANSIBLE_LABEL} | Salt / corral (p50) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for size, blocks in results.items():
+        corral = next(b for b in blocks if b.label.startswith("corral"))
+        salt = next((b for b in blocks if b.label.startswith("Salt")), None)
+        ratio = f"{salt.p50 / corral.p50:.1f}x" if salt is not None else ""
+        lines.append(
+            f"| {size} | {cell(blocks, 'Salt')} | {cell(blocks, 'corral')} | {cell(blocks, 'Ansible')} | {ratio} |"
+        )
+    return "\n".join(lines) + "\n(p50 / p99 of `echo hi` on all N nodes, until every result is in)"
+
+
 def stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(f"signal {signum}")  # unwinds through the fleets' cleanup, as Ctrl-C does
 
@@ -275,6 +296,7 @@ def main() -> None:
         return lambda: wait_idle(args.idle_cpu, deadline, what)
 
     tables = []
+    results: dict[int, list[Block]] = {}
     for size in sizes:
         print(f"\nN = {size}", flush=True)
         blocks = []
@@ -289,10 +311,12 @@ def main() -> None:
             idle(f"Ansible, N = {size}", args.idle_deadline)()
             blocks.append(ansible_block(size, args.ansible_runs, 1))
             print(f"  Ansible: p50 {ms(blocks[-1].p50)}, p99 {ms(blocks[-1].p99)}", flush=True)
+        results[size] = blocks
         tables.append(table(size, args.runs, args.ansible_runs, blocks))
         print("\n" + tables[-1], flush=True)
     print(f"\n{now()}, load average {load()}; all the tables again:\n")
     print("\n\n".join(tables))
+    print("\n" + summary(results))
 
 
 def installed_version_here() -> str:
