@@ -1,8 +1,8 @@
 """GET /api/nodes, PUT/PATCH /api/nodes/{id}/labels, PUT/DELETE /api/nodes/{id}/tags: what each node is, offers,
 and holds for businesses.
 
-The manual's GET /api/task/node stays in nodes/manual_list.py, untouched; this is the richer inventory the
-placement works from: facts, effective labels, capacity, reservations and the components placed.
+The manual's GET /api/task/node stays in nodes/manual_list.py (it reads the same rows, current_rows); this is the
+richer inventory the placement works from: facts, effective labels, capacity, reservations and the components placed.
 """
 
 from __future__ import annotations
@@ -94,9 +94,10 @@ def _view(row: tuple[Any, ...], live: snapshot.Snapshot, held: Mapping[str, tupl
     )
 
 
-# By identity: a peewee field's == makes an expression (always true), so list.index cannot find it.
-_REGISTERED_AT = next(i for i, field in enumerate(_FIELDS) if field is Node.registered_at)
-_LAST_SEEN = next(i for i, field in enumerate(_FIELDS) if field is Node.last_seen)
+FIELD_INDEX = {field.name: i for i, field in enumerate(_FIELDS)}
+"""Where each column sits in a row of current_rows, by field name (the node list reads the same rows)."""
+_REGISTERED_AT = FIELD_INDEX["registered_at"]
+_LAST_SEEN = FIELD_INDEX["last_seen"]
 
 
 def _when(value: Any) -> Any:
@@ -145,10 +146,11 @@ LAST_SEEN_BATCH = 500
 """Nodes whose last_seen is read in one statement (SQLite allows a few hundred parameters at least)."""
 
 
-def _fresh_last_seen(rows: list[tuple[Any, ...]], live: snapshot.Snapshot) -> list[tuple[Any, ...]]:
+def fresh_last_seen(rows: list[tuple[Any, ...]], live: snapshot.Snapshot) -> list[tuple[Any, ...]]:
     """``rows`` with the database's last_seen for nodes without a heartbeat summary (the only ones whose
     document shows it): kept rows leave it behind, as the duties' writes of it do not move the revision."""
-    stale = [row[0] for row in rows if live.summary(row[0]) is None]
+    summaries = live.summaries
+    stale = [row[0] for row in rows if row[0] not in summaries]
     if not stale:
         return rows
     seen: dict[str, Any] = {}
@@ -165,7 +167,7 @@ def views(redis: Redis, rows: list[tuple[Any, ...]], offline_after_intervals: in
     read of those nodes' heartbeats, however many nodes the manager knows."""
     held = reservations()
     live = snapshot.read(redis, [row[0] for row in rows], offline_after_intervals)
-    return [_view(row, live, held) for row in _fresh_last_seen(rows, live)]
+    return [_view(row, live, held) for row in fresh_last_seen(rows, live)]
 
 
 def listing(redis: Redis, offline_after_intervals: int) -> list[NodeView]:
