@@ -72,3 +72,11 @@ def test_the_encoded_list_is_the_list_built_afresh_through_every_change(
     # No summary any more: the row's last_seen (none yet).
     redis_client.delete(keys.node_summary("n1"))
     assert _listed(client, app, redis_client)["n1"]["last_heartbeat"] is None
+
+    # Another node joins, one is forgotten: the others' parts are matched by id.
+    join(client, "n4", "late", "10.0.0.4")
+    beat(redis_client, "n4")
+    assert list(_listed(client, app, redis_client)) == ["n1", "n2", "n3", "n4"]
+    answer(client.delete("/api/nodes/n2"))
+    nodes = _listed(client, app, redis_client)
+    assert list(nodes) == ["n1", "n3", "n4"] and nodes["n4"]["status"] == 0
