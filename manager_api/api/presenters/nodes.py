@@ -137,7 +137,8 @@ def _encode(node: dict[str, Any]) -> bytes:
     """One node as the API's JSON provider writes it (its orjson options; the json module past orjson's reach,
     as a label value of a 20-digit number)."""
     try:
-        return orjson.dumps(node, option=json_provider.OPTIONS)
+        # Copied to its own size: orjson hands back its 4 KiB buffer, 40 MB kept for 10,000 parts of ~240 bytes.
+        return bytes(memoryview(orjson.dumps(node, option=json_provider.OPTIONS)))
     except orjson.JSONEncodeError:
         return json.dumps(node, ensure_ascii=False).encode()
 

@@ -1,8 +1,8 @@
 """GET /api/nodes, PUT/PATCH /api/nodes/{id}/labels, PUT/DELETE /api/nodes/{id}/tags: what each node is, offers,
 and holds for businesses.
 
-The manual's GET /api/task/node stays in nodes/manual_list.py (it reads the same rows, current_rows); this is the
-richer inventory the placement works from: facts, effective labels, capacity, reservations and the components placed.
+The manual's GET /api/task/node stays in nodes/manual_list.py, untouched; this is the richer inventory the
+placement works from: facts, effective labels, capacity, reservations and the components placed.
 """
 
 from __future__ import annotations
@@ -94,10 +94,9 @@ def _view(row: tuple[Any, ...], live: snapshot.Snapshot, held: Mapping[str, tupl
     )
 
 
-FIELD_INDEX = {field.name: i for i, field in enumerate(_FIELDS)}
-"""Where each column sits in a row of current_rows, by field name (the node list reads the same rows)."""
-_REGISTERED_AT = FIELD_INDEX["registered_at"]
-_LAST_SEEN = FIELD_INDEX["last_seen"]
+# By identity: a peewee field's == makes an expression (always true), so list.index cannot find it.
+_REGISTERED_AT = next(i for i, field in enumerate(_FIELDS) if field is Node.registered_at)
+_LAST_SEEN = next(i for i, field in enumerate(_FIELDS) if field is Node.last_seen)
 
 
 def _when(value: Any) -> Any:
@@ -146,9 +145,12 @@ LAST_SEEN_BATCH = 500
 """Nodes whose last_seen is read in one statement (SQLite allows a few hundred parameters at least)."""
 
 
-def fresh_last_seen(rows: list[tuple[Any, ...]], live: snapshot.Snapshot) -> list[tuple[Any, ...]]:
-    """``rows`` with the database's last_seen for nodes without a heartbeat summary (the only ones whose
-    document shows it): kept rows leave it behind, as the duties' writes of it do not move the revision."""
+def fresh_last_seen(
+    rows: list[tuple[Any, ...]], live: snapshot.Snapshot, at: int = _LAST_SEEN
+) -> list[tuple[Any, ...]]:
+    """``rows`` (their id first, their last_seen at ``at``) with the database's last_seen for nodes without a
+    heartbeat summary (the only ones whose document shows it): kept rows leave it behind, as the duties' writes
+    of it do not move the revision."""
     summaries = live.summaries
     stale = [row[0] for row in rows if row[0] not in summaries]
     if not stale:
@@ -157,9 +159,7 @@ def fresh_last_seen(rows: list[tuple[Any, ...]], live: snapshot.Snapshot) -> lis
     for start in range(0, len(stale), LAST_SEEN_BATCH):
         batch = stale[start : start + LAST_SEEN_BATCH]
         seen.update(Node.select(Node.id, Node.last_seen).where(Node.id.in_(batch)).tuples())
-    return [
-        row if row[0] not in seen else (*row[:_LAST_SEEN], _when(seen[row[0]]), *row[_LAST_SEEN + 1 :]) for row in rows
-    ]
+    return [row if row[0] not in seen else (*row[:at], _when(seen[row[0]]), *row[at + 1 :]) for row in rows]
 
 
 def views(redis: Redis, rows: list[tuple[Any, ...]], offline_after_intervals: int) -> list[NodeView]:
