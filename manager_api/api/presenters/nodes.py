@@ -127,7 +127,15 @@ def manual_list_body(listing: NodeRows) -> bytes:
             else:
                 parts.append(last.parts[at])
     _last = _Answer(ids, rows, summaries, online, parts)
-    return b'{"nodes":[' + b",".join(parts) + b"]}\n"
+    return _joined(parts)
+
+
+def _joined(parts: list[bytes]) -> bytes:
+    """``{"nodes":[part,part...]}`` and a newline, as jsonify ends an answer: the 2.3 MB at 10,000 nodes copied
+    once (the head and tail go with the first and last parts) rather than three times."""
+    if len(parts) < 2:
+        return b'{"nodes":[' + b"".join(parts) + b"]}\n"
+    return b",".join([b'{"nodes":[' + parts[0], *parts[1:-1], parts[-1] + b"]}\n"])
 
 
 _first = operator.itemgetter(0)
