@@ -3,6 +3,7 @@ footprint, and the manager's idle cost with 10,000 heartbeating simulated agents
 
 Usage: .venv/bin/python bench/bench_tasks.py [--runs 100] [--skip-10k] [--one-agent] [--start-50] [--repeat N]
     [--fleet N]
+       .venv/bin/python bench/bench_tasks.py --node-list-10k [--requests 200] [--rounds 1] [--nodes 10000]
 --one-agent measures only `echo hi` on 1 real agent; --repeat runs that measure N times (fresh manager and
 agent each time) and prints the median of the p50s, for a machine shared with other work.
 --start-50 measures only the start of 50 real agents at once on a fresh manager (N times with --repeat):
@@ -10,6 +11,8 @@ exec -> all 50 answered a task, and the CPU each agent burnt until then (what 50
 --source DIR runs that manager and those agents from another checkout (e.g. `git archive` of the commit before);
 --idle then measures the 50 idle agents' PSS and CPU as the full run does.
 --fleet N measures only `echo hi` on N simulated agents (bench/fleet_sim.py) until every result is stored.
+--node-list-10k measures only the manager (2 workers) with 10,000 simulated agents heartbeating: its idle CPU
+and Redis's over 30 s, then p50/p99 of GET /api/task/node; --rounds repeats both on the same fleet.
 Every figure is measured with a warm HTTP client against a real `manager` on this machine.
 """
 
@@ -296,12 +299,17 @@ def simulated(manager: Manager, workdir: Path, session: requests.Session, nodes:
         ],
         env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
     )
-    wait_until(
-        lambda: online_count(session, manager, prefix + "-") == nodes,
-        timeout=300,
-        interval=1,
-        what=f"{nodes} simulated nodes",
-    )
+    try:
+        wait_until(
+            lambda: online_count(session, manager, prefix + "-") == nodes,
+            timeout=300,
+            interval=1,
+            what=f"{nodes} simulated nodes",
+        )
+    except BaseException:  # not all online (a join refused, Ctrl-C): the caller never gets it to stop
+        sim.terminate()
+        sim.wait(60)
+        raise
     return sim
 
 
@@ -325,6 +333,52 @@ def simulated_fleet(nodes: int, prefix: str) -> Iterator[tuple[Manager, requests
             manager.terminate()
 
 
+def idle_cpu(manager: Manager, window: float = 30.0) -> str:
+    """The manager's and its Redis's CPU over ``window`` seconds of idling (nobody calls the API)."""
+    manager_pids = tree_pids(manager.pid)
+    redis_pids = [p for p in manager_pids if "redis-server" in " ".join(psutil.Process(p).cmdline())]
+    own = [p for p in manager_pids if p not in redis_pids]
+    m0, r0 = cpu_seconds(own), cpu_seconds(redis_pids)
+    time.sleep(window)
+    m_cpu = (cpu_seconds(own) - m0) / window * 100
+    r_cpu = (cpu_seconds(redis_pids) - r0) / window * 100
+    return (
+        f"manager {m_cpu:.1f}% of a core, {pss_mb(own):.0f} MB PSS; "
+        f"redis {r_cpu:.1f}% of a core, {pss_mb(redis_pids):.0f} MB PSS"
+    )
+
+
+def node_list_latency(manager: Manager, session: requests.Session, count: int) -> tuple[list[float], int]:
+    """``count`` GETs of the node list one after another; their latencies and the size of the last answer."""
+    lat = []
+    size = 0
+    for _ in range(count):
+        t0 = time.perf_counter()
+        answer = session.get(manager.url + "/api/task/node")
+        answer.raise_for_status()
+        lat.append(time.perf_counter() - t0)
+        size = len(answer.content)
+    return lat, size
+
+
+def node_list_10k(nodes: int, requests_count: int, rounds: int) -> None:
+    """The node list with ``nodes`` simulated agents heartbeating every 5 s (issue 16: p99 <= 50 ms at
+    10,000), and the manager's idle CPU meanwhile (issue 16: under 10 % of a core)."""
+    with simulated_fleet(nodes, "nl") as (manager, session):
+        time.sleep(10)  # let the joins' after-work settle before measuring idle
+        for r in range(rounds):
+            idle = idle_cpu(manager)
+            node_list_latency(manager, session, 20)  # warm up: each worker's caches, the connection
+            lat, size = node_list_latency(manager, session, requests_count)
+            load = " ".join(f"{x:.2f}" for x in psutil.getloadavg())
+            print(
+                f"round {r + 1}: {nodes} simulated agents heartbeating every 5 s: idle {idle}; "
+                f"GET /api/task/node ({size / 2**20:.1f} MiB), {len(lat)} requests: p50 {ms(pct(lat, 0.5))}, "
+                f"p99 {ms(pct(lat, 0.99))}, mean {ms(statistics.mean(lat))} (load average {load})",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=100)
@@ -336,6 +390,10 @@ def main() -> None:
     parser.add_argument("--start-50", action="store_true", help="only: 50 real agents started -> all answered a task")
     parser.add_argument("--source", type=Path, help="with --start-50: run manager and agents from this checkout")
     parser.add_argument("--idle", action="store_true", help="with --start-50: then the idle agents' PSS and CPU")
+    parser.add_argument("--node-list-10k", action="store_true", help="only the node list and idle CPU at 10,000")
+    parser.add_argument("--nodes", type=int, default=10000, help="with --node-list-10k: how many simulated agents")
+    parser.add_argument("--requests", type=int, default=200, help="with --node-list-10k: GETs per round")
+    parser.add_argument("--rounds", type=int, default=1, help="with --node-list-10k: measure N times, one fleet")
     args = parser.parse_args()
     print(machine(), f"load average {' '.join(f'{x:.2f}' for x in psutil.getloadavg())}")
     if args.floor:
@@ -349,6 +407,9 @@ def main() -> None:
         return
     if args.start_50:
         start_50(args.repeat, args.source, args.idle)
+        return
+    if args.node_list_10k:
+        node_list_10k(args.nodes, args.requests, args.rounds)
         return
     if args.one_agent:
         p50s = []

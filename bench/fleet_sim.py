@@ -70,6 +70,24 @@ def node_document(hostname: str, i: int) -> dict[str, Any]:
     }
 
 
+JOIN_ATTEMPTS = 5
+"""Tries of one join whose connection broke (a worker restarted on a machine loaded by other work)."""
+
+
+def _post_join(session: requests.Session, manager_url: str, token: str, body: dict[str, Any]) -> requests.Response:
+    """POST one join; a connection reset or refused is tried again (a join is idempotent: same id, same secret),
+    as a real agent retries its join, rather than ending this simulator process and with it half the fleet."""
+    for attempt in range(JOIN_ATTEMPTS):
+        try:
+            return session.post(manager_url + api.JOIN_PATH, json=body, headers=api.bearer(token), timeout=30)
+        except requests.ConnectionError:
+            if attempt == JOIN_ATTEMPTS - 1:
+                raise
+            logger.warning("join of %s: connection broke, trying again", body["hostname"])
+            time.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
 def join_all(manager_url: str, token: str, hostnames: list[str], interval: float) -> dict[str, bytes]:
     """Join every simulated node; returns each node's job key."""
     session = requests.Session()
@@ -85,10 +103,10 @@ def join_all(manager_url: str, token: str, hostnames: list[str], interval: float
             "facts": {"labels": {"sim": "yes", "rack": f"r{i % 10}"}, "node": node_document(hostname, i)},
             "node_secret": node_secret_for(hostname),
         }
-        answer = session.post(manager_url + api.JOIN_PATH, json=body, headers=api.bearer(token), timeout=30)
+        answer = _post_join(session, manager_url, token, body)
         while answer.status_code == 429:  # paced by --join-rate-limit (every simulated node shares one address)
             time.sleep(paced_wait(float(answer.headers.get("Retry-After", "1"))))
-            answer = session.post(manager_url + api.JOIN_PATH, json=body, headers=api.bearer(token), timeout=30)
+            answer = _post_join(session, manager_url, token, body)
         answer.raise_for_status()
         job_keys[body["node_id"]] = bytes.fromhex(answer.json()["job_key"])
     return job_keys

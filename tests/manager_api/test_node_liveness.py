@@ -7,6 +7,7 @@ at the end of the window" and "just past it" can be read at all.
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from manager_api.services.placement.candidates import load_nodes
 from manager_api.services.placement.engine import plan
 from manager_api.services.placement.model import Demand
 from manager_api.services.placement.task_groups import GroupRequest, PlacementError, TaskRequest, place
+from manager_api.services.serialize import from_unix
 from shared import heartbeat, keys
 from shared.states import NodeStatus
 
@@ -107,3 +109,34 @@ def test_the_snapshot_judges_again_when_the_setting_or_the_grace_changes(
     # An unsigned summary (another node writing for n1) is no summary at all.
     heartbeat.write(redis_client, "n1", {"interval": 5})
     assert snapshot.read(redis_client, ["n1"], INTERVALS).summary("n1") is None
+
+
+def test_the_duties_persist_status_flips_and_a_last_seen_at_most_a_minute_old(
+    client: FlaskClient, redis_client: redis_lib.Redis
+) -> None:
+    add_node(client, redis_client, "fresh")
+    add_node(client, redis_client, "stale")
+    add_node(client, redis_client, "silent", online=False)
+    assert {flip[0] for flip in liveness.refresh_statuses(redis_client, INTERVALS)} == {"fresh", "stale"}
+    beats = {n: snapshot.read(redis_client, [n], INTERVALS).summary(n).ts for n in ("fresh", "stale")}  # type: ignore[union-attr]
+    stored = {node.id: node for node in Node.select()}
+    assert [stored[n].status for n in ("fresh", "stale", "silent")] == [int(NodeStatus.ONLINE)] * 2 + [
+        int(NodeStatus.OFFLINE)
+    ]
+    assert stored["fresh"].last_seen == from_unix(beats["fresh"]) and stored["silent"].last_seen is None
+
+    # Written 30 s before the heartbeat: left alone; 61 s before: written again. No flip either way.
+    kept = datetime(2026, 1, 1, 12, 0, 0)
+    Node.update(last_seen=from_unix(beats["fresh"] - 30)).where(Node.id == "fresh").execute()
+    Node.update(last_seen=from_unix(beats["stale"] - 61)).where(Node.id == "stale").execute()
+    Node.update(last_seen=kept).where(Node.id == "silent").execute()
+    assert liveness.refresh_statuses(redis_client, INTERVALS) == []
+    assert Node.get_by_id("fresh").last_seen == from_unix(beats["fresh"] - 30)
+    assert Node.get_by_id("stale").last_seen == from_unix(beats["stale"])
+    assert Node.get_by_id("silent").last_seen == kept  # no heartbeat: nothing newer to write
+
+    # Gone silent: the flip is stored with the last heartbeat's time.
+    redis_client.delete(keys.node_summary("stale"))
+    assert liveness.refresh_statuses(redis_client, INTERVALS) == [("stale", "host-stale", NodeStatus.OFFLINE)]
+    assert Node.get_by_id("stale").status == int(NodeStatus.OFFLINE)
+    assert Node.get_by_id("stale").last_seen == from_unix(beats["stale"])

@@ -3,7 +3,7 @@ API, forgetting a node."""
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from manager_api import extensions
@@ -38,7 +38,7 @@ def list_nodes() -> ResponseReturnValue:
     """Every node with status and resources."""
     settings = extensions.settings()
     listing = nodes.read(extensions.redis(), settings.offline_after_intervals)
-    return jsonify({"nodes": presenters.manual_list_json(listing)})
+    return Response(presenters.manual_list_body(listing), mimetype="application/json")
 
 
 def _known(node_id: str) -> str:

@@ -145,19 +145,21 @@ LAST_SEEN_BATCH = 500
 """Nodes whose last_seen is read in one statement (SQLite allows a few hundred parameters at least)."""
 
 
-def _fresh_last_seen(rows: list[tuple[Any, ...]], live: snapshot.Snapshot) -> list[tuple[Any, ...]]:
-    """``rows`` with the database's last_seen for nodes without a heartbeat summary (the only ones whose
-    document shows it): kept rows leave it behind, as the duties' writes of it do not move the revision."""
-    stale = [row[0] for row in rows if live.summary(row[0]) is None]
+def fresh_last_seen(
+    rows: list[tuple[Any, ...]], live: snapshot.Snapshot, at: int = _LAST_SEEN
+) -> list[tuple[Any, ...]]:
+    """``rows`` (their id first, their last_seen at ``at``) with the database's last_seen for nodes without a
+    heartbeat summary (the only ones whose document shows it): kept rows leave it behind, as the duties' writes
+    of it do not move the revision."""
+    summaries = live.summaries
+    stale = [row[0] for row in rows if row[0] not in summaries]
     if not stale:
         return rows
     seen: dict[str, Any] = {}
     for start in range(0, len(stale), LAST_SEEN_BATCH):
         batch = stale[start : start + LAST_SEEN_BATCH]
         seen.update(Node.select(Node.id, Node.last_seen).where(Node.id.in_(batch)).tuples())
-    return [
-        row if row[0] not in seen else (*row[:_LAST_SEEN], _when(seen[row[0]]), *row[_LAST_SEEN + 1 :]) for row in rows
-    ]
+    return [row if row[0] not in seen else (*row[:at], _when(seen[row[0]]), *row[at + 1 :]) for row in rows]
 
 
 def views(redis: Redis, rows: list[tuple[Any, ...]], offline_after_intervals: int) -> list[NodeView]:
@@ -165,7 +167,7 @@ def views(redis: Redis, rows: list[tuple[Any, ...]], offline_after_intervals: in
     read of those nodes' heartbeats, however many nodes the manager knows."""
     held = reservations()
     live = snapshot.read(redis, [row[0] for row in rows], offline_after_intervals)
-    return [_view(row, live, held) for row in _fresh_last_seen(rows, live)]
+    return [_view(row, live, held) for row in fresh_last_seen(rows, live)]
 
 
 def listing(redis: Redis, offline_after_intervals: int) -> list[NodeView]:

@@ -48,48 +48,51 @@ class Snapshot:
 
 
 # A summary changes once per interval but is read by every node query: each process keeps, per node, the
-# last summary it verified (with the master key, grace and setting it was judged under), its parse and the
-# time it keeps the node online until, so a read of 1,000 unchanged nodes costs a dict lookup each rather
-# than a key derivation, a signature check and the rule. One entry per node id ever read, as
-# heartbeat.parse_summary's own cache.
-_judged: dict[str, tuple[bytes, bytes, heartbeat.Grace | None, int, heartbeat.Summary | None, float]] = {}
+# last summary it verified, its parse and the time it keeps the node online until, so a read of 1,000
+# unchanged nodes costs a dict lookup each rather than a key derivation, a signature check and the rule. One
+# entry per node id ever read, as heartbeat.parse_summary's own cache. Each entry holds what it was judged
+# under (master key, grace, setting) as the one tuple _judged_under held then, so that the check per node is
+# one identity test: a read under other terms makes a new tuple, and every entry is judged again under it.
+_Under = tuple[bytes, heartbeat.Grace | None, int]
+_judged: dict[str, tuple[bytes, _Under, heartbeat.Summary | None, float]] = {}
+_judged_under: _Under | None = None
 
 
 def _judge(
-    node_id: str, raw: bytes, master: bytes, grace: heartbeat.Grace | None, offline_after_intervals: int
-) -> tuple[bytes, bytes, heartbeat.Grace | None, int, heartbeat.Summary | None, float]:
+    node_id: str, raw: bytes, under: _Under, grace: heartbeat.Grace | None, offline_after_intervals: int
+) -> tuple[bytes, _Under, heartbeat.Summary | None, float]:
     summary = heartbeat.parse_summary(raw, node_id, job_keys.node_key)
     until = -math.inf
     if summary is not None:
         if grace is not None:
             summary = summary._replace(grace=grace)
         until = summary.online_until(offline_after_intervals)
-    judged = _judged[node_id] = (raw, master, grace, offline_after_intervals, summary, until)
+    judged = _judged[node_id] = (raw, under, summary, until)
     return judged
 
 
 def read(redis: Redis, node_ids: Iterable[str], offline_after_intervals: int) -> Snapshot:
     """The liveness of ``node_ids`` (those the caller's database query found), in one Redis round trip."""
+    global _judged_under
     now, raw, grace = heartbeat.read_raw_summaries(redis, node_ids)
-    master = job_keys.master_key()
+    under = (job_keys.master_key(), grace, offline_after_intervals)
+    if under == _judged_under:
+        under = _judged_under  # the very tuple the entries judged under these terms hold
+    else:
+        _judged_under = under
     summaries: dict[str, heartbeat.Summary] = {}
     online = []
     ready = []
+    judged_of = _judged.get
     for node_id, value in raw.items():
-        judged = _judged.get(node_id)
-        if (
-            judged is None
-            or judged[0] != value
-            or judged[1] != master
-            or judged[2] != grace
-            or judged[3] != offline_after_intervals
-        ):
-            judged = _judge(node_id, value, master, grace, offline_after_intervals)
-        summary = judged[4]
+        judged = judged_of(node_id)
+        if judged is None or judged[1] is not under or judged[0] != value:
+            judged = _judge(node_id, value, under, grace, offline_after_intervals)
+        summary = judged[2]
         if summary is None:
             continue
         summaries[node_id] = summary
-        if now <= judged[5]:  # Summary.online: the rule's time, kept with the summary
+        if now <= judged[3]:  # Summary.online: the rule's time, kept with the summary
             online.append(node_id)
             if summary.taking_jobs:
                 ready.append(node_id)
