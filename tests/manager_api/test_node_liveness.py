@@ -58,7 +58,7 @@ def _verdicts(redis_client: redis_lib.Redis) -> dict[str, bool]:
     Node.update(status=int(NodeStatus.OFFLINE)).execute()  # as the duties left it: upkeep confirms it live
     business_upkeep.fail_components_on_offline_nodes(redis_client, INTERVALS, 10.0)
     (listed,) = node_presenters.manual_list_json(manual_list.read(redis_client, INTERVALS))
-    (host,) = targets.resolve(["host-n1"], fleet_tasks._target_nodes(redis_client, INTERVALS))
+    (host,) = targets.resolve(["host-n1"], fleet_tasks._target_nodes(redis_client, INTERVALS, ["host-n1"]))
     liveness.refresh_statuses(redis_client, INTERVALS)
     return {
         "snapshot": snapshot.read(redis_client, ["n1"], INTERVALS).is_online("n1"),
