@@ -45,7 +45,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parents[1]))
 
-from bench_tasks import online_count, pss_mb, run_task, tree_pids  # noqa: E402  (bench/bench_tasks.py)
+from bench_tasks import online_count, pss_mb, run_task, stop_all, tree_pids  # noqa: E402  (bench/bench_tasks.py)
 from common import machine, ms, pct  # noqa: E402  (bench/common.py)
 from install import installed_version, venv_bin  # noqa: E402  (bench/peers/install.py)
 from salt_fleet import CLIENT, SaltFleet  # noqa: E402  (bench/peers/salt_fleet.py)
@@ -174,14 +174,7 @@ def corral_block(size: int, runs: int, warmup: int = 5, settle: Callable[[], Non
                 server_pss_mb=pss_mb(tree_pids(manager.pid)),
             )
         finally:
-            for agent in agents:  # all signalled first: 50 agents stop in parallel, not one after another
-                if agent.alive():
-                    agent.popen.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
-            for agent in agents:
-                try:
-                    agent.popen.wait(30)  # type: ignore[union-attr]
-                except subprocess.TimeoutExpired:
-                    agent.kill()
+            stop_all(agents)  # all signalled first: 50 agents stop in parallel, not one after another
             manager.terminate()
 
 
