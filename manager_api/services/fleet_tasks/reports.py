@@ -54,22 +54,7 @@ def store_many(reports: list[Report]) -> list[tuple[Report, int | None]]:
     hosts per task and chunk, and one prepared UPDATE per set of columns run for every row (executemany),
     rather than a SELECT and an UPDATE built by the ORM per report (which took most of the duties' time).
     """
-    tasks = dict(
-        FleetTask.select(FleetTask.task_id, FleetTask.id)
-        .where(FleetTask.task_id.in_(sorted({report["task_id"] for report in reports})))
-        .tuples()
-    )
-    hosts: dict[tuple[str, str], TaskHost] = {}
-    by_task: dict[str, list[str]] = {}
-    for report in reports:
-        by_task.setdefault(report["task_id"], []).append(report["node_id"])
-    for task_id, node_ids in by_task.items():
-        if task_id not in tasks:
-            continue
-        for i in range(0, len(node_ids), SELECT_CHUNK):
-            chunk = node_ids[i : i + SELECT_CHUNK]
-            for host in TaskHost.select().where(TaskHost.task == tasks[task_id], TaskHost.node.in_(chunk)):
-                hosts[(task_id, str(host.node_id))] = host
+    hosts = _hosts_of(reports)
     now = utcnow()
     out: list[tuple[Report, int | None]] = []
     updates: list[tuple[int, dict[Any, Any]]] = []
@@ -112,6 +97,27 @@ def store_many(reports: list[Report]) -> list[tuple[Report, int | None]]:
     for task_id, count in succeeded.items():
         logger.info("fleet task %s: %d more hosts succeeded", task_id, count)
     return out
+
+
+def _hosts_of(reports: list[Report]) -> dict[tuple[str, str], TaskHost]:
+    """The host rows the reports are about, by (task id, node id): one SELECT per task and chunk of nodes."""
+    tasks = dict(
+        FleetTask.select(FleetTask.task_id, FleetTask.id)
+        .where(FleetTask.task_id.in_(sorted({report["task_id"] for report in reports})))
+        .tuples()
+    )
+    by_task: dict[str, list[str]] = {}
+    for report in reports:
+        by_task.setdefault(report["task_id"], []).append(report["node_id"])
+    hosts: dict[tuple[str, str], TaskHost] = {}
+    for task_id, node_ids in by_task.items():
+        if task_id not in tasks:
+            continue
+        for i in range(0, len(node_ids), SELECT_CHUNK):
+            chunk = node_ids[i : i + SELECT_CHUNK]
+            for host in TaskHost.select().where(TaskHost.task == tasks[task_id], TaskHost.node.in_(chunk)):
+                hosts[(task_id, str(host.node_id))] = host
+    return hosts
 
 
 def _changes(host: TaskHost, current: HostRunStatus, new: HostRunStatus, report: Report) -> dict[Any, Any]:
