@@ -110,6 +110,14 @@ def persisted_command(agent: Agent, task_id: str) -> bool:
     return bool(rec and rec.get("pid"))
 
 
+def forget_command(agent: Agent, task_id: str) -> None:
+    """Take ``task_id``'s lines out of the (stopped) agent's command journal: its data directory as a kill between
+    the command's spawn and the save of its record leaves it."""
+    journal = agent.data_dir / "commands.jsonl"
+    kept = [line for line in journal.read_text().splitlines(keepends=True) if f'"task_id":"{task_id}"' not in line]
+    journal.write_text("".join(kept))
+
+
 def kill_pids(pids: list[int]) -> None:
     """SIGKILL whatever of ``pids`` still runs (teardown: nothing a test started may outlive it)."""
     for pid in pids:
