@@ -9,6 +9,7 @@ another module's fixtures. Generated bodies never run anything on this host but 
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -150,12 +151,17 @@ def served_document() -> dict[str, Any]:
     (no file, no Redis connection); the fleet fixture checks that the live manager serves this very document.
     Schemathesis's fixture-loaded schemas (schemathesis.pytest.from_fixture) would load it from the live manager
     instead, but read a pytest node attribute pytest 9.2 no longer has."""
-    app = create_app(Settings(db_path=":memory:", redis_url="redis://127.0.0.1:9/0"))
-    try:
-        return openapi.build(app)
-    finally:
-        app.extensions["corral"].redis.close()
-        db.close()
+    # The secrets key file of an in-memory database would go beside it, in the working directory: a scratch one.
+    with tempfile.TemporaryDirectory(prefix="corral-openapi-") as scratch:
+        settings = Settings(
+            db_path=":memory:", redis_url="redis://127.0.0.1:9/0", secrets_key_file=str(Path(scratch) / "secrets.key")
+        )
+        app = create_app(settings)
+        try:
+            return openapi.build(app)
+        finally:
+            app.extensions["corral"].redis.close()
+            db.close()
 
 
 DOCUMENT = served_document()
