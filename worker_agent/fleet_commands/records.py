@@ -5,13 +5,14 @@ from __future__ import annotations
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from shared.defaults import OUTPUT_CAP_BYTES
 from shared.states import HostRunStatus
 
 from .. import process_tree
-from ..state_file import RunRecord
+from ..state_file import RecordJournal, RunRecord, StateFile
 from .output import StreamCapture
 
 
@@ -61,3 +62,16 @@ class RunningCommand:
     stop: process_tree.GraceStop | None = None  # on the monotonic clock, once the kill was decided
     sigkilled: bool = False
     final: dict[str, Any] | None = None  # the final report, once settled
+
+
+JOURNAL_FILE = "commands.jsonl"
+"""The journal of the command records in the data directory (state_file.RecordJournal)."""
+
+LEGACY_STATE_FILE = "commands.json"
+"""Where agents before the journal kept them (one JSON document rewritten at each save): read once, then removed."""
+
+
+def command_journal(data_dir: Path) -> RecordJournal[CommandRecord]:
+    """The journal of ``data_dir``'s command records, by task id (an older agent's commands.json moved into it)."""
+    legacy = StateFile(data_dir / LEGACY_STATE_FILE, CommandRecord, section="commands")
+    return RecordJournal(data_dir / JOURNAL_FILE, CommandRecord, lambda rec: rec.task_id, legacy)

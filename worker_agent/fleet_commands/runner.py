@@ -26,10 +26,10 @@ from shared.states import HostRunStatus
 
 from .. import process_tree
 from ..poll_thread import PollThread
-from ..state_file import JOURNAL_SYNC_SECONDS, RecordJournal, StateFile, prune_records
+from ..state_file import JOURNAL_SYNC_SECONDS, prune_records
 from .output import OutputReader
 from .publish import CommandPublisher, KeySource, RedisSource
-from .records import CommandRecord, RunningCommand
+from .records import CommandRecord, RunningCommand, command_journal
 from .recovery import NODE_ENV, CommandRecovery
 
 logger = logging.getLogger(__name__)
@@ -53,12 +53,6 @@ KEEP_ENDED_SECONDS = 24 * 3600.0
 """How long an ended command's record is kept so that a redelivered RUN_COMMAND stays a no-op."""
 
 
-JOURNAL_FILE = "commands.jsonl"
-"""The journal of the command records in the data directory (state_file.RecordJournal)."""
-
-LEGACY_STATE_FILE = "commands.json"
-"""Where agents before the journal kept them (one JSON document rewritten at each save): read once, then removed."""
-
 EXPIRED_ERROR = "expired: it reached this node after its deadline, not run"
 """A RUN_COMMAND taken off the queue after its deadline (a backlog, a worker that reconnected late)."""
 
@@ -72,8 +66,7 @@ class CommandRunner(CommandRecovery):
         self._redis = redis
         self._job_key = job_key
         self._clock = heartbeat.RedisClock()
-        legacy = StateFile(self.data_dir / LEGACY_STATE_FILE, CommandRecord, section="commands")
-        self._journal = RecordJournal(self.data_dir / JOURNAL_FILE, CommandRecord, _task_id_of, legacy)
+        self._journal = command_journal(self.data_dir)
         self._publisher = CommandPublisher(
             node_id, redis, self.data_dir / "command-reports", self._published, job_key, self._acknowledged
         )
@@ -395,10 +388,6 @@ class CommandRunner(CommandRecovery):
         with self._lock:
             self._marked.clear()
             self._journal.compact(self._records)
-
-
-def _task_id_of(rec: CommandRecord) -> str:
-    return rec.task_id
 
 
 def _work_dir() -> Path:
