@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,8 +16,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import SimpleWorker
 from rq.job import Job, JobStatus
+from rq.queue import Queue
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.utils import now
 
 from shared import job_signing, keys
 from shared.jobs import ALLOWED
@@ -42,6 +45,12 @@ class RqPerJobLines(logging.Filter):
 
 
 _rq_per_job_lines = RqPerJobLines()
+
+HEARTBEAT_SKIP_SECONDS = 1.0
+"""A heartbeat RQ sends alone this soon after the last one that went through is skipped (see AgentWorker.heartbeat)."""
+
+SUSPENSION_CHECK_SECONDS = 1.0
+"""How often at most the worker reads RQ's suspension flag (`rq suspend`) before taking a job."""
 
 
 class ForbiddenJobError(Exception):
@@ -129,33 +138,80 @@ class AgentWorker(SimpleWorker):
         """False from a failed turn of the dequeue loop (Redis lost) until one succeeds: the node is not ready.
         A worker started after one that lost Redis starts False, and says when it takes jobs again."""
         self.on_taking_changed: Callable[[bool], object] = lambda taking: None
+        self._beat_at: float | None = None  # monotonic time of the last heartbeat sent alone that went through
+        self._state_written: str | None = None  # the state this worker last wrote alone (None: unknown)
+        self._suspension_checked_at: float | None = None  # monotonic
         if reconnect_max_seconds is not None:
             # RQ waits 1, 2, 4 ... 60 s between attempts to reach a lost Redis, while the agent's heartbeat
             # tries every interval: the node would read online for up to a minute with nobody taking its jobs.
             self.max_connection_wait_time = reconnect_max_seconds
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
-        """RQ's heartbeat, its three writes in one round trip when RQ gives no pipeline; CredentialsRefused
-        when Redis no longer knows this node's user.
+        """RQ's heartbeat, its three writes in one round trip when RQ gives no pipeline, and none when one went
+        through less than HEARTBEAT_SKIP_SECONDS ago; CredentialsRefused when Redis no longer knows this node's user.
 
-        RQ sends them one by one, twice around every job, once right between the dequeue and the job: a
-        fleet command's start waited for two of those round trips.
+        RQ writes them one by one, and asks for one three times around every job (after the dequeue, after the
+        job, before the next dequeue) besides the two it queues on transactions of its own: a fleet command's
+        start waited for one, and each cost the agent a round trip and RQ's date formatting. The worker key lives worker_ttl + 60 s
+        (480 s) and RQ blocks at most worker_ttl - 15 s on the queue, so one heartbeat a second is plenty. The
+        skip delays noticing a lost Redis by HEARTBEAT_SKIP_SECONDS at most: RQ's loop heartbeats before every
+        attempt to reach it again (1 s apart at the least), and a failed heartbeat is never skipped after.
         """
+        idle_ttl = self.worker_ttl + 60  # RQ's own when it gives no timeout
         if pipeline is not None:
-            super().heartbeat(timeout, pipeline=pipeline)
+            # RQ queues one on each job's first transaction with the job's TTL (its timeout + 60 s), shorter than
+            # the idle worker's: the key would then outlive a skipped heartbeat by less than RQ's blocking dequeue.
+            super().heartbeat(max(timeout or 0, idle_ttl), pipeline=pipeline)
+            return
+        recent = self._beat_at is not None and time.monotonic() - self._beat_at < HEARTBEAT_SKIP_SECONDS
+        if recent and (timeout is None or timeout <= idle_ttl):
             return
         try:
             with self.connection.pipeline(transaction=False) as pipe:
                 super().heartbeat(timeout, pipeline=pipe)
                 pipe.execute()
         except AuthenticationError as exc:
+            self._beat_at = None
             # RQ heartbeats first thing in every turn of its dequeue loop, reconnections included.
             raise CredentialsRefused(f"Redis refused this node's credentials: {exc}") from exc
         except (RedisConnectionError, RedisTimeoutError):
+            self._beat_at = None
             # RQ heartbeats first thing in every turn of its dequeue loop: failing here, it waits to reconnect.
             self._taking(False)
             raise
+        if timeout is None or timeout >= idle_ttl:
+            self._beat_at = time.monotonic()  # the key lives at least idle_ttl from now
         self._taking(True)
+
+    def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
+        """RQ's, without a round trip when this worker last wrote the same state: RQ writes ``idle`` twice
+        between two jobs (after the job, before the dequeue)."""
+        if pipeline is None and state == self._state_written:
+            self._state = state
+            return
+        super().set_state(state, pipeline)
+        # Written when sent alone (it raised otherwise); on a pipeline, known only once that runs.
+        self._state_written = state if pipeline is None else None
+
+    def check_for_suspension(self, burst: bool) -> None:
+        """RQ's check of its suspension flag (a round trip before every dequeue), at most every
+        SUSPENSION_CHECK_SECONDS: corral never suspends workers, and a worker blocked on its queue notices a
+        suspension only after the next job anyway."""
+        at = time.monotonic()
+        if self._suspension_checked_at is not None and at - self._suspension_checked_at < SUSPENSION_CHECK_SECONDS:
+            return
+        super().check_for_suspension(burst)
+        self._suspension_checked_at = time.monotonic()
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        """RQ's, without its round trip for a job that returned: its ``last_heartbeat``, written alone by RQ,
+        goes with the rest of the job in the success transaction (Job.save). A failed job keeps RQ's write (the
+        failure transaction saves no job fields)."""
+        if job.get_status(refresh=False) != JobStatus.STARTED:
+            super().handle_execution_ended(job, queue, heartbeat_ttl)
+            return
+        job.ended_at = now()
+        job.last_heartbeat = job.ended_at
 
     def _taking(self, taking: bool, cause: str = "lost Redis") -> None:
         if taking != self.taking_jobs:

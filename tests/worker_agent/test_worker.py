@@ -4,19 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import redis as redis_lib
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from rq import Callback
 from rq.job import JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.suspension import resume, suspend
+from rq.worker import WorkerStatus
 
 from manager_api.services.nodes import redis_users
 from shared import job_signing, keys
 from shared import jobs as job_names
-from tests.support import pid_alive, wait_until
+from tests.support import RedisServer, pid_alive, wait_until
 from tests.worker_agent.conftest import node_queue, run_jobs, start_payload, task_events
 from worker_agent.deployment_tasks.supervisor import Supervisor
-from worker_agent.worker import AgentWorker, AllowlistedJob, requeue_orphaned_jobs
+from worker_agent.worker import HEARTBEAT_SKIP_SECONDS, AgentWorker, AllowlistedJob, requeue_orphaned_jobs
 
 
 def test_a_job_outside_the_allowlist_fails_without_running(
@@ -146,3 +151,97 @@ def test_the_worker_tries_a_lost_redis_again_as_often_as_the_heartbeat(redis_cli
     worker = AgentWorker("n" * 32, connection=redis_client, reconnect_max_seconds=0.5)
     assert worker.max_connection_wait_time == 0.5
     assert AgentWorker("n" * 32, connection=redis_client).max_connection_wait_time == 60.0  # RQ's, unchanged
+
+
+def test_a_heartbeat_sent_alone_right_after_one_that_went_through_is_skipped(
+    redis_client: redis_lib.Redis, node_id: str
+) -> None:
+    """RQ asks for three around every job; one a second keeps the worker key (480 s) alive."""
+    worker = AgentWorker(node_id, connection=redis_client)
+    worker.register_birth()
+    worker.heartbeat()
+    redis_client.hset(worker.key, "last_heartbeat", "marker")
+
+    worker.heartbeat()  # within HEARTBEAT_SKIP_SECONDS: no round trip
+    assert redis_client.hget(worker.key, "last_heartbeat") == b"marker"
+
+    def beaten() -> bool:
+        worker.heartbeat()
+        return redis_client.hget(worker.key, "last_heartbeat") != b"marker"
+
+    wait_until(beaten, timeout=HEARTBEAT_SKIP_SECONDS + 5, interval=0.05, what="the next heartbeat to go")
+    # One RQ queues on a job's transaction with the job's shorter TTL never shortens the key's life below the
+    # idle worker's, which the skipped heartbeats would have renewed.
+    with redis_client.pipeline() as pipe:
+        worker.heartbeat(100, pipeline=pipe)
+        pipe.execute()
+    assert redis_client.ttl(worker.key) > worker.worker_ttl
+    worker.register_death()
+
+
+def test_a_failed_heartbeat_is_never_skipped_after(node_id: str) -> None:
+    server = RedisServer().start()
+    client = redis_lib.Redis.from_url(server.url, retry=Retry(NoBackoff(), 0))
+    try:
+        worker = AgentWorker(node_id, connection=client)
+        worker.register_birth()
+        worker.heartbeat()
+        server.stop()
+        worker._beat_at = None  # as after HEARTBEAT_SKIP_SECONDS: RQ's first attempt to reconnect comes 1 s later
+        with pytest.raises(redis_lib.ConnectionError):
+            worker.heartbeat()
+        assert not worker.taking_jobs
+        again = RedisServer()  # back on the same port, empty
+        again.port = server.port
+        again.start()
+        try:
+            worker.heartbeat()  # right after the failure, yet sent: the worker takes jobs again at once
+            assert worker.taking_jobs and client.hget(worker.key, "last_heartbeat")
+        finally:
+            again.stop()
+    finally:
+        client.close()
+        server.stop()
+
+
+def test_the_worker_state_is_written_once_per_change(redis_client: redis_lib.Redis, node_id: str) -> None:
+    worker = AgentWorker(node_id, connection=redis_client)
+    worker.register_birth()
+    worker.set_state(WorkerStatus.IDLE)
+    redis_client.hset(worker.key, "state", "marker")
+
+    worker.set_state(WorkerStatus.IDLE)  # RQ's second "idle" between two jobs: no round trip
+    assert redis_client.hget(worker.key, "state") == b"marker"
+    worker.set_state(WorkerStatus.BUSY)
+    assert redis_client.hget(worker.key, "state") == b"busy" and worker.get_state() == WorkerStatus.BUSY
+    worker.register_death()
+
+
+def test_a_burst_of_jobs_reads_the_suspension_flag_once_and_keeps_each_jobs_record(
+    redis_client: redis_lib.Redis, node_id: str, supervisor: Supervisor
+) -> None:
+    queue = node_queue(redis_client, node_id)
+    jobs = [queue.enqueue(job_names.START_TASK, start_payload(f"t-burst-{i}", "true")) for i in range(20)]
+    redis_client.config_resetstat()  # the test's own Redis server
+
+    run_jobs(redis_client, node_id)
+
+    # RQ's registration of the worker reads a key or two too; before, the flag was read before every job (21+).
+    assert int(redis_client.info("commandstats").get("cmdstat_exists", {}).get("calls", 0)) <= 4
+    for job in jobs:
+        job.refresh()
+        assert job.get_status() == JobStatus.FINISHED and job.return_value()["started"] is True
+        # Its end and last heartbeat, no longer written apart, are saved with the job.
+        assert job.ended_at is not None and job.last_heartbeat is not None and job.started_at is not None
+        assert job.started_at <= job.last_heartbeat
+
+
+def test_a_suspended_worker_still_takes_no_job(redis_client: redis_lib.Redis, node_id: str) -> None:
+    queue = node_queue(redis_client, node_id)
+    job = queue.enqueue(job_names.START_TASK, start_payload("t-suspended", "true"))
+    suspend(redis_client)
+    try:
+        run_jobs(redis_client, node_id)  # burst mode: a suspended worker stops
+    finally:
+        resume(redis_client)
+    assert job.get_status() == JobStatus.QUEUED and queue.job_ids == [job.id]
