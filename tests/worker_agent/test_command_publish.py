@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import redis as redis_lib
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from shared import keys
-from tests.support import wait_until
+from tests.support import free_port, wait_until
+from worker_agent.fleet_commands.output import StreamCapture
 from worker_agent.fleet_commands.publish import RUNNING_HOLD_SECONDS, CommandPublisher
 
 
@@ -67,3 +70,47 @@ def test_a_long_commands_running_report_goes_out_alone_once_held_long_enough(
     wait_until(sent, timeout=5, interval=0.005, what="the held running report")
     assert time.monotonic() - began < RUNNING_HOLD_SECONDS + 1
     assert len(out) == 0 and out.hold_left() is None
+
+
+def test_a_short_commands_last_lines_and_both_reports_go_in_one_transaction(
+    redis_client: redis_lib.Redis, node_id: str, tmp_path: Path
+) -> None:
+    published: list[str] = []
+    out = publisher(redis_client, node_id, tmp_path, published)
+    capture = StreamCapture("stdout", 1024)
+    capture.feed(b"hi\n")
+    capture.close()
+    out.add(report("p-one", node_id, "running"))
+    final = report("p-one", node_id, "succeeded", exit_code=0, finished_at=time.time(), stdout="hi\n")
+    redis_client.config_resetstat()  # the test's own Redis server
+
+    assert out.flush([("p-one", capture)], [final])
+
+    stats = redis_client.info("commandstats")
+    assert stats["cmdstat_exec"]["calls"] == 1 and stats["cmdstat_multi"]["calls"] == 1
+    assert [e[1][b"line"] for e in redis_client.xrange(keys.task_output("p-one", node_id))] == [b"hi"]
+    assert redis_client.xlen(keys.node_reports(node_id)) == 2
+    assert capture.pending() == [] and published == ["p-one"] and len(out) == 0
+
+
+def test_a_round_redis_refused_keeps_its_lines_pending_and_its_final_on_disk(
+    redis_client: redis_lib.Redis, node_id: str, tmp_path: Path
+) -> None:
+    dead = redis_lib.Redis(port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    connection = {"now": dead}
+    published: list[str] = []
+    out = CommandPublisher(node_id, lambda: connection["now"], tmp_path / "held", published.append)
+    capture = StreamCapture("stdout", 1024)
+    capture.feed(b"kept\n")
+    capture.close()
+    final = report("p-down", node_id, "succeeded", exit_code=0, finished_at=time.time(), stdout="kept\n")
+
+    assert not out.flush([("p-down", capture)], [final])
+    assert capture.pending() == ["kept"] and len(out) == 0 and published == []
+    assert out.load_held("p-down") == final  # survives an agent stopped meanwhile
+
+    connection["now"] = redis_client
+    assert out.flush([("p-down", capture)], [final])  # the runner offers them again
+    assert [e[1][b"line"] for e in redis_client.xrange(keys.task_output("p-down", node_id))] == [b"kept"]
+    assert redis_client.xlen(keys.node_reports(node_id)) == 1 and published == ["p-down"]
+    dead.close()

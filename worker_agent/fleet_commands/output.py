@@ -103,7 +103,7 @@ class OutputReader:
     """One thread that reads the pipes of every running command and feeds their StreamCaptures.
 
     Pipes are handed over with ``add`` from any thread; only the reader thread touches the selector, woken
-    through a self-pipe. ``wake`` is called when a stream ends and after every LINE_BATCH lines. ``tick`` is
+    through a self-pipe. ``wake`` is called after every LINE_BATCH lines. ``tick`` is
     called after every round and returns how long the next one may wait (None: until something happens);
     it never touches Redis, so a hung Redis never delays it.
     """
@@ -227,4 +227,5 @@ class OutputReader:
         self._selector.unregister(fd)
         pipe.close()
         capture.close()
-        self._wake()
+        # No wake-up here: the tick that follows this round wakes the publisher once the command's exit is read
+        # (microseconds later, usually), and its last lines and its final report then go in one transaction.

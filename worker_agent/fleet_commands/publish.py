@@ -37,6 +37,13 @@ transaction, which the manager reads in one batch and applies in one database tr
 BATCH_REPORTS = 500
 """Reports sent in one transaction at most."""
 
+TRANSACTION_LINES = 200
+"""Output lines of one round sent in the reports' transaction at most; more go ahead in a pipeline of their own
+(Redis runs a transaction whole, other clients waiting, and a pipeline command by command)."""
+
+Output = list[tuple[str, StreamCapture, list[str]]]
+"""Output lines to append: (task id, its capture, the capture's pending lines)."""
+
 RedisSource = Callable[[], Redis | None]
 """Returns the agent's current Redis connection (None before the agent connected)."""
 
@@ -99,6 +106,22 @@ class CommandPublisher:
         """False while waiting out the pause after a failure."""
         return time.monotonic() >= self._retry_after
 
+    def flush(self, streams: Iterable[tuple[str, StreamCapture]], finals: list[dict[str, Any]]) -> bool:
+        """One round of the runner: the pending lines of (task id, capture) pairs, the due reports, then ``finals``
+        (the final reports of commands whose every line is among those) queued behind them, in one transaction.
+
+        One round trip for an `echo hi`'s line and both its reports, where the lines and the reports went apart.
+        Returns False when Redis failed or is not connected yet: nothing of the round was taken, ``finals``
+        not queued (the caller offers them again with their lines next round).
+        """
+        output = [(task_id, capture, capture.pending()) for task_id, capture in streams]
+        output = [item for item in output if item[2]]
+        if sum(len(lines) for _task_id, _capture, lines in output) > TRANSACTION_LINES:
+            if not self.append_output((task_id, capture) for task_id, capture, _lines in output):
+                return False
+            output = []
+        return self.publish(output, finals)
+
     def append_output(self, streams: Iterable[tuple[str, StreamCapture]]) -> bool:
         """Append the pending lines of (task id, capture) pairs to the live output; False when Redis failed."""
         todo = [(task_id, capture, capture.pending()) for task_id, capture in streams]
@@ -118,49 +141,64 @@ class CommandPublisher:
         self._recovered()
         return True
 
-    def publish(self) -> None:
-        """Publish the queued reports in order, in one transaction; a running report may wait (RUNNING_HOLD_SECONDS).
+    def publish(self, output: Output | None = None, finals: list[dict[str, Any]] | None = None) -> bool:
+        """Publish ``output``'s lines, the queued reports in order, then ``finals``, in one transaction; a running
+        report may wait (RUNNING_HOLD_SECONDS), and the reports behind it. False when Redis failed (or is not
+        connected yet): then the lines stay pending and ``finals`` are not queued.
 
         MULTI/EXEC, not a plain pipeline: Redis serves a blocked XREADGROUP after each command of a pipeline,
         but only once after a transaction, so the manager reads a command's running and final reports together.
+        The output lines go first: a final report is never read before the last line of its command.
         """
+        output = output or []
         redis = self._redis()
         if redis is None:
-            return
+            return False
+        at = time.monotonic()
+        new = [(at, report) for report in finals or []]
         with self._lock:
-            batch = self._due(time.monotonic())
-        if not batch:
-            return
-        pipe = redis.pipeline(transaction=True)
-        key = self._job_key()
-        sent = []
-        for report in batch:
+            head = len(self._outbox)  # only this thread takes from the queue; others append behind
+            batch = self._due([*self._outbox, *new], at)
+        sent: list[dict[str, Any]] = []
+        if batch or output:
+            pipe = redis.pipeline(transaction=True)
+            key = self._job_key()
+            for task_id, capture, lines in output:
+                report_streams.append_output(pipe, task_id, self.node_id, capture.name, lines, key=key)
+            for report in batch:
+                try:
+                    report_streams.publish_command_report(pipe, report, key=key)
+                except ValidationError as exc:
+                    logger.error("node %s task %s: dropping malformed report: %s", self.node_id, report["task_id"], exc)
+                    continue
+                sent.append(report)
             try:
-                report_streams.publish_command_report(pipe, report, key=key)
-            except ValidationError as exc:
-                logger.error("node %s task %s: dropping malformed report: %s", self.node_id, report["task_id"], exc)
-                continue
-            sent.append(report)
-        try:
-            if sent:
-                pipe.execute()
-        except Exception as exc:
-            first = sent[0]
-            self._failed(first["task_id"], f"{first['status']} report", exc)
-            for report in sent:
-                if is_final(report):
-                    self.hold(report)
-            return
-        finally:
-            pipe.reset()
+                if sent or output:
+                    pipe.execute()
+            except Exception as exc:
+                first = output[0][0] if output else sent[0]["task_id"]
+                self._failed(first, "output" if output else f"{sent[0]['status']} report", exc)
+                for report in sent:
+                    if is_final(report):
+                        self.hold(report)
+                return False
+            finally:
+                pipe.reset()
+            for _task_id, capture, lines in output:
+                capture.sent(len(lines))
         with self._lock:
-            for _ in batch:
+            for _ in range(min(len(batch), head)):
                 self._outbox.popleft()
+            # The finals not sent wait right behind what was queued before them.
+            for offset, item in enumerate(new[max(0, len(batch) - head) :]):
+                self._outbox.insert(max(0, head - len(batch)) + offset, item)
         for report in sent:
             if is_final(report):
                 self.unacknowledged.sent(report["task_id"], report)
                 self._on_final_published(report["task_id"])
-        self._recovered()
+        if batch or output:
+            self._recovered()
+        return True
 
     def check_acknowledgments(self) -> None:
         """Now and then while final reports wait: forget the acknowledged ones, queue those due to go again."""
@@ -180,11 +218,11 @@ class CommandPublisher:
         for report in again:
             self.add(report)
 
-    def _due(self, now: float) -> list[dict[str, Any]]:
-        """The reports that may go now: the queue up to the first running report still held (lock held)."""
-        ending = {report["task_id"] for _queued_at, report in self._outbox if is_final(report)}
+    def _due(self, queued: list[tuple[float, dict[str, Any]]], now: float) -> list[dict[str, Any]]:
+        """The reports of ``queued`` that may go now: up to the first running report still held."""
+        ending = {report["task_id"] for _queued_at, report in queued if is_final(report)}
         batch: list[dict[str, Any]] = []
-        for queued_at, report in self._outbox:
+        for queued_at, report in queued:
             held = now < queued_at + RUNNING_HOLD_SECONDS and report["task_id"] not in ending
             if (held and not is_final(report)) or len(batch) >= BATCH_REPORTS:
                 break  # the reports behind it wait too: they go out in order

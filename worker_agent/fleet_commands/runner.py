@@ -249,13 +249,12 @@ class CommandRunner(CommandRecovery):
         """One round of the publisher: append new output lines, publish the reports in order."""
         with self._lock:
             streams = [(tid, capture) for tid, run in self._running.items() for capture in (run.stdout, run.stderr)]
-        if self._publisher.ready() and self._publisher.append_output(streams):
+            # Settled: both pipes closed, so every line of its output is pending now and goes before its final.
+            ended = {task_id: run.final for task_id, run in self._running.items() if run.final is not None}
+        if self._publisher.ready() and self._publisher.flush(streams, list(ended.values())):
             with self._lock:
-                for task_id, run in list(self._running.items()):
-                    if run.final is not None and not run.stdout.pending() and not run.stderr.pending():
-                        self._publisher.add(run.final)  # after every line of its output
-                        del self._running[task_id]
-            self._publisher.publish()
+                for task_id in ended:
+                    del self._running[task_id]
         if self._publisher.ready():
             self._publisher.check_acknowledgments()
         self._save_marked()
