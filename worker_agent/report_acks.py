@@ -60,8 +60,11 @@ class PendingAcks:
         """``report`` named ``name`` went out (again): wait for its acknowledgment."""
         waiting = self._waiting.get(name)
         wait = RESEND_FIRST_SECONDS if waiting is None else min(waiting.wait * 2, RESEND_MAX_SECONDS)
+        first = time.monotonic() + CHECK_SECONDS
+        # With nothing waiting before, the last check's time is stale: reading the set right after the report
+        # went out only cost a round trip (the manager acknowledges in about 0.1 s).
+        self._next_check = first if not self._waiting else min(self._next_check, first)
         self._waiting[name] = _Waiting(report, self._run_id, time.monotonic() + wait, wait)
-        self._next_check = min(self._next_check or float("inf"), time.monotonic() + CHECK_SECONDS)
 
     def forget(self, name: str) -> None:
         """Stop waiting for ``name`` (a newer report superseded it)."""

@@ -194,3 +194,22 @@ def test_a_final_component_report_goes_again_until_acknowledged(
     count = sent()
     with pytest.raises(AssertionError):
         wait_until(lambda: sent() > count, timeout=2.5, what="another sending")
+
+
+def test_the_acked_set_is_first_read_a_check_interval_after_a_report_went_out(
+    redis_client: redis_lib.Redis, node_id: str
+) -> None:
+    """Not at once (the manager acknowledges in about 0.1 s): that read was one more round trip per command."""
+    pending = report_acks.PendingAcks(node_id, acks.COMMAND)
+    pending.sent("first", {"task_id": "first"})
+    assert not pending.check_due()
+    wait_until(pending.check_due, timeout=report_acks.CHECK_SECONDS + 5, interval=0.02, what="the first check")
+    pending.check(redis_client)
+    pending.forget("first")
+    checked = time.monotonic()
+    wait_until(lambda: time.monotonic() > checked + report_acks.CHECK_SECONDS, timeout=5, interval=0.02)
+
+    pending.sent("second", {"task_id": "second"})  # the last check's time is long past: not due for that
+    assert not pending.check_due()
+    pending.sent("third", {"task_id": "third"})  # one already waits: its check comes no later
+    wait_until(pending.check_due, timeout=report_acks.CHECK_SECONDS + 5, interval=0.02, what="the next check")
