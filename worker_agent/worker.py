@@ -152,10 +152,11 @@ class AgentWorker(SimpleWorker):
 
         RQ writes them one by one, and asks for one three times around every job (after the dequeue, after the
         job, before the next dequeue) besides the two it queues on transactions of its own: a fleet command's
-        start waited for one, and each cost the agent a round trip and RQ's date formatting. The worker key lives worker_ttl + 60 s
-        (480 s) and RQ blocks at most worker_ttl - 15 s on the queue, so one heartbeat a second is plenty. The
-        skip delays noticing a lost Redis by HEARTBEAT_SKIP_SECONDS at most: RQ's loop heartbeats before every
-        attempt to reach it again (1 s apart at the least), and a failed heartbeat is never skipped after.
+        start waited for one, and each cost the agent a round trip and RQ's date formatting. The worker key
+        lives worker_ttl + 60 s (480 s) and RQ blocks at most worker_ttl - 15 s on the queue, so one heartbeat
+        a second is plenty. The skip delays noticing a lost Redis by HEARTBEAT_SKIP_SECONDS at most: RQ's loop
+        heartbeats before every attempt to reach it again (1 s apart at the least), and a failed heartbeat is
+        never skipped after.
         """
         idle_ttl = self.worker_ttl + 60  # RQ's own when it gives no timeout
         if pipeline is not None:
