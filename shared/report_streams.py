@@ -27,6 +27,7 @@ from .messages import (
     TaskEventSchema,
     schema_of,
 )
+from .messages.fast_load import FastLoad, fast_loader
 
 KeyOf = Callable[[str], bytes]
 """The signing key of a node id (the manager derives it: manager_api.services.job_keys.node_key)."""
@@ -65,11 +66,27 @@ def _schema(kind: str) -> Schema:
     return schema_of(SCHEMAS[kind])
 
 
+_FAST: dict[str, FastLoad | None] = {kind: fast_loader(schema_of(schema)) for kind, schema in SCHEMAS.items()}
+"""Each kind's fast load (shared.messages.fast_load), None where its schema is not plain enough for one."""
+
+
+def _load(kind: str, message: Any) -> dict[str, Any]:
+    """``message`` loaded as the schema of ``kind`` loads it: the fast path when it decides, else the schema
+    (which raises marshmallow.ValidationError on anything malformed)."""
+    fast = _FAST[kind]
+    loaded = fast(message) if fast is not None else None
+    return loaded if loaded is not None else _schema(kind).load(message)
+
+
 def _append(redis: Redis, kind: str, message: dict[str, Any], key: bytes | None) -> str | None:
     """Validate and append one report to its node's stream, then ring; returns its stream id, None when
     ``redis`` is a pipeline (the caller executes it)."""
-    schema = _schema(kind)
-    body = schema.dump(schema.load(message))
+    fast = _FAST[kind]
+    # What the fast path loads is already what dumping it gives (plain strings, numbers, booleans, in order).
+    body = fast(message) if fast is not None else None
+    if body is None:
+        schema = _schema(kind)
+        body = schema.dump(schema.load(message))
     text = json.dumps(body)
     stream = keys.node_reports(body["node_id"])
     entry = {"v": str(PROTOCOL_VERSION), "kind": kind, "body": text}
@@ -118,7 +135,7 @@ def parse_report(fields: dict[Any, Any], node_id: str, key_of: KeyOf | None = No
     if kind not in SCHEMAS:
         raise ValueError(f"unknown kind of report {kind!r}")
     text = _text(fields, "body")
-    result: dict[str, Any] = _schema(kind).load(json.loads(text or "null") or {})
+    result = _load(kind, json.loads(text or "null") or {})
     if result["node_id"] != node_id:
         raise UnsignedMessage(f"speaks for node {result['node_id']} in the stream of node {node_id}: refused")
     stream = keys.node_reports(node_id)

@@ -17,7 +17,7 @@ from manager_api import db
 from manager_api.app import create_app
 from manager_api.background.duties import Duties
 from manager_api.config import Settings
-from manager_api.models import App, AppInstance, AuditLog
+from manager_api.models import App, AppInstance, AuditLog, Node
 from manager_api.services import job_keys
 from manager_api.services.apps import upkeep as app_upkeep
 from shared import keys, report_streams
@@ -428,4 +428,12 @@ def test_every_app_is_looked_at_again_only_when_the_nodes_changed(
     assert not recheck.due(1000.0 + app_upkeep.RECHECK_SECONDS)  # nothing changed
     answer(client.put("/api/nodes/n2/labels", json={"labels": {"zone": "blue"}}))
     assert recheck.due(1000.0 + 2 * app_upkeep.RECHECK_SECONDS)  # a label changed
-    assert recheck.due(1000.0 + 3 * app_upkeep.RECHECK_SECONDS + app_upkeep.FORCED_RECHECK_SECONDS)
+    # A status flip (which leaves the node revision alone) and a last_seen write (which is not a change).
+    with db.write_transaction():
+        Node.update(last_seen=Node.last_seen).where(Node.id == "n2").execute()
+    assert not recheck.due(1000.0 + 2.5 * app_upkeep.RECHECK_SECONDS)
+    with db.write_transaction():
+        Node.update(status=1 - Node.status).where(Node.id == "n2").execute()
+    assert recheck.due(1000.0 + 3 * app_upkeep.RECHECK_SECONDS)
+    assert not recheck.due(1000.0 + 4 * app_upkeep.RECHECK_SECONDS)
+    assert recheck.due(1000.0 + 4 * app_upkeep.RECHECK_SECONDS + app_upkeep.FORCED_RECHECK_SECONDS)

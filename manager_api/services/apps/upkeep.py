@@ -20,7 +20,7 @@ from manager_api.services import audit
 from manager_api.services.apps.reconcile import Fleet, reconcile
 from manager_api.services.apps.specs import run_payload, secret_of, spec_of
 from manager_api.services.apps.state import DUTIES, ENDED, LOST, PENDING, RUN, RUNNING, Jobs
-from manager_api.services.nodes import snapshot
+from manager_api.services.nodes import revision, snapshot
 from shared.states import NodeStatus
 
 logger = logging.getLogger(__name__)
@@ -38,8 +38,11 @@ class Recheck:
     new facts or tags, labels, online/offline, forgotten), and every FORCED_RECHECK_SECONDS anyway.
 
     Matching every app's query against every node's document costs apps x nodes; at 10,000 nodes that is
-    worth doing only when the nodes changed. The node rows are read whole (one query) and hashed, so a column
-    added to Node later (tags, networks) counts as a change too.
+    worth doing only when the nodes changed. What changed is told by the node revision (services.nodes.revision:
+    bumped by the database on any write of a column but status and last_seen, a column added later included)
+    and the status column, read raw; reading and hashing every row whole every RECHECK_SECONDS cost the idle
+    duties about 0.3 s of CPU each time at 10,000 nodes. Where no trigger keeps the revision, the rows are read
+    whole as before.
     """
 
     def __init__(self) -> None:
@@ -51,13 +54,22 @@ class Recheck:
         if now < self._next:
             return False
         self._next = now + RECHECK_SECONDS
-        # Every column but last_seen, which liveness rewrites about once a minute per node.
-        columns = [field for field in Node._meta.sorted_fields if field.name != "last_seen"]
-        fingerprint = hash(tuple(Node.select(*columns).order_by(Node.id).tuples()))
+        fingerprint = _nodes_fingerprint()
         if fingerprint == self._fingerprint and now < self._forced:
             return False
         self._fingerprint, self._forced = fingerprint, now + FORCED_RECHECK_SECONDS
         return True
+
+
+def _nodes_fingerprint() -> int:
+    """A hash of every node column but last_seen (which liveness rewrites about once a minute per node)."""
+    rev = revision.current()
+    if rev is None:
+        columns = [field for field in Node._meta.sorted_fields if field.name != "last_seen"]
+        return hash(tuple(Node.select(*columns).order_by(Node.id).tuples()))
+    # The revision stands for every column but status and last_seen; status is read as it is stored.
+    sql, params = Node.select(Node.id, Node.status).order_by(Node.id).sql()
+    return hash((rev, tuple(db.database.execute_sql(sql, params).fetchall())))
 
 
 def mark_lost(redis: Redis, offline_after_intervals: int) -> int:

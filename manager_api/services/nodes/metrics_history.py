@@ -46,7 +46,9 @@ def sample(redis: Redis, offline_after_intervals: int) -> int:
             )
     for batch in chunked(rows, INSERT_BATCH):
         with db.write_transaction():
-            NodeMetric.insert_many(batch).execute()
+            # One statement text per batch (db.insert_rows): Peewee's insert_many built 10,000 samples a minute
+            # value by value, most of the duties' CPU of that minute at 10,000 nodes (py-spy).
+            db.insert_rows(NodeMetric, batch)
     return len(rows)
 
 

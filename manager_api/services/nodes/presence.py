@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from manager_api import db
 from manager_api.models import Node
 
 
@@ -27,5 +28,9 @@ def forgotten() -> Any:
 
 
 def known_ids() -> list[str]:
-    """The id of every node the manager still knows (the duties sweep their streams and judge their liveness)."""
-    return [node_id for (node_id,) in Node.select(Node.id).where(known()).tuples()]
+    """The id of every node the manager still knows (the duties sweep their streams and judge their liveness).
+
+    Read straight from the cursor: the duties ask every sweep (5 s), and Peewee's row conversion of 10,000 ids
+    cost more than the query."""
+    sql, params = Node.select(Node.id).where(known()).sql()
+    return [node_id for (node_id,) in db.database.execute_sql(sql, params)]
