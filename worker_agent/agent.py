@@ -10,7 +10,7 @@ import threading
 from functools import partial
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -19,24 +19,31 @@ from shared import keys, report_streams, tls
 from shared.defaults import AGENT_PORT, PROTOCOL_VERSION
 
 from . import jobs, metrics
-from .app_instances.manager import AppInstances
-from .components.image_fetch import SftpSettings
-from .components.manager import ComponentManager
-from .data_dir import DataDirLock, record_hostname, secure_data_dir
+from .data_dir import APPS_FILE, COMPONENTS_FILE, DataDirLock, record_hostname, secure_data_dir
 from .deployment_tasks.supervisor import Supervisor
 from .fleet_commands.runner import CommandRunner
 from .heartbeat import HeartbeatThread
 from .identity import load_or_create_node_id, load_or_create_node_secret
 from .join import MAX_RETRY_SECONDS, join
+from .on_demand import OnDemand
 from .settings import AgentSettings, agent_version
 from .status_port import StatusServer
 from .worker import AgentWorker, requeue_orphaned_jobs
+
+if TYPE_CHECKING:
+    from .app_instances.manager import AppInstances
+    from .components.manager import ComponentManager
 
 logger = logging.getLogger(__name__)
 
 REDIS_SOCKET_TIMEOUT = 5.0
 """Seconds a heartbeat or event write may hang on Redis before it counts as failed."""
 REDIS_TIMEOUTS = {"socket_timeout": REDIS_SOCKET_TIMEOUT, "socket_connect_timeout": REDIS_SOCKET_TIMEOUT}
+
+
+def _recover_and_watch(manager: ComponentManager | AppInstances) -> None:
+    manager.recover()
+    manager.start_monitor()
 
 
 class ShutdownRequested(BaseException):
@@ -63,25 +70,14 @@ class Agent:
         self.job_key: bytes | None = None  # from the join answer: only jobs signed with it run
         self.supervisor = Supervisor(self.data_dir, self.node_id, self._publish, redis=lambda: self.redis)
         self.commands = CommandRunner(self.data_dir, self.node_id, lambda: self.redis, lambda: self.job_key)
-        self.components = ComponentManager(
-            self.data_dir,
-            self.node_id,
-            self._publish_component,
-            usage_interval=settings.interval,
-            docker_host=settings.docker_host,
-            sftp=SftpSettings(settings.sftp_key, settings.sftp_known_hosts),
-            redis=lambda: self.redis,
-            key=lambda: self.job_key,
-        )
-        self.instances = AppInstances(
-            self.data_dir,
-            self.node_id,
-            self._publish_instance,
-            redis=lambda: self.redis,
-            key=lambda: self.job_key,
-            host=settings.hostname,
-            sftp=SftpSettings(settings.sftp_key, settings.sftp_known_hosts),
-        )
+        # Made at their first job (or scrape) unless this data directory holds records of theirs, or Docker
+        # components are looked for even without records (--docker-host): until then neither module is imported.
+        self._components = OnDemand(self._make_components)
+        self._instances = OnDemand(self._make_instances)
+        if (self.data_dir / COMPONENTS_FILE).exists() or settings.docker_host:
+            self._components.get()
+        if (self.data_dir / APPS_FILE).exists():
+            self._instances.get()
         self.joined = False
         self.redis: Redis | None = None
         self._redis_url = ""
@@ -98,6 +94,45 @@ class Agent:
         self._taking_jobs = True
         """Whether the last worker took jobs when it ended: its successor starts from there."""
 
+    def _make_components(self) -> ComponentManager:
+        from .components.image_fetch import SftpSettings
+        from .components.manager import ComponentManager
+
+        return ComponentManager(
+            self.data_dir,
+            self.node_id,
+            self._publish_component,
+            usage_interval=self.settings.interval,
+            docker_host=self.settings.docker_host,
+            sftp=SftpSettings(self.settings.sftp_key, self.settings.sftp_known_hosts),
+            redis=lambda: self.redis,
+            key=lambda: self.job_key,
+        )
+
+    def _make_instances(self) -> AppInstances:
+        from .app_instances.manager import AppInstances
+        from .components.image_fetch import SftpSettings
+
+        return AppInstances(
+            self.data_dir,
+            self.node_id,
+            self._publish_instance,
+            redis=lambda: self.redis,
+            key=lambda: self.job_key,
+            host=self.settings.hostname,
+            sftp=SftpSettings(self.settings.sftp_key, self.settings.sftp_known_hosts),
+        )
+
+    @property
+    def components(self) -> ComponentManager:
+        """The node's business components (made at this first use if not yet)."""
+        return self._components.get()
+
+    @property
+    def instances(self) -> AppInstances:
+        """The node's app instances (made at this first use if not yet)."""
+        return self._instances.get()
+
     @classmethod
     def from_redis(cls, redis_url: str, data_dir: Path, **settings: Any) -> Agent:
         """An agent that works ``redis_url`` directly, without a manager (tests, development)."""
@@ -112,7 +147,7 @@ class Agent:
             "joined": self.joined,
             "tasks_running": self.supervisor.running_count(),
             "commands_running": self.commands.running_count(),
-            "app_instances_running": self.instances.running_count(),
+            "app_instances_running": instances.running_count() if (instances := self._instances.made) else 0,
         }
 
     def run(self) -> int:
@@ -135,8 +170,8 @@ class Agent:
             self._install_signal_handlers(raising=True)
             jobs.register(self.supervisor)
             jobs.register_commands(self.commands)
-            jobs.register_components(self.components)
-            jobs.register_instances(self.instances)
+            jobs.register_components(self._components.get)
+            jobs.register_instances(self._instances.get)
             # Before joining: what a previous agent's commands left behind is killed at once.
             self.commands.recover()
             self.commands.start()
@@ -299,10 +334,9 @@ class Agent:
         if not self._recovered:
             self.supervisor.recover()
             self.supervisor.start_monitor()
-            self.components.recover()
-            self.components.start_monitor()
-            self.instances.recover()
-            self.instances.start_monitor()
+            # Those made later (at their first job) take back nothing: they start their monitor as they are made.
+            self._components.prepare_with(_recover_and_watch)
+            self._instances.prepare_with(_recover_and_watch)
             self._recovered = True
 
     def _figures(self) -> dict[str, Any]:
@@ -356,8 +390,9 @@ class Agent:
             self._heartbeat.stop()
         self.supervisor.close()
         self.commands.close()
-        self.components.close()
-        self.instances.close()
+        for made in (self._components.made, self._instances.made):
+            if made is not None:
+                made.close()
         jobs.register(None)
         jobs.register_commands(None)
         jobs.register_components(None)

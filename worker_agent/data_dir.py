@@ -27,7 +27,15 @@ HOSTNAME_FILE = "hostname"
 HOSTS_DIR = "hosts"
 """Under the default root, the directories of agents that report another hostname than the machine's."""
 
-STATE_FILES = ("state.json", "commands.jsonl", "components.json", "apps.json")
+COMPONENTS_FILE = "components.json"
+"""The business components' records (components.manager): the agent makes that manager before a first job only
+when this file is there."""
+
+APPS_FILE = "apps.json"
+"""The app instances' records (app_instances.records): the agent makes that manager before a first job only when
+this file is there."""
+
+STATE_FILES = ("state.json", "commands.jsonl", COMPONENTS_FILE, APPS_FILE)
 """The records of tasks, fleet commands, business components and app instances (state_file.StateFile, and the
 commands' RecordJournal)."""
 

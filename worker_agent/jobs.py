@@ -10,6 +10,7 @@ next job on the queue.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from shared.messages import (
@@ -41,15 +42,21 @@ class _Registered(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.value: T | None = None
+        self.make: Callable[[], T] | None = None
 
-    def set(self, value: T | None) -> None:
-        self.value = value
+    def set(self, value: T | Callable[[], T] | None) -> None:
+        """The object, or what returns it at each job (the agent makes some managers at their first job)."""
+        if callable(value):
+            self.value, self.make = None, value
+        else:
+            self.value, self.make = value, None
 
     def get(self) -> T:
         # A job run without one fails loudly instead of doing nothing.
-        if self.value is None:
+        value = self.make() if self.make is not None else self.value
+        if value is None:
             raise RuntimeError(f"no {self.kind} registered in this process; the agent registers one at start")
-        return self.value
+        return value
 
 
 _supervisor: _Registered[Supervisor] = _Registered("Supervisor")
@@ -111,8 +118,9 @@ def cancel_command(payload: dict[str, Any]) -> dict[str, Any]:
     return runner.cancel(request["task_id"])
 
 
-def register_components(manager: ComponentManager | None) -> None:
-    """Make ``manager`` the one the component job functions delegate to (None to forget it)."""
+def register_components(manager: ComponentManager | Callable[[], ComponentManager] | None) -> None:
+    """Make ``manager`` (or what a call of it returns) the one the component job functions delegate to (None to
+    forget it)."""
     _components.set(manager)
 
 
@@ -146,8 +154,9 @@ def stop_component(payload: dict[str, Any]) -> dict[str, Any]:
     return manager.stop(request)
 
 
-def register_instances(instances: AppInstances | None) -> None:
-    """Make ``instances`` the one the app instance job functions delegate to (None to forget it)."""
+def register_instances(instances: AppInstances | Callable[[], AppInstances] | None) -> None:
+    """Make ``instances`` (or what a call of it returns) the one the app instance job functions delegate to (None
+    to forget it)."""
     _instances.set(instances)
 
 

@@ -9,12 +9,19 @@ attribute asked for: ``from redis import asyncio`` binds it as usual, and any re
 
 importlib.util.LazyLoader does not do here: Python 3.11's import reads the lazy module's ``__spec__`` when
 ``redis/__init__.py`` imports it, and that read loads it.
+
+marshmallow, which the agent does use, compiles the two regular expressions of its ``Email`` validator in the
+class body of ``marshmallow.validate`` (every 4.x release), one of them a character class over most of Unicode
+compiled case-insensitively: about a quarter of an agent's start-up CPU, for a validator no corral schema uses.
+``import_marshmallow`` imports marshmallow with those two patterns compiled at their first use instead
+(``LazyPattern``); marshmallow and its other validators are the real ones.
 """
 
 from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import re
 import sys
 import threading
 from typing import Any
@@ -58,7 +65,53 @@ def defer(package: str, name: str) -> bool:
     return True
 
 
+LAZY_PATTERNS_OF = ("marshmallow.validate", "Email")
+"""(module, class body) whose compiled patterns import_marshmallow leaves to their first use."""
+
+
+class LazyPattern:
+    """Stands for ``re.compile(pattern, flags)``: compiled at the first attribute asked for (``match``...)."""
+
+    def __init__(self, pattern: str, flags: int) -> None:
+        self._args = (pattern, flags)
+        self._compiled: re.Pattern[str] | None = None
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__") and not hasattr(re.Pattern, attr):
+            # Not a pattern's: asked by Python's machinery (ABCMeta asks every class attribute whether it is
+            # __isabstractmethod__), which must not compile the pattern.
+            raise AttributeError(attr)
+        compiled = self._compiled
+        if compiled is None:
+            compiled = self._compiled = re.compile(*self._args)
+        return getattr(compiled, attr)
+
+
+def import_marshmallow() -> bool:
+    """Import marshmallow with the patterns of LAZY_PATTERNS_OF compiled at their first use; False (and nothing
+    done) when marshmallow is already imported. ``re.compile`` is swapped only while marshmallow's modules run,
+    and only a call from that class body gets a LazyPattern: any other caller (another thread too) gets re's."""
+    if "marshmallow.validate" in sys.modules or "marshmallow" in sys.modules:
+        return False
+    real_compile = re.compile
+    module, owner = LAZY_PATTERNS_OF
+
+    def compile_lazily(pattern: Any, flags: Any = 0) -> Any:
+        caller = sys._getframe(1)
+        if caller.f_code.co_name == owner and caller.f_globals.get("__name__") == module:
+            return LazyPattern(pattern, flags)
+        return real_compile(pattern, flags)
+
+    re.compile = compile_lazily
+    try:
+        importlib.import_module("marshmallow")
+    finally:
+        re.compile = real_compile
+    return True
+
+
 def defer_unused() -> None:
-    """Defer every module of DEFERRED."""
+    """Defer every module of DEFERRED, and import marshmallow without compiling what it never uses."""
     for package, name in DEFERRED:
         defer(package, name)
+    import_marshmallow()

@@ -149,3 +149,11 @@ def test_a_429_is_waited_out_for_its_retry_after_plus_jitter() -> None:
     # Never sooner than the manager asked, never more than twice that, and spread (not all agents in one second).
     assert all(2.0 <= wait <= 4.0 for wait in waits)
     assert max(waits) - min(waits) > 1.0
+
+
+def test_agent_version_is_the_installed_distributions_read_from_its_metadata_header() -> None:
+    from importlib import metadata
+
+    from worker_agent.settings import agent_version
+
+    assert agent_version() == metadata.version("corral")

@@ -9,9 +9,10 @@ from typing import Any
 
 from shared.states import AppHealth
 
+from ..data_dir import APPS_FILE
 from ..state_file import RunRecord, StateFile
 
-STATE_FILE = "apps.json"
+STATE_FILE = APPS_FILE
 """The instances' state file in the agent's data dir."""
 
 SECTION = "instances"

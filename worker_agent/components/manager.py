@@ -24,6 +24,7 @@ from redis import Redis
 from shared import secret_env
 from shared.states import ComponentState
 
+from ..data_dir import COMPONENTS_FILE
 from ..drivers.base import StartError
 from ..drivers.registry import DriverRegistry, agent_drivers
 from ..poll_thread import PollThread
@@ -81,7 +82,7 @@ class ComponentManager(ComponentRecovery, ComponentWatching):
         self.keep_ended_seconds = keep_ended_seconds
         self.poll_interval = poll_interval
         self._publish = publish
-        self._state_file = component_state_file(self.data_dir / "components.json")
+        self._state_file = component_state_file(self.data_dir / COMPONENTS_FILE)
         self._lock = threading.RLock()
         self._records: dict[str, ComponentRecord] = self._state_file.load()
         self._work = SerialWork("corral-component")
