@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -76,7 +77,8 @@ def _ports(pids: dict[str, list[int]], redis_port: int) -> dict[int, str]:
 
 def measure(source: Path | None, runs: int, monitor_runs: int) -> dict[str, Any]:
     label = str(source) if source is not None else "this tree"
-    with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp, contextlib.chdir(tmp):
+        # Out of any checkout: `python -m gunicorn` puts its working directory first on sys.path, before PYTHONPATH.
         env = isolated_env(Path(tmp))
         trace = Path(tmp) / "sql"
         trace.mkdir()
