@@ -270,10 +270,7 @@ def insert_rows(model: type[Model], rows: Sequence[Mapping[str, Any]]) -> None:
     The ORM's insert_many builds each statement value by value in Python: the 1,000 host rows of a fleet task
     took 150-230 ms to write that way, 16-35 ms as one statement text per chunk and its parameters.
     """
-    meta = model._meta  # type: ignore[attr-defined]
-    fields = [field for field in meta.sorted_fields if not isinstance(field, AutoField)]
-    columns = ", ".join(f'"{field.column_name}"' for field in fields)
-    one_row = "(" + ", ".join([database.param] * len(fields)) + ")"
+    fields, head, one_row = _insert_parts(model)
     for start in range(0, len(rows), INSERT_CHUNK):
         chunk = rows[start : start + INSERT_CHUNK]
         params = [
@@ -281,8 +278,28 @@ def insert_rows(model: type[Model], rows: Sequence[Mapping[str, Any]]) -> None:
             for row in chunk
             for field in fields
         ]
-        values = ", ".join([one_row] * len(chunk))
-        database.execute_sql(f'INSERT INTO "{meta.table_name}" ({columns}) VALUES {values}', params)
+        database.execute_sql(head + ", ".join([one_row] * len(chunk)), params)
+
+
+def insert_row(model: type[Model], row: Mapping[str, Any]) -> int:
+    """INSERT one ``row`` of ``model`` as insert_rows does (not through the ORM's statement building, a third of a
+    millisecond a row), inside the caller's transaction; returns its new primary key."""
+    fields, head, one_row = _insert_parts(model)
+    params = [field.db_value(row[field.name] if field.name in row else _default(field)) for field in fields]
+    if isinstance(database.obj, SqliteDatabase):
+        return int(database.execute_sql(head + one_row, params).lastrowid)
+    key = model._meta.primary_key.column_name  # type: ignore[attr-defined]
+    return int(database.execute_sql(f'{head}{one_row} RETURNING "{key}"', params).fetchone()[0])
+
+
+def _insert_parts(model: type[Model]) -> tuple[list[Any], str, str]:
+    """The fields an INSERT of ``model`` writes (all but its auto key), the statement up to VALUES, one row's
+    placeholders."""
+    meta = model._meta  # type: ignore[attr-defined]
+    fields = [field for field in meta.sorted_fields if not isinstance(field, AutoField)]
+    columns = ", ".join(f'"{field.column_name}"' for field in fields)
+    one_row = "(" + ", ".join([database.param] * len(fields)) + ")"
+    return fields, f'INSERT INTO "{meta.table_name}" ({columns}) VALUES ', one_row
 
 
 def update_rows(model: type[Model], updates: Sequence[tuple[Any, Mapping[Any, Any]]]) -> None:

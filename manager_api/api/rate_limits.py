@@ -15,8 +15,9 @@ once when it starts. A request over a limit is answered 429 ``{"error": "rate li
 names; Reset is a Unix time); answers under a limit carry the X-RateLimit headers too.
 
 The fixed-window strategy: one INCR per request on one key per client and second, the cheapest Redis work of the
-strategies, and the Retry-After it gives is exact. Its known cost is a burst of up to twice the limit across a
-window's edge, which for one-second windows is a few hundred requests: accepted.
+strategies, and the Retry-After it gives is exact. The hit answers the window's count and expiry with it
+(rate_limit_storage.py), so a request costs one Redis round trip, headers included. Its known cost is a burst of
+up to twice the limit across a window's edge, which for one-second windows is a few hundred requests: accepted.
 
 Redis unreachable: each worker logs one warning and counts in its own memory (the same limits, per worker)
 until Redis answers again (checked with a growing back-off, then one "recovered" line): an availability choice,
@@ -37,6 +38,7 @@ from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
 from limits import RateLimitItem, parse_many
 
 from manager_api.api.auth import presented_token
+from manager_api.api.rate_limit_storage import storage_uri
 from manager_api.config import Settings
 from shared import tls
 from shared.api import JOIN_PATH, METRICS_PATH, is_api_path, is_public_path
@@ -145,7 +147,8 @@ def init_app(app: Flask, settings: Settings) -> Limiter | None:
         app=app,
         application_limits=limits,  # type: ignore[arg-type]  # a list is invariant: it wants the union's list
         strategy=STRATEGY,
-        storage_uri=settings.redis_url,
+        # limits' RedisStorage, but the headers' count and expiry come with the hit (one round trip, not three).
+        storage_uri=storage_uri(settings.redis_url) if settings.redis_url else None,
         # Short timeouts: a Redis that hangs must not hold a request long before the in-memory fallback.
         storage_options={
             "socket_timeout": 1,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from manager_api import db
 from manager_api.models import AuditLog, utcnow
 from manager_api.services.paging import Page, page_of
 
@@ -18,7 +20,20 @@ FILTERS = ("actor", "action", "target", "since", "until")
 
 def record(actor: str, action: str, target: str, detail: dict[str, Any] | None = None) -> None:
     """Append one audit entry (inside the caller's transaction when there is one)."""
-    AuditLog.create(at=utcnow(), actor=actor, action=action, target=target, detail=json.dumps(detail or {}))
+    record_all(actor, [(action, target, detail)])
+
+
+def record_all(actor: str, entries: Sequence[tuple[str, str, dict[str, Any] | None]]) -> None:
+    """Append an entry per (action, target, detail) of ``actor``, in that order, at one time, in one statement
+    (inside the caller's transaction when there is one): a task made and started is two entries."""
+    now = utcnow()
+    db.insert_rows(
+        AuditLog,
+        [
+            {"at": now, "actor": actor, "action": action, "target": target, "detail": json.dumps(detail or {})}
+            for action, target, detail in entries
+        ],
+    )
 
 
 def listing(

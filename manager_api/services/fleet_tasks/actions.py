@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from datetime import datetime
 from typing import Any
 
 from peewee import fn
 from redis import Redis
 from redis.exceptions import RedisError
 
-from manager_api import db
+from manager_api import db, prepared
 from manager_api.models import FleetTask, Node, TaskHost, utcnow
 from manager_api.services import access, audit, dispatch, secret_store
 from manager_api.services.errors import Conflict
@@ -36,7 +37,9 @@ logger = logging.getLogger(__name__)
 def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_intervals: int) -> str:
     """Record a new task (and start it unless ``start`` is false); returns its task_id.
 
-    Started at once, it is recorded and started in one transaction: the path of every ``POST /api/tasks``.
+    Started at once, it is recorded and started in one transaction: the path of every ``POST /api/tasks``. A task
+    that starts running is written once, already running with its counters (its hosts' rows follow), and its two
+    audit entries (created, started) in one statement.
     """
     targets.queries(data["targets"])  # a malformed query target: 400 before anything is written
     access.check_command(data["command"], {**(data.get("env") or {}), **(data.get("secret_env") or {})})
@@ -47,23 +50,45 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
     fleet = _fleet(redis, offline_after_intervals, data["targets"]) if starting else None
     if fleet is not None:
         _check_scope(redis, offline_after_intervals, data["targets"], fleet)
-    with db.write_transaction():
-        task = FleetTask.create(
-            task_id=task_id,
-            name=data["name"],
-            description=data.get("description", ""),
-            command=data["command"],
-            parameters=data.get("parameters", ""),
-            timeout=data["timeout"],
-            targets=json.dumps(data["targets"], ensure_ascii=False),
-            env=json.dumps(data.get("env") or {}, ensure_ascii=False),
-            secret_env=secret_store.encrypt_env(data.get("secret_env")),
-            created_by=data.get("created_by") or actor,
-            created_at=now,
-            updated_at=now,
+    row: dict[str, Any] = {
+        "task_id": task_id,
+        "name": data["name"],
+        "description": data.get("description", ""),
+        "command": data["command"],
+        "parameters": data.get("parameters", ""),
+        "timeout": data["timeout"],
+        "targets": json.dumps(data["targets"], ensure_ascii=False),
+        "env": json.dumps(data.get("env") or {}, ensure_ascii=False),
+        "secret_env": secret_store.encrypt_env(data.get("secret_env")),
+        "status": FleetTaskStatus.PENDING.value,
+        "created_by": data.get("created_by") or actor,
+        "created_at": now,
+        "updated_at": now,
+    }
+    plans = targets.resolve(data["targets"], fleet.nodes, fleet.selections) if fleet is not None else []
+    hosts = _host_rows(plans, now)
+    counts = counts_of(_by_status(hosts))
+    # Still running once its hosts are written (some have not ended): what store_derived would write is known.
+    running = fleet is not None and counts["ended"] < counts["total"]
+    if running:
+        row.update(
+            status=FleetTaskStatus.RUNNING.value,
+            total_hosts=counts["total"],
+            completed_hosts=counts["ended"],
+            failed_hosts=counts["failed"],
+            started_at=now,
+            started_by=actor,
         )
-        audit.record(actor, "task.create", task_id, {"name": data["name"], "targets": data["targets"]})
-        plans = _record_start(task, actor, fleet) if fleet is not None else []
+    entries: list[tuple[str, str, dict[str, Any] | None]] = [
+        ("task.create", task_id, {"name": data["name"], "targets": data["targets"]})
+    ]
+    with db.write_transaction():
+        row["id"] = db.insert_row(FleetTask, row)
+        if fleet is not None:
+            _record_hosts(row["id"], task_id, hosts, counts, actor, now, derived=running)
+            entries.append(("task.start", task_id, _start_detail(plans)))
+        audit.record_all(actor, entries)
+    task = FleetTask(**row)
     if starting:
         _dispatch(redis, task, actor, plans)  # its line says the task was started (one line a real-time call)
     else:
@@ -98,12 +123,17 @@ def _target_nodes(redis: Redis, offline_after_intervals: int, wanted: list[str])
     """The known nodes ``wanted`` may name: when it only names nodes (id, hostname, IP), those alone; a task on one
     node of a fleet of 10,000 then reads one node row and one liveness, not 10,000 of each."""
     # A forgotten node is not a target: a new node under its hostname must not be doubled by the old one.
-    query = Node.select(Node.id, Node.hostname, Node.ip, Node.labels).where(known())
     named = targets.names_only(wanted)
-    if named is not None:
-        lowered = [name.lower() for name in named]
-        query = query.where(Node.id.in_(named) | Node.ip.in_(named) | fn.LOWER(Node.hostname).in_(lowered))
-    rows = list(query.tuples())
+
+    def query() -> Any:
+        nodes = Node.select(Node.id, Node.hostname, Node.ip, Node.labels).where(known())
+        if named is None:
+            return nodes
+        return nodes.where(Node.id.in_(named) | Node.ip.in_(named) | fn.LOWER(Node.hostname).in_(lowered))
+
+    lowered = [name.lower() for name in named or ()]
+    values = [*named, *named, *lowered] if named is not None else []
+    rows = prepared.rows(("fleet task target nodes", None if named is None else len(named)), values, query)
     live = snapshot.read(redis, [row[0] for row in rows], offline_after_intervals)
     out = []
     for node_id, hostname, ip, labels in rows:
@@ -136,9 +166,16 @@ def _record_start(task: FleetTask, actor: str, fleet: targets.Fleet) -> list[tar
     """Record a pending task's hosts and its start (inside the caller's write transaction); returns the plans."""
     plans = targets.resolve(json.loads(task.targets), fleet.nodes, fleet.selections)
     now = utcnow()
-    rows = [
+    hosts = _host_rows(plans, now)
+    _record_hosts(task.id, task.task_id, hosts, counts_of(_by_status(hosts)), actor, now)
+    audit.record(actor, "task.start", task.task_id, _start_detail(plans))
+    return plans
+
+
+def _host_rows(plans: list[targets.HostPlan], now: datetime) -> list[dict[str, Any]]:
+    """The task_hosts rows of ``plans`` (without their task), pending or failed to dispatch."""
+    return [
         {
-            "task": task.id,
             "node": plan.node_id,
             "target": plan.target[:255],
             "hostname": plan.hostname,
@@ -150,17 +187,34 @@ def _record_start(task: FleetTask, actor: str, fleet: targets.Fleet) -> list[tar
         }
         for plan in plans
     ]
-    db.insert_rows(TaskHost, rows)
+
+
+def _by_status(hosts: list[dict[str, Any]]) -> dict[str, int]:
     by_status: dict[str, int] = {}
-    for row in rows:
-        by_status[row["status"]] = by_status.get(row["status"], 0) + 1
-    # The counters come from the rows just written: no need to count them back.
-    store_derived(
-        task.id, task.task_id, FleetTaskStatus.RUNNING, None, counts_of(by_status), started_at=now, started_by=actor
-    )
-    failed = sum(1 for plan in plans if plan.error)
-    audit.record(actor, "task.start", task.task_id, {"hosts": len(plans), "dispatch_failed": failed})
-    return plans
+    for host in hosts:
+        by_status[host["status"]] = by_status.get(host["status"], 0) + 1
+    return by_status
+
+
+def _record_hosts(
+    task_pk: int,
+    task_id: str,
+    hosts: list[dict[str, Any]],
+    counts: dict[str, int],
+    actor: str,
+    now: datetime,
+    derived: bool = False,
+) -> None:
+    """Write a starting task's host rows, then its counters and status (unless ``derived``: its row has them)."""
+    db.insert_rows(TaskHost, [{**host, "task": task_pk} for host in hosts])
+    if not derived:
+        # The counters come from the rows just written: no need to count them back.
+        store_derived(task_pk, task_id, FleetTaskStatus.RUNNING, None, counts, started_at=now, started_by=actor)
+
+
+def _start_detail(plans: list[targets.HostPlan]) -> dict[str, Any]:
+    """The detail of a task's ``task.start`` audit entry."""
+    return {"hosts": len(plans), "dispatch_failed": sum(1 for plan in plans if plan.error)}
 
 
 def _dispatch(redis: Redis, task: FleetTask, actor: str, plans: list[targets.HostPlan]) -> None:

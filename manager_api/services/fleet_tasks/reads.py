@@ -8,6 +8,7 @@ from typing import Any
 
 from redis import Redis
 
+from manager_api import prepared
 from manager_api.models import FleetTask, TaskHost
 from manager_api.services import secret_store
 from manager_api.services.errors import NotFound
@@ -22,16 +23,38 @@ WAIT_POLL_SECONDS = 0.25
 
 def get(task_id: str) -> FleetTask:
     """The task ``task_id``, or a 404."""
-    task = FleetTask.get_or_none(FleetTask.task_id == task_id)
-    if task is None:
+    found = prepared.models(
+        FleetTask, "fleet task", [task_id], lambda: FleetTask.select().where(FleetTask.task_id == task_id)
+    )
+    if not found:
         raise NotFound(NOT_FOUND)
-    return task
+    return found[0]
 
 
 def detail(task_id: str) -> tuple[FleetTask, list[TaskHost]]:
     """The task and every host of it, in the order they were recorded."""
     task = get(task_id)
-    return task, list(TaskHost.select().where(TaskHost.task == task.id).order_by(TaskHost.id))
+    return task, hosts_of(task.id)
+
+
+def hosts_of(task_pk: int) -> list[TaskHost]:
+    """Every host of the task whose row id is ``task_pk``, in the order they were recorded."""
+    return prepared.models(
+        TaskHost,
+        "fleet task hosts",
+        [task_pk],
+        lambda: TaskHost.select().where(TaskHost.task == task_pk).order_by(TaskHost.id),
+    )
+
+
+def _status(task_id: str) -> tuple[str, Any] | None:
+    """(status, finished_at or None) of a task, or None when it does not exist."""
+    found = prepared.rows(
+        "fleet task status",
+        [task_id],
+        lambda: FleetTask.select(FleetTask.status, FleetTask.finished_at).where(FleetTask.task_id == task_id),
+    )
+    return (found[0][0], found[0][1]) if found else None
 
 
 def listing(page: int, page_size: int, status: str | None, name: str | None) -> Page:
@@ -54,8 +77,7 @@ def wait(redis: Redis, task_id: str, seconds: float) -> None:
         watcher.wait_subscribed(min(1.0, seconds))  # before the first read: no change slips by
         while True:
             changed.clear()  # before the read: a change after it sets it again
-            row = FleetTask.select(FleetTask.status, FleetTask.finished_at).where(FleetTask.task_id == task_id)
-            found = row.tuples().first()
+            found = _status(task_id)
             if found is None or is_final(*found):
                 return
             remaining = deadline - time.monotonic()
@@ -66,9 +88,7 @@ def wait(redis: Redis, task_id: str, seconds: float) -> None:
 
 def status_of(task_id: str) -> tuple[str, bool] | None:
     """(status, over) of a task, or None when it does not exist."""
-    found = (
-        FleetTask.select(FleetTask.status, FleetTask.finished_at).where(FleetTask.task_id == task_id).tuples().first()
-    )
+    found = _status(task_id)
     if found is None:
         return None
     return found[0], is_final(*found)
