@@ -128,6 +128,13 @@ def run_everything(manager: Manager, work: Path) -> str:
     assert answer.status_code == 201, answer.text
     wait_until(lambda: business_state(manager, "modes-biz") == "running", timeout=30, what="the business running")
 
+    # An app instance too: the agent makes its app instance manager (records in apps.json, app-runs/) only for
+    # a node that runs one, and its records hold the app's sealed secret.
+    app = {"name": "modes-app", "toProcess": f"exec sleep {COMPONENT_SLEEP}", "secretEnvs": {"SECRET": SECRET}}
+    answer = manager.post("/api/apps", app)
+    assert answer.status_code == 201, answer.text
+    wait_until(lambda: app_states(manager, "modes-app") == ["running"], timeout=30, what="the app running")
+
     template = {
         "name": "modes",
         "task_groups": [
@@ -148,11 +155,17 @@ def run_everything(manager: Manager, work: Path) -> str:
     return dep_id
 
 
+def app_states(manager: Manager, name: str) -> list[str]:
+    return [instance["state"] for instance in manager.get(f"/api/apps/{name}").json()["instances"]]
+
+
 def stop_everything(manager: Manager, dep_id: str) -> None:
     assert manager.post("/api/businesses/modes-biz/stop").status_code == 200
+    assert manager.post("/api/apps/modes-app/stop").status_code == 200
     assert manager.post("/api/task/task_group/stop", {"id": dep_id}).status_code == 200
     wait_until(lambda: business_state(manager, "modes-biz") == "stopped", timeout=30, what="the business stopped")
     wait_until(lambda: deployment_tasks_in(manager, dep_id, "STOPPED"), timeout=30, what="the deployment stopped")
+    wait_until(lambda: app_states(manager, "modes-app") in ([], ["stopped"]), timeout=30, what="the app stopped")
 
 
 def test_secret_files_are_owner_only_and_fixed_at_restart(tmp_path: Path, stack: tuple[Manager, Agent]) -> None:
