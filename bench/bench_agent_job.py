@@ -31,15 +31,13 @@ from pathlib import Path
 
 import psutil
 import redis
-import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_tasks import online_count, run_task  # noqa: E402
+from bench_tasks import manager_and_agent, run_task  # noqa: E402
 from common import machine  # noqa: E402
 
-from tests.e2e.harness import Agent, Manager, isolated_env  # noqa: E402
-from tests.support import wait_until  # noqa: E402
+from tests.e2e.harness import Manager, isolated_env  # noqa: E402
 
 
 def tree_cpu(pid: int) -> float:
@@ -95,15 +93,7 @@ def main() -> None:
     print(machine(), f"load average {' '.join(f'{x:.2f}' for x in psutil.getloadavg())}", flush=True)
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
         env = isolated_env(Path(tmp))
-        manager = Manager(Path(tmp), env, ["--workers", "2"])
-        manager.start()
-        agent = Agent(Path(tmp), env, manager, "real-000", 5.0)
-        session = requests.Session()
-        try:
-            agent.start()
-            wait_until(lambda: online_count(session, manager, "real-000") == 1, timeout=30, what="the agent")
-            for _ in range(20):  # warm up
-                run_task(session, manager, ["real-000"])
+        with manager_and_agent(Path(tmp), env, workers=2, warmup=20) as (manager, agent, session):
             for round_ in range(args.rounds):
                 spy = None
                 if args.profile and round_ == 0:
@@ -185,9 +175,6 @@ def main() -> None:
                     + ", ".join(f"{k} {v / args.strace:.2f}" for k, v in sorted(calls.items())),
                     flush=True,
                 )
-        finally:
-            agent.terminate()
-            manager.terminate()
     print(f"load average now {psutil.getloadavg()[0]:.2f}")
 
 

@@ -29,16 +29,14 @@ from typing import Any
 
 import psutil
 import redis
-import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_tasks import cpu_seconds, online_count, run_task  # noqa: E402
+from bench_tasks import cpu_seconds, manager_and_agent, run_task  # noqa: E402
 from common import machine, pct  # noqa: E402
 
 from tests import postgres_support  # noqa: E402
 from tests.e2e.harness import Agent, Manager, isolated_env  # noqa: E402
-from tests.support import wait_until  # noqa: E402
 
 SHOW_COMMANDS = "--show-commands" in sys.argv
 TRACE_DIR = Path(__file__).resolve().parent / "sql_trace"
@@ -84,15 +82,7 @@ def measure(source: Path | None, runs: int, monitor_runs: int) -> dict[str, Any]
         trace.mkdir()
         env["BENCH_SQL_TRACE_DIR"] = str(trace)
         env["PYTHONPATH"] = ":".join(str(p) for p in (source, TRACE_DIR) if p is not None)
-        manager = Manager(Path(tmp), env, ["--workers", "1"])
-        manager.start()
-        agent = Agent(Path(tmp), env, manager, "real-000", 5.0)
-        session = requests.Session()
-        try:
-            agent.start()
-            wait_until(lambda: online_count(session, manager, "real-000") == 1, timeout=30, what="the agent")
-            for _ in range(20):  # warm up: connections, SQLite pages, the agent's first jobs
-                run_task(session, manager, ["real-000"])
+        with manager_and_agent(Path(tmp), env, workers=1, warmup=20) as (manager, agent, session):
             pids = roles(manager, agent)
             before = {role: cpu_seconds(group) for role, group in pids.items()}
             latencies = [run_task(session, manager, ["real-000"])[0] for _ in range(runs)]
@@ -144,9 +134,6 @@ def measure(source: Path | None, runs: int, monitor_runs: int) -> dict[str, Any]
                     f.seek(offsets.get(path.name, 0))
                     for statement in f:
                         sql_statements[" ".join(statement.split()[:4])] += 1
-        finally:
-            agent.terminate()
-            manager.terminate()
     return {
         "label": label,
         "p50": pct(latencies, 0.5) * 1000,

@@ -28,20 +28,18 @@ from pathlib import Path
 
 import psutil
 import redis
-import requests
 from rq.job import Job
 from rq.registry import FinishedJobRegistry
 from rq.serializers import JSONSerializer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_tasks import online_count, run_task  # noqa: E402
+from bench_tasks import manager_and_agent, run_task  # noqa: E402
 from common import machine, pct  # noqa: E402
 
 from shared import keys  # noqa: E402
 from tests import postgres_support  # noqa: E402
-from tests.e2e.harness import Agent, Manager, isolated_env  # noqa: E402
-from tests.support import wait_until  # noqa: E402
+from tests.e2e.harness import Manager, isolated_env  # noqa: E402
 
 STAGES = ("request in", "record+enqueue", "pick-up", "spawn", "run", "report+apply", "settle", "answer")
 
@@ -107,24 +105,13 @@ def main() -> None:
     print(machine(), f"load average {' '.join(f'{x:.2f}' for x in psutil.getloadavg())}")
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
         env = isolated_env(Path(tmp))
-        manager = Manager(Path(tmp), env, ["--workers", str(args.workers)])
-        manager.start()
-        agent = Agent(Path(tmp), env, manager, "real-000", 5.0)
-        session = requests.Session()
-        try:
-            agent.start()
-            wait_until(lambda: online_count(session, manager, "real-000") == 1, timeout=30, what="the agent")
-            for _ in range(10):  # warm up: connections, SQLite pages, the agent's first jobs
-                run_task(session, manager, ["real-000"])
+        with manager_and_agent(Path(tmp), env, workers=args.workers, warmup=10) as (manager, agent, session):
             runs = []
             for _ in range(args.runs):
                 sent = time.time()
                 elapsed, task = run_task(session, manager, ["real-000"])
                 runs.append((task["task_id"], sent, sent + elapsed))
             by_stage = stages(manager, runs)
-        finally:
-            agent.terminate()
-            manager.terminate()
     total = [answered - sent for _, sent, answered in runs]
     print(
         f"echo hi on 1 real agent, {args.runs} runs, `?wait` call -> answer: p50 {pct(total, 0.5) * 1000:.2f} ms, "

@@ -88,6 +88,27 @@ def online_count(session: requests.Session, manager: Manager, prefix: str) -> in
     return sum(1 for n in nodes if n["hostname"].startswith(prefix) and n["status"] == 0)
 
 
+@contextmanager
+def manager_and_agent(
+    workdir: Path, env: dict[str, str], workers: int, warmup: int
+) -> Iterator[tuple[Manager, Agent, requests.Session]]:
+    """A real manager of ``workers`` gunicorn workers and one real agent, ``real-000``, online and warmed up by
+    ``warmup`` `echo hi` calls (connections, SQLite pages, the agent's first jobs); both stopped at the end."""
+    manager = Manager(workdir, env, ["--workers", str(workers)])
+    manager.start()
+    agent = Agent(workdir, env, manager, "real-000", 5.0)
+    session = requests.Session()
+    try:
+        agent.start()
+        wait_until(lambda: online_count(session, manager, "real-000") == 1, timeout=30, what="the agent")
+        for _ in range(warmup):
+            run_task(session, manager, ["real-000"])
+        yield manager, agent, session
+    finally:
+        agent.terminate()
+        manager.terminate()
+
+
 def one_agent(
     manager: Manager, env: dict[str, str], workdir: Path, session: requests.Session, runs: int
 ) -> tuple[Agent, float]:
