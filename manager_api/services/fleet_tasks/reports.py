@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
+from peewee import Query
 from redis.client import Pipeline
 
-from manager_api import db
+from manager_api import db, prepared
 from manager_api.models import FleetTask, TaskHost, utcnow
 from manager_api.services.fleet_tasks.state import recompute
 from manager_api.services.report_batches import Report, ReportKind
@@ -20,6 +22,9 @@ logger = logging.getLogger(__name__)
 
 SELECT_CHUNK = 500
 """Node ids per SELECT of hosts, well under SQLite's bound-variable limit."""
+
+PREPARED_MAX = 8
+"""IN lists up to this long run from SQL text built once per process and length (manager_api.prepared)."""
 
 
 def coalesce(reports: list[Report]) -> list[Report]:
@@ -100,11 +105,17 @@ def store_many(reports: list[Report]) -> list[tuple[Report, int | None]]:
 
 
 def _hosts_of(reports: list[Report]) -> dict[tuple[str, str], TaskHost]:
-    """The host rows the reports are about, by (task id, node id): one SELECT per task and chunk of nodes."""
-    tasks = dict(
-        FleetTask.select(FleetTask.task_id, FleetTask.id)
-        .where(FleetTask.task_id.in_(sorted({report["task_id"] for report in reports})))
-        .tuples()
+    """The host rows the reports are about, by (task id, node id): one SELECT per task and chunk of nodes.
+
+    A real-time call's report is a batch of one: its two SELECTs run from SQL text built once per process
+    (manager_api.prepared) for short lists, where building the text cost more than running it."""
+    task_ids = sorted({report["task_id"] for report in reports})
+    tasks: dict[str, int] = dict(
+        _prepared_if_short(
+            "report tasks",
+            task_ids,
+            lambda: FleetTask.select(FleetTask.task_id, FleetTask.id).where(FleetTask.task_id.in_(task_ids)),
+        )
     )
     by_task: dict[str, list[str]] = {}
     for report in reports:
@@ -113,11 +124,25 @@ def _hosts_of(reports: list[Report]) -> dict[tuple[str, str], TaskHost]:
     for task_id, node_ids in by_task.items():
         if task_id not in tasks:
             continue
+        task_pk = tasks[task_id]
         for i in range(0, len(node_ids), SELECT_CHUNK):
             chunk = node_ids[i : i + SELECT_CHUNK]
-            for host in TaskHost.select().where(TaskHost.task == tasks[task_id], TaskHost.node.in_(chunk)):
+            query = TaskHost.select().where(TaskHost.task == task_pk, TaskHost.node.in_(chunk))
+            if len(chunk) <= PREPARED_MAX:
+                found = prepared.models(TaskHost, ("report hosts", len(chunk)), [task_pk, *chunk], query.clone)
+            else:
+                found = list(query)
+            for host in found:
                 hosts[(task_id, str(host.node_id))] = host
     return hosts
+
+
+def _prepared_if_short(name: str, values: list[Any], build: Callable[[], Query]) -> list[tuple[Any, ...]]:
+    """The rows of ``build()``, from prepared text when ``values`` (its IN list) is short: one text per length,
+    so only short lengths are kept (a batch of a large fleet's reports has hundreds of lengths, each rare)."""
+    if len(values) <= PREPARED_MAX:
+        return prepared.rows((name, len(values)), values, build)
+    return list(build().tuples())
 
 
 def _changes(host: TaskHost, current: HostRunStatus, new: HostRunStatus, report: Report) -> dict[Any, Any]:

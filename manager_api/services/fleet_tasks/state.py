@@ -8,6 +8,7 @@ from typing import Any
 
 from peewee import fn
 
+from manager_api import db, prepared
 from manager_api.models import FleetTask, TaskHost, utcnow
 from manager_api.observability.instruments import fleet_task_duration
 from manager_api.services.alerts import events as alerts
@@ -44,22 +45,38 @@ def is_final(status: str, finished_at: Any) -> bool:
 
 
 def recompute(task_pk: int) -> FleetTaskStatus:
-    """Store a task's counters and status derived from its hosts (call inside a write transaction)."""
-    task_id, status, finished_at, started_at = (
-        FleetTask.select(FleetTask.task_id, FleetTask.status, FleetTask.finished_at, FleetTask.started_at)
-        .where(FleetTask.id == task_pk)
-        .tuples()
-        .get()
+    """Store a task's counters and status derived from its hosts (call inside a write transaction).
+
+    The duties run this for every task a batch of reports changed, on the path of a real-time call's answer:
+    its two reads run from SQL text built once per process (manager_api.prepared), which the ORM spent most of
+    the time of the apply building again."""
+    found = prepared.rows(
+        "fleet task derived state",
+        [task_pk],
+        lambda: FleetTask.select(
+            FleetTask.task_id, FleetTask.status, FleetTask.finished_at, FleetTask.started_at
+        ).where(FleetTask.id == task_pk),
     )
-    counts = counts_of(
-        dict(
+    if not found:
+        raise FleetTask.DoesNotExist(f"fleet task #{task_pk}")
+    task_id, status, finished_at, started_at = found[0]
+    by_status = prepared.rows(
+        "fleet task host counts",
+        [task_pk],
+        lambda: (
             TaskHost.select(TaskHost.status, fn.COUNT(TaskHost.id))
             .where(TaskHost.task == task_pk)
             .group_by(TaskHost.status)
-            .tuples()
-        )
+        ),
     )
-    return store_derived(task_pk, task_id, FleetTaskStatus(status), finished_at, counts, started=started_at)
+    return store_derived(
+        task_pk,
+        task_id,
+        FleetTaskStatus(status),
+        FleetTask.finished_at.python_value(finished_at),
+        counts_of(dict(by_status)),
+        started=FleetTask.started_at.python_value(started_at),
+    )
 
 
 def store_derived(
@@ -80,15 +97,17 @@ def store_derived(
     ended_now = new in FINAL_STATUSES and all_ended and finished_at is None
     if ended_now:
         finished_at = utcnow()
-    FleetTask.update(
-        status=new.value,
-        total_hosts=counts["total"],
-        completed_hosts=counts["ended"],
-        failed_hosts=counts["failed"],
-        finished_at=finished_at,
-        updated_at=utcnow(),
-        **changes,
-    ).where(FleetTask.id == task_pk).execute()
+    # One UPDATE from plain SQL text (db.update_rows): the ORM's building of it cost more than running it.
+    columns = {
+        FleetTask.status: new.value,
+        FleetTask.total_hosts: counts["total"],
+        FleetTask.completed_hosts: counts["ended"],
+        FleetTask.failed_hosts: counts["failed"],
+        FleetTask.finished_at: finished_at,
+        FleetTask.updated_at: utcnow(),
+    }
+    columns.update({FleetTask._meta.fields[name]: value for name, value in changes.items()})  # type: ignore[attr-defined]
+    db.update_rows(FleetTask, [(task_pk, columns)])
     if new != current:
         logger.info("fleet task %s %s -> %s", task_id, current.value, new.value)
     if ended_now:
