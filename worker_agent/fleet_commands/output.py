@@ -99,13 +99,18 @@ class StreamCapture:
             self._partial = ""
 
 
+EXIT_MARK = "exit"
+"""The selector's data of a process's pidfd (readable once the process has exited); a pipe's is its capture."""
+
+
 class OutputReader:
     """One thread that reads the pipes of every running command and feeds their StreamCaptures.
 
     Pipes are handed over with ``add`` from any thread; only the reader thread touches the selector, woken
     through a self-pipe. ``wake`` is called after every LINE_BATCH lines. ``tick`` is
     called after every round and returns how long the next one may wait (None: until something happens);
-    it never touches Redis, so a hung Redis never delays it.
+    it never touches Redis, so a hung Redis never delays it. ``watch_exit`` wakes the thread when a process
+    exits (a pidfd in the selector), so a command's exit is read as it happens.
     """
 
     def __init__(self, node_id: str, wake: Callable[[], None], tick: Callable[[], float | None]) -> None:
@@ -120,7 +125,9 @@ class OutputReader:
         self._lock = threading.Lock()
         self._to_add: list[tuple[IO[bytes], StreamCapture]] = []
         self._to_give_up: list[StreamCapture] = []
+        self._to_watch: list[int] = []  # pidfds handed over, not registered yet
         self._pipes: dict[int, tuple[IO[bytes], StreamCapture]] = {}
+        self._exits: set[int] = set()  # pidfds registered
         self._lines_since_wake = 0
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="corral-command-output", daemon=True)
@@ -133,6 +140,21 @@ class OutputReader:
         """Read ``pipe`` into ``capture`` until its end."""
         with self._lock:
             self._to_add.append((pipe, capture))
+        self._poke()
+
+    def watch_exit(self, pid: int) -> None:
+        """Wake the thread (then ``tick``) as soon as process ``pid`` exits.
+
+        A command's pipes reach their end while it exits, a moment before it can be reaped: without this the
+        reader looked again after EXIT_RECHECK_SECONDS, a delay on the path of every short command's report.
+        Where pidfds are missing (Linux before 5.3) or the process is gone already, ``tick``'s recheck finds it.
+        """
+        try:
+            fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            return
+        with self._lock:
+            self._to_watch.append(fd)
         self._poke()
 
     def give_up(self, capture: StreamCapture) -> None:
@@ -150,10 +172,16 @@ class OutputReader:
         for pipe, _capture in list(self._pipes.values()):
             pipe.close()
         self._pipes.clear()
+        for fd in self._exits:
+            os.close(fd)
+        self._exits.clear()
         with self._lock:
             for pipe, _capture in self._to_add:
                 pipe.close()
             self._to_add.clear()
+            for fd in self._to_watch:
+                os.close(fd)
+            self._to_watch.clear()
         self._selector.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
@@ -173,6 +201,8 @@ class OutputReader:
                 for key, _mask in ready:
                     if key.data is None:
                         self._drain_wakeups()
+                    elif key.data is EXIT_MARK:
+                        self._exited(key.fd)
                     else:
                         self._read(key.fd)
                 self._take_requests()
@@ -195,6 +225,10 @@ class OutputReader:
         with self._lock:
             to_add, self._to_add = self._to_add, []
             to_give_up, self._to_give_up = self._to_give_up, []
+            to_watch, self._to_watch = self._to_watch, []
+        for fd in to_watch:
+            self._exits.add(fd)
+            self._selector.register(fd, selectors.EVENT_READ, EXIT_MARK)
         for pipe, capture in to_add:
             os.set_blocking(pipe.fileno(), False)
             self._pipes[pipe.fileno()] = (pipe, capture)
@@ -203,6 +237,12 @@ class OutputReader:
             for fd, (_pipe, known) in list(self._pipes.items()):
                 if known is capture:
                     self._end(fd)
+
+    def _exited(self, fd: int) -> None:
+        """A watched process exited: forget its pidfd (``tick``, right after this round, reaps it)."""
+        self._selector.unregister(fd)
+        self._exits.discard(fd)
+        os.close(fd)
 
     def _read(self, fd: int) -> None:
         try:

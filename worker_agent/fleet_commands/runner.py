@@ -38,7 +38,8 @@ FLUSH_SECONDS = 0.05
 """Longest time an output line waits before it is appended to the live output stream."""
 
 EXIT_RECHECK_SECONDS = 0.002
-"""When a command's output ended, how soon to look again for its exit (it is usually a matter of microseconds)."""
+"""When a command's output ended, how soon to look again for its exit (it is usually a matter of microseconds);
+the reader is woken by the exit itself where pidfds exist (OutputReader.watch_exit), this is the fallback."""
 
 KILL_GRACE_SECONDS = 0.5
 """Between SIGTERM and SIGKILL when a command times out or is canceled (cancel must land within a second)."""
@@ -141,6 +142,7 @@ class CommandRunner(CommandRecovery):
             assert popen.stdout is not None and popen.stderr is not None
             self._reader.add(popen.stdout, run.stdout)
             self._reader.add(popen.stderr, run.stderr)
+            self._reader.watch_exit(popen.pid)
             self._publisher.add(self._report(rec))
             logger.info(
                 "node %s task %s: command running, pid %s, timeout %gs", self.node_id, task_id, rec.pid, rec.timeout
