@@ -36,13 +36,13 @@ INTERVALS = 3
 
 def _drive_clock(monkeypatch: pytest.MonkeyPatch, now: float) -> None:
     """Make every liveness read see Redis's time as ``now`` (the summaries and the grace stay as read)."""
-    real = heartbeat.read_raw_summaries
+    real = heartbeat.read_raw_values
 
-    def at_now(redis: redis_lib.Redis, node_ids: Any) -> tuple[float, dict[str, bytes], heartbeat.Grace | None]:
-        _now, raw, grace = real(redis, node_ids)
-        return now, raw, grace
+    def at_now(redis: redis_lib.Redis, node_ids: Any) -> tuple[float, list[bytes | None], heartbeat.Grace | None]:
+        _now, values, grace = real(redis, node_ids)
+        return now, values, grace
 
-    monkeypatch.setattr(heartbeat, "read_raw_summaries", at_now)
+    monkeypatch.setattr(heartbeat, "read_raw_values", at_now)
 
 
 def _deployment_target(redis_client: redis_lib.Redis) -> bool:

@@ -11,7 +11,7 @@ import math
 import operator
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import compress, count, repeat
 from typing import NamedTuple
 
@@ -29,14 +29,40 @@ class Snapshot:
     """Redis's time when it was read: what the liveness rule compares heartbeats with."""
     grace: heartbeat.Grace | None
     """The liveness grace in force (heartbeat.grace_in_force), already applied to every summary."""
-    raw: Mapping[str, bytes]
-    """node id -> its summary as stored, for readers that cache what they render from it."""
-    summaries: Mapping[str, heartbeat.Summary]
-    """node id -> its summary, signed by its node (a node never heard from, or forged, is absent)."""
+    ids: tuple[str, ...]
+    """The node ids asked about, in the order asked: what the lists below are by position."""
+    values: list[bytes | None]
+    """Each one's summary as stored (None: none stored)."""
+    by_position: list[heartbeat.Summary | None]
+    """Each one's summary, signed by its node (None: never heard from, or forged)."""
+    up: list[bool]
+    """Whether each one is online by the one rule."""
     online: frozenset[str]
     """The ids of the nodes online by the one rule."""
     ready: frozenset[str]
     """The ids of the online nodes whose worker takes jobs (not waiting to reconnect to Redis)."""
+    _raw: dict[str, bytes] | None = field(default=None, repr=False, compare=False)
+    _summaries: dict[str, heartbeat.Summary] | None = field(default=None, repr=False, compare=False)
+
+    # The node list reads its nodes by position (rows in the order of ``ids``): the two mappings of 10,000 nodes
+    # are built only for the readers that ask for them (a race builds the same mapping twice, harmlessly).
+    @property
+    def raw(self) -> Mapping[str, bytes]:
+        """node id -> its summary as stored, for readers that cache what they render from it."""
+        raw = self._raw
+        if raw is None:
+            raw = heartbeat.stored_by_node(self.ids, self.values)
+            object.__setattr__(self, "_raw", raw)
+        return raw
+
+    @property
+    def summaries(self) -> Mapping[str, heartbeat.Summary]:
+        """node id -> its summary, signed by its node (a node never heard from, or forged, is absent)."""
+        summaries = self._summaries
+        if summaries is None:
+            summaries = dict(zip(compress(self.ids, self.by_position), filter(None, self.by_position), strict=True))
+            object.__setattr__(self, "_summaries", summaries)
+        return summaries
 
     def summary(self, node_id: str) -> heartbeat.Summary | None:
         """The verified summary of ``node_id``, or None."""
@@ -136,16 +162,15 @@ def read(redis: Redis, node_ids: Iterable[str], offline_after_intervals: int) ->
     """The liveness of ``node_ids`` (those the caller's database query found), in one Redis round trip."""
     global _judged_under
     ids = tuple(node_ids)
-    now, raw, grace = heartbeat.read_raw_summaries(redis, ids)
+    now, values, grace = heartbeat.read_raw_values(redis, ids)
     now = float(now)  # a float's own comparison below: int.__le__(float) is NotImplemented, which is true
     under = (job_keys.master_key(), grace, offline_after_intervals)
     if under == _judged_under:
         under = _judged_under  # the very tuple the entries judged under these terms hold
     else:
         _judged_under = under
-    judged = _judged_list(ids, list(map(raw.get, ids)), under, grace, offline_after_intervals)
-    summaries = dict(zip(compress(ids, judged.summaries), filter(None, judged.summaries), strict=True))
+    judged = _judged_list(ids, values, under, grace, offline_after_intervals)
     up = list(map(now.__le__, judged.untils))  # Summary.online: the rule's time, kept with the summary
     online = frozenset(compress(ids, up))
     ready = frozenset(compress(ids, map(operator.and_, up, judged.taking)))
-    return Snapshot(now, grace, raw, summaries, online, ready)
+    return Snapshot(now, grace, ids, values, judged.summaries, up, online, ready)
