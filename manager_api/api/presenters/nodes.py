@@ -102,16 +102,12 @@ def manual_list_body(listing: NodeRows) -> bytes:
     ids, summaries, online = live.ids, live.by_position, live.up  # by the rows' positions (manual_list.read)
     if ids == last.ids:  # the same nodes in the same order: find the changed ones without a Python loop
         parts = list(last.parts)
-        changed = itertools.compress(
-            itertools.count(),
-            map(
-                operator.or_,
-                map(
-                    operator.or_, map(operator.is_not, summaries, last.summaries), map(operator.ne, online, last.online)
-                ),
-                map(operator.is_not, rows, last.rows),
-            ),
+        differs = map(
+            operator.or_, map(operator.is_not, summaries, last.summaries), map(operator.ne, online, last.online)
         )
+        if rows is not last.rows:  # the rows kept are handed out again until the revision moves (manual_list)
+            differs = map(operator.or_, differs, map(operator.is_not, rows, last.rows))
+        changed = itertools.compress(itertools.count(), differs)
         for i in changed:
             if summaries[i] is last.summaries[i] and online[i] == last.online[i] and rows[i] == last.rows[i]:
                 continue  # the same row read again (last_seen read fresh, or the revision moved for another node)
