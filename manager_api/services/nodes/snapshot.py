@@ -125,6 +125,9 @@ _by_ids: dict[tuple[str, ...], _Judged] = {}
 _by_ids_lock = threading.Lock()
 ID_LISTS_KEPT = 4
 """Id lists whose judgments a process keeps (the node list's, the duties', placement's...)."""
+SHORTEST_LIST_KEPT = 64
+"""Shorter lists (one node's page, a business's few nodes) are judged through _judged alone: cheap, and kept
+they would push the long lists out."""
 
 
 def _judged_list(
@@ -136,7 +139,7 @@ def _judged_list(
 ) -> _Judged:
     """The judgment of every node of ``ids`` whose summaries read ``values``, from the last of the same ids."""
     with _by_ids_lock:
-        kept = _by_ids.get(ids)
+        kept = _by_ids.get(ids) if len(ids) >= SHORTEST_LIST_KEPT else None
     if kept is not None and kept.under is under:
         summaries, untils, taking = list(kept.summaries), list(kept.untils), list(kept.taking)
         changed = compress(count(), map(operator.ne, values, kept.values))
@@ -150,6 +153,8 @@ def _judged_list(
             _raw, _under, summary, until = _judge(ids[i], value, under, grace, offline_after_intervals)
         summaries[i], untils[i], taking[i] = summary, until, summary is not None and summary.taking_jobs
     judged = _Judged(under, values, summaries, untils, taking)
+    if len(ids) < SHORTEST_LIST_KEPT:
+        return judged
     with _by_ids_lock:
         _by_ids.pop(ids, None)
         _by_ids[ids] = judged  # the most recent last
