@@ -354,19 +354,26 @@ def simulated_fleet(nodes: int, prefix: str) -> Iterator[tuple[Manager, requests
             manager.terminate()
 
 
-def idle_cpu(manager: Manager, window: float = 30.0) -> str:
-    """The manager's and its Redis's CPU over ``window`` seconds of idling (nobody calls the API)."""
+def manager_and_redis_pids(manager: Manager) -> tuple[list[int], list[int]]:
+    """The manager's own processes (gunicorn's, the duties') and its Redis's."""
     manager_pids = tree_pids(manager.pid)
     redis_pids = [p for p in manager_pids if "redis-server" in " ".join(psutil.Process(p).cmdline())]
-    own = [p for p in manager_pids if p not in redis_pids]
+    return [p for p in manager_pids if p not in redis_pids], redis_pids
+
+
+def idle_cpu(manager: Manager, window: float = 30.0) -> tuple[str, float]:
+    """The manager's and its Redis's CPU over ``window`` seconds of idling (nobody calls the API), and the
+    manager's alone as a fraction of a core."""
+    own, redis_pids = manager_and_redis_pids(manager)
     m0, r0 = cpu_seconds(own), cpu_seconds(redis_pids)
     time.sleep(window)
     m_cpu = (cpu_seconds(own) - m0) / window * 100
     r_cpu = (cpu_seconds(redis_pids) - r0) / window * 100
-    return (
+    text = (
         f"manager {m_cpu:.1f}% of a core, {pss_mb(own):.0f} MB PSS; "
         f"redis {r_cpu:.1f}% of a core, {pss_mb(redis_pids):.0f} MB PSS"
     )
+    return text, m_cpu / 100
 
 
 def node_list_latency(manager: Manager, session: requests.Session, count: int) -> tuple[list[float], int]:
@@ -388,14 +395,19 @@ def node_list_10k(nodes: int, requests_count: int, rounds: int) -> None:
     with simulated_fleet(nodes, "nl") as (manager, session):
         time.sleep(10)  # let the joins' after-work settle before measuring idle
         for r in range(rounds):
-            idle = idle_cpu(manager)
+            idle, idle_share = idle_cpu(manager)
             node_list_latency(manager, session, 20)  # warm up: each worker's caches, the connection
+            own = manager_and_redis_pids(manager)[0]
+            cpu0, t0 = cpu_seconds(own), time.monotonic()
             lat, size = node_list_latency(manager, session, requests_count)
+            # The manager's CPU per GET: what it burnt meanwhile, less its idle share over the same time.
+            per_get = (cpu_seconds(own) - cpu0 - idle_share * (time.monotonic() - t0)) / len(lat)
             load = " ".join(f"{x:.2f}" for x in psutil.getloadavg())
             print(
                 f"round {r + 1}: {nodes} simulated agents heartbeating every 5 s: idle {idle}; "
                 f"GET /api/task/node ({size / 2**20:.1f} MiB), {len(lat)} requests: p50 {ms(pct(lat, 0.5))}, "
-                f"p99 {ms(pct(lat, 0.99))}, mean {ms(statistics.mean(lat))} (load average {load})",
+                f"p99 {ms(pct(lat, 0.99))}, mean {ms(statistics.mean(lat))}, manager CPU per GET {ms(per_get)} "
+                f"(load average {load})",
                 flush=True,
             )
 

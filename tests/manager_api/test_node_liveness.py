@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 
 from manager_api.api.presenters import nodes as node_presenters
 from manager_api.models import BusinessComponent, Node
+from manager_api.services import job_keys
 from manager_api.services.businesses import upkeep as business_upkeep
 from manager_api.services.fleet_tasks import actions as fleet_tasks
 from manager_api.services.fleet_tasks import targets
@@ -36,13 +37,13 @@ INTERVALS = 3
 
 def _drive_clock(monkeypatch: pytest.MonkeyPatch, now: float) -> None:
     """Make every liveness read see Redis's time as ``now`` (the summaries and the grace stay as read)."""
-    real = heartbeat.read_raw_summaries
+    real = heartbeat.read_raw_values
 
-    def at_now(redis: redis_lib.Redis, node_ids: Any) -> tuple[float, dict[str, bytes], heartbeat.Grace | None]:
-        _now, raw, grace = real(redis, node_ids)
-        return now, raw, grace
+    def at_now(redis: redis_lib.Redis, node_ids: Any) -> tuple[float, list[bytes | None], heartbeat.Grace | None]:
+        _now, values, grace = real(redis, node_ids)
+        return now, values, grace
 
-    monkeypatch.setattr(heartbeat, "read_raw_summaries", at_now)
+    monkeypatch.setattr(heartbeat, "read_raw_values", at_now)
 
 
 def _deployment_target(redis_client: redis_lib.Redis) -> bool:
@@ -140,3 +141,55 @@ def test_the_duties_persist_status_flips_and_a_last_seen_at_most_a_minute_old(
     assert liveness.refresh_statuses(redis_client, INTERVALS) == [("stale", "host-stale", NodeStatus.OFFLINE)]
     assert Node.get_by_id("stale").status == int(NodeStatus.OFFLINE)
     assert Node.get_by_id("stale").last_seen == from_unix(beats["stale"])
+
+
+def _fresh(redis_client: redis_lib.Redis, ids: list[str], intervals: int) -> snapshot.Snapshot:
+    """The snapshot judged from nothing kept (every per-process cache emptied first)."""
+    snapshot._by_ids.clear()
+    snapshot._judged.clear()
+    return snapshot.read(redis_client, ids, intervals)
+
+
+def test_a_list_read_again_is_judged_as_if_read_afresh(
+    client: FlaskClient, redis_client: redis_lib.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The judgments kept by position for a list of ids read again: only the changed values are judged again, and
+    every read answers what a read with nothing kept answers (new heartbeats, a summary gone, a forged one, the
+    window or the grace changed, a heartbeat grown old)."""
+    monkeypatch.setattr(snapshot, "SHORTEST_LIST_KEPT", 1)  # lists as short as the test's kept too
+    for node_id in ("n1", "n2", "n3"):
+        add_node(client, redis_client, node_id)
+    ids = ["n1", "n2", "n3", "never-seen"]
+
+    def same(intervals: int = INTERVALS) -> None:
+        kept = snapshot.read(redis_client, ids, intervals)
+        assert tuple(ids) in snapshot._by_ids
+        fresh = _fresh(redis_client, ids, intervals)
+        assert (kept.online, kept.ready, dict(kept.summaries), dict(kept.raw), kept.up) == (
+            fresh.online,
+            fresh.ready,
+            dict(fresh.summaries),
+            dict(fresh.raw),
+            fresh.up,
+        )
+        snapshot.read(redis_client, ids, intervals)  # kept again for the next step
+
+    same()
+    same()  # nothing changed
+    beat = {"interval": 5.0, "cpu_usage_percent": 50.0, "memory_usage_percent": 1.0, "taking_jobs": False}
+    heartbeat.write(redis_client, "n2", beat, key=job_keys.node_key("n2"))
+    same()
+    redis_client.delete(keys.node_summary("n3"))
+    same()
+    heartbeat.write(redis_client, "n1", {"interval": 5})  # unsigned: no summary
+    same()
+    same(0)  # no window at all: every node offline
+    now = heartbeat.redis_now(redis_client)
+    redis_client.set(keys.LIVENESS_JUDGED, repr(now))
+    redis_client.set(keys.LIVENESS_GRACE, f"{now - 60!r} {now + 100!r}")
+    same(0)
+    redis_client.delete(keys.LIVENESS_GRACE)
+    same()
+    _drive_clock(monkeypatch, now + 3600)  # an hour later: every heartbeat grown old, the same values
+    same()
+    assert not snapshot.read(redis_client, ids, INTERVALS).online

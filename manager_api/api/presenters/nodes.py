@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import operator
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -76,10 +77,10 @@ def manual_list_json(listing: NodeRows) -> list[dict[str, Any]]:
 class _Answer(NamedTuple):
     """The node list as last answered, by position: each node's id, row, summary, liveness and encoded part."""
 
-    ids: list[str]
+    ids: Sequence[str]
     rows: list[tuple[Any, ...]]
-    summaries: list[heartbeat.Summary | None]
-    online: list[bool]
+    summaries: Sequence[heartbeat.Summary | None]
+    online: Sequence[bool]
     parts: list[bytes]
 
 
@@ -91,28 +92,22 @@ class _Answer(NamedTuple):
 # The summary is compared by identity: snapshot.read hands out one object per verified summary text until the
 # text (or what it is judged under) changes, and the answer kept holds it, so its id is never reused. Requests
 # in several threads each build a new answer from the one they read and publish it whole.
-_last = _Answer([], [], [], [], [])
+_last = _Answer((), [], [], [], [])
 
 
 def manual_list_body(listing: NodeRows) -> bytes:
     """GET /api/task/node's answer, encoded: the bytes jsonify({"nodes": manual_list_json(listing)}) writes."""
     global _last
     live, rows, last = listing.live, listing.rows, _last
-    ids = list(map(_first, rows))
-    summaries = list(map(live.summaries.get, ids))
-    online = list(map(live.online.__contains__, ids))
+    ids, summaries, online = live.ids, live.by_position, live.up  # by the rows' positions (manual_list.read)
     if ids == last.ids:  # the same nodes in the same order: find the changed ones without a Python loop
         parts = list(last.parts)
-        changed = itertools.compress(
-            itertools.count(),
-            map(
-                operator.or_,
-                map(
-                    operator.or_, map(operator.is_not, summaries, last.summaries), map(operator.ne, online, last.online)
-                ),
-                map(operator.is_not, rows, last.rows),
-            ),
+        differs = map(
+            operator.or_, map(operator.is_not, summaries, last.summaries), map(operator.ne, online, last.online)
         )
+        if rows is not last.rows:  # the rows kept are handed out again until the revision moves (manual_list)
+            differs = map(operator.or_, differs, map(operator.is_not, rows, last.rows))
+        changed = itertools.compress(itertools.count(), differs)
         for i in changed:
             if summaries[i] is last.summaries[i] and online[i] == last.online[i] and rows[i] == last.rows[i]:
                 continue  # the same row read again (last_seen read fresh, or the revision moved for another node)
@@ -136,9 +131,6 @@ def _joined(parts: list[bytes]) -> bytes:
     if len(parts) < 2:
         return b'{"nodes":[' + b"".join(parts) + b"]}\n"
     return b",".join([b'{"nodes":[' + parts[0], *parts[1:-1], parts[-1] + b"]}\n"])
-
-
-_first = operator.itemgetter(0)
 
 
 def _encode(node: dict[str, Any]) -> bytes:

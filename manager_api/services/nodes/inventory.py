@@ -7,16 +7,19 @@ placement works from: facts, effective labels, capacity, reservations and the co
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import compress, count
 from typing import Any, NamedTuple
 
 from redis import Redis
 
-from manager_api import db
+from manager_api import db, prepared
 from manager_api.models import Business, BusinessComponent, Node
 from manager_api.services import audit
 from manager_api.services.errors import Conflict, NotFound
@@ -148,18 +151,29 @@ LAST_SEEN_BATCH = 500
 def fresh_last_seen(
     rows: list[tuple[Any, ...]], live: snapshot.Snapshot, at: int = _LAST_SEEN
 ) -> list[tuple[Any, ...]]:
-    """``rows`` (their id first, their last_seen at ``at``) with the database's last_seen for nodes without a
-    heartbeat summary (the only ones whose document shows it): kept rows leave it behind, as the duties' writes
-    of it do not move the revision."""
-    summaries = live.summaries
-    stale = [row[0] for row in rows if row[0] not in summaries]
-    if not stale:
+    """``rows`` (their id first, their last_seen at ``at``; ``live`` read of their ids in their order) with the
+    database's last_seen for nodes without a heartbeat summary (the only ones whose document shows it): kept rows
+    leave it behind, as the duties' writes of it do not move the revision."""
+    # Scanned in C by position (the node list reads 10,000 rows at every call, nearly all with a summary), the
+    # statements' text built once per batch size (peewee built an IN list of 500 values at every call: 3 ms).
+    without = list(compress(count(), map(operator.not_, live.by_position)))
+    if not without:
         return rows
+    stale = [rows[i][0] for i in without]
     seen: dict[str, Any] = {}
     for start in range(0, len(stale), LAST_SEEN_BATCH):
         batch = stale[start : start + LAST_SEEN_BATCH]
-        seen.update(Node.select(Node.id, Node.last_seen).where(Node.id.in_(batch)).tuples())
-    return [row if row[0] not in seen else (*row[:at], _when(seen[row[0]]), *row[at + 1 :]) for row in rows]
+        seen.update(prepared.rows(("last_seen of nodes", len(batch)), batch, functools.partial(_last_seen_of, batch)))
+    fresh = list(rows)
+    for i in without:
+        row = rows[i]
+        if row[0] in seen:
+            fresh[i] = (*row[:at], _when(seen[row[0]]), *row[at + 1 :])
+    return fresh
+
+
+def _last_seen_of(node_ids: list[str]) -> Any:
+    return Node.select(Node.id, Node.last_seen).where(Node.id.in_(node_ids))
 
 
 def views(redis: Redis, rows: list[tuple[Any, ...]], offline_after_intervals: int) -> list[NodeView]:
