@@ -99,6 +99,10 @@ def store_many(reports: list[Report]) -> list[tuple[Report, int | None]]:
     return out
 
 
+_READ = (TaskHost.id, TaskHost.task, TaskHost.node, TaskHost.status, TaskHost.pid, TaskHost.started_at)
+"""The columns of a host that applying a report reads (_changes): not its output, which a final report replaces."""
+
+
 def _hosts_of(reports: list[Report]) -> dict[tuple[str, str], TaskHost]:
     """The host rows the reports are about, by (task id, node id): one SELECT per task and chunk of nodes."""
     tasks = dict(
@@ -115,7 +119,7 @@ def _hosts_of(reports: list[Report]) -> dict[tuple[str, str], TaskHost]:
             continue
         for i in range(0, len(node_ids), SELECT_CHUNK):
             chunk = node_ids[i : i + SELECT_CHUNK]
-            for host in TaskHost.select().where(TaskHost.task == tasks[task_id], TaskHost.node.in_(chunk)):
+            for host in TaskHost.select(*_READ).where(TaskHost.task == tasks[task_id], TaskHost.node.in_(chunk)):
                 hosts[(task_id, str(host.node_id))] = host
     return hosts
 
