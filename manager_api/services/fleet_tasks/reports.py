@@ -104,6 +104,10 @@ def store_many(reports: list[Report]) -> list[tuple[Report, int | None]]:
     return out
 
 
+_READ = (TaskHost.id, TaskHost.task, TaskHost.node, TaskHost.status, TaskHost.pid, TaskHost.started_at)
+"""The columns of a host that applying a report reads (_changes): not its output, which a final report replaces."""
+
+
 def _hosts_of(reports: list[Report]) -> dict[tuple[str, str], TaskHost]:
     """The host rows the reports are about, by (task id, node id): one SELECT per task and chunk of nodes.
 
@@ -127,11 +131,12 @@ def _hosts_of(reports: list[Report]) -> dict[tuple[str, str], TaskHost]:
         task_pk = tasks[task_id]
         for i in range(0, len(node_ids), SELECT_CHUNK):
             chunk = node_ids[i : i + SELECT_CHUNK]
-            query = TaskHost.select().where(TaskHost.task == task_pk, TaskHost.node.in_(chunk))
             if len(chunk) <= PREPARED_MAX:
+                # Every column (prepared.models makes whole rows); a batch this short carries little output.
+                query = TaskHost.select().where(TaskHost.task == task_pk, TaskHost.node.in_(chunk))
                 found = prepared.models(TaskHost, ("report hosts", len(chunk)), [task_pk, *chunk], query.clone)
             else:
-                found = list(query)
+                found = list(TaskHost.select(*_READ).where(TaskHost.task == task_pk, TaskHost.node.in_(chunk)))
             for host in found:
                 hosts[(task_id, str(host.node_id))] = host
     return hosts
