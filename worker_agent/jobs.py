@@ -3,9 +3,8 @@
 AppInstances (app instances).
 
 They return at once: a start spawns and returns, a stop sends SIGTERM and leaves the SIGKILL to the
-supervisor's monitor thread, a command runs in the runner's threads (its job waits a few milliseconds at most
-for a short command's report: CommandRunner.wait_reported), so a long command never delays the next job on
-the queue by more than that.
+supervisor's monitor thread, a command runs in the runner's threads, so a long command never delays the
+next job on the queue.
 """
 
 from __future__ import annotations
@@ -108,12 +107,7 @@ def run_command(payload: dict[str, Any]) -> dict[str, Any]:
     runner = _commands.get()
     # Debug only: the runner logs what became of it (running with its pid, ignored, expired, could not start).
     logger.debug("node %s task %s: run command requested", runner.node_id, request["task_id"])
-    answer = runner.run(request)
-    if answer["started"]:
-        # A short command's report goes out before RQ's bookkeeping of this job (CommandRunner.wait_reported);
-        # the job's result then holds how it ended.
-        answer["status"] = runner.wait_reported(request["task_id"]) or answer["status"]
-    return answer
+    return runner.run(request)
 
 
 def cancel_command(payload: dict[str, Any]) -> dict[str, Any]:

@@ -277,21 +277,3 @@ def test_a_command_taken_after_its_deadline_is_reported_expired_and_never_run(
     ended = wait_final(redis_client, "t-short")
     assert ended["status"] == "timed_out" and time.monotonic() - began < 10, ended
     assert [r["status"] for r in command_reports(redis_client, "t-late")] == ["timed_out"]
-
-
-def test_a_short_commands_job_waits_for_its_report_a_long_ones_does_not(
-    redis_client: redis_lib.Redis, node_id: str, commands: CommandRunner
-) -> None:
-    """wait_reported: a short command's final report is out by the time its job returns (the job's result
-    says how it ended); for a long command the wait ends after its moment, the command still running."""
-    commands.run(run_payload("c-short", "echo quick"))
-    assert commands.wait_reported("c-short", 10) == "succeeded"
-    assert final_report(redis_client, "c-short")["stdout"] == "quick\n"  # published, not just decided
-
-    commands.run(run_payload("c-long", "sleep 30"))
-    started = time.monotonic()
-    assert commands.wait_reported("c-long", 0.05) == "running"
-    assert time.monotonic() - started < 2
-    assert commands.wait_reported("c-unknown", 10) is None  # not running here: no wait
-    commands.cancel("c-long")
-    assert wait_final(redis_client, "c-long")["status"] == "canceled"

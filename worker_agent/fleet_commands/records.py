@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +62,6 @@ class RunningCommand:
     stop: process_tree.GraceStop | None = None  # on the monotonic clock, once the kill was decided
     sigkilled: bool = False
     final: dict[str, Any] | None = None  # the final report, once settled
-    reported: threading.Event = field(default_factory=threading.Event)  # set once its final report is out
 
 
 JOURNAL_FILE = "commands.jsonl"

@@ -41,9 +41,6 @@ EXIT_RECHECK_SECONDS = 0.002
 """When a command's output ended, how soon to look again for its exit (it is usually a matter of microseconds);
 the reader is woken by the exit itself where pidfds exist (OutputReader.watch_exit), this is the fallback."""
 
-REPORT_WAIT_SECONDS = 0.01
-"""How long a RUN_COMMAND job waits for its command's final report before it returns (wait_reported)."""
-
 KILL_GRACE_SECONDS = 0.5
 """Between SIGTERM and SIGKILL when a command times out or is canceled (cancel must land within a second)."""
 
@@ -158,22 +155,6 @@ class CommandRunner(CommandRecovery):
         self._save(task_id)
         return {"task_id": task_id, "status": rec.status, "pid": rec.pid, "started": True}
 
-    def wait_reported(self, task_id: str, seconds: float = REPORT_WAIT_SECONDS) -> str | None:
-        """Wait up to ``seconds`` for the final report of ``task_id``'s running command to be published; its
-        status then (None for a command this runner is not running).
-
-        The RUN_COMMAND job waits here a moment before it returns: RQ's bookkeeping after a job (two
-        transactions, most of a millisecond of the agent's CPU) then runs after a short command's report instead
-        of against it for the interpreter, on the path of every real-time call. A longer command is left to run
-        once the moment is over, so a node's queue is held back by REPORT_WAIT_SECONDS per command at most.
-        """
-        with self._lock:
-            run = self._running.get(task_id)
-        if run is None:
-            return None
-        run.reported.wait(seconds)
-        return run.record.status
-
     def _time_left(self, deadline: float | None) -> float | None:
         """Seconds until ``deadline`` (Redis's clock, as the manager set it), or None without one.
 
@@ -275,7 +256,7 @@ class CommandRunner(CommandRecovery):
         if self._publisher.ready() and self._publisher.flush(streams, list(ended.values())):
             with self._lock:
                 for task_id in ended:
-                    self._running.pop(task_id).reported.set()
+                    del self._running[task_id]
         if self._publisher.ready():
             self._publisher.check_acknowledgments()
         self._save_marked()
