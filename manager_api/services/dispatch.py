@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -121,7 +121,7 @@ def _fan_out(
         failure_ttl=defaults.JOB_FAILURE_TTL,
     )
     job_ids = []
-    sign: Any = None
+    sign: Callable[[bytes, str, str], str] | None = None  # job_signing.signer of the current body
     for node_id, body in zip(node_ids, bodies, strict=True):
         if sign is None or job.args[0] is not body:
             job.args = (body,)  # RQ serializes the args again only when they change
