@@ -15,11 +15,13 @@ from redis.exceptions import AuthenticationError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import SimpleWorker
+from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.queue import Queue
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.utils import now
+from rq.worker import WorkerStatus
 
 from shared import job_signing, keys
 from shared.jobs import ALLOWED
@@ -141,6 +143,7 @@ class AgentWorker(SimpleWorker):
         self._beat_at: float | None = None  # monotonic time of the last heartbeat sent alone that went through
         self._state_written: str | None = None  # the state this worker last wrote alone (None: unknown)
         self._suspension_checked_at: float | None = None  # monotonic
+        self._held: Pipeline | None = None  # prepare_execution's transaction, sent with prepare_job_execution's
         if reconnect_max_seconds is not None:
             # RQ waits 1, 2, 4 ... 60 s between attempts to reach a lost Redis, while the agent's heartbeat
             # tries every interval: the node would read online for up to a minute with nobody taking its jobs.
@@ -203,6 +206,33 @@ class AgentWorker(SimpleWorker):
             return
         super().check_for_suspension(burst)
         self._suspension_checked_at = time.monotonic()
+
+    def prepare_execution(self, job: Job) -> Execution:
+        """RQ's (rq.executions.prepare_execution), its transaction held to be sent with the job's own
+        (prepare_job_execution), which RQ runs next with nothing read in between: one round trip fewer between
+        taking a job and starting its command, on the path of every real-time call."""
+        pipeline = self.connection.pipeline()
+        execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=pipeline, worker_name=self.name)
+        self.executions[execution.id] = execution
+        self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
+        self._held = pipeline
+        return execution
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        """RQ's, in the transaction prepare_execution held (RQ's own when none is held)."""
+        held, self._held = self._held, None
+        if held is None:
+            super().prepare_job_execution(job, remove_from_intermediate_queue)
+            return
+        with held as pipeline:
+            heartbeat_ttl = self.get_heartbeat_ttl(job)
+            self.heartbeat(heartbeat_ttl, pipeline=pipeline)
+            job.heartbeat(now(), heartbeat_ttl, pipeline=pipeline)
+            job.prepare_for_execution(self.name, pipeline=pipeline)
+            pipeline.persist(job.key)
+            if remove_from_intermediate_queue:
+                pipeline.lrem(Queue(job.origin, connection=self.connection).intermediate_queue_key, 1, job.id)
+            pipeline.execute()
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
         """RQ's, without its round trip for a job that returned: its ``last_heartbeat``, written alone by RQ,

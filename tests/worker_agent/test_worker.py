@@ -245,3 +245,30 @@ def test_a_suspended_worker_still_takes_no_job(redis_client: redis_lib.Redis, no
     finally:
         resume(redis_client)
     assert job.get_status() == JobStatus.QUEUED and queue.job_ids == [job.id]
+
+
+def test_taking_a_job_writes_its_bookkeeping_in_one_transaction(redis_client: redis_lib.Redis, node_id: str) -> None:
+    """RQ sends two transactions between the dequeue and the job (its execution, then the job's start); the agent
+    sends them as one (a round trip fewer before a command starts), with everything RQ writes."""
+    queue = node_queue(redis_client, node_id)
+    queue.enqueue(job_names.START_TASK, start_payload("t-one-txn", "true"), job_id=keys.node_job_id(node_id, "1"))
+    worker = AgentWorker(node_id, connection=redis_client)
+    worker.register_birth()
+    job, _queue = queue.dequeue_any(
+        [queue], None, connection=redis_client, job_class=AllowlistedJob, serializer=JSONSerializer
+    )
+
+    def execs() -> int:
+        return int(redis_client.info("commandstats").get("cmdstat_exec", {}).get("calls", 0))
+
+    before = execs()
+    execution = worker.prepare_execution(job)
+    worker.prepare_job_execution(job, remove_from_intermediate_queue=True)
+    assert execs() - before == 1
+
+    assert job.get_status(refresh=True) == JobStatus.STARTED and job.worker_name == worker.name
+    assert job.id in StartedJobRegistry(queue.name, redis_client).get_job_ids(cleanup=False)
+    assert redis_client.exists(execution.key) == 1
+    assert worker.get_state() == WorkerStatus.BUSY
+    assert redis_client.lrange(queue.intermediate_queue_key, 0, -1) == []
+    assert redis_client.ttl(job.key) == -1  # persisted while it runs, as RQ does

@@ -45,8 +45,9 @@ def _known(task_id: str) -> str:
 
 
 def _answer(task_id: str, wait: float, status: int = 200) -> ResponseReturnValue:
-    if wait > 0:
-        fleet_task_reads.wait(extensions.redis(), task_id, wait)
+    ended = fleet_task_reads.wait(extensions.redis(), task_id, wait) if wait > 0 else None
+    if ended is not None:  # the row the wait read last: only its hosts are left to read
+        return jsonify(fleet_task_json.task_json(ended, fleet_task_reads.hosts_of(ended.id))), status
     return jsonify(fleet_task_json.task_json(*fleet_task_reads.detail(task_id))), status
 
 

@@ -23,12 +23,17 @@ WAIT_POLL_SECONDS = 0.25
 
 def get(task_id: str) -> FleetTask:
     """The task ``task_id``, or a 404."""
+    found = _find(task_id)
+    if found is None:
+        raise NotFound(NOT_FOUND)
+    return found
+
+
+def _find(task_id: str) -> FleetTask | None:
     found = prepared.models(
         FleetTask, "fleet task", [task_id], lambda: FleetTask.select().where(FleetTask.task_id == task_id)
     )
-    if not found:
-        raise NotFound(NOT_FOUND)
-    return found[0]
+    return found[0] if found else None
 
 
 def detail(task_id: str) -> tuple[FleetTask, list[TaskHost]]:
@@ -64,8 +69,10 @@ def listing(page: int, page_size: int, status: str | None, name: str | None) -> 
     return Page(total, tasks, status_counts(TaskHost.task, TaskHost.status, [t.id for t in tasks]))
 
 
-def wait(redis: Redis, task_id: str, seconds: float) -> None:
-    """Return once the task is over, or after ``seconds``.
+def wait(redis: Redis, task_id: str, seconds: float) -> FleetTask | None:
+    """Return once the task is over, with its row as read then, or after ``seconds`` with None (None too when
+    it does not exist): the caller of an ended task reads only its hosts afterwards, one query fewer on the
+    path of a real-time call's answer.
 
     Woken by this process's subscriber to the tasks' changes (changes.py) when the duties apply a report; the
     database is read again at least every WAIT_POLL_SECONDS too, for changes that come from elsewhere (deadlines,
@@ -77,12 +84,14 @@ def wait(redis: Redis, task_id: str, seconds: float) -> None:
         watcher.wait_subscribed(min(1.0, seconds))  # before the first read: no change slips by
         while True:
             changed.clear()  # before the read: a change after it sets it again
-            found = _status(task_id)
-            if found is None or is_final(*found):
-                return
+            found = _find(task_id)
+            if found is None:
+                return None
+            if is_final(found.status, found.finished_at):
+                return found
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return
+                return None
             changed.wait(min(WAIT_POLL_SECONDS, remaining))
 
 
