@@ -7,8 +7,12 @@ their own on the machine's server, dropped when the bench ends), as it does the 
 from __future__ import annotations
 
 import atexit
+import hashlib
+import json
 import platform
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -32,9 +36,37 @@ def ms(seconds: float) -> str:
 
 
 def machine() -> str:
-    """One line naming the machine a figure was measured on."""
+    """One line naming the machine a figure was measured on, with its speed now (speed_ms); the script prints the
+    speed again as it ends, since this VM's speed can change within the minute."""
+    global _end_speed_registered
+    if not _end_speed_registered:
+        atexit.register(lambda: print(f"speed at the end {speed_ms():.1f} ms", flush=True))
+        _end_speed_registered = True
     return (
         f"machine: {platform.platform()}, {psutil.cpu_count()} cores, "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}, "
-        f"database {'PostgreSQL' if postgres_support.on_postgres() else 'SQLite'}"
+        f"database {'PostgreSQL' if postgres_support.on_postgres() else 'SQLite'}, "
+        f"speed {speed_ms():.1f} ms (CPU of a fixed workload, lower is faster)"
     )
+
+
+_end_speed_registered = False
+
+SPEED_DOCUMENT = {"node": "n" * 32, "task": "t" * 36, "stdout": "hi\n" * 40, "exit": 0, "labels": {"zone": "a"}}
+
+
+def speed_ms(rounds: int = 5) -> float:
+    """CPU milliseconds of a fixed piece of pure-Python work, the median of ``rounds``: JSON encoding and decoding,
+    hashing, dict and string work, as corral's processes do per message. This VM's speed moves (issue 16: the same
+    code's CPU per host 1.45x apart on two days, and this workload flips between about 29 and 41 ms within a
+    minute): a figure taken while it was slow says so. CPU time, so the load barely moves it."""
+    samples = []
+    for _ in range(rounds):
+        started = time.process_time()
+        for i in range(2000):
+            body = json.dumps({**SPEED_DOCUMENT, "seq": i}, sort_keys=True)
+            decoded = json.loads(body)
+            hashlib.sha256(body.encode()).hexdigest()
+            ",".join(f"{key}={value}" for key, value in decoded.items() if key != "stdout")
+        samples.append((time.process_time() - started) * 1000)
+    return statistics.median(samples)
