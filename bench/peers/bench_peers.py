@@ -17,8 +17,10 @@ For each N in --sizes, one at a time, each block starting on an idle machine (CP
   `ansible_connection=local`, the whole command timed. No SSH, so a lower bound of Ansible on a real fleet.
 
 Each prints p50 and p99 over --runs runs (Ansible: --ansible-runs) after --warmup runs, the ratio Salt/corral, and
-the idle PSS of a minion, an agent, the master and the manager (with its Redis). Every node runs on this machine,
-so at 50 nodes the figures are as much the machine's as the tool's: compare within a table, one sitting.
+the idle PSS of a minion, an agent, the master and the manager (with its Redis), and the VM's speed before and after
+the timed runs (bench/common.py's speed_ms: a fixed workload's CPU; this VM flips between two speeds 1.55x apart, so
+a ratio holds only between blocks of matching speeds). Every node runs on this machine, so at 50 nodes the figures
+are as much the machine's as the tool's: compare within a table, one sitting.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parents[1]))
 
 from bench_tasks import online_count, pss_mb, run_task, stop_all, tree_pids  # noqa: E402  (bench/bench_tasks.py)
-from common import machine, ms, pct  # noqa: E402  (bench/common.py)
+from common import machine, ms, pct, speed_ms  # noqa: E402  (bench/common.py)
 from install import installed_version, venv_bin  # noqa: E402  (bench/peers/install.py)
 from salt_fleet import CLIENT, SaltFleet  # noqa: E402  (bench/peers/salt_fleet.py)
 
@@ -64,6 +66,7 @@ class Block:
     latencies: list[float]
     node_pss_mb: float | None = None  # idle PSS of one minion / agent (its process tree)
     server_pss_mb: float | None = None  # idle PSS of the master / the manager and its Redis
+    speeds: tuple[float, float] | None = None  # the VM's speed (common.speed_ms) before and after the timed runs
 
     @property
     def p50(self) -> float:
@@ -105,6 +108,7 @@ def salt_block(size: int, runs: int, warmup: int, settle: Callable[[], None]) ->
     """A master and ``size`` minions; a warm LocalClient in Salt's virtualenv times `cmd.run 'echo hi'`."""
     with SaltFleet(size) as fleet:
         settle()
+        before = speed_ms()
         done = subprocess.run(
             [
                 str(venv_bin("salt", "python")),
@@ -124,12 +128,14 @@ def salt_block(size: int, runs: int, warmup: int, settle: Callable[[], None]) ->
         )
         if done.returncode != 0:
             raise RuntimeError(f"salt_client.py bench failed: {done.stderr.strip()[-2000:]}\n{fleet.logs()}")
+        speeds = (before, speed_ms())
         latencies = json.loads(done.stdout.strip().splitlines()[-1])["latencies"]
         return Block(
             "Salt, warm LocalClient",
             latencies,
             node_pss_mb=pss_mb(fleet.minion_pids()) / size,
             server_pss_mb=pss_mb(fleet.master_pids()),
+            speeds=speeds,
         )
 
 
@@ -165,13 +171,16 @@ def corral_block(size: int, runs: int, warmup: int = 5, settle: Callable[[], Non
 
             for _ in range(warmup):  # connections, SQLite pages, each agent's first job
                 echo_hi()
+            before = speed_ms()
             latencies = [echo_hi() for _ in range(runs)]
+            speeds = (before, speed_ms())
             agent_pids = [pid for agent in agents for pid in tree_pids(agent.pid)]
             return Block(
                 "corral, POST /api/tasks?wait=60",
                 latencies,
                 node_pss_mb=pss_mb(agent_pids) / size,
                 server_pss_mb=pss_mb(tree_pids(manager.pid)),
+                speeds=speeds,
             )
         finally:
             stop_all(agents)  # all signalled first: 50 agents stop in parallel, not one after another
@@ -211,22 +220,26 @@ def ansible_block(size: int, runs: int, warmup: int) -> Block:
 
         for _ in range(warmup):
             echo_hi()
-        return Block(ANSIBLE_LABEL, [echo_hi() for _ in range(runs)])
+        before = speed_ms()
+        latencies = [echo_hi() for _ in range(runs)]
+        return Block(ANSIBLE_LABEL, latencies, speeds=(before, speed_ms()))
 
 
 def table(size: int, runs: int, ansible_runs: int, blocks: list[Block]) -> str:
     corral = next(b for b in blocks if b.label.startswith("corral"))
     lines = [
-        f"| N = {size} | p50 | p99 | p50 / corral's | idle PSS per node | idle PSS of master / manager |",
-        "| --- | --- | --- | --- | --- | --- |",
+        f"| N = {size} | p50 | p99 | p50 / corral's | idle PSS per node | idle PSS of master / manager "
+        "| VM speed before / after (lower is faster) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for block in blocks:
         count = ansible_runs if block.label == ANSIBLE_LABEL else runs
         node = f"{block.node_pss_mb:.1f} MB" if block.node_pss_mb is not None else ""
         server = f"{block.server_pss_mb:.0f} MB" if block.server_pss_mb is not None else ""
+        speeds = f"{block.speeds[0]:.1f} / {block.speeds[1]:.1f} ms" if block.speeds is not None else ""
         lines.append(
             f"| {block.label} ({count} runs) | {ms(block.p50)} | {ms(block.p99)} | "
-            f"{block.p50 / corral.p50:.1f}x | {node} | {server} |"
+            f"{block.p50 / corral.p50:.1f}x | {node} | {server} | {speeds} |"
         )
     salt = next((b for b in blocks if b.label.startswith("Salt")), None)
     if salt is not None:
