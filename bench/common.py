@@ -58,8 +58,9 @@ SPEED_DOCUMENT = {"node": "n" * 32, "task": "t" * 36, "stdout": "hi\n" * 40, "ex
 def speed_ms(rounds: int = 5) -> float:
     """CPU milliseconds of a fixed piece of pure-Python work, the median of ``rounds``: JSON encoding and decoding,
     hashing, dict and string work, as corral's processes do per message. This VM's speed moves (issue 16: the same
-    code's CPU per host 1.45x apart on two days, and this workload flips between about 29 and 41 ms within a
-    minute): a figure taken while it was slow says so. CPU time, so the load barely moves it."""
+    code's CPU per host 1.45x apart on two days, and this workload flips between about 27 and 42 ms within a
+    minute): a figure taken while it was slow says so. CPU time: other work moves it only by sharing this process's
+    vCPU (a busy loop on the same vCPU made it 1.8x, one on the other vCPU did not)."""
     samples = []
     for _ in range(rounds):
         started = time.process_time()
