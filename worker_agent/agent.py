@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import faulthandler
 import logging
 import os
 import signal
@@ -39,6 +40,16 @@ logger = logging.getLogger(__name__)
 REDIS_SOCKET_TIMEOUT = 5.0
 """Seconds a heartbeat or event write may hang on Redis before it counts as failed."""
 REDIS_TIMEOUTS = {"socket_timeout": REDIS_SOCKET_TIMEOUT, "socket_connect_timeout": REDIS_SOCKET_TIMEOUT}
+STACKS_SIGNAL = signal.SIGUSR1
+"""``kill -USR1 <agent pid>`` writes every thread's stack to the agent's log (stderr) and the agent goes on."""
+SLOW_STOP_SECONDS = 20.0
+"""A stop still under way this long after SIGTERM/SIGINT writes every thread's stack to the log, once: a stop
+that hangs says where (a clean stop takes well under a second)."""
+
+
+def watch_stop(seconds: float = SLOW_STOP_SECONDS) -> None:
+    """Arm the slow-stop dump (faulthandler's own C thread: nothing here can block on a Python lock)."""
+    faulthandler.dump_traceback_later(seconds, repeat=False, exit=False)
 
 
 def _recover_and_watch(manager: ComponentManager | AppInstances) -> None:
@@ -168,6 +179,7 @@ class Agent:
         try:
             # First: whoever sees the status port may send SIGTERM, and that must be a clean stop (exit 0).
             self._install_signal_handlers(raising=True)
+            faulthandler.register(STACKS_SIGNAL, all_threads=True, chain=False)
             jobs.register(self.supervisor)
             jobs.register_commands(self.commands)
             jobs.register_components(self._components.get)
@@ -190,6 +202,7 @@ class Agent:
             pass
         finally:
             self._shutdown()
+            faulthandler.cancel_dump_traceback_later()
         return 0
 
     def _serve_status(self) -> StatusServer:
@@ -298,6 +311,7 @@ class Agent:
             self._worker = worker
             # The node's summary says at once when its worker stops or starts taking jobs again.
             worker.on_taking_changed = lambda _taking: self._heartbeat.beat() if self._heartbeat else None
+            worker.on_stop_requested = watch_stop  # RQ's own handlers take the signals while it works
             cause = "stopped"
             try:
                 worker.work(logging_level=None)
@@ -374,6 +388,7 @@ class Agent:
     # bytecodes, possibly inside self._stop.wait() while it holds the Event's lock, and would deadlock.
     def _on_signal_raise(self, signum: int, frame: FrameType | None) -> None:
         logger.info("node %s: got %s", self.node_id, signal.Signals(signum).name)
+        watch_stop()
         raise ShutdownRequested
 
     def _on_signal_quiet(self, signum: int, frame: FrameType | None) -> None:

@@ -16,7 +16,7 @@ from shared import cli_config, tls
 from shared.defaults import AGENT_PORT, HEARTBEAT_INTERVAL, MANAGER_URL
 from shared.paths import local_join_token_path
 
-from .agent import Agent
+from .agent import Agent, watch_stop
 from .data_dir import DataDirInUse, default_data_dir, default_root
 from .labels import LABELS_ENV, parse_labels
 from .settings import AgentSettings
@@ -243,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         logger.error("agent cannot start: %s", exc)
         return 2
-    return agent.run()
+    code = agent.run()
+    watch_stop()  # the interpreter's own exit (atexit, threads) too: the stacks if that hangs
+    return code
 
 
 if __name__ == "__main__":

@@ -140,6 +140,8 @@ class AgentWorker(SimpleWorker):
         """False from a failed turn of the dequeue loop (Redis lost) until one succeeds: the node is not ready.
         A worker started after one that lost Redis starts False, and says when it takes jobs again."""
         self.on_taking_changed: Callable[[bool], object] = lambda taking: None
+        self.on_stop_requested: Callable[[], object] = lambda: None
+        """Called as a stop is requested by signal (the agent arms its slow-stop stack dump)."""
         self._beat_at: float | None = None  # monotonic time of the last heartbeat sent alone that went through
         self._state_written: str | None = None  # the state this worker last wrote alone (None: unknown)
         self._suspension_checked_at: float | None = None  # monotonic
@@ -271,6 +273,7 @@ class AgentWorker(SimpleWorker):
 
     def handle_warm_shutdown_request(self) -> None:
         self.shutdown_requested = True
+        self.on_stop_requested()
         logger.info("node %s: worker %s: shutdown requested", self.node_id, self.name)
 
 

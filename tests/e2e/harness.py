@@ -27,6 +27,9 @@ BIN = Path(sys.executable).parent
 class Proc:
     """A console script run as a child process, its stderr and stdout kept in a log file."""
 
+    stacks_signal: signal.Signals | None = None
+    """The signal on which the process writes its threads' stacks to its log (None: it has none)."""
+
     def __init__(self, args: list[str], log: Path, env: dict[str, str]) -> None:
         self.args = args
         self.log = log
@@ -43,10 +46,22 @@ class Proc:
         return self.popen.pid
 
     def terminate(self, timeout: float = 30) -> int:
-        """SIGTERM and wait; returns the exit code."""
+        """SIGTERM and wait; returns the exit code. A process still running after ``timeout`` is asked for its
+        stacks and killed (no test after this one finds it still running), and the test fails with its log's end."""
         assert self.popen is not None
         self.popen.send_signal(signal.SIGTERM)
-        return self.popen.wait(timeout)
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            if self.stacks_signal is not None:
+                self.popen.send_signal(self.stacks_signal)
+                try:
+                    wait_until(lambda: "most recent call first" in self.output(), timeout=5, what="stacks")
+                except AssertionError:
+                    pass
+            self.kill()
+            tail = self.output()[-12000:]
+            raise AssertionError(f"{self.args[0]} still ran {timeout} s after SIGTERM; its log ends:\n{tail}") from None
 
     def kill(self) -> None:
         assert self.popen is not None
@@ -103,6 +118,8 @@ class Manager(Proc):
 
 class Agent(Proc):
     """The `agent` console script with its own data dir and hostname."""
+
+    stacks_signal = signal.SIGUSR1
 
     def __init__(self, workdir: Path, env: dict[str, str], manager: Manager, hostname: str, interval: float) -> None:
         self.hostname = hostname
