@@ -45,6 +45,7 @@ from manager_api.services.nodes import liveness as node_liveness
 from manager_api.services.nodes import metrics_history as node_metrics
 from manager_api.services.nodes import presence as node_presence
 from manager_api.services.schedules.runner import ScheduleRunner
+from manager_api.services.workflows import advance as workflows
 from shared import heartbeat, keys, report_streams, tls
 
 logger = logging.getLogger(__name__)
@@ -159,9 +160,11 @@ class Duties:
 
     def _apply_fleet_task_reports(self, batch: list[dict[str, Any]]) -> None:
         # The ?wait callers are woken after the commit too, so they read the change.
-        report_batches.apply_and_acknowledge(
+        changed = report_batches.apply_and_acknowledge(
             self.redis, fleet_task_reports.KIND, batch, fleet_task_reports.tell_changed
         )
+        # After the commit: a step whose task just ended starts the next wave in this same pass.
+        workflows.advance_for_tasks(self.redis, changed, self.settings.offline_after_intervals)
 
     def _apply_component_reports(self, batch: list[dict[str, Any]]) -> None:
         self._send(report_batches.apply_and_acknowledge(self.redis, self.component_reports, batch))
@@ -317,6 +320,8 @@ class Duties:
         self._redis_run_id = run_id
         fleet_task_upkeep.fail_hosts_on_offline_nodes()
         fleet_task_upkeep.enforce_deadlines(self.settings.task_deadline_slack_seconds)
+        # Every workflow not ended: tasks ended by a deadline or an offline node, and whatever a restart left.
+        workflows.advance_open(self.redis, self.settings.offline_after_intervals)
         self._send(
             business_upkeep.fail_components_on_offline_nodes(
                 self.redis, self.settings.offline_after_intervals, self.settings.component_stop_grace_seconds

@@ -24,6 +24,7 @@ from manager_api.models.keys import ManagerKey
 from manager_api.models.nodes import Node, NodeMetric, NodeRevision
 from manager_api.models.schedules import Schedule
 from manager_api.models.tokens import ApiToken
+from manager_api.models.workflows import Workflow, WorkflowStep
 
 __all__ = [
     "ALL_MODELS",
@@ -49,6 +50,8 @@ __all__ = [
     "Schedule",
     "TaskHost",
     "Template",
+    "Workflow",
+    "WorkflowStep",
     "utcnow",
 ]
 
@@ -74,5 +77,7 @@ ALL_MODELS = [
     AppRestart,
     Alert,
     ApiToken,
+    Workflow,
+    WorkflowStep,
 ]
 """In creation order (foreign keys point backwards)."""

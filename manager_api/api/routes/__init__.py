@@ -18,6 +18,7 @@ from manager_api.api.routes import (
     tasks,
     templates,
     tokens,
+    workflows,
 )
 
 
@@ -36,6 +37,7 @@ def register(app: Flask) -> None:
         businesses,
         apps,
         tokens,
+        workflows,
         docs,
     ):
         app.register_blueprint(module.bp)

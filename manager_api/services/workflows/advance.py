@@ -1,0 +1,295 @@
+"""The one engine of workflows: advance() moves a workflow as far as its steps' tasks allow, idempotently.
+
+Called after a POST (the roots start at once), by the duties after a batch of fleet task reports ended a step's
+task (the next wave starts within the same pass), after a cancel, and on every duties tick for each workflow
+not ended (recovery after a restart, tasks ended by deadline or by an offline node). Two callers at once (the
+API and the duties, two manager hosts) never start a step twice: a step is claimed by a conditional UPDATE
+(pending -> running) that only one of them sees change a row, and committed before its task is created.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from manager_api import db
+from manager_api.models import FleetTask, TaskHost, Workflow, WorkflowStep, utcnow
+from manager_api.services import secret_store
+from manager_api.services.errors import ServiceError
+from manager_api.services.fleet_tasks import actions as fleet_tasks
+from manager_api.services.workflows import graph
+from shared.states import FleetTaskStatus, HostRunStatus, WorkflowStatus, WorkflowStepStatus
+
+logger = logging.getLogger(__name__)
+
+SEALED_SECRET_ENV = "secret_env_sealed"
+"""Where a step's stored task body keeps its secret env, encrypted (services.secret_store)."""
+
+ENDED_STEPS = frozenset(
+    {WorkflowStepStatus.SUCCEEDED, WorkflowStepStatus.FAILED, WorkflowStepStatus.SKIPPED, WorkflowStepStatus.CANCELED}
+)
+OPEN_WORKFLOWS = (WorkflowStatus.PENDING.value, WorkflowStatus.RUNNING.value, WorkflowStatus.CANCELED.value)
+"""Statuses a workflow may have while some step has not ended (a canceled one waits for its running tasks)."""
+
+CLAIM_GRACE = timedelta(seconds=60)
+"""A step claimed this long ago whose task cannot be found (its manager died between claim and create) fails."""
+
+STOP = "stop"
+CONTINUE = "continue"
+
+
+def created_by_of(workflow_id: str, step: str) -> str:
+    """The created_by of a step's fleet task: how the engine finds a task it created but did not link yet."""
+    return f"workflow:{workflow_id}/{step}"
+
+
+def task_data(workflow_id: str, step: WorkflowStep, targets: list[str]) -> dict[str, Any]:
+    """The fleet task body (POST /api/tasks') of ``step``, on ``targets``."""
+    body: dict[str, Any] = json.loads(step.spec)
+    body["secret_env"] = secret_store.decrypt_env(body.pop(SEALED_SECRET_ENV, ""))
+    body["targets"] = targets
+    body["created_by"] = created_by_of(workflow_id, step.name)
+    body["start"] = True
+    return body
+
+
+def advance_open(redis: Redis, offline_after_intervals: int) -> None:
+    """advance() every workflow not ended (the duties' sweep)."""
+    for (pk,) in Workflow.select(Workflow.id).where(Workflow.finished_at.is_null()).tuples():
+        try:
+            advance(redis, pk, offline_after_intervals)
+        except RedisError:
+            raise
+        except Exception:
+            logger.exception("workflow #%d: advance failed; retried at the next tick", pk)
+
+
+def advance_for_tasks(redis: Redis, task_ids: list[str], offline_after_intervals: int) -> None:
+    """advance() the workflows whose running steps run one of ``task_ids`` (tasks a report batch changed)."""
+    if not task_ids:
+        return
+    pks = {
+        pk
+        for (pk,) in WorkflowStep.select(WorkflowStep.workflow)
+        .where(WorkflowStep.task_id.in_(task_ids), WorkflowStep.status == WorkflowStepStatus.RUNNING.value)
+        .tuples()
+    }
+    for pk in sorted(pks):
+        advance(redis, pk, offline_after_intervals)
+
+
+def advance(redis: Redis, workflow_pk: int, offline_after_intervals: int) -> None:
+    """Settle the steps whose task ended, start those now ready (or skip them), end the workflow when all ended."""
+    while True:
+        row = Workflow.get_or_none(Workflow.id == workflow_pk)
+        if row is None or row.finished_at is not None:
+            return
+        steps = {step.name: step for step in WorkflowStep.select().where(WorkflowStep.workflow == workflow_pk)}
+        _settle_running(row, steps)
+        ready = _decide_pending(row, steps)
+        for step in ready:
+            _start(redis, row, step, steps, offline_after_intervals)
+        if all(WorkflowStepStatus(step.status) in ENDED_STEPS for step in steps.values()):
+            _finish(row)
+            return
+        if not ready:
+            return
+        # A started step may have ended at once (no node to run on): look again.
+
+
+def _settle_running(row: Workflow, steps: dict[str, WorkflowStep]) -> None:
+    """A running step ends with its task: succeeded when it completed, canceled when canceled, else failed."""
+    running = [step for step in steps.values() if step.status == WorkflowStepStatus.RUNNING.value]
+    if not running:
+        return
+    _link_unlinked(row, [step for step in running if not step.task_id])
+    ids = [step.task_id for step in running if step.task_id]
+    tasks = {
+        task_id: (status, finished_at)
+        for task_id, status, finished_at in FleetTask.select(FleetTask.task_id, FleetTask.status, FleetTask.finished_at)
+        .where(FleetTask.task_id.in_(ids))
+        .tuples()
+    }
+    for step in running:
+        if not step.task_id:
+            continue
+        found = tasks.get(step.task_id)
+        if found is None:
+            _end_step(step, WorkflowStepStatus.FAILED, "its fleet task no longer exists")
+            continue
+        status, finished_at = found
+        if finished_at is None:
+            continue
+        outcome = {
+            FleetTaskStatus.COMPLETED.value: WorkflowStepStatus.SUCCEEDED,
+            FleetTaskStatus.CANCELED.value: WorkflowStepStatus.CANCELED,
+        }.get(status, WorkflowStepStatus.FAILED)
+        _end_step(step, outcome, "" if outcome == WorkflowStepStatus.SUCCEEDED else f"its fleet task {status}")
+
+
+def _link_unlinked(row: Workflow, unlinked: list[WorkflowStep]) -> None:
+    """Steps claimed but not linked to their task (a manager stopped between the two): the task created meanwhile
+    is found by its created_by; a claim too old to still be creating one fails the step."""
+    for step in unlinked:
+        task_id = (
+            FleetTask.select(FleetTask.task_id)
+            .where(FleetTask.created_by == created_by_of(row.workflow_id, step.name))
+            .scalar()
+        )
+        if task_id is not None:
+            _set(step, task_id=task_id)
+        elif step.started_at is None or utcnow() - step.started_at > CLAIM_GRACE:
+            _end_step(step, WorkflowStepStatus.FAILED, "its fleet task was never created (manager stopped?)")
+
+
+def _decide_pending(row: Workflow, steps: dict[str, WorkflowStep]) -> list[WorkflowStep]:
+    """The pending steps to start now; skips or cancels those that will never run."""
+    pending = [step for step in steps.values() if step.status == WorkflowStepStatus.PENDING.value]
+    if not pending:
+        return []
+    if row.status == WorkflowStatus.CANCELED.value:
+        for step in pending:
+            _end_step(step, WorkflowStepStatus.CANCELED, "the workflow was canceled")
+        return []
+    stop_reason = _stop_reason(pending, steps)
+    if stop_reason:
+        for step in pending:
+            _end_step(step, WorkflowStepStatus.SKIPPED, stop_reason)
+        return []
+    ready = []
+    for step in pending:
+        deps = [steps[name] for name in json.loads(step.depends_on)]
+        if all(WorkflowStepStatus(dep.status) in ENDED_STEPS for dep in deps):
+            ready.append(step)
+    return ready
+
+
+def _stop_reason(pending: list[WorkflowStep], steps: dict[str, WorkflowStep]) -> str:
+    """Why the workflow stops starting steps ("" when it does not): a pending step whose policy is "stop" has a
+    dependency that ended without succeeding. Its other dependencies need not have ended: the outcome is known."""
+    for step in pending:
+        if step.on_failed_dependency != STOP:
+            continue
+        for name in json.loads(step.depends_on):
+            dep = steps[name]
+            if WorkflowStepStatus(dep.status) in ENDED_STEPS and dep.status != WorkflowStepStatus.SUCCEEDED.value:
+                return f"workflow stopped: step '{step.name}' depends on '{name}', which {dep.status}"
+    return ""
+
+
+def _start(
+    redis: Redis, row: Workflow, step: WorkflowStep, steps: dict[str, WorkflowStep], offline_after_intervals: int
+) -> None:
+    """Claim ``step`` (pending -> running; only one caller wins), then create its fleet task and link it."""
+    now = utcnow()
+    with db.write_transaction():
+        claimed = (
+            WorkflowStep.update(status=WorkflowStepStatus.RUNNING.value, started_at=now)
+            .where(WorkflowStep.id == step.id, WorkflowStep.status == WorkflowStepStatus.PENDING.value)
+            .execute()
+        )
+    if not claimed:
+        step.status = WorkflowStepStatus.RUNNING.value  # another caller started it: not ended, not ours
+        return
+    step.status, step.started_at = WorkflowStepStatus.RUNNING.value, now
+    targets = _resolved_targets(json.loads(step.spec)["targets"], steps)
+    if not targets:
+        names = ", ".join(graph.target_steps(json.loads(step.spec)["targets"]))
+        _end_step(step, WorkflowStepStatus.SKIPPED, f"no node where {names} succeeded")
+        return
+    try:
+        task_id = fleet_tasks.create(
+            redis,
+            task_data(row.workflow_id, step, targets),
+            created_by_of(row.workflow_id, step.name),
+            offline_after_intervals,
+        )
+    except RedisError as exc:
+        # Nothing recorded: the step goes back to pending, to start at the next advance.
+        logger.error("workflow %s step %s: not started, Redis unavailable: %s", row.workflow_id, step.name, exc)
+        _set(step, status=WorkflowStepStatus.PENDING.value, started_at=None)
+        return
+    except ServiceError as exc:
+        _end_step(step, WorkflowStepStatus.FAILED, f"its fleet task could not be created: {exc.message}")
+        return
+    _set(step, task_id=task_id)
+    logger.info("workflow %s step %s started: fleet task %s", row.workflow_id, step.name, task_id)
+
+
+def _resolved_targets(targets: list[str], steps: dict[str, WorkflowStep]) -> list[str]:
+    """``targets`` with each ``succeeded_on:X`` replaced by the node ids where X's task succeeded."""
+    out: list[str] = []
+    for target in targets:
+        if not target.startswith(graph.SUCCEEDED_ON):
+            out.append(target)
+            continue
+        source = steps[target[len(graph.SUCCEEDED_ON) :]]
+        if not source.task_id:
+            continue
+        nodes = (
+            TaskHost.select(TaskHost.node)
+            .join(FleetTask)
+            .where(
+                FleetTask.task_id == source.task_id,
+                TaskHost.status == HostRunStatus.SUCCEEDED.value,
+                TaskHost.node.is_null(False),
+            )
+            .order_by(TaskHost.id)
+            .tuples()
+        )
+        out.extend(node for (node,) in nodes if node not in out)
+    return out
+
+
+def _set(step: WorkflowStep, **columns: Any) -> None:
+    with db.write_transaction():
+        WorkflowStep.update(**columns).where(WorkflowStep.id == step.id).execute()
+    for name, value in columns.items():
+        setattr(step, name, value)
+
+
+def _end_step(step: WorkflowStep, status: WorkflowStepStatus, reason: str) -> None:
+    """End a step that has not ended (a conditional UPDATE: a step ends once, whoever gets there first)."""
+    now = utcnow()
+    with db.write_transaction():
+        (
+            WorkflowStep.update(status=status.value, reason=reason, finished_at=now)
+            .where(WorkflowStep.id == step.id, WorkflowStep.status.in_(_open_step_statuses()))
+            .execute()
+        )
+    step.status, step.reason, step.finished_at = status.value, reason, now
+    logger.info("workflow #%d step %s %s%s", step.workflow_id, step.name, status.value, f": {reason}" if reason else "")
+
+
+def _open_step_statuses() -> list[str]:
+    return [WorkflowStepStatus.PENDING.value, WorkflowStepStatus.RUNNING.value]
+
+
+def _finish(row: Workflow) -> None:
+    """Every step ended: the workflow ends completed when all succeeded, else failed (a canceled one stays so)."""
+    # Read again: another caller may have ended a step otherwise than this one's copy says.
+    statuses = [
+        status for (status,) in WorkflowStep.select(WorkflowStep.status).where(WorkflowStep.workflow == row.id).tuples()
+    ]
+    if any(WorkflowStepStatus(status) not in ENDED_STEPS for status in statuses):
+        return
+    if row.status == WorkflowStatus.CANCELED.value:
+        final = WorkflowStatus.CANCELED
+    elif all(status == WorkflowStepStatus.SUCCEEDED.value for status in statuses):
+        final = WorkflowStatus.COMPLETED
+    else:
+        final = WorkflowStatus.FAILED
+    now = utcnow()
+    with db.write_transaction():
+        changed = (
+            Workflow.update(status=final.value, finished_at=now, updated_at=now)
+            .where(Workflow.id == row.id, Workflow.finished_at.is_null(), Workflow.status == row.status)
+            .execute()
+        )
+    if changed:
+        logger.info("workflow %s (%s) %s", row.workflow_id, row.name, final.value)
