@@ -23,6 +23,7 @@ from .schedules import schedule
 from .tasks import run, tasks
 from .templates import template
 from .tokens import token
+from .workflows import workflow
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ for command in (
     run,
     tasks,
     schedule,
+    workflow,
     business,
     app,
     dashboard,

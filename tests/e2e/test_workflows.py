@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e.harness import Agent, Manager, isolated_env
+from tests.e2e.harness import BIN, Agent, Manager, isolated_env
 from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -175,3 +176,38 @@ def test_events_stream_the_steps_live(stack: tuple[Manager, dict[str, str]]) -> 
     assert [x for x in seen if x[1] != "pending"][:1] == [("one", "running")]
     assert seen.index(("one", "succeeded")) < seen.index(("two", "running")) < seen.index(("two", "succeeded"))
     assert events[-1] == {"id": body["id"], "status": "completed"}
+
+
+def test_the_cli_runs_lists_shows_and_cancels(stack: tuple[Manager, dict[str, str]], tmp_path: Path) -> None:
+    manager, _ = stack
+    env = {**isolated_env(tmp_path), "CORRAL_URL": manager.url, "XDG_CONFIG_HOME": str(tmp_path / "config")}
+
+    def corral(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN / "corral"), *args], capture_output=True, text=True, timeout=120, env=env)
+
+    spec = tmp_path / "wf.json"
+    spec.write_text(json.dumps({"name": "cli-wf", "steps": [step("one", "true"), step("two", "true", "one")]}))
+    done = corral("workflow", "run", str(spec), "--wait")
+    assert done.returncode == 0, done.stderr
+    assert "completed (2/2)" in done.stdout and "one" in done.stdout and "3/3" in done.stdout
+    workflow_id = done.stdout.split()[2].rstrip(":")
+    assert workflow_id in corral("workflow", "list").stdout
+    assert "two" in corral("workflow", "show", workflow_id).stdout
+    refused = corral("workflow", "cancel", workflow_id)
+    assert refused.returncode != 0 and "already completed" in refused.stderr
+    spec.write_text(json.dumps({"name": "cli-bad", "steps": [step("a", "true", "b"), step("b", "true", "a")]}))
+    bad = corral("workflow", "run", str(spec))
+    assert bad.returncode != 0 and "cycle a -> b -> a" in bad.stderr
+    long = json.loads(
+        corral_json := corral(
+            "workflow", "run", "--json", str(_write(tmp_path / "long.json", [step("z", "sleep 30")]))
+        ).stdout
+    )
+    assert corral_json and long["status"] == "running"
+    canceled = corral("workflow", "cancel", long["id"])
+    assert canceled.returncode == 0 and "canceled" in canceled.stdout
+
+
+def _write(path: Path, steps: list[dict[str, Any]]) -> Path:
+    path.write_text(json.dumps({"name": path.stem, "steps": steps}))
+    return path
