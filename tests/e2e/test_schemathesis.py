@@ -177,7 +177,7 @@ schema = (
         ),
         # GET /api/tasks/{task_id}/output is Server-Sent Events that end only when the task does: on the pending
         # fixture task it would never answer; a workflow's /events alike on one that runs. Their 404 and 400 answers
-    # are tested in tests/manager_api.
+        # are tested in tests/manager_api.
     )
     .exclude(path="/api/tasks/{task_id}/output")
     .exclude(path="/api/workflows/{workflow_id}/events")

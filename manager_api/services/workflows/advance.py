@@ -64,7 +64,7 @@ def advance_open(redis: Redis, offline_after_intervals: int) -> None:
         try:
             advance(redis, pk, offline_after_intervals)
         except RedisError:
-            raise
+            raise  # the duties' loop waits for Redis to come back
         except Exception:
             logger.exception("workflow #%d: advance failed; retried at the next tick", pk)
 
@@ -80,7 +80,11 @@ def advance_for_tasks(redis: Redis, task_ids: list[str], offline_after_intervals
         .tuples()
     }
     for pk in sorted(pks):
-        advance(redis, pk, offline_after_intervals)
+        try:
+            advance(redis, pk, offline_after_intervals)
+        except Exception:
+            # The reports are committed and acknowledged already: the next tick's sweep advances it again.
+            logger.exception("workflow #%d: advance after a report batch failed; retried at the next tick", pk)
 
 
 def advance(redis: Redis, workflow_pk: int, offline_after_intervals: int) -> None:
