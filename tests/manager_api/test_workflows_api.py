@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import redis as redis_lib
 from flask.testing import FlaskClient
 
 from manager_api.background.duties import Duties
+from manager_api.config import Settings
+from manager_api.launcher.main import main as manager_main
 from manager_api.models import AuditLog, FleetTask, Workflow, WorkflowStep
+from manager_api.services import secret_store
 from tests.support import wait_until
 
 from .conftest import answer
@@ -195,3 +199,27 @@ def test_events_stream_every_step_change_until_the_end(
     text = client.get(f"/api/workflows/{wf['id']}/events").get_data(as_text=True)
     assert "event: step" in text and '"status": "succeeded"' in text
     assert text.rstrip().endswith('"status": "completed"}') and "event: end" in text
+
+
+SECRET = "wf-s3cr3t-0815"
+
+
+def test_a_steps_secret_env_is_stored_encrypted_survives_a_key_rotation_and_reaches_its_task(
+    client: FlaskClient, redis_client: redis_lib.Redis, settings: Settings, duties: Duties
+) -> None:
+    two_nodes(client, redis_client)
+    later = {**step("b", "a"), "task": {**step("b")["task"], "secretEnv": {"TOKEN": SECRET}}}
+    wf = post(client, [step("a"), later])
+    assert SECRET not in json.dumps(wf)
+    row = WorkflowStep.get(WorkflowStep.name == "b")
+    assert SECRET not in row.spec and SECRET not in row.secret_env and row.secret_env
+    key_file = secret_store.key_file_of(settings)
+    db_flag = ["--db-url", settings.db_path] if "://" in settings.db_path else ["--db-path", settings.db_path]
+    assert manager_main(["secrets", "rotate-key", *db_flag, "--secrets-key-file", str(key_file)]) == 0
+    rotated = WorkflowStep.get(WorkflowStep.name == "b").secret_env
+    assert rotated != row.secret_env  # re-encrypted: the old key is gone from the file
+    run(redis_client, wf["steps"][0]["task_id"], {"n1": 0, "n2": 0})
+    task = answer(client.get(f"/api/tasks/{started(client, wf['id'], 'b')}"))
+    assert task["secretEnv"] == {"TOKEN": "(secret)"}
+    stored = FleetTask.get(FleetTask.task_id == task["task_id"]).secret_env
+    assert secret_store.decrypt_env(stored) == {"TOKEN": SECRET}

@@ -79,6 +79,7 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
                     "position": i,
                     "name": step["name"],
                     "spec": json.dumps(_task_body(step["task"]), ensure_ascii=False),
+                    "secret_env": secret_store.encrypt_env(step["task"].get("secret_env")),
                     "depends_on": json.dumps(step["depends_on"]),
                     "on_failed_dependency": step["on_failed_dependency"],
                     "status": WorkflowStepStatus.PENDING.value,
@@ -97,11 +98,10 @@ def _plain_targets(targets: list[str]) -> list[str]:
 
 
 def _task_body(task: dict[str, Any]) -> dict[str, Any]:
-    """The fleet task body as stored: the schema's output, its secret env encrypted at rest as a fleet task's
-    (advance.task_data opens it again); ``start`` and ``created_by`` are the engine's to set."""
-    body = {key: value for key, value in task.items() if key not in ("start", "created_by", "secret_env")}
-    body[advance.SEALED_SECRET_ENV] = secret_store.encrypt_env(task.get("secret_env"))
-    return body
+    """The fleet task body as stored in ``spec``: the schema's output without its secret env (a column of its own,
+    encrypted as a fleet task's, so that a key rotation re-encrypts it); ``start`` and ``created_by`` are the
+    engine's to set."""
+    return {key: value for key, value in task.items() if key not in ("start", "created_by", "secret_env")}
 
 
 def cancel(redis: Redis, workflow_id: str, actor: str, offline_after_intervals: int) -> None:

@@ -27,9 +27,6 @@ from shared.states import FleetTaskStatus, HostRunStatus, WorkflowStatus, Workfl
 
 logger = logging.getLogger(__name__)
 
-SEALED_SECRET_ENV = "secret_env_sealed"
-"""Where a step's stored task body keeps its secret env, encrypted (services.secret_store)."""
-
 ENDED_STEPS = frozenset(
     {WorkflowStepStatus.SUCCEEDED, WorkflowStepStatus.FAILED, WorkflowStepStatus.SKIPPED, WorkflowStepStatus.CANCELED}
 )
@@ -51,7 +48,7 @@ def created_by_of(workflow_id: str, step: str) -> str:
 def task_data(workflow_id: str, step: WorkflowStep, targets: list[str]) -> dict[str, Any]:
     """The fleet task body (POST /api/tasks') of ``step``, on ``targets``."""
     body: dict[str, Any] = json.loads(step.spec)
-    body["secret_env"] = secret_store.decrypt_env(body.pop(SEALED_SECRET_ENV, ""))
+    body["secret_env"] = secret_store.decrypt_env(step.secret_env)  # re-encrypted into the task's own row
     body["targets"] = targets
     body["created_by"] = created_by_of(workflow_id, step.name)
     body["start"] = True
