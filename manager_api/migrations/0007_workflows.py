@@ -13,6 +13,7 @@ def up(migrator, db):
         name = CharField(max_length=255)
         status = CharField(max_length=16, default="pending", index=True)
         total_steps = IntegerField(default=0)
+        scope = TextField(default="")
         created_by = CharField(max_length=255, default="")
         created_at = DateTimeField(index=True)
         updated_at = DateTimeField()

@@ -15,6 +15,7 @@ class Workflow(BaseModel):
     name = CharField(max_length=255)
     status = CharField(max_length=16, default="pending", index=True)  # shared.states.WorkflowStatus
     total_steps = IntegerField(default=0)
+    scope = TextField(default="")  # the creating token's scope (services.access.scope_of_current), "" for none
     created_by = CharField(max_length=255, default="")
     created_at = DateTimeField(default=utcnow, index=True)
     updated_at = DateTimeField(default=utcnow)

@@ -13,10 +13,12 @@ from manager_api.config import Settings
 from manager_api.launcher.main import main as manager_main
 from manager_api.models import AuditLog, FleetTask, Workflow, WorkflowStep
 from manager_api.services import secret_store
+from shared.api import bearer
 from tests.support import wait_until
 
+from . import business_helpers
 from .conftest import answer
-from .tasks_helpers import add_node, finish
+from .tasks_helpers import add_node, finish, queued
 
 
 def step(name: str, *depends_on: str, on_failed: str = "stop", targets: tuple[str, ...] = ("*",)) -> dict[str, Any]:
@@ -223,3 +225,27 @@ def test_a_steps_secret_env_is_stored_encrypted_survives_a_key_rotation_and_reac
     assert task["secretEnv"] == {"TOKEN": "(secret)"}
     stored = FleetTask.get(FleetTask.task_id == task["task_id"]).secret_env
     assert secret_store.decrypt_env(stored) == {"TOKEN": SECRET}
+
+
+def test_an_operators_workflow_keeps_to_its_scope_at_every_step(
+    client: FlaskClient, redis_client: redis_lib.Redis, duties: Duties
+) -> None:
+    """Checked at the POST (commands, nodes reached today), and each later step again under the poster's scope:
+    a node that comes to match a later step's targets outside the token's node query is never reached."""
+    business_helpers.add_node(client, redis_client, "n1", labels={"zone": "a"})
+    business_helpers.add_node(client, redis_client, "n2", labels={"zone": "b"})
+    token = {"name": "ops-a", "role": "operator", "nodeQuery": "labels.zone:a", "commands": ["echo *"]}
+    operator = bearer(answer(client.post("/api/tokens", json=token), 201)["token"])
+    body = {"name": "scoped", "steps": [step("a", targets=("n1",)), step("b", "a", targets=("host-n3",))]}
+    outside = {"name": "x", "steps": [step("a", targets=("n2",))]}
+    assert "n2" in answer(client.post("/api/workflows", json=outside, headers=operator), 403)["error"]
+    not_allowed = {"name": "x", "steps": [{**step("a"), "task": {"command": "rm -rf /", "targets": ["n1"]}}]}
+    answer(client.post("/api/workflows", json=not_allowed, headers=operator), 403)
+    assert Workflow.select().count() == 0
+    wf = answer(client.post("/api/workflows", json=body, headers=operator), 201)
+    business_helpers.add_node(client, redis_client, "n3", labels={"zone": "b"})  # host-n3 appears, in zone b
+    run(redis_client, wf["steps"][0]["task_id"], {"n1": 0})
+    done = ended(client, wf["id"])
+    b = {s["name"]: s for s in done["steps"]}["b"]
+    assert b["status"] == "failed" and b["task_id"] is None and "n3" in b["reason"]
+    assert FleetTask.select().count() == 1 and queued(redis_client, "n3") == []

@@ -65,6 +65,7 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
                 "name": data["name"],
                 "status": WorkflowStatus.RUNNING.value,
                 "total_steps": len(steps),
+                "scope": access.scope_of_current(),
                 "created_by": actor,
                 "created_at": now,
                 "updated_at": now,

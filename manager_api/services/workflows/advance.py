@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from manager_api import db
 from manager_api.models import FleetTask, TaskHost, Workflow, WorkflowStep, utcnow
-from manager_api.services import secret_store
+from manager_api.services import access, secret_store
 from manager_api.services.errors import ServiceError
 from manager_api.services.fleet_tasks import actions as fleet_tasks
 from manager_api.services.workflows import graph
@@ -203,6 +203,10 @@ def _start(
         names = ", ".join(graph.target_steps(json.loads(step.spec)["targets"]))
         _end_step(step, WorkflowStepStatus.SKIPPED, f"no node where {names} succeeded")
         return
+    # Every step runs under the scope of the token that posted the workflow (none for an admin's), checked now
+    # against the nodes its targets reach today, as a schedule's firings are; the caller's identity comes back.
+    caller = access.current()
+    access.use(access.identity_of_scope(row.scope))
     try:
         task_id = fleet_tasks.create(
             redis,
@@ -218,6 +222,8 @@ def _start(
     except ServiceError as exc:
         _end_step(step, WorkflowStepStatus.FAILED, f"its fleet task could not be created: {exc.message}")
         return
+    finally:
+        access.use(caller)
     _set(step, task_id=task_id)
     logger.info("workflow %s step %s started: fleet task %s", row.workflow_id, step.name, task_id)
 
