@@ -45,6 +45,7 @@ from manager_api.services.nodes import liveness as node_liveness
 from manager_api.services.nodes import metrics_history as node_metrics
 from manager_api.services.nodes import presence as node_presence
 from manager_api.services.schedules.runner import ScheduleRunner
+from manager_api.services.workflows import actions as workflow_actions
 from manager_api.services.workflows import advance as workflows
 from shared import heartbeat, keys, report_streams, tls
 
@@ -342,5 +343,6 @@ class Duties:
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + PRUNE_EVERY
             fleet_task_upkeep.prune(self.redis, self.settings.task_retention_days)
+            workflow_actions.prune(self.settings.task_retention_days)
             alert_delivery.prune()
         self.schedules.sync()

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import redis as redis_lib
 from flask.testing import FlaskClient
 
+from manager_api import db
 from manager_api.background.duties import Duties
 from manager_api.config import Settings
 from manager_api.launcher.main import main as manager_main
-from manager_api.models import AuditLog, FleetTask, Workflow, WorkflowStep
+from manager_api.models import AuditLog, FleetTask, Workflow, WorkflowStep, utcnow
 from manager_api.services import secret_store
+from manager_api.services.workflows import actions as workflow_actions
 from shared.api import bearer
 from tests.support import wait_until
 
@@ -249,3 +252,16 @@ def test_an_operators_workflow_keeps_to_its_scope_at_every_step(
     b = {s["name"]: s for s in done["steps"]}["b"]
     assert b["status"] == "failed" and b["task_id"] is None and "n3" in b["reason"]
     assert FleetTask.select().count() == 1 and queued(redis_client, "n3") == []
+
+
+def test_prune_deletes_workflows_ended_past_the_retention_with_their_steps(
+    client: FlaskClient, redis_client: redis_lib.Redis
+) -> None:
+    two_nodes(client, redis_client)
+    old, going = post(client, [step("a")]), post(client, [step("a")])
+    assert client.post(f"/api/workflows/{old['id']}/cancel").status_code == 200
+    with db.write_transaction():
+        Workflow.update(finished_at=utcnow() - timedelta(days=8)).where(Workflow.workflow_id == old["id"]).execute()
+    assert workflow_actions.prune(7) == 1 and workflow_actions.prune(7) == 0
+    assert [w.workflow_id for w in Workflow.select()] == [going["id"]]
+    assert WorkflowStep.select().count() == 1

@@ -7,6 +7,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from redis import Redis
@@ -26,6 +27,8 @@ logger = logging.getLogger(__name__)
 NOT_FOUND = "Workflow not found"
 WAIT_POLL_SECONDS = 0.05
 """How often ``?wait`` looks at the workflow again."""
+PRUNE_CHUNK = 500
+"""Workflows deleted per transaction by prune (other writers wait for each)."""
 
 
 @dataclass(frozen=True)
@@ -163,3 +166,18 @@ def wait(workflow_id: str, seconds: float) -> None:
         if Workflow.select(Workflow.finished_at).where(Workflow.workflow_id == workflow_id).scalar() is not None:
             return
         time.sleep(WAIT_POLL_SECONDS)
+
+
+def prune(retention_days: int) -> int:
+    """Delete workflows that ended more than ``retention_days`` ago, with their steps (the fleet tasks' own
+    retention, the same days, deletes their tasks); returns how many."""
+    cutoff = utcnow() - timedelta(days=retention_days)
+    old = [pk for (pk,) in Workflow.select(Workflow.id).where(Workflow.finished_at < cutoff).tuples()]
+    for i in range(0, len(old), PRUNE_CHUNK):
+        chunk = old[i : i + PRUNE_CHUNK]
+        with db.write_transaction():
+            WorkflowStep.delete().where(WorkflowStep.workflow.in_(chunk)).execute()
+            Workflow.delete().where(Workflow.id.in_(chunk)).execute()
+    if old:
+        logger.info("workflows pruned: %d ended before %s", len(old), cutoff.isoformat())
+    return len(old)
