@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import redis as redis_lib
+from flask import Flask
 from flask.testing import FlaskClient
 
 from manager_api import db
@@ -16,6 +17,7 @@ from manager_api.launcher.main import main as manager_main
 from manager_api.models import AuditLog, FleetTask, Workflow, WorkflowStep, utcnow
 from manager_api.services import secret_store
 from manager_api.services.workflows import actions as workflow_actions
+from manager_api.services.workflows import advance
 from shared.api import bearer
 from tests.support import wait_until
 
@@ -265,3 +267,20 @@ def test_prune_deletes_workflows_ended_past_the_retention_with_their_steps(
     assert workflow_actions.prune(7) == 1 and workflow_actions.prune(7) == 0
     assert [w.workflow_id for w in Workflow.select()] == [going["id"]]
     assert WorkflowStep.select().count() == 1
+
+
+def test_a_step_whose_task_is_created_as_the_workflow_is_canceled_has_its_task_canceled(
+    app: Flask, client: FlaskClient, redis_client: redis_lib.Redis
+) -> None:
+    """The cancel saw the step claimed but its task not yet created: the engine cancels the task once created."""
+    two_nodes(client, redis_client)
+    wf = post(client, [step("a"), step("b")])
+    row = Workflow.get(Workflow.workflow_id == wf["id"])
+    b = WorkflowStep.get(WorkflowStep.name == "b")
+    with db.write_transaction():  # as if b's claim were still to come while the cancel landed
+        WorkflowStep.update(status="pending", task_id=None).where(WorkflowStep.id == b.id).execute()
+        Workflow.update(status="canceled").where(Workflow.id == row.id).execute()
+    with app.test_request_context():
+        advance._start(app.extensions["corral"].redis, row, WorkflowStep.get_by_id(b.id), {}, 3)
+    task_id = WorkflowStep.get_by_id(b.id).task_id
+    assert task_id and FleetTask.get(FleetTask.task_id == task_id).status == "canceled"

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from manager_api import db
 from manager_api.models import FleetTask, TaskHost, Workflow, WorkflowStep, utcnow
 from manager_api.services import access, secret_store
-from manager_api.services.errors import ServiceError
+from manager_api.services.errors import Conflict, ServiceError
 from manager_api.services.fleet_tasks import actions as fleet_tasks
 from manager_api.services.workflows import graph
 from shared.states import FleetTaskStatus, HostRunStatus, WorkflowStatus, WorkflowStepStatus
@@ -226,6 +226,12 @@ def _start(
         access.use(caller)
     _set(step, task_id=task_id)
     logger.info("workflow %s step %s started: fleet task %s", row.workflow_id, step.name, task_id)
+    if Workflow.select(Workflow.status).where(Workflow.id == row.id).scalar() == WorkflowStatus.CANCELED.value:
+        # Canceled while this task was being created (the cancel saw no task to cancel yet): cancel it now.
+        try:
+            fleet_tasks.cancel(redis, task_id, row.canceled_by or created_by_of(row.workflow_id, step.name))
+        except Conflict:
+            pass  # it ended already
 
 
 def _resolved_targets(targets: list[str], steps: dict[str, WorkflowStep]) -> list[str]:
