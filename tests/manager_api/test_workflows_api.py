@@ -281,6 +281,6 @@ def test_a_step_whose_task_is_created_as_the_workflow_is_canceled_has_its_task_c
         WorkflowStep.update(status="pending", task_id=None).where(WorkflowStep.id == b.id).execute()
         Workflow.update(status="canceled").where(Workflow.id == row.id).execute()
     with app.test_request_context():
-        advance._start(app.extensions["corral"].redis, row, WorkflowStep.get_by_id(b.id), {}, 3)
+        advance._start(app.extensions["corral"].redis, row, [WorkflowStep.get_by_id(b.id)], {}, 3)
     task_id = WorkflowStep.get_by_id(b.id).task_id
     assert task_id and FleetTask.get(FleetTask.task_id == task_id).status == "canceled"

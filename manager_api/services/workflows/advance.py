@@ -40,9 +40,13 @@ STOP = "stop"
 CONTINUE = "continue"
 
 
+CREATED_BY_PREFIX = "workflow:"
+
+
 def created_by_of(workflow_id: str, step: str) -> str:
-    """The created_by of a step's fleet task: how the engine finds a task it created but did not link yet."""
-    return f"workflow:{workflow_id}/{step}"
+    """The created_by of a step's fleet task: how the engine finds a task it created but did not link yet, and
+    the workflow to wake when a task ends."""
+    return f"{CREATED_BY_PREFIX}{workflow_id}/{step}"
 
 
 def task_data(workflow_id: str, step: WorkflowStep, targets: list[str]) -> dict[str, Any]:
@@ -67,16 +71,24 @@ def advance_open(redis: Redis, offline_after_intervals: int) -> None:
 
 
 def advance_for_tasks(redis: Redis, task_ids: list[str], offline_after_intervals: int) -> None:
-    """advance() the workflows whose running steps run one of ``task_ids`` (tasks a report batch changed)."""
+    """advance() the workflows that created one of ``task_ids`` (tasks a report batch changed).
+
+    Found by the tasks' created_by, not by the steps' task_id: a task may end before its step is linked to it
+    (the API creating a workflow's first steps while the duties apply their reports)."""
     if not task_ids:
         return
-    pks = {
-        pk
-        for (pk,) in WorkflowStep.select(WorkflowStep.workflow)
-        .where(WorkflowStep.task_id.in_(task_ids), WorkflowStep.status == WorkflowStepStatus.RUNNING.value)
+    creators = (
+        FleetTask.select(FleetTask.created_by)
+        .where(FleetTask.task_id.in_(task_ids), FleetTask.created_by.startswith(CREATED_BY_PREFIX))
         .tuples()
-    }
-    for pk in sorted(pks):
+    )
+    workflow_ids = {created_by[len(CREATED_BY_PREFIX) :].split("/", 1)[0] for (created_by,) in creators}
+    if not workflow_ids:
+        return
+    pks = Workflow.select(Workflow.id).where(
+        Workflow.workflow_id.in_(sorted(workflow_ids)), Workflow.finished_at.is_null()
+    )
+    for (pk,) in pks.tuples():
         try:
             advance(redis, pk, offline_after_intervals)
         except Exception:
@@ -93,14 +105,13 @@ def advance(redis: Redis, workflow_pk: int, offline_after_intervals: int) -> Non
         steps = {step.name: step for step in WorkflowStep.select().where(WorkflowStep.workflow == workflow_pk)}
         _settle_running(row, steps)
         ready = _decide_pending(row, steps)
-        for step in ready:
-            _start(redis, row, step, steps, offline_after_intervals)
+        ended_at_once = _start(redis, row, ready, steps, offline_after_intervals) if ready else False
         if all(WorkflowStepStatus(step.status) in ENDED_STEPS for step in steps.values()):
             _finish(row)
             return
-        if not ready:
+        if not ended_at_once:
             return
-        # A started step may have ended at once (no node to run on): look again.
+        # A step ended as it started (no node to run on, its task refused): its dependents may be ready now.
 
 
 def _settle_running(row: Workflow, steps: dict[str, WorkflowStep]) -> None:
@@ -184,31 +195,62 @@ def _stop_reason(pending: list[WorkflowStep], steps: dict[str, WorkflowStep]) ->
 
 
 def _start(
-    redis: Redis, row: Workflow, step: WorkflowStep, steps: dict[str, WorkflowStep], offline_after_intervals: int
-) -> None:
-    """Claim ``step`` (pending -> running; only one caller wins), then create its fleet task and link it."""
+    redis: Redis, row: Workflow, ready: list[WorkflowStep], steps: dict[str, WorkflowStep], offline_after_intervals: int
+) -> bool:
+    """Claim the ``ready`` steps (pending -> running; only one caller wins each), create their fleet tasks, then
+    link them: two transactions of the engine's own for a whole wave, besides each task's. Returns whether a step
+    ended as it started (skipped or failed without a task)."""
     now = utcnow()
+    claimed = []
     with db.write_transaction():
-        claimed = (
-            WorkflowStep.update(status=WorkflowStepStatus.RUNNING.value, started_at=now)
-            .where(WorkflowStep.id == step.id, WorkflowStep.status == WorkflowStepStatus.PENDING.value)
-            .execute()
-        )
-    if not claimed:
-        step.status = WorkflowStepStatus.RUNNING.value  # another caller started it: not ended, not ours
-        return
-    step.status, step.started_at = WorkflowStepStatus.RUNNING.value, now
+        for step in ready:
+            if (
+                WorkflowStep.update(status=WorkflowStepStatus.RUNNING.value, started_at=now)
+                .where(WorkflowStep.id == step.id, WorkflowStep.status == WorkflowStepStatus.PENDING.value)
+                .execute()
+            ):
+                claimed.append(step)
+            step.status = WorkflowStepStatus.RUNNING.value  # ours, or another caller started it: not ended
+    links = []
+    for step in claimed:
+        step.started_at = now
+        task_id = _create_task(redis, row, step, steps, offline_after_intervals)
+        if task_id is not None:
+            links.append((step, task_id))
+    ended_at_once = any(WorkflowStepStatus(step.status) in ENDED_STEPS for step in claimed)
+    if not links:
+        return ended_at_once
+    with db.write_transaction():
+        for step, task_id in links:
+            WorkflowStep.update(task_id=task_id).where(WorkflowStep.id == step.id).execute()
+    for step, task_id in links:
+        step.task_id = task_id
+        logger.info("workflow %s step %s started: fleet task %s", row.workflow_id, step.name, task_id)
+    if Workflow.select(Workflow.status).where(Workflow.id == row.id).scalar() == WorkflowStatus.CANCELED.value:
+        # Canceled while these tasks were being created (the cancel saw no task to cancel yet): cancel them now.
+        for step, task_id in links:
+            try:
+                fleet_tasks.cancel(redis, task_id, created_by_of(row.workflow_id, step.name))
+            except Conflict:
+                pass  # it ended already
+    return ended_at_once
+
+
+def _create_task(
+    redis: Redis, row: Workflow, step: WorkflowStep, steps: dict[str, WorkflowStep], offline_after_intervals: int
+) -> str | None:
+    """Create a claimed step's fleet task; its task_id, or None when the step ended (or went back to pending)."""
     targets = _resolved_targets(json.loads(step.spec)["targets"], steps)
     if not targets:
         names = ", ".join(graph.target_steps(json.loads(step.spec)["targets"]))
         _end_step(step, WorkflowStepStatus.SKIPPED, f"no node where {names} succeeded")
-        return
+        return None
     # Every step runs under the scope of the token that posted the workflow (none for an admin's), checked now
     # against the nodes its targets reach today, as a schedule's firings are; the caller's identity comes back.
     caller = access.current()
     access.use(access.identity_of_scope(row.scope))
     try:
-        task_id = fleet_tasks.create(
+        return fleet_tasks.create(
             redis,
             task_data(row.workflow_id, step, targets),
             created_by_of(row.workflow_id, step.name),
@@ -218,20 +260,12 @@ def _start(
         # Nothing recorded: the step goes back to pending, to start at the next advance.
         logger.error("workflow %s step %s: not started, Redis unavailable: %s", row.workflow_id, step.name, exc)
         _set(step, status=WorkflowStepStatus.PENDING.value, started_at=None)
-        return
+        return None
     except ServiceError as exc:
         _end_step(step, WorkflowStepStatus.FAILED, f"its fleet task could not be created: {exc.message}")
-        return
+        return None
     finally:
         access.use(caller)
-    _set(step, task_id=task_id)
-    logger.info("workflow %s step %s started: fleet task %s", row.workflow_id, step.name, task_id)
-    if Workflow.select(Workflow.status).where(Workflow.id == row.id).scalar() == WorkflowStatus.CANCELED.value:
-        # Canceled while this task was being created (the cancel saw no task to cancel yet): cancel it now.
-        try:
-            fleet_tasks.cancel(redis, task_id, row.canceled_by or created_by_of(row.workflow_id, step.name))
-        except Conflict:
-            pass  # it ended already
 
 
 def _resolved_targets(targets: list[str], steps: dict[str, WorkflowStep]) -> list[str]:
