@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -284,3 +285,29 @@ def test_a_step_whose_task_is_created_as_the_workflow_is_canceled_has_its_task_c
         advance._start(app.extensions["corral"].redis, row, [WorkflowStep.get_by_id(b.id)], {}, 3)
     task_id = WorkflowStep.get_by_id(b.id).task_id
     assert task_id and FleetTask.get(FleetTask.task_id == task_id).status == "canceled"
+
+
+def test_a_step_not_started_for_want_of_redis_goes_back_to_pending_and_starts_later(
+    app: Flask, client: FlaskClient, redis_client: redis_lib.Redis
+) -> None:
+    two_nodes(client, redis_client)
+    wf = post(client, [step("a"), step("b", "a")])
+    row = Workflow.get(Workflow.workflow_id == wf["id"])
+    with db.write_transaction():  # a ended well (as the duties would have recorded)
+        WorkflowStep.update(status="succeeded").where(WorkflowStep.name == "a").execute()
+    unreachable = redis_lib.Redis(host="127.0.0.1", port=9, socket_connect_timeout=1)  # nothing listens there
+    done = threading.Event()
+
+    def attempt() -> None:
+        with app.app_context():
+            advance.advance(unreachable, row.id, 3)
+        done.set()
+
+    threading.Thread(target=attempt, daemon=True).start()
+    assert done.wait(10), "advance returns (it does not retry in a loop while Redis is down)"
+    b = WorkflowStep.get(WorkflowStep.name == "b")
+    assert b.status == "pending" and b.started_at is None and b.task_id is None
+    assert FleetTask.select().count() == 1
+    with app.app_context():
+        advance.advance(app.extensions["corral"].redis, row.id, 3)
+    assert WorkflowStep.get(WorkflowStep.name == "b").task_id is not None
