@@ -22,6 +22,7 @@ from manager_api.models.deployments import Deployment, DeploymentTask, Template
 from manager_api.models.fleet_tasks import FleetTask, TaskHost
 from manager_api.models.keys import ManagerKey
 from manager_api.models.nodes import Node, NodeMetric, NodeRevision
+from manager_api.models.processors import ProcessorDelivery
 from manager_api.models.schedules import Schedule
 from manager_api.models.tokens import ApiToken
 
@@ -46,6 +47,7 @@ __all__ = [
     "Node",
     "NodeMetric",
     "NodeRevision",
+    "ProcessorDelivery",
     "Schedule",
     "TaskHost",
     "Template",
@@ -74,5 +76,6 @@ ALL_MODELS = [
     AppRestart,
     Alert,
     ApiToken,
+    ProcessorDelivery,
 ]
 """In creation order (foreign keys point backwards)."""

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from manager_api.services.deployments.host_pins import split_pin
+from manager_api.services.webhooks import check_url
 from shared.defaults import TASK_TIMEOUT, TASK_TIMEOUT_MAX
 from shared.messages import Text
 from shared.states import DeploymentState, FleetTaskStatus
@@ -184,6 +185,25 @@ MAX_ENV = 256
 MAX_WAIT_SECONDS = 300
 
 
+MAX_URL = 2048
+MIN_PROCESSOR_SECRET = 16
+MAX_PROCESSOR_SECRET = 256
+
+
+class ProcessorSchema(_Strict):
+    """``processor``: a webhook that receives each node's result and the task's summary, signed with ``secret``."""
+
+    url = TrimmedString(required=True, validate=_bounded(MAX_URL))
+    # HMAC-SHA256 key of X-Corral-Signature; sealed at rest, never answered.
+    secret = Text(required=True, validate=validate.Length(min=MIN_PROCESSOR_SECRET, max=MAX_PROCESSOR_SECRET))
+
+    @validates_schema
+    def _http_url(self, data: dict[str, Any], **kwargs: Any) -> None:
+        problem = check_url(data.get("url", ""), "processor URL")
+        if problem:
+            raise ValidationError(problem, "url")
+
+
 class _CommandOnTargets(_Strict):
     """What a fleet task and a schedule both say: a command, where to run it, for how long, with what env."""
 
@@ -211,6 +231,7 @@ class _CommandOnTargets(_Strict):
         validate=validate.Length(max=MAX_ENV),
     )
     description = Text(load_default="", validate=validate.Length(max=MAX_TEXT))
+    processor = fields.Nested(ProcessorSchema, allow_none=True, load_default=None)
 
     @validates_schema
     def _secret_names_apart(self, data: dict[str, Any], **kwargs: Any) -> None:

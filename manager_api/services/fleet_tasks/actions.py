@@ -28,6 +28,7 @@ from manager_api.services.fleet_tasks.state import (
 from manager_api.services.nodes import snapshot
 from manager_api.services.nodes.presence import known
 from manager_api.services.placement.model import Candidate
+from manager_api.services.processors import sealed as processors
 from shared import defaults
 from shared.states import FleetTaskStatus, HostRunStatus
 
@@ -60,6 +61,8 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
         "targets": json.dumps(data["targets"], ensure_ascii=False),
         "env": json.dumps(data.get("env") or {}, ensure_ascii=False),
         "secret_env": secret_store.encrypt_env(data.get("secret_env")),
+        "processor": processors.seal(data.get("processor")),
+        "processor_open": bool(data.get("processor")),  # the outbox looks at it until its summary is queued
         "status": FleetTaskStatus.PENDING.value,
         "created_by": data.get("created_by") or actor,
         "created_at": now,
