@@ -23,6 +23,7 @@ from manager_api.models.fleet_tasks import FleetTask, TaskHost
 from manager_api.models.keys import ManagerKey
 from manager_api.models.nodes import Node, NodeMetric, NodeRevision
 from manager_api.models.schedules import Schedule
+from manager_api.models.scripts import Script
 from manager_api.models.tokens import ApiToken
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "NodeMetric",
     "NodeRevision",
     "Schedule",
+    "Script",
     "TaskHost",
     "Template",
     "utcnow",
@@ -74,5 +76,6 @@ ALL_MODELS = [
     AppRestart,
     Alert,
     ApiToken,
+    Script,
 ]
 """In creation order (foreign keys point backwards)."""
