@@ -7,19 +7,13 @@ one registered (same digest), but the agent trusts nothing it has not checked it
 from __future__ import annotations
 
 import io
-import stat
 import zipfile
 from pathlib import PurePosixPath
 
 from manager_api.services.errors import Invalid
+from shared.script_archives import is_symlink, safe_member
 
 MAX_MEMBERS = 10_000
-
-
-def safe_member(name: str) -> bool:
-    """Whether a member name stays inside the directory it is extracted into (no absolute path, no ..)."""
-    path = PurePosixPath(name)
-    return bool(name) and "\\" not in name and "\x00" not in name and not path.is_absolute() and ".." not in path.parts
 
 
 def check_entry(entry: str) -> str:
@@ -41,8 +35,7 @@ def check_zip(content: bytes, entry: str) -> None:
             for member in members:
                 if not safe_member(member.filename):
                     raise Invalid(f"archive: member {member.filename!r} is not a plain relative path")
-                mode = member.external_attr >> 16
-                if stat.S_ISLNK(mode):
+                if is_symlink(member):
                     raise Invalid(f"archive: member {member.filename!r} is a symlink")
                 if not member.is_dir():
                     files.add(str(PurePosixPath(member.filename)))
