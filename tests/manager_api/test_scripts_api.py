@@ -223,3 +223,16 @@ def test_node_users_may_read_script_contents_only(redis_client: redis_lib.Redis)
     rules = redis_users.rules("n1")
     assert f"%R~{keys.SCRIPT_CONTENT_PREFIX}*" in rules
     assert not any(rule.startswith("~corral:script") for rule in rules)  # read, never write
+
+
+def test_a_pending_script_task_sends_its_script_when_started(
+    client: FlaskClient, redis_client: redis_lib.Redis, fleet: None
+) -> None:
+    register(client)
+    task = create(client, name="later", script="hello@1.0", params={"who": "ann"}, targets=["n1"], start=False)
+    assert task["status"] == "pending" and queued(redis_client, "n1") == []
+    assert client.delete("/api/scripts/hello/1.0").status_code == 409  # pending counts as in use
+    started = answer(client.post(f"/api/tasks/{task['task_id']}/start"), 200)
+    assert started["status"] == "running"
+    (job,) = queued(redis_client, "n1")
+    assert job.args[0]["script"]["args"] == ["--who=ann", "--count=2"]
