@@ -20,6 +20,7 @@ from .dashboard import dashboard
 from .deployments import deploy, deployment, status, stop
 from .nodes import node, nodes
 from .schedules import schedule
+from .scripts import script
 from .tasks import run, tasks
 from .templates import template
 from .tokens import token
@@ -107,6 +108,7 @@ for command in (
     run,
     tasks,
     schedule,
+    script,
     business,
     app,
     dashboard,

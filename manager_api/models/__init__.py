@@ -24,6 +24,7 @@ from manager_api.models.keys import ManagerKey
 from manager_api.models.nodes import Node, NodeMetric, NodeRevision
 from manager_api.models.processors import ProcessorDelivery
 from manager_api.models.schedules import Schedule
+from manager_api.models.scripts import Script
 from manager_api.models.tokens import ApiToken
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "NodeRevision",
     "ProcessorDelivery",
     "Schedule",
+    "Script",
     "TaskHost",
     "Template",
     "utcnow",
@@ -77,5 +79,6 @@ ALL_MODELS = [
     Alert,
     ApiToken,
     ProcessorDelivery,
+    Script,
 ]
 """In creation order (foreign keys point backwards)."""

@@ -77,6 +77,7 @@ def task_json(
         "targets": json.loads(task.targets),
         "secretEnv": secret_store.names_of(task.secret_env),  # names only, never a value
         "processor": processor if processor is not None else processor_of(task.processor),
+        "script": json.loads(task.script) if task.script else None,  # secret params by name only
         "status": task.status,
         "total_hosts": task.total_hosts,
         "completed_hosts": task.completed_hosts,

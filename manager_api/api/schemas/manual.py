@@ -240,13 +240,88 @@ class _CommandOnTargets(_Strict):
             raise ValidationError(f"names both in env and secretEnv: {', '.join(clash)}", "secretEnv")
 
 
-class FleetTaskSchema(_CommandOnTargets):
-    """Body of POST /api/tasks: one command on many nodes."""
+SCRIPT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+SCRIPT_VERSION = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+INTERPRETER = r"^(sh|bash|python3|/[A-Za-z0-9_.+/-]+)$"
+MAX_SCRIPT_NAME = 100
+MAX_SCRIPT_VERSION = 64
+MAX_SCRIPT_REF = MAX_SCRIPT_NAME + 1 + MAX_SCRIPT_VERSION
 
+
+class FleetTaskSchema(_CommandOnTargets):
+    """Body of POST /api/tasks: one command, or one registered script with its parameters, on many nodes."""
+
+    command = TrimmedString(validate=_bounded(MAX_TASK_COMMAND))
+    script = TrimmedString(
+        validate=_bounded(MAX_SCRIPT_REF),
+        metadata={"description": "A registered script as name@version (instead of command)."},
+    )
+    params = fields.Dict(
+        keys=Text(validate=_bounded(MAX_NAME)),
+        values=fields.Raw(allow_none=True),
+        validate=validate.Length(max=MAX_ENV),
+        metadata={"description": "The script's parameter values, each of its declared type."},
+    )
     name = _name()
     parameters = Text(load_default="", validate=validate.Length(max=MAX_TEXT))
     created_by = TrimmedString(validate=validate.Length(max=MAX_NAME))
     start = fields.Boolean(load_default=True)
+
+    @validates_schema
+    def _command_or_script(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if ("command" in data) == ("script" in data):
+            raise ValidationError("give either command or script (name@version)", "command")
+        if "params" in data and "script" not in data:
+            raise ValidationError("params are a script's: give script (name@version)", "params")
+
+
+class ScriptSchema(_Strict):
+    """Body of POST /api/scripts: a script version, its body (text) or archive (base64 zip) and entry."""
+
+    name = fields.String(
+        required=True, validate=[validate.Length(min=1, max=MAX_SCRIPT_NAME), validate.Regexp(SCRIPT_NAME)]
+    )
+    version = fields.String(
+        required=True, validate=[validate.Length(min=1, max=MAX_SCRIPT_VERSION), validate.Regexp(SCRIPT_VERSION)]
+    )
+    interpreter = fields.String(
+        required=True,
+        validate=[
+            validate.Length(max=255),
+            validate.Regexp(INTERPRETER, error="sh, bash, python3 or an absolute path"),
+        ],
+    )
+    # null is "not this one", as absent.
+    body = Text(allow_none=True, metadata={"description": "The script's text (or give archive and entry)."})
+    archive = fields.String(allow_none=True, metadata={"description": "A zip archive, base64."})
+    entry = Text(
+        allow_none=True, validate=validate.Length(max=255), metadata={"description": "The archive's file to run."}
+    )
+    params = fields.List(
+        fields.Raw(),
+        load_default=list,
+        metadata={
+            "description": "Declared parameters: {name, type (string|int|float|bool), required, default, "
+            "secret, description}."
+        },
+    )
+
+    @validates_schema
+    def _no_dotdot_interpreter(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "/../" in data.get("interpreter", "") + "/" or data.get("interpreter", "").endswith("/.."):
+            raise ValidationError("an absolute path without '..'", "interpreter")
+
+
+class ScriptListQuerySchema(PageQuerySchema):
+    """Query string of GET /api/scripts."""
+
+    name = Text(validate=validate.Length(max=MAX_SCRIPT_NAME))
+
+
+class ScriptDetailQuerySchema(_Strict):
+    """Query string of GET /api/scripts/<name>/<version>: ``content=1`` adds the content (text, or base64)."""
+
+    content = fields.Boolean(load_default=False)
 
 
 class WaitQuerySchema(_Strict):

@@ -16,6 +16,7 @@ from manager_api.api.schemas.answers.common import (
     text,
     time,
 )
+from manager_api.api.schemas.answers.scripts import TaskScriptAnswer
 from shared.states import FleetTaskStatus, HostRunStatus
 
 
@@ -88,6 +89,7 @@ class FleetTaskSummaryAnswer(Answer):
         metadata={"description": 'Names of the secret env, each with "(secret)": a value is never answered.'},
     )
     processor = nested(ProcessorAnswer, nullable=True)
+    script = nested(TaskScriptAnswer, nullable=True, metadata={"description": "The script it runs, or null."})
     status = one_of(FleetTaskStatus)
     total_hosts = integer()
     completed_hosts = integer(metadata={"description": "Hosts that ended, whatever the outcome."})
