@@ -20,6 +20,7 @@ from .dashboard import dashboard
 from .deployments import deploy, deployment, status, stop
 from .nodes import node, nodes
 from .schedules import schedule
+from .scripts import script
 from .tasks import run, tasks
 from .templates import template
 from .tokens import token
@@ -108,6 +109,7 @@ for command in (
     run,
     tasks,
     schedule,
+    script,
     workflow,
     business,
     app,

@@ -37,6 +37,7 @@ class Settings:
     alert_urls: str | None = None  # webhook URLs, space or comma separated (services.alerts)
     alert_secret_file: str | None = None  # the HMAC secret's file: only the duties read it, no worker holds it
     alert_max_attempts: int = 10  # deliveries of one alert to one URL before it is given up
+    processor_max_attempts: int = 10  # attempts at one processor delivery before it is given up
     # Rate and size limits (manager_api/api/rate_limits.py, manager_api/body_limits.py); "off" disables a rate limit.
     rate_limit: str = defaults.RATE_LIMIT
     join_rate_limit: str = defaults.JOIN_RATE_LIMIT

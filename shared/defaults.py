@@ -33,6 +33,12 @@ STOP_GRACE_SECONDS = 5.0
 MAX_BODY_BYTES = 1024 * 1024
 """Largest request body the API accepts by default (manager --max-body-bytes); larger ones get 413."""
 
+SCRIPT_MAX_BODY_BYTES = 8 * 1024 * 1024
+"""Largest body of POST /api/scripts (when --max-body-bytes is smaller): a script of SCRIPT_MAX_BYTES, base64."""
+
+SCRIPT_MAX_BYTES = 4 * 1024 * 1024
+"""Largest script content (a body or a zip) the manager registers; every node may fetch it once (by digest)."""
+
 JOIN_MAX_BODY_BYTES = 64 * 1024
 """Largest body of an agent's join (a real one is under 2 KiB): the one route a join token alone reaches."""
 

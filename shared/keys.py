@@ -113,3 +113,14 @@ def console_session(digest: str) -> str:
     """Hash of one web console session (actor, csrf, created), by the SHA-256 of its cookie: whoever reads
     Redis learns no cookie that would sign them in. Expires when the session does."""
     return f"{PREFIX}console:session:{digest}"
+
+
+SCRIPT_CONTENT_PREFIX = PREFIX + "script:"
+"""Start of the keys holding scripts' contents; every node's Redis user may read (only read) them."""
+
+
+def script_content(digest: str) -> str:
+    """String: a registered script's content (its body, or its zip) by its sha256 hex digest, written by the
+    manager at registration and again at dispatch when missing; agents GET it on a cache miss and check the
+    digest before using it. A script's secrets never live in its content, so any node may read any script."""
+    return f"{SCRIPT_CONTENT_PREFIX}{digest}"

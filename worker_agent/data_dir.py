@@ -55,8 +55,9 @@ SECRET_DIRS = ("tasks", "components", "command-reports", "apps", "app-runs")
 """Subdirectories holding task output, config files, held command reports (with their output), app instances'
 working directories (their fetched files) and their logs and exit statuses: 0700."""
 
-PLAIN_ENTRIES = (LOCK_FILE, HOSTNAME_FILE, NODE_ID_FILE, "images", HOSTS_DIR)
-"""What else a data directory holds, no secret (the lock, names, downloaded images; in the default root, the
+PLAIN_ENTRIES = (LOCK_FILE, HOSTNAME_FILE, NODE_ID_FILE, "images", HOSTS_DIR, "scripts")
+"""What else a data directory holds, no secret (the lock, names, downloaded images, cached scripts (issue 17:
+by digest, never holding a secret); in the default root, the
 other hostnames' data directories, each made private by its own agent): modes left alone."""
 
 

@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from functools import partial
+from pathlib import Path
 from typing import Any, cast
 
 from redis import Redis
@@ -27,7 +28,7 @@ from redis.exceptions import RedisError
 from manager_api import db
 from manager_api.background.stream_consumer import StreamConsumer, StreamHandler
 from manager_api.config import Settings
-from manager_api.services import job_keys, report_batches
+from manager_api.services import job_keys, report_batches, secret_store
 from manager_api.services.alerts import delivery as alert_delivery
 from manager_api.services.alerts import events as alert_events
 from manager_api.services.apps import instance_reports
@@ -44,6 +45,7 @@ from manager_api.services.fleet_tasks import upkeep as fleet_task_upkeep
 from manager_api.services.nodes import liveness as node_liveness
 from manager_api.services.nodes import metrics_history as node_metrics
 from manager_api.services.nodes import presence as node_presence
+from manager_api.services.processors.sender import Sender as ProcessorSender
 from manager_api.services.schedules.runner import ScheduleRunner
 from manager_api.services.workflows import actions as workflow_actions
 from manager_api.services.workflows import advance as workflows
@@ -104,6 +106,10 @@ class Duties:
             socket_connect_timeout=3,
         )
         self.settings = settings
+        if settings.secrets_key_file:
+            # The launcher's process holds no app: the schedules' firings (their secretEnv) and the processors'
+            # sender (their URL and secret) open what the API sealed with the same key file.
+            secret_store.configure(Path(settings.secrets_key_file))
         self.tick = tick
         self.block_ms = block_ms
         self.consumer = consumer or f"duties-{socket.gethostname()}"
@@ -141,6 +147,8 @@ class Duties:
         self.app_recheck = app_upkeep.Recheck()
         self._next_app_resend = 0.0
         self.alerts = self._alert_sender(settings)
+        # Always: a task may name a processor whatever the configuration; idle, it is one indexed look a pass.
+        self.processors = ProcessorSender(settings.processor_max_attempts, lambda: self._holding, redis=self.redis)
 
     def _alert_sender(self, settings: Settings) -> alert_delivery.Sender | None:
         """The webhook sender, when URLs are configured: a thread of its own, so no POST ever delays a tick."""
@@ -213,12 +221,14 @@ class Duties:
         self._thread.start()
         if self.alerts is not None:
             self.alerts.start()
+        self.processors.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the thread to finish and wait for it."""
         self._stop.set()
         if self.alerts is not None:
             self.alerts.stop(timeout)
+        self.processors.stop(timeout)
         if self._thread is not None:
             self._thread.join(timeout)
 

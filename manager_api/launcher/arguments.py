@@ -11,6 +11,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from manager_api import db
 from manager_api.api import rate_limits
+from manager_api.services import webhooks
 from manager_api.services.alerts import delivery as alert_delivery
 from shared import cli_config, defaults
 
@@ -208,7 +209,7 @@ def checked_alerts(args: argparse.Namespace) -> tuple[list[str], str | None]:
     """
     urls = list(args.alert_url or []) or alert_delivery.parse_urls(os.environ.get("CORRAL_ALERT_URLS"))
     for url in urls:
-        problem = alert_delivery.check_url(url)
+        problem = webhooks.check_url(url)
         if problem:
             raise UsageError(f"--alert-url: {problem}")
     if not urls:

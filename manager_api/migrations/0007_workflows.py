@@ -31,7 +31,7 @@ def up(migrator, db):
         position = IntegerField()
         name = CharField(max_length=64)
         spec = TextField()
-        secret_env = TextField(default="")
+        sealed = TextField(default="")
         depends_on = TextField(default="[]")
         on_failed_dependency = CharField(max_length=16, default="stop")
         status = CharField(max_length=16, default="pending", index=True)

@@ -22,7 +22,9 @@ from manager_api.models.deployments import Deployment, DeploymentTask, Template
 from manager_api.models.fleet_tasks import FleetTask, TaskHost
 from manager_api.models.keys import ManagerKey
 from manager_api.models.nodes import Node, NodeMetric, NodeRevision
+from manager_api.models.processors import ProcessorDelivery
 from manager_api.models.schedules import Schedule
+from manager_api.models.scripts import Script
 from manager_api.models.tokens import ApiToken
 from manager_api.models.workflows import Workflow, WorkflowStep
 
@@ -47,7 +49,9 @@ __all__ = [
     "Node",
     "NodeMetric",
     "NodeRevision",
+    "ProcessorDelivery",
     "Schedule",
+    "Script",
     "TaskHost",
     "Template",
     "Workflow",
@@ -77,6 +81,8 @@ ALL_MODELS = [
     AppRestart,
     Alert,
     ApiToken,
+    ProcessorDelivery,
+    Script,
     Workflow,
     WorkflowStep,
 ]

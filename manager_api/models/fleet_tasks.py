@@ -30,6 +30,9 @@ class FleetTask(BaseModel):
     targets = TextField(default="[]")  # JSON list, as posted; resolved to hosts at start
     env = TextField(default="{}")  # JSON {str: str}
     secret_env = TextField(default="")  # services.secret_store: a Fernet token of JSON {str: str}, or ""
+    processor = TextField(default="")  # services.processors: its URL and secret sealed by secret_store, or ""
+    processor_open = BooleanField(default=False, index=True)  # deliveries still to be made (the outbox's look)
+    script = TextField(default="")  # JSON of the script run (services.scripts.running), "" for a plain command
     status = CharField(max_length=16, default=FleetTaskStatus.PENDING.value, index=True)
     total_hosts = IntegerField(default=0)
     completed_hosts = IntegerField(default=0)  # hosts that ended, whatever the outcome

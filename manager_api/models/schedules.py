@@ -18,6 +18,7 @@ class Schedule(BaseModel):
     timeout = IntegerField()
     env = TextField(default="{}")  # JSON {str: str}
     secret_env = TextField(default="")  # services.secret_store: a Fernet token of JSON {str: str}, or ""
+    processor = TextField(default="")  # handed to each task it fires (services.processors), sealed
     scope = TextField(default="")  # the creating token's scope (services.access.scope_of_current), "" for none
     cron = CharField(max_length=255, null=True)  # a crontab line (UTC), or null with interval set
     interval = IntegerField(null=True)  # seconds, or null with cron set

@@ -36,8 +36,8 @@ class WorkflowStep(BaseModel):
     workflow_id: int  # the key column peewee reads without a join
     position = IntegerField()  # its index in the posted steps list: the order answers show
     name = CharField(max_length=64)  # unique within its workflow, identifier-like
-    spec = TextField()  # JSON: the fleet task body (POST /api/tasks'), as validated, without its secret env
-    secret_env = TextField(default="")  # services.secret_store: a Fernet token of JSON {str: str}, or ""
+    spec = TextField()  # JSON: the fleet task body (POST /api/tasks'), as validated, without its SEALED_PARTS
+    sealed = TextField(default="")  # services.secret_store token of {part: JSON text} of the body's SEALED_PARTS
     depends_on = TextField(default="[]")  # JSON list of step names
     on_failed_dependency = CharField(max_length=16, default="stop")  # "stop" or "continue"
     status = CharField(max_length=16, default="pending", index=True)  # shared.states.WorkflowStepStatus

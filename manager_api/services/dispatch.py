@@ -177,6 +177,8 @@ def run_command(
     payload = {**{k: v for k, v in payload.items() if k != "secret_env"}, "deadline": _clock.now(redis) + left}
     body = dump(RunCommandSchema, payload)
     body.pop("secret_env", None)  # dump fills in its load_default (None): the wire of a task without secrets stays
+    if body.get("script") is None:
+        body.pop("script", None)  # likewise: a plain command's wire is as it was before scripts
     description = f"run fleet task {body['task_id']}"
     if secret:
         # One body per node: the secrets sealed with that node's key, so Redis holds no plaintext.

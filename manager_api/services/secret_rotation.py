@@ -22,7 +22,7 @@ from manager_api.services.secret_store import SecretKeyError, read_keys
 COLUMNS: tuple[tuple[type[Model], Field], ...] = (
     (FleetTask, FleetTask.secret_env),
     (Schedule, Schedule.secret_env),
-    (WorkflowStep, WorkflowStep.secret_env),
+    (WorkflowStep, WorkflowStep.sealed),
     (App, App.secret_envs),
     (BusinessComponent, BusinessComponent.secret_environment_variables),
 )

@@ -10,6 +10,19 @@ from ..states import AGENT_REPORTED_HOST_STATUSES
 from .base import WireSchema
 
 
+class ScriptRunSchema(WireSchema):
+    """The registered script a RUN_COMMAND runs (issue 17): the agent fetches its content by digest once
+    (keys.script_content), checks it, caches it and runs [interpreter, file, *args]."""
+
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    version = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    digest = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
+    interpreter = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    kind = fields.String(required=True, validate=validate.OneOf(["body", "zip"]))
+    entry = fields.String(load_default="", validate=validate.Length(max=255))
+    args = fields.List(fields.String(), load_default=list)
+
+
 class RunCommandSchema(WireSchema):
     """Payload of jobs.RUN_COMMAND."""
 
@@ -19,6 +32,8 @@ class RunCommandSchema(WireSchema):
     env = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
     secret_env = fields.String(load_default=None, allow_none=True)
     """shared.secret_env.seal of the task's secret env for this node, bound to "task:<task_id>"; None for none."""
+    script = fields.Nested(ScriptRunSchema, load_default=None, allow_none=True)
+    """The registered script to run instead of ``command`` (which then only names it); None for a command."""
     deadline = fields.Float(load_default=None, allow_none=True)
     """Redis time (unix seconds) the command must have ended by: the agent never starts it later (it reports
     it expired) and kills it then. The manager gives up on the host only after it plus a slack, so a command

@@ -56,6 +56,11 @@ COMMAND_KEYS = frozenset({"command", "toProcess"})
 # files fetched from a URL (file:///dev/zero, the manager itself...), a working directory the agent would
 # create anywhere (app instances mkdir it).
 EMPTIED_KEYS = {"args": [], "uris": [], "image_url": None, "working_dir": None, "workingDirectory": None}
+HARMLESS_SCRIPT = "fuzz-script@1"
+"""The registered script (its body: `true`) every generated run of a script runs (issue 17)."""
+# A fleet task's script runs a registered body on the agent: every one generated names HARMLESS_SCRIPT, and
+# every script generated is registered with a body of `true` (nothing generated ever runs).
+REPLACED_KEYS = {"script": HARMLESS_SCRIPT, "body": HARMLESS}
 
 
 def harmless_body(value: Any) -> Any:
@@ -69,6 +74,8 @@ def harmless_body(value: Any) -> Any:
     for key, item in value.items():
         if key in COMMAND_KEYS and isinstance(item, str):
             result[key] = HARMLESS
+        elif key in REPLACED_KEYS and isinstance(item, str):
+            result[key] = REPLACED_KEYS[key]
         elif key in EMPTIED_KEYS and isinstance(item, str | list):
             result[key] = EMPTIED_KEYS[key]
         else:
@@ -134,6 +141,10 @@ class Fleet:
         app = {"name": "fuzz-app", "toProcess": f"exec sleep {MARK}", "instances": 1}
         self.call("POST", "/api/apps", app, 201)
         self.known["app"] = "fuzz-app"
+        script_name, version = HARMLESS_SCRIPT.split("@")
+        script = {"name": script_name, "version": version, "interpreter": "sh", "body": HARMLESS}
+        self.call("POST", "/api/scripts", {**script, "params": [{"name": "p", "type": "string"}]}, 201)
+        self.known["script"], self.known["version"] = script_name, version
 
     def stop(self) -> None:
         if self.agent.alive():
@@ -210,6 +221,8 @@ def sometimes_real(context: HookContext, path_parameters: dict[str, Any] | None)
     real = {key: KNOWN[key] for key in path_parameters if key in KNOWN}
     if "name" in path_parameters and context.operation and context.operation.path.startswith("/api/apps"):
         real["name"] = KNOWN["app"]
+    if "name" in path_parameters and context.operation and context.operation.path.startswith("/api/scripts"):
+        real["name"] = KNOWN["script"]
     if not real:
         return st.just(path_parameters)
     return st.sampled_from([path_parameters, {**path_parameters, **real}])
@@ -245,6 +258,8 @@ def test_generated_commands_are_rewritten_at_any_depth() -> None:
         "workingDirectory": "/etc/x",
         "uris": ["http://example.com/a.tgz"],
         "healthChecks": [{"protocol": "COMMAND", "command": "halt"}],
+        "script": "evil@1",
+        "body": "rm -rf ~",
     }
     assert harmless_body(body) == {
         "command": HARMLESS,
@@ -255,6 +270,8 @@ def test_generated_commands_are_rewritten_at_any_depth() -> None:
         "workingDirectory": None,
         "uris": [],
         "healthChecks": [{"protocol": "COMMAND", "command": HARMLESS}],
+        "script": HARMLESS_SCRIPT,
+        "body": HARMLESS,
     }
     # A wrongly typed command is sent as it is: the API must refuse it (400), which is what the case tests.
     assert harmless_body({"command": 7}) == {"command": 7}
@@ -263,7 +280,8 @@ def test_generated_commands_are_rewritten_at_any_depth() -> None:
 
 def test_only_true_ran_on_the_agent(fleet: Fleet) -> None:
     # After the run above (pytest runs a module's tests in order): every fleet task the generated requests made
-    # ran `true`, never a generated command.
+    # ran `true`, never a generated command (a script task: HARMLESS_SCRIPT, whose body is `true`).
     tasks = fleet.call("GET", "/api/tasks?page_size=1000")["tasks"]
     assert len(tasks) > 10
-    assert {fleet.call("GET", f"/api/tasks/{t['task_id']}")["command"] for t in tasks} == {HARMLESS}
+    commands = {fleet.call("GET", f"/api/tasks/{t['task_id']}")["command"] for t in tasks}
+    assert HARMLESS in commands and commands <= {HARMLESS, f"script:{HARMLESS_SCRIPT}"}, commands

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from manager_api.launcher.arguments import UsageError, build_parser, checked_alerts, effective_config, parse_args
-from manager_api.services.alerts.delivery import backoff, parse_urls, shown, sign
+from manager_api.services.alerts.delivery import parse_urls
+from manager_api.services.webhooks import backoff, shown, sign
 
 
 def test_urls_come_from_flags_then_the_file_then_the_environment(

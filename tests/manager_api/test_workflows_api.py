@@ -220,12 +220,12 @@ def test_a_steps_secret_env_is_stored_encrypted_survives_a_key_rotation_and_reac
     wf = post(client, [step("a"), later])
     assert SECRET not in json.dumps(wf)
     row = WorkflowStep.get(WorkflowStep.name == "b")
-    assert SECRET not in row.spec and SECRET not in row.secret_env and row.secret_env
+    assert SECRET not in row.spec and SECRET not in row.sealed and row.sealed
     key_file = secret_store.key_file_of(settings)
     db_flag = ["--db-url", settings.db_path] if "://" in settings.db_path else ["--db-path", settings.db_path]
     assert manager_main(["secrets", "rotate-key", *db_flag, "--secrets-key-file", str(key_file)]) == 0
-    rotated = WorkflowStep.get(WorkflowStep.name == "b").secret_env
-    assert rotated != row.secret_env  # re-encrypted: the old key is gone from the file
+    rotated = WorkflowStep.get(WorkflowStep.name == "b").sealed
+    assert rotated != row.sealed  # re-encrypted: the old key is gone from the file
     run(redis_client, wf["steps"][0]["task_id"], {"n1": 0, "n2": 0})
     task = answer(client.get(f"/api/tasks/{started(client, wf['id'], 'b')}"))
     assert task["secretEnv"] == {"TOKEN": "(secret)"}
@@ -311,3 +311,33 @@ def test_a_step_not_started_for_want_of_redis_goes_back_to_pending_and_starts_la
     with app.app_context():
         advance.advance(app.extensions["corral"].redis, row.id, 3)
     assert WorkflowStep.get(WorkflowStep.name == "b").task_id is not None
+
+
+def test_a_step_runs_a_registered_script_with_its_params_checked_at_the_post(
+    client: FlaskClient, redis_client: redis_lib.Redis, duties: Duties
+) -> None:
+    """A step's task body is a fleet task body: "script": "name@version" with params works as in POST /api/tasks."""
+    two_nodes(client, redis_client)
+    script = {"name": "hello", "version": "1.0", "interpreter": "python3", "body": "print(1)\n"}
+    params = [{"name": "who", "type": "string", "required": True}, {"name": "token", "type": "string", "secret": True}]
+    assert client.post("/api/scripts", json={**script, "params": params}).status_code == 201
+
+    def scripted(name: str, *depends_on: str, **params: Any) -> dict[str, Any]:
+        task = {"script": "hello@1.0", "params": params, "targets": ["*"]}
+        return {"name": name, "depends_on": list(depends_on), "task": task}
+
+    error = answer(client.post("/api/workflows", json={"name": "x", "steps": [step("a"), scripted("s", "a")]}), 400)
+    assert error["error"].startswith("Invalid request format: steps[1].task.params") and "who" in error["error"]
+    error = answer(client.post("/api/workflows", json={"name": "x", "steps": [{**step("a"), "task": {
+        "script": "nope@1", "targets": ["*"]}}]}), 400)["error"]  # fmt: skip
+    assert "steps[0].task.script" in error and "nope" in error
+    assert Workflow.select().count() == 0
+    wf = post(client, [step("a"), scripted("s", "a", who="web", token=SECRET)])
+    shown = {s["name"]: s for s in wf["steps"]}["s"]
+    assert shown["script"] == "hello@1.0" and shown["command"] is None and SECRET not in json.dumps(wf)
+    assert SECRET not in WorkflowStep.get(WorkflowStep.name == "s").spec
+    run(redis_client, wf["steps"][0]["task_id"], {"n1": 0, "n2": 0})
+    task = answer(client.get(f"/api/tasks/{started(client, wf['id'], 's')}"))
+    assert (task["script"]["name"], task["script"]["version"]) == ("hello", "1.0") and SECRET not in json.dumps(task)
+    (job, *_) = queued(redis_client, "n1")[-1:]
+    assert job.args[0]["script"]["digest"]

@@ -12,6 +12,7 @@ what a command left behind.
 from __future__ import annotations
 
 import logging
+import shlex
 import signal
 import threading
 import time
@@ -31,6 +32,7 @@ from .output import OutputReader
 from .publish import CommandPublisher, KeySource, RedisSource
 from .records import CommandRecord, RunningCommand, command_journal
 from .recovery import NODE_ENV, CommandRecovery
+from .script_cache import ScriptCache, ScriptUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ class CommandRunner(CommandRecovery):
         self._job_key = job_key
         self._clock = heartbeat.RedisClock()
         self._journal = command_journal(self.data_dir)
+        self._scripts = ScriptCache(self.data_dir, node_id, redis)
         self._publisher = CommandPublisher(
             node_id, redis, self.data_dir / "command-reports", self._published, job_key, self._acknowledged
         )
@@ -124,8 +127,11 @@ class CommandRunner(CommandRecovery):
                 # Opened only now, into the child's environment: never logged, never in the journal.
                 secrets = secret_env.open_sealed(self._job_key(), f"task:{task_id}", request.get("secret_env"))
                 env = {**(request.get("env") or {}), **secrets, "CORRAL_TASK_ID": task_id, NODE_ENV: self.node_id}
-                popen = process_tree.spawn_piped(rec.command, _work_dir(), env)
-            except (OSError, secret_env.SecretEnvError) as exc:
+                script = request.get("script")
+                # A registered script (issue 17): its checked cached file, run as [interpreter, file, *args].
+                command = shlex.join(self._scripts.argv(task_id, script)) if script else rec.command
+                popen = process_tree.spawn_piped(command, _work_dir(), env)
+            except (OSError, secret_env.SecretEnvError, ScriptUnavailable) as exc:
                 logger.warning("node %s task %s: command could not start: %s", self.node_id, task_id, exc)
                 self._end(rec, HostRunStatus.FAILED, error_message=f"could not start: {exc}")
                 self._publisher.add(self._report(rec))

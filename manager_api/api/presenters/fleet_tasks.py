@@ -11,6 +11,7 @@ from manager_api.models import FleetTask, TaskHost
 from manager_api.services import secret_store
 from manager_api.services.fleet_tasks.state import counts_of
 from manager_api.services.paging import Page
+from manager_api.services.processors.sealed import shown_url
 
 
 def progress(counts: Mapping[str, int]) -> dict[str, Any]:
@@ -47,10 +48,20 @@ def host_json(host: TaskHost) -> dict[str, Any]:
     }
 
 
+def processor_of(stored: str) -> dict[str, Any] | None:
+    """A processor as a list shows it: where its results go (scheme, host, port; never the path or secret)."""
+    url = shown_url(stored)
+    return {"url": url} if url is not None else None
+
+
 def task_json(
-    task: FleetTask, hosts: Sequence[TaskHost] | None, by_status: Mapping[str, int] | None = None
+    task: FleetTask,
+    hosts: Sequence[TaskHost] | None,
+    by_status: Mapping[str, int] | None = None,
+    processor: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A task; with ``hosts`` (detail) its counts come from them, else from ``by_status`` (list)."""
+    """A task; with ``hosts`` (detail) its counts come from them, else from ``by_status`` (list). ``processor``:
+    its processor's delivery status (processors.outbox.status), else what a list shows of it."""
     if hosts is not None:
         by_status = {}
         for host in hosts:
@@ -65,6 +76,8 @@ def task_json(
         "timeout": task.timeout,
         "targets": json.loads(task.targets),
         "secretEnv": secret_store.names_of(task.secret_env),  # names only, never a value
+        "processor": processor if processor is not None else processor_of(task.processor),
+        "script": json.loads(task.script) if task.script else None,  # secret params by name only
         "status": task.status,
         "total_hosts": task.total_hosts,
         "completed_hosts": task.completed_hosts,

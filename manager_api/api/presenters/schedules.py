@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from manager_api.api.presenters.fleet_tasks import processor_of
 from manager_api.api.presenters.serialize import iso, page_json
 from manager_api.models import Schedule
 from manager_api.services import secret_store
@@ -23,6 +24,7 @@ def schedule_json(row: Schedule, recent_task_ids: list[str] | None = None) -> di
         "timeout": row.timeout,
         "env_keys": sorted(json.loads(row.env)),  # values may be secrets: never echoed, as for tasks
         "secretEnv": secret_store.names_of(row.secret_env),  # names only, never a value
+        "processor": processor_of(row.processor),
         "cron": row.cron,
         "interval": row.interval,
         "paused": row.paused,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 from flask.typing import ResponseReturnValue
@@ -24,6 +25,7 @@ from manager_api.api.schemas.manual import (
 from manager_api.services.fleet_tasks import actions as fleet_tasks
 from manager_api.services.fleet_tasks import output as task_output
 from manager_api.services.fleet_tasks import reads as fleet_task_reads
+from manager_api.services.processors import outbox as processor_outbox
 from shared.messages import schema_of
 
 bp = Blueprint("tasks", __name__)
@@ -45,10 +47,15 @@ def _known(task_id: str) -> str:
 
 
 def _answer(task_id: str, wait: float, status: int = 200) -> ResponseReturnValue:
+    deadline = time.monotonic() + wait
     ended = fleet_task_reads.wait(extensions.redis(), task_id, wait) if wait > 0 else None
     if ended is not None:  # the row the wait read last: only its hosts are left to read
-        return jsonify(fleet_task_json.task_json(ended, fleet_task_reads.hosts_of(ended.id))), status
-    return jsonify(fleet_task_json.task_json(*fleet_task_reads.detail(task_id))), status
+        if ended.processor:  # the synchronous mode answers with the summary's delivery too (within the wait)
+            processor_outbox.wait_summary(extensions.redis(), ended, deadline - time.monotonic())
+        hosts = fleet_task_reads.hosts_of(ended.id)
+        return jsonify(fleet_task_json.task_json(ended, hosts, processor=processor_outbox.status(ended))), status
+    task, hosts = fleet_task_reads.detail(task_id)
+    return jsonify(fleet_task_json.task_json(task, hosts, processor=processor_outbox.status(task))), status
 
 
 @bp.post("/api/tasks")
@@ -96,7 +103,7 @@ def cancel(task_id: str) -> ResponseReturnValue:
     """Cancel a task that has not ended (409 otherwise)."""
     settings = extensions.settings()
     fleet_tasks.cancel(extensions.redis(), _known(task_id), auth.actor(), settings.offline_after_intervals)
-    return jsonify(fleet_task_json.task_json(*fleet_task_reads.detail(task_id)))
+    return _answer(task_id, 0)
 
 
 @bp.get("/api/tasks/<task_id>/output")

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from manager_api.services.deployments.host_pins import split_pin
+from manager_api.services.webhooks import check_url
 from shared.defaults import TASK_TIMEOUT, TASK_TIMEOUT_MAX
 from shared.messages import Text
 from shared.states import DeploymentState, FleetTaskStatus
@@ -184,6 +185,25 @@ MAX_ENV = 256
 MAX_WAIT_SECONDS = 300
 
 
+MAX_URL = 2048
+MIN_PROCESSOR_SECRET = 16
+MAX_PROCESSOR_SECRET = 256
+
+
+class ProcessorSchema(_Strict):
+    """``processor``: a webhook that receives each node's result and the task's summary, signed with ``secret``."""
+
+    url = TrimmedString(required=True, validate=_bounded(MAX_URL))
+    # HMAC-SHA256 key of X-Corral-Signature; sealed at rest, never answered.
+    secret = Text(required=True, validate=validate.Length(min=MIN_PROCESSOR_SECRET, max=MAX_PROCESSOR_SECRET))
+
+    @validates_schema
+    def _http_url(self, data: dict[str, Any], **kwargs: Any) -> None:
+        problem = check_url(data.get("url", ""), "processor URL")
+        if problem:
+            raise ValidationError(problem, "url")
+
+
 class _CommandOnTargets(_Strict):
     """What a fleet task and a schedule both say: a command, where to run it, for how long, with what env."""
 
@@ -211,6 +231,7 @@ class _CommandOnTargets(_Strict):
         validate=validate.Length(max=MAX_ENV),
     )
     description = Text(load_default="", validate=validate.Length(max=MAX_TEXT))
+    processor = fields.Nested(ProcessorSchema, allow_none=True, load_default=None)
 
     @validates_schema
     def _secret_names_apart(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -219,13 +240,88 @@ class _CommandOnTargets(_Strict):
             raise ValidationError(f"names both in env and secretEnv: {', '.join(clash)}", "secretEnv")
 
 
-class FleetTaskSchema(_CommandOnTargets):
-    """Body of POST /api/tasks: one command on many nodes."""
+SCRIPT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+SCRIPT_VERSION = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+INTERPRETER = r"^(sh|bash|python3|/[A-Za-z0-9_.+/-]+)$"
+MAX_SCRIPT_NAME = 100
+MAX_SCRIPT_VERSION = 64
+MAX_SCRIPT_REF = MAX_SCRIPT_NAME + 1 + MAX_SCRIPT_VERSION
 
+
+class FleetTaskSchema(_CommandOnTargets):
+    """Body of POST /api/tasks: one command, or one registered script with its parameters, on many nodes."""
+
+    command = TrimmedString(validate=_bounded(MAX_TASK_COMMAND))
+    script = TrimmedString(
+        validate=_bounded(MAX_SCRIPT_REF),
+        metadata={"description": "A registered script as name@version (instead of command)."},
+    )
+    params = fields.Dict(
+        keys=Text(validate=_bounded(MAX_NAME)),
+        values=fields.Raw(allow_none=True),
+        validate=validate.Length(max=MAX_ENV),
+        metadata={"description": "The script's parameter values, each of its declared type."},
+    )
     name = _name()
     parameters = Text(load_default="", validate=validate.Length(max=MAX_TEXT))
     created_by = TrimmedString(validate=validate.Length(max=MAX_NAME))
     start = fields.Boolean(load_default=True)
+
+    @validates_schema
+    def _command_or_script(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if ("command" in data) == ("script" in data):
+            raise ValidationError("give either command or script (name@version)", "command")
+        if "params" in data and "script" not in data:
+            raise ValidationError("params are a script's: give script (name@version)", "params")
+
+
+class ScriptSchema(_Strict):
+    """Body of POST /api/scripts: a script version, its body (text) or archive (base64 zip) and entry."""
+
+    name = fields.String(
+        required=True, validate=[validate.Length(min=1, max=MAX_SCRIPT_NAME), validate.Regexp(SCRIPT_NAME)]
+    )
+    version = fields.String(
+        required=True, validate=[validate.Length(min=1, max=MAX_SCRIPT_VERSION), validate.Regexp(SCRIPT_VERSION)]
+    )
+    interpreter = fields.String(
+        required=True,
+        validate=[
+            validate.Length(max=255),
+            validate.Regexp(INTERPRETER, error="sh, bash, python3 or an absolute path"),
+        ],
+    )
+    # null is "not this one", as absent.
+    body = Text(allow_none=True, metadata={"description": "The script's text (or give archive and entry)."})
+    archive = fields.String(allow_none=True, metadata={"description": "A zip archive, base64."})
+    entry = Text(
+        allow_none=True, validate=validate.Length(max=255), metadata={"description": "The archive's file to run."}
+    )
+    params = fields.List(
+        fields.Raw(),
+        load_default=list,
+        metadata={
+            "description": "Declared parameters: {name, type (string|int|float|bool), required, default, "
+            "secret, description}."
+        },
+    )
+
+    @validates_schema
+    def _no_dotdot_interpreter(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "/../" in data.get("interpreter", "") + "/" or data.get("interpreter", "").endswith("/.."):
+            raise ValidationError("an absolute path without '..'", "interpreter")
+
+
+class ScriptListQuerySchema(PageQuerySchema):
+    """Query string of GET /api/scripts."""
+
+    name = Text(validate=validate.Length(max=MAX_SCRIPT_NAME))
+
+
+class ScriptDetailQuerySchema(_Strict):
+    """Query string of GET /api/scripts/<name>/<version>: ``content=1`` adds the content (text, or base64)."""
+
+    content = fields.Boolean(load_default=False)
 
 
 class WaitQuerySchema(_Strict):

@@ -11,38 +11,22 @@ audit entry.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import re
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 from manager_api import db
 from manager_api.models import Alert, utcnow
 from manager_api.services import audit
+from manager_api.services.webhooks import backoff, headers, post, shown
 
 logger = logging.getLogger(__name__)
 
 ACTOR = "duties"
 """Who the audit log says sent or gave up an alert (the duties' actor, as for node transitions)."""
-
-SIGNATURE_HEADER = "X-Corral-Signature"
-"""``sha256=<hex HMAC-SHA256 of the raw body under the shared secret>``, as GitHub signs its webhooks."""
-EVENT_HEADER = "X-Corral-Event"
-DELIVERY_HEADER = "X-Corral-Delivery"
-"""The alert's id: the same at every attempt."""
-
-TIMEOUT_SECONDS = 5.0
-"""How long one POST may take (connect and answer) before it counts as failed."""
-
-BACKOFF_CAP = 300.0
-"""The longest wait between two attempts (seconds)."""
 
 POLL_SECONDS = 0.5
 """How often the sender looks for due alerts."""
@@ -60,54 +44,6 @@ _SPLIT = re.compile(r"[\s,]+")
 def parse_urls(text: str | None) -> list[str]:
     """The URLs of CORRAL_ALERT_URLS (space or comma separated)."""
     return [url for url in _SPLIT.split(text or "") if url]
-
-
-def check_url(url: str) -> str | None:
-    """Why ``url`` cannot be a webhook URL, or None."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"alert URL {shown(url)!r} must be http:// or https:// with a host"
-    return None
-
-
-def shown(url: str) -> str:
-    """``url`` as logs and the audit log show it: scheme, host and port only (paths of webhooks hold tokens)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}"
-
-
-def sign(secret: bytes, body: bytes) -> str:
-    """The X-Corral-Signature value of ``body``."""
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-
-
-def backoff(attempts: int) -> float:
-    """Seconds to wait after the ``attempts``-th failed attempt: 1, 2, 4 ... up to BACKOFF_CAP."""
-    return float(min(BACKOFF_CAP, 2 ** max(0, attempts - 1)))
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # A redirect is an answer that is not 2xx: following it would turn the POST into a GET elsewhere.
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirect)
-
-
-def post(url: str, body: bytes, headers: dict[str, str]) -> str | None:
-    """POST ``body``; None on a 2xx, else what went wrong (never the URL's path or the secret)."""
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    try:
-        with _opener.open(request, timeout=TIMEOUT_SECONDS) as answer:
-            status = answer.status
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-    except (OSError, ValueError) as exc:  # refused, timed out, DNS, TLS
-        return type(exc).__name__ + (f": {exc.reason}" if isinstance(exc, urllib.error.URLError) else "")
-    return None if 200 <= status < 300 else f"HTTP {status}"
 
 
 class Sender:
@@ -161,13 +97,7 @@ class Sender:
 
     def _attempt(self, alert: Alert) -> None:
         body = alert.body.encode()
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "corral-alerts",
-            EVENT_HEADER: alert.event,
-            DELIVERY_HEADER: alert.event_id,
-            SIGNATURE_HEADER: sign(self.secret, body),
-        }
+        signed = headers(alert.event, alert.event_id, self.secret, body, "corral-alerts")
         acked: list[str] = json.loads(alert.acked)
         attempt = alert.attempts + 1
         sent_now: list[str] = []
@@ -175,7 +105,7 @@ class Sender:
         for url in self.urls:
             if url in acked:
                 continue
-            error = post(url, body, headers)
+            error = post(url, body, signed)
             if error is None:
                 sent_now.append(url)
             else:

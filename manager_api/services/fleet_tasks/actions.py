@@ -28,6 +28,8 @@ from manager_api.services.fleet_tasks.state import (
 from manager_api.services.nodes import snapshot
 from manager_api.services.nodes.presence import known
 from manager_api.services.placement.model import Candidate
+from manager_api.services.processors import sealed as processors
+from manager_api.services.scripts import running as script_runs
 from shared import defaults
 from shared.states import FleetTaskStatus, HostRunStatus
 
@@ -41,8 +43,14 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
     that starts running is written once, already running with its counters (its hosts' rows follow), and its two
     audit entries (created, started) in one statement.
     """
-    targets.queries(data["targets"])  # a malformed query target: 400 before anything is written
-    access.check_command(data["command"], {**(data.get("env") or {}), **(data.get("secret_env") or {})})
+    # A script and its parameters, then a malformed query target: 400 before anything is written.
+    script_run = script_runs.prepare(data) if data.get("script") else None
+    command = script_run.command if script_run is not None else data["command"]
+    targets.queries(data["targets"])
+    access.check_command(command, {**(data.get("env") or {}), **(data.get("secret_env") or {})})
+    env, secret = data.get("env") or {}, data.get("secret_env") or {}
+    if script_run is not None:
+        env, secret = {**env, **script_run.env}, {**secret, **script_run.secret_env}
     task_id = str(uuid.uuid4())
     now = utcnow()
     starting = data.get("start", True)
@@ -54,12 +62,15 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
         "task_id": task_id,
         "name": data["name"],
         "description": data.get("description", ""),
-        "command": data["command"],
+        "command": command,
         "parameters": data.get("parameters", ""),
         "timeout": data["timeout"],
         "targets": json.dumps(data["targets"], ensure_ascii=False),
-        "env": json.dumps(data.get("env") or {}, ensure_ascii=False),
-        "secret_env": secret_store.encrypt_env(data.get("secret_env")),
+        "env": json.dumps(env, ensure_ascii=False),
+        "secret_env": secret_store.encrypt_env(secret),
+        "processor": processors.seal(data.get("processor")),
+        "processor_open": bool(data.get("processor")),  # the outbox looks at it until its summary is queued
+        "script": json.dumps(script_run.ref, ensure_ascii=False) if script_run is not None else "",
         "status": FleetTaskStatus.PENDING.value,
         "created_by": data.get("created_by") or actor,
         "created_at": now,
@@ -79,9 +90,10 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
             started_at=now,
             started_by=actor,
         )
-    entries: list[tuple[str, str, dict[str, Any] | None]] = [
-        ("task.create", task_id, {"name": data["name"], "targets": data["targets"]})
-    ]
+    created: dict[str, Any] = {"name": data["name"], "targets": data["targets"]}
+    if script_run is not None:
+        created["script"] = data["script"]
+    entries: list[tuple[str, str, dict[str, Any] | None]] = [("task.create", task_id, created)]
     with db.write_transaction():
         row["id"] = db.insert_row(FleetTask, row)
         if fleet is not None:
@@ -155,7 +167,9 @@ def start(redis: Redis, task_id: str, actor: str, offline_after_intervals: int) 
         task = get(task_id)
         if task.status != FleetTaskStatus.PENDING.value:
             raise Conflict(f"Task {task_id} is {task.status}: only a pending task can be started")
-        access.check_command(task.command, {**json.loads(task.env), **secret_store.names_of(task.secret_env)})
+        given = {**json.loads(task.env), **secret_store.names_of(task.secret_env)}
+        param_env = script_runs.param_env_names(task.script)  # the script's parameters: not env the caller set
+        access.check_command(task.command, {k: v for k, v in given.items() if k not in param_env})
         fleet = _fleet(redis, offline_after_intervals, json.loads(task.targets))
         _check_scope(redis, offline_after_intervals, json.loads(task.targets), fleet)
         plans = _record_start(task, actor, fleet)
@@ -226,6 +240,8 @@ def _dispatch(redis: Redis, task: FleetTask, actor: str, plans: list[targets.Hos
         "fleet task %s (%s) started by %s: %d hosts, %d dispatch failed", task_id, task.name, actor, len(plans), failed
     )
     try:
+        if runnable:
+            script_runs.ship(redis, task.script)
         dispatch.run_command(redis, runnable, run_payload(task))
     except RedisError as exc:
         logger.error("fleet task %s: RUN_COMMAND not sent: %s", task_id, exc)
@@ -242,13 +258,17 @@ def _dispatch(redis: Redis, task: FleetTask, actor: str, plans: list[targets.Hos
 def run_payload(task: FleetTask) -> dict[str, Any]:
     """What RUN_COMMAND carries for ``task`` (dispatch.run_command adds the deadline, and seals ``secret_env``
     for each node: the plaintext here never leaves this process)."""
-    return {
+    payload = {
         "task_id": task.task_id,
         "command": task.command,
         "timeout": task.timeout,
         "env": json.loads(task.env),
         "secret_env": secret_store.decrypt_env(task.secret_env),
     }
+    script = script_runs.job_part(task.script)
+    if script is not None:
+        payload["script"] = script  # a plain command's wire stays as it was
+    return payload
 
 
 def cancel(

@@ -15,6 +15,7 @@ from manager_api.services.errors import NotFound
 from manager_api.services.fleet_tasks import changes
 from manager_api.services.fleet_tasks.state import is_final
 from manager_api.services.paging import Page, matching, page_of, status_counts
+from manager_api.services.processors.sealed import posted
 
 NOT_FOUND = "Task not found"
 WAIT_POLL_SECONDS = 0.25
@@ -117,4 +118,5 @@ def rerun_body(task_id: str) -> dict[str, Any]:
         "env": json.loads(task.env),
         # Internal only (the console's rerun loads it back through FleetTaskSchema): never an API answer.
         "secretEnv": secret_store.decrypt_env(task.secret_env),
+        "processor": posted(task.processor),
     }

@@ -13,6 +13,7 @@ from manager_api.models import FleetTask, Node, TaskHost, utcnow
 from manager_api.services import dispatch
 from manager_api.services.fleet_tasks.actions import run_payload
 from manager_api.services.fleet_tasks.state import FINAL_STATUSES, OPEN_HOST_STATUSES, recompute
+from manager_api.services.scripts import running
 from shared import keys
 from shared.defaults import DEADLINE_SLACK_SECONDS
 from shared.states import FleetTaskStatus, HostRunStatus, NodeStatus
@@ -101,6 +102,7 @@ def send_pending_again(redis: Redis, slack_seconds: float = DEADLINE_SLACK_SECON
             .tuples()
         ]
         if node_ids:
+            running.ship(redis, task.script)  # Redis restarted: the script's content may be gone with it
             dispatch.run_command(redis, node_ids, run_payload(task), seconds_left=left)
             sent += len(node_ids)
     if sent:

@@ -73,7 +73,8 @@ def rules(node_id: str) -> list[str]:
     node id and ``.`` (worker_agent). Three
     keys are shared: RQ's worker index (REDIS_WORKER_KEYS, a set every worker adds itself to and removes itself
     from: a rogue node could remove other workers from RQ's listing, nothing more: no corral code reads it),
-    and, read only, the suspension flag and the index of rate limits (empty: corral sets none).
+    and, read only, the suspension flag, the index of rate limits (empty: corral sets none) and the contents of
+    registered scripts (keys.script_content: by digest, shared by every node, never a secret).
     """
     if not keys.NODE_ID.match(node_id):
         raise ValueError(f"not a node id: {node_id!r}")  # it is spelled into glob patterns below
@@ -94,6 +95,7 @@ def rules(node_id: str) -> list[str]:
         *(f"~{pattern}" for pattern in patterns),
         f"%R~{WORKERS_SUSPENDED}",
         f"%R~{RateLimitRegistry.rl_keys_key}",  # read by RQ's registry cleaning; corral sets no rate limits
+        f"%R~{keys.SCRIPT_CONTENT_PREFIX}*",  # scripts' contents by digest: no secret in them (issue 17)
         *(f"&{channel}" for channel in channels),
     ]
 

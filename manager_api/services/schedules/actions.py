@@ -19,6 +19,8 @@ from manager_api.services.errors import Conflict, NotFound, NotPermitted
 from manager_api.services.fleet_tasks import actions as fleet_tasks
 from manager_api.services.fleet_tasks import targets as fleet_targets
 from manager_api.services.paging import Page, page_of
+from manager_api.services.processors.sealed import posted as processor_posted
+from manager_api.services.processors.sealed import seal as processor_seal
 from manager_api.services.schedules.triggers import naive, next_fire, trigger_of
 from shared import defaults
 
@@ -90,6 +92,7 @@ def create(
                 timeout=data["timeout"],
                 env=json.dumps(data.get("env") or {}, ensure_ascii=False),
                 secret_env=secret_store.encrypt_env(data.get("secret_env")),
+                processor=processor_seal(data.get("processor")),
                 scope=access.scope_of_current(),
                 cron=data.get("cron"),
                 interval=data.get("interval"),
@@ -214,6 +217,7 @@ def fire(redis: Redis, schedule_id: str, version: int, offline_after_intervals: 
         "timeout": row.timeout,
         "env": json.loads(row.env),
         "secret_env": secret_store.decrypt_env(row.secret_env),  # re-encrypted into the task's own row
+        "processor": processor_posted(row.processor),  # sealed again into the task's own row
         "created_by": actor,
         "start": True,
     }

@@ -14,11 +14,12 @@ from redis import Redis
 
 from manager_api import db
 from manager_api.models import FleetTask, Workflow, WorkflowStep, utcnow
-from manager_api.services import access, audit, secret_store
-from manager_api.services.errors import Conflict, NotFound
+from manager_api.services import access, audit
+from manager_api.services.errors import Conflict, Invalid, NotFound
 from manager_api.services.fleet_tasks import actions as fleet_tasks
 from manager_api.services.fleet_tasks import targets as fleet_targets
 from manager_api.services.paging import Page, matching, page_of, status_counts
+from manager_api.services.scripts import running as script_runs
 from manager_api.services.workflows import advance, graph
 from shared.states import WorkflowStatus, WorkflowStepStatus
 
@@ -52,12 +53,20 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
     one transaction, then start the steps that depend on nothing; returns its workflow_id."""
     steps: list[dict[str, Any]] = data["steps"]
     graph.check(steps)
-    for step in steps:
+    for i, step in enumerate(steps):
         task = step["task"]
+        command, env = task.get("command"), {**(task.get("env") or {}), **(task.get("secret_env") or {})}
+        if task.get("script"):
+            try:  # the script and its parameters, checked now as POST /api/tasks checks them
+                script_run = script_runs.prepare(task)
+            except Invalid as exc:
+                raise Invalid(f"Invalid request format: steps[{i}].task.{exc.message}") from exc
+            command, env = script_run.command, {**env, **script_run.env, **script_run.secret_env}
         fleet_targets.queries(_plain_targets(task["targets"]))
-        access.check_command(task["command"], {**(task.get("env") or {}), **(task.get("secret_env") or {})})
+        access.check_command(str(command), env)
         if plain := _plain_targets(task["targets"]):
             fleet_tasks.check_scope(redis, offline_after_intervals, plain)
+    sealed_steps = [advance.seal(step["task"]) for step in steps]
     workflow_id = str(uuid.uuid4())
     now = utcnow()
     with db.write_transaction():
@@ -82,8 +91,8 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
                     "workflow": pk,
                     "position": i,
                     "name": step["name"],
-                    "spec": json.dumps(_task_body(step["task"]), ensure_ascii=False),
-                    "secret_env": secret_store.encrypt_env(step["task"].get("secret_env")),
+                    "spec": json.dumps(sealed_steps[i][0], ensure_ascii=False),
+                    "sealed": sealed_steps[i][1],
                     "depends_on": json.dumps(step["depends_on"]),
                     "on_failed_dependency": step["on_failed_dependency"],
                     "status": WorkflowStepStatus.PENDING.value,
@@ -99,13 +108,6 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
 
 def _plain_targets(targets: list[str]) -> list[str]:
     return [target for target in targets if not target.startswith(graph.SUCCEEDED_ON)]
-
-
-def _task_body(task: dict[str, Any]) -> dict[str, Any]:
-    """The fleet task body as stored in ``spec``: the schema's output without its secret env (a column of its own,
-    encrypted as a fleet task's, so that a key rotation re-encrypts it); ``start`` and ``created_by`` are the
-    engine's to set."""
-    return {key: value for key, value in task.items() if key not in ("start", "created_by", "secret_env")}
 
 
 def cancel(redis: Redis, workflow_id: str, actor: str, offline_after_intervals: int) -> None:

@@ -49,10 +49,23 @@ def created_by_of(workflow_id: str, step: str) -> str:
     return f"{CREATED_BY_PREFIX}{workflow_id}/{step}"
 
 
+SEALED_PARTS = ("secret_env", "params", "processor")
+"""The parts of a step's task body kept encrypted (a secret env, script parameters some of which may be secret,
+a processor's secret), in WorkflowStep.sealed: a key rotation re-encrypts them with the other secrets."""
+
+
+def seal(task: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """A validated fleet task body split into what ``spec`` keeps and the ``sealed`` text of its secret parts."""
+    spec = {key: value for key, value in task.items() if key not in ("start", "created_by", *SEALED_PARTS)}
+    parts = {key: json.dumps(task[key], ensure_ascii=False) for key in SEALED_PARTS if task.get(key)}
+    return spec, secret_store.encrypt_env(parts)
+
+
 def task_data(workflow_id: str, step: WorkflowStep, targets: list[str]) -> dict[str, Any]:
     """The fleet task body (POST /api/tasks') of ``step``, on ``targets``."""
     body: dict[str, Any] = json.loads(step.spec)
-    body["secret_env"] = secret_store.decrypt_env(step.secret_env)  # re-encrypted into the task's own row
+    # Opened here, re-encrypted into the task's own row by fleet_tasks.actions.create.
+    body.update({key: json.loads(text) for key, text in secret_store.decrypt_env(step.sealed).items()})
     body["targets"] = targets
     body["created_by"] = created_by_of(workflow_id, step.name)
     body["start"] = True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marshmallow import fields
+from marshmallow import fields, validate
 
 from manager_api.api.schemas.answers.common import (
     Answer,
@@ -16,6 +16,7 @@ from manager_api.api.schemas.answers.common import (
     text,
     time,
 )
+from manager_api.api.schemas.answers.scripts import TaskScriptAnswer
 from shared.states import FleetTaskStatus, HostRunStatus
 
 
@@ -50,6 +51,28 @@ class TaskHostAnswer(Answer):
     error_message = text(nullable=True)
 
 
+class DeliveryCountsAnswer(Answer):
+    """A processor's deliveries (each node's result, the summary) by state."""
+
+    pending = integer()
+    sent = integer()
+    given_up = integer()
+
+
+class ProcessorAnswer(Answer):
+    """Where a task's results go (scheme, host and port: never the path or the secret); a task's detail adds
+    how its deliveries stand."""
+
+    url = text()
+    deliveries = fields.Nested(DeliveryCountsAnswer, metadata={"description": "Detail only."})
+    summary = fields.String(
+        allow_none=True,
+        validate=validate.OneOf(["pending", "sent", "given_up"]),
+        metadata={"description": "Detail only: null until the task ends and its summary is queued."},
+    )
+    last_error = fields.String(metadata={"description": "Detail only: the last failed attempt's error, or empty."})
+
+
 class FleetTaskSummaryAnswer(Answer):
     """A task as GET /api/tasks lists it."""
 
@@ -65,6 +88,8 @@ class FleetTaskSummaryAnswer(Answer):
         values=fields.String(),
         metadata={"description": 'Names of the secret env, each with "(secret)": a value is never answered.'},
     )
+    processor = nested(ProcessorAnswer, nullable=True)
+    script = nested(TaskScriptAnswer, nullable=True, metadata={"description": "The script it runs, or null."})
     status = one_of(FleetTaskStatus)
     total_hosts = integer()
     completed_hosts = integer(metadata={"description": "Hosts that ended, whatever the outcome."})

@@ -10,10 +10,12 @@ from manager_api.api.schemas.answers.common import (
     boolean,
     integer,
     many,
+    nested,
     strings,
     text,
     time,
 )
+from manager_api.api.schemas.answers.fleet_tasks import ProcessorAnswer
 
 
 class ScheduleAnswer(Answer):
@@ -31,6 +33,7 @@ class ScheduleAnswer(Answer):
         values=fields.String(),
         metadata={"description": 'Names of the secret env, each with "(secret)": a value is never answered.'},
     )
+    processor = nested(ProcessorAnswer, nullable=True)
     cron = text(nullable=True, metadata={"description": "A crontab line (UTC); null when interval is set."})
     interval = integer(nullable=True, metadata={"description": "Seconds; null when cron is set."})
     paused = boolean()
