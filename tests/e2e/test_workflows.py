@@ -211,3 +211,25 @@ def test_the_cli_runs_lists_shows_and_cancels(stack: tuple[Manager, dict[str, st
 def _write(path: Path, steps: list[dict[str, Any]]) -> Path:
     path.write_text(json.dumps({"name": path.stem, "steps": steps}))
     return path
+
+
+def test_a_step_runs_a_registered_script_on_the_agents(stack: tuple[Manager, dict[str, str]]) -> None:
+    """A step's task body is a fleet task body: a registered script with its params runs on the real agents."""
+    manager, ids = stack
+    script = {
+        "name": "greet",
+        "version": "1.0",
+        "interpreter": "python3",
+        "body": "import os, sys\nprint('hello', os.environ['CORRAL_PARAM_WHO'], sys.argv[1:])\n",
+        "params": [{"name": "who", "type": "string", "required": True}],
+    }
+    assert manager.post("/api/scripts", script).status_code == 201
+    scripted = {"name": "greet", "depends_on": ["first"], "task": {"script": "greet@1.0", "params": {"who": "wf"},
+                                                                      "targets": ["succeeded_on:first"]}}  # fmt: skip
+    body = post(manager, [step("first", "true", targets=("wf-a", "wf-c")), scripted], wait=60)
+    assert body["status"] == "completed", body
+    shown = steps_of(body)["greet"]
+    assert shown["script"] == "greet@1.0" and shown["hosts"]["succeeded"] == 2
+    task = manager.get(shown["task_url"]).json()
+    assert sorted(h["host_id"] for h in task["hosts"]) == sorted([ids["wf-a"], ids["wf-c"]])
+    assert {h["stdout"] for h in task["hosts"]} == {"hello wf ['--who=wf']\n"}
