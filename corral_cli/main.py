@@ -24,6 +24,7 @@ from .scripts import script
 from .tasks import run, tasks
 from .templates import template
 from .tokens import token
+from .workflows import workflow
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ for command in (
     tasks,
     schedule,
     script,
+    workflow,
     business,
     app,
     dashboard,

@@ -64,6 +64,27 @@ class FleetTaskStatus(StrEnum):
     CANCELED = "canceled"
 
 
+class WorkflowStatus(StrEnum):
+    """A workflow (issue 17): steps run as their dependencies end."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"  # every step succeeded
+    FAILED = "failed"  # every step ended, at least one did not succeed
+    CANCELED = "canceled"
+
+
+class WorkflowStepStatus(StrEnum):
+    """One step of a workflow: its fleet task's outcome, or why it never ran."""
+
+    PENDING = "pending"  # waiting for its dependencies
+    RUNNING = "running"  # its fleet task runs
+    SUCCEEDED = "succeeded"  # its fleet task completed (every node succeeded)
+    FAILED = "failed"  # its fleet task ended otherwise, or could not be created
+    SKIPPED = "skipped"  # a dependency did not succeed and its policy is "stop", or the workflow stopped
+    CANCELED = "canceled"  # the workflow was canceled before it ended
+
+
 class HostRunStatus(StrEnum):
     """One node's part of a fleet task (document 004's per-host state diagram)."""
 

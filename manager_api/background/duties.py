@@ -47,6 +47,8 @@ from manager_api.services.nodes import metrics_history as node_metrics
 from manager_api.services.nodes import presence as node_presence
 from manager_api.services.processors.sender import Sender as ProcessorSender
 from manager_api.services.schedules.runner import ScheduleRunner
+from manager_api.services.workflows import actions as workflow_actions
+from manager_api.services.workflows import advance as workflows
 from shared import heartbeat, keys, report_streams, tls
 
 logger = logging.getLogger(__name__)
@@ -167,9 +169,11 @@ class Duties:
 
     def _apply_fleet_task_reports(self, batch: list[dict[str, Any]]) -> None:
         # The ?wait callers are woken after the commit too, so they read the change.
-        report_batches.apply_and_acknowledge(
+        changed = report_batches.apply_and_acknowledge(
             self.redis, fleet_task_reports.KIND, batch, fleet_task_reports.tell_changed
         )
+        # After the commit: a step whose task just ended starts the next wave in this same pass.
+        workflows.advance_for_tasks(self.redis, changed, self.settings.offline_after_intervals)
 
     def _apply_component_reports(self, batch: list[dict[str, Any]]) -> None:
         self._send(report_batches.apply_and_acknowledge(self.redis, self.component_reports, batch))
@@ -327,6 +331,8 @@ class Duties:
         self._redis_run_id = run_id
         fleet_task_upkeep.fail_hosts_on_offline_nodes()
         fleet_task_upkeep.enforce_deadlines(self.settings.task_deadline_slack_seconds)
+        # Every workflow not ended: tasks ended by a deadline or an offline node, and whatever a restart left.
+        workflows.advance_open(self.redis, self.settings.offline_after_intervals)
         self._send(
             business_upkeep.fail_components_on_offline_nodes(
                 self.redis, self.settings.offline_after_intervals, self.settings.component_stop_grace_seconds
@@ -347,5 +353,6 @@ class Duties:
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + PRUNE_EVERY
             fleet_task_upkeep.prune(self.redis, self.settings.task_retention_days)
+            workflow_actions.prune(self.settings.task_retention_days)
             alert_delivery.prune()
         self.schedules.sync()

@@ -26,6 +26,7 @@ from manager_api.models.processors import ProcessorDelivery
 from manager_api.models.schedules import Schedule
 from manager_api.models.scripts import Script
 from manager_api.models.tokens import ApiToken
+from manager_api.models.workflows import Workflow, WorkflowStep
 
 __all__ = [
     "ALL_MODELS",
@@ -53,6 +54,8 @@ __all__ = [
     "Script",
     "TaskHost",
     "Template",
+    "Workflow",
+    "WorkflowStep",
     "utcnow",
 ]
 
@@ -80,5 +83,7 @@ ALL_MODELS = [
     ApiToken,
     ProcessorDelivery,
     Script,
+    Workflow,
+    WorkflowStep,
 ]
 """In creation order (foreign keys point backwards)."""

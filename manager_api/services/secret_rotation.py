@@ -15,13 +15,14 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from peewee import Field, Model
 
 from manager_api import db
-from manager_api.models import App, BusinessComponent, FleetTask, Schedule
+from manager_api.models import App, BusinessComponent, FleetTask, Schedule, WorkflowStep
 from manager_api.services import audit
 from manager_api.services.secret_store import SecretKeyError, read_keys
 
 COLUMNS: tuple[tuple[type[Model], Field], ...] = (
     (FleetTask, FleetTask.secret_env),
     (Schedule, Schedule.secret_env),
+    (WorkflowStep, WorkflowStep.sealed),
     (App, App.secret_envs),
     (BusinessComponent, BusinessComponent.secret_environment_variables),
 )

@@ -19,6 +19,7 @@ from manager_api.api.routes import (
     tasks,
     templates,
     tokens,
+    workflows,
 )
 
 
@@ -38,6 +39,7 @@ def register(app: Flask) -> None:
         businesses,
         apps,
         tokens,
+        workflows,
         docs,
     ):
         app.register_blueprint(module.bp)
