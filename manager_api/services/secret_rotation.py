@@ -21,7 +21,9 @@ from manager_api.services.secret_store import SecretKeyError, read_keys
 
 COLUMNS: tuple[tuple[type[Model], Field], ...] = (
     (FleetTask, FleetTask.secret_env),
+    (FleetTask, FleetTask.processor),
     (Schedule, Schedule.secret_env),
+    (Schedule, Schedule.processor),
     (WorkflowStep, WorkflowStep.sealed),
     (App, App.secret_envs),
     (BusinessComponent, BusinessComponent.secret_environment_variables),

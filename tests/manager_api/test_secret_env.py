@@ -99,3 +99,22 @@ def test_rotate_key_reencrypts_and_an_old_key_file_reads_no_new_row(
         secret_store.decrypt_env(after)
     secret_store.configure(key_file)
     assert AuditLog.get(AuditLog.action == "secrets.rotate_key").actor.startswith("cli:")
+
+
+def test_rotate_key_covers_the_processors_of_tasks_and_schedules(
+    client: FlaskClient, settings: Settings, node: None
+) -> None:
+    processor = {"url": "https://hooks.example/in", "secret": "processor-secret-4711"}
+    task = create(client, command="true", processor=processor)
+    body = {"name": "p", "command": "true", "targets": ["*"], "interval": 3600, "processor": processor}
+    schedule = answer(client.post("/api/schedules", json=body), 201)
+    key_file = secret_store.key_file_of(settings)
+    db_flag = ["--db-url", settings.db_path] if "://" in settings.db_path else ["--db-path", settings.db_path]
+    assert manager_main(["secrets", "rotate-key", *db_flag, "--secrets-key-file", str(key_file)]) == 0
+    # Sealed again under the new key (the old one is gone from the file): both still open.
+    for stored in (
+        FleetTask.get(FleetTask.task_id == task["task_id"]).processor,
+        Schedule.get_by_id(schedule["id"]).processor,
+    ):
+        assert secret_store.decrypt_env(stored) == processor
+    assert detail(client, task["task_id"])["processor"]["url"] == "https://hooks.example"
