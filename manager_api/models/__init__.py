@@ -23,11 +23,12 @@ from manager_api.models.fleet_tasks import FleetTask, TaskHost
 from manager_api.models.keys import ManagerKey
 from manager_api.models.nodes import Node, NodeMetric, NodeRevision
 from manager_api.models.processors import ProcessorDelivery
-from manager_api.models.schedules import Schedule
+from manager_api.models.schedules import AgentScheduleClock, Schedule
 from manager_api.models.tokens import ApiToken
 
 __all__ = [
     "ALL_MODELS",
+    "AgentScheduleClock",
     "Alert",
     "ApiToken",
     "App",
@@ -77,5 +78,6 @@ ALL_MODELS = [
     Alert,
     ApiToken,
     ProcessorDelivery,
+    AgentScheduleClock,
 ]
 """In creation order (foreign keys point backwards)."""

@@ -28,6 +28,7 @@ def schedule_json(row: Schedule, recent_task_ids: list[str] | None = None) -> di
         "cron": row.cron,
         "interval": row.interval,
         "paused": row.paused,
+        "on_agent": row.on_agent,
         "next_run_at": iso(row.next_run_at),
         "last_run_at": iso(row.last_run_at),
         "last_task_id": row.last_task_id,

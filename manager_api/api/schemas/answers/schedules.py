@@ -37,6 +37,7 @@ class ScheduleAnswer(Answer):
     cron = text(nullable=True, metadata={"description": "A crontab line (UTC); null when interval is set."})
     interval = integer(nullable=True, metadata={"description": "Seconds; null when cron is set."})
     paused = boolean()
+    on_agent = boolean(metadata={"description": "Fired by its target nodes' agents from their own clocks."})
     next_run_at = time(nullable=True)
     last_run_at = time(nullable=True)
     last_task_id = text(nullable=True)
