@@ -18,6 +18,7 @@ from manager_api.config import Settings
 from manager_api.models import FleetTask
 from manager_api.services.schedules import actions as schedules
 from shared import jobs
+from shared.api import bearer
 from tests.support import wait_until
 
 from .conftest import answer
@@ -113,3 +114,21 @@ def test_a_firing_report_makes_its_task_once(
     assert task["hosts"][0]["hostname"] == "web-01" and task["total_hosts"] == 1
     shown = answer(client.get(f"/api/schedules/{created['id']}"))
     assert shown["last_task_id"] == task_id and task_id in shown["recent_task_ids"]
+
+
+def test_an_operators_on_agent_schedule_reaches_only_the_nodes_of_its_scope(
+    client: FlaskClient, redis_client: redis_lib.Redis
+) -> None:
+    """A node that comes to match later but lies outside the creating token's node query never gets it."""
+    add_node(client, redis_client, "n1", "web-01", "10.0.0.1", labels={"zone": "a"})
+    token = {"name": "ops-a", "role": "operator", "nodeQuery": "labels.zone:a", "commands": ["echo *"]}
+    operator = bearer(answer(client.post("/api/tokens", json=token), 201)["token"])
+    body = {"name": "zoned", "command": "echo hi", "targets": ["role=web"], "interval": 60, "on_agent": True}
+    zoned = answer(client.post("/api/schedules", json=body, headers=operator), 201)
+    assert sets(redis_client, "n1")[-1]["schedules"] == []  # n1 has no role=web label
+    add_node(client, redis_client, "n2", "web-02", "10.0.0.2", labels={"zone": "b", "role": "web"})
+    add_node(client, redis_client, "n3", "web-03", "10.0.0.3", labels={"zone": "a", "role": "web"})
+    # The next change sends the sets again, the scope read now (the node query sees the nodes online).
+    answer(client.post(f"/api/schedules/{zoned['id']}/pause"))  # an admin's change
+    assert [s["name"] for s in sets(redis_client, "n3")[-1]["schedules"]] == ["zoned"]
+    assert all(payload["schedules"] == [] for payload in sets(redis_client, "n2"))  # outside the scope

@@ -19,7 +19,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from manager_api.models import AgentScheduleClock, Node, Schedule
-from manager_api.services import dispatch
+from manager_api.services import access, dispatch
 from manager_api.services.fleet_tasks import actions as fleet_tasks
 from manager_api.services.fleet_tasks import targets as fleet_targets
 from manager_api.services.nodes.presence import known
@@ -79,11 +79,31 @@ def plan(redis: Redis, offline_after_intervals: int, node_ids: list[str] | None 
     for row in rows:
         targets = json.loads(row.targets)
         fleet = fleet_tasks.fleet_of(redis, offline_after_intervals, targets)
+        scope = _scope_nodes(redis, offline_after_intervals, row.scope)
         # Offline nodes too: the job waits in their queue.
         for host in fleet_targets.resolve(targets, fleet.nodes, fleet.selections):
-            if host.node_id in wanted and not any(e["id"] == row.id for e in sets[host.node_id]):
-                sets[host.node_id].append(entry_of(row))
+            if host.node_id not in wanted or any(e["id"] == row.id for e in sets[host.node_id]):
+                continue
+            if scope is not None and host.node_id not in scope:
+                # A node that came to match after the schedule was made, outside its creator's node query.
+                logger.warning(
+                    "schedule %s (%s): node %s is outside its scope, not sent", row.id, row.name, host.node_id
+                )
+                continue
+            sets[host.node_id].append(entry_of(row))
     return SetPush(version, sets)
+
+
+def _scope_nodes(redis: Redis, offline_after_intervals: int, scope: str) -> frozenset[str] | None:
+    """The nodes the scope kept with a schedule (its creator's token's) reaches now; None: no limit (an admin's)."""
+    if not scope:
+        return None
+    previous = access.current()
+    access.use(access.identity_of_scope(scope))
+    try:
+        return access.allowed_nodes(redis, offline_after_intervals)
+    finally:
+        access.use(previous)
 
 
 def send(redis: Redis, push: SetPush) -> int:
