@@ -364,6 +364,8 @@ class Agent:
         )
         worker = self._worker
         figures["taking_jobs"] = worker is None or worker.taking_jobs
+        # The version of the agent-side schedule set it holds: the schedule's detail shows who has the latest.
+        figures["agent_schedules_version"] = self.agent_schedules.version
         self.last_figures = figures
         return figures
 

@@ -123,6 +123,13 @@ def test_pause_and_delete_reach_the_agent_and_an_offline_agent_catches_up(
     wait_until(lambda: max(applied_versions(agent)) > version, timeout=10, what="the pause applied")
     no_firing_after(agent, "on-agent-change", 2.5)
 
+    # The detail says which nodes hold the latest set (from their heartbeats).
+    def held() -> bool:
+        shown = manager.get(f"/api/schedules/{schedule['id']}").json()
+        return [(a["hostname"], a["current"]) for a in shown["agents"]] == [(HOST, True)]
+
+    wait_until(held, timeout=10, what="the agent's heartbeat to show the paused set")
+
     # Resumed while the agent is stopped: back, it catches up (its queue and its join) and fires again.
     assert agent.terminate() == 0
     paused_version = max(applied_versions(agent))

@@ -16,8 +16,9 @@ from flask.testing import FlaskClient
 from manager_api.background.duties import Duties
 from manager_api.config import Settings
 from manager_api.models import FleetTask
+from manager_api.services import job_keys
 from manager_api.services.schedules import actions as schedules
-from shared import jobs
+from shared import heartbeat, jobs
 from shared.api import bearer
 from tests.support import wait_until
 
@@ -132,3 +133,23 @@ def test_an_operators_on_agent_schedule_reaches_only_the_nodes_of_its_scope(
     answer(client.post(f"/api/schedules/{zoned['id']}/pause"))  # an admin's change
     assert [s["name"] for s in sets(redis_client, "n3")[-1]["schedules"]] == ["zoned"]
     assert all(payload["schedules"] == [] for payload in sets(redis_client, "n2"))  # outside the scope
+
+
+def test_the_detail_shows_the_version_each_node_holds(client: FlaskClient, redis_client: redis_lib.Redis) -> None:
+    add_node(client, redis_client, "n1", "web-01", "10.0.0.1")
+    add_node(client, redis_client, "n2", "web-02", "10.0.0.2")
+    created = make(client, targets=["web-01", "web-02"])
+    figures = {"interval": 5.0, "agent_schedules_version": 1}
+    heartbeat.write(redis_client, "n1", figures, key=job_keys.node_key("n1"))  # n1's agent applied version 1
+    shown = answer(client.get(f"/api/schedules/{created['id']}"))
+    assert shown["agent_set_version"] == 1
+    assert shown["agents"] == [
+        {"node_id": "n1", "hostname": "web-01", "version": 1, "current": True},
+        {"node_id": "n2", "hostname": "web-02", "version": None, "current": False},
+    ]
+    answer(client.post(f"/api/schedules/{created['id']}/pause"))
+    shown = answer(client.get(f"/api/schedules/{created['id']}"))
+    assert shown["agent_set_version"] == 2 and shown["agents"][0]["current"] is False
+    manager_side = make(client, name="manager-side", on_agent=False)
+    shown = answer(client.get(f"/api/schedules/{manager_side['id']}"))
+    assert (shown["agent_set_version"], shown["agents"]) == (None, [])

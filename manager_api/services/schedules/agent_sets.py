@@ -23,6 +23,7 @@ from manager_api.services import access, dispatch
 from manager_api.services.fleet_tasks import actions as fleet_tasks
 from manager_api.services.fleet_tasks import targets as fleet_targets
 from manager_api.services.nodes.presence import known
+from shared import keys
 from shared.schedule_triggers import aware
 
 logger = logging.getLogger(__name__)
@@ -77,20 +78,10 @@ def plan(redis: Redis, offline_after_intervals: int, node_ids: list[str] | None 
     sets: dict[str, list[dict[str, Any]]] = {node_id: [] for node_id in node_ids}
     rows = list(Schedule.select().where(Schedule.on_agent == True).order_by(Schedule.created_at))  # noqa: E712
     for row in rows:
-        targets = json.loads(row.targets)
-        fleet = fleet_tasks.fleet_of(redis, offline_after_intervals, targets)
-        scope = _scope_nodes(redis, offline_after_intervals, row.scope)
         # Offline nodes too: the job waits in their queue.
-        for host in fleet_targets.resolve(targets, fleet.nodes, fleet.selections):
-            if host.node_id not in wanted or any(e["id"] == row.id for e in sets[host.node_id]):
-                continue
-            if scope is not None and host.node_id not in scope:
-                # A node that came to match after the schedule was made, outside its creator's node query.
-                logger.warning(
-                    "schedule %s (%s): node %s is outside its scope, not sent", row.id, row.name, host.node_id
-                )
-                continue
-            sets[host.node_id].append(entry_of(row))
+        for node_id in plan_nodes(redis, offline_after_intervals, row, warn=True):
+            if node_id in wanted:
+                sets[node_id].append(entry_of(row))
     return SetPush(version, sets)
 
 
@@ -104,6 +95,48 @@ def _scope_nodes(redis: Redis, offline_after_intervals: int, scope: str) -> froz
         return access.allowed_nodes(redis, offline_after_intervals)
     finally:
         access.use(previous)
+
+
+@dataclass(frozen=True)
+class HeldVersion:
+    """What one target node of an on_agent schedule holds: the version of its set, as its heartbeat last said."""
+
+    node_id: str
+    hostname: str
+    version: int | None  # None: no heartbeat says (an agent older than agent-side schedules, or never seen)
+
+
+def held_versions(redis: Redis, offline_after_intervals: int, row: Schedule) -> list[HeldVersion]:
+    """The version each node the schedule is sent to holds now (from its heartbeat), by hostname."""
+    node_ids = plan_nodes(redis, offline_after_intervals, row)
+    if not node_ids:
+        return []
+    names = dict(Node.select(Node.id, Node.hostname).where(Node.id.in_(node_ids)).tuples())
+    with redis.pipeline(transaction=False) as pipe:
+        for node_id in node_ids:
+            pipe.hget(keys.node_heartbeat(node_id), "agent_schedules_version")
+        raw = pipe.execute()
+    out = []
+    for node_id, value in zip(node_ids, raw, strict=True):
+        try:
+            version = int(value) if value not in (None, b"", "") else None
+        except ValueError:
+            version = None
+        out.append(HeldVersion(node_id, str(names.get(node_id, "")), version))
+    return sorted(out, key=lambda held: (held.hostname, held.node_id))
+
+
+def plan_nodes(redis: Redis, offline_after_intervals: int, row: Schedule, warn: bool = False) -> list[str]:
+    """The nodes ``row`` goes to now: its targets resolved (offline nodes too), kept to its creator's scope."""
+    targets = json.loads(row.targets)
+    fleet = fleet_tasks.fleet_of(redis, offline_after_intervals, targets)
+    scope = _scope_nodes(redis, offline_after_intervals, row.scope)
+    reached = {host.node_id for host in fleet_targets.resolve(targets, fleet.nodes, fleet.selections) if host.node_id}
+    outside = sorted(reached - scope) if scope is not None else []
+    if outside and warn:
+        # Nodes that came to match after the schedule was made, outside its creator's node query.
+        logger.warning("schedule %s (%s): nodes %s are outside its scope, not sent", row.id, row.name, outside)
+    return sorted(reached - set(outside))
 
 
 def send(redis: Redis, push: SetPush) -> int:

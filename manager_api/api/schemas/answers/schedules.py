@@ -46,8 +46,22 @@ class ScheduleAnswer(Answer):
     updated_at = time()
 
 
+class AgentHeldAnswer(Answer):
+    """What one target node of an on_agent schedule holds."""
+
+    node_id = text()
+    hostname = text()
+    version = integer(nullable=True, metadata={"description": "Its set's version, from its last heartbeat."})
+    current = boolean(metadata={"description": "Whether it holds the latest set (agent_set_version)."})
+
+
 class ScheduleDetailAnswer(ScheduleAnswer):
     recent_task_ids = strings(metadata={"description": "The fleet tasks it fired last, newest first."})
+    agent_set_version = integer(
+        nullable=True,
+        metadata={"description": "The version of the sets last sent to agents; null unless on_agent."},
+    )
+    agents = many(AgentHeldAnswer, metadata={"description": "Each node an on_agent schedule goes to; [] otherwise."})
 
 
 class SchedulePageAnswer(PageAnswer):
