@@ -311,7 +311,9 @@ def schedule_summary(schedule: Mapping[str, Any]) -> str:
     """`corral schedule show|create`: what it runs where, when, and what it last fired."""
     lines = [
         f"schedule {schedule.get('name')}  {schedule.get('id')}",
-        f"when {schedule_when(schedule)} (UTC)  paused {yes_no(schedule.get('paused'))}",
+        f"when {schedule_when(schedule)} (UTC)  paused {yes_no(schedule.get('paused'))}"
+        # Its next run is the agents' to know: the manager shows none.
+        + ("  fired by the target nodes' agents" if schedule.get("on_agent") else ""),
         f"command {schedule.get('command')}",
         f"targets {', '.join(map(str, schedule.get('targets') or [])) or EMPTY}  timeout {schedule.get('timeout')} s"
         f"  env {', '.join(schedule.get('env_keys') or []) or EMPTY}"

@@ -80,6 +80,11 @@ def schedule() -> None:
 @click.option("--cron", metavar="'EXPR'", help="Standard crontab line, in UTC: '0 3 * * 1-5'.")
 @click.option("--every", type=click.IntRange(min=1), metavar="SECONDS", help="Fire every SECONDS seconds instead.")
 @click.option("--description", default="", help="Free text kept with the schedule.")
+@click.option(
+    "--on-agent",
+    is_flag=True,
+    help="Fired by each target node's agent from its own clock, even while the manager is unreachable.",
+)
 @_json
 @click.pass_context
 def create(
@@ -93,6 +98,7 @@ def create(
     env: dict[str, str],
     secret_env: dict[str, str],
     description: str,
+    on_agent: bool,
     as_json: bool,
 ) -> None:
     """Create schedule NAME: a fleet task running CMD on the targets, fired by --cron or --every."""
@@ -100,6 +106,8 @@ def create(
         raise click.UsageError("give either --cron 'EXPR' or --every SECONDS")
     trigger = {"cron": cron} if cron is not None else {"interval": every}
     body = fleet_body(name, command, on, timeout, env, secret_env, description=description, **trigger)
+    if on_agent:
+        body["on_agent"] = True
     echo_answer(client_of(ctx).post("/api/schedules", body), as_json, formatting.schedule_summary)
 
 

@@ -43,6 +43,7 @@ FIELDS = (
     "memory_total_mb",
     "tasks_running",
     "taking_jobs",
+    "agent_schedules_version",
 )
 """Fields of the keys.node_heartbeat hash; ``ts`` is written by the script, the rest by the agent."""
 

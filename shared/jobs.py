@@ -18,6 +18,9 @@ RUN_COMMAND = "worker_agent.jobs.run_command"
 CANCEL_COMMAND = "worker_agent.jobs.cancel_command"
 """Kill the process group of a fleet task's command on this node; payload: CancelCommandSchema."""
 
+SYNC_AGENT_SCHEDULES = "worker_agent.jobs.sync_agent_schedules"
+"""Replace this node's set of agent-side (on_agent) schedules when newer; payload: AgentScheduleSetSchema."""
+
 DEPLOY_COMPONENT = "worker_agent.jobs.deploy_component"
 """Start (or replace with a newer generation) one business component; payload: ComponentSpecSchema."""
 
@@ -36,6 +39,7 @@ ALLOWED: frozenset[str] = frozenset(
         STOP_TASKS,
         RUN_COMMAND,
         CANCEL_COMMAND,
+        SYNC_AGENT_SCHEDULES,
         DEPLOY_COMPONENT,
         STOP_COMPONENT,
         RUN_INSTANCE,

@@ -20,6 +20,7 @@ from shared import keys, report_streams, tls
 from shared.defaults import AGENT_PORT, PROTOCOL_VERSION
 
 from . import jobs, metrics
+from .agent_schedules.firing import AgentSchedules
 from .data_dir import APPS_FILE, COMPONENTS_FILE, DataDirLock, record_hostname, secure_data_dir
 from .deployment_tasks.supervisor import Supervisor
 from .fleet_commands.runner import CommandRunner
@@ -81,6 +82,7 @@ class Agent:
         self.job_key: bytes | None = None  # from the join answer: only jobs signed with it run
         self.supervisor = Supervisor(self.data_dir, self.node_id, self._publish, redis=lambda: self.redis)
         self.commands = CommandRunner(self.data_dir, self.node_id, lambda: self.redis, lambda: self.job_key)
+        self.agent_schedules = AgentSchedules(self.data_dir, self.node_id, self.commands.run)
         # Made at their first job (or scrape) unless this data directory holds records of theirs, or Docker
         # components are looked for even without records (--docker-host): until then neither module is imported.
         self._components = OnDemand(self._make_components)
@@ -182,11 +184,14 @@ class Agent:
             faulthandler.register(STACKS_SIGNAL, all_threads=True, chain=False)
             jobs.register(self.supervisor)
             jobs.register_commands(self.commands)
+            jobs.register_agent_schedules(self.agent_schedules)
             jobs.register_components(self._components.get)
             jobs.register_instances(self._instances.get)
             # Before joining: what a previous agent's commands left behind is killed at once.
             self.commands.recover()
             self.commands.start()
+            # From its own clock, before and without joining: the manager or Redis may be unreachable.
+            self.agent_schedules.start()
             while not self._stop.is_set():
                 answer = self._join()
                 if answer is None:
@@ -359,6 +364,8 @@ class Agent:
         )
         worker = self._worker
         figures["taking_jobs"] = worker is None or worker.taking_jobs
+        # The version of the agent-side schedule set it holds: the schedule's detail shows who has the latest.
+        figures["agent_schedules_version"] = self.agent_schedules.version
         self.last_figures = figures
         return figures
 
@@ -404,12 +411,14 @@ class Agent:
         if self._heartbeat is not None:
             self._heartbeat.stop()
         self.supervisor.close()
+        self.agent_schedules.close()  # before the runner: no firing into a closed runner
         self.commands.close()
         for made in (self._components.made, self._instances.made):
             if made is not None:
                 made.close()
         jobs.register(None)
         jobs.register_commands(None)
+        jobs.register_agent_schedules(None)
         jobs.register_components(None)
         jobs.register_instances(None)
         if self.status_port is not None:

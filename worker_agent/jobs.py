@@ -26,6 +26,7 @@ from shared.messages import (
 )
 
 if TYPE_CHECKING:
+    from .agent_schedules.firing import AgentSchedules
     from .app_instances.manager import AppInstances
     from .components.manager import ComponentManager
     from .deployment_tasks.supervisor import Supervisor
@@ -63,6 +64,7 @@ _supervisor: _Registered[Supervisor] = _Registered("Supervisor")
 _commands: _Registered[CommandRunner] = _Registered("CommandRunner")
 _components: _Registered[ComponentManager] = _Registered("ComponentManager")
 _instances: _Registered[AppInstances] = _Registered("AppInstances")
+_agent_schedules: _Registered[AgentSchedules] = _Registered("AgentSchedules")
 
 
 def register(supervisor: Supervisor | None) -> None:
@@ -116,6 +118,16 @@ def cancel_command(payload: dict[str, Any]) -> dict[str, Any]:
     runner = _commands.get()
     logger.info("node %s task %s: cancel command requested", runner.node_id, request["task_id"])
     return runner.cancel(request["task_id"])
+
+
+def register_agent_schedules(schedules: AgentSchedules | None) -> None:
+    """Make ``schedules`` the one SYNC_AGENT_SCHEDULES delegates to (None to forget it)."""
+    _agent_schedules.set(schedules)
+
+
+def sync_agent_schedules(payload: dict[str, Any]) -> dict[str, Any]:
+    """shared.jobs.SYNC_AGENT_SCHEDULES: hold this node's new set of agent-side schedules, when newer."""
+    return _agent_schedules.get().apply(payload)
 
 
 def register_components(manager: ComponentManager | Callable[[], ComponentManager] | None) -> None:

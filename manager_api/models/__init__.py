@@ -23,13 +23,14 @@ from manager_api.models.fleet_tasks import FleetTask, TaskHost
 from manager_api.models.keys import ManagerKey
 from manager_api.models.nodes import Node, NodeMetric, NodeRevision
 from manager_api.models.processors import ProcessorDelivery
-from manager_api.models.schedules import Schedule
+from manager_api.models.schedules import AgentScheduleClock, Schedule
 from manager_api.models.scripts import Script
 from manager_api.models.tokens import ApiToken
 from manager_api.models.workflows import Workflow, WorkflowStep
 
 __all__ = [
     "ALL_MODELS",
+    "AgentScheduleClock",
     "Alert",
     "ApiToken",
     "App",
@@ -85,5 +86,6 @@ ALL_MODELS = [
     Script,
     Workflow,
     WorkflowStep,
+    AgentScheduleClock,
 ]
 """In creation order (foreign keys point backwards)."""

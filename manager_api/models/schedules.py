@@ -23,6 +23,7 @@ class Schedule(BaseModel):
     cron = CharField(max_length=255, null=True)  # a crontab line (UTC), or null with interval set
     interval = IntegerField(null=True)  # seconds, or null with cron set
     paused = BooleanField(default=False)
+    on_agent = BooleanField(default=False)  # fired by the target nodes' agents from their own clocks (agent_sets)
     version = IntegerField(default=1)  # bumped on every change of the definition: the cron runner re-syncs on it
     created_by = CharField(max_length=255, default="")
     created_at = DateTimeField(default=utcnow)
@@ -33,3 +34,16 @@ class Schedule(BaseModel):
 
     class Meta:
         table_name = "schedules"
+
+
+class AgentScheduleClock(BaseModel):
+    """One row: the version of the agents' schedule sets, bumped by every change of an on_agent schedule.
+
+    Every node's set is sent with it, and an agent applies only a set newer than the one it holds: sets sent
+    out of order (a change, then a join, each a queued job) never take a node back.
+    """
+
+    version = IntegerField(default=0)
+
+    class Meta:
+        table_name = "agent_schedule_clock"

@@ -19,6 +19,7 @@ from manager_api.observability.instruments import dispatch_duration
 from manager_api.services import job_keys
 from shared import defaults, heartbeat, job_signing, jobs, keys, secret_env
 from shared.messages import (
+    AgentScheduleSetSchema,
     CancelCommandSchema,
     ComponentSpecSchema,
     InstanceSpecSchema,
@@ -194,6 +195,19 @@ def cancel_command(redis: Redis, node_ids: Iterable[str], task_id: str) -> list[
     body = dump(CancelCommandSchema, {"task_id": task_id})
     job_ids = _enqueue_on_nodes(redis, node_ids, jobs.CANCEL_COMMAND, body, f"cancel fleet task {task_id}")
     logger.info("cancel of fleet task %s sent to %d nodes", task_id, len(job_ids))
+    return job_ids
+
+
+def sync_agent_schedules(redis: Redis, version: int, sets: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Enqueue jobs.SYNC_AGENT_SCHEDULES with each node's full set of agent-side schedules, in one pipeline.
+
+    No TTL (RQ's default): a node offline now finds the job in its queue when it comes back."""
+    bodies = [dump(AgentScheduleSetSchema, {"version": version, "schedules": sets[node_id]}) for node_id in sets]
+    with _timed(jobs.SYNC_AGENT_SCHEDULES), redis.pipeline() as pipe:
+        job_ids = _fan_out(
+            redis, pipe, list(sets), jobs.SYNC_AGENT_SCHEDULES, bodies, f"agent schedules version {version}"
+        )
+        pipe.execute()
     return job_ids
 
 

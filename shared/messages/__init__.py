@@ -8,7 +8,15 @@ boundary instead of deep inside a service.
 from __future__ import annotations
 
 from .base import NO_NUL_PATTERN, NUL_REFUSED, Text, dump, no_nul, schema_of
-from .commands import CancelCommandSchema, CommandReportSchema, OutputLineSchema, RunCommandSchema
+from .commands import (
+    AgentScheduleSchema,
+    AgentScheduleSetSchema,
+    CancelCommandSchema,
+    CommandReportSchema,
+    OutputLineSchema,
+    RunCommandSchema,
+    ScheduleFiringSchema,
+)
 from .components import (
     ComponentReportSchema,
     ComponentSpecSchema,
@@ -30,6 +38,8 @@ from .join import JoinRequestSchema, JoinResponseSchema
 from .tasks import StartTaskSchema, StopTasksSchema, TaskEventSchema
 
 __all__ = [
+    "AgentScheduleSchema",
+    "AgentScheduleSetSchema",
     "CancelCommandSchema",
     "CommandReportSchema",
     "ComponentReportSchema",
@@ -49,6 +59,7 @@ __all__ = [
     "ResourceRequirementsSchema",
     "ResourceUsageSchema",
     "RunCommandSchema",
+    "ScheduleFiringSchema",
     "StartTaskSchema",
     "StopComponentSchema",
     "StopInstanceSchema",

@@ -46,6 +46,37 @@ class CancelCommandSchema(WireSchema):
     task_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
 
 
+class ScheduleFiringSchema(WireSchema):
+    """Which agent-side schedule fired a command, and when: the manager makes the task of a firing from it."""
+
+    id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    fired_at = fields.String(required=True, validate=validate.Length(min=1, max=64))  # ISO 8601, UTC
+    command = fields.String(required=True, validate=validate.Length(min=1))  # the task's, the schedule may be gone
+    timeout = fields.Float(required=True)
+
+
+class AgentScheduleSchema(WireSchema):
+    """One agent-side schedule as its target nodes hold it (agent-schedules.json)."""
+
+    id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    command = fields.String(required=True, validate=validate.Length(min=1))
+    timeout = fields.Float(required=True, validate=validate.Range(min=0.1, max=TASK_TIMEOUT_MAX))
+    env = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+    cron = fields.String(allow_none=True, load_default=None)
+    interval = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=1))
+    created_at = fields.Float(required=True)  # unix seconds: intervals count from it, as on the manager
+    paused = fields.Boolean(load_default=False)
+
+
+class AgentScheduleSetSchema(WireSchema):
+    """Payload of jobs.SYNC_AGENT_SCHEDULES: a node's FULL set of agent-side schedules, at one version."""
+
+    version = fields.Integer(required=True, validate=validate.Range(min=0))
+    schedules = fields.List(fields.Nested(AgentScheduleSchema), required=True)
+
+
 class CommandReportSchema(WireSchema):
     """One node's report on a fleet task, appended by its agent to its keys.node_reports (kind "command").
 
@@ -66,6 +97,8 @@ class CommandReportSchema(WireSchema):
     started_at = fields.Float(allow_none=True, load_default=None)
     finished_at = fields.Float(allow_none=True, load_default=None)
     error_message = fields.String(allow_none=True, load_default=None)
+    schedule = fields.Nested(ScheduleFiringSchema, allow_none=True, load_default=None)
+    """Set when an agent-side schedule fired the command: the manager then makes its task if it has none."""
 
 
 class OutputLineSchema(WireSchema):

@@ -84,8 +84,18 @@ def _rule(validator: Any) -> Callable[[Any], bool] | None:
     return None
 
 
+def _to_the_schema(value: Any) -> Any:
+    raise _Unusual
+
+
 def _field_check(field: fields.Field) -> _Check | None:
     """The fast check of one field, or None when the field is not plain enough."""
+    if type(field) is fields.Nested and field.allow_none and not field.required and field.load_default is None:
+        # Absent or null (the common case: a command report of no agent-side firing) is plain; anything else is
+        # left to the schema, which loads the nested message.
+        if field.data_key is None and field.attribute is None and not field.dump_only and not field.validators:
+            return _to_the_schema
+        return None
     base = _TYPES.get(type(field))
     if base is None or field.data_key is not None or field.attribute is not None or field.dump_only:
         return None

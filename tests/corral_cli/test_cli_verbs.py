@@ -69,6 +69,12 @@ def test_schedule_create_list_show_pause_resume_delete_and_audit(stack: Stack) -
         ).stdout
     )
     assert (nightly["cron"], nightly["interval"], nightly["targets"]) == ("0 3 * * 1-5", None, ["*"])
+    on_agent = ok(
+        stack.corral("schedule", "create", "on-node", "--command", "true", "--on", HOST, "--every", "60", "--on-agent")
+    ).stdout.splitlines()
+    assert on_agent[1] == "when every 60s (UTC)  paused no  fired by the target nodes' agents"
+    assert schedule_json(stack, "on-node")["on_agent"] is True
+    assert ok(stack.corral("schedule", "delete", "on-node")).stdout == "schedule on-node deleted\n"
 
     base = ("schedule", "create", "bad", "--command", "x", "--on", "all")
     assert "either --cron 'EXPR' or --every SECONDS" in ok(stack.corral(*base), 2).stderr

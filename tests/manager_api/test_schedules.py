@@ -10,7 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from manager_api.models import AuditLog, Schedule
-from manager_api.services.schedules.triggers import crontab_trigger, next_fire, standard_weekdays
+from shared.schedule_triggers import crontab_trigger, next_fire, standard_weekdays
 
 
 def make(client: FlaskClient, expect: int = 201, **body: Any) -> dict[str, Any]:

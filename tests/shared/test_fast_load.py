@@ -145,3 +145,13 @@ def test_parse_report_keeps_the_schemas_errors() -> None:
     with pytest.raises(ValidationError) as caught:
         report_streams.parse_report({b"kind": b"command", b"body": body.encode()}, "n1")
     assert caught.value.messages == {"status": ["Must be one of: canceled, failed, running, succeeded, timed_out."]}
+
+
+def test_a_command_report_of_an_agent_side_firing_is_left_to_the_schema() -> None:
+    """Absent or null, the nested ``schedule`` keeps the fast path; given, the schema loads it."""
+    schema = schema_of(CommandReportSchema)
+    fast = fast_loader(schema)
+    assert fast is not None and fast({**COMMAND_OK, "schedule": None}) is not None
+    firing = {"id": "s1", "name": "tick", "fired_at": "2026-01-02T03:04:05+00:00", "command": "true", "timeout": 5.0}
+    assert fast({**COMMAND_OK, "schedule": firing}) is None
+    assert schema.load({**COMMAND_OK, "schedule": firing})["schedule"] == firing

@@ -17,7 +17,8 @@ from worker_agent import cli, metrics
 def test_collect_returns_every_heartbeat_field_with_sane_numbers() -> None:
     figures = metrics.collect(5.0, "node-a", "10.0.0.7", tasks_running=2)
 
-    assert set(figures) == set(FIELDS) - {"ts", "taking_jobs"}  # the script stamps ts, the agent adds its worker's
+    # The script stamps ts; the agent adds its worker's state and the version of its agent-side schedules.
+    assert set(figures) == set(FIELDS) - {"ts", "taking_jobs", "agent_schedules_version"}
     assert figures["interval"] == 5.0
     assert (figures["hostname"], figures["ip"], figures["tasks_running"]) == ("node-a", "10.0.0.7", 2)
     for name in ("cpu_usage_percent", "memory_usage_percent", "disk_usage_percent"):

@@ -29,6 +29,7 @@ class CommandRecord(RunRecord):
     error_message: str | None = None
     reported: bool = False  # whether the final report reached the command reports stream
     acked: bool = False  # whether the manager acknowledged the final report (shared.acks): else sent again
+    schedule: dict[str, Any] | None = None  # the agent-side firing that ran it (ScheduleFiringSchema), or None
 
     @property
     def live(self) -> bool:
@@ -36,7 +37,7 @@ class CommandRecord(RunRecord):
 
     def report(self, node_id: str) -> dict[str, Any]:
         """The command report of its current status (without output), as the command reports stream takes it."""
-        return {
+        report = {
             "task_id": self.task_id,
             "node_id": node_id,
             "status": self.status,
@@ -47,6 +48,9 @@ class CommandRecord(RunRecord):
             "finished_at": self.finished_at,
             "error_message": self.error_message,
         }
+        if self.schedule is not None:
+            report["schedule"] = self.schedule  # the manager makes the firing's task from it
+        return report
 
 
 @dataclass(eq=False)

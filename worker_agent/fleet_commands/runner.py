@@ -115,7 +115,12 @@ class CommandRunner(CommandRecovery):
             if known is not None:
                 logger.info("node %s task %s: command already %s, run ignored", self.node_id, task_id, known.status)
                 return {"task_id": task_id, "status": known.status, "pid": known.pid, "started": False}
-            rec = CommandRecord(task_id=task_id, command=request["command"], timeout=float(request["timeout"]))
+            rec = CommandRecord(
+                task_id=task_id,
+                command=request["command"],
+                timeout=float(request["timeout"]),
+                schedule=request.get("schedule"),  # an agent-side firing (agent_schedules)
+            )
             self._records[task_id] = rec
             if left is not None and left <= 0:
                 # The manager gives up on the host at the deadline (plus a slack): never start what it gave up on.

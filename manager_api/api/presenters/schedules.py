@@ -11,6 +11,7 @@ from manager_api.models import Schedule
 from manager_api.services import secret_store
 from manager_api.services.paging import Page
 from manager_api.services.schedules.actions import ScheduleDetail
+from manager_api.services.schedules.agent_sets import HeldVersion
 
 
 def schedule_json(row: Schedule, recent_task_ids: list[str] | None = None) -> dict[str, Any]:
@@ -28,6 +29,7 @@ def schedule_json(row: Schedule, recent_task_ids: list[str] | None = None) -> di
         "cron": row.cron,
         "interval": row.interval,
         "paused": row.paused,
+        "on_agent": row.on_agent,
         "next_run_at": iso(row.next_run_at),
         "last_run_at": iso(row.last_run_at),
         "last_task_id": row.last_task_id,
@@ -40,9 +42,17 @@ def schedule_json(row: Schedule, recent_task_ids: list[str] | None = None) -> di
     return out
 
 
-def detail_json(detail: ScheduleDetail) -> dict[str, Any]:
-    """A schedule with the ids of its most recent tasks, newest first."""
-    return schedule_json(detail.schedule, detail.recent_task_ids)
+def detail_json(detail: ScheduleDetail, agents: tuple[int, list[HeldVersion]] | None = None) -> dict[str, Any]:
+    """A schedule with the ids of its most recent tasks, newest first; an on_agent one with ``agents``: the
+    version of the agents' sets and what each of its nodes holds."""
+    out = schedule_json(detail.schedule, detail.recent_task_ids)
+    version, held = agents if agents is not None else (None, [])
+    out["agent_set_version"] = version
+    out["agents"] = [
+        {"node_id": h.node_id, "hostname": h.hostname, "version": h.version, "current": h.version == version}
+        for h in held
+    ]
+    return out
 
 
 def listing_json(page: Page, page_number: int, page_size: int) -> dict[str, Any]:

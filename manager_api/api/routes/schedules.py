@@ -14,6 +14,7 @@ from manager_api.api.route_docs import documented
 from manager_api.api.schemas.answers import schedules as answers
 from manager_api.api.schemas.manual import ScheduleListQuerySchema, ScheduleSchema
 from manager_api.services.schedules import actions as schedules
+from manager_api.services.schedules import agent_sets
 
 bp = Blueprint("schedules", __name__)
 
@@ -45,8 +46,13 @@ def listing() -> ResponseReturnValue:
 @bp.get("/api/schedules/<schedule_id>")
 @documented(answer=answers.ScheduleDetailAnswer)
 def detail(schedule_id: str) -> ResponseReturnValue:
-    """A schedule with the ids of the fleet tasks it fired last."""
-    return jsonify(presenters.detail_json(schedules.detail(schedule_id)))
+    """A schedule with the ids of the fleet tasks it fired last; an on_agent one also with the version of the
+    agents' sets and the version each of its nodes holds (from their heartbeats)."""
+    found = schedules.detail(schedule_id)
+    agents = None
+    if found.schedule.on_agent:
+        agents = (agent_sets.current_version(), agent_sets.held_versions(*_reach(), found.schedule))
+    return jsonify(presenters.detail_json(found, agents))
 
 
 @bp.post("/api/schedules/<schedule_id>/pause")

@@ -356,6 +356,21 @@ class ScheduleSchema(_CommandOnTargets):
     # null is accepted as "not this one", so a schedule's JSON (which shows both) can be posted back.
     cron = TrimmedString(allow_none=True, validate=_bounded(MAX_CRON))
     interval = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=1, max=MAX_INTERVAL_SECONDS))
+    on_agent = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "Fired by each target node's agent from its own clock, even while the manager or Redis "
+            "is unreachable; the results are reported when the link is back. No secretEnv nor processor."
+        },
+    )
+
+    @validates_schema
+    def _on_agent_limits(self, data: dict[str, Any], **kwargs: Any) -> None:
+        # A node would have to hold the secrets at rest to fire without the manager: refused in this version.
+        if data.get("on_agent") and data.get("secret_env"):
+            raise ValidationError("an on_agent schedule cannot carry secret env (not in this version)", "secretEnv")
+        if data.get("on_agent") and data.get("processor"):
+            raise ValidationError("an on_agent schedule cannot name a processor (not in this version)", "processor")
 
     @validates_schema
     def _one_trigger(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -365,7 +380,7 @@ class ScheduleSchema(_CommandOnTargets):
         if not has_cron and not has_interval:
             raise ValidationError("give either cron (a crontab line) or interval (seconds)", "cron")
         if has_cron:
-            from manager_api.services.schedules.triggers import crontab_trigger
+            from shared.schedule_triggers import crontab_trigger
 
             try:
                 crontab_trigger(data["cron"])

@@ -55,7 +55,7 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
     now = utcnow()
     starting = data.get("start", True)
     # Read before taking the write lock: no Redis round trip while other writers wait.
-    fleet = _fleet(redis, offline_after_intervals, data["targets"]) if starting else None
+    fleet = fleet_of(redis, offline_after_intervals, data["targets"]) if starting else None
     if fleet is not None:
         _check_scope(redis, offline_after_intervals, data["targets"], fleet)
     row: dict[str, Any] = {
@@ -110,7 +110,7 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
     return task_id
 
 
-def _fleet(redis: Redis, offline_after_intervals: int, wanted: list[str]) -> targets.Fleet:
+def fleet_of(redis: Redis, offline_after_intervals: int, wanted: list[str]) -> targets.Fleet:
     """The known nodes as targets see them, and what each ``query:`` target of ``wanted`` selects."""
     return targets.Fleet(
         _target_nodes(redis, offline_after_intervals, wanted),
@@ -122,7 +122,7 @@ def check_scope(redis: Redis, offline_after_intervals: int, wanted: list[str]) -
     """NotPermitted when ``wanted`` targets now reach a node outside the current token's node query, or nothing
     when the token has none (a schedule's targets, checked at its creation)."""
     if access.allowed_nodes(redis, offline_after_intervals) is not None:
-        _check_scope(redis, offline_after_intervals, wanted, _fleet(redis, offline_after_intervals, wanted))
+        _check_scope(redis, offline_after_intervals, wanted, fleet_of(redis, offline_after_intervals, wanted))
 
 
 def _check_scope(redis: Redis, offline_after_intervals: int, wanted: list[str], fleet: targets.Fleet) -> None:
@@ -170,7 +170,7 @@ def start(redis: Redis, task_id: str, actor: str, offline_after_intervals: int) 
         given = {**json.loads(task.env), **secret_store.names_of(task.secret_env)}
         param_env = script_runs.param_env_names(task.script)  # the script's parameters: not env the caller set
         access.check_command(task.command, {k: v for k, v in given.items() if k not in param_env})
-        fleet = _fleet(redis, offline_after_intervals, json.loads(task.targets))
+        fleet = fleet_of(redis, offline_after_intervals, json.loads(task.targets))
         _check_scope(redis, offline_after_intervals, json.loads(task.targets), fleet)
         plans = _record_start(task, actor, fleet)
     _dispatch(redis, task, actor, plans)

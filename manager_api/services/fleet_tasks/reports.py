@@ -11,6 +11,7 @@ from redis.client import Pipeline
 
 from manager_api import db, prepared
 from manager_api.models import FleetTask, TaskHost, utcnow
+from manager_api.services.fleet_tasks import firings
 from manager_api.services.fleet_tasks.state import recompute
 from manager_api.services.report_batches import Report, ReportKind
 from manager_api.services.serialize import from_unix
@@ -59,6 +60,7 @@ def store_many(reports: list[Report]) -> list[tuple[Report, int | None]]:
     hosts per task and chunk, and one prepared UPDATE per set of columns run for every row (executemany),
     rather than a SELECT and an UPDATE built by the ORM per report (which took most of the duties' time).
     """
+    firings.make_missing_tasks(reports)  # an agent-side schedule's firing: its task is made by its first report
     hosts = _hosts_of(reports)
     now = utcnow()
     out: list[tuple[Report, int | None]] = []

@@ -18,6 +18,7 @@ from manager_api.services import audit, job_keys
 from manager_api.services.errors import Invalid, NotPermitted, Unavailable
 from manager_api.services.nodes import labels as node_labels
 from manager_api.services.nodes import redis_users
+from manager_api.services.schedules import agent_sets
 from shared import job_signing, keys
 from shared.defaults import PROTOCOL_VERSION
 
@@ -129,6 +130,12 @@ def join(settings: Settings, redis: Redis, data: dict[str, Any], request_host: s
     # Only for a join whose secret was accepted: made (again) from scratch, so a re-join also repairs it.
     redis_url = agent_redis_url(settings, request_host, node_redis_auth(settings, redis, node_id))
     logger.info("node %s (%s, %s) %s", node_id, data["hostname"], data["ip"], "re-joined" if known else "joined")
+    try:
+        # An agent that was offline during a change of its agent-side schedules catches up here (it applies a
+        # set only when newer than its own: a set also waiting in its queue changes nothing twice).
+        agent_sets.rejoined(redis, settings.offline_after_intervals, node_id)
+    except Exception:  # never fail a join over it: the set also waits in its queue
+        logger.exception("node %s: agent schedule set not sent at its join", node_id)
     return {
         "node_id": node_id,
         "redis_url": redis_url,

@@ -21,8 +21,9 @@ from manager_api.services.fleet_tasks import targets as fleet_targets
 from manager_api.services.paging import Page, page_of
 from manager_api.services.processors.sealed import posted as processor_posted
 from manager_api.services.processors.sealed import seal as processor_seal
-from manager_api.services.schedules.triggers import naive, next_fire, trigger_of
+from manager_api.services.schedules import agent_sets
 from shared import defaults
+from shared.schedule_triggers import naive, next_fire, trigger_of
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ def get(schedule_id: str) -> Schedule:
 
 
 def _first_run(row: Schedule, now: datetime) -> datetime | None:
+    if row.on_agent:
+        return None  # the agents fire it from their own clocks: the manager does not know their next run
     return naive(next_fire(trigger_of(row.cron, row.interval, row.created_at), now))
 
 
@@ -96,6 +99,7 @@ def create(
                 scope=access.scope_of_current(),
                 cron=data.get("cron"),
                 interval=data.get("interval"),
+                on_agent=bool(data.get("on_agent")),
                 created_by=actor,
                 created_at=now,
                 updated_at=now,
@@ -104,12 +108,22 @@ def create(
             row.next_run_at = _first_run(row, now)
             row.save(force_insert=True)
             trigger = {"cron": row.cron} if row.cron else {"interval": row.interval}
+            if row.on_agent:
+                trigger["on_agent"] = True
+                trigger["agent_set_version"] = agent_sets.bump()
             audit.record(actor, "schedule.create", row.id, {"name": row.name, **trigger})
     except IntegrityError as exc:
         # Another request won the race between our check and insert.
         raise _taken(data["name"]) from exc
     logger.info("schedule %s (%s) created by %s", row.id, row.name, actor)
+    _push_if_on_agent(row, redis, offline_after_intervals)
     return row
+
+
+def _push_if_on_agent(row: Schedule, redis: Redis | None, offline_after_intervals: int) -> None:
+    """After the commit of a change of an on_agent schedule: every node gets its new set (agent_sets)."""
+    if row.on_agent and redis is not None:
+        agent_sets.changed(redis, offline_after_intervals)
 
 
 def listing(page: int, page_size: int) -> Page:
@@ -148,6 +162,7 @@ def set_paused(
     offline_after_intervals: int = defaults.OFFLINE_AFTER_INTERVALS,
 ) -> Schedule:
     """Pause or resume a schedule; doing it twice changes nothing the second time."""
+    changed = False
     with db.write_transaction():
         row = get(schedule_id)
         check_reach(row, redis, offline_after_intervals)
@@ -158,8 +173,14 @@ def set_paused(
             row.updated_at = now
             row.next_run_at = None if paused else _first_run(row, now)
             row.save()
-            audit.record(actor, "schedule.pause" if paused else "schedule.resume", row.id, {"name": row.name})
+            detail: dict[str, Any] = {"name": row.name}
+            if row.on_agent:
+                detail["agent_set_version"] = agent_sets.bump()
+            audit.record(actor, "schedule.pause" if paused else "schedule.resume", row.id, detail)
+            changed = True
             logger.info("schedule %s (%s) %s by %s", row.id, row.name, "paused" if paused else "resumed", actor)
+    if changed:
+        _push_if_on_agent(row, redis, offline_after_intervals)
     return row
 
 
@@ -174,17 +195,24 @@ def delete(
         row = get(schedule_id)
         check_reach(row, redis, offline_after_intervals)
         row.delete_instance()
-        audit.record(actor, "schedule.delete", row.id, {"name": row.name})
+        detail: dict[str, Any] = {"name": row.name}
+        if row.on_agent:
+            detail["agent_set_version"] = agent_sets.bump()
+        audit.record(actor, "schedule.delete", row.id, detail)
     logger.info("schedule %s (%s) deleted by %s", row.id, row.name, actor)
+    _push_if_on_agent(row, redis, offline_after_intervals)
 
 
 # -- the cron runner's side ------------------------------------------------------------------------
 
 
 def definitions() -> dict[str, int]:
-    """Version of every active (not paused) schedule: what the cron runner must hold."""
+    """Version of every active (not paused) schedule the manager fires: what the cron runner must hold (never an
+    on_agent one: its agents fire it)."""
     rows: list[tuple[str, int]] = list(
-        Schedule.select(Schedule.id, Schedule.version).where(Schedule.paused == False).tuples()  # noqa: E712
+        Schedule.select(Schedule.id, Schedule.version)
+        .where(Schedule.paused == False, Schedule.on_agent == False)  # noqa: E712
+        .tuples()
     )
     return dict(rows)
 
@@ -196,7 +224,7 @@ def claim(schedule_id: str, version: int) -> Schedule | None:
     """
     with db.write_transaction():
         row = Schedule.get_or_none(Schedule.id == schedule_id)
-        if row is None or row.paused or row.version != version:
+        if row is None or row.paused or row.on_agent or row.version != version:
             return None
         Schedule.update(last_run_at=utcnow()).where(Schedule.id == schedule_id).execute()
     return row

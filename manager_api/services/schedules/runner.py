@@ -23,7 +23,7 @@ from redis import Redis
 from manager_api import db
 from manager_api.models import Schedule
 from manager_api.services.schedules import actions as schedules
-from manager_api.services.schedules.triggers import aware, next_fire, trigger_of
+from shared.schedule_triggers import aware, next_fire, trigger_of
 
 logger = logging.getLogger(__name__)
 

@@ -37,6 +37,7 @@ class ScheduleAnswer(Answer):
     cron = text(nullable=True, metadata={"description": "A crontab line (UTC); null when interval is set."})
     interval = integer(nullable=True, metadata={"description": "Seconds; null when cron is set."})
     paused = boolean()
+    on_agent = boolean(metadata={"description": "Fired by its target nodes' agents from their own clocks."})
     next_run_at = time(nullable=True)
     last_run_at = time(nullable=True)
     last_task_id = text(nullable=True)
@@ -45,8 +46,22 @@ class ScheduleAnswer(Answer):
     updated_at = time()
 
 
+class AgentHeldAnswer(Answer):
+    """What one target node of an on_agent schedule holds."""
+
+    node_id = text()
+    hostname = text()
+    version = integer(nullable=True, metadata={"description": "Its set's version, from its last heartbeat."})
+    current = boolean(metadata={"description": "Whether it holds the latest set (agent_set_version)."})
+
+
 class ScheduleDetailAnswer(ScheduleAnswer):
     recent_task_ids = strings(metadata={"description": "The fleet tasks it fired last, newest first."})
+    agent_set_version = integer(
+        nullable=True,
+        metadata={"description": "The version of the sets last sent to agents; null unless on_agent."},
+    )
+    agents = many(AgentHeldAnswer, metadata={"description": "Each node an on_agent schedule goes to; [] otherwise."})
 
 
 class SchedulePageAnswer(PageAnswer):

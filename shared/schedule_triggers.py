@@ -1,4 +1,5 @@
-"""APScheduler triggers of a schedule: a standard crontab line (UTC) or a fixed interval."""
+"""APScheduler triggers of a schedule: a standard crontab line (UTC) or a fixed interval (the manager's cron runner
+and, for on_agent schedules, the agent build the same ones)."""
 
 from __future__ import annotations
 

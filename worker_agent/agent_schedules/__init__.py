@@ -1,0 +1,1 @@
+"""Agent-side (on_agent) schedules: the set this node holds (schedule_set) and their firing (firing)."""
