@@ -170,6 +170,31 @@ def test_a_schedule_hands_its_processor_to_every_task_it_fires(setup: Setup) -> 
         )
 
 
+def test_a_workflows_processor_hears_every_step(setup: Setup) -> None:
+    steps = [
+        {"name": "first", "task": {"command": "true", "targets": [HOSTS[0]]}},
+        {"name": "second", "depends_on": ["first"], "task": {"command": "true", "targets": [HOSTS[1]]}},
+    ]
+    body = {"name": "two-steps", "steps": steps, "processor": {"url": setup.url, "secret": SECRET}}
+    answer = requests.post(f"{setup.manager.url}/api/workflows?wait=30", json=body, timeout=40)
+    assert answer.status_code == 201, answer.text
+    workflow = answer.json()
+    assert workflow["status"] == "completed", workflow
+    creators = {f"workflow:{workflow['id']}/first", f"workflow:{workflow['id']}/second"}
+    summaries = wait_until(
+        lambda: (
+            s
+            if len(s := [d for d in setup.receiver.of("task.summary") if d.body["created_by"] in creators]) == 2
+            else None
+        ),
+        timeout=20,
+        what="both steps' summaries",
+    )
+    assert all(valid_signature(d) and d.body["status"] == "completed" for d in summaries)
+    results = [d for d in setup.receiver.of("task.host") if d.body["created_by"] in creators]
+    assert sorted(d.body["host"]["hostname"] for d in results) == sorted(HOSTS)
+
+
 @pytest.mark.parametrize(
     ("processor", "named"),
     [

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import fields, pre_load, validate
+from marshmallow import fields, post_load, pre_load, validate
 
 from manager_api.api.schemas.manual import (
     MAX_NAME,
     FleetTaskSchema,
     PageQuerySchema,
+    ProcessorSchema,
     Text,
     TrimmedString,
     WaitQuerySchema,
@@ -58,6 +59,24 @@ class WorkflowSchema(_Strict):
         required=True,
         validate=validate.Length(min=1, max=MAX_STEPS, error="Must hold between {min} and {max} steps."),
     )
+    processor = fields.Nested(
+        ProcessorSchema,
+        allow_none=True,
+        load_default=None,
+        metadata={
+            "description": "Handed to every step's task that names none: each node's result and each step's "
+            "summary reach it."
+        },
+    )
+
+    @post_load
+    def _processor_to_steps(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        processor = data.pop("processor", None)
+        if processor:
+            for step in data["steps"]:
+                if not step["task"].get("processor"):
+                    step["task"]["processor"] = processor
+        return data
 
 
 class WorkflowCreateQuerySchema(WaitQuerySchema):

@@ -49,6 +49,7 @@ def fill() -> int:
             FleetTask.id,
             FleetTask.task_id,
             FleetTask.name,
+            FleetTask.created_by,
             FleetTask.status,
             FleetTask.total_hosts,
             FleetTask.completed_hosts,
@@ -82,13 +83,14 @@ def _fill_task(task: FleetTask) -> int:
     now = utcnow()
     if ended:
         for host in TaskHost.select().where(TaskHost.id.in_(ended)).order_by(TaskHost.id):
-            body = {"task_id": task.task_id, "name": task.name, "host": host_json(host)}
+            body = {"task_id": task.task_id, "name": task.name, "created_by": task.created_by, "host": host_json(host)}
             rows.append(_row(task.id, f"host:{host.id}", HOST_EVENT, body, now))
     closing = final and SUMMARY not in have
     if closing:
         body = {
             "task_id": task.task_id,
             "name": task.name,
+            "created_by": task.created_by,  # schedule:<name>, workflow:<id>/<step>, or who posted it
             "status": task.status,
             "total_hosts": task.total_hosts,
             "succeeded_hosts": task.completed_hosts - task.failed_hosts,
