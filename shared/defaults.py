@@ -39,6 +39,12 @@ SCRIPT_MAX_BODY_BYTES = 8 * 1024 * 1024
 SCRIPT_MAX_BYTES = 4 * 1024 * 1024
 """Largest script content (a body or a zip) the manager registers; every node may fetch it once (by digest)."""
 
+SCRIPT_MAX_EXTRACTED_BYTES = 64 * 1024 * 1024
+"""Largest sum of the sizes of a script archive's files: a small zip must not fill an agent's disk (a zip bomb)."""
+
+SCRIPT_CACHE_KEEP_SECONDS = 30 * 24 * 3600.0
+"""An agent removes a cached script (by digest) that no run used for this long; a later run fetches it again."""
+
 JOIN_MAX_BODY_BYTES = 64 * 1024
 """Largest body of an agent's join (a real one is under 2 KiB): the one route a join token alone reaches."""
 

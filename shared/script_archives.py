@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import stat
 import zipfile
+from collections.abc import Iterable
 from pathlib import PurePosixPath
 
 
@@ -16,3 +17,8 @@ def safe_member(name: str) -> bool:
 def is_symlink(member: zipfile.ZipInfo) -> bool:
     """Whether a member is a symlink (its Unix mode, in the high bits of external_attr)."""
     return stat.S_ISLNK(member.external_attr >> 16)
+
+
+def extracted_size(members: Iterable[zipfile.ZipInfo]) -> int:
+    """Bytes the members' files take once extracted (as their headers say: reading one stops at its size)."""
+    return sum(member.file_size for member in members if not member.is_dir())

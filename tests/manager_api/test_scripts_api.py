@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from manager_api.models import AuditLog, FleetTask, Script
 from manager_api.services.nodes import redis_users
 from shared import jobs, keys
+from shared.defaults import SCRIPT_MAX_EXTRACTED_BYTES
 
 from .conftest import answer
 from .tasks_helpers import add_node, queued
@@ -129,6 +130,20 @@ def test_bad_registration_is_400_naming_the_field(client: FlaskClient, body: dic
     assert response.status_code == 400, response.get_json()
     assert field in response.get_json()["error"] or field in str(response.get_json().get("errors", ""))
     assert Script.select().count() == 0 and AuditLog.select().count() == 0
+
+
+def test_a_zip_bomb_is_refused(client: FlaskClient) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("main.sh", "echo main\n")
+        archive.writestr("zeros", b"\0" * (SCRIPT_MAX_EXTRACTED_BYTES + 1))  # ~64 KiB compressed
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    response = client.post(
+        "/api/scripts",
+        json={"name": "bomb", "version": "1", "interpreter": "sh", "archive": encoded, "entry": "main.sh"},
+    )
+    assert response.status_code == 400 and "archive: its files take more than" in response.get_json()["error"]
+    assert Script.select().count() == 0
 
 
 def test_a_megabyte_script_fits_the_scripts_route(client: FlaskClient) -> None:

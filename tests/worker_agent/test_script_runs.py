@@ -6,32 +6,21 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis as redis_lib
 
 from shared import keys
+from shared.defaults import SCRIPT_CACHE_KEEP_SECONDS, SCRIPT_MAX_EXTRACTED_BYTES
 from tests.support import wait_until
 from tests.worker_agent.conftest import final_report, run_payload
 from worker_agent.fleet_commands.runner import CommandRunner
-from worker_agent.fleet_commands.script_cache import SCRIPTS_DIR
+from worker_agent.fleet_commands.script_cache import SCRIPTS_DIR, ScriptCache
 
 BODY = b"import os, sys\nprint('args', sys.argv[1:])\nprint('env', os.environ.get('CORRAL_PARAM_WHO'))\n"
-
-
-@pytest.fixture
-def commands(data_dir: Path, node_id: str, redis_client: redis_lib.Redis) -> Iterator[CommandRunner]:
-    runner = CommandRunner(data_dir, node_id, lambda: redis_client)
-    runner.recover()
-    runner.start()
-    try:
-        yield runner
-    finally:
-        runner.close()
 
 
 def publish(redis: redis_lib.Redis, content: bytes) -> str:
@@ -131,3 +120,27 @@ def test_a_zip_runs_its_entry_and_an_unsafe_one_is_refused(
         assert refused["status"] == "failed" and "unsafe archive member" in refused["error_message"], refused
         assert not (data_dir / SCRIPTS_DIR / bad_digest).exists()
     assert not (data_dir.parent / "evil.sh").exists()
+
+
+def test_a_zip_bomb_is_refused_and_unused_scripts_are_pruned(
+    commands: CommandRunner, redis_client: redis_lib.Redis, data_dir: Path
+) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("main.sh", b"echo main\n")
+        archive.writestr("zeros", b"\0" * (SCRIPT_MAX_EXTRACTED_BYTES + 1))  # ~64 KiB compressed
+    bomb = publish(redis_client, buffer.getvalue())
+    refused = run(commands, redis_client, "b-1", script_part(bomb, "zip", "main.sh", "sh"))
+    assert refused["status"] == "failed" and "more than" in refused["error_message"], refused
+    assert not (data_dir / SCRIPTS_DIR / bomb).exists()
+
+    used, unused = publish(redis_client, b"print('used')\n"), publish(redis_client, b"print('unused')\n")
+    for task_id, digest in (("p-1", used), ("p-2", unused)):
+        assert run(commands, redis_client, task_id, script_part(digest))["status"] == "succeeded"
+    old = time.time() - SCRIPT_CACHE_KEEP_SECONDS - 60
+    for digest in (used, unused):
+        os.utime(data_dir / SCRIPTS_DIR / digest, (old, old))
+    assert run(commands, redis_client, "p-3", script_part(used))["status"] == "succeeded"  # used again: kept
+    cache = ScriptCache(data_dir, "n", lambda: redis_client)
+    assert cache.prune() == 1
+    assert (data_dir / SCRIPTS_DIR / used).is_dir() and not (data_dir / SCRIPTS_DIR / unused).exists()

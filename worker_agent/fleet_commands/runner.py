@@ -382,6 +382,7 @@ class CommandRunner(CommandRecovery):
                 self.node_id,
             ):
                 self._journal.compact(self._records)
+            self._scripts.prune()  # under the lock: a run never finds its script removed under it
 
     def _save(self, *task_ids: str) -> None:
         """Append the records of ``task_ids`` to the journal as they are now (under the lock: a later state of a

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import shutil
+import time
 import uuid
 import zipfile
 from collections.abc import Mapping
@@ -21,7 +22,8 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from shared import keys
-from shared.script_archives import is_symlink, safe_member
+from shared.defaults import SCRIPT_CACHE_KEEP_SECONDS, SCRIPT_MAX_EXTRACTED_BYTES
+from shared.script_archives import extracted_size, is_symlink, safe_member
 
 from .publish import RedisSource
 
@@ -66,6 +68,7 @@ class ScriptCache:
         if where.is_dir():
             if self._intact(where, script):
                 logger.info("node %s task %s: %s from the cache", self.node_id, task_id, label)
+                os.utime(where)  # last used now: prune() keeps it
                 return self._file(where, script)
             logger.warning(
                 "node %s task %s: cached %s does not match its digest: fetched again", self.node_id, task_id, label
@@ -75,6 +78,29 @@ class ScriptCache:
         self._install(where, content, script, label)
         logger.info("node %s task %s: %s fetched (%d bytes)", self.node_id, task_id, label, len(content))
         return self._file(where, script)
+
+    def prune(self, keep_seconds: float = SCRIPT_CACHE_KEEP_SECONDS) -> int:
+        """Remove the cached scripts no run used for ``keep_seconds`` (and staging left by a crash); returns how
+        many. A later run of one fetches it again."""
+        cutoff = time.time() - keep_seconds
+        removed = 0
+        try:
+            entries = list(self.root.iterdir())
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            try:
+                stale = entry.stat().st_mtime < cutoff
+            except FileNotFoundError:
+                continue
+            if stale:
+                shutil.rmtree(entry, ignore_errors=True)
+                removed += 1
+        if removed:
+            logger.info(
+                "node %s: %d cached scripts unused for %.0f days removed", self.node_id, removed, keep_seconds / 86400
+            )
+        return removed
 
     def _file(self, where: Path, script: Mapping[str, Any]) -> Path:
         if script["kind"] == "body":
@@ -141,6 +167,8 @@ def _extract(archive_path: Path, into: Path, label: str) -> None:
     base = into.resolve()
     try:
         with zipfile.ZipFile(archive_path) as archive:
+            if extracted_size(archive.infolist()) > SCRIPT_MAX_EXTRACTED_BYTES:
+                raise ScriptUnavailable(f"{label}: its files take more than {SCRIPT_MAX_EXTRACTED_BYTES} bytes")
             for member in archive.infolist():
                 if not safe_member(member.filename) or is_symlink(member):
                     raise ScriptUnavailable(f"{label}: unsafe archive member {member.filename!r}")

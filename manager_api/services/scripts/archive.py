@@ -11,7 +11,8 @@ import zipfile
 from pathlib import PurePosixPath
 
 from manager_api.services.errors import Invalid
-from shared.script_archives import is_symlink, safe_member
+from shared.defaults import SCRIPT_MAX_EXTRACTED_BYTES
+from shared.script_archives import extracted_size, is_symlink, safe_member
 
 MAX_MEMBERS = 10_000
 
@@ -31,6 +32,8 @@ def check_zip(content: bytes, entry: str) -> None:
             members = archive.infolist()
             if len(members) > MAX_MEMBERS:
                 raise Invalid(f"archive: at most {MAX_MEMBERS} members")
+            if extracted_size(members) > SCRIPT_MAX_EXTRACTED_BYTES:
+                raise Invalid(f"archive: its files take more than {SCRIPT_MAX_EXTRACTED_BYTES} bytes extracted")
             files = set()
             for member in members:
                 if not safe_member(member.filename):
