@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from urllib.parse import urlsplit
+
+from manager_api import db
+
+logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Corral-Signature"
 """``sha256=<hex HMAC-SHA256 of the raw body under the shared secret>``, as GitHub signs its webhooks."""
@@ -94,3 +101,47 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> str | None:
     except (OSError, ValueError) as exc:  # refused, timed out, DNS, TLS
         return type(exc).__name__ + (f": {exc.reason}" if isinstance(exc, urllib.error.URLError) else "")
     return None if 200 <= status < 300 else f"HTTP {status}"
+
+
+class OutboxThread:
+    """A thread of the duties that works an outbox of webhooks (``work()``) every ``poll_seconds`` while
+    ``may_send()`` (the duties hold their lock): the alerts' and the processors' senders. Only this thread waits
+    on the network, so no POST ever delays a tick or a request."""
+
+    name = "corral-webhooks"
+    poll_seconds = 0.5
+
+    def __init__(self, may_send: Callable[[], bool] = lambda: True) -> None:
+        self.may_send = may_send
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def work(self) -> None:
+        """One pass over the outbox (the thread's database connection is open)."""
+        raise NotImplementedError
+
+    def stopping(self) -> bool:
+        """Whether stop() was called: a long pass ends early."""
+        return self._stop.is_set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self) -> None:
+        try:
+            while not self._stop.wait(self.poll_seconds):
+                try:
+                    db.connect()
+                    if self.may_send():
+                        self.work()
+                except Exception:
+                    logger.exception("%s: unexpected error; going on", self.name)
+                    db.close()
+        finally:
+            db.close()

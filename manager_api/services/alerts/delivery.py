@@ -14,14 +14,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from manager_api import db
 from manager_api.models import Alert, utcnow
 from manager_api.services import audit
-from manager_api.services.webhooks import backoff, headers, post, shown
+from manager_api.services.webhooks import OutboxThread, backoff, headers, post, shown
 
 logger = logging.getLogger(__name__)
 
@@ -46,42 +45,27 @@ def parse_urls(text: str | None) -> list[str]:
     return [url for url in _SPLIT.split(text or "") if url]
 
 
-class Sender:
+class Sender(OutboxThread):
     """Delivers due alerts to ``urls`` every POLL_SECONDS while ``may_send()`` (the duties hold their lock)."""
+
+    name = "corral-alerts"
+    poll_seconds = POLL_SECONDS
 
     def __init__(
         self, urls: Sequence[str], secret: bytes, max_attempts: int, may_send: Callable[[], bool] = lambda: True
     ) -> None:
+        super().__init__(may_send)
         self.urls = list(urls)
         self.secret = secret
         self.max_attempts = max(1, max_attempts)
-        self.may_send = may_send
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="corral-alerts", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def run(self) -> None:
         logger.info("alerts: sending to %s", ", ".join(shown(url) for url in self.urls))
-        try:
-            while not self._stop.wait(POLL_SECONDS):
-                try:
-                    db.connect()
-                    if self.may_send():
-                        while self.deliver_due() == BATCH and not self._stop.is_set():
-                            pass
-                except Exception:
-                    logger.exception("alerts: unexpected error; going on")
-                    db.close()
-        finally:
-            db.close()
+        super().start()
+
+    def work(self) -> None:
+        while self.deliver_due() == BATCH and not self.stopping():
+            pass
 
     def deliver_due(self) -> int:
         """One attempt at every due alert (at most BATCH); returns how many were tried."""

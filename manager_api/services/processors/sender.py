@@ -10,7 +10,6 @@ signature is made with the task's own processor secret; a URL's path and the sec
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -22,7 +21,7 @@ from manager_api.models import FleetTask, ProcessorDelivery, utcnow
 from manager_api.services import audit
 from manager_api.services.processors import outbox
 from manager_api.services.processors.sealed import Processor, unseal
-from manager_api.services.webhooks import backoff, headers, post, shown
+from manager_api.services.webhooks import OutboxThread, backoff, headers, post, shown
 from shared import keys
 
 logger = logging.getLogger(__name__)
@@ -34,45 +33,27 @@ BATCH = 50
 """Rows taken per look."""
 
 
-class Sender:
+class Sender(OutboxThread):
     """Fills the outbox and delivers due rows every POLL_SECONDS while ``may_send()`` (the duties' lock is held)."""
+
+    name = "corral-processors"
+    poll_seconds = POLL_SECONDS
 
     def __init__(
         self, max_attempts: int, may_send: Callable[[], bool] = lambda: True, redis: Redis | None = None
     ) -> None:
+        super().__init__(may_send)
         self.max_attempts = max(1, max_attempts)
-        self.may_send = may_send
         self.redis = redis  # the ?wait callers of a task are woken on it as its summary is settled
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="corral-processors", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def run(self) -> None:
-        try:
-            while not self._stop.wait(POLL_SECONDS):
-                try:
-                    db.connect()
-                    if self.may_send():
-                        self.pass_once()
-                except Exception:
-                    logger.exception("processors: unexpected error; going on")
-                    db.close()
-        finally:
-            db.close()
+    def work(self) -> None:
+        self.pass_once()
 
     def pass_once(self) -> int:
         """Fill the outbox, then one attempt at every due row (BATCH at a time); returns the attempts made."""
         outbox.fill()
         tried = 0
-        while not self._stop.is_set():
+        while not self.stopping():
             count = self.deliver_due()
             tried += count
             if count < BATCH:
