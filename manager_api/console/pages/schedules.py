@@ -23,7 +23,7 @@ bp = Blueprint("schedules", __name__)
 PAGE_SIZE = 100
 """Schedules per page."""
 
-FORM_FIELDS = ("name", "command", "targets", "timeout", "cron", "interval")
+FORM_FIELDS = ("name", "command", "targets", "timeout", "cron", "interval", "on_agent")
 """The create form's fields an error can be shown at (any other goes above the form)."""
 
 EMPTY_FORM = {
@@ -34,6 +34,7 @@ EMPTY_FORM = {
     "trigger": "interval",
     "cron": "",
     "interval": "",
+    "on_agent": "",
 }
 
 
@@ -84,6 +85,8 @@ def _body(form: dict[str, str]) -> dict[str, Any]:
     }
     if form["timeout"].strip():
         body["timeout"] = _number(form["timeout"])
+    if form["on_agent"]:
+        body["on_agent"] = True
     if form["trigger"] == "cron":
         body["cron"] = form["cron"]
     elif form["interval"].strip():
