@@ -13,6 +13,9 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from tests.e2e.webhook_receiver import start_receiver
+from tests.support import wait_until
+
 from .conftest import Console, console_errors, screenshot, sign_in, wait_for
 
 pytestmark = __import__("pytest").mark.e2e
@@ -230,3 +233,36 @@ def test_a_schedule_created_on_agent_is_marked_so(browser: WebDriver, console: C
     wait_for(browser, marked, what="the on-agent mark")
     _api(console, "DELETE", f"/api/schedules/{schedule['id']}")  # type: ignore[index]
     assert console_errors(browser) == []
+
+
+def test_a_tasks_processor_shown_with_its_deliveries(browser: WebDriver, console: Console) -> None:
+    server, receiver = start_receiver()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hooks/t0ken-in-path"
+        body = {
+            "name": "processed",
+            "command": "echo done",
+            "targets": ["*"],
+            "processor": {"url": url, "secret": "s3cr3t-of-the-console-test"},
+        }
+        answer = _api(console, "POST", "/api/tasks?wait=30", json=body)
+        assert answer.status_code == 201, answer.text
+        task_id = answer.json()["task_id"]
+        wait_until(lambda: receiver.of("task.summary"), timeout=30, what="the summary delivered")
+        browser.get(f"{console.url}/tasks/{task_id}")
+        sign_in(browser, console)
+
+        def summary_sent(b: WebDriver) -> bool:
+            if "summary sent" in _text(b, "#task-processor"):
+                return True
+            b.refresh()  # the processor block is drawn with the page, not kept live
+            return False
+
+        wait_for(browser, summary_sent, what="the summary shown as sent")
+        shown = _text(browser, "#task-processor")
+        assert f"127.0.0.1:{server.server_address[1]}" in shown and "sent 3" in shown
+        assert "t0ken-in-path" not in browser.page_source and "s3cr3t-of-the-console-test" not in browser.page_source
+        assert console_errors(browser) == []
+    finally:
+        server.shutdown()
+        server.server_close()
