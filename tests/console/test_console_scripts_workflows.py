@@ -231,6 +231,22 @@ def test_a_schedule_created_on_agent_is_marked_so(browser: WebDriver, console: C
             return False
 
     wait_for(browser, marked, what="the on-agent mark")
+    # Its page: every target node's agent came to hold the current set (it was pushed to them at once).
+    browser.find_element(By.LINK_TEXT, "agent-tick").click()
+    wait_for(browser, lambda b: "on agent" in _text(b, "#fired-by"), what="the schedule's page")
+
+    def every_agent_current(b: WebDriver) -> bool:
+        rows = b.find_elements(By.CSS_SELECTOR, "#agents tr[data-node]")
+        if len(rows) == 2 and all(r.get_attribute("data-current") == "true" for r in rows):
+            return True
+        b.refresh()  # the page is drawn as it is, not kept live
+        return False
+
+    wait_for(browser, every_agent_current, timeout=30, what="both agents holding the current set")
+    screenshot(browser, "schedule-on-agent")
+    api = _api(console, "GET", f"/api/schedules/{schedule['id']}").json()  # type: ignore[index]
+    assert {a["hostname"] for a in api["agents"] if a["current"]} == {"node-a", "node-b"}
+    assert _text(browser, "#set-version") == str(api["agent_set_version"])
     _api(console, "DELETE", f"/api/schedules/{schedule['id']}")  # type: ignore[index]
     assert console_errors(browser) == []
 
