@@ -282,3 +282,29 @@ def test_a_tasks_processor_shown_with_its_deliveries(browser: WebDriver, console
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_viewer_sees_scripts_and_workflows_but_runs_nothing(browser: WebDriver, console: Console) -> None:
+    made = _api(console, "POST", "/api/tokens", json={"name": "scripts-viewer", "role": "viewer"})
+    assert made.status_code == 201, made.text
+    if _api(console, "GET", "/api/scripts/hello/1.0").status_code == 404:
+        assert _api(console, "POST", "/api/scripts", json=HELLO).status_code == 201
+    browser.get(console.url + "/scripts/hello/1.0")
+    sign_in(browser, console, made.json()["token"])
+    wait_for(browser, lambda b: b.find_elements(By.ID, "run-form"), what="the script's page for the viewer")
+    nav = browser.find_element(By.CSS_SELECTOR, "nav[aria-label=Sections]").text
+    assert "Scripts" in nav and "Workflows" in nav
+    before = _api(console, "GET", "/api/tasks").json()["total"]
+    browser.find_element(By.ID, "targets").send_keys("*")
+    browser.find_element(By.ID, "param-who").send_keys("viewer")
+    browser.find_element(By.CSS_SELECTOR, "#run-form button[type=submit]").click()
+    wait_for(browser, lambda b: "has role viewer: this needs operator" in b.page_source, what="the run refused")
+    assert _api(console, "GET", "/api/tasks").json()["total"] == before
+    browser.get(console.url + "/workflows")
+    wait_for(browser, lambda b: b.find_elements(By.ID, "workflows"), what="the workflows list for the viewer")
+    box = browser.find_element(By.ID, "body")
+    box.send_keys(json.dumps({"name": "nope", "steps": [{"name": "a", "task": {"command": "true", "targets": ["*"]}}]}))
+    before = _api(console, "GET", "/api/workflows").json()["total"]
+    browser.find_element(By.CSS_SELECTOR, "#workflow-form button[type=submit]").click()
+    wait_for(browser, lambda b: "has role viewer: this needs operator" in b.page_source, what="the workflow refused")
+    assert _api(console, "GET", "/api/workflows").json()["total"] == before
