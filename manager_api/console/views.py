@@ -29,6 +29,8 @@ NAV = (
     ("console.businesses.listing", "Businesses"),
     ("console.manual.listing", "Deployments"),
     ("console.tasks.listing", "Tasks"),
+    ("console.scripts.listing", "Scripts"),
+    ("console.workflows.listing", "Workflows"),
     ("console.schedules.listing", "Schedules"),
     ("console.audit.listing", "Audit"),
     ("console.tokens.listing", "Tokens"),

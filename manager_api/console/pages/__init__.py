@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
-from manager_api.console.pages import apps, audit, auth, businesses, manual, nodes, overview, schedules, tasks, tokens
+from manager_api.console.pages import (
+    apps,
+    audit,
+    auth,
+    businesses,
+    manual,
+    nodes,
+    overview,
+    schedules,
+    scripts,
+    tasks,
+    tokens,
+    workflows,
+)
 
-ALL_PAGES = (auth, overview, nodes, apps, businesses, manual, tasks, schedules, audit, tokens)
+ALL_PAGES = (auth, overview, nodes, apps, businesses, manual, tasks, scripts, workflows, schedules, audit, tokens)

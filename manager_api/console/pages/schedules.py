@@ -9,7 +9,9 @@ from typing import Any
 from flask import Blueprint, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from marshmallow import ValidationError
+from redis import Redis
 
+from manager_api import extensions
 from manager_api.api import auth
 from manager_api.api.presenters import schedules as presenters
 from manager_api.api.schemas.manual import ScheduleSchema
@@ -17,13 +19,14 @@ from manager_api.console import live
 from manager_api.console.views import field_error, render
 from manager_api.services.errors import Conflict, Invalid
 from manager_api.services.schedules import actions as schedules
+from manager_api.services.schedules import agent_sets
 
 bp = Blueprint("schedules", __name__)
 
 PAGE_SIZE = 100
 """Schedules per page."""
 
-FORM_FIELDS = ("name", "command", "targets", "timeout", "cron", "interval")
+FORM_FIELDS = ("name", "command", "targets", "timeout", "cron", "interval", "on_agent")
 """The create form's fields an error can be shown at (any other goes above the form)."""
 
 EMPTY_FORM = {
@@ -34,7 +37,14 @@ EMPTY_FORM = {
     "trigger": "interval",
     "cron": "",
     "interval": "",
+    "on_agent": "",
 }
+
+
+def _reach() -> tuple[Redis, int]:
+    """What the services check an operator's node scope with, and push an on_agent schedule's change with (as
+    the API passes them: without them an on_agent schedule would not reach its agents until the next rejoin)."""
+    return extensions.redis(), extensions.settings().offline_after_intervals
 
 
 def _page_number() -> int:
@@ -84,6 +94,8 @@ def _body(form: dict[str, str]) -> dict[str, Any]:
     }
     if form["timeout"].strip():
         body["timeout"] = _number(form["timeout"])
+    if form["on_agent"]:
+        body["on_agent"] = True
     if form["trigger"] == "cron":
         body["cron"] = form["cron"]
     elif form["interval"].strip():
@@ -95,7 +107,7 @@ def _body(form: dict[str, str]) -> dict[str, Any]:
 def create() -> ResponseReturnValue:
     form = {key: request.form.get(key, default) for key, default in EMPTY_FORM.items()}
     try:
-        schedules.create(ScheduleSchema().load(_body(form)), auth.actor())
+        schedules.create(ScheduleSchema().load(_body(form)), auth.actor(), *_reach())
     except ValidationError as exc:
         return _listing(400, form, field_error(exc.messages, FORM_FIELDS))
     except (Invalid, Conflict) as exc:
@@ -106,17 +118,28 @@ def create() -> ResponseReturnValue:
 
 @bp.post("/schedules/<schedule_id>/pause")
 def pause(schedule_id: str) -> ResponseReturnValue:
-    schedules.set_paused(schedule_id, True, auth.actor())
+    schedules.set_paused(schedule_id, True, auth.actor(), *_reach())
     return redirect(url_for("console.schedules.listing"))
 
 
 @bp.post("/schedules/<schedule_id>/resume")
 def resume(schedule_id: str) -> ResponseReturnValue:
-    schedules.set_paused(schedule_id, False, auth.actor())
+    schedules.set_paused(schedule_id, False, auth.actor(), *_reach())
     return redirect(url_for("console.schedules.listing"))
 
 
 @bp.post("/schedules/<schedule_id>/delete")
 def delete(schedule_id: str) -> ResponseReturnValue:
-    schedules.delete(schedule_id, auth.actor())
+    schedules.delete(schedule_id, auth.actor(), *_reach())
     return redirect(url_for("console.schedules.listing"))
+
+
+@bp.get("/schedules/<schedule_id>")
+def detail(schedule_id: str) -> ResponseReturnValue:
+    """One schedule with its recent tasks; an on_agent one with the version of the agents' sets and what each of
+    its nodes holds (as GET /api/schedules/<id>)."""
+    found = schedules.detail(schedule_id)
+    agents = None
+    if found.schedule.on_agent:
+        agents = (agent_sets.current_version(), agent_sets.held_versions(*_reach(), found.schedule))
+    return render("schedule.html", schedule=presenters.detail_json(found, agents))

@@ -26,6 +26,7 @@ from manager_api.services.fleet_tasks import output as task_output
 from manager_api.services.fleet_tasks import reads as fleet_task_reads
 from manager_api.services.nodes import documents
 from manager_api.services.nodes import query as node_query
+from manager_api.services.processors import outbox as processor_outbox
 from shared.states import FleetTaskStatus
 
 bp = Blueprint("tasks", __name__)
@@ -146,7 +147,8 @@ def run() -> ResponseReturnValue:
 def _task(task_id: str) -> dict[str, Any]:
     if len(task_id) > MAX_ID:
         raise NotFound(fleet_task_reads.NOT_FOUND)
-    return presenters.task_json(*fleet_task_reads.detail(task_id))
+    task, hosts = fleet_task_reads.detail(task_id)
+    return presenters.task_json(task, hosts, processor=processor_outbox.status(task))
 
 
 def _over(task: Mapping[str, Any]) -> bool:
