@@ -305,9 +305,14 @@ def test_an_agent_writes_its_stacks_on_sigusr1_and_goes_on(manager: Manager, tmp
     """What an operator (and the harness, on a stop that hangs) asks of a stuck agent: where each thread is."""
     agent = Agent(tmp_path, manager.env, manager, "stacks", 0.5)
     agent.start()
-    wait_until(lambda: [n for n in nodes(manager) if n["hostname"] == "stacks" and n["status"] == 0], 20, what="online")
-    os.kill(agent.pid, signal.SIGUSR1)
-    wait_until(lambda: "most recent call first" in agent.output(), timeout=10, what="stacks in the agent's log")
-    assert "corral-heartbeat" in agent.output() or "heartbeat.py" in agent.output()
-    assert agent.alive()
-    assert agent.terminate() == 0
+    try:
+        wait_until(
+            lambda: [n for n in nodes(manager) if n["hostname"] == "stacks" and n["status"] == 0], 20, what="online"
+        )
+        os.kill(agent.pid, signal.SIGUSR1)
+        wait_until(lambda: "most recent call first" in agent.output(), timeout=10, what="stacks in the agent's log")
+        assert "corral-heartbeat" in agent.output() or "heartbeat.py" in agent.output()
+        assert agent.alive()
+    finally:
+        if agent.alive():
+            assert agent.terminate() == 0
