@@ -1,8 +1,9 @@
 """Live pages: Server-Sent Events that carry a fragment of HTML whenever it changes.
 
 Each stream holds a gunicorn thread, so a process serves at most STREAMS_PER_PROCESS at once (the others get a
-503 and their browser tries again), and a stream ends after STREAM_SECONDS: EventSource reconnects by itself
-(after RETRY_MS), which spreads long-lived pages over the workers and lets a restarted manager take them back.
+stream that only says when to come back, and their browser does), and a stream ends after STREAM_SECONDS:
+EventSource reconnects by itself (after RETRY_MS), which spreads long-lived pages over the workers and lets a
+restarted manager take them back.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ PULSE_SECONDS = 0.5
 RETRY_MS = 1000
 """What the browser waits before it reconnects (the SSE ``retry`` field)."""
 
+BUSY_RETRY_MS = 2000
+"""What the browser waits before it tries again when every slot of the process is taken."""
+
 _slots = threading.BoundedSemaphore(STREAMS_PER_PROCESS)
 
 
@@ -38,12 +42,14 @@ def event(name: str, html: str, entry_id: str | None = None) -> str:
 
 
 def respond(events: Callable[[], Iterator[str]]) -> Response:
-    """An event stream of what ``events()`` yields, in one of this process's STREAMS_PER_PROCESS slots (a 503
-    the browser retries when none is free); the slot is given back when the response closes."""
+    """An event stream of what ``events()`` yields, in one of this process's STREAMS_PER_PROCESS slots; the slot is
+    given back when the response closes. With none free, a stream that holds only ``retry``: EventSource comes
+    back by itself after BUSY_RETRY_MS, with its Last-Event-ID (a 503 would fail the connection for good: the
+    browser logs an error and the page stays still until htmx opens a new stream without that id)."""
     if not _slots.acquire(blocking=False):
-        response = Response("too many live pages open: retrying", status=503, mimetype="text/plain")
-        response.headers["Retry-After"] = "2"
-        return response
+        busy = Response(f"retry: {BUSY_RETRY_MS}\n\n", mimetype="text/event-stream")
+        busy.headers["Cache-Control"] = "no-store"
+        return busy
     released = threading.Event()
 
     def release() -> None:
