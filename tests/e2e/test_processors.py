@@ -170,6 +170,33 @@ def test_a_schedule_hands_its_processor_to_every_task_it_fires(setup: Setup) -> 
         )
 
 
+def test_an_agent_side_schedules_firings_reach_its_processor(setup: Setup) -> None:
+    body = {
+        "name": "fired-on-agent",
+        "command": "echo from-the-agent",
+        "targets": [HOSTS[1]],
+        "interval": 1,
+        "on_agent": True,
+        "processor": {"url": setup.url, "secret": SECRET},
+    }
+    made = setup.manager.post("/api/schedules", body)
+    assert made.status_code == 201, made.text
+    try:
+        summary = wait_until(
+            lambda: [d for d in setup.receiver.of("task.summary") if d.body["created_by"] == "schedule:fired-on-agent"],
+            timeout=30,
+            what="an agent-side firing's summary",
+        )[0]
+        assert valid_signature(summary) and summary.body["status"] == "completed"
+        (result,) = [d for d in setup.receiver.of("task.host") if d.body["task_id"] == summary.body["task_id"]]
+        assert result.body["host"]["hostname"] == HOSTS[1] and result.body["host"]["stdout"] == "from-the-agent\n"
+    finally:
+        assert requests.delete(f"{setup.manager.url}/api/schedules/{made.json()['id']}", timeout=10).status_code in (
+            200,
+            204,
+        )
+
+
 def test_a_workflows_processor_hears_every_step(setup: Setup) -> None:
     steps = [
         {"name": "first", "task": {"command": "true", "targets": [HOSTS[0]]}},

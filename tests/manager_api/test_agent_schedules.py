@@ -45,12 +45,13 @@ def sets(redis_client: redis_lib.Redis, node_id: str) -> list[dict[str, Any]]:
     return [job.args[0] for job in queued(redis_client, node_id) if job.func_name == jobs.SYNC_AGENT_SCHEDULES]
 
 
-def test_on_agent_refuses_secret_env_and_processor(client: FlaskClient) -> None:
+def test_on_agent_refuses_secret_env_and_takes_a_processor(client: FlaskClient) -> None:
     refused = make(client, 400, secretEnv={"TOKEN": "s3cret"})
     assert "secretEnv" in refused["errors"]
-    refused = make(client, 400, processor={"url": "http://127.0.0.1:9/p", "secret": "x" * 16})
-    assert "processor" in refused["errors"]
     assert client.get("/api/schedules").get_json()["schedules"] == []
+    # The manager delivers what the nodes report: nothing of the processor goes to the node.
+    made = make(client, processor={"url": "http://127.0.0.1:9/p", "secret": "x" * 16})
+    assert made["processor"] == {"url": "http://127.0.0.1:9"}
 
 
 def test_changes_send_each_node_its_full_set_at_a_new_version(

@@ -360,17 +360,16 @@ class ScheduleSchema(_CommandOnTargets):
         load_default=False,
         metadata={
             "description": "Fired by each target node's agent from its own clock, even while the manager or Redis "
-            "is unreachable; the results are reported when the link is back. No secretEnv nor processor."
+            "is unreachable; the results are reported when the link is back (to its processor too). No secretEnv."
         },
     )
 
     @validates_schema
     def _on_agent_limits(self, data: dict[str, Any], **kwargs: Any) -> None:
         # A node would have to hold the secrets at rest to fire without the manager: refused in this version.
+        # A processor needs nothing on the node: the manager delivers the results it records from the reports.
         if data.get("on_agent") and data.get("secret_env"):
             raise ValidationError("an on_agent schedule cannot carry secret env (not in this version)", "secretEnv")
-        if data.get("on_agent") and data.get("processor"):
-            raise ValidationError("an on_agent schedule cannot name a processor (not in this version)", "processor")
 
     @validates_schema
     def _one_trigger(self, data: dict[str, Any], **kwargs: Any) -> None:

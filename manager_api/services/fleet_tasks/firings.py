@@ -53,6 +53,8 @@ def _make(task_id: str, report: Report) -> None:
     now = utcnow()
     fired_at = _fired_at(firing["fired_at"])
     node = Node.select(Node.hostname, Node.ip).where(Node.id == node_id).first()
+    # The schedule's processor, sealed as it is (the same key): the manager delivers what the node reports.
+    processor = Schedule.select(Schedule.processor).where(Schedule.id == firing["id"]).scalar() or ""
     row: dict[str, Any] = {
         "task_id": task_id,
         "name": firing["name"],
@@ -60,6 +62,8 @@ def _make(task_id: str, report: Report) -> None:
         "command": firing["command"],
         "timeout": max(1, round(float(firing["timeout"]))),
         "targets": json.dumps([node_id]),
+        "processor": processor,
+        "processor_open": bool(processor),
         "status": FleetTaskStatus.RUNNING.value,
         "total_hosts": 1,
         "created_by": actor,
