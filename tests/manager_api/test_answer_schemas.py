@@ -122,7 +122,8 @@ def test_nodes_tasks_schedules_templates_deployments_audit(
     call("PATCH", "/api/nodes/n1/labels", json={"labels": {"zone": None, "rack": "r1"}})
     assert call("PUT", "/api/nodes/n1/tags", json={"tags": ["db"]})["api_tags"] == ["db"]
     assert call("DELETE", "/api/nodes/n1/tags")["api_tags"] is None
-    assert call("GET", "/api/nodes/n1/metrics")["cpu_percent"] == [12.5]
+    # The duties may have stored a sample of their own (from the heartbeat) beside this test's.
+    assert 12.5 in call("GET", "/api/nodes/n1/metrics")["cpu_percent"]
     call("POST", "/api/nodes/n1/forget-secret")
 
     # Fleet tasks: one that ran on n1 (with output and times), one pending, started, canceled.
