@@ -18,7 +18,7 @@ from manager_api.config import Settings
 from manager_api.models import FleetTask
 from manager_api.services import job_keys
 from manager_api.services.schedules import actions as schedules
-from shared import heartbeat, jobs
+from shared import heartbeat, jobs, keys
 from shared.api import bearer
 from tests.support import wait_until
 
@@ -90,6 +90,19 @@ def test_a_manager_side_schedule_sends_no_set(client: FlaskClient, redis_client:
     assert sets(redis_client, "n1") == []
 
 
+def consumed(redis_client: redis_lib.Redis, node_id: str, entry_id: str | None) -> bool:
+    """Whether the duties read the reports stream past ``entry_id`` and acknowledged everything they read."""
+    assert entry_id is not None
+    stream = keys.node_reports(node_id)
+    (group,) = [
+        g for g in redis_client.xinfo_groups(stream) if g["name"] in (keys.EVENTS_GROUP, keys.EVENTS_GROUP.encode())
+    ]
+    last = group["last-delivered-id"]
+    last = last.decode() if isinstance(last, bytes) else str(last)
+    delivered = tuple(int(part) for part in last.split("-")) >= tuple(int(part) for part in entry_id.split("-"))
+    return delivered and int(group["pending"]) == 0
+
+
 def test_a_firing_report_makes_its_task_once(
     client: FlaskClient, redis_client: redis_lib.Redis, fleet_duties: Duties
 ) -> None:
@@ -108,8 +121,8 @@ def test_a_firing_report_makes_its_task_once(
     report(redis_client, task_id, "n1", "running", pid=5, started_at=now, schedule=firing)
     report(redis_client, task_id, "n1", "succeeded", **final)
     wait_until(lambda: detail(client, task_id)["status"] == "completed", what="the firing's task completed")
-    report(redis_client, task_id, "n1", "succeeded", **{**final, "stdout": "other\n"})  # sent again
-    time.sleep(0.5)  # a second report would have been applied by now (duties tick 0.1 s)
+    again = report(redis_client, task_id, "n1", "succeeded", **{**final, "stdout": "other\n"})  # sent again
+    wait_until(lambda: consumed(redis_client, "n1", again), what="the repeated report applied and acknowledged")
     assert FleetTask.select().where(FleetTask.task_id == task_id).count() == 1
     task = detail(client, task_id)
     assert task["created_by"] == "schedule:agent-tick" and task["hosts"][0]["stdout"] == "hi\n"
