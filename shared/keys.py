@@ -109,6 +109,12 @@ def task_changed_channel(task_id: str) -> str:
     return f"{PREFIX}task:{task_id}:changed"
 
 
+def workflow_changed_channel(workflow_id: str) -> str:
+    """Pub/sub channel told each time the workflow engine moves a workflow (a step started or ended, the workflow
+    ended or was canceled), so its ?wait callers and event streams wake at once."""
+    return f"{PREFIX}workflow:{workflow_id}:changed"
+
+
 def console_session(digest: str) -> str:
     """Hash of one web console session (actor, csrf, created), by the SHA-256 of its cookie: whoever reads
     Redis learns no cookie that would sign them in. Expires when the session does."""

@@ -31,7 +31,7 @@ def create() -> ResponseReturnValue:
     settings = extensions.settings()
     workflow_id = workflows.create(extensions.redis(), data, auth.actor(), settings.offline_after_intervals)
     if wait > 0:
-        workflows.wait(workflow_id, wait)
+        workflows.wait(extensions.redis(), workflow_id, wait)
     return _detail(workflow_id, 201)
 
 
@@ -51,7 +51,7 @@ def detail(workflow_id: str) -> ResponseReturnValue:
     wait: float = WorkflowCreateQuerySchema().load(request.args.to_dict())["wait"]
     workflows.get(workflow_id)
     if wait > 0:
-        workflows.wait(workflow_id, wait)
+        workflows.wait(extensions.redis(), workflow_id, wait)
     return _detail(workflow_id)
 
 
@@ -70,7 +70,7 @@ def stream(workflow_id: str) -> Response:
     """Server-Sent Events: the workflow and every step as they are, then a line per change, ``end`` once ended."""
     workflows.get(workflow_id)
     return Response(
-        stream_with_context(events.follow(workflow_id)),
+        stream_with_context(events.follow(extensions.redis(), workflow_id)),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -10,12 +10,12 @@ from redis import Redis
 
 from manager_api import prepared
 from manager_api.models import FleetTask, TaskHost
-from manager_api.services import secret_store
+from manager_api.services import changes, secret_store
 from manager_api.services.errors import NotFound
-from manager_api.services.fleet_tasks import changes
 from manager_api.services.fleet_tasks.state import is_final
 from manager_api.services.paging import Page, matching, page_of, status_counts
 from manager_api.services.processors.sealed import posted
+from shared import keys
 
 NOT_FOUND = "Task not found"
 WAIT_POLL_SECONDS = 0.25
@@ -81,7 +81,7 @@ def wait(redis: Redis, task_id: str, seconds: float) -> FleetTask | None:
     """
     deadline = time.monotonic() + seconds
     watcher = changes.of_process(redis)
-    with watcher.watching(task_id) as changed:
+    with watcher.watching(keys.task_changed_channel(task_id)) as changed:
         watcher.wait_subscribed(min(1.0, seconds))  # before the first read: no change slips by
         while True:
             changed.clear()  # before the read: a change after it sets it again

@@ -22,11 +22,12 @@ from redis import Redis
 from manager_api import db
 from manager_api.api.presenters.fleet_tasks import host_json  # receivers get the very hosts[] object of the API
 from manager_api.models import FleetTask, ProcessorDelivery, TaskHost, utcnow
-from manager_api.services.fleet_tasks import changes
+from manager_api.services import changes
 from manager_api.services.fleet_tasks.reads import WAIT_POLL_SECONDS
 from manager_api.services.fleet_tasks.state import OPEN_HOST_STATUSES, is_final
 from manager_api.services.processors.sealed import shown_url
 from manager_api.services.serialize import iso
+from shared import keys
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ def wait_summary(redis: Redis, task: FleetTask, seconds: float) -> None:
     again every WAIT_POLL_SECONDS anyway."""
     deadline = time.monotonic() + seconds
     watcher = changes.of_process(redis)
-    with watcher.watching(task.task_id) as changed:
+    with watcher.watching(keys.task_changed_channel(task.task_id)) as changed:
         while True:
             changed.clear()
             state = (

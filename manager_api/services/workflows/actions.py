@@ -14,20 +14,21 @@ from redis import Redis
 
 from manager_api import db
 from manager_api.models import FleetTask, Workflow, WorkflowStep, utcnow
-from manager_api.services import access, audit
+from manager_api.services import access, audit, changes
 from manager_api.services.errors import Conflict, Invalid, NotFound
 from manager_api.services.fleet_tasks import actions as fleet_tasks
 from manager_api.services.fleet_tasks import targets as fleet_targets
 from manager_api.services.paging import Page, matching, page_of, status_counts
 from manager_api.services.scripts import running as script_runs
 from manager_api.services.workflows import advance, graph
+from shared import keys
 from shared.states import WorkflowStatus, WorkflowStepStatus
 
 logger = logging.getLogger(__name__)
 
 NOT_FOUND = "Workflow not found"
-WAIT_POLL_SECONDS = 0.05
-"""How often ``?wait`` looks at the workflow again."""
+WAIT_POLL_SECONDS = 1.0
+"""How often ``?wait`` looks at the workflow again without being woken (see wait)."""
 PRUNE_CHUNK = 500
 """Workflows deleted per transaction by prune (other writers wait for each)."""
 
@@ -136,6 +137,7 @@ def cancel(redis: Redis, workflow_id: str, actor: str, offline_after_intervals: 
         ]
         audit.record(actor, "workflow.cancel", workflow_id, {"pending": pending, "running": len(running)})
     logger.info("workflow %s canceled by %s: %d pending steps, %d running", workflow_id, actor, pending, len(running))
+    advance.announce(redis, workflow_id)  # its status and pending steps changed here, not in advance
     for task_id in running:
         try:
             fleet_tasks.cancel(redis, task_id, actor, offline_after_intervals)
@@ -161,13 +163,24 @@ def listing(page: int, page_size: int, status: str | None, name: str | None) -> 
     return Page(total, rows, counts)
 
 
-def wait(workflow_id: str, seconds: float) -> None:
-    """Return once the workflow has ended (every step too), or after ``seconds``."""
+def wait(redis: Redis, workflow_id: str, seconds: float) -> None:
+    """Return once the workflow has ended (every step too), or after ``seconds``.
+
+    Woken by the engine's announcement (advance.announce, through this process's subscriber: services/changes.py)
+    and reading the database again at least every WAIT_POLL_SECONDS (a lost subscription, another manager host
+    whose announcement was missed)."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if Workflow.select(Workflow.finished_at).where(Workflow.workflow_id == workflow_id).scalar() is not None:
-            return
-        time.sleep(WAIT_POLL_SECONDS)
+    watcher = changes.of_process(redis)
+    with watcher.watching(keys.workflow_changed_channel(workflow_id)) as changed:
+        watcher.wait_subscribed(min(1.0, seconds))  # before the first read: no change slips by
+        while True:
+            changed.clear()  # before the read: a change after it sets it again
+            if Workflow.select(Workflow.finished_at).where(Workflow.workflow_id == workflow_id).scalar() is not None:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            changed.wait(min(WAIT_POLL_SECONDS, remaining))
 
 
 def prune(retention_days: int) -> int:

@@ -23,6 +23,7 @@ from manager_api.services import access, secret_store
 from manager_api.services.errors import Conflict, ServiceError
 from manager_api.services.fleet_tasks import actions as fleet_tasks
 from manager_api.services.workflows import graph
+from shared import keys
 from shared.states import FleetTaskStatus, HostRunStatus, WorkflowStatus, WorkflowStepStatus
 
 logger = logging.getLogger(__name__)
@@ -110,21 +111,47 @@ def advance_for_tasks(redis: Redis, task_ids: list[str], offline_after_intervals
 
 
 def advance(redis: Redis, workflow_pk: int, offline_after_intervals: int) -> None:
-    """Settle the steps whose task ended, start those now ready (or skip them), end the workflow when all ended."""
+    """Settle the steps whose task ended, start those now ready (or skip them), end the workflow when all ended;
+    then, when anything moved, tell the workflow's waiters (``?wait``, the event streams: services/changes.py)."""
+    moved = _advance(redis, workflow_pk, offline_after_intervals)
+    if moved:
+        announce(redis, moved)
+
+
+def announce(redis: Redis, workflow_id: str) -> None:
+    """Wake whoever waits on ``workflow_id`` (every manager process); they read the database again."""
+    try:
+        redis.publish(keys.workflow_changed_channel(workflow_id), "1")
+    except RedisError as exc:
+        # The waiters read the database again now and then anyway: they see the change a little later.
+        logger.warning("workflow %s: its waiters not woken, Redis unavailable: %s", workflow_id, exc)
+
+
+def _advance(redis: Redis, workflow_pk: int, offline_after_intervals: int) -> str | None:
+    """advance()'s work; the workflow_id when a step or the workflow changed, else None."""
+    moved: str | None = None
     while True:
         row = Workflow.get_or_none(Workflow.id == workflow_pk)
         if row is None or row.finished_at is not None:
-            return
+            return moved
         steps = {step.name: step for step in WorkflowStep.select().where(WorkflowStep.workflow == workflow_pk)}
+        before = _states(steps)
         _settle_running(row, steps)
         ready = _decide_pending(row, steps)
         ended_at_once = _start(redis, row, ready, steps, offline_after_intervals) if ready else False
+        if _states(steps) != before:
+            moved = row.workflow_id
         if all(WorkflowStepStatus(step.status) in ENDED_STEPS for step in steps.values()):
             _finish(row)
-            return
+            return row.workflow_id
         if not ended_at_once:
-            return
+            return moved
         # A step ended as it started (no node to run on, its task refused): its dependents may be ready now.
+
+
+def _states(steps: dict[str, WorkflowStep]) -> list[tuple[str, str | None]]:
+    """What a waiter sees of the steps (the engine's copies, which each change updates)."""
+    return [(step.status, step.task_id) for step in steps.values()]
 
 
 def _settle_running(row: Workflow, steps: dict[str, WorkflowStep]) -> None:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from manager_api.models import Workflow, WorkflowStep
+from redis import Redis
 
-POLL_SECONDS = 0.1
-"""How often the stream reads the steps again (two small indexed reads)."""
+from manager_api.models import Workflow, WorkflowStep
+from manager_api.services import changes
+from shared import keys
+
+POLL_SECONDS = 1.0
+"""How often the stream reads the steps again without being woken by the engine (two small indexed reads)."""
 KEEPALIVE_SECONDS = 15.0
 """A comment line this often while nothing changes, so proxies keep the connection."""
 
@@ -19,12 +24,23 @@ def _event(kind: str, data: dict[str, Any]) -> str:
     return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def follow(workflow_id: str) -> Iterator[str]:
-    """Every step as it is now, then each change as it comes, then the workflow's end (``event: end``)."""
+def follow(redis: Redis, workflow_id: str) -> Iterator[str]:
+    """Every step as it is now, then each change as it comes, then the workflow's end (``event: end``).
+
+    Woken by the engine's announcement of each move (advance.announce, through this process's subscriber:
+    services/changes.py), reading again at least every POLL_SECONDS."""
+    watcher = changes.of_process(redis)
+    with watcher.watching(keys.workflow_changed_channel(workflow_id)) as changed:
+        watcher.wait_subscribed(1.0)  # before the first read: no change slips by
+        yield from _follow(workflow_id, changed)
+
+
+def _follow(workflow_id: str, changed: threading.Event) -> Iterator[str]:
     seen: dict[str, tuple[Any, ...]] = {}
     last_status = ""
     quiet_since = time.monotonic()
     while True:
+        changed.clear()  # before the reads: a change after them sets it again
         row = Workflow.get_or_none(Workflow.workflow_id == workflow_id)
         if row is None:
             yield _event("end", {"id": workflow_id, "status": "gone"})
@@ -52,4 +68,4 @@ def follow(workflow_id: str) -> Iterator[str]:
         if time.monotonic() - quiet_since > KEEPALIVE_SECONDS:
             quiet_since = time.monotonic()
             yield ": keepalive\n\n"
-        time.sleep(POLL_SECONDS)
+        changed.wait(POLL_SECONDS)

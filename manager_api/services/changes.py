@@ -1,10 +1,11 @@
-"""Wake-ups of the ``?wait`` callers of fleet tasks: one subscriber per process for every task's changes.
+"""Wake-ups of the requests that wait for a fleet task or a workflow: one subscriber per process for all changes.
 
-The duties publish on keys.task_changed_channel(task_id) after each commit that changed a task. A subscription of
-its own per waiting request cost a connection, its AUTH and a SUBSCRIBE on every real-time call, on the path of
-its answer; one thread per process subscribed to every task's channel (a pattern) costs none of that, and hands
-each change to the requests waiting for that task. A change missed while Redis is away wakes every waiter (they
-read the database again), and waiters read it now and then anyway (reads.wait).
+The duties publish on keys.task_changed_channel(task_id) after each commit that changed a task, the workflow
+engine on keys.workflow_changed_channel(workflow_id) after each move of a workflow. A subscription of its own per
+waiting request cost a connection, its AUTH and a SUBSCRIBE on every real-time call, on the path of its answer;
+one thread per process subscribed to every such channel (two patterns) costs none of that, and hands each change
+to the requests waiting on that channel. A change missed while Redis is away wakes every waiter (they read the
+database again), and waiters read it now and then anyway (fleet_tasks.reads.wait, workflows.actions.wait).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from shared import keys
 
 logger = logging.getLogger(__name__)
 
-PATTERN = keys.task_changed_channel("*")
-"""Every fleet task's channel."""
+PATTERNS = (keys.task_changed_channel("*"), keys.workflow_changed_channel("*"))
+"""Every fleet task's channel and every workflow's."""
 
 RECONNECT_SECONDS = 1.0
 """Pause before the subscriber tries Redis again after losing it."""
@@ -33,16 +34,8 @@ IDLE_SECONDS = 60.0
 """With nobody waiting this long, the subscriber ends (the next wait starts one again)."""
 
 
-def task_of(channel: str) -> str | None:
-    """The task id a task's channel names, None for any other channel."""
-    head, tail = PATTERN.split("*")
-    if channel.startswith(head) and channel.endswith(tail) and len(channel) > len(head) + len(tail):
-        return channel[len(head) : len(channel) - len(tail)]
-    return None
-
-
 class TaskChanges:
-    """The subscriber of one process: waiting requests register an Event per task; the thread sets it."""
+    """The subscriber of one process: waiting requests register an Event per channel; the thread sets it."""
 
     def __init__(self, redis: Redis) -> None:
         # A pool of its own: the subscription holds its connection for good.
@@ -59,32 +52,33 @@ class TaskChanges:
         self._thread.start()
 
     @contextmanager
-    def watching(self, task_id: str) -> Iterator[threading.Event]:
-        """An Event set whenever ``task_id`` changes while the caller waits (it clears it before each wait)."""
+    def watching(self, channel: str) -> Iterator[threading.Event]:
+        """An Event set whenever something is published on ``channel`` (keys.task_changed_channel or
+        keys.workflow_changed_channel) while the caller waits (it clears it before each wait)."""
         event = threading.Event()
         with self._lock:
-            self._waiting.setdefault(task_id, set()).add(event)
+            self._waiting.setdefault(channel, set()).add(event)
         try:
             yield event
         finally:
             with self._lock:
-                events = self._waiting.get(task_id)
+                events = self._waiting.get(channel)
                 if events is not None:
                     events.discard(event)
                     if not events:
-                        del self._waiting[task_id]
+                        del self._waiting[channel]
 
     def wait_subscribed(self, timeout: float) -> bool:
         """Whether the subscription is up (waiting up to ``timeout`` for it): until then a change may be missed."""
         return self._subscribed.wait(timeout)
 
-    def _wake(self, task_id: str | None) -> None:
-        """Set the events of ``task_id``'s waiters, or of every waiter (None)."""
+    def _wake(self, channel: str | None) -> None:
+        """Set the events of ``channel``'s waiters, or of every waiter (None)."""
         with self._lock:
-            if task_id is None:
+            if channel is None:
                 events = [event for waiting in self._waiting.values() for event in waiting]
             else:
-                events = list(self._waiting.get(task_id, ()))
+                events = list(self._waiting.get(channel, ()))
         for event in events:
             event.set()
 
@@ -100,8 +94,9 @@ class TaskChanges:
         while not self._idle_too_long():
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub.psubscribe(PATTERN)
-                pubsub.get_message(timeout=1.0)  # the confirmation: subscribed from here on
+                pubsub.psubscribe(*PATTERNS)
+                for _ in PATTERNS:  # the confirmations: subscribed from here on
+                    pubsub.get_message(timeout=1.0)
                 self._wake(None)  # whatever changed before this subscription: read again
                 self._subscribed.set()
                 if lost:
@@ -111,7 +106,7 @@ class TaskChanges:
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None and message.get("type") == "pmessage":
                         channel = message["channel"]
-                        self._wake(task_of(channel.decode() if isinstance(channel, bytes) else str(channel)))
+                        self._wake(channel.decode() if isinstance(channel, bytes) else str(channel))
             except RedisError as exc:
                 if not lost:  # once per outage
                     logger.warning(

@@ -1,29 +1,31 @@
-"""The per-process subscriber that wakes ``?wait`` callers (services/fleet_tasks/changes.py), on a real redis-server."""
+"""The per-process subscriber that wakes ``?wait`` callers (services/changes.py), on a real redis-server."""
 
 from __future__ import annotations
 
 import redis
 
-from manager_api.services.fleet_tasks import changes
+from manager_api.services import changes
 from shared import keys
 from tests.support import RedisServer, wait_until
 
 
-def test_a_channel_names_its_task() -> None:
-    assert changes.task_of(keys.task_changed_channel("t-1")) == "t-1"
-    assert changes.task_of(keys.node_ring("n-1")) is None
-    assert changes.task_of(keys.task_changed_channel("")) is None
-
-
-def test_a_change_wakes_the_waiters_of_that_task_only(redis_client: redis.Redis) -> None:
+def test_a_change_wakes_the_waiters_of_that_task_or_workflow_only(redis_client: redis.Redis) -> None:
     watcher = changes.of_process(redis_client)
     assert changes.of_process(redis_client) is watcher  # one per process and Redis server
-    with watcher.watching("t-1") as mine, watcher.watching("t-2") as other:
+    with (
+        watcher.watching(keys.task_changed_channel("t-1")) as mine,
+        watcher.watching(keys.task_changed_channel("t-2")) as other,
+        watcher.watching(keys.workflow_changed_channel("t-1")) as workflow,
+    ):
         assert watcher.wait_subscribed(5)
-        mine.clear()
-        other.clear()  # subscribing wakes everyone once: whatever changed before is read again
+        for event in (mine, other, workflow):
+            event.clear()  # subscribing wakes everyone once: whatever changed before is read again
         redis_client.publish(keys.task_changed_channel("t-1"), "1")
         assert mine.wait(5)
+        assert not other.is_set()
+        assert not workflow.is_set()  # a task and a workflow may share an id: their channels differ
+        redis_client.publish(keys.workflow_changed_channel("t-1"), "1")
+        assert workflow.wait(5)
         assert not other.is_set()
 
 
@@ -34,7 +36,7 @@ def test_waiters_are_woken_when_redis_is_lost_and_again_once_it_is_back() -> Non
     try:
         client = redis.Redis.from_url(server.url)
         watcher = changes.of_process(client)
-        with watcher.watching("t-1") as changed:
+        with watcher.watching(keys.task_changed_channel("t-1")) as changed:
             assert watcher.wait_subscribed(5)
             changed.clear()
             server.stop()
