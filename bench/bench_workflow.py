@@ -48,10 +48,14 @@ def parse(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
-def wave_gaps(session: requests.Session, manager: Manager, workflow: dict[str, Any], waves: int) -> list[float]:
-    """Per wave boundary: the last task of wave w ending -> the first step of wave w+1 starting (seconds)."""
+def wave_gaps(
+    session: requests.Session, manager: Manager, workflow: dict[str, Any], waves: int
+) -> tuple[list[float], list[float]]:
+    """Per wave boundary: the last task of wave w ending -> the first step of wave w+1 starting (seconds); and per
+    wave, its first task created -> its last task created (what creating a wave's tasks one by one costs)."""
     ended: dict[int, datetime] = {}
     started: dict[int, datetime] = {}
+    created: dict[int, list[datetime]] = {}
     for step in workflow["steps"]:
         wave = int(step["name"][1:].split("_")[0])
         task = session.get(f"{manager.url}/api/tasks/{step['task_id']}").json()
@@ -59,7 +63,9 @@ def wave_gaps(session: requests.Session, manager: Manager, workflow: dict[str, A
         ended[wave] = max(ended.get(wave, last), last)
         first = parse(step["started_at"])
         started[wave] = min(started.get(wave, first), first)
-    return [(started[w + 1] - ended[w]).total_seconds() for w in range(waves - 1)]
+        created.setdefault(wave, []).append(parse(task["created_at"]))
+    gaps = [(started[w + 1] - ended[w]).total_seconds() for w in range(waves - 1)]
+    return gaps, [(max(stamps) - min(stamps)).total_seconds() for stamps in created.values()]
 
 
 def main() -> None:
@@ -92,12 +98,12 @@ def main() -> None:
                 workflow = answer.json()
                 if workflow.get("status") != "completed":
                     raise RuntimeError(f"workflow ended {workflow.get('status')}: {answer.text[:500]}")
-                gaps = wave_gaps(session, manager, workflow, args.waves)
+                gaps, spreads = wave_gaps(session, manager, workflow, args.waves)
                 print(
                     f"workflow run {run + 1}: {steps} steps ({args.waves} waves x {args.width}) on {len(AGENTS)} "
                     f"agents, call -> done {elapsed:.2f} s ({ms(elapsed / steps)} per step, "
                     f"{ms(elapsed / args.waves)} per wave); gap between waves p50 {ms(pct(gaps, 0.5))}, "
-                    f"max {ms(max(gaps))}",
+                    f"max {ms(max(gaps))}; a wave's tasks created within p50 {ms(pct(spreads, 0.5))}",
                     flush=True,
                 )
             one_by_one = []
