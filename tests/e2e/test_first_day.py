@@ -310,8 +310,15 @@ def test_an_agent_writes_its_stacks_on_sigusr1_and_goes_on(manager: Manager, tmp
             lambda: [n for n in nodes(manager) if n["hostname"] == "stacks" and n["status"] == 0], 20, what="online"
         )
         os.kill(agent.pid, signal.SIGUSR1)
-        wait_until(lambda: "most recent call first" in agent.output(), timeout=10, what="stacks in the agent's log")
-        assert "corral-heartbeat" in agent.output() or "heartbeat.py" in agent.output()
+        # faulthandler writes one thread after another: the heartbeat thread's may come after the log's first read.
+        wait_until(
+            lambda: (
+                "most recent call first" in (out := agent.output())
+                and ("corral-heartbeat" in out or "heartbeat.py" in out)
+            ),
+            timeout=10,
+            what="every thread's stack, the heartbeat thread's among them, in the agent's log",
+        )
         assert agent.alive()
     finally:
         if agent.alive():
