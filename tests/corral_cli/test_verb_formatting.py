@@ -13,6 +13,7 @@ from corral_cli.deployments import ShowByDefaultGroup
 from corral_cli.main import cli
 from corral_cli.nodes import match_node, node_list, nodes, parse_label_changes
 from corral_cli.schedules import match_schedule
+from corral_cli.workflows import progress_text
 
 SCHEDULES = [
     {
@@ -283,3 +284,11 @@ def test_every_list_command_takes_page_and_page_size_and_its_older_spelling(
     for unknown in {"--size", "--limit"} - {older}:
         with pytest.raises(click.NoSuchOption):
             command.make_context(path[-1], [unknown, "4"])
+
+
+def test_workflow_progress_names_its_running_steps() -> None:
+    steps = [{"name": f"s{i}", "status": "running"} for i in range(6)] + [{"name": "done", "status": "succeeded"}]
+    workflow = {"name": "deploy", "status": "running", "progress": {"text": "1/7"}, "steps": steps}
+    assert progress_text(workflow) == "workflow deploy: running 1/7 steps: s0, s1, s2, s3 +2"
+    ended = {"name": "deploy", "status": "completed", "progress": {"text": "7/7"}, "steps": steps[-1:]}
+    assert progress_text(ended) == "workflow deploy: completed 7/7 steps"

@@ -190,6 +190,8 @@ def test_the_cli_runs_lists_shows_and_cancels(stack: tuple[Manager, dict[str, st
     done = corral("workflow", "run", str(spec), "--wait")
     assert done.returncode == 0, done.stderr
     assert "completed (2/2)" in done.stdout and "one" in done.stdout and "3/3" in done.stdout
+    # Off a terminal the progress line is printed each time it changes, on stderr: the last one says it ended.
+    assert "workflow cli-wf: completed 2/2 steps" in done.stderr, done.stderr
     workflow_id = done.stdout.split()[2].rstrip(":")
     assert workflow_id in corral("workflow", "list").stdout
     assert "two" in corral("workflow", "show", workflow_id).stdout
