@@ -16,7 +16,7 @@ from limits.storage import RedisStorage, storage_from_string
 from manager_api import db
 from manager_api.api.rate_limit_storage import WindowFromHitStorage, storage_uri
 from manager_api.api.rate_limits import STORAGE_PREFIX
-from manager_api.app import create_app
+from manager_api.app import close_app, create_app
 from manager_api.config import Settings
 
 
@@ -35,7 +35,7 @@ def _spent(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
 def limited_app(settings: Settings) -> Iterator[Flask]:
     application = create_app(dataclasses.replace(settings, rate_limit="3/minute"))
     yield application
-    application.extensions["corral"].redis.close()
+    close_app(application)
     db.close()
 
 
