@@ -43,3 +43,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     rate_limits.init_app(app, settings)  # after auth: counts requests it let through
     logger.debug("manager app ready on database %s", settings.db_path)
     return app
+
+
+def close_app(app: Flask) -> None:
+    """Close the Redis connections ``app`` holds: its own client's and its rate limiter's (a client of its own).
+    For whoever makes apps and outlives them (the tests); a gunicorn worker's app lasts as long as its process."""
+    app.extensions[extensions.EXTENSION_KEY].redis.close()
+    rate_limits.close(app)

@@ -53,6 +53,11 @@ class WindowFromHitStorage(RedisStorage):
         super().initialize_storage(uri)
         self.lua_incr_with_ttl = self.get_connection().register_script(INCR_WITH_TTL)
 
+    def close(self) -> None:
+        """Close the Redis client limits made from the URI, with its own pool (not the app's). Left to the garbage
+        collector, its socket may be finalized before the connection that would close it: a ResourceWarning."""
+        self.storage.close()
+
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         full = self.prefixed_key(key)
         current, ttl = self.lua_incr_with_ttl([full], [expiry, amount])

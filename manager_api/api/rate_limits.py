@@ -38,7 +38,7 @@ from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
 from limits import RateLimitItem, parse_many
 
 from manager_api.api.auth import presented_token
-from manager_api.api.rate_limit_storage import storage_uri
+from manager_api.api.rate_limit_storage import WindowFromHitStorage, storage_uri
 from manager_api.config import Settings
 from shared import tls
 from shared.api import JOIN_PATH, METRICS_PATH, is_api_path, is_public_path
@@ -166,6 +166,13 @@ def init_app(app: Flask, settings: Settings) -> Limiter | None:
     limiter.logger.addFilter(_drop_breach_lines)
     app.register_error_handler(RateLimitExceeded, _too_many(limiter))
     return limiter
+
+
+def close(app: Flask) -> None:
+    """Close the Redis connections of ``app``'s limiters (their storage holds a client of its own)."""
+    for limiter in app.extensions.get("limiter", ()):
+        if isinstance(limiter.storage, WindowFromHitStorage):
+            limiter.storage.close()
 
 
 def _describe(item: RateLimitItem) -> str:

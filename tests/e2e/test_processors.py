@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,6 +145,27 @@ def test_a_receiver_that_always_fails_is_given_up_and_the_answer_says_so(setup: 
     )
 
 
+@contextmanager
+def fired_by_schedule(setup: Setup, body: dict[str, Any], what: str) -> Iterator[tuple[dict[str, Any], Delivery]]:
+    """Make the schedule ``body`` with the test's processor, wait for the signed summary of a task it fired
+    (completed), and give the schedule's answer and that summary; the schedule is deleted after, whatever happens."""
+    made = setup.manager.post("/api/schedules", body | {"processor": {"url": setup.url, "secret": SECRET}})
+    assert made.status_code == 201, made.text
+    try:
+        summary = wait_until(
+            lambda: setup.receiver.of("task.summary", created_by=f"schedule:{body['name']}"),
+            timeout=30,
+            what=what,
+        )[0]
+        assert valid_signature(summary) and summary.body["status"] == "completed"
+        yield made.json(), summary
+    finally:
+        assert requests.delete(f"{setup.manager.url}/api/schedules/{made.json()['id']}", timeout=10).status_code in (
+            200,
+            204,
+        )
+
+
 def test_a_schedule_hands_its_processor_to_every_task_it_fires(setup: Setup) -> None:
     body = {
         "name": "every-second",
@@ -151,23 +173,9 @@ def test_a_schedule_hands_its_processor_to_every_task_it_fires(setup: Setup) -> 
         "targets": [HOSTS[0]],
         "interval": 1,
         "secretEnv": {"TOKEN": "kept-sealed"},  # opened by the duties as they fire, as the processor is
-        "processor": {"url": setup.url, "secret": SECRET},
     }
-    made = setup.manager.post("/api/schedules", body)
-    assert made.status_code == 201, made.text
-    assert made.json()["processor"] == {"url": setup.url.split("/hooks")[0]}
-    try:
-        summary = wait_until(
-            lambda: [d for d in setup.receiver.of("task.summary") if d.body["name"] == "every-second"],
-            timeout=30,
-            what="a fired task's summary",
-        )[0]
-        assert valid_signature(summary) and summary.body["status"] == "completed"
-    finally:
-        assert requests.delete(f"{setup.manager.url}/api/schedules/{made.json()['id']}", timeout=10).status_code in (
-            200,
-            204,
-        )
+    with fired_by_schedule(setup, body, "a fired task's summary") as (made, _summary):
+        assert made["processor"] == {"url": setup.url.split("/hooks")[0]}
 
 
 def test_an_agent_side_schedules_firings_reach_its_processor(setup: Setup) -> None:
@@ -177,24 +185,10 @@ def test_an_agent_side_schedules_firings_reach_its_processor(setup: Setup) -> No
         "targets": [HOSTS[1]],
         "interval": 1,
         "on_agent": True,
-        "processor": {"url": setup.url, "secret": SECRET},
     }
-    made = setup.manager.post("/api/schedules", body)
-    assert made.status_code == 201, made.text
-    try:
-        summary = wait_until(
-            lambda: [d for d in setup.receiver.of("task.summary") if d.body["created_by"] == "schedule:fired-on-agent"],
-            timeout=30,
-            what="an agent-side firing's summary",
-        )[0]
-        assert valid_signature(summary) and summary.body["status"] == "completed"
+    with fired_by_schedule(setup, body, "an agent-side firing's summary") as (_made, summary):
         (result,) = [d for d in setup.receiver.of("task.host") if d.body["task_id"] == summary.body["task_id"]]
         assert result.body["host"]["hostname"] == HOSTS[1] and result.body["host"]["stdout"] == "from-the-agent\n"
-    finally:
-        assert requests.delete(f"{setup.manager.url}/api/schedules/{made.json()['id']}", timeout=10).status_code in (
-            200,
-            204,
-        )
 
 
 def test_a_workflows_processor_hears_every_step(setup: Setup) -> None:

@@ -23,7 +23,7 @@ from schemathesis import checks as check
 
 from manager_api import db
 from manager_api.api import openapi
-from manager_api.app import create_app
+from manager_api.app import close_app, create_app
 from manager_api.config import Settings
 from shared.api import JOIN_PATH, OPENAPI_PATH, bearer
 from shared.paths import local_join_token_path
@@ -171,7 +171,7 @@ def served_document() -> dict[str, Any]:
         try:
             return openapi.build(app)
         finally:
-            app.extensions["corral"].redis.close()
+            close_app(app)
             db.close()
 
 

@@ -20,7 +20,7 @@ import requests
 
 from manager_api import db
 from manager_api.api.request_json import MAX_DEPTH, NOT_AN_OBJECT
-from manager_api.app import create_app
+from manager_api.app import close_app, create_app
 from manager_api.body_limits import body_limit
 from manager_api.config import Settings
 from shared.api import JOIN_PATH, is_api_path
@@ -54,7 +54,7 @@ def every_route(workdir: Path) -> list[Route]:
     try:
         rules = list(app.url_map.iter_rules())
     finally:
-        app.extensions["corral"].redis.close()
+        close_app(app)
         db.close()
     found = []
     for rule in rules:

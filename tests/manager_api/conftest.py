@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from manager_api import db, migrations
-from manager_api.app import create_app
+from manager_api.app import close_app, create_app
 from manager_api.background.duties import Duties
 from manager_api.config import Settings
 from manager_api.services import job_keys
@@ -74,7 +74,7 @@ def settings(tmp_path: Path, redis_url: str, database_url: str) -> Settings:
 def app(settings: Settings) -> Iterator[Flask]:
     application = create_app(settings)
     yield application
-    application.extensions["corral"].redis.close()
+    close_app(application)
     db.close()
 
 

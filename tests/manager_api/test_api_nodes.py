@@ -10,7 +10,7 @@ import pytest
 import redis as redis_lib
 from flask.testing import FlaskClient
 
-from manager_api.app import create_app
+from manager_api.app import close_app, create_app
 from manager_api.config import Settings
 from manager_api.models import AuditLog, Node
 from manager_api.services import job_keys
@@ -71,7 +71,7 @@ def test_an_external_redis_that_refuses_acl_setuser_gets_the_managers_url_and_on
         answer = client.post(JOIN_PATH, json={**BODY, "node_id": node_id}, headers=bearer(JOIN_TOKEN))
         assert answer.status_code == 200 and answer.get_json()["redis_url"] == limited.redis_url
     assert sum("refused to make node users" in r.getMessage() for r in caplog.records) == 1
-    app.extensions["corral"].redis.close()
+    close_app(app)
 
 
 def test_join_needs_the_join_token(client: FlaskClient) -> None:
@@ -88,7 +88,7 @@ def test_join_token_is_not_the_api_token(settings: Settings) -> None:
     body = dict(BODY)
     assert client.post(JOIN_PATH, json=body, headers=bearer("api-token")).status_code == 401
     assert client.post(JOIN_PATH, json=body, headers=bearer(JOIN_TOKEN)).status_code == 200
-    app.extensions["corral"].redis.close()
+    close_app(app)
 
 
 def test_join_bad_bodies(client: FlaskClient) -> None:
@@ -116,7 +116,7 @@ def test_private_redis_url_uses_the_host_the_agent_called(settings: Settings) ->
     with app.app_context():
         auth = redis_users.auth("n1")
     assert response.get_json()["redis_url"] == f"redis://{auth}@192.168.7.7:{port}/0"
-    app.extensions["corral"].redis.close()
+    close_app(app)
 
 
 def test_node_list_matches_the_manual(client: FlaskClient, redis_client: redis_lib.Redis) -> None:

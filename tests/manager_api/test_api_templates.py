@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from manager_api.app import create_app
+from manager_api.app import close_app, create_app
 from manager_api.config import Settings
 from manager_api.models import Template
 from shared.api import bearer
@@ -170,7 +170,7 @@ def test_api_token_when_set(tmp_path: Path, settings: Settings) -> None:
     assert created.status_code == 200
     entry = client.get("/api/audit?limit=1", headers=bearer("s3cret")).get_json()["entries"][0]
     assert entry["action"] == "template.create" and entry["actor"].startswith("token@")
-    app.extensions["corral"].redis.close()
+    close_app(app)
 
 
 def test_open_api_records_anonymous_actor(client: FlaskClient) -> None:

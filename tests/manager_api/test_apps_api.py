@@ -14,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from manager_api import db
-from manager_api.app import create_app
+from manager_api.app import close_app, create_app
 from manager_api.background.duties import Duties
 from manager_api.config import Settings
 from manager_api.models import App, AppInstance, AuditLog, Node
@@ -358,7 +358,7 @@ def test_apps_survive_a_manager_restart(
         )
     wait_until(lambda: show(client, "web")["counts"]["unhealthy"] == 2, timeout=20)
     before = show(client, "web")
-    app.extensions["corral"].redis.close()
+    close_app(app)
     db.close()
     again = create_app(settings)
     try:
@@ -366,7 +366,7 @@ def test_apps_survive_a_manager_restart(
         assert after["instances"] == before["instances"] and after["definition"] == before["definition"]
         assert after["instances"][0]["last_check"]["answer"] == "connection refused"
     finally:
-        again.extensions["corral"].redis.close()
+        close_app(again)
 
 
 def test_logs_tail_and_follow(client: FlaskClient, redis_client: redis_lib.Redis, nodes: None) -> None:

@@ -11,7 +11,7 @@ import redis as redis_lib
 from flask.testing import FlaskClient
 
 from manager_api import db
-from manager_api.app import create_app
+from manager_api.app import close_app, create_app
 from manager_api.config import Settings
 from manager_api.models import AuditLog, Business, BusinessComponent, BusinessHistory, Node
 from tests.support import free_port
@@ -257,5 +257,5 @@ def test_redis_down_is_503_and_writes_nothing(settings: Settings) -> None:
         assert got.status_code == 503 and "error" in got.get_json()
         assert Business.select().count() == 0 and BusinessComponent.select().count() == 0
     finally:
-        app.extensions["corral"].redis.close()
+        close_app(app)
         db.close()

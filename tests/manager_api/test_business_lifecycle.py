@@ -14,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from manager_api import db
-from manager_api.app import create_app
+from manager_api.app import close_app, create_app
 from manager_api.background.duties import Duties
 from manager_api.config import Settings
 from manager_api.models import Alert, AuditLog, BusinessComponent, ComponentMetric, utcnow
@@ -325,7 +325,7 @@ def test_a_restarted_manager_loses_nothing(
 ) -> None:
     business_id = deploy(client, business(component("a", **on("n1")), component("b", **on("n2"))))["business_id"]
     before = detail(client, business_id)
-    app.extensions["corral"].redis.close()
+    close_app(app)
     db.close()
     # A new app and new duties on the same database and Redis, as after `manager` restarts.
     second = create_app(settings)
@@ -337,7 +337,7 @@ def test_a_restarted_manager_loses_nothing(
             run(redis_client, business_id, "b", "n2")
             wait_until(lambda: status_is(again, business_id, "running"), what="running after the restart")
     finally:
-        second.extensions["corral"].redis.close()
+        close_app(second)
 
 
 def test_stop_mid_deploy_then_restart_and_update_retry_what_is_not_running(

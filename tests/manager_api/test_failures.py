@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 from flask.testing import FlaskClient
 
-from manager_api.app import create_app
+from manager_api.app import close_app, create_app
 from manager_api.config import Settings
 from manager_api.models import AuditLog, Deployment, DeploymentTask
 from tests.support import free_port
@@ -25,7 +25,7 @@ def test_unreachable_redis_is_503_and_writes_nothing(settings: Settings, client:
     assert deployed.status_code == 503 and "error" in deployed.get_json()
     assert Deployment.select().count() == 0 and DeploymentTask.select().count() == 0
     assert AuditLog.select().where(AuditLog.action == "deployment.create").count() == 0
-    dead.extensions["corral"].redis.close()
+    close_app(dead)
 
 
 def test_unexpected_errors_are_a_json_500(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
@@ -38,4 +38,4 @@ def test_unexpected_errors_are_a_json_500(settings: Settings, caplog: pytest.Log
     response = app.test_client().get("/boom")
     assert (response.status_code, response.get_json()) == (500, {"error": "Internal server error"})
     assert any(r.exc_info for r in caplog.records if "unhandled error" in r.getMessage())
-    app.extensions["corral"].redis.close()
+    close_app(app)

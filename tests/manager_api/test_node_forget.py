@@ -11,7 +11,7 @@ import redis as redis_lib
 from flask.testing import FlaskClient
 
 from manager_api import db
-from manager_api.app import create_app
+from manager_api.app import close_app, create_app
 from manager_api.config import Settings
 from manager_api.models import AuditLog, DeploymentTask, Node
 from shared import jobs, keys
@@ -164,7 +164,7 @@ def test_without_redis_nothing_is_forgotten(settings: Settings, client: FlaskCli
         got = dead.test_client().delete("/api/nodes/n1")
         assert got.status_code == 503 and "error" in got.get_json()
     finally:
-        dead.extensions["corral"].redis.close()
+        close_app(dead)
     assert listed(client) == ["n1"] and Node.get_by_id("n1").forgotten_at is None and not audited("node.forgotten")
 
 

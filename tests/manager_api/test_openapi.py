@@ -18,7 +18,7 @@ from manager_api import db
 from manager_api.api import openapi
 from manager_api.api.route_docs import ROUTE_DOC, route_doc
 from manager_api.api.schemas.manual import AuditQuerySchema, TemplateSchema
-from manager_api.app import create_app
+from manager_api.app import close_app, create_app
 from manager_api.config import Settings
 from shared.api import DOCS_PATH, OPENAPI_PATH, bearer, is_api_path
 from tests.manager_api.conftest import answer
@@ -139,7 +139,7 @@ def guarded_app(settings: Settings) -> Iterator[Flask]:
     """The app with an API token set."""
     application = create_app(dataclasses.replace(settings, api_token=TOKEN))
     yield application
-    application.extensions["corral"].redis.close()
+    close_app(application)
     db.close()
 
 

@@ -16,8 +16,9 @@ from limits.storage import RedisStorage, storage_from_string
 from manager_api import db
 from manager_api.api.rate_limit_storage import WindowFromHitStorage, storage_uri
 from manager_api.api.rate_limits import STORAGE_PREFIX
-from manager_api.app import create_app
+from manager_api.app import close_app, create_app
 from manager_api.config import Settings
+from tests.support import wait_until
 
 
 def _calls(client: redis_lib.Redis) -> dict[str, int]:
@@ -35,7 +36,7 @@ def _spent(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
 def limited_app(settings: Settings) -> Iterator[Flask]:
     application = create_app(dataclasses.replace(settings, rate_limit="3/minute"))
     yield application
-    application.extensions["corral"].redis.close()
+    close_app(application)
     db.close()
 
 
@@ -68,10 +69,29 @@ def test_the_count_and_expiry_are_limits_own_and_read_from_redis_outside_a_reque
     ours = storage_from_string(storage_uri(redis_url), key_prefix=STORAGE_PREFIX)
     theirs = storage_from_string(redis_url, key_prefix=STORAGE_PREFIX)
     assert isinstance(ours, WindowFromHitStorage) and type(theirs) is RedisStorage
-    item = parse("10/minute")
-    key = item.key_for("test", "scope")
-    assert ours.incr(key, item.get_expiry()) == 1
-    assert theirs.incr(key, item.get_expiry()) == 2  # one count: the same key, as an older manager writes it
-    assert ours.get(key) == theirs.get(key) == 2
-    assert abs(ours.get_expiry(key) - theirs.get_expiry(key)) < 2
-    assert ours.get_expiry(key) > time.time() + 55
+    try:
+        item = parse("10/minute")
+        key = item.key_for("test", "scope")
+        assert ours.incr(key, item.get_expiry()) == 1
+        assert theirs.incr(key, item.get_expiry()) == 2  # one count: the same key, as an older manager writes it
+        assert ours.get(key) == theirs.get(key) == 2
+        assert abs(ours.get_expiry(key) - theirs.get_expiry(key)) < 2
+        assert ours.get_expiry(key) > time.time() + 55
+    finally:
+        ours.close()
+        theirs.storage.close()  # limits' RedisStorage has no close of its own: its client's
+
+
+def test_closing_the_app_closes_its_limiters_connection_too(settings: Settings, redis_client: redis_lib.Redis) -> None:
+    """The limiter's storage is a Redis client of its own: left open, the collector finalized its socket unclosed
+    (a ResourceWarning, which failed test_agent_schedules.py run alone)."""
+    before = {c["id"] for c in redis_client.client_list()}
+    application = create_app(dataclasses.replace(settings, rate_limit="3/minute"))
+    try:
+        assert application.test_client().get("/api/templates").status_code == 200  # counted: the limiter connects
+        opened = {c["id"] for c in redis_client.client_list()} - before
+        assert opened
+    finally:
+        close_app(application)
+        db.close()
+    wait_until(lambda: not opened & {c["id"] for c in redis_client.client_list()}, what="the app's connections closed")

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from peewee import SqliteDatabase
 
 from manager_api import db
-from manager_api.app import create_app
+from manager_api.app import close_app, create_app
 from manager_api.config import Settings
 from manager_api.models import AuditLog, FleetTask, Node, TaskHost
 from shared import jobs
@@ -245,5 +245,5 @@ def test_a_database_from_before_gets_the_labels_column_and_task_tables(tmp_path:
         task = create(client, targets=["legacy"])
         assert host(task, "old")["error_message"] == "node offline"
     finally:
-        app.extensions["corral"].redis.close()
+        close_app(app)
         db.close()

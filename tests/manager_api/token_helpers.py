@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from manager_api import db
-from manager_api.app import create_app
+from manager_api.app import close_app, create_app
 from manager_api.config import Settings
 from shared.api import bearer
 
@@ -27,7 +27,7 @@ def secured_app(settings: Settings, api_token: str | None = BOOTSTRAP) -> Iterat
     try:
         yield application
     finally:
-        application.extensions["corral"].redis.close()
+        close_app(application)
         db.close()
 
 
