@@ -242,7 +242,10 @@ def test_an_operators_workflow_keeps_to_its_scope_at_every_step(
     business_helpers.add_node(client, redis_client, "n2", labels={"zone": "b"})
     token = {"name": "ops-a", "role": "operator", "nodeQuery": "labels.zone:a", "commands": ["echo *"]}
     operator = bearer(answer(client.post("/api/tokens", json=token), 201)["token"])
-    body = {"name": "scoped", "steps": [step("a", targets=("n1",)), step("b", "a", targets=("host-n3",))]}
+    body = {
+        "name": "scoped",
+        "steps": [step("a", targets=("n1",)), step("b", "a", targets=("host-n3",)), step("c", "a", targets=("n1",))],
+    }
     outside = {"name": "x", "steps": [step("a", targets=("n2",))]}
     assert "n2" in answer(client.post("/api/workflows", json=outside, headers=operator), 403)["error"]
     not_allowed = {"name": "x", "steps": [{**step("a"), "task": {"command": "rm -rf /", "targets": ["n1"]}}]}
@@ -251,10 +254,13 @@ def test_an_operators_workflow_keeps_to_its_scope_at_every_step(
     wf = answer(client.post("/api/workflows", json=body, headers=operator), 201)
     business_helpers.add_node(client, redis_client, "n3", labels={"zone": "b"})  # host-n3 appears, in zone b
     run(redis_client, wf["steps"][0]["task_id"], {"n1": 0})
+    # b and c start in one wave (created together): b refused does not keep c from its task.
+    run(redis_client, started(client, wf["id"], "c"), {"n1": 0})
     done = ended(client, wf["id"])
-    b = {s["name"]: s for s in done["steps"]}["b"]
+    b, c = ({s["name"]: s for s in done["steps"]}[name] for name in ("b", "c"))
     assert b["status"] == "failed" and b["task_id"] is None and "n3" in b["reason"]
-    assert FleetTask.select().count() == 1 and queued(redis_client, "n3") == []
+    assert c["status"] == "succeeded"
+    assert FleetTask.select().count() == 2 and queued(redis_client, "n3") == []
 
 
 def test_prune_deletes_workflows_ended_past_the_retention_with_their_steps(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ from redis.exceptions import RedisError
 from manager_api import db, prepared
 from manager_api.models import FleetTask, Node, TaskHost, utcnow
 from manager_api.services import access, audit, dispatch, secret_store
-from manager_api.services.errors import Conflict
+from manager_api.services.errors import Conflict, ServiceError
 from manager_api.services.fleet_tasks import targets
 from manager_api.services.fleet_tasks.reads import get
 from manager_api.services.fleet_tasks.state import (
@@ -36,6 +37,24 @@ from shared.states import FleetTaskStatus, HostRunStatus
 logger = logging.getLogger(__name__)
 
 
+@dataclass
+class _NewTask:
+    """A task checked and laid out, not yet written: its row, its hosts' rows and what is audited of it."""
+
+    row: dict[str, Any]
+    actor: str
+    plans: list[targets.HostPlan]
+    hosts: list[dict[str, Any]]
+    counts: dict[str, int]
+    running: bool
+    entries: list[tuple[str, str, dict[str, Any] | None]]
+    starting: bool
+
+
+Fleets = dict[tuple[str, ...], targets.Fleet]
+"""The fleet read for each list of targets, kept while several tasks are created together (create_many)."""
+
+
 def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_intervals: int) -> str:
     """Record a new task (and start it unless ``start`` is false); returns its task_id.
 
@@ -43,6 +62,39 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
     that starts running is written once, already running with its counters (its hosts' rows follow), and its two
     audit entries (created, started) in one statement.
     """
+    new = _prepare(redis, data, actor, offline_after_intervals, None)
+    with db.write_transaction():
+        _record(new)
+    return _send(redis, new)
+
+
+def create_many(
+    redis: Redis, items: list[tuple[dict[str, Any], str]], offline_after_intervals: int
+) -> list[str | ServiceError]:
+    """Create and start several tasks together (a workflow's wave): each (body, created_by) as create() would,
+    but the fleet read once per distinct list of targets and every task written in one transaction. Returns, in
+    order, each task_id or the ServiceError that refused that body (the others are created all the same); a
+    RedisError (the fleet unreadable) creates none."""
+    fleets: Fleets = {}
+    results: list[_NewTask | ServiceError] = []
+    for data, actor in items:
+        try:
+            results.append(_prepare(redis, data, actor, offline_after_intervals, fleets))
+        except ServiceError as exc:
+            results.append(exc)
+    created = [new for new in results if isinstance(new, _NewTask)]
+    if created:
+        with db.write_transaction():
+            for new in created:
+                _record(new)
+    return [_send(redis, new) if isinstance(new, _NewTask) else new for new in results]
+
+
+def _prepare(
+    redis: Redis, data: dict[str, Any], actor: str, offline_after_intervals: int, fleets: Fleets | None
+) -> _NewTask:
+    """Check a task body (400/403 before anything is written) and lay out its rows; ``fleets`` shares the fleet
+    read between the tasks of one create_many."""
     # A script and its parameters, then a malformed query target: 400 before anything is written.
     script_run = script_runs.prepare(data) if data.get("script") else None
     command = script_run.command if script_run is not None else data["command"]
@@ -55,7 +107,7 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
     now = utcnow()
     starting = data.get("start", True)
     # Read before taking the write lock: no Redis round trip while other writers wait.
-    fleet = fleet_of(redis, offline_after_intervals, data["targets"]) if starting else None
+    fleet = _fleet_for(redis, offline_after_intervals, data["targets"], fleets) if starting else None
     if fleet is not None:
         _check_scope(redis, offline_after_intervals, data["targets"], fleet)
     row: dict[str, Any] = {
@@ -94,20 +146,44 @@ def create(redis: Redis, data: dict[str, Any], actor: str, offline_after_interva
     if script_run is not None:
         created["script"] = data["script"]
     entries: list[tuple[str, str, dict[str, Any] | None]] = [("task.create", task_id, created)]
-    with db.write_transaction():
-        row["id"] = db.insert_row(FleetTask, row)
-        if fleet is not None:
-            _record_hosts(row["id"], task_id, hosts, counts, actor, now, derived=running)
-            entries.append(("task.start", task_id, _start_detail(plans)))
-        audit.record_all(actor, entries)
-    task = FleetTask(**row)
-    if starting:
-        _dispatch(redis, task, actor, plans)  # its line says the task was started (one line a real-time call)
+    if fleet is not None:
+        entries.append(("task.start", task_id, _start_detail(plans)))
+    return _NewTask(row, actor, plans, hosts, counts, running, entries, starting and fleet is not None)
+
+
+def _fleet_for(redis: Redis, offline_after_intervals: int, wanted: list[str], fleets: Fleets | None) -> targets.Fleet:
+    if fleets is None:
+        return fleet_of(redis, offline_after_intervals, wanted)
+    key = tuple(wanted)
+    if key not in fleets:
+        fleets[key] = fleet_of(redis, offline_after_intervals, wanted)
+    return fleets[key]
+
+
+def _record(new: _NewTask) -> None:
+    """Write a prepared task, its hosts and its audit entries (inside the caller's write transaction)."""
+    row = new.row
+    row["id"] = db.insert_row(FleetTask, row)
+    if new.starting:
+        now = row["created_at"]
+        _record_hosts(row["id"], row["task_id"], new.hosts, new.counts, new.actor, now, derived=new.running)
+    audit.record_all(new.actor, new.entries)
+
+
+def _send(redis: Redis, new: _NewTask) -> str:
+    """After the commit: send a started task to its hosts (or log a task created pending); its task_id."""
+    row = new.row
+    if new.starting:
+        _dispatch(redis, FleetTask(**row), new.actor, new.plans)  # its line says the task was started
     else:
         logger.info(
-            "fleet task %s (%s) created by %s on %d targets", task_id, data["name"], actor, len(data["targets"])
+            "fleet task %s (%s) created by %s on %d targets",
+            row["task_id"],
+            row["name"],
+            new.actor,
+            len(json.loads(row["targets"])),
         )
-    return task_id
+    return str(row["task_id"])
 
 
 def fleet_of(redis: Redis, offline_after_intervals: int, wanted: list[str]) -> targets.Fleet:

@@ -251,12 +251,9 @@ def _start(
             ):
                 claimed.append(step)
             step.status = WorkflowStepStatus.RUNNING.value  # ours, or another caller started it: not ended
-    links = []
     for step in claimed:
         step.started_at = now
-        task_id = _create_task(redis, row, step, steps, offline_after_intervals)
-        if task_id is not None:
-            links.append((step, task_id))
+    links = _create_tasks(redis, row, claimed, steps, offline_after_intervals)
     ended_at_once = any(WorkflowStepStatus(step.status) in ENDED_STEPS for step in claimed)
     if not links:
         return ended_at_once
@@ -276,36 +273,50 @@ def _start(
     return ended_at_once
 
 
-def _create_task(
-    redis: Redis, row: Workflow, step: WorkflowStep, steps: dict[str, WorkflowStep], offline_after_intervals: int
-) -> str | None:
-    """Create a claimed step's fleet task; its task_id, or None when the step ended (or went back to pending)."""
-    targets = _resolved_targets(json.loads(step.spec)["targets"], steps)
-    if not targets:
-        names = ", ".join(graph.target_steps(json.loads(step.spec)["targets"]))
-        _end_step(step, WorkflowStepStatus.SKIPPED, f"no node where {names} succeeded")
-        return None
+def _create_tasks(
+    redis: Redis,
+    row: Workflow,
+    claimed: list[WorkflowStep],
+    steps: dict[str, WorkflowStep],
+    offline_after_intervals: int,
+) -> list[tuple[WorkflowStep, str]]:
+    """Create the fleet tasks of the claimed steps together (fleet_tasks.create_many: one fleet read per distinct
+    targets, one transaction); each step linked to its task_id, or ended (skipped, failed) or back to pending."""
+    bodies = []
+    for step in claimed:
+        targets = _resolved_targets(json.loads(step.spec)["targets"], steps)
+        if not targets:
+            names = ", ".join(graph.target_steps(json.loads(step.spec)["targets"]))
+            _end_step(step, WorkflowStepStatus.SKIPPED, f"no node where {names} succeeded")
+            continue
+        bodies.append((step, task_data(row.workflow_id, step, targets)))
+    if not bodies:
+        return []
     # Every step runs under the scope of the token that posted the workflow (none for an admin's), checked now
     # against the nodes its targets reach today, as a schedule's firings are; the caller's identity comes back.
     caller = access.current()
     access.use(access.identity_of_scope(row.scope))
     try:
-        return fleet_tasks.create(
+        results = fleet_tasks.create_many(
             redis,
-            task_data(row.workflow_id, step, targets),
-            created_by_of(row.workflow_id, step.name),
+            [(body, created_by_of(row.workflow_id, step.name)) for step, body in bodies],
             offline_after_intervals,
         )
     except RedisError as exc:
-        # Nothing recorded: the step goes back to pending, to start at the next advance.
-        logger.error("workflow %s step %s: not started, Redis unavailable: %s", row.workflow_id, step.name, exc)
-        _set(step, status=WorkflowStepStatus.PENDING.value, started_at=None)
-        return None
-    except ServiceError as exc:
-        _end_step(step, WorkflowStepStatus.FAILED, f"its fleet task could not be created: {exc.message}")
-        return None
+        # Nothing recorded: the steps go back to pending, to start at the next advance.
+        logger.error("workflow %s: %d steps not started, Redis unavailable: %s", row.workflow_id, len(bodies), exc)
+        for step, _ in bodies:
+            _set(step, status=WorkflowStepStatus.PENDING.value, started_at=None)
+        return []
     finally:
         access.use(caller)
+    links = []
+    for (step, _), result in zip(bodies, results, strict=True):
+        if isinstance(result, ServiceError):
+            _end_step(step, WorkflowStepStatus.FAILED, f"its fleet task could not be created: {result.message}")
+        else:
+            links.append((step, result))
+    return links
 
 
 def _resolved_targets(targets: list[str], steps: dict[str, WorkflowStep]) -> list[str]:
