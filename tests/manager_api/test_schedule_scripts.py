@@ -12,6 +12,8 @@ import redis as redis_lib
 from flask.testing import FlaskClient
 
 from manager_api.background.duties import Duties
+from manager_api.config import Settings
+from manager_api.launcher.main import main as manager_main
 from manager_api.models import AuditLog, FleetTask, Schedule
 from manager_api.services import secret_store
 from shared import jobs, keys
@@ -147,3 +149,14 @@ def test_an_on_agent_set_carries_what_the_node_runs_the_script_with(
     make(client, name="plain", script=None, command="echo hi", on_agent=True)
     entries = [job.args[0] for job in queued(redis_client, "n1") if job.func_name == jobs.SYNC_AGENT_SCHEDULES][-1]
     assert [e["script"] is None for e in entries["schedules"]] == [False, True]
+
+
+def test_rotate_key_covers_a_schedules_secret_params(client: FlaskClient, settings: Settings) -> None:
+    register(client)
+    made = make(client, params={"who": "ann", "token": "s3cret"})
+    before = Schedule.get_by_id(made["id"]).secret_params
+    key_file = secret_store.key_file_of(settings)
+    db_flag = ["--db-url", settings.db_path] if "://" in settings.db_path else ["--db-path", settings.db_path]
+    assert manager_main(["secrets", "rotate-key", *db_flag, "--secrets-key-file", str(key_file)]) == 0
+    after = Schedule.get_by_id(made["id"]).secret_params
+    assert after != before and secret_store.decrypt_env(after) == {"token": "s3cret"}  # the old key is gone
