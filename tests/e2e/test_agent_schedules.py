@@ -198,6 +198,7 @@ def test_a_script_schedule_fires_from_the_agents_cache_while_the_manager_is_down
     wait_until(lambda: tasks(manager, "on-agent-script"), timeout=15, what="a firing reported")
     first = tasks(manager, "on-agent-script")[-1]
     wait_until(lambda: completed_with_param(first["task_id"]), timeout=10, what="the first firing's output")
+    assert manager.get(f"/api/tasks/{first['task_id']}").json()["script"]["params"] == {"who": "ann"}
 
     # The manager and its Redis stopped: the agent runs the script from its cache, firing on.
     assert manager.terminate() == 0

@@ -5,6 +5,8 @@ deletion refused while a schedule names it (real Redis and duties)."""
 from __future__ import annotations
 
 import json
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -20,7 +22,7 @@ from shared import jobs, keys
 from tests.support import wait_until
 
 from .conftest import answer
-from .tasks_helpers import add_node, queued
+from .tasks_helpers import add_node, queued, report
 from .test_scripts_api import register
 
 
@@ -160,3 +162,25 @@ def test_rotate_key_covers_a_schedules_secret_params(client: FlaskClient, settin
     assert manager_main(["secrets", "rotate-key", *db_flag, "--secrets-key-file", str(key_file)]) == 0
     after = Schedule.get_by_id(made["id"]).secret_params
     assert after != before and secret_store.decrypt_env(after) == {"token": "s3cret"}  # the old key is gone
+
+
+def test_an_on_agent_firings_task_shows_its_script(
+    client: FlaskClient, redis_client: redis_lib.Redis, duties: Duties
+) -> None:
+    register(client)
+    add_node(client, redis_client, "n1", "web-01", "10.0.0.1")
+    made = make(client, on_agent=True, params={"who": "ann"})
+    task_id = "0b7c9a57-1111-5222-8333-444455556666"
+    firing = {
+        "id": made["id"],
+        "name": made["name"],
+        "fired_at": datetime.now(UTC).isoformat(timespec="microseconds"),
+        "command": "script:hello@1.0",
+        "timeout": 60.0,
+    }
+    now = time.time()
+    report(redis_client, task_id, "n1", "succeeded", exit_code=0, started_at=now, finished_at=now, schedule=firing)
+    task = wait_until(lambda: FleetTask.get_or_none(FleetTask.task_id == task_id), what="the firing's task")
+    assert task.command == "script:hello@1.0"
+    ref = json.loads(task.script)
+    assert (ref["name"], ref["version"], ref["params"]) == ("hello", "1.0", {"who": "ann", "count": "2"})
