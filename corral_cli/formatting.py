@@ -314,7 +314,9 @@ def schedule_summary(schedule: Mapping[str, Any]) -> str:
         f"when {schedule_when(schedule)} (UTC)  paused {yes_no(schedule.get('paused'))}"
         # Its next run is the agents' to know: the manager shows none.
         + ("  fired by the target nodes' agents" if schedule.get("on_agent") else ""),
-        f"command {schedule.get('command')}",
+        f"command {schedule.get('command')}"
+        # Secret parameters are answered as "(secret)": never a value.
+        + (f"  params {json.dumps(schedule.get('params') or {})}" if schedule.get("script") else ""),
         f"targets {', '.join(map(str, schedule.get('targets') or [])) or EMPTY}  timeout {schedule.get('timeout')} s"
         f"  env {', '.join(schedule.get('env_keys') or []) or EMPTY}"
         # The names only: the API never answers a value.

@@ -10,6 +10,7 @@ import click
 from . import formatting
 from .client import Client
 from .context import CommandError, client_of, echo_answer, echo_page, page_options
+from .scripts import typed_params
 from .tasks import fleet_body, fleet_command_options
 
 
@@ -64,15 +65,17 @@ _ref = click.argument("ref", metavar="SCHEDULE")
 def schedule() -> None:
     """Create, list, show, pause, resume and delete schedules.
 
-    A schedule runs a command on its target nodes by cron (UTC) or every N seconds; each firing is an
-    ordinary fleet task created by `schedule:<name>` (see `corral tasks list`). SCHEDULE is a
+    A schedule runs a command (or a registered script) on its target nodes by cron (UTC) or every N seconds;
+    each firing is an ordinary fleet task created by `schedule:<name>` (see `corral tasks list`). SCHEDULE is a
     schedule's id or its name.
     """
 
 
 @schedule.command("create")
 @click.argument("name")
-@click.option("--command", "command", required=True, metavar="CMD", help="Shell command run on each target node.")
+@click.option("--command", "command", metavar="CMD", help="Shell command run on each target node.")
+@click.option("--script", metavar="NAME@VERSION", help="A registered script to run instead of --command.")
+@click.option("--param", "values", multiple=True, metavar="NAME=VALUE", help="The script's parameter (repeat).")
 @fleet_command_options(
     on_help="Node ids, hostnames, IPs, key=value labels, `all`, or query:QUERY (as `corral run --on`).",
     timeout_help="Seconds before each firing's command is killed on a node.",
@@ -90,7 +93,9 @@ def schedule() -> None:
 def create(
     ctx: click.Context,
     name: str,
-    command: str,
+    command: str | None,
+    script: str | None,
+    values: Sequence[str],
     on: Sequence[str],
     cron: str | None,
     every: int | None,
@@ -101,11 +106,19 @@ def create(
     on_agent: bool,
     as_json: bool,
 ) -> None:
-    """Create schedule NAME: a fleet task running CMD on the targets, fired by --cron or --every."""
+    """Create schedule NAME: a fleet task running CMD (or script NAME@VERSION with its --param values) on the
+    targets, fired by --cron or --every."""
     if (cron is None) == (every is None):
         raise click.UsageError("give either --cron 'EXPR' or --every SECONDS")
+    if (command is None) == (script is None):
+        raise click.UsageError("give either --command CMD or --script NAME@VERSION")
+    if values and script is None:
+        raise click.UsageError("--param goes with --script NAME@VERSION")
     trigger = {"cron": cron} if cron is not None else {"interval": every}
-    body = fleet_body(name, command, on, timeout, env, secret_env, description=description, **trigger)
+    body = fleet_body(name, command or "", on, timeout, env, secret_env, description=description, **trigger)
+    if script is not None:
+        del body["command"]
+        body.update(script=script, params=typed_params(client_of(ctx), script, values, "--script"))
     if on_agent:
         body["on_agent"] = True
     echo_answer(client_of(ctx).post("/api/schedules", body), as_json, formatting.schedule_summary)

@@ -14,7 +14,7 @@ import click
 from shared.defaults import DEADLINE_SLACK_SECONDS
 
 from . import formatting
-from .client import REQUEST_TIMEOUT
+from .client import REQUEST_TIMEOUT, Client
 from .context import EXIT_FAILED, CommandError, client_of, echo_answer, echo_json, echo_page, page_options
 from .tasks import MAX_WAIT, fleet_body, fleet_command_options, is_final, print_results, wait_final
 
@@ -236,18 +236,8 @@ def run(
     Values are converted to the declared parameter types (the API checks them). Exits 1 when any node did not
     succeed.
     """
-    script_name, version = split_ref(ref)
-    if version is None:
-        raise click.BadParameter("give NAME@VERSION", param_hint="REF")
     client = client_of(ctx)
-    declared = {p["name"]: p for p in client.get(f"/api/scripts/{script_name}/{version}").get("params") or []}
-    params: dict[str, Any] = {}
-    for value in values:
-        key, sep, text = value.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{value!r} is not NAME=VALUE", param_hint="--param")
-        kind = declared[key]["type"] if key in declared else "string"  # an unknown name: the API says so
-        params[key] = typed(kind, text, f"--param {key}")
+    params = typed_params(client, ref, values, "REF")
     body = fleet_body(name or f"script:{ref}", "", on, timeout, env, secret_env, script=ref, params=params)
     del body["command"]
     seconds = min(timeout + DEADLINE_SLACK_SECONDS, MAX_WAIT) if wait is None else wait
@@ -260,6 +250,23 @@ def run(
         print_output(task)
         print_results(task)
     ctx.exit(0 if formatting.succeeded(task) and is_final(task) else EXIT_FAILED)
+
+
+def typed_params(client: Client, ref: str, values: Sequence[str], ref_hint: str) -> dict[str, Any]:
+    """The ``--param NAME=VALUE`` values of script ``ref`` (NAME@VERSION), each converted to its declared type
+    (read from the API; the API checks them again)."""
+    script_name, version = split_ref(ref)
+    if version is None:
+        raise click.BadParameter("give NAME@VERSION", param_hint=ref_hint)
+    declared = {p["name"]: p for p in client.get(f"/api/scripts/{script_name}/{version}").get("params") or []}
+    params: dict[str, Any] = {}
+    for value in values:
+        key, sep, text = value.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{value!r} is not NAME=VALUE", param_hint="--param")
+        kind = declared[key]["type"] if key in declared else "string"  # an unknown name: the API says so
+        params[key] = typed(kind, text, f"--param {key}")
+    return params
 
 
 def print_output(task: Mapping[str, Any]) -> None:

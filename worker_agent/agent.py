@@ -82,7 +82,9 @@ class Agent:
         self.job_key: bytes | None = None  # from the join answer: only jobs signed with it run
         self.supervisor = Supervisor(self.data_dir, self.node_id, self._publish, redis=lambda: self.redis)
         self.commands = CommandRunner(self.data_dir, self.node_id, lambda: self.redis, lambda: self.job_key)
-        self.agent_schedules = AgentSchedules(self.data_dir, self.node_id, self.commands.run)
+        self.agent_schedules = AgentSchedules(
+            self.data_dir, self.node_id, self.commands.run, self.commands.keep_scripts
+        )
         # Made at their first job (or scrape) unless this data directory holds records of theirs, or Docker
         # components are looked for even without records (--docker-host): until then neither module is imported.
         self._components = OnDemand(self._make_components)

@@ -13,7 +13,10 @@ class Schedule(BaseModel):
     id = CharField(primary_key=True, max_length=64)  # uuid4 hex, the public id
     name = CharField(max_length=255, unique=True)
     description = TextField(default="")
-    command = TextField()
+    command = TextField()  # a script's is "script:<name>@<version>", as its tasks' (what an allowlist matches)
+    script = TextField(default="")  # a registered script as "<name>@<version>", or "" for a command
+    params = TextField(default="{}")  # JSON: the script's plain parameter values as given (their JSON types)
+    secret_params = TextField(default="")  # services.secret_store: a Fernet token of its secret values, or ""
     targets = TextField(default="[]")  # JSON list, resolved at each firing
     timeout = IntegerField()
     env = TextField(default="{}")  # JSON {str: str}

@@ -24,6 +24,7 @@ COLUMNS: tuple[tuple[type[Model], Field], ...] = (
     (FleetTask, FleetTask.processor),
     (Schedule, Schedule.secret_env),
     (Schedule, Schedule.processor),
+    (Schedule, Schedule.secret_params),
     (WorkflowStep, WorkflowStep.sealed),
     (App, App.secret_envs),
     (BusinessComponent, BusinessComponent.secret_environment_variables),

@@ -62,6 +62,9 @@ class AgentScheduleSchema(WireSchema):
     id = fields.String(required=True, validate=validate.Length(min=1, max=64))
     name = fields.String(required=True, validate=validate.Length(min=1, max=255))
     command = fields.String(required=True, validate=validate.Length(min=1))
+    script = fields.Nested(ScriptRunSchema, load_default=None, allow_none=True)
+    """The registered script it runs instead of ``command`` (which then only names it): the agent caches it when
+    the set arrives, and runs it from there at each firing; None for a command."""
     timeout = fields.Float(required=True, validate=validate.Range(min=0.1, max=TASK_TIMEOUT_MAX))
     env = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
     cron = fields.String(allow_none=True, load_default=None)

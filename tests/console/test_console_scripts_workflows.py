@@ -308,3 +308,39 @@ def test_a_viewer_sees_scripts_and_workflows_but_runs_nothing(browser: WebDriver
     browser.find_element(By.CSS_SELECTOR, "#workflow-form button[type=submit]").click()
     wait_for(browser, lambda b: "has role viewer: this needs operator" in b.page_source, what="the workflow refused")
     assert _api(console, "GET", "/api/workflows").json()["total"] == before
+
+
+def test_a_schedule_of_a_script_created_with_typed_params(browser: WebDriver, console: Console) -> None:
+    assert _api(console, "POST", "/api/scripts", json={**HELLO, "version": "sched"}).status_code == 201
+    browser.get(console.url + "/schedules")
+    sign_in(browser, console)
+    wait_for(browser, lambda b: b.find_elements(By.ID, "schedule-form"))
+    browser.find_element(By.ID, "name").send_keys("hello-hourly")
+    browser.find_element(By.ID, "script").send_keys("hello@sched")
+    browser.find_element(By.ID, "params").send_keys(f"who=ops\ntimes=x\ntoken={SECRET}")
+    browser.find_element(By.ID, "targets").send_keys("*")
+    browser.find_element(By.ID, "interval").send_keys("3600")
+    browser.find_element(By.CSS_SELECTOR, "#schedule-form button[type=submit]").click()
+    # A value not of its declared type: said at the params field, the form kept, nothing created.
+    wait_for(browser, lambda b: "params.times: must be of type int" in _text(b, "#params-error"), what="the error")
+    assert "times=x" in browser.find_element(By.ID, "params").get_attribute("value")  # type: ignore[operator]
+    assert not [s for s in _api(console, "GET", "/api/schedules").json()["schedules"] if s["name"] == "hello-hourly"]
+    params = browser.find_element(By.ID, "params")
+    params.clear()
+    params.send_keys(f"who=ops\ntimes=3\ntoken={SECRET}")
+    browser.find_element(By.CSS_SELECTOR, "#schedule-form button[type=submit]").click()
+    schedule = wait_for(
+        browser,
+        lambda b: next(
+            (s for s in _api(console, "GET", "/api/schedules").json()["schedules"] if s["name"] == "hello-hourly"),
+            None,
+        ),
+        what="the schedule created",
+    )
+    assert schedule["script"] == "hello@sched"  # type: ignore[index]
+    assert schedule["params"] == {"who": "ops", "times": 3, "token": "(secret)"}  # type: ignore[index]
+    browser.get(console.url + f"/schedules/{schedule['id']}")  # type: ignore[index]
+    shown = wait_for(browser, lambda b: _text(b, "#script-params"), what="the schedule's page")
+    assert "who=ops" in shown and "times=3" in shown and "token=(secret)" in shown  # type: ignore[operator]
+    assert SECRET not in browser.page_source
+    assert console_errors(browser) == []

@@ -70,3 +70,48 @@ def test_push_list_show_run_delete(stack: Stack, tmp_path: Path) -> None:
     assert "params.who: required" in ok(stack.corral("script", "run", "hello@1", "--on", HOST), 2).stderr
     ok(stack.corral("script", "delete", "tool@2"))
     assert "tool" not in ok(stack.corral("script", "list")).stdout
+
+
+def test_schedule_create_runs_a_script_with_typed_params(stack: Stack, tmp_path: Path) -> None:
+    body = tmp_path / "greet.sh"
+    body.write_text('echo "greet $CORRAL_PARAM_WHO n=$CORRAL_PARAM_N"\n')
+    declared = ("--param", "who:string:required", "--param", "n:int:default=1", "--param", "key:string:secret")
+    ok(stack.corral("script", "push", "greet", "1", str(body), "--interpreter", "sh", *declared))
+    made = ok(
+        stack.corral(
+            "schedule",
+            "create",
+            "greet-hourly",
+            "--script",
+            "greet@1",
+            "--param",
+            "who=ann",
+            "--param",
+            "n=5",
+            "--param",
+            "key=s3cret",
+            "--on",
+            HOST,
+            "--every",
+            "3600",
+            "--json",
+        )
+    )
+    schedule = json.loads(made.stdout)
+    assert schedule["script"] == "greet@1" and schedule["command"] == "script:greet@1"
+    assert schedule["params"] == {"who": "ann", "n": 5, "key": "(secret)"}  # n typed as the script declares it
+    shown = ok(stack.corral("schedule", "show", "greet-hourly")).stdout
+    assert 'command script:greet@1  params {"who": "ann", "n": 5, "key": "(secret)"}' in shown, shown
+    assert "s3cret" not in shown
+    base = ("schedule", "create", "bad", "--on", HOST, "--every", "60")
+    assert "either --command CMD or --script" in ok(stack.corral(*base), 2).stderr
+    assert (
+        "either --command CMD or --script" in ok(stack.corral(*base, "--command", "x", "--script", "greet@1"), 2).stderr
+    )
+    assert "--param goes with --script" in ok(stack.corral(*base, "--command", "x", "--param", "n=1"), 2).stderr
+    assert "not an int" in ok(stack.corral(*base, "--script", "greet@1", "--param", "n=x"), 2).stderr
+    assert "params.who: required" in ok(stack.corral(*base, "--script", "greet@1"), 2).stderr
+    # Named by a schedule: not deleted until the schedule is.
+    assert "used by schedules: greet-hourly" in ok(stack.corral("script", "delete", "greet@1"), 2).stderr
+    ok(stack.corral("schedule", "delete", "greet-hourly"))
+    ok(stack.corral("script", "delete", "greet@1"))

@@ -55,7 +55,8 @@ def tasks(manager: Manager, name: str) -> list[dict[str, Any]]:
 
 def create(manager: Manager, name: str, **extra: Any) -> dict[str, Any]:
     body = {"name": name, "command": "echo tick-$TICK", "targets": [HOST], "interval": 1, "timeout": 10}
-    answer = manager.post("/api/schedules", {**body, "env": {"TICK": "on"}, "on_agent": True, **extra})
+    payload = {**body, "env": {"TICK": "on"}, "on_agent": True, **extra}
+    answer = manager.post("/api/schedules", {key: value for key, value in payload.items() if value is not None})
     assert answer.status_code == 201, answer.text
     created = answer.json()
     assert created["on_agent"] is True and created["next_run_at"] is None
@@ -157,3 +158,56 @@ def test_pause_and_delete_reach_the_agent_and_an_offline_agent_catches_up(
         return set(firings(agent, "on-agent-change")) <= shown
 
     wait_until(all_reported, timeout=30, what="every firing reported")
+
+
+def test_a_script_schedule_fires_from_the_agents_cache_while_the_manager_is_down(
+    stack: tuple[Manager, Agent],
+) -> None:
+    manager, agent = stack
+    body = 'echo "hello $CORRAL_PARAM_WHO args $*"\n'
+    params = [{"name": "who", "type": "string", "required": True}]
+    registered = manager.post(
+        "/api/scripts", {"name": "greet", "version": "1", "interpreter": "sh", "body": body, "params": params}
+    )
+    assert registered.status_code == 201, registered.text
+    secret = {"name": "greet-secret", "version": "1", "interpreter": "sh", "body": body}
+    secret["params"] = [*params, {"name": "token", "type": "string", "secret": True}]
+    assert manager.post("/api/scripts", secret).status_code == 201
+    refused = manager.post(
+        "/api/schedules",
+        {
+            "name": "refused",
+            "script": "greet-secret@1",
+            "params": {"who": "a", "token": "t"},
+            "targets": [HOST],
+            "interval": 1,
+            "on_agent": True,
+        },
+    )
+    assert refused.status_code == 400 and refused.json()["error"].startswith("params"), refused.text
+    create(manager, "on-agent-script", command=None, env={}, script="greet@1", params={"who": "ann"})
+
+    def completed_with_param(task_id: str) -> bool:
+        answer = manager.get(f"/api/tasks/{task_id}")
+        if answer.status_code == 404:  # not reported yet
+            return False
+        done = answer.json()
+        assert done["status"] in ("running", "completed"), done
+        return done["status"] == "completed" and done["hosts"][0]["stdout"] == "hello ann args --who=ann\n"
+
+    wait_until(lambda: tasks(manager, "on-agent-script"), timeout=15, what="a firing reported")
+    first = tasks(manager, "on-agent-script")[-1]
+    wait_until(lambda: completed_with_param(first["task_id"]), timeout=10, what="the first firing's output")
+    assert manager.get(f"/api/tasks/{first['task_id']}").json()["script"]["params"] == {"who": "ann"}
+
+    # The manager and its Redis stopped: the agent runs the script from its cache, firing on.
+    assert manager.terminate() == 0
+    while_down = len(firings(agent, "on-agent-script"))
+    wait_until(lambda: len(firings(agent, "on-agent-script")) >= while_down + 3, timeout=15, what="firings while down")
+    fired_meanwhile = firings(agent, "on-agent-script")[while_down:]
+    manager.start()
+    wait_until(
+        lambda: all(completed_with_param(task_id) for task_id in fired_meanwhile),
+        timeout=30,
+        what="the firings made while the manager was down, each with the script's output",
+    )

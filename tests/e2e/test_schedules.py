@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from tests.e2e.harness import Agent, Manager, isolated_env
 from tests.support import wait_until
@@ -114,3 +115,45 @@ def test_interval_schedule_on_a_real_agent(stack: tuple[Manager, Agent]) -> None
     entries = manager.get("/api/audit", params={"limit": 1000}).json()["entries"]
     actions = [e["action"] for e in entries if e["target"] == schedule["id"]]
     assert sorted(actions) == ["schedule.create", "schedule.pause", "schedule.resume"]
+
+
+def test_an_interval_schedule_runs_a_registered_script_with_its_params(stack: tuple[Manager, Agent]) -> None:
+    manager, _agent = stack
+    body = 'echo "hello $CORRAL_PARAM_WHO x$CORRAL_PARAM_COUNT args $*"\necho "token-length ${#CORRAL_PARAM_TOKEN}"\n'
+    params = [
+        {"name": "who", "type": "string", "required": True},
+        {"name": "count", "type": "int", "default": 2},
+        {"name": "token", "type": "string", "secret": True},
+    ]
+    registered = manager.post(
+        "/api/scripts", {"name": "greet", "version": "2", "interpreter": "sh", "body": body, "params": params}
+    )
+    assert registered.status_code == 201, registered.text
+    response = manager.post(
+        "/api/schedules",
+        {
+            "name": "greet-every-second",
+            "script": "greet@2",
+            "params": {"who": "ann", "count": 3, "token": "s3cret-never-shown"},
+            "targets": ["sched-a"],
+            "interval": 1,
+            "timeout": 10,
+        },
+    )
+    assert response.status_code == 201, response.text
+    schedule = response.json()
+    assert schedule["script"] == "greet@2" and schedule["params"]["token"] == "(secret)"
+
+    def greeted() -> list[dict[str, Any]]:
+        answer = manager.get("/api/tasks", params={"name": "greet-every-second", "size": 1000})
+        return [t for t in answer.json()["tasks"] if t["created_by"] == "schedule:greet-every-second"]
+
+    first = wait_until(lambda: greeted(), timeout=10, what="the script schedule's first firing")[-1]
+    done = manager.get(f"/api/tasks/{first['task_id']}", params={"wait": 10}).json()
+    assert done["status"] == "completed", done
+    assert done["command"] == "script:greet@2" and done["script"]["secret_params"] == ["token"]
+    assert done["hosts"][0]["stdout"] == "hello ann x3 args --who=ann --count=3\ntoken-length 18\n"
+    shown = manager.get(f"/api/schedules/{schedule['id']}").json()
+    assert "s3cret-never-shown" not in str(shown) + str(done)
+    # The script stays while the schedule names it.
+    assert requests.delete(f"{manager.url}/api/scripts/greet/2", timeout=10).status_code == 409

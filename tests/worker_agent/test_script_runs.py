@@ -8,6 +8,7 @@ import io
 import os
 import time
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from shared import keys
 from shared.defaults import SCRIPT_CACHE_KEEP_SECONDS, SCRIPT_MAX_EXTRACTED_BYTES
 from tests.support import wait_until
 from tests.worker_agent.conftest import final_report, run_payload
+from worker_agent.agent_schedules.firing import AgentSchedules, task_id_of
 from worker_agent.fleet_commands.runner import CommandRunner
 from worker_agent.fleet_commands.script_cache import SCRIPTS_DIR, ScriptCache
 
@@ -144,3 +146,44 @@ def test_a_zip_bomb_is_refused_and_unused_scripts_are_pruned(
     cache = ScriptCache(data_dir, "n", lambda: redis_client)
     assert cache.prune() == 1
     assert (data_dir / SCRIPTS_DIR / used).is_dir() and not (data_dir / SCRIPTS_DIR / unused).exists()
+
+
+def test_an_agent_schedule_caches_its_script_when_the_set_arrives_and_fires_it_without_redis(
+    commands: CommandRunner, redis_client: redis_lib.Redis, data_dir: Path, node_id: str
+) -> None:
+    digest = publish(redis_client, BODY)
+    entry = {
+        "id": "s1",
+        "name": "hello-every",
+        "command": "script:hello@1.0",
+        "script": script_part(digest),
+        "timeout": 10.0,
+        "env": {"CORRAL_PARAM_WHO": "ann"},
+        "cron": None,
+        "interval": 3600,  # fires only when the test says: the first tick is an hour away
+        "created_at": datetime.now(UTC).timestamp(),
+    }
+    held = AgentSchedules(data_dir, node_id, commands.run, commands.keep_scripts).start()
+    try:
+        assert held.apply({"version": 1, "schedules": [entry]}) == {"applied": True, "version": 1}
+        assert (data_dir / SCRIPTS_DIR / digest / "script").read_bytes() == BODY  # cached on arrival
+        redis_client.delete(keys.script_content(digest))  # the firing needs no Redis to have its script
+        fired_at = datetime.now(UTC)
+        held._fire(held._held.schedules[0], fired_at)  # a tick, as the FiringExecutor calls it
+        task_id = task_id_of("s1", fired_at)
+        found = wait_until(lambda: final_report(redis_client, task_id), timeout=10, what="the firing to end")
+        assert found["status"] == "succeeded" and found["stdout"] == "args ['--who=ann', '--n=2']\nenv ann\n"
+        assert found["schedule"]["command"] == "script:hello@1.0"
+        # Kept from pruning however long unused: the node must fire it while Redis is unreachable.
+        old = time.time() - SCRIPT_CACHE_KEEP_SECONDS - 60
+        os.utime(data_dir / SCRIPTS_DIR / digest, (old, old))
+        commands._prune()
+        assert (data_dir / SCRIPTS_DIR / digest).is_dir()
+        # A set whose script cannot be fetched is applied all the same, saying which script it lacks.
+        other = {**entry, "id": "s2", "script": script_part("0" * 64)}
+        applied = held.apply({"version": 2, "schedules": [other]})
+        assert applied["applied"] is True and "hello@1.0" in applied["scripts_unavailable"][0]
+        commands._prune()  # the first one is no longer held: pruned
+        assert not (data_dir / SCRIPTS_DIR / digest).exists()
+    finally:
+        held.close()

@@ -40,6 +40,9 @@ MISFIRE_GRACE_SECONDS = 30
 Run = Callable[[dict[str, Any]], Any]
 """CommandRunner.run: starts one command (by task id, once) and returns at once."""
 
+KeepScripts = Callable[[list[dict[str, Any]], bool], list[str]]
+"""CommandRunner.keep_scripts: caches the set's scripts (fetching them when asked), returns those not had."""
+
 
 def task_id_of(schedule_id: str, fired_at: datetime) -> str:
     """The task id of one firing: the same schedule and due time always give the same id."""
@@ -60,10 +63,11 @@ def _trigger(entry: dict[str, Any]) -> Any:
 class AgentSchedules:
     """Holds the node's set of agent-side schedules and fires them; jobs.sync_agent_schedules delegates here."""
 
-    def __init__(self, data_dir: Path, node_id: str, run: Run) -> None:
+    def __init__(self, data_dir: Path, node_id: str, run: Run, keep_scripts: KeepScripts | None = None) -> None:
         self.data_dir = data_dir
         self.node_id = node_id
         self._run = run
+        self._keep_scripts = keep_scripts
         self._lock = threading.Lock()
         self._held = schedule_set.load(data_dir)
         self._scheduler: BackgroundScheduler | None = None
@@ -84,6 +88,8 @@ class AgentSchedules:
         with self._lock:
             self._started = True
             self._rebuild()
+            held = self._held
+        self._keep(held, fetch=False)  # cached when the set came; kept from pruning (no Redis yet at start)
         if self._held.schedules:
             logger.info(
                 "node %s: agent schedules version %d loaded (%d schedules)",
@@ -113,6 +119,8 @@ class AgentSchedules:
             self._held = incoming
             if self._started:
                 self._rebuild()
+        # While Redis is reachable (the set just came through it): the firings then run without it.
+        missing = self._keep(incoming, fetch=True)
         paused = sum(1 for entry in incoming.schedules if entry.get("paused"))
         logger.info(
             "node %s: agent schedules version %d applied (%d schedules, %d paused)",
@@ -121,7 +129,17 @@ class AgentSchedules:
             len(incoming.schedules),
             paused,
         )
-        return {"applied": True, "version": incoming.version}
+        applied: dict[str, Any] = {"applied": True, "version": incoming.version}
+        if missing:
+            applied["scripts_unavailable"] = missing
+        return applied
+
+    def _keep(self, held: ScheduleSet, fetch: bool) -> list[str]:
+        """Have the scripts of ``held``'s schedules cached (paused ones too: a resume needs no Redis either)."""
+        if self._keep_scripts is None:
+            return []
+        scripts = {entry["script"]["digest"]: entry["script"] for entry in held.schedules if entry.get("script")}
+        return self._keep_scripts(list(scripts.values()), fetch)
 
     def close(self) -> None:
         """Stop firing (commands already started go on in the CommandRunner)."""
@@ -184,6 +202,7 @@ class AgentSchedules:
             {
                 "task_id": task_id,
                 "command": entry["command"],
+                "script": entry.get("script"),  # run from the cache (fetched when the set arrived)
                 "timeout": entry["timeout"],
                 "env": entry.get("env") or {},
                 "schedule": {

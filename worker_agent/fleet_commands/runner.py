@@ -71,6 +71,7 @@ class CommandRunner(CommandRecovery):
         self._clock = heartbeat.RedisClock()
         self._journal = command_journal(self.data_dir)
         self._scripts = ScriptCache(self.data_dir, node_id, redis)
+        self._kept_scripts: frozenset[str] = frozenset()  # digests the agent-side schedules run: never pruned
         self._publisher = CommandPublisher(
             node_id, redis, self.data_dir / "command-reports", self._published, job_key, self._acknowledged
         )
@@ -165,6 +166,22 @@ class CommandRunner(CommandRecovery):
         # runs twice.
         self._save(task_id)
         return {"task_id": task_id, "status": rec.status, "pid": rec.pid, "started": True}
+
+    def keep_scripts(self, scripts: list[dict[str, Any]], fetch: bool = True) -> list[str]:
+        """Keep ``scripts`` (ScriptRunSchema dicts of the agent-side schedules) in the cache, replacing what was
+        kept: fetched now (``fetch``: the set just came through Redis) so their firings run while Redis is
+        unreachable, and never pruned. Returns the ones that could not be had (name@version: its error)."""
+        missing = []
+        with self._lock:
+            self._kept_scripts = frozenset(script["digest"] for script in scripts)
+            for script in scripts if fetch else []:
+                try:
+                    self._scripts.prepare("(agent schedules)", script)
+                except ScriptUnavailable as exc:
+                    # Not fatal: a firing fetches it again while Redis is reachable (and fails, saying so, if not).
+                    logger.error("node %s: agent schedule script not cached: %s", self.node_id, exc)
+                    missing.append(f"{script['name']}@{script['version']}: {exc}")
+        return missing
 
     def _time_left(self, deadline: float | None) -> float | None:
         """Seconds until ``deadline`` (Redis's clock, as the manager set it), or None without one.
@@ -382,7 +399,8 @@ class CommandRunner(CommandRecovery):
                 self.node_id,
             ):
                 self._journal.compact(self._records)
-            self._scripts.prune()  # under the lock: a run never finds its script removed under it
+            # Under the lock: a run never finds its script removed under it.
+            self._scripts.prune(keep=self._kept_scripts)
 
     def _save(self, *task_ids: str) -> None:
         """Append the records of ``task_ids`` to the journal as they are now (under the lock: a later state of a

@@ -79,9 +79,10 @@ class ScriptCache:
         logger.info("node %s task %s: %s fetched (%d bytes)", self.node_id, task_id, label, len(content))
         return self._file(where, script)
 
-    def prune(self, keep_seconds: float = SCRIPT_CACHE_KEEP_SECONDS) -> int:
-        """Remove the cached scripts no run used for ``keep_seconds`` (and staging left by a crash); returns how
-        many. A later run of one fetches it again."""
+    def prune(self, keep_seconds: float = SCRIPT_CACHE_KEEP_SECONDS, keep: frozenset[str] = frozenset()) -> int:
+        """Remove the cached scripts no run used for ``keep_seconds`` (and staging left by a crash), but never the
+        digests in ``keep`` (an agent-side schedule's: it must fire without Redis); returns how many. A later run
+        of one fetches it again."""
         cutoff = time.time() - keep_seconds
         removed = 0
         try:
@@ -89,6 +90,8 @@ class ScriptCache:
         except FileNotFoundError:
             return 0
         for entry in entries:
+            if entry.name in keep:
+                continue
             try:
                 stale = entry.stat().st_mtime < cutoff
             except FileNotFoundError:

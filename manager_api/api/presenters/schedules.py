@@ -21,6 +21,9 @@ def schedule_json(row: Schedule, recent_task_ids: list[str] | None = None) -> di
         "name": row.name,
         "description": row.description,
         "command": row.command,
+        "script": row.script or None,
+        # Secret ones by name only, as secretEnv: never a value.
+        "params": {**json.loads(row.params), **secret_store.names_of(row.secret_params)},
         "targets": json.loads(row.targets),
         "timeout": row.timeout,
         "env_keys": sorted(json.loads(row.env)),  # values may be secrets: never echoed, as for tasks

@@ -204,10 +204,29 @@ class ProcessorSchema(_Strict):
             raise ValidationError(problem, "url")
 
 
-class _CommandOnTargets(_Strict):
-    """What a fleet task and a schedule both say: a command, where to run it, for how long, with what env."""
+SCRIPT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+SCRIPT_VERSION = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+INTERPRETER = r"^(sh|bash|python3|/[A-Za-z0-9_.+/-]+)$"
+MAX_SCRIPT_NAME = 100
+MAX_SCRIPT_VERSION = 64
+MAX_SCRIPT_REF = MAX_SCRIPT_NAME + 1 + MAX_SCRIPT_VERSION
 
-    command = TrimmedString(required=True, validate=_bounded(MAX_TASK_COMMAND))
+
+class _CommandOnTargets(_Strict):
+    """What a fleet task and a schedule both say: a command or a registered script with its parameters, where to
+    run it, for how long, with what env."""
+
+    command = TrimmedString(validate=_bounded(MAX_TASK_COMMAND))
+    script = TrimmedString(
+        validate=_bounded(MAX_SCRIPT_REF),
+        metadata={"description": "A registered script as name@version (instead of command)."},
+    )
+    params = fields.Dict(
+        keys=Text(validate=_bounded(MAX_NAME)),
+        values=fields.Raw(allow_none=True),
+        validate=validate.Length(max=MAX_ENV),
+        metadata={"description": "The script's parameter values, each of its declared type."},
+    )
     targets = fields.List(
         TrimmedString(validate=_bounded(MAX_NAME)),
         required=True,
@@ -239,40 +258,22 @@ class _CommandOnTargets(_Strict):
         if clash:
             raise ValidationError(f"names both in env and secretEnv: {', '.join(clash)}", "secretEnv")
 
-
-SCRIPT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-SCRIPT_VERSION = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
-INTERPRETER = r"^(sh|bash|python3|/[A-Za-z0-9_.+/-]+)$"
-MAX_SCRIPT_NAME = 100
-MAX_SCRIPT_VERSION = 64
-MAX_SCRIPT_REF = MAX_SCRIPT_NAME + 1 + MAX_SCRIPT_VERSION
+    @validates_schema
+    def _command_or_script(self, data: dict[str, Any], **kwargs: Any) -> None:
+        # The script and its parameters are checked against the registry by the service (scripts.running.prepare).
+        if ("command" in data) == ("script" in data):
+            raise ValidationError("give either command or script (name@version)", "command")
+        if "params" in data and "script" not in data:
+            raise ValidationError("params are a script's: give script (name@version)", "params")
 
 
 class FleetTaskSchema(_CommandOnTargets):
     """Body of POST /api/tasks: one command, or one registered script with its parameters, on many nodes."""
 
-    command = TrimmedString(validate=_bounded(MAX_TASK_COMMAND))
-    script = TrimmedString(
-        validate=_bounded(MAX_SCRIPT_REF),
-        metadata={"description": "A registered script as name@version (instead of command)."},
-    )
-    params = fields.Dict(
-        keys=Text(validate=_bounded(MAX_NAME)),
-        values=fields.Raw(allow_none=True),
-        validate=validate.Length(max=MAX_ENV),
-        metadata={"description": "The script's parameter values, each of its declared type."},
-    )
     name = _name()
     parameters = Text(load_default="", validate=validate.Length(max=MAX_TEXT))
     created_by = TrimmedString(validate=validate.Length(max=MAX_NAME))
     start = fields.Boolean(load_default=True)
-
-    @validates_schema
-    def _command_or_script(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if ("command" in data) == ("script" in data):
-            raise ValidationError("give either command or script (name@version)", "command")
-        if "params" in data and "script" not in data:
-            raise ValidationError("params are a script's: give script (name@version)", "params")
 
 
 class ScriptSchema(_Strict):

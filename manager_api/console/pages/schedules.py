@@ -4,6 +4,7 @@ The same services and presenters as /api/schedules."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import Blueprint, redirect, render_template, request, url_for
@@ -16,22 +17,26 @@ from manager_api.api import auth
 from manager_api.api.presenters import schedules as presenters
 from manager_api.api.schemas.manual import ScheduleSchema
 from manager_api.console import live
+from manager_api.console.pages.scripts import param_value
 from manager_api.console.views import field_error, render
 from manager_api.services.errors import Conflict, Invalid
 from manager_api.services.schedules import actions as schedules
 from manager_api.services.schedules import agent_sets
+from manager_api.services.scripts import running as script_runs
 
 bp = Blueprint("schedules", __name__)
 
 PAGE_SIZE = 100
 """Schedules per page."""
 
-FORM_FIELDS = ("name", "command", "targets", "timeout", "cron", "interval", "on_agent")
+FORM_FIELDS = ("name", "command", "script", "params", "targets", "timeout", "cron", "interval", "on_agent")
 """The create form's fields an error can be shown at (any other goes above the form)."""
 
 EMPTY_FORM = {
     "name": "",
     "command": "",
+    "script": "",
+    "params": "",
     "targets": "",
     "timeout": "",
     "trigger": "interval",
@@ -85,13 +90,29 @@ def _number(text: str) -> int | str:
     return int(text) if text.isdigit() else text  # not a number: the schema says so
 
 
+def _params(ref: str, text: str) -> dict[str, Any]:
+    """A script's ``name=value`` lines as its parameter values, each of its declared type (Invalid naming the
+    script or the line otherwise; the params check then says what a value lacks)."""
+    declared = {param["name"]: param["type"] for param in json.loads(script_runs.find(ref).params)}
+    values: dict[str, Any] = {}
+    for line in filter(None, (line.strip() for line in text.splitlines())):
+        name, sep, value = line.partition("=")
+        if not sep or not name.strip():
+            raise Invalid(f"params: {line!r} is not name=value")
+        values[name.strip()] = param_value(declared.get(name.strip(), "string"), value.strip())
+    return values
+
+
 def _body(form: dict[str, str]) -> dict[str, Any]:
-    """The JSON body POST /api/schedules would take for the form: one target a line, cron or interval."""
-    body: dict[str, Any] = {
-        "name": form["name"],
-        "command": form["command"],
-        "targets": [line.strip() for line in form["targets"].splitlines() if line.strip()],
-    }
+    """The JSON body POST /api/schedules would take for the form: one target a line, cron or interval; a
+    command, or a script (name@version) with its parameters, one ``name=value`` a line."""
+    body: dict[str, Any] = {"name": form["name"]}
+    if form["command"].strip() or not form["script"].strip():
+        body["command"] = form["command"]
+    if form["script"].strip():
+        body["script"] = form["script"].strip()
+        body["params"] = _params(body["script"], form["params"])
+    body["targets"] = [line.strip() for line in form["targets"].splitlines() if line.strip()]
     if form["timeout"].strip():
         body["timeout"] = _number(form["timeout"])
     if form["on_agent"]:
@@ -111,9 +132,15 @@ def create() -> ResponseReturnValue:
     except ValidationError as exc:
         return _listing(400, form, field_error(exc.messages, FORM_FIELDS))
     except (Invalid, Conflict) as exc:
-        errors = field_error(exc.extra["errors"], FORM_FIELDS) if exc.extra.get("errors") else {"form": exc.message}
+        errors = field_error(exc.extra["errors"], FORM_FIELDS) if exc.extra.get("errors") else _at_field(exc.message)
         return _listing(400 if isinstance(exc, Invalid) else 409, form, errors)
     return redirect(url_for("console.schedules.listing"))
+
+
+def _at_field(message: str) -> dict[str, str]:
+    """A service's ``script: ...`` or ``params.who: ...`` shown at its field, any other message above the form."""
+    field = message.split(":", 1)[0].split(".", 1)[0]
+    return {field if field in ("script", "params") else "form": message}
 
 
 @bp.post("/schedules/<schedule_id>/pause")

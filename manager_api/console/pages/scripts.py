@@ -49,7 +49,7 @@ def listing() -> ResponseReturnValue:
     )
 
 
-def _value(kind: str, text: str) -> Any:
+def param_value(kind: str, text: str) -> Any:
     """A form field's text as the JSON value of a ``kind`` parameter; text that is not one is passed as it is
     (the params check then says ``must be of type ...`` at the field)."""
     try:
@@ -68,7 +68,7 @@ def _body(script: Mapping[str, Any], form: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON body POST /api/tasks would take for the run form; an empty param field is left out (its default
     applies, or ``required`` is said)."""
     params = {
-        p["name"]: _value(p["type"], form["params"][p["name"]])
+        p["name"]: param_value(p["type"], form["params"][p["name"]])
         for p in script["params"]
         if form["params"].get(p["name"], "") != ""
     }

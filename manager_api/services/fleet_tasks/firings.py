@@ -16,8 +16,10 @@ from typing import Any
 from manager_api import db
 from manager_api.models import FleetTask, Node, Schedule, TaskHost, utcnow
 from manager_api.services import audit
+from manager_api.services.errors import Invalid
 from manager_api.services.report_batches import Report
 from manager_api.services.schedules.actions import created_by_of
+from manager_api.services.scripts import running as script_runs
 from shared.states import FleetTaskStatus, HostRunStatus
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,18 @@ def _fired_at(text: str) -> datetime:
         return utcnow()
 
 
+def _script_ref(schedule: Schedule | None) -> str:
+    """The script column of a firing of ``schedule`` (what a task's detail shows of its script), "" for a
+    command, or when the schedule or its script is gone (the command still names it)."""
+    if schedule is None or not schedule.script:
+        return ""
+    try:
+        run = script_runs.prepare({"script": schedule.script, "params": json.loads(schedule.params)})
+    except Invalid:
+        return ""
+    return json.dumps(run.ref, ensure_ascii=False)
+
+
 def _make(task_id: str, report: Report) -> None:
     firing: dict[str, Any] = report["schedule"]
     node_id = report["node_id"]
@@ -54,7 +68,10 @@ def _make(task_id: str, report: Report) -> None:
     fired_at = _fired_at(firing["fired_at"])
     node = Node.select(Node.hostname, Node.ip).where(Node.id == node_id).first()
     # The schedule's processor, sealed as it is (the same key): the manager delivers what the node reports.
-    processor = Schedule.select(Schedule.processor).where(Schedule.id == firing["id"]).scalar() or ""
+    schedule = (
+        Schedule.select(Schedule.processor, Schedule.script, Schedule.params).where(Schedule.id == firing["id"]).first()
+    )
+    processor = schedule.processor if schedule is not None else ""
     row: dict[str, Any] = {
         "task_id": task_id,
         "name": firing["name"],
@@ -64,6 +81,7 @@ def _make(task_id: str, report: Report) -> None:
         "targets": json.dumps([node_id]),
         "processor": processor,
         "processor_open": bool(processor),
+        "script": _script_ref(schedule),
         "status": FleetTaskStatus.RUNNING.value,
         "total_hosts": 1,
         "created_by": actor,

@@ -15,13 +15,14 @@ from redis import Redis
 from manager_api import db
 from manager_api.models import FleetTask, Schedule, utcnow
 from manager_api.services import access, audit, secret_store
-from manager_api.services.errors import Conflict, NotFound, NotPermitted
+from manager_api.services.errors import Conflict, Invalid, NotFound, NotPermitted
 from manager_api.services.fleet_tasks import actions as fleet_tasks
 from manager_api.services.fleet_tasks import targets as fleet_targets
 from manager_api.services.paging import Page, page_of
 from manager_api.services.processors.sealed import posted as processor_posted
 from manager_api.services.processors.sealed import seal as processor_seal
 from manager_api.services.schedules import agent_sets
+from manager_api.services.scripts import running as script_runs
 from shared import defaults
 from shared.schedule_triggers import naive, next_fire, trigger_of
 
@@ -77,8 +78,11 @@ def create(
     today, and kept with the schedule: every firing is checked against it again (fire), so a node that comes to
     match the targets later but lies outside the token's node query is never reached (README).
     """
+    # A script and its parameters checked as POST /api/tasks checks them (400 naming the field, nothing written).
+    script = _script_of(data)
+    command = script.command if script is not None else data["command"]
     fleet_targets.queries(data["targets"])  # a malformed query target: 400 now, not a failure at every firing
-    access.check_command(data["command"], {**(data.get("env") or {}), **(data.get("secret_env") or {})})
+    access.check_command(command, {**(data.get("env") or {}), **(data.get("secret_env") or {})})
     if redis is not None:
         fleet_tasks.check_scope(redis, offline_after_intervals, data["targets"])
     now = utcnow()
@@ -86,11 +90,16 @@ def create(
         with db.write_transaction():
             if Schedule.select().where(Schedule.name == data["name"]).exists():
                 raise _taken(data["name"])
+            if script is not None:
+                script_runs.find(data["script"])  # not deleted since it was checked (delete looks for schedules)
             row = Schedule(
                 id=uuid.uuid4().hex,
                 name=data["name"],
                 description=data.get("description", ""),
-                command=data["command"],
+                command=command,
+                script=f"{script.ref['name']}@{script.ref['version']}" if script is not None else "",
+                params=json.dumps(_plain_params(data, script), ensure_ascii=False),
+                secret_params=secret_store.encrypt_env(_secret_params(data, script)),
                 targets=json.dumps(data["targets"], ensure_ascii=False),
                 timeout=data["timeout"],
                 env=json.dumps(data.get("env") or {}, ensure_ascii=False),
@@ -118,6 +127,41 @@ def create(
     logger.info("schedule %s (%s) created by %s", row.id, row.name, actor)
     _push_if_on_agent(row, redis, offline_after_intervals)
     return row
+
+
+def _script_of(data: dict[str, Any]) -> script_runs.ScriptRun | None:
+    """The script a schedule runs, checked (Invalid naming the field); None for a command. An on_agent schedule's
+    node would hold a secret parameter's value at rest to fire without the manager: refused, as secretEnv is."""
+    if not data.get("script"):
+        return None
+    script = script_runs.prepare(data)
+    if data.get("on_agent") and script.secret_env:
+        names = ", ".join(sorted(script.ref["secret_params"]))
+        raise Invalid(f"params: an on_agent schedule cannot carry secret parameters ({names}) (not in this version)")
+    return script
+
+
+def _plain_params(data: dict[str, Any], script: script_runs.ScriptRun | None) -> dict[str, Any]:
+    """The parameter values given that are not secret, as given (each firing checks them again, typed)."""
+    if script is None:
+        return {}
+    secret = set(script.ref["secret_params"])
+    return {
+        name: value for name, value in (data.get("params") or {}).items() if name not in secret and value is not None
+    }
+
+
+def _secret_params(data: dict[str, Any], script: script_runs.ScriptRun | None) -> dict[str, str]:
+    """The secret parameter values given (strings: only a string parameter may be secret), sealed at rest."""
+    if script is None:
+        return {}
+    secret = set(script.ref["secret_params"])
+    return {name: value for name, value in (data.get("params") or {}).items() if name in secret and value is not None}
+
+
+def params_of(row: Schedule) -> dict[str, Any]:
+    """A schedule's parameter values, the secret ones opened: what each firing gives its task."""
+    return {**json.loads(row.params), **secret_store.decrypt_env(row.secret_params)}
 
 
 def _push_if_on_agent(row: Schedule, redis: Redis | None, offline_after_intervals: int) -> None:
@@ -237,10 +281,12 @@ def fire(redis: Redis, schedule_id: str, version: int, offline_after_intervals: 
         logger.info("schedule %s: firing skipped (paused, deleted or changed)", schedule_id)
         return None
     actor = created_by_of(row.name)
+    # A script's firing is the task POST /api/tasks would make of it: its script checked again and resolved.
+    run: dict[str, Any] = {"script": row.script, "params": params_of(row)} if row.script else {"command": row.command}
     data = {
         "name": row.name,
         "description": row.description,
-        "command": row.command,
+        **run,
         "targets": json.loads(row.targets),
         "timeout": row.timeout,
         "env": json.loads(row.env),
@@ -254,7 +300,7 @@ def fire(redis: Redis, schedule_id: str, version: int, offline_after_intervals: 
     access.use(access.identity_of_scope(row.scope))
     try:
         task_id = fleet_tasks.create(redis, data, actor, offline_after_intervals)
-    except NotPermitted as exc:
+    except (NotPermitted, Invalid) as exc:  # Invalid: its script no longer resolves (it cannot be deleted)
         logger.warning("schedule %s (%s): firing refused: %s", schedule_id, row.name, exc.message)
         with db.write_transaction():
             audit.record(actor, "schedule.fire_refused", schedule_id, {"name": row.name, "reason": exc.message})

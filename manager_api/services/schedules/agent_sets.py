@@ -20,9 +20,11 @@ from redis.exceptions import RedisError
 
 from manager_api.models import AgentScheduleClock, Node, Schedule
 from manager_api.services import access, dispatch
+from manager_api.services.errors import Invalid
 from manager_api.services.fleet_tasks import actions as fleet_tasks
 from manager_api.services.fleet_tasks import targets as fleet_targets
 from manager_api.services.nodes.presence import known
+from manager_api.services.scripts import running as script_runs
 from shared import keys
 from shared.schedule_triggers import aware
 
@@ -51,13 +53,24 @@ def current_version() -> int:
 
 
 def entry_of(row: Schedule) -> dict[str, Any]:
-    """One schedule as its nodes hold it (shared.messages.AgentScheduleSchema); no secret ever (refused)."""
+    """One schedule as its nodes hold it (shared.messages.AgentScheduleSchema); no secret ever (refused).
+
+    A script's entry carries what the agent runs it from its cache with (digest, interpreter, entry, arguments)
+    and its parameters' environment; the agent fetches the script when it receives the set (Invalid when the
+    script no longer resolves: it cannot be deleted while a schedule names it)."""
+    env: dict[str, str] = json.loads(row.env)
+    script = None
+    if row.script:
+        run = script_runs.prepare({"script": row.script, "params": json.loads(row.params), "env": env})
+        env = {**env, **run.env}
+        script = script_runs.wire_part(run.ref)
     return {
         "id": row.id,
         "name": row.name,
         "command": row.command,
+        "script": script,
         "timeout": float(row.timeout),
-        "env": json.loads(row.env),
+        "env": env,
         "cron": row.cron,
         "interval": row.interval,
         "created_at": aware(row.created_at).timestamp(),
@@ -78,10 +91,18 @@ def plan(redis: Redis, offline_after_intervals: int, node_ids: list[str] | None 
     sets: dict[str, list[dict[str, Any]]] = {node_id: [] for node_id in node_ids}
     rows = list(Schedule.select().where(Schedule.on_agent == True).order_by(Schedule.created_at))  # noqa: E712
     for row in rows:
+        try:
+            entry = entry_of(row)
+        except Invalid as exc:  # its script went away (a race with its deletion): the others still go
+            logger.error("schedule %s (%s): not sent to its nodes: %s", row.id, row.name, exc.message)
+            continue
+        if entry["script"] is not None:
+            # Its nodes fetch it when the set arrives: it must be in Redis then (an emptied Redis lost it).
+            script_runs.ship_digest(redis, entry["script"]["digest"])
         # Offline nodes too: the job waits in their queue.
         for node_id in plan_nodes(redis, offline_after_intervals, row, warn=True):
             if node_id in wanted:
-                sets[node_id].append(entry_of(row))
+                sets[node_id].append(entry)
     return SetPush(version, sets)
 
 

@@ -19,7 +19,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from manager_api import db
-from manager_api.models import FleetTask, Script, utcnow
+from manager_api.models import FleetTask, Schedule, Script, utcnow
 from manager_api.services import audit
 from manager_api.services.errors import Conflict, Invalid, NotFound
 from manager_api.services.fleet_tasks.state import FINAL_STATUSES
@@ -146,14 +146,24 @@ def users(name: str, version: str) -> list[str]:
     return out
 
 
+def schedule_users(name: str, version: str) -> list[str]:
+    """The names of the schedules (paused ones too) that run ``name@version``."""
+    query = Schedule.select(Schedule.name).where(Schedule.script == f"{name}@{version}").order_by(Schedule.name)
+    return [schedule_name for (schedule_name,) in query.tuples()]
+
+
 def delete(redis: Redis, name: str, version: str, actor: str) -> None:
-    """Delete a version (409 while a task that has not ended runs it); its Redis content goes with the last
-    version holding that digest. Agents keep their cached copies (by digest, harmless)."""
+    """Delete a version (409 while a task that has not ended runs it, or a schedule names it: its next firing
+    would fail, an on_agent one's nodes could not fetch it); its Redis content goes with the last version
+    holding that digest. Agents keep their cached copies (by digest, harmless)."""
     with db.write_transaction():
         row = get(name, version)
         busy = users(name, version)
         if busy:
             raise Conflict(f"Script {name}@{version} is used by tasks not yet ended: {', '.join(busy[:10])}")
+        schedules = schedule_users(name, version)
+        if schedules:
+            raise Conflict(f"Script {name}@{version} is used by schedules: {', '.join(schedules[:10])}")
         row.delete_instance()
         shared = Script.select().where(Script.digest == row.digest).exists()
         audit.record(actor, "script.delete", f"{name}@{version}", {"digest": row.digest})

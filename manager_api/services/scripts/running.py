@@ -89,7 +89,12 @@ def job_part(script: str) -> dict[str, Any] | None:
     """The ``script`` of RUN_COMMAND for a task's script column ("" for a plain command: None)."""
     if not script:
         return None
-    ref = json.loads(script)
+    return wire_part(json.loads(script))
+
+
+def wire_part(ref: dict[str, Any]) -> dict[str, Any]:
+    """What a node needs to run a resolved script reference (ScriptRun.ref) from its cache
+    (shared.messages.ScriptRunSchema): a RUN_COMMAND's ``script``, an agent-side schedule's too."""
     return {
         "name": ref["name"],
         "version": ref["version"],
@@ -106,7 +111,11 @@ def ship(redis: Redis, script: str) -> None:
     without its data), before RUN_COMMAND is sent; nothing for a plain command."""
     if not script:
         return
-    digest = json.loads(script)["digest"]
+    ship_digest(redis, json.loads(script)["digest"])
+
+
+def ship_digest(redis: Redis, digest: str) -> None:
+    """Write the content of ``digest`` to Redis again when it is missing there (ship)."""
     key = keys.script_content(digest)
     if redis.exists(key):
         return

@@ -24,7 +24,13 @@ class ScheduleAnswer(Answer):
     id = text()
     name = text()
     description = text()
-    command = text()
+    command = text(metadata={"description": 'A script\'s reads "script:<name>@<version>".'})
+    script = text(nullable=True, metadata={"description": "The registered script it runs (name@version), or null."})
+    params = fields.Dict(
+        keys=fields.String(),
+        values=fields.Raw(),
+        metadata={"description": 'The script\'s parameter values; a secret one with "(secret)": never its value.'},
+    )
     targets = strings()
     timeout = integer()
     env_keys = strings()
