@@ -2,9 +2,11 @@
 every step of the one before) on 3 real agents, call -> done; and the same 100 commands run one by one through
 POST /api/tasks?wait, to read the workflow's overhead per step.
 
-Usage: .venv/bin/python bench/bench_workflow.py [--runs 3] [--waves 10] [--width 10]
+Usage: .venv/bin/python bench/bench_workflow.py [--runs 3] [--waves 10] [--width 10] [--fleet N]
 Prints, per run, the call -> done time and the gap between waves (the last task of a wave ending -> the first of
-the next starting, from the stored times); then p50 of the tasks run one by one.
+the next starting, from the stored times); then p50 of the tasks run one by one. --fleet N runs the workflow
+(`echo hi` steps) on N simulated agents (bench/fleet_sim.py) instead, call -> done only: what a wave costs the
+manager when each step reaches a large fleet.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_tasks import simulated_fleet  # noqa: E402  (bench/bench_tasks.py)
 from common import machine, ms, pct  # noqa: E402  (bench/common.py)
 
 from tests.e2e.harness import Agent, Manager, isolated_env  # noqa: E402
@@ -29,7 +32,7 @@ from tests.support import wait_until  # noqa: E402
 AGENTS = ("wfb-a", "wfb-b", "wfb-c")
 
 
-def body(waves: int, width: int) -> dict[str, Any]:
+def body(waves: int, width: int, command: str = "true") -> dict[str, Any]:
     steps = []
     for wave in range(waves):
         before = [f"w{wave - 1}_{i}" for i in range(width)] if wave else []
@@ -38,7 +41,7 @@ def body(waves: int, width: int) -> dict[str, Any]:
                 {
                     "name": f"w{wave}_{i}",
                     "depends_on": before,
-                    "task": {"command": "true", "targets": ["*"], "timeout": 60},
+                    "task": {"command": command, "targets": ["*"], "timeout": 300},
                 }
             )
     return {"name": "bench", "steps": steps}
@@ -73,8 +76,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--waves", type=int, default=10)
     parser.add_argument("--width", type=int, default=10)
+    parser.add_argument("--fleet", type=int, help="run on this many simulated agents (call -> done only)")
     args = parser.parse_args()
     print(machine(), flush=True)
+    if args.fleet:
+        on_fleet(args.fleet, args.runs, args.waves, args.width)
+        return
     with tempfile.TemporaryDirectory(prefix="corral-bench-wf-") as scratch:
         tmp = Path(scratch)
         env = isolated_env(tmp)
@@ -128,6 +135,24 @@ def main() -> None:
                 if agent.alive():
                     agent.terminate()
             manager.terminate()
+
+
+def on_fleet(nodes: int, runs: int, waves: int, width: int) -> None:
+    """The workflow of ``waves`` x ``width`` `echo hi` steps, each on every one of ``nodes`` simulated agents."""
+    with simulated_fleet(nodes, "wfs") as (manager, session):
+        for run in range(runs):
+            t0 = time.perf_counter()
+            answer = session.post(f"{manager.url}/api/workflows?wait=300", json=body(waves, width, "echo hi"))
+            elapsed = time.perf_counter() - t0
+            workflow = answer.json()
+            if workflow.get("status") != "completed":
+                raise RuntimeError(f"workflow ended {workflow.get('status')}: {answer.text[:500]}")
+            print(
+                f"workflow run {run + 1}: {waves * width} steps ({waves} waves x {width}) on {nodes:,} simulated "
+                f"agents ({waves * width * nodes:,} host runs), call -> done {elapsed:.2f} s "
+                f"({ms(elapsed / waves)} per wave)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
