@@ -142,6 +142,13 @@ def wait_for(browser: WebDriver, condition, timeout: float = 20, what: str = "")
     return waiting.until(probe, message=what)
 
 
+def follow_link(browser: WebDriver, text: str) -> None:
+    """Open the link ``text`` of a live listing: its href read within wait_for (a live update may swap the row
+    between finding the link and clicking it, which a click would fail on), then loaded as a click would."""
+    href = wait_for(browser, lambda b: b.find_element(By.LINK_TEXT, text).get_attribute("href"), what=f"link {text}")
+    browser.get(str(href))
+
+
 def screenshot(browser: WebDriver, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SCREENSHOTS / f"{name}.png"))

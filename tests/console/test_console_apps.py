@@ -24,7 +24,7 @@ from selenium.webdriver.support import expected_conditions
 from tests.e2e.test_apps import HTTP_CHECK  # the apps e2e tests' fast HTTP check
 from tests.support import kill_marked, marked_processes, wait_until
 
-from .conftest import Console, console_errors, screenshot, sign_in, wait_for
+from .conftest import Console, console_errors, follow_link, screenshot, sign_in, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -248,7 +248,7 @@ def test_an_instance_log_is_followed_live(browser: WebDriver, console: Console, 
     screenshot(browser, "instance-log")
 
     # Edit: the current definition prefilled, saved as PUT /api/apps/console-ticker would (a rolling update).
-    browser.find_element(By.LINK_TEXT, "console-ticker").click()
+    follow_link(browser, "console-ticker")
     browser.find_element(By.LINK_TEXT, "Edit JSON").click()
     current = json.loads(browser.find_element(By.ID, "definition").get_attribute("value") or "")
     assert current == api_app(console, "console-ticker").json()["definition"]

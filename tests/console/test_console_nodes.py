@@ -9,7 +9,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from .conftest import Console, console_errors, make_browser, screenshot, sign_in, wait_for
+from .conftest import Console, console_errors, follow_link, make_browser, screenshot, sign_in, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +36,7 @@ def test_sign_in_see_the_nodes_edit_tags_and_query_by_them(browser: WebDriver, c
     screenshot(browser, "nodes")
 
     # A node's page: its document, and new tags saved through the form.
-    browser.find_element(By.LINK_TEXT, "node-a").click()
+    follow_link(browser, "node-a")
     wait_for(browser, lambda b: b.find_elements(By.ID, "tags"))
     assert "node-a" in browser.find_element(By.TAG_NAME, "h1").text
     field = browser.find_element(By.ID, "tags")

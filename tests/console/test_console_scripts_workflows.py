@@ -16,7 +16,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from tests.e2e.webhook_receiver import start_receiver
 from tests.support import wait_until
 
-from .conftest import Console, console_errors, screenshot, sign_in, wait_for
+from .conftest import Console, console_errors, follow_link, screenshot, sign_in, wait_for
 
 pytestmark = __import__("pytest").mark.e2e
 
@@ -72,7 +72,7 @@ def test_a_script_listed_shown_and_run_with_typed_params(browser: WebDriver, con
     cells = row[0].text  # type: ignore[index]
     assert "python3" in cells and "body" in cells and "who: string" in cells and "token: string (secret)" in cells
     screenshot(browser, "scripts")
-    browser.find_element(By.LINK_TEXT, "hello").click()
+    follow_link(browser, "hello")
     wait_for(browser, lambda b: b.find_elements(By.ID, "run-form"), what="the script's page")
     assert "CORRAL_PARAM_WHO" in browser.find_element(By.ID, "content").text
     digest = _api(console, "GET", "/api/scripts/hello/1.0").json()["digest"]
@@ -232,7 +232,7 @@ def test_a_schedule_created_on_agent_is_marked_so(browser: WebDriver, console: C
 
     wait_for(browser, marked, what="the on-agent mark")
     # Its page: every target node's agent came to hold the current set (it was pushed to them at once).
-    browser.find_element(By.LINK_TEXT, "agent-tick").click()
+    follow_link(browser, "agent-tick")
     wait_for(browser, lambda b: "on agent" in _text(b, "#fired-by"), what="the schedule's page")
 
     def every_agent_current(b: WebDriver) -> bool:
