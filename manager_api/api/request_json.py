@@ -7,7 +7,8 @@ What a hostile body gets, never a 500:
   that take no body too, instead of acting), whether it comes with a Content-Length or chunked;
 - nested deeper than MAX_DEPTH: 400, from a scan of the text before it is decoded, so a 100,000-deep body is
   never built and no recursion (the decoder's, a schema's, the error handler's) ever meets it;
-- not UTF-8 (nor the UTF-16/32 that JSON allows), or holding NaN or Infinity (not JSON): 400;
+- not UTF-8 (nor the UTF-16/32 that JSON allows), or holding NaN or Infinity (not JSON), or a number beyond a
+  double's range (``1e999``, which Python would read as infinity): 400;
 - a lone surrogate (``"\\ud800"``) in any string or key: 400. Python decodes one, but it cannot be encoded again,
   so it would fail the answer, log line or database write that shows it.
 
@@ -17,6 +18,7 @@ Every 400 reads ``Invalid request format: <what is wrong>``.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator
 from typing import Any, NoReturn
@@ -121,6 +123,13 @@ def _refuse_constant(name: str) -> NoReturn:
     _bad(f"body holds {name}, which is not JSON")
 
 
+def _float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # valid JSON text, but no double holds it: it would come in as infinity
+        _bad(f"body holds the number {_shown(text)}, beyond a double's range")
+    return value
+
+
 def _code(char: str) -> str:
     return f"\\u{ord(char):04x}"
 
@@ -176,7 +185,7 @@ def object_of(text: str) -> dict[str, Any]:
     well-formedness as a body; a 400 ApiError saying what is wrong otherwise."""
     _check_depth(text)
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_float)
     except ValueError:
         raise ApiError(400, NOT_AN_OBJECT) from None
     if _SURROGATE_ESCAPE.search(text):

@@ -97,6 +97,7 @@ HOSTILE = [
     Hostile("not UTF-8", b'{"name": "\xff"}', "body is not valid UTF-8 text"),
     Hostile("NaN", b'{"interval": NaN}', "body holds NaN, which is not JSON"),
     Hostile("-Infinity", b'{"timeout": -Infinity}', "body holds -Infinity, which is not JSON"),
+    Hostile("a number beyond a double", b'{"interval": 1e999}', "body holds the number 1e999, beyond a double's range"),
     Hostile("integer of 5000 digits", b'{"timeout": ' + b"9" * 5000 + b"}", NOT_AN_OBJECT.removeprefix(INVALID)),
     Hostile("truncated", b'{"name": "x", "task_groups": [', NOT_AN_OBJECT.removeprefix(INVALID)),
     Hostile("an array", b"[]", NOT_AN_OBJECT.removeprefix(INVALID)),

@@ -209,6 +209,12 @@ def test_json_in_utf16_is_still_read_and_nan_is_not_json(client: FlaskClient) ->
     answer(client.post("/api/task/task_group", data=body))
     nan = client.post("/api/tasks", data='{"name": "t", "command": "x", "targets": ["*"], "timeout": NaN}')
     assert answer(nan, 400)["error"] == "Invalid request format: body holds NaN, which is not JSON"
+    # Valid JSON, but Python would read it as infinity: refused as NaN is (a float a schema took, a float param).
+    huge = client.post("/api/tasks", data='{"name": "t", "command": "x", "targets": ["*"], "timeout": -1e999}')
+    assert answer(huge, 400)["error"] == "Invalid request format: body holds the number -1e999, beyond a double's range"
+    assert answer(client.post("/api/tasks", data='{"name": "t", "command": "x", "targets": ["*"], "x": 1.5e308}'), 400)[
+        "error"
+    ].startswith("Invalid request format: x: Unknown field")  # a large double that fits is read as the number
 
 
 def test_a_route_that_takes_no_body_answers_413_to_a_huge_one_and_changes_nothing(client: FlaskClient) -> None:

@@ -42,6 +42,7 @@ def test_declared_get_their_full_form() -> None:
         ([{"name": "x", "required": "yes"}], "params[0].required"),
         ([{"name": "x", "colour": "red"}], "params[0].colour"),
         (["x"], "params[0]"),
+        ([{"name": "x", "type": "int", "default": 10**30}], "params[0].default: out of the 64-bit int range"),
     ],
 )
 def test_bad_declarations_name_their_field(declared: Any, field: str) -> None:
@@ -68,6 +69,8 @@ def test_values_are_checked_and_defaults_filled() -> None:
         ({"who": "a", "count": "3"}, "params.count: must be of type int"),
         ({"who": "a", "count": True}, "params.count: must be of type int"),
         ({"who": "a", "count": 1.5}, "params.count: must be of type int"),
+        ({"who": "a", "count": 2**63}, "params.count: out of the 64-bit int range"),
+        ({"who": "a", "count": -(2**63) - 1}, "params.count: out of the 64-bit int range"),
         ({"who": "a", "loud": 1}, "params.loud: must be of type bool"),
         ({"who": "a", "loud": "true"}, "params.loud: must be of type bool"),
         ({"who": "a", "ratio": False}, "params.ratio: must be of type float"),

@@ -21,6 +21,8 @@ MAX_PARAMS = 64
 MAX_NAME = 64
 MAX_VALUE = 65536
 ENV_PREFIX = "CORRAL_PARAM_"
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+"""An int parameter's range: what a script's language reads as an integer without surprise (64 bits)."""
 
 
 class Values(NamedTuple):
@@ -40,6 +42,14 @@ def _is_type(kind: str, value: Any) -> bool:
     if kind == "float":
         return isinstance(value, int | float) and not isinstance(value, bool) and value == value  # no NaN
     return False
+
+
+def _check_value(where: str, kind: str, value: Any) -> None:
+    """Invalid naming ``where`` unless ``value`` is of type ``kind`` (and, an int, within 64 bits)."""
+    if not _is_type(kind, value):
+        raise Invalid(f"{where}: must be of type {kind}")
+    if kind == "int" and not INT_MIN <= value <= INT_MAX:
+        raise Invalid(f"{where}: out of the 64-bit int range")
 
 
 def check_declared(declared: Any) -> list[dict[str, Any]]:
@@ -87,8 +97,7 @@ def check_declared(declared: Any) -> list[dict[str, Any]]:
             default = item["default"]
             if secret:
                 raise Invalid(f"{where}.default: a secret parameter takes no default (it would be stored in clear)")
-            if not _is_type(kind, default):
-                raise Invalid(f"{where}.default: must be of type {kind}")
+            _check_value(f"{where}.default", kind, default)
             if kind == "string" and len(default) > MAX_VALUE:
                 raise Invalid(f"{where}.default: at most {MAX_VALUE} characters")
             param["default"] = default
@@ -119,8 +128,7 @@ def resolve(declared: Sequence[Mapping[str, Any]], given: Any) -> Values:
         name = param["name"]
         if name in given and given[name] is not None:
             value = given[name]
-            if not _is_type(param["type"], value):
-                raise Invalid(f"params.{name}: must be of type {param['type']}")
+            _check_value(f"params.{name}", param["type"], value)
             if isinstance(value, str) and (len(value) > MAX_VALUE or "\x00" in value):
                 raise Invalid(f"params.{name}: at most {MAX_VALUE} characters, no NUL")
         elif "default" in param:
