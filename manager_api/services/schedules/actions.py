@@ -81,6 +81,7 @@ def create(
     # A script and its parameters checked as POST /api/tasks checks them (400 naming the field, nothing written).
     script = _script_of(data)
     command = script.command if script is not None else data["command"]
+    plain_params, secret_params = _split_params(data, script)
     fleet_targets.queries(data["targets"])  # a malformed query target: 400 now, not a failure at every firing
     access.check_command(command, {**(data.get("env") or {}), **(data.get("secret_env") or {})})
     if redis is not None:
@@ -98,8 +99,8 @@ def create(
                 description=data.get("description", ""),
                 command=command,
                 script=f"{script.ref['name']}@{script.ref['version']}" if script is not None else "",
-                params=json.dumps(_plain_params(data, script), ensure_ascii=False),
-                secret_params=secret_store.encrypt_env(_secret_params(data, script)),
+                params=json.dumps(plain_params, ensure_ascii=False),
+                secret_params=secret_store.encrypt_env(secret_params),
                 targets=json.dumps(data["targets"], ensure_ascii=False),
                 timeout=data["timeout"],
                 env=json.dumps(data.get("env") or {}, ensure_ascii=False),
@@ -141,22 +142,18 @@ def _script_of(data: dict[str, Any]) -> script_runs.ScriptRun | None:
     return script
 
 
-def _plain_params(data: dict[str, Any], script: script_runs.ScriptRun | None) -> dict[str, Any]:
-    """The parameter values given that are not secret, as given (each firing checks them again, typed)."""
+def _split_params(data: dict[str, Any], script: script_runs.ScriptRun | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """The parameter values given, as given (each firing checks them again, typed): the plain ones, and the secret
+    ones (strings: only a string parameter may be secret), which are sealed at rest."""
+    plain: dict[str, Any] = {}
+    secret: dict[str, str] = {}
     if script is None:
-        return {}
-    secret = set(script.ref["secret_params"])
-    return {
-        name: value for name, value in (data.get("params") or {}).items() if name not in secret and value is not None
-    }
-
-
-def _secret_params(data: dict[str, Any], script: script_runs.ScriptRun | None) -> dict[str, str]:
-    """The secret parameter values given (strings: only a string parameter may be secret), sealed at rest."""
-    if script is None:
-        return {}
-    secret = set(script.ref["secret_params"])
-    return {name: value for name, value in (data.get("params") or {}).items() if name in secret and value is not None}
+        return plain, secret
+    hidden = set(script.ref["secret_params"])
+    for name, value in (data.get("params") or {}).items():
+        if value is not None:
+            (secret if name in hidden else plain)[name] = value
+    return plain, secret
 
 
 def params_of(row: Schedule) -> dict[str, Any]:
