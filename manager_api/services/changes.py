@@ -14,8 +14,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from redis import ConnectionPool, Redis
 from redis.exceptions import RedisError
@@ -32,6 +33,8 @@ RECONNECT_SECONDS = 1.0
 
 IDLE_SECONDS = 60.0
 """With nobody waiting this long, the subscriber ends (the next wait starts one again)."""
+
+T = TypeVar("T")
 
 
 class TaskChanges:
@@ -150,3 +153,24 @@ def of_process(redis: Redis) -> TaskChanges:
                 del _instances[old]  # a parent's, before a fork
             changes = _instances[key] = TaskChanges(redis)
         return changes
+
+
+def wait_until(
+    redis: Redis, channel: str, seconds: float, poll_seconds: float, read: Callable[[], T | None]
+) -> T | None:
+    """``read()`` until it answers something other than None (returned), or None once ``seconds`` passed: read
+    again each time ``channel`` is told of a change, and every ``poll_seconds`` anyway (a change from elsewhere,
+    one a lost subscription missed). The one waiting loop of ``?wait`` callers (tasks, summaries, workflows)."""
+    deadline = time.monotonic() + seconds
+    watcher = of_process(redis)
+    with watcher.watching(channel) as changed:
+        watcher.wait_subscribed(min(1.0, seconds))  # before the first read: no change slips by
+        while True:
+            changed.clear()  # before the read: a change after it sets it again
+            found = read()
+            if found is not None:
+                return found
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            changed.wait(min(poll_seconds, remaining))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from redis import Redis
@@ -79,21 +78,15 @@ def wait(redis: Redis, task_id: str, seconds: float) -> FleetTask | None:
     database is read again at least every WAIT_POLL_SECONDS too, for changes that come from elsewhere (deadlines,
     cancel) or that a lost subscription missed.
     """
-    deadline = time.monotonic() + seconds
-    watcher = changes.of_process(redis)
-    with watcher.watching(keys.task_changed_channel(task_id)) as changed:
-        watcher.wait_subscribed(min(1.0, seconds))  # before the first read: no change slips by
-        while True:
-            changed.clear()  # before the read: a change after it sets it again
-            found = _find(task_id)
-            if found is None:
-                return None
-            if is_final(found.status, found.finished_at):
-                return found
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            changed.wait(min(WAIT_POLL_SECONDS, remaining))
+
+    def over() -> FleetTask | bool | None:
+        found = _find(task_id)
+        if found is None:
+            return False  # gone: nothing to wait for
+        return found if is_final(found.status, found.finished_at) else None
+
+    ended = changes.wait_until(redis, keys.task_changed_channel(task_id), seconds, WAIT_POLL_SECONDS, over)
+    return ended if isinstance(ended, FleetTask) else None
 
 
 def status_of(task_id: str) -> tuple[str, bool] | None:

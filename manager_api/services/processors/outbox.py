@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
 from datetime import datetime
 from typing import Any
@@ -135,22 +134,16 @@ def wait_summary(redis: Redis, task: FleetTask, seconds: float) -> None:
 
     Woken by the sender's publication on the task's channel as it settles a summary (changes.py), and reading
     again every WAIT_POLL_SECONDS anyway."""
-    deadline = time.monotonic() + seconds
-    watcher = changes.of_process(redis)
-    with watcher.watching(keys.task_changed_channel(task.task_id)) as changed:
-        while True:
-            changed.clear()
-            state = (
-                ProcessorDelivery.select(ProcessorDelivery.state)
-                .where(ProcessorDelivery.task == task.id, ProcessorDelivery.about == SUMMARY)
-                .scalar()
-            )
-            if state in ("sent", "given_up"):
-                return
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            changed.wait(min(WAIT_POLL_SECONDS, remaining))
+
+    def settled() -> bool | None:
+        state = (
+            ProcessorDelivery.select(ProcessorDelivery.state)
+            .where(ProcessorDelivery.task == task.id, ProcessorDelivery.about == SUMMARY)
+            .scalar()
+        )
+        return True if state in ("sent", "given_up") else None
+
+    changes.wait_until(redis, keys.task_changed_channel(task.task_id), seconds, WAIT_POLL_SECONDS, settled)
 
 
 def status(task: FleetTask) -> dict[str, Any] | None:

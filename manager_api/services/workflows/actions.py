@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -169,18 +168,12 @@ def wait(redis: Redis, workflow_id: str, seconds: float) -> None:
     Woken by the engine's announcement (advance.announce, through this process's subscriber: services/changes.py)
     and reading the database again at least every WAIT_POLL_SECONDS (a lost subscription, another manager host
     whose announcement was missed)."""
-    deadline = time.monotonic() + seconds
-    watcher = changes.of_process(redis)
-    with watcher.watching(keys.workflow_changed_channel(workflow_id)) as changed:
-        watcher.wait_subscribed(min(1.0, seconds))  # before the first read: no change slips by
-        while True:
-            changed.clear()  # before the read: a change after it sets it again
-            if Workflow.select(Workflow.finished_at).where(Workflow.workflow_id == workflow_id).scalar() is not None:
-                return
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            changed.wait(min(WAIT_POLL_SECONDS, remaining))
+
+    def ended() -> bool | None:
+        finished = Workflow.select(Workflow.finished_at).where(Workflow.workflow_id == workflow_id).scalar()
+        return True if finished is not None else None
+
+    changes.wait_until(redis, keys.workflow_changed_channel(workflow_id), seconds, WAIT_POLL_SECONDS, ended)
 
 
 def prune(retention_days: int) -> int:
