@@ -26,14 +26,25 @@ from .conftest import stream_consumed
 from .tasks_helpers import add_node, create, detail, finish, host, output, report
 
 
-@pytest.fixture
-def fleet_duties(app: Any, settings: Settings) -> Iterator[Duties]:
-    """Duties ticking fast with a short deadline slack, so deadline tests take a second, not five."""
-    worker = Duties(replace(settings, task_deadline_slack_seconds=0.2), tick=0.1, block_ms=100)
+def _duties(settings: Settings, slack: float) -> Iterator[Duties]:
+    worker = Duties(replace(settings, task_deadline_slack_seconds=slack), tick=0.1, block_ms=100)
     worker.start()
     yield worker
     worker.stop()
     worker.redis.close()
+
+
+@pytest.fixture
+def fleet_duties(app: Any, settings: Settings) -> Iterator[Duties]:
+    """Duties ticking fast with a short deadline slack, so deadline tests take a second, not five."""
+    yield from _duties(settings, 0.2)
+
+
+@pytest.fixture
+def patient_duties(app: Any, settings: Settings) -> Iterator[Duties]:
+    """Duties that leave a canceled host to its node for a minute: a test reading the task between a cancel
+    and the node's answer must not race the deadline (a loaded CI machine once took over 0.2 s there)."""
+    yield from _duties(settings, 60)
 
 
 @pytest.fixture
@@ -117,7 +128,7 @@ def test_one_failure_fails_the_task_and_reports_are_idempotent(
 
 
 def test_timed_out_and_canceled_reports(
-    client: FlaskClient, redis_client: redis_lib.Redis, two_nodes: None, fleet_duties: Duties
+    client: FlaskClient, redis_client: redis_lib.Redis, two_nodes: None, patient_duties: Duties
 ) -> None:
     task_id = create(client, targets=["*"], timeout=60)["task_id"]
     report(redis_client, task_id, "n1", "timed_out", error_message="timed out after 60 s", exit_code=-9)
