@@ -81,41 +81,19 @@ def create(
     # A script and its parameters checked as POST /api/tasks checks them (400 naming the field, nothing written).
     script = _script_of(data)
     command = script.command if script is not None else data["command"]
-    plain_params, secret_params = _split_params(data, script)
     fleet_targets.queries(data["targets"])  # a malformed query target: 400 now, not a failure at every firing
     access.check_command(command, {**(data.get("env") or {}), **(data.get("secret_env") or {})})
     if redis is not None:
         fleet_tasks.check_scope(redis, offline_after_intervals, data["targets"])
-    now = utcnow()
+    row = _new_row(data, actor, script, command, utcnow())
     try:
         with db.write_transaction():
             if Schedule.select().where(Schedule.name == data["name"]).exists():
                 raise _taken(data["name"])
             if script is not None:
                 script_runs.find(data["script"])  # not deleted since it was checked (delete looks for schedules)
-            row = Schedule(
-                id=uuid.uuid4().hex,
-                name=data["name"],
-                description=data.get("description", ""),
-                command=command,
-                script=f"{script.ref['name']}@{script.ref['version']}" if script is not None else "",
-                params=json.dumps(plain_params, ensure_ascii=False),
-                secret_params=secret_store.encrypt_env(secret_params),
-                targets=json.dumps(data["targets"], ensure_ascii=False),
-                timeout=data["timeout"],
-                env=json.dumps(data.get("env") or {}, ensure_ascii=False),
-                secret_env=secret_store.encrypt_env(data.get("secret_env")),
-                processor=processor_seal(data.get("processor")),
-                scope=access.scope_of_current(),
-                cron=data.get("cron"),
-                interval=data.get("interval"),
-                on_agent=bool(data.get("on_agent")),
-                created_by=actor,
-                created_at=now,
-                updated_at=now,
-            )
             # The API knows the first run at once; the cron runner keeps it current from then on.
-            row.next_run_at = _first_run(row, now)
+            row.next_run_at = _first_run(row, row.created_at)
             row.save(force_insert=True)
             trigger = {"cron": row.cron} if row.cron else {"interval": row.interval}
             if row.on_agent:
@@ -128,6 +106,38 @@ def create(
     logger.info("schedule %s (%s) created by %s", row.id, row.name, actor)
     _push_if_on_agent(row, redis, offline_after_intervals)
     return row
+
+
+def _new_row(
+    data: dict[str, Any],
+    actor: str,
+    script: script_runs.ScriptRun | None,
+    command: str,
+    now: datetime,
+) -> Schedule:
+    """The Schedule row of a checked request, secrets sealed (not saved yet)."""
+    plain_params, secret_params = _split_params(data, script)
+    return Schedule(
+        id=uuid.uuid4().hex,
+        name=data["name"],
+        description=data.get("description", ""),
+        command=command,
+        script=f"{script.ref['name']}@{script.ref['version']}" if script is not None else "",
+        params=json.dumps(plain_params, ensure_ascii=False),
+        secret_params=secret_store.encrypt_env(secret_params),
+        targets=json.dumps(data["targets"], ensure_ascii=False),
+        timeout=data["timeout"],
+        env=json.dumps(data.get("env") or {}, ensure_ascii=False),
+        secret_env=secret_store.encrypt_env(data.get("secret_env")),
+        processor=processor_seal(data.get("processor")),
+        scope=access.scope_of_current(),
+        cron=data.get("cron"),
+        interval=data.get("interval"),
+        on_agent=bool(data.get("on_agent")),
+        created_by=actor,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def _script_of(data: dict[str, Any]) -> script_runs.ScriptRun | None:
