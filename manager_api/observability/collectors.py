@@ -163,61 +163,7 @@ class FleetCollector(Collector):
             "Online nodes whose agent's worker takes jobs",
             value=sum(1 for node_id in ids if live.is_ready(node_id)),
         )
-        backlogs = read_backlogs(redis, ids)
-        omitted = GaugeMetricFamily(
-            PREFIX + "node_series_omitted",
-            f"Nodes left out of a per-node family by its limit of {NODE_SERIES_LIMIT} series (the worst are kept)",
-            labels=["family"],
-        )
-        yield _worst(
-            GaugeMetricFamily(
-                PREFIX + "node_queue_length",
-                "Jobs waiting in the queue of each node whose queue holds any (the longest first; no series: empty)",
-                labels=["node"],
-            ),
-            zip(ids, (b.queue for b in backlogs), strict=True),
-            omitted,
-        )
-        yield GaugeMetricFamily(
-            PREFIX + "node_queue_jobs", "Jobs waiting in the queues of all nodes", value=sum(b.queue for b in backlogs)
-        )
-        yield GaugeMetricFamily(
-            PREFIX + "nodes_with_queued_jobs",
-            "Nodes whose queue holds jobs",
-            value=sum(1 for b in backlogs if b.queue > 0),
-        )
-        yield _worst(
-            GaugeMetricFamily(
-                PREFIX + "report_stream_pending",
-                "Reports of each node's stream delivered to the manager and not yet applied (nodes with any)",
-                labels=["node"],
-            ),
-            ((node_id, b.pending or 0) for node_id, b in zip(ids, backlogs, strict=True)),
-            omitted,
-        )
-        yield _worst(
-            GaugeMetricFamily(
-                PREFIX + "report_stream_lag",
-                "Reports of each node's stream not yet delivered to the manager (nodes with any; Redis 7 and later)",
-                labels=["node"],
-            ),
-            ((node_id, b.lag or 0) for node_id, b in zip(ids, backlogs, strict=True)),
-            omitted,
-        )
-        backlog = GaugeMetricFamily(
-            PREFIX + "report_streams_backlog",
-            "Reports of all nodes' streams not yet applied: delivered to the manager (pending) or not yet (lag)",
-            labels=["state"],
-        )
-        backlog.add_metric(["pending"], sum(b.pending or 0 for b in backlogs))
-        backlog.add_metric(["lag"], sum(b.lag or 0 for b in backlogs))
-        yield backlog
-        yield GaugeMetricFamily(
-            PREFIX + "report_streams_behind",
-            "Nodes whose reports stream holds reports the manager has not applied yet",
-            value=sum(1 for b in backlogs if (b.pending or 0) + (b.lag or 0) > 0),
-        )
-        yield omitted
+        yield from _backlogs(redis, ids)
 
     # -- the database ------------------------------------------------------------------------------------
     def _fleet_tasks(self) -> Iterator[Metric]:
@@ -283,3 +229,62 @@ class FleetCollector(Collector):
             components,
             [s.value for s in ComponentState],
         )
+
+
+def _backlogs(redis: Redis, ids: list[str]) -> Iterator[Metric]:
+    """Each node's queue and reports stream: the worst per node (up to the series limit), and the sums."""
+    backlogs = read_backlogs(redis, ids)
+    omitted = GaugeMetricFamily(
+        PREFIX + "node_series_omitted",
+        f"Nodes left out of a per-node family by its limit of {NODE_SERIES_LIMIT} series (the worst are kept)",
+        labels=["family"],
+    )
+    yield _worst(
+        GaugeMetricFamily(
+            PREFIX + "node_queue_length",
+            "Jobs waiting in the queue of each node whose queue holds any (the longest first; no series: empty)",
+            labels=["node"],
+        ),
+        zip(ids, (b.queue for b in backlogs), strict=True),
+        omitted,
+    )
+    yield GaugeMetricFamily(
+        PREFIX + "node_queue_jobs", "Jobs waiting in the queues of all nodes", value=sum(b.queue for b in backlogs)
+    )
+    yield GaugeMetricFamily(
+        PREFIX + "nodes_with_queued_jobs",
+        "Nodes whose queue holds jobs",
+        value=sum(1 for b in backlogs if b.queue > 0),
+    )
+    yield _worst(
+        GaugeMetricFamily(
+            PREFIX + "report_stream_pending",
+            "Reports of each node's stream delivered to the manager and not yet applied (nodes with any)",
+            labels=["node"],
+        ),
+        ((node_id, b.pending or 0) for node_id, b in zip(ids, backlogs, strict=True)),
+        omitted,
+    )
+    yield _worst(
+        GaugeMetricFamily(
+            PREFIX + "report_stream_lag",
+            "Reports of each node's stream not yet delivered to the manager (nodes with any; Redis 7 and later)",
+            labels=["node"],
+        ),
+        ((node_id, b.lag or 0) for node_id, b in zip(ids, backlogs, strict=True)),
+        omitted,
+    )
+    backlog = GaugeMetricFamily(
+        PREFIX + "report_streams_backlog",
+        "Reports of all nodes' streams not yet applied: delivered to the manager (pending) or not yet (lag)",
+        labels=["state"],
+    )
+    backlog.add_metric(["pending"], sum(b.pending or 0 for b in backlogs))
+    backlog.add_metric(["lag"], sum(b.lag or 0 for b in backlogs))
+    yield backlog
+    yield GaugeMetricFamily(
+        PREFIX + "report_streams_behind",
+        "Nodes whose reports stream holds reports the manager has not applied yet",
+        value=sum(1 for b in backlogs if (b.pending or 0) + (b.lag or 0) > 0),
+    )
+    yield omitted
