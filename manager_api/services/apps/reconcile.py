@@ -39,7 +39,7 @@ from manager_api.services.apps.state import LOST, RUN, STOP, STOPPED, Jobs, stop
 from manager_api.services.nodes import documents
 from manager_api.services.nodes import query as node_query
 from manager_api.services.placement import candidates, engine
-from manager_api.services.placement.model import Candidate, Demand
+from manager_api.services.placement.model import Candidate, Demand, Placement
 
 logger = logging.getLogger(__name__)
 
@@ -120,73 +120,112 @@ def reconcile(app: App, fleet: Fleet, actor: str, check_moves: bool = True) -> J
         .where(AppInstance.app == app.name, AppInstance.desired == RUN)
         .order_by(AppInstance.created_at, AppInstance.id)
     )
-    shortfall: dict[str, Any] | None = None
     if app.desired == STOPPED:
         for row in rows:
             stop(row, spec, "app stopped", jobs)
         _settle(app, True, None)
         return jobs
-    now = utcnow()
-    waiting_lost = False
-    causes: list[str] = []  # why the next placements happen, oldest first: what each new instance replaces
-    kept: list[AppInstance] = []
-    for row in rows:
-        if row.state == LOST:
-            lost_for = (now - (row.lost_at or now)).total_seconds()
-            if lost_for >= float(spec.get("unreachableSeconds") or 0.0):
-                stop(row, spec, "lost: replaced", jobs)
-                causes.append(f"replaces instance {row.id}, lost with its node {row.hostname or row.node_id}")
-                audit.record(
-                    actor, "app.reschedule", app.name, {"instance": row.id, "node": row.node_id, "why": "lost"}
-                )
-                continue
-            waiting_lost = True
-        kept.append(row)
-    rows = kept
+    step = _Pass(app, spec, fleet, actor, jobs)
+    rows = step.drop_lost(rows)
     if check_moves:
-        selected = fleet.matching(spec["nodeQuery"])
-        kept = []
-        for row in rows:
-            if row.state != LOST and row.node_id not in selected:
-                stop(row, spec, "moved: its node no longer matches nodeQuery", jobs)
-                causes.append(f"replaces instance {row.id}: node {row.hostname or row.node_id} stopped matching")
-                audit.record(
-                    actor, "app.reschedule", app.name, {"instance": row.id, "node": row.node_id, "why": "no match"}
-                )
-                continue
-            kept.append(row)
-        rows = kept
-    count = int(spec["instances"])
-    current = [row for row in rows if row.version == app.version]
-    old = [row for row in rows if row.version != app.version]
-    if old:
-        if len(current) >= count:
-            for row in old:
-                stop(row, spec, f"replaced by version {app.version}", jobs)
-            old = []
-        elif any(not ready(row, spec) for row in current):
-            pass  # the new one must serve before the next old one stops
-        elif len(rows) > count:
-            per_node = Counter(row.node_id for row in rows)
-            worst = sorted(old, key=lambda row: _scale_down_order(row, spec, per_node))[0]
-            stop(worst, spec, f"replaced by version {app.version}", jobs)
-        elif not _stopping(app.name):  # the last old one stopped: its node's room (and ports) are free
-            shortfall = place(app, spec, rows, 1, fleet, jobs, [f"rolling update to version {app.version}"])
-    elif len(current) > count:
-        per_node = Counter(row.node_id for row in current)
-        for _ in range(len(current) - count):
-            row = sorted(current, key=lambda row: _scale_down_order(row, spec, per_node))[0]
-            stop(row, spec, "scaled down", jobs)
-            current.remove(row)
-            per_node[row.node_id] -= 1
-    elif len(current) < count:
-        short = f"the app had {len(current)} of its {count} instances"
-        shortfall = place(app, spec, rows, count - len(current), fleet, jobs, causes, short)
+        rows = step.drop_moved(rows)
+    holds, shortfall = step.converge(rows)
     # Short for want of room is settled too: no tick can change that, the duties' periodic look at every app
     # (upkeep.RECHECK_SECONDS) places what a new or changed node makes room for.
-    settled = not old and not waiting_lost and len(current) <= count
-    _settle(app, settled, shortfall)
+    _settle(app, holds and not step.waiting_lost, shortfall)
     return jobs
+
+
+@dataclasses.dataclass
+class _Pass:
+    """One reconcile pass over an app that runs: what it stops and places goes to ``jobs``."""
+
+    app: App
+    spec: dict[str, Any]
+    fleet: Fleet
+    actor: str
+    jobs: Jobs
+    causes: list[str] = dataclasses.field(default_factory=list)
+    """Why the next placements happen, oldest first: what each new instance replaces."""
+    waiting_lost: bool = False
+    """An instance is lost but not for ``unreachableSeconds`` yet: the app is not settled."""
+
+    def drop_lost(self, rows: list[AppInstance]) -> list[AppInstance]:
+        """Replace the instances lost for ``unreachableSeconds``; returns those kept."""
+        now = utcnow()
+        kept: list[AppInstance] = []
+        for row in rows:
+            if row.state == LOST:
+                lost_for = (now - (row.lost_at or now)).total_seconds()
+                if lost_for >= float(self.spec.get("unreachableSeconds") or 0.0):
+                    where = row.hostname or row.node_id
+                    self._replace(
+                        row, "lost: replaced", f"replaces instance {row.id}, lost with its node {where}", "lost"
+                    )
+                    continue
+                self.waiting_lost = True
+            kept.append(row)
+        return kept
+
+    def drop_moved(self, rows: list[AppInstance]) -> list[AppInstance]:
+        """Move the instances on nodes the app's nodeQuery no longer selects; returns those kept."""
+        selected = self.fleet.matching(self.spec["nodeQuery"])
+        kept: list[AppInstance] = []
+        for row in rows:
+            if row.state != LOST and row.node_id not in selected:
+                cause = f"replaces instance {row.id}: node {row.hostname or row.node_id} stopped matching"
+                self._replace(row, "moved: its node no longer matches nodeQuery", cause, "no match")
+                continue
+            kept.append(row)
+        return kept
+
+    def _replace(self, row: AppInstance, reason: str, cause: str, why: str) -> None:
+        stop(row, self.spec, reason, self.jobs)
+        self.causes.append(cause)
+        audit.record(self.actor, "app.reschedule", self.app.name, {"instance": row.id, "node": row.node_id, "why": why})
+
+    def converge(self, rows: list[AppInstance]) -> tuple[bool, dict[str, Any] | None]:
+        """Roll the instances to the app's version, or scale them to its count. Returns whether they now hold
+        the count of that version (no old one left, none over) and the shortfall of what could not be placed."""
+        app, spec = self.app, self.spec
+        count = int(spec["instances"])
+        current = [row for row in rows if row.version == app.version]
+        old = [row for row in rows if row.version != app.version]
+        if old:
+            return self._roll(rows, current, old, count)
+        if len(current) > count:
+            per_node = Counter(row.node_id for row in current)
+            for _ in range(len(current) - count):
+                row = sorted(current, key=lambda row: _scale_down_order(row, spec, per_node))[0]
+                stop(row, spec, "scaled down", self.jobs)
+                current.remove(row)
+                per_node[row.node_id] -= 1
+            return True, None
+        if len(current) < count:
+            short = f"the app had {len(current)} of its {count} instances"
+            return True, place(app, spec, rows, count - len(current), self.fleet, self.jobs, self.causes, short)
+        return True, None
+
+    def _roll(
+        self, rows: list[AppInstance], current: list[AppInstance], old: list[AppInstance], count: int
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """One step of a rolling update (the module's rules), as ``converge`` answers."""
+        app, spec = self.app, self.spec
+        replaced = f"replaced by version {app.version}"
+        if len(current) >= count:
+            for row in old:
+                stop(row, spec, replaced, self.jobs)
+            return len(current) <= count, None
+        if any(not ready(row, spec) for row in current):
+            return False, None  # the new one must serve before the next old one stops
+        if len(rows) > count:
+            per_node = Counter(row.node_id for row in rows)
+            worst = sorted(old, key=lambda row: _scale_down_order(row, spec, per_node))[0]
+            stop(worst, spec, replaced, self.jobs)
+            return False, None
+        if _stopping(app.name):
+            return False, None  # wait for the node to confirm: the stopped one's room (and ports) are not free yet
+        return False, place(app, spec, rows, 1, self.fleet, self.jobs, [f"rolling update to version {app.version}"])
 
 
 def _stopping(name: str) -> bool:
@@ -239,27 +278,14 @@ def place(
         held = {node_id: (app.name,) for node_id, n in counts.items() if n >= level}
         result = engine.plan(fleet.nodes(), [dataclasses.replace(demand, count=remaining)], held=held)
         for placement in result.placements:
-            instance_id = new_instance_id(app.name)
             cause = causes.pop(0) if causes else short
             where = (
                 f"node {placement.hostname} matches nodeQuery {spec['nodeQuery']!r}, fits resAlloc and held "
                 f"{counts[placement.node_id]} of the app's instances (placement spreads them)"
             )
-            created.append(
-                {
-                    "placed_because": f"{cause}; {where}" if cause else where,
-                    "id": instance_id,
-                    "app": app.name,
-                    "version": app.version,
-                    "node": placement.node_id,
-                    "hostname": placement.hostname,
-                    "cpus": cpus,
-                    "mem_mb": memory,
-                    "desired": RUN,
-                    "state": "pending",
-                    "health": "unknown",
-                }
-            )
+            instance_id = new_instance_id(app.name)
+            because = f"{cause}; {where}" if cause else where
+            created.append(_instance_row(app, instance_id, placement, because, (cpus, memory)))
             fleet.take(placement.node_id, cpus, memory)
             counts[placement.node_id] += 1
             jobs.runs.append((placement.node_id, run_payload(app.name, instance_id, app.version, spec, secret)))
@@ -275,3 +301,23 @@ def place(
     if remaining <= 0:
         return None
     return {"missing": remaining, "reasons": reasons}
+
+
+def _instance_row(
+    app: App, instance_id: str, placement: Placement, because: str, size: tuple[float, int]
+) -> dict[str, Any]:
+    """The AppInstance row of a new placement (inserted in batches by ``place``)."""
+    cpus, memory = size
+    return {
+        "placed_because": because,
+        "id": instance_id,
+        "app": app.name,
+        "version": app.version,
+        "node": placement.node_id,
+        "hostname": placement.hostname,
+        "cpus": cpus,
+        "mem_mb": memory,
+        "desired": RUN,
+        "state": "pending",
+        "health": "unknown",
+    }
