@@ -85,6 +85,16 @@ return 0
 """
 
 
+def _connect(settings: Settings, block_ms: int) -> Redis:
+    """The duties' own Redis client."""
+    if not settings.redis_url:
+        raise ValueError("Duties need a Redis")
+    # Socket timeout well above the XREADGROUP block time, or every idle read would time out.
+    return tls.redis_from_url(
+        settings.redis_url, settings.redis_ca_bundle, socket_timeout=block_ms / 1000 + 5, socket_connect_timeout=3
+    )
+
+
 class Duties:
     """The duties thread: lock, node statuses every ``tick`` seconds, agents' reports in between."""
 
@@ -96,15 +106,7 @@ class Duties:
         block_ms: int = 1000,
         consumer: str | None = None,
     ) -> None:
-        if redis is None and not settings.redis_url:
-            raise ValueError("Duties need a Redis")
-        # Socket timeout well above the XREADGROUP block time, or every idle read would time out.
-        self.redis = redis or tls.redis_from_url(
-            settings.redis_url or "",
-            settings.redis_ca_bundle,
-            socket_timeout=block_ms / 1000 + 5,
-            socket_connect_timeout=3,
-        )
+        self.redis = redis or _connect(settings, block_ms)
         self.settings = settings
         if settings.secrets_key_file:
             # The launcher's process holds no app: the schedules' firings (their secretEnv) and the processors'
@@ -124,7 +126,22 @@ class Duties:
         self._redis_run_id = ""  # of the Redis the duties last saw: a new one means Redis restarted
         self.resender = business_upkeep.Resender(settings.component_resend_seconds)
         self.schedules = ScheduleRunner(self.redis, settings.offline_after_intervals, lambda: self._holding)
-        self.streams = StreamConsumer(
+        self.streams = self._report_consumer()
+        self.component_reports = component_reports.report_kind(
+            settings.component_metrics_every_seconds, settings.component_stop_grace_seconds
+        )
+        self.instance_reports = instance_reports.report_kind(
+            lambda: Fleet(self.redis, settings.offline_after_intervals)
+        )
+        self.app_recheck = app_upkeep.Recheck()
+        self._next_app_resend = 0.0
+        self.alerts = self._alert_sender(settings)
+        # Always: a task may name a processor whatever the configuration; idle, it is one indexed look a pass.
+        self.processors = ProcessorSender(settings.processor_max_attempts, lambda: self._holding, redis=self.redis)
+
+    def _report_consumer(self) -> StreamConsumer:
+        """The reader of the nodes' report streams, each kind of report to its handler."""
+        return StreamConsumer(
             self.redis,
             keys.EVENTS_GROUP,
             self.consumer,
@@ -138,17 +155,6 @@ class Duties:
             ],
             node_presence.known_ids,
         )
-        self.component_reports = component_reports.report_kind(
-            settings.component_metrics_every_seconds, settings.component_stop_grace_seconds
-        )
-        self.instance_reports = instance_reports.report_kind(
-            lambda: Fleet(self.redis, settings.offline_after_intervals)
-        )
-        self.app_recheck = app_upkeep.Recheck()
-        self._next_app_resend = 0.0
-        self.alerts = self._alert_sender(settings)
-        # Always: a task may name a processor whatever the configuration; idle, it is one indexed look a pass.
-        self.processors = ProcessorSender(settings.processor_max_attempts, lambda: self._holding, redis=self.redis)
 
     def _alert_sender(self, settings: Settings) -> alert_delivery.Sender | None:
         """The webhook sender, when URLs are configured: a thread of its own, so no POST ever delays a tick."""
