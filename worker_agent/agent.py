@@ -305,20 +305,7 @@ class Agent:
                 key=self.job_key,
             ).start()
             self.joined = True
-            name = f"{self.node_id}.{os.getpid()}" + (f".{self._generation}" if self._generation else "")
-            self._generation += 1
-            worker = AgentWorker(
-                self.node_id,
-                connection=worker_redis,
-                name=name,
-                job_key=self.job_key,
-                reconnect_max_seconds=self.settings.interval,
-                taking_jobs=self._taking_jobs,
-            )
-            self._worker = worker
-            # The node's summary says at once when its worker stops or starts taking jobs again.
-            worker.on_taking_changed = lambda _taking: self._heartbeat.beat() if self._heartbeat else None
-            worker.on_stop_requested = watch_stop  # RQ's own handlers take the signals while it works
+            worker = self._worker = self._new_worker(worker_redis)
             cause = "stopped"
             try:
                 worker.work(logging_level=None)
@@ -349,6 +336,23 @@ class Agent:
                 self._heartbeat_failing = self._heartbeat.failing
                 self._heartbeat = None
             worker_redis.close()
+
+    def _new_worker(self, worker_redis: Redis) -> AgentWorker:
+        """The RQ worker of this (re)join, named apart from those before it in this process."""
+        name = f"{self.node_id}.{os.getpid()}" + (f".{self._generation}" if self._generation else "")
+        self._generation += 1
+        worker = AgentWorker(
+            self.node_id,
+            connection=worker_redis,
+            name=name,
+            job_key=self.job_key,
+            reconnect_max_seconds=self.settings.interval,
+            taking_jobs=self._taking_jobs,
+        )
+        # The node's summary says at once when its worker stops or starts taking jobs again.
+        worker.on_taking_changed = lambda _taking: self._heartbeat.beat() if self._heartbeat else None
+        worker.on_stop_requested = watch_stop  # RQ's own handlers take the signals while it works
+        return worker
 
     def _recover_once(self) -> None:
         """At the first connection only: take back the tasks, components and instances a previous agent left."""
