@@ -123,71 +123,81 @@ def capacity_overrides(
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agent", description="corral agent: runs the tasks of one node.")
     cli_config.add_config_flags(parser)
-    parser.add_argument("--manager-url", default=MANAGER_URL, help="manager address (default %(default)s)")
-    parser.add_argument("--hostname", default=socket.gethostname(), help="hostname to report (default: this host's)")
-    parser.add_argument(
-        "--interval",
-        type=float,
-        default=HEARTBEAT_INTERVAL,
-        help="seconds between heartbeats (default %(default)s)",
-    )
-    parser.add_argument(
-        "--port",
-        type=int,
-        help=f"local health port on 127.0.0.1, 0 = any (default {AGENT_PORT}, or any free port when it is taken)",
-    )
-    parser.add_argument("--token", help=f"join token (else ${TOKEN_ENV}, else --token-file)")
-    parser.add_argument("--token-file", type=Path, help="file holding the join token, read on every join attempt")
-    parser.add_argument(
-        "--data-dir",
+    _join_flags(parser.add_argument_group("joining the manager"))
+    _node_flags(parser.add_argument_group("this node"))
+    _offer_flags(parser.add_argument_group("what the node offers components"))
+    return parser
+
+
+def _join_flags(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--manager-url", default=MANAGER_URL, help="manager address (default %(default)s)")
+    group.add_argument("--token", help=f"join token (else ${TOKEN_ENV}, else --token-file)")
+    group.add_argument("--token-file", type=Path, help="file holding the join token, read on every join attempt")
+    group.add_argument(
+        "--ca-bundle",
         type=Path,
-        help=f"node id, task records and task logs, one agent each (default: {default_root()} for this host's "
-        f"own hostname, else {default_root()}/hosts/<--hostname>)",
+        help=f"PEM CA bundle the manager's https:// and Redis' rediss:// certificates are verified against "
+        f"(else ${tls.CA_BUNDLE_ENV}, else the system's CAs)",
     )
-    parser.add_argument("--ip", help="IP to advertise (default: the address used to reach the manager)")
-    parser.add_argument(
+    group.add_argument(
+        "--redis-url", help="development and tests: skip joining the manager and work this Redis directly"
+    )
+
+
+def _node_flags(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--hostname", default=socket.gethostname(), help="hostname to report (default: this host's)")
+    group.add_argument("--ip", help="IP to advertise (default: the address used to reach the manager)")
+    group.add_argument(
         "--label",
         action="append",
         default=[],
         metavar="KEY=VALUE",
         help=f"a label of this node, repeatable (added to ${LABELS_ENV}, e.g. role=web,zone=a)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--tag",
         action="append",
         default=[],
         metavar="TAG",
         help=f"a tag of this node, repeatable (added to ${TAGS_ENV}, e.g. appserver,ssd); node queries name them",
     )
-    parser.add_argument(
+    group.add_argument(
+        "--data-dir",
+        type=Path,
+        help=f"node id, task records and task logs, one agent each (default: {default_root()} for this host's "
+        f"own hostname, else {default_root()}/hosts/<--hostname>)",
+    )
+    group.add_argument(
+        "--interval",
+        type=float,
+        default=HEARTBEAT_INTERVAL,
+        help="seconds between heartbeats (default %(default)s)",
+    )
+    group.add_argument(
+        "--port",
+        type=int,
+        help=f"local health port on 127.0.0.1, 0 = any (default {AGENT_PORT}, or any free port when it is taken)",
+    )
+    group.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def _offer_flags(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--cpu-cores", type=float, help="CPU cores to offer components (else $CORRAL_CPU_CORES, else detected)"
+    )
+    group.add_argument(
+        "--memory-mb", type=int, help="memory in MB to offer components (else $CORRAL_MEMORY_MB, else detected)"
+    )
+    group.add_argument("--gpus", type=int, help="GPUs to offer components (else $CORRAL_GPUS, else nvidia-smi's count)")
+    group.add_argument(
         "--docker-host",
         default=os.environ.get(DOCKER_HOST_ENV),
         help=f"Docker Engine API for docker components (else ${DOCKER_HOST_ENV}, else $DOCKER_HOST, else the default)",
     )
-    parser.add_argument("--sftp-key", type=Path, help="private key for sftp:// image URLs")
-    parser.add_argument(
+    group.add_argument("--sftp-key", type=Path, help="private key for sftp:// image URLs")
+    group.add_argument(
         "--sftp-known-hosts", type=Path, help="known_hosts for sftp:// image URLs (unknown host keys are refused)"
     )
-    parser.add_argument(
-        "--cpu-cores", type=float, help="CPU cores to offer components (else $CORRAL_CPU_CORES, else detected)"
-    )
-    parser.add_argument(
-        "--memory-mb", type=int, help="memory in MB to offer components (else $CORRAL_MEMORY_MB, else detected)"
-    )
-    parser.add_argument(
-        "--gpus", type=int, help="GPUs to offer components (else $CORRAL_GPUS, else nvidia-smi's count)"
-    )
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    parser.add_argument(
-        "--ca-bundle",
-        type=Path,
-        help=f"PEM CA bundle the manager's https:// and Redis' rediss:// certificates are verified against "
-        f"(else ${tls.CA_BUNDLE_ENV}, else the system's CAs)",
-    )
-    parser.add_argument(
-        "--redis-url", help="development and tests: skip joining the manager and work this Redis directly"
-    )
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
